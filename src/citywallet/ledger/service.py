@@ -1,0 +1,366 @@
+"""Ledger use cases: create accounts, post batches of transfers, read balances and transfers.
+
+The posting engine is batch-first: one batch reads the transfers and pending transfers it
+names, locks the accounts it touches in ascending id order (``FOR UPDATE`` on PostgreSQL;
+the ``BEGIN IMMEDIATE`` writer lock on SQLite), applies the pure rules of
+:mod:`citywallet.ledger.posting` in memory, and writes the new transfers and the new
+counters in a handful of set-based statements. A hot account is locked once per batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from citywallet.ledger.posting import apply_batch
+from citywallet.ledger.types import (
+    AccountFlags,
+    AccountState,
+    PendingState,
+    PendingStatus,
+    Result,
+    Transfer,
+    TransferFlags,
+    TransferSpec,
+)
+from citywallet.ledger.verifier import canonical_json, leaf_hash
+from citywallet.platform.clock import now_us
+from citywallet.platform.db import UnitOfWork
+
+TRANSFER_COLUMNS = (
+    "id, debit_account_id, credit_account_id, amount, ledger, code, flags, pending_id, "
+    "timeout, reference, timestamp"
+)
+_COUNTERS = "debits_pending, debits_posted, credits_pending, credits_posted"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    """An account to open."""
+
+    ledger: str
+    code: int
+    flags: int = AccountFlags.NONE
+    owner_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """An account with its counters, for reading."""
+
+    id: int
+    ledger: str
+    code: int
+    flags: int
+    owner_ref: str | None
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+
+    @property
+    def balance(self) -> int:
+        """Posted credits minus posted debits."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available(self) -> int:
+        """Posted balance less outgoing holds."""
+        return self.balance - self.debits_pending
+
+
+def transfer_hash(transfer: Transfer) -> bytes:
+    """The RFC 6962 leaf hash that seals a transfer."""
+    return leaf_hash(canonical_json(transfer.canonical()))
+
+
+def create_accounts(uow: UnitOfWork, *, accounts: Sequence[AccountSpec]) -> list[int]:
+    """Open accounts with zero counters; returns their ids in order."""
+    conn = uow.session.connection()
+    now = now_us()
+    ids: list[int] = []
+    for spec in accounts:
+        row = conn.exec_driver_sql(
+            _sql(
+                conn,
+                "INSERT INTO ledger_accounts (ledger, code, flags, owner_ref, debits_pending, "
+                "debits_posted, credits_pending, credits_posted, created_at) "
+                "VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?) RETURNING id",
+            ),
+            (spec.ledger, int(spec.code), int(spec.flags), spec.owner_ref, now),
+        ).one()
+        ids.append(int(row[0]))
+    return ids
+
+
+def create_account(
+    uow: UnitOfWork,
+    *,
+    ledger: str,
+    code: int,
+    flags: int = AccountFlags.NONE,
+    owner_ref: str | None = None,
+) -> int:
+    """Open one account; returns its id."""
+    return create_accounts(uow, accounts=[AccountSpec(ledger, code, flags, owner_ref)])[0]
+
+
+def post(
+    uow: UnitOfWork, *, transfers: Sequence[TransferSpec], system: bool = False
+) -> list[Result]:
+    """Post a batch; one result per transfer. Only OK and EXISTS are on the books.
+
+    ``system`` is for the ledger's own jobs (it allows the EXPIRED flag on voids).
+    """
+    if not transfers:
+        return []
+    conn = uow.session.connection()
+    ids = list({spec.id for spec in transfers if spec.id})
+    existing = _load_transfers(conn, "id", ids)
+    pending_ids = list({spec.pending_id for spec in transfers if spec.pending_id})
+    pendings = _load_pendings(conn, pending_ids)
+    account_ids: set[int] = set()
+    for spec in transfers:
+        account_ids.add(spec.debit_account_id)
+        account_ids.add(spec.credit_account_id)
+    for state in pendings.values():
+        account_ids.add(state.transfer.debit_account_id)
+        account_ids.add(state.transfer.credit_account_id)
+    account_ids.discard(0)
+    accounts = _lock_accounts(conn, sorted(account_ids))
+    outcome = apply_batch(transfers, accounts, existing, pendings, now=now_us(), system=system)
+    if outcome.created:
+        _insert_transfers(conn, outcome.created)
+        _update_counters(conn, [accounts[i] for i in sorted(outcome.touched_accounts)])
+        timeouts = [(t.id, t.expires_at) for t in outcome.created if t.expires_at is not None]
+        if timeouts:
+            _executemany(
+                conn,
+                "INSERT INTO ledger_pending_timeouts (transfer_id, expires_at) VALUES (?, ?)",
+                timeouts,
+            )
+        if outcome.resolved_pending_ids:
+            _executemany(
+                conn,
+                "DELETE FROM ledger_pending_timeouts WHERE transfer_id = ?",
+                [(i,) for i in outcome.resolved_pending_ids],
+            )
+    return outcome.results
+
+
+def get_accounts(uow: UnitOfWork, *, ids: Iterable[int]) -> dict[int, AccountView]:
+    """Accounts by id (missing ids are simply absent)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    conn = uow.session.connection()
+    rows = conn.exec_driver_sql(
+        _sql(
+            conn,
+            f"SELECT id, ledger, code, flags, owner_ref, {_COUNTERS} FROM ledger_accounts "
+            f"WHERE id IN ({_marks(conn, len(wanted))})",
+        ),
+        tuple(wanted),
+    ).all()
+    return {int(r[0]): AccountView(*r) for r in rows}
+
+
+def get_account(uow: UnitOfWork, *, account_id: int) -> AccountView | None:
+    """One account, or None."""
+    return get_accounts(uow, ids=[account_id]).get(account_id)
+
+
+def get_transfers(uow: UnitOfWork, *, ids: Iterable[str]) -> dict[str, Transfer]:
+    """Recorded transfers by id."""
+    return _load_transfers(uow.session.connection(), "id", list(set(ids)))
+
+
+def get_transfer(uow: UnitOfWork, *, transfer_id: str) -> Transfer | None:
+    """One recorded transfer, or None."""
+    return get_transfers(uow, ids=[transfer_id]).get(transfer_id)
+
+
+def account_transfers(
+    uow: UnitOfWork, *, account_id: int, before_seq: int | None = None, limit: int = 50
+) -> list[tuple[int, Transfer]]:
+    """An account's transfers, newest first, as (seq, transfer); page with ``before_seq``."""
+    conn = uow.session.connection()
+    bound = before_seq if before_seq is not None else 2**62
+    rows = conn.exec_driver_sql(
+        _sql(
+            conn,
+            f"SELECT seq, {TRANSFER_COLUMNS} FROM ledger_transfers "
+            "WHERE (debit_account_id = ? OR credit_account_id = ?) AND seq < ? "
+            "ORDER BY seq DESC LIMIT ?",
+        ),
+        (account_id, account_id, bound, limit),
+    ).all()
+    return [(int(r[0]), Transfer(*r[1:])) for r in rows]
+
+
+def expire_pending(uow: UnitOfWork, *, now: int | None = None, limit: int = 1000) -> int:
+    """Void pending transfers whose timeout has passed; returns how many were voided."""
+    conn = uow.session.connection()
+    moment = now if now is not None else now_us()
+    rows = conn.exec_driver_sql(
+        _sql(
+            conn,
+            "SELECT transfer_id FROM ledger_pending_timeouts WHERE expires_at <= ? "
+            "ORDER BY expires_at LIMIT ?",
+        ),
+        (moment, limit),
+    ).all()
+    specs = [
+        TransferSpec(
+            id=expiry_void_id(r[0]),
+            pending_id=r[0],
+            flags=TransferFlags.VOID_PENDING | TransferFlags.EXPIRED,
+            amount=None,
+        )
+        for r in rows
+    ]
+    results = post(uow, transfers=specs, system=True)
+    return sum(1 for r in results if r is Result.OK)
+
+
+def expiry_void_id(pending_id: str) -> str:
+    """The deterministic id of the void that expires a pending transfer (runs once)."""
+    return "exp_" + hashlib.sha256(pending_id.encode()).hexdigest()[:40]
+
+
+# --- SQL plumbing -------------------------------------------------------------------------
+
+
+def _is_pg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def _sql(conn: Connection, statement: str) -> str:
+    """Our SQL is written with ``?`` placeholders; psycopg wants ``%s``."""
+    return statement.replace("?", "%s") if _is_pg(conn) else statement
+
+
+def _marks(conn: Connection, n: int) -> str:
+    return ", ".join(["%s" if _is_pg(conn) else "?"] * n)
+
+
+def _executemany(conn: Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    conn.exec_driver_sql(_sql(conn, statement), rows)
+
+
+def _chunks(items: list[Any], size: int = 900) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load_transfers(conn: Connection, column: str, keys: list[str]) -> dict[str, Transfer]:
+    found: dict[str, Transfer] = {}
+    for chunk in _chunks(keys):
+        rows = conn.exec_driver_sql(
+            _sql(
+                conn,
+                f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers "
+                f"WHERE {column} IN ({_marks(conn, len(chunk))})",
+            ),
+            tuple(chunk),
+        ).all()
+        for r in rows:
+            transfer = Transfer(*r)
+            found[transfer.pending_id if column == "pending_id" else transfer.id] = transfer  # type: ignore[index]
+    return found
+
+
+def _load_pendings(conn: Connection, pending_ids: list[str]) -> dict[str, PendingState]:
+    if not pending_ids:
+        return {}
+    originals = _load_transfers(conn, "id", pending_ids)
+    resolutions = _load_transfers(conn, "pending_id", pending_ids)
+    states: dict[str, PendingState] = {}
+    for pending_id, transfer in originals.items():
+        resolution = resolutions.get(pending_id)
+        if resolution is None:
+            status = PendingStatus.PENDING
+        elif resolution.flags & TransferFlags.POST_PENDING:
+            status = PendingStatus.POSTED
+        else:
+            status = PendingStatus.VOIDED
+        states[pending_id] = PendingState(transfer, status)
+    return states
+
+
+def _lock_accounts(conn: Connection, ids: list[int]) -> dict[int, AccountState]:
+    accounts: dict[int, AccountState] = {}
+    lock = " FOR UPDATE" if _is_pg(conn) else ""
+    for chunk in _chunks(ids):
+        rows = conn.exec_driver_sql(
+            _sql(
+                conn,
+                f"SELECT id, ledger, flags, {_COUNTERS} FROM ledger_accounts "
+                f"WHERE id IN ({_marks(conn, len(chunk))}) ORDER BY id{lock}",
+            ),
+            tuple(chunk),
+        ).all()
+        for r in rows:
+            accounts[int(r[0])] = AccountState(*r)
+    return accounts
+
+
+def _insert_transfers(conn: Connection, transfers: list[Transfer]) -> None:
+    rows = [
+        (
+            t.id,
+            t.debit_account_id,
+            t.credit_account_id,
+            t.amount,
+            t.ledger,
+            t.code,
+            t.flags,
+            t.pending_id,
+            t.timeout,
+            t.reference,
+            t.timestamp,
+            transfer_hash(t),
+        )
+        for t in transfers
+    ]
+    columns = f"{TRANSFER_COLUMNS}, hash"
+    if _is_pg(conn) and len(rows) > 1:
+        # One statement for the whole batch: columns travel as arrays.
+        cols = list(zip(*rows, strict=True))
+        conn.exec_driver_sql(
+            f"INSERT INTO ledger_transfers ({columns}) SELECT * FROM unnest("
+            "%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::int[], "
+            "%s::int[], %s::text[], %s::int[], %s::text[], %s::bigint[], %s::bytea[])",
+            tuple(list(c) for c in cols),
+        )
+        return
+    _executemany(
+        conn, f"INSERT INTO ledger_transfers ({columns}) VALUES ({_marks(conn, 12)})", rows
+    )
+
+
+def _update_counters(conn: Connection, states: list[AccountState]) -> None:
+    rows = [
+        (s.debits_pending, s.debits_posted, s.credits_pending, s.credits_posted, s.id)
+        for s in states
+    ]
+    if _is_pg(conn) and len(rows) > 1:
+        cols = list(zip(*rows, strict=True))
+        conn.exec_driver_sql(
+            "UPDATE ledger_accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, "
+            "credits_pending = v.cp, credits_posted = v.cpo FROM unnest(%s::bigint[], "
+            "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS v(dp, dpo, cp, cpo, id) "
+            "WHERE a.id = v.id",
+            tuple(list(c) for c in cols),
+        )
+        return
+    _executemany(
+        conn,
+        "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, "
+        "credits_pending = ?, credits_posted = ? WHERE id = ?",
+        rows,
+    )

@@ -1,0 +1,52 @@
+"""Settings from the environment (prefix ``CITYWALLET_``), with safe development defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable; read once per process through :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYWALLET_", env_file=None, extra="ignore")
+
+    var_dir: Path = Field(default=Path("var"), description="Where dev data, keys and logs live.")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means a SQLite file under var_dir. "
+        "postgresql+psycopg://user@host/db selects PostgreSQL.",
+    )
+    db_pool_size: int = 10
+    master_keys: str = Field(
+        default="",
+        description="Data-encryption keys as 'kid:base64key,...' (first is current). "
+        "Empty: a key file under var_dir is created on first start (development only).",
+    )
+    key_file: Path | None = Field(default=None, description="Key file; default var_dir/keys.json.")
+    log_level: str = "INFO"
+    log_json: bool = False
+    seal_max_transfers: int = 10_000
+    worker_poll_seconds: float = 0.5
+    run_worker_in_server: bool = True
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under ``var_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'citywallet.db').resolve()}"
+
+    @property
+    def resolved_key_file(self) -> Path:
+        """Where the development key ring lives when keys are not given in the environment."""
+        return self.key_file or self.var_dir / "keys.json"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own :class:`Settings`)."""
+    return Settings()

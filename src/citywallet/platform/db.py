@@ -1,0 +1,169 @@
+"""Engine, declarative base and the unit of work: one use case, one transaction.
+
+SQLite: WAL, foreign keys on, and writers open with ``BEGIN IMMEDIATE`` so the single
+writer lock serialises money movement (readers use a deferred ``BEGIN``).
+PostgreSQL: READ COMMITTED with explicit row locks taken by the services in ascending id
+order; :func:`transact` retries on serialization failures and deadlocks.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import BigInteger, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session
+
+T = TypeVar("T")
+
+# An integer primary key that is BIGINT on PostgreSQL and the rowid alias on SQLite.
+BigId = (
+    BigInteger()
+    .with_variant(sqlite.INTEGER(), "sqlite")
+    .with_variant(postgresql.BIGINT(), "postgresql")
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table; one metadata for Alembic."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+    """Create an engine configured for CityWallet's transaction discipline."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 60},
+            pool_size=pool_size,
+            max_overflow=pool_size * 4,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+        pool_pre_ping=True,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Take over SQLite's transaction handling so BEGIN IMMEDIATE can be emitted."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "DEFERRED" if conn.get_execution_options().get("readonly") else "IMMEDIATE"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
+    """Whether this engine or connection talks to SQLite."""
+    return engine_or_conn.dialect.name == "sqlite"
+
+
+@dataclass
+class UnitOfWork:
+    """One database transaction. Services receive it; only the caller commits."""
+
+    session: Session
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.session.get_bind().dialect.name
+
+    def commit(self) -> None:
+        """Commit the transaction (called by the edge, never by a service)."""
+        self.session.commit()
+
+    def rollback(self) -> None:
+        """Abandon everything done in this unit of work."""
+        self.session.rollback()
+
+
+class Database:
+    """An engine plus unit-of-work factory; one per process and database URL."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def uow(self, *, readonly: bool = False) -> Iterator[UnitOfWork]:
+        """Open a unit of work; rolls back unless the caller committed."""
+        session = Session(self.engine, expire_on_commit=False, autoflush=False)
+        if readonly:
+            session.connection(execution_options={"readonly": True})
+        else:
+            session.connection()  # begin now: BEGIN IMMEDIATE on SQLite
+        try:
+            yield UnitOfWork(session)
+        finally:
+            session.rollback()
+            session.close()
+
+    def transact(
+        self, fn: Callable[[UnitOfWork], T], *, attempts: int = 8, readonly: bool = False
+    ) -> T:
+        """Run ``fn`` in a unit of work and commit; retry on serialization failure/deadlock."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.uow(readonly=readonly) as uow:
+                    result = fn(uow)
+                    uow.commit()
+                    return result
+            except DBAPIError as exc:
+                if attempt == attempts or not is_retryable(exc):
+                    raise
+                time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """Whether the database asks us to simply try the transaction again."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)

@@ -1,0 +1,29 @@
+"""Every table module, imported so ``Base.metadata`` is complete; and migrations by code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+import citywallet
+import citywallet.ledger.models
+import citywallet.platform.models  # noqa: F401
+from citywallet.platform.db import Base
+
+metadata = Base.metadata
+MIGRATIONS_DIR = Path(citywallet.__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic configuration for ``url`` without needing an alembic.ini on disk."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision``."""
+    command.upgrade(alembic_config(url), revision)
