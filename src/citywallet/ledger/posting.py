@@ -39,7 +39,8 @@ def apply_batch(
     """Apply ``specs`` in order, mutating ``accounts`` and ``pendings`` in place.
 
     ``existing`` holds already-recorded transfers with the batch's ids; ``pendings`` holds the
-    pending transfers the batch refers to (pending transfers the batch creates join it). ``system`` allows the ledger's own EXPIRED flag.
+    pending transfers the batch refers to (pending transfers the batch creates join it).
+    ``system`` allows the ledger's own EXPIRED flag.
     Linked chains succeed or fail together; a failed chain leaves no trace.
     """
     outcome = BatchOutcome(results=[Result.OK] * len(specs))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag, StrEnum
 
@@ -241,3 +242,22 @@ class BatchOutcome:
     created: list[Transfer] = field(default_factory=list)
     touched_accounts: set[int] = field(default_factory=set)
     resolved_pending_ids: set[str] = field(default_factory=set)
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class VerifyReport:
+    """What verification found; ``ok`` when nothing."""
+
+    problems: list[str] = field(default_factory=list)
+    accounts: int = 0
+    transfers: int = 0
+    blocks: int = 0
+    sealed_transfers: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the ledger is consistent and untampered."""
+        return not self.problems

@@ -9,7 +9,7 @@ from alembic.config import Config
 
 import citywallet
 import citywallet.ledger.models
-import citywallet.platform.models  # noqa: F401
+import citywallet.platform.models
 from citywallet.platform.db import Base
 
 metadata = Base.metadata
