@@ -24,7 +24,7 @@ PG_ADMIN_URL = os.environ.get(
     "CITYWALLET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-BACKENDS = [b for b in os.environ.get("CITYWALLET_TEST_BACKENDS", "sqlite,postgresql").split(",")]
+BACKENDS = os.environ.get("CITYWALLET_TEST_BACKENDS", "sqlite,postgresql").split(",")
 
 
 def _worker() -> str:
@@ -40,7 +40,7 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach PostgreSQL
+    except Exception as exc:  # any failure to reach PostgreSQL
         admin.dispose()
         message = f"PostgreSQL unreachable at {PG_ADMIN_URL}: {exc.__class__.__name__}"
         if IN_CI:

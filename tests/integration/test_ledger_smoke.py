@@ -25,13 +25,14 @@ def test_post_seal_prove(db: Database) -> None:
                 TransferSpec("top1", bank, alice, 10_000, "CNY", 1),
                 TransferSpec("hold", alice, bank, 3_000, "CNY", 2, flags=TransferFlags.PENDING),
                 TransferSpec("over", alice, bank, 7_001, "CNY", 2),
-                TransferSpec("post", pending_id="hold", flags=TransferFlags.POST_PENDING,
-                             amount=2_000),
+                TransferSpec(
+                    "post", pending_id="hold", flags=TransferFlags.POST_PENDING, amount=2_000
+                ),
             ],
         )
         return bank, alice, results
 
-    bank, alice, results = db.transact(setup)
+    _bank, alice, results = db.transact(setup)
     assert results == [Result.OK, Result.OK, Result.EXCEEDS_CREDITS, Result.OK]
     with db.uow(readonly=True) as uow:
         view = ledger.get_account(uow, account_id=alice)
