@@ -174,6 +174,16 @@ def get_account(uow: UnitOfWork, *, account_id: int) -> AccountView | None:
     return get_accounts(uow, ids=[account_id]).get(account_id)
 
 
+def find_account(uow: UnitOfWork, *, owner_ref: str) -> int | None:
+    """The id of the first account opened for ``owner_ref``, or None."""
+    conn = uow.session.connection()
+    row = conn.exec_driver_sql(
+        _sql(conn, "SELECT id FROM ledger_accounts WHERE owner_ref = ? ORDER BY id LIMIT 1"),
+        (owner_ref,),
+    ).first()
+    return None if row is None else int(row[0])
+
+
 def get_transfers(uow: UnitOfWork, *, ids: Iterable[str]) -> dict[str, Transfer]:
     """Recorded transfers by id."""
     return _load_transfers(uow.session.connection(), "id", list(set(ids)))

@@ -1,0 +1,232 @@
+"""The ``citywallet`` command: serve, demo, worker, db, ledger, keys, bench."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import citywallet
+from citywallet.platform import crypto
+from citywallet.platform.config import get_settings
+from citywallet.platform.logging import configure_logging
+from citywallet.platform.schema import upgrade
+from citywallet.runtime import Runtime
+
+app = typer.Typer(help="CityWallet: a city's digital wallet platform.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The ledger: verify, seal, prove, expire.", no_args_is_help=True)
+keys_app = typer.Typer(help="Data-encryption keys.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (print a table, write JSON).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(keys_app, name="keys")
+app.add_typer(bench_app, name="bench")
+console = Console()
+REPO_ROOT = Path(citywallet.__file__).resolve().parents[2]
+
+
+def _runtime(*, migrate: bool = True) -> Runtime:
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    runtime = Runtime.from_settings(settings)
+    if migrate:
+        upgrade(runtime.db.url)
+    return runtime
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(citywallet.__version__)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    settings = get_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url, revision)
+    console.print(f"[green]database at {revision}[/]")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Check every invariant, block, signature and sealed transfer; exit 1 on damage."""
+    from citywallet.ledger.audit import verify_ledger
+
+    runtime = _runtime()
+    signer = runtime.ledger_signer()
+    tasks: dict[str, TaskID] = {}
+    with _progress() as progress:
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(f"checking {stage}", total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        with runtime.db.uow(readonly=True) as uow:
+            result = verify_ledger(uow, public_key=signer.public_key, progress=report)
+    table = Table(title="ledger verify")
+    table.add_column("checked")
+    table.add_column("count", justify="right")
+    for name, count in (
+        ("accounts", result.accounts),
+        ("transfers", result.transfers),
+        ("blocks", result.blocks),
+        ("sealed transfers", result.sealed_transfers),
+    ):
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    if result.ok:
+        console.print("[green]ledger verified: books balance, every block and seal intact[/]")
+        return
+    for line in result.problems:
+        console.print(f"[red]✗[/] {line}")
+    raise typer.Exit(1)
+
+
+@ledger_app.command("seal")
+def ledger_seal() -> None:
+    """Seal every unsealed transfer into blocks now."""
+    from citywallet.ledger.blocks import seal_all
+
+    runtime = _runtime()
+    signer = runtime.ledger_signer()
+    sealed = runtime.db.transact(
+        lambda uow: seal_all(uow, signer, max_transfers=runtime.settings.seal_max_transfers)
+    )
+    console.print(f"sealed {sealed:,} transfers")
+
+
+@ledger_app.command("proof")
+def ledger_proof(transfer_id: str) -> None:
+    """Print a transfer's inclusion proof as JSON."""
+    import json
+
+    from citywallet.ledger.blocks import NotSealedYet, inclusion_proof
+
+    runtime = _runtime()
+    signer = runtime.ledger_signer()
+    with runtime.db.uow(readonly=True) as uow:
+        try:
+            proof = inclusion_proof(uow, transfer_id=transfer_id, signer=signer)
+        except LookupError:
+            console.print(f"[red]no transfer {transfer_id}[/]")
+            raise typer.Exit(1) from None
+        except NotSealedYet:
+            console.print("[yellow]not sealed yet: run `citywallet ledger seal`[/]")
+            raise typer.Exit(1) from None
+    print(json.dumps(proof, indent=2))
+
+
+@ledger_app.command("expire")
+def ledger_expire() -> None:
+    """Void every pending transfer whose timeout has passed."""
+    from citywallet.ledger.service import expire_pending
+
+    runtime = _runtime()
+    total = 0
+    while voided := runtime.db.transact(lambda uow: expire_pending(uow)):
+        total += voided
+    console.print(f"expired {total:,} pending transfers")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new data-encryption key current and re-encrypt every stored secret with it."""
+    settings = get_settings()
+    kid = crypto.add_key(settings)
+    runtime = _runtime()
+    with _progress() as progress:
+        task = progress.add_task("re-wrapping", total=len(crypto.ENCRYPTED_COLUMNS))
+
+        def step(_table: str, _rows: int) -> None:
+            progress.advance(task)
+
+        changed = runtime.db.transact(
+            lambda uow: crypto.rewrap_all(uow, runtime.encryptor, progress=step)
+        )
+    console.print(f"[green]key {kid} is current; {changed:,} values re-encrypted[/]")
+
+
+@bench_app.command(
+    "ledger", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_ledger(ctx: typer.Context) -> None:
+    """Posting throughput on SQLite and PostgreSQL beside pgbench (see --help of bench)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench.ledger import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+) -> None:
+    """Run the HTTP server (migrates first)."""
+    import uvicorn
+
+    _runtime().close()
+    uvicorn.run(
+        "citywallet.api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
+@app.command()
+def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Seed demo data, print the URLs and logins, and serve."""
+    from citywallet.demo import seed
+
+    runtime = _runtime()
+    info = seed(runtime)
+    base = f"http://{host}:{port}"
+    table = Table(title="CityWallet demo", show_header=False)
+    table.add_row("API docs", f"{base}/docs")
+    table.add_row("Health", f"{base}/healthz")
+    table.add_row("Metrics", f"{base}/metrics")
+    table.add_row("Ledger public key", f"{base}/v1/ledger/public-key")
+    table.add_row(
+        "A sealed transfer's proof", f"{base}/v1/ledger/transfers/{info.sample_transfer}/proof"
+    )
+    table.add_row("Database", runtime.db.url)
+    table.add_row("Ledger accounts", ", ".join(f"{k}={v}" for k, v in info.accounts.items()))
+    console.print(table)
+    runtime.close()
+    console.print(f"Serving on {base} — Ctrl+C to stop.")
+    import uvicorn
+
+    uvicorn.run(
+        "citywallet.api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,68 @@
+"""Structured logs (structlog) with sensitive values masked before anything is written."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+SENSITIVE_KEYS = {
+    "password", "pin", "payment_pin", "id_number", "card_number", "phone", "secret",
+    "token", "authorization", "cvv", "code", "sms_code", "api_key",
+}  # fmt: skip
+# Mainland mobile numbers, 18-character resident ID numbers and card-like digit runs.
+_PATTERNS = [
+    re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)"),
+    re.compile(r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])"),
+    re.compile(r"(?<!\d)\d{13,19}(?!\d)"),
+]
+
+
+def mask_text(text: str) -> str:
+    """Mask phone, ID and card numbers inside free text."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(
+            lambda m: m.group(0)[:3] + "*" * (len(m.group(0)) - 5) + m.group(0)[-2:], text
+        )
+    return text
+
+
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: drop sensitive fields' values and mask numbers in text."""
+    for key, value in list(event.items()):
+        if key.lower() in SENSITIVE_KEYS:
+            event[key] = "***"
+        elif isinstance(value, str):
+            event[key] = mask_text(value)
+    return event
+
+
+def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
+    """Route structlog and the standard library through one redacting pipeline."""
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*processors, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    )
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound to ``name``."""
+    return structlog.get_logger(name)

@@ -1,0 +1,42 @@
+"""The composition root: settings, database, keys — built once per process, passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from threading import Lock
+
+from citywallet.ledger.blocks import LedgerSigner, load_signer
+from citywallet.platform.config import Settings, get_settings
+from citywallet.platform.crypto import Encryptor, load_keyring
+from citywallet.platform.db import Database
+
+
+@dataclass
+class Runtime:
+    """Built once per process (server, worker, CLI command) and passed down explicitly."""
+
+    settings: Settings
+    db: Database
+    encryptor: Encryptor
+    _signer: LedgerSigner | None = field(default=None, repr=False)
+    _lock: Lock = field(default_factory=Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Runtime:
+        """Open the database and load the keys named by ``settings`` (default: environment)."""
+        settings = settings or get_settings()
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+        return cls(settings, database, Encryptor(load_keyring(settings)))
+
+    def ledger_signer(self) -> LedgerSigner:
+        """The ledger signing key (created on first use, then cached)."""
+        with self._lock:
+            if self._signer is None:
+                encryptor = self.encryptor
+                self._signer = self.db.transact(lambda uow: load_signer(uow, encryptor))
+            return self._signer
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.db.dispose()
