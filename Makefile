@@ -1,0 +1,37 @@
+# The two commands a newcomer needs:  make demo   and   make test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit serve bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Install, seed demo data, print URLs and logins, and serve on http://127.0.0.1:8000
+demo: $(STAMP)
+	$(BIN)/citywallet demo
+
+## Install and run everything CI runs: lint, format check, types, the whole suite (SQLite + PostgreSQL)
+test: $(STAMP)
+	bash scripts/ensure-postgres.sh
+	$(BIN)/ruff check src tests bench migrations
+	$(BIN)/ruff format --check src tests bench migrations
+	$(BIN)/mypy
+	$(BIN)/pytest -n auto --dist loadfile -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+serve: $(STAMP)
+	$(BIN)/citywallet serve
+
+bench: $(STAMP)
+	$(BIN)/citywallet bench ledger
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""The public ledger endpoints, health, metrics and the problem+json contract."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from citywallet.ledger import service as ledger
+from citywallet.ledger.blocks import seal_all
+from citywallet.ledger.types import AccountCode, AccountFlags, TransferSpec
+from citywallet.ledger.verifier import ProofError, verify_inclusion_proof
+from citywallet.runtime import Runtime
+from tests.ledger_checks import assert_ledger_clean
+
+
+def _post_two(runtime: Runtime) -> None:
+    def run(uow):  # type: ignore[no-untyped-def]
+        bank = ledger.create_account(uow, ledger="CNY", code=AccountCode.BANK_SETTLEMENT)
+        wallet = ledger.create_account(
+            uow,
+            ledger="CNY",
+            code=AccountCode.CUSTOMER_WALLET,
+            flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+        )
+        ledger.post(
+            uow,
+            transfers=[
+                TransferSpec("txf_a", bank, wallet, 1234, "CNY", 1),
+                TransferSpec("txf_b", wallet, bank, 34, "CNY", 2),
+            ],
+        )
+
+    runtime.db.transact(run)
+
+
+def test_a_third_party_verifies_a_proof_with_the_public_key_alone(
+    client: TestClient, runtime: Runtime
+) -> None:
+    _post_two(runtime)
+    assert client.get("/v1/ledger/transfers/txf_b/proof").json()["code"] == "not_sealed_yet"
+    signer = runtime.ledger_signer()
+    runtime.db.transact(lambda uow: seal_all(uow, signer))
+
+    key = client.get("/v1/ledger/public-key").json()
+    proof = client.get("/v1/ledger/transfers/txf_b/proof").json()
+    with runtime.db.uow(readonly=True) as uow:
+        receipt = ledger.get_transfer(uow, transfer_id="txf_b")
+    assert receipt is not None
+    header = verify_inclusion_proof(proof, bytes.fromhex(key["public_key"]), receipt.canonical())
+    assert header["height"] == 0
+    assert header["key_id"] == key["key_id"]
+
+    forged = dict(receipt.canonical(), amount=receipt.amount + 1)
+    try:
+        verify_inclusion_proof(proof, bytes.fromhex(key["public_key"]), forged)
+    except ProofError:
+        pass
+    else:
+        raise AssertionError("a forged receipt verified")
+    assert_ledger_clean(runtime.db)
+
+
+def test_unknown_transfer_is_a_problem_json_404(client: TestClient) -> None:
+    response = client.get("/v1/ledger/transfers/txf_nope/proof")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == "transfer_not_found"
+    assert body["status"] == 404
+    assert body["type"].endswith("/transfer_not_found")
+
+
+def test_not_sealed_yet_says_when_to_retry(client: TestClient, runtime: Runtime) -> None:
+    _post_two(runtime)
+    response = client.get("/v1/ledger/transfers/txf_a/proof")
+    assert response.status_code == 409
+    assert response.headers["retry-after"] == "5"
+    assert_ledger_clean(runtime.db)
+
+
+def test_unknown_route_is_problem_json(client: TestClient) -> None:
+    response = client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_health_and_metrics(client: TestClient, runtime: Runtime) -> None:
+    health = client.get("/healthz")
+    assert health.json() == {"status": "ok", "database": runtime.db.dialect}
+    metrics = client.get("/metrics").text
+    assert 'citywallet_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
+
+
+def test_openapi_document_lists_the_ledger_routes(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/v1/ledger/public-key" in paths
+    assert "/v1/ledger/transfers/{transfer_id}/proof" in paths
