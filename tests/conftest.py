@@ -1,7 +1,9 @@
 """Shared fixtures: the same integration tests run on SQLite and on PostgreSQL.
 
 PostgreSQL comes from ``CITYWALLET_TEST_PG_URL`` (default: the local server, user postgres).
-Each xdist worker gets its own database, migrated once; each test starts from empty tables.
+Each xdist worker gets its own database with the schema built from the models once; each
+test starts from empty tables. (tests/integration/test_migrations.py proves the Alembic
+migrations build exactly that schema.)
 Outside CI an unreachable PostgreSQL skips its half with a visible reason; with ``CI=true``
 it fails the run.
 """
@@ -18,7 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from citywallet.platform.db import Database
-from citywallet.platform.schema import metadata, upgrade
+from citywallet.platform.schema import metadata
 
 PG_ADMIN_URL = os.environ.get(
     "CITYWALLET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -47,7 +49,7 @@ def pg_url() -> Iterator[str]:
             pytest.fail(message + " (CI=true: PostgreSQL tests must run)", pytrace=False)
         pytest.skip(message)
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
+    _create_schema(url)
     yield url
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -56,10 +58,18 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite file copied for each test (migrating per test would be slow)."""
+    """A SQLite file with the schema, copied for each test (building it per test is slow)."""
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-    upgrade(f"sqlite:///{path}")
+    _create_schema(f"sqlite:///{path}")
     return path
+
+
+def _create_schema(url: str) -> None:
+    database = Database(url, pool_size=1)
+    try:
+        metadata.create_all(database.engine)
+    finally:
+        database.dispose()
 
 
 def _truncate_all(database: Database) -> None:
