@@ -133,6 +133,16 @@ class Encryptor:
             return token
         return self.encrypt(self.decrypt(token, aad=aad), aad=aad)
 
+    def keyed_hash(self, purpose: str, value: str, *, key_id: str | None = None) -> tuple[str, str]:
+        """HMAC-SHA256 of ``value`` under a per-purpose key derived from key ``key_id``
+        (default: current). Returns (key id, hex digest); store both so a later rotation can
+        re-hash on the next successful check (used for payment PINs)."""
+        kid = key_id or self.keyring.current
+        if kid not in self.keyring.keys:
+            raise CryptoError(f"no key {kid!r}")
+        derived = hmac.new(self.keyring.keys[kid], purpose.encode(), hashlib.sha256).digest()
+        return kid, hmac.new(derived, value.encode(), hashlib.sha256).hexdigest()
+
     def lookup_hash(self, value: str) -> str:
         """A keyed hash for finding a row by an encrypted value (e.g. a phone number)."""
         return hmac.new(self._lookup_key, value.encode(), hashlib.sha256).hexdigest()
