@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from threading import Lock
 
+from citywallet.identity.gateways import (
+    IdentityVerifier,
+    SmsGateway,
+    make_identity_verifier,
+    make_sms_gateway,
+)
 from citywallet.ledger.blocks import LedgerSigner, load_signer
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.crypto import Encryptor, load_keyring
 from citywallet.platform.db import Database
+from citywallet.wallet.bank import Bank, make_bank
 
 
 @dataclass
@@ -28,6 +36,21 @@ class Runtime:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         database = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
         return cls(settings, database, Encryptor(load_keyring(settings)))
+
+    @cached_property
+    def sms(self) -> SmsGateway:
+        """The SMS gateway (the sandbox records messages in a dev outbox)."""
+        return make_sms_gateway(self.settings, self.db)
+
+    @cached_property
+    def identity_verifier(self) -> IdentityVerifier:
+        """Real-name verification (the sandbox behaves like the real service)."""
+        return make_identity_verifier(self.settings)
+
+    @cached_property
+    def bank(self) -> Bank:
+        """The bank behind cards, top-ups, withdrawals and settlements."""
+        return make_bank(self.settings)
 
     def ledger_signer(self) -> LedgerSigner:
         """The ledger signing key (created on first use, then cached)."""

@@ -8,8 +8,10 @@ from alembic import command
 from alembic.config import Config
 
 import citywallet
+import citywallet.identity.models
 import citywallet.ledger.models
 import citywallet.platform.models
+import citywallet.wallet.models
 from citywallet.platform.db import Base
 
 metadata = Base.metadata

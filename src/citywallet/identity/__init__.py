@@ -1,0 +1,1 @@
+"""Residents: sign-up, sessions, real name and tiers, payment PIN, devices."""

@@ -1,0 +1,1 @@
+"""Wallets: balances and limits, bank cards, top-up, withdrawal, P2P, AA split, history."""
