@@ -1,0 +1,120 @@
+"""``Idempotency-Key`` handling for money-moving requests, inside the request's transaction.
+
+The edge calls :func:`begin` first thing in the unit of work. It inserts the key row before
+anything else happens, so a concurrent request with the same key waits — on PostgreSQL at
+the unique key until the first transaction ends, on SQLite at the ``BEGIN IMMEDIATE``
+writer lock — and then sees the stored response. The use case runs, :func:`finish` stores
+its response, and one commit makes the key, the ledger effects and the response durable
+together. If the use case fails, the rollback removes the key as well, so a retry runs
+again; to make a refusal replayable too, store it from a fresh unit of work with
+``begin`` + ``finish``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from citywallet.platform.clock import now_us
+from citywallet.platform.db import UnitOfWork
+from citywallet.platform.errors import Conflict, InvalidInput
+
+KEY_TTL_SECONDS = 24 * 3600
+_IN_PROGRESS = 0  # status_code of a key whose response is not stored yet
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """The same ``Idempotency-Key`` arrived with a different request."""
+
+    code = "idempotency_key_reused"
+    status = 422
+    title = "Idempotency key reused"
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The response first given for an idempotency key, replayed byte for byte."""
+
+    status_code: int
+    body: bytes
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """A SHA-256 hex digest identifying a request (method, path and raw body)."""
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def begin(uow: UnitOfWork, *, scope: str, key: str, request_hash: str) -> StoredResponse | None:
+    """Claim ``key`` for this request; returns the stored response if it was seen before."""
+    inserted = uow.session.execute(
+        text(
+            "INSERT INTO platform_idempotency_keys "
+            "(scope, key, request_hash, status_code, response_body, created_at) "
+            "VALUES (:scope, :key, :hash, :status, :body, :now) "
+            "ON CONFLICT (scope, key) DO NOTHING RETURNING scope"
+        ),
+        {
+            "scope": scope,
+            "key": key,
+            "hash": request_hash,
+            "status": _IN_PROGRESS,
+            "body": b"",
+            "now": now_us(),
+        },
+    ).first()
+    if inserted is not None:
+        return None
+    row = uow.session.execute(
+        text(
+            "SELECT request_hash, status_code, response_body FROM platform_idempotency_keys "
+            "WHERE scope = :scope AND key = :key"
+        ),
+        {"scope": scope, "key": key},
+    ).one()
+    if row[0] != request_hash:
+        raise IdempotencyKeyReused("this Idempotency-Key was already used for a different request")
+    if row[1] == _IN_PROGRESS:  # only if a caller committed without finish()
+        raise Conflict(
+            "the request with this Idempotency-Key has not finished",
+            code="idempotency_key_in_progress",
+        )
+    return StoredResponse(int(row[1]), bytes(row[2]))
+
+
+def finish(uow: UnitOfWork, *, scope: str, key: str, status_code: int, body: bytes) -> None:
+    """Store the response for ``key`` in the same transaction as the request's effects."""
+    if status_code == _IN_PROGRESS:
+        raise ValueError("status_code must be a real HTTP status")
+    result = uow.session.execute(
+        text(
+            "UPDATE platform_idempotency_keys SET status_code = :status, response_body = :body "
+            "WHERE scope = :scope AND key = :key AND status_code = :in_progress"
+        ),
+        {
+            "scope": scope,
+            "key": key,
+            "status": status_code,
+            "body": body,
+            "in_progress": _IN_PROGRESS,
+        },
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise RuntimeError(f"finish() without begin() for idempotency key {scope}/{key}")
+
+
+def purge_expired(
+    uow: UnitOfWork, *, older_than_seconds: int = KEY_TTL_SECONDS, now: int | None = None
+) -> int:
+    """Delete keys older than ``older_than_seconds`` (default 24 h); returns how many."""
+    moment = now if now is not None else now_us()
+    result = uow.session.execute(
+        text("DELETE FROM platform_idempotency_keys WHERE created_at < :cutoff"),
+        {"cutoff": moment - older_than_seconds * 1_000_000},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,181 @@
+"""The transactional outbox: side effects written with the business change, delivered after.
+
+A service calls :func:`enqueue` inside its unit of work, so the message exists if and only
+if the business change committed. :func:`deliver_due` (a periodic task of the worker) claims
+due messages in a short transaction of its own, calls each topic's handler outside any
+transaction, then records the outcome. Delivery is at least once: a handler may see the
+same message again (after a crash, or a claim that outlived ``claim_seconds``), so handlers
+pass ``message.id`` on as an idempotency key to whatever they call.
+
+The claim is a visibility timeout: ``next_attempt_at`` moves ``claim_seconds`` ahead, so no
+other worker picks the message up while it is being delivered. PostgreSQL selects with
+``FOR UPDATE SKIP LOCKED`` so concurrent workers claim disjoint messages; on SQLite the
+``BEGIN IMMEDIATE`` writer lock serialises claims.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+
+from citywallet.platform.clock import now_us
+from citywallet.platform.db import Database, UnitOfWork
+
+SECOND_US = 1_000_000
+MAX_AGE_SECONDS = 24 * 3600  # after this long without success a message is marked dead
+BASE_DELAY_SECONDS = 2.0
+MAX_DELAY_SECONDS = 3600.0
+CLAIM_SECONDS = 60
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One claimed outbox message, as a handler sees it."""
+
+    id: int
+    topic: str
+    payload: dict[str, Any]
+    attempt: int  # 1 on the first delivery attempt
+    created_at: int
+
+
+OutboxHandler = Callable[[Message], None]
+_HANDLERS: dict[str, OutboxHandler] = {}
+
+
+def outbox_handler(topic: str) -> Callable[[OutboxHandler], OutboxHandler]:
+    """Register the function that delivers messages of ``topic`` (decorator)."""
+
+    def register(fn: OutboxHandler) -> OutboxHandler:
+        _HANDLERS[topic] = fn
+        return fn
+
+    return register
+
+
+def registered_handlers() -> dict[str, OutboxHandler]:
+    """A copy of the topic handlers registered with :func:`outbox_handler`."""
+    return dict(_HANDLERS)
+
+
+def backoff_us(
+    attempt: int,
+    *,
+    base_seconds: float = BASE_DELAY_SECONDS,
+    cap_seconds: float = MAX_DELAY_SECONDS,
+    jitter: float = 0.0,
+) -> int:
+    """Delay before retry number ``attempt`` (1-based): doubling, capped, plus up to ``jitter``×."""
+    delay = min(cap_seconds, base_seconds * 2 ** max(0, attempt - 1))
+    delay *= 1 + jitter * random.random()  # noqa: S311 — spreading retries, not security
+    return int(delay * SECOND_US)
+
+
+def enqueue(uow: UnitOfWork, *, topic: str, payload: dict[str, Any]) -> int:
+    """Write a message in the caller's transaction; it is delivered only if that commits."""
+    moment = now_us()
+    row = uow.session.execute(
+        text(
+            "INSERT INTO platform_outbox (topic, payload, created_at, next_attempt_at, "
+            "attempts, dead) VALUES (:topic, :payload, :t, :t, 0, :dead) RETURNING id"
+        ),
+        {"topic": topic, "payload": _dumps(payload), "t": moment, "dead": False},
+    ).one()
+    return int(row[0])
+
+
+def deliver_due(
+    db: Database,
+    *,
+    handlers: Mapping[str, OutboxHandler],
+    now: int | None = None,
+    limit: int = 100,
+    max_age_seconds: int = MAX_AGE_SECONDS,
+    claim_seconds: int = CLAIM_SECONDS,
+) -> int:
+    """Deliver up to ``limit`` due messages; returns how many were delivered."""
+    moment = now if now is not None else now_us()
+    messages = db.transact(lambda uow: _claim(uow, moment, limit, claim_seconds))
+    return sum(
+        _deliver_one(db, m, handlers.get(m.topic), moment, max_age_seconds) for m in messages
+    )
+
+
+def _deliver_one(
+    db: Database, message: Message, handler: OutboxHandler | None, moment: int, max_age: int
+) -> bool:
+    """Call the handler, then record delivery or schedule a retry; returns delivered."""
+    try:
+        if handler is None:
+            raise LookupError(f"no outbox handler for topic {message.topic!r}")
+        handler(message)
+    except Exception as exc:  # any handler failure means "try again later"
+        error = f"{exc.__class__.__name__}: {exc}"
+        dead = db.transact(lambda uow: _record_failure(uow, message, error, moment, max_age))
+        log.warning(
+            "outbox delivery failed", message_id=message.id, topic=message.topic,
+            attempt=message.attempt, dead=dead, error=error,
+        )  # fmt: skip
+        return False
+    db.transact(lambda uow: _record_delivery(uow, message, moment))
+    return True
+
+
+def _claim(uow: UnitOfWork, moment: int, limit: int, claim_seconds: int) -> list[Message]:
+    lock = " FOR UPDATE SKIP LOCKED" if uow.dialect == "postgresql" else ""
+    rows = uow.session.execute(
+        text(
+            "SELECT id, topic, payload, attempts, created_at FROM platform_outbox "
+            "WHERE delivered_at IS NULL AND dead = :dead AND next_attempt_at <= :now "
+            f"ORDER BY next_attempt_at, id LIMIT :limit{lock}"
+        ),
+        {"dead": False, "now": moment, "limit": limit},
+    ).all()
+    if not rows:
+        return []
+    uow.session.execute(
+        text(
+            "UPDATE platform_outbox SET attempts = attempts + 1, next_attempt_at = :until "
+            "WHERE id = :id"
+        ),
+        [{"id": row[0], "until": moment + claim_seconds * SECOND_US} for row in rows],
+    )
+    return [Message(int(r[0]), r[1], json.loads(r[2]), int(r[3]) + 1, int(r[4])) for r in rows]
+
+
+def _record_delivery(uow: UnitOfWork, message: Message, moment: int) -> None:
+    uow.session.execute(
+        text(
+            "UPDATE platform_outbox SET delivered_at = :now, last_error = NULL "
+            "WHERE id = :id AND delivered_at IS NULL"
+        ),
+        {"id": message.id, "now": moment},
+    )
+
+
+def _record_failure(
+    uow: UnitOfWork, message: Message, error: str, moment: int, max_age_seconds: int
+) -> bool:
+    """Schedule the next attempt, or mark the message dead once it is too old; returns dead."""
+    next_at = moment + backoff_us(message.attempt, jitter=0.2)
+    dead = next_at - message.created_at > max_age_seconds * SECOND_US
+    uow.session.execute(
+        text(
+            "UPDATE platform_outbox SET next_attempt_at = :next, dead = :dead, last_error = :err "
+            "WHERE id = :id AND delivered_at IS NULL"
+        ),
+        {"id": message.id, "next": next_at, "dead": dead, "err": error[:2000]},
+    )
+    return dead
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
