@@ -29,7 +29,6 @@ from citywallet.platform.jobs import (
     ClaimedJob,
     Worker,
     acquire_lease,
-    build_worker,
     claim,
     enqueue,
     run_job,
@@ -37,6 +36,7 @@ from citywallet.platform.jobs import (
 )
 from citywallet.platform.outbox import SECOND_US, Message, backoff_us
 from citywallet.runtime import Runtime
+from citywallet.tasks import build_worker
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

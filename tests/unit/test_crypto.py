@@ -95,3 +95,10 @@ def test_parse_keyring_rejects_bad_keys(spec: str) -> None:
 def test_keyring_current_must_exist() -> None:
     with pytest.raises(ValueError, match="current"):
         Keyring({"k1": K1}, "k2")
+
+
+def test_lookup_hash_survives_retiring_the_first_data_key() -> None:
+    lookup = bytes(range(32, 64))
+    before = Encryptor(Keyring({"k1": K1}, "k1", lookup))
+    retired = Encryptor(Keyring({"k2": bytes(32)}, "k2", lookup))
+    assert before.lookup_hash("13800138000") == retired.lookup_hash("13800138000")

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         description="Data-encryption keys as 'kid:base64key,...' (first is current). "
         "Empty: a key file under var_dir is created on first start (development only).",
     )
+    lookup_key: str = Field(
+        default="",
+        description="Base64 key for lookup hashes (with CITYWALLET_MASTER_KEYS); never rotated.",
+    )
     key_file: Path | None = Field(default=None, description="Key file; default var_dir/keys.json.")
     log_level: str = "INFO"
     log_json: bool = False

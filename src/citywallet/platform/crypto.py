@@ -34,10 +34,15 @@ class CryptoError(Exception):
 
 @dataclass(frozen=True)
 class Keyring:
-    """Data-encryption keys by id; ``current`` encrypts, all decrypt."""
+    """Data-encryption keys by id; ``current`` encrypts, all decrypt.
+
+    ``lookup_key`` keys the lookup hashes (find a user by phone). It is separate from the data
+    keys and never rotates with them: rotating it would orphan every stored lookup hash.
+    """
 
     keys: dict[str, bytes]
     current: str
+    lookup_key: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.current not in self.keys:
@@ -47,25 +52,26 @@ class Keyring:
                 raise ValueError(f"key {kid!r} must be 32 bytes with a dot-free id")
 
 
-def parse_keyring(spec: str) -> Keyring:
-    """Parse ``kid:base64key,kid2:base64key`` (the first is current)."""
+def parse_keyring(spec: str, lookup_key: str = "") -> Keyring:
+    """Parse ``kid:base64key,kid2:base64key`` (the first is current) and a base64 lookup key."""
     keys: dict[str, bytes] = {}
     for item in spec.split(","):
         kid, _, value = item.strip().partition(":")
         keys[kid] = base64.b64decode(value)
-    return Keyring(keys, next(iter(keys)))
+    return Keyring(keys, next(iter(keys)), base64.b64decode(lookup_key) if lookup_key else None)
 
 
 def load_keyring(settings: Settings) -> Keyring:
     """The key ring from the environment, else the key file (created if missing)."""
     if settings.master_keys:
-        return parse_keyring(settings.master_keys)
+        return parse_keyring(settings.master_keys, settings.lookup_key)
     path = settings.resolved_key_file
     if not path.exists():
-        _write_key_file(path, {"current": "k1", "keys": {"k1": _new_key()}})
+        _write_key_file(path, {"current": "k1", "keys": {"k1": _new_key()}, "lookup": _new_key()})
     data = json.loads(path.read_text())
     keys = {kid: base64.b64decode(value) for kid, value in data["keys"].items()}
-    return Keyring(keys, data["current"])
+    lookup = data.get("lookup")
+    return Keyring(keys, data["current"], base64.b64decode(lookup) if lookup else None)
 
 
 def add_key(settings: Settings) -> str:
@@ -79,7 +85,10 @@ def add_key(settings: Settings) -> str:
     kid = f"k{number}"
     stored = {k: base64.b64encode(v).decode() for k, v in ring.keys.items()}
     stored[kid] = _new_key()
-    _write_key_file(settings.resolved_key_file, {"current": kid, "keys": stored})
+    data: dict[str, object] = {"current": kid, "keys": stored}
+    if ring.lookup_key is not None:
+        data["lookup"] = base64.b64encode(ring.lookup_key).decode()
+    _write_key_file(settings.resolved_key_file, data)
     return kid
 
 
@@ -101,9 +110,11 @@ class Encryptor:
 
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
-        # Lookup hashes must not change on rotation, so their key derives from the first key.
-        first = next(iter(sorted(keyring.keys)))
-        self._lookup_key = hmac.new(keyring.keys[first], b"lookup-hash", hashlib.sha256).digest()
+        # Lookup hashes must not change on rotation. Without a dedicated lookup key (a ring
+        # given as CITYWALLET_MASTER_KEYS alone) it derives from the oldest key, which must
+        # then stay in the ring.
+        root = keyring.lookup_key or keyring.keys[min(keyring.keys)]
+        self._lookup_key = hmac.new(root, b"lookup-hash", hashlib.sha256).digest()
 
     def encrypt(self, plaintext: bytes, *, aad: bytes = b"") -> str:
         """Encrypt with the current key."""
@@ -150,21 +161,27 @@ class Encryptor:
 
 @dataclass(frozen=True)
 class EncryptedColumn:
-    """A column holding envelopes, so rotation knows what to re-wrap."""
+    """A column holding envelopes, so rotation knows what to re-wrap.
+
+    ``aad_is_key``: the envelope was sealed with the row's key value as associated data.
+    """
 
     table: str
     key_column: str
     column: str
+    aad_is_key: bool = False
 
 
 ENCRYPTED_COLUMNS: list[EncryptedColumn] = [
-    EncryptedColumn("platform_secrets", "name", "ciphertext"),
+    EncryptedColumn("platform_secrets", "name", "ciphertext", aad_is_key=True),
 ]
 
 
-def register_encrypted_column(table: str, key_column: str, column: str) -> None:
+def register_encrypted_column(
+    table: str, key_column: str, column: str, *, aad_is_key: bool = False
+) -> None:
     """Declare a column of envelopes (features call this at import)."""
-    entry = EncryptedColumn(table, key_column, column)
+    entry = EncryptedColumn(table, key_column, column, aad_is_key)
     if entry not in ENCRYPTED_COLUMNS:
         ENCRYPTED_COLUMNS.append(entry)
 
@@ -186,7 +203,7 @@ def rewrap_all(
             )
         ).all()
         for key, token in rows:
-            new = encryptor.rewrap(token)
+            new = encryptor.rewrap(token, aad=str(key).encode() if col.aad_is_key else b"")
             if new != token:
                 conn.execute(
                     text(f"UPDATE {col.table} SET {col.column} = :v WHERE {col.key_column} = :k"),

@@ -25,18 +25,14 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from sqlalchemy import text
 
-from citywallet.platform import idempotency, outbox
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.outbox import SECOND_US, backoff_us
-
-if TYPE_CHECKING:
-    from citywallet.runtime import Runtime
 
 LOCK_SECONDS = 300  # how long a claim stays valid if its worker vanishes
 TASK_LEASE_SECONDS = 300  # how long a periodic task may run before another may start it
@@ -370,37 +366,3 @@ class Worker:
                     uow, name=lease, holder=self.worker_id, until=task.next_check
                 )
             )
-
-
-def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
-    """The platform's periodic tasks: expire holds, seal blocks, deliver outbox, purge keys."""
-    # Imported here: the platform layer sits below the ledger; only this wiring looks up.
-    from citywallet.ledger.blocks import seal_block
-    from citywallet.ledger.service import expire_pending
-
-    max_transfers = runtime.settings.seal_max_transfers
-
-    def expire(db: Database) -> int:
-        return db.transact(lambda uow: expire_pending(uow))
-
-    def seal(db: Database) -> int:
-        signer = runtime.ledger_signer()
-        return db.transact(lambda uow: seal_block(uow, signer, max_transfers=max_transfers))
-
-    def deliver(db: Database) -> int:
-        return outbox.deliver_due(db, handlers=outbox.registered_handlers())
-
-    def purge(db: Database) -> int:
-        return db.transact(lambda uow: idempotency.purge_expired(uow))
-
-    worker.register_periodic("ledger.expire_pending", 1.0, expire)
-    worker.register_periodic("ledger.seal_block", 2.0, seal)
-    worker.register_periodic("outbox.deliver", 1.0, deliver)
-    worker.register_periodic("idempotency.purge", 3600.0, purge)
-
-
-def build_worker(runtime: Runtime, *, worker_id: str | None = None) -> Worker:
-    """A worker on ``runtime``'s database with the default periodic tasks registered."""
-    worker = Worker(runtime.db, worker_id=worker_id or default_worker_id())
-    register_default_tasks(worker, runtime)
-    return worker
