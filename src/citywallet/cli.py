@@ -197,6 +197,21 @@ def serve(
 
 
 @app.command()
+def worker() -> None:
+    """Run the background worker alone: expiry, sealing, outbox delivery, jobs."""
+    import signal
+    import threading
+
+    from citywallet.tasks import build_worker
+
+    runtime = _runtime()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    build_worker(runtime).run_forever(stop, poll_seconds=runtime.settings.worker_poll_seconds)
+
+
+@app.command()
 def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Seed demo data, print the URLs and logins, and serve."""
     from citywallet.demo import seed

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -23,16 +25,45 @@ LATENCY = Histogram(
 )
 
 
-def create_app(runtime: Runtime | None = None) -> FastAPI:
-    """Build the HTTP application around ``runtime`` (default: from the environment)."""
+def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) -> FastAPI:
+    """Build the HTTP application around ``runtime`` (default: from the environment).
+
+    ``start_worker`` runs the background worker in a thread for the app's lifetime (what
+    ``citywallet serve`` does by default; jobs are claimed through the database, so several
+    server processes each running one is safe).
+    """
+    runtime = runtime or Runtime.from_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = None
+        if start_worker:
+            from citywallet.tasks import build_worker
+
+            worker = build_worker(runtime)
+            thread = threading.Thread(
+                target=worker.run_forever,
+                args=(stop,),
+                kwargs={"poll_seconds": runtime.settings.worker_poll_seconds},
+                name="citywallet-worker",
+                daemon=True,
+            )
+            thread.start()
+        yield
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=10)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="CityWallet API",
         version=citywallet.__version__,
         description="Wallets, payments, red packets and campaigns on a tamper-evident ledger. "
         "Amounts are integers in minor units (fen) with an ISO 4217 currency; errors are "
         "RFC 9457 problem+json with a stable `code`.",
     )
-    app.state.runtime = runtime or Runtime.from_settings()
+    app.state.runtime = runtime
     problems.install(app)
     app.include_router(health.router)
     app.include_router(ledger.router)
@@ -58,4 +89,5 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
 def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (reads settings from the environment)."""
-    return create_app()
+    runtime = Runtime.from_settings()
+    return create_app(runtime, start_worker=runtime.settings.run_worker_in_server)
