@@ -7,7 +7,8 @@ Checks, each naming the damage it finds:
 4. every pending transfer is resolved at most once, by a transfer of the right kind;
 5. every block: chain to its predecessor, signature, Merkle root over its sealed leaves;
 6. every sealed transfer: its content still hashes to the leaf sealed at its position, and no
-   sealed leaf is missing (deleted) or out of place (reordered).
+   sealed leaf is missing (deleted) or out of place (reordered); no transfer claims a block
+   that is gone; every transfer not sealed yet still matches its stored hash.
 """
 
 from __future__ import annotations

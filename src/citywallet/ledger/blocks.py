@@ -243,6 +243,32 @@ def verify_blocks(
         _verify_block_transfers(conn, height, leaves, report)
         if progress:
             progress("blocks", report.blocks, total)
+    _verify_orphans_and_unsealed(conn, report)
+
+
+def _verify_orphans_and_unsealed(conn: Connection, report: VerifyReport) -> None:
+    """Transfers sealed into a block that is gone, and unsealed transfers changed already."""
+    orphans = conn.exec_driver_sql(
+        "SELECT t.block_height, COUNT(*) FROM ledger_transfers t "
+        "WHERE t.block_height IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM ledger_blocks b WHERE b.height = t.block_height) "
+        "GROUP BY t.block_height ORDER BY t.block_height"
+    ).all()
+    for height, count in orphans:
+        report.problems.append(
+            f"block {height}: missing, but {count} transfers are sealed in it (deleted)"
+        )
+    unsealed = conn.exec_driver_sql(
+        f"SELECT hash, {TRANSFER_COLUMNS} FROM ledger_transfers "
+        "WHERE block_height IS NULL ORDER BY seq"
+    ).all()
+    for row in unsealed:
+        transfer = Transfer(*row[1:])
+        if transfer_hash(transfer) != bytes(row[0]):
+            report.problems.append(
+                f"transfer {transfer.id}: content does not match its stored hash "
+                "(not sealed yet; sealing would refuse it)"
+            )
 
 
 def _verify_block_transfers(
@@ -260,8 +286,14 @@ def _verify_block_transfers(
     seen: set[int] = set()
     last_seq = -1
     for row in rows:
-        seq, index, transfer = int(row[0]), int(row[1]), Transfer(*row[3:])
+        seq, transfer = int(row[0]), Transfer(*row[3:])
         report.sealed_transfers += 1
+        if row[1] is None:
+            report.problems.append(
+                f"transfer {transfer.id}: sealed in block {height} but has no leaf position"
+            )
+            continue
+        index = int(row[1])
         seen.add(index)
         content = transfer_hash(transfer)
         if index >= len(leaves):

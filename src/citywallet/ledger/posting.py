@@ -216,6 +216,8 @@ def _resolve_pending(
         return Result.PENDING_TRANSFER_ALREADY_POSTED, None
     if state.status is PendingStatus.VOIDED:
         return Result.PENDING_TRANSFER_ALREADY_VOIDED, None
+    if state.status is PendingStatus.EXPIRED:
+        return Result.PENDING_TRANSFER_EXPIRED, None
     expires_at = pending.expires_at
     expired = expires_at is not None and expires_at <= now
     if spec.flags & TransferFlags.EXPIRED:
@@ -242,7 +244,8 @@ def _resolve_pending(
         state.status = PendingStatus.POSTED
     else:
         amount = pending.amount
-        state.status = PendingStatus.VOIDED
+        expiring = spec.flags & TransferFlags.EXPIRED
+        state.status = PendingStatus.EXPIRED if expiring else PendingStatus.VOIDED
     transfer = Transfer(
         id=spec.id,
         debit_account_id=pending.debit_account_id,

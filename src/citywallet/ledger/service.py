@@ -110,11 +110,17 @@ def create_account(
 
 
 def post(
-    uow: UnitOfWork, *, transfers: Sequence[TransferSpec], system: bool = False
+    uow: UnitOfWork,
+    *,
+    transfers: Sequence[TransferSpec],
+    system: bool = False,
+    now: int | None = None,
 ) -> list[Result]:
     """Post a batch; one result per transfer. Only OK and EXISTS are on the books.
 
-    ``system`` is for the ledger's own jobs (it allows the EXPIRED flag on voids).
+    ``system`` is for the ledger's own jobs (it allows the EXPIRED flag on voids); ``now``
+    (microseconds) is the ledger's clock for such a job, which must judge expiry by the same
+    moment it selected the expired transfers with.
     """
     if not transfers:
         return []
@@ -132,7 +138,8 @@ def post(
         account_ids.add(state.transfer.credit_account_id)
     account_ids.discard(0)
     accounts = _lock_accounts(conn, sorted(account_ids))
-    outcome = apply_batch(transfers, accounts, existing, pendings, now=now_us(), system=system)
+    moment = now if now is not None else now_us()
+    outcome = apply_batch(transfers, accounts, existing, pendings, now=moment, system=system)
     if outcome.created:
         _insert_transfers(conn, outcome.created)
         _update_counters(conn, [accounts[i] for i in sorted(outcome.touched_accounts)])
@@ -233,7 +240,7 @@ def expire_pending(uow: UnitOfWork, *, now: int | None = None, limit: int = 1000
         )
         for r in rows
     ]
-    results = post(uow, transfers=specs, system=True)
+    results = post(uow, transfers=specs, system=True, now=moment)
     return sum(1 for r in results if r is Result.OK)
 
 
@@ -296,6 +303,8 @@ def _load_pendings(conn: Connection, pending_ids: list[str]) -> dict[str, Pendin
             status = PendingStatus.PENDING
         elif resolution.flags & TransferFlags.POST_PENDING:
             status = PendingStatus.POSTED
+        elif resolution.flags & TransferFlags.EXPIRED:
+            status = PendingStatus.EXPIRED
         else:
             status = PendingStatus.VOIDED
         states[pending_id] = PendingState(transfer, status)

@@ -224,6 +224,7 @@ class PendingStatus(StrEnum):
     PENDING = "pending"
     POSTED = "posted"
     VOIDED = "voided"
+    EXPIRED = "expired"  # voided by the ledger itself when its timeout passed
 
 
 @dataclass(slots=True)
