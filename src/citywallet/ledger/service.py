@@ -141,8 +141,7 @@ def post(
     moment = now if now is not None else now_us()
     outcome = apply_batch(transfers, accounts, existing, pendings, now=moment, system=system)
     if outcome.created:
-        _insert_transfers(conn, outcome.created)
-        _update_counters(conn, [accounts[i] for i in sorted(outcome.touched_accounts)])
+        _write_batch(conn, outcome.created, [accounts[i] for i in sorted(outcome.touched_accounts)])
         timeouts = [(t.id, t.expires_at) for t in outcome.created if t.expires_at is not None]
         if timeouts:
             _executemany(
@@ -274,16 +273,33 @@ def _chunks(items: list[Any], size: int = 900) -> Iterable[list[Any]]:
         yield items[start : start + size]
 
 
+def _key_chunks(conn: Connection, items: list[Any]) -> Iterable[list[Any]]:
+    """Lookup keys per statement: all at once on PostgreSQL (see :func:`_key_filter`); on
+    SQLite, IN-lists under its parameter limit. Ascending input stays ascending."""
+    if _is_pg(conn):
+        return [items] if items else []
+    return _chunks(items)
+
+
+def _key_filter(
+    conn: Connection, column: str, keys: list[Any], pg_type: str
+) -> tuple[str, tuple[Any, ...]]:
+    """``column`` matches one of ``keys``: the SQL condition and its parameters.
+
+    On PostgreSQL the keys are one binary array (``= ANY``): one statement whatever the batch
+    size, with the same text every time, so psycopg parses and prepares it once.
+    """
+    if _is_pg(conn):
+        return f"{column} = ANY(%b::{pg_type}[])", (keys,)
+    return f"{column} IN ({_marks(conn, len(keys))})", tuple(keys)
+
+
 def _load_transfers(conn: Connection, column: str, keys: list[str]) -> dict[str, Transfer]:
     found: dict[str, Transfer] = {}
-    for chunk in _chunks(keys):
+    for chunk in _key_chunks(conn, keys):
+        condition, params = _key_filter(conn, column, chunk, "text")
         rows = conn.exec_driver_sql(
-            _sql(
-                conn,
-                f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers "
-                f"WHERE {column} IN ({_marks(conn, len(chunk))})",
-            ),
-            tuple(chunk),
+            f"SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE {condition}", params
         ).all()
         for r in rows:
             transfer = Transfer(*r)
@@ -314,21 +330,20 @@ def _load_pendings(conn: Connection, pending_ids: list[str]) -> dict[str, Pendin
 def _lock_accounts(conn: Connection, ids: list[int]) -> dict[int, AccountState]:
     accounts: dict[int, AccountState] = {}
     lock = " FOR UPDATE" if _is_pg(conn) else ""
-    for chunk in _chunks(ids):
+    for chunk in _key_chunks(conn, ids):
+        condition, params = _key_filter(conn, "id", chunk, "bigint")
         rows = conn.exec_driver_sql(
-            _sql(
-                conn,
-                f"SELECT id, ledger, flags, {_COUNTERS} FROM ledger_accounts "
-                f"WHERE id IN ({_marks(conn, len(chunk))}) ORDER BY id{lock}",
-            ),
-            tuple(chunk),
+            f"SELECT id, ledger, flags, {_COUNTERS} FROM ledger_accounts "
+            f"WHERE {condition} ORDER BY id{lock}",
+            params,
         ).all()
         for r in rows:
             accounts[int(r[0])] = AccountState(*r)
     return accounts
 
 
-def _insert_transfers(conn: Connection, transfers: list[Transfer]) -> None:
+def _write_batch(conn: Connection, transfers: list[Transfer], states: list[AccountState]) -> None:
+    """Insert the new transfers and store the touched accounts' new counters."""
     rows = [
         (
             t.id,
@@ -346,40 +361,44 @@ def _insert_transfers(conn: Connection, transfers: list[Transfer]) -> None:
         )
         for t in transfers
     ]
+    counters = [
+        (s.debits_pending, s.debits_posted, s.credits_pending, s.credits_posted, s.id)
+        for s in states
+    ]
     columns = f"{TRANSFER_COLUMNS}, hash"
-    if _is_pg(conn) and len(rows) > 1:
-        # One statement for the whole batch: columns travel as arrays.
-        cols = list(zip(*rows, strict=True))
+    if _is_pg(conn):
+        # One statement, one round trip, whatever the batch size: the INSERT rides in a
+        # data-modifying CTE of the UPDATE (both always run to completion; constraints are
+        # checked as for two statements). Batches travel as binary arrays, one per column.
+        source: str = f"VALUES ({_marks(conn, 12)})"
+        values: Sequence[Any] = rows[0]
+        if len(rows) > 1:
+            source = (
+                "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], "
+                "%b::text[], %b::int[], %b::int[], %b::text[], %b::int[], %b::text[], "
+                "%b::bigint[], %b::bytea[])"
+            )
+            values = _columns(rows, 12)
         conn.exec_driver_sql(
-            f"INSERT INTO ledger_transfers ({columns}) SELECT * FROM unnest("
-            "%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::int[], "
-            "%s::int[], %s::text[], %s::int[], %s::text[], %s::bigint[], %s::bytea[])",
-            tuple(list(c) for c in cols),
+            f"WITH new_transfers AS (INSERT INTO ledger_transfers ({columns}) {source}) "
+            "UPDATE ledger_accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, "
+            "credits_pending = v.cp, credits_posted = v.cpo FROM unnest(%b::bigint[], "
+            "%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[]) AS v(dp, dpo, cp, cpo, id) "
+            "WHERE a.id = v.id",
+            (*values, *_columns(counters, 5)),
         )
         return
     _executemany(
         conn, f"INSERT INTO ledger_transfers ({columns}) VALUES ({_marks(conn, 12)})", rows
     )
-
-
-def _update_counters(conn: Connection, states: list[AccountState]) -> None:
-    rows = [
-        (s.debits_pending, s.debits_posted, s.credits_pending, s.credits_posted, s.id)
-        for s in states
-    ]
-    if _is_pg(conn) and len(rows) > 1:
-        cols = list(zip(*rows, strict=True))
-        conn.exec_driver_sql(
-            "UPDATE ledger_accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, "
-            "credits_pending = v.cp, credits_posted = v.cpo FROM unnest(%s::bigint[], "
-            "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS v(dp, dpo, cp, cpo, id) "
-            "WHERE a.id = v.id",
-            tuple(list(c) for c in cols),
-        )
-        return
     _executemany(
         conn,
         "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, "
         "credits_pending = ?, credits_posted = ? WHERE id = ?",
-        rows,
+        counters,
     )
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows turned into one list per column (for array parameters)."""
+    return [[row[i] for row in rows] for i in range(width)]
