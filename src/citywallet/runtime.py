@@ -12,6 +12,7 @@ from citywallet.identity.gateways import (
     make_identity_verifier,
     make_sms_gateway,
 )
+from citywallet.identity.keys import install_encryptor
 from citywallet.ledger.blocks import LedgerSigner, load_signer
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.crypto import Encryptor, load_keyring
@@ -29,6 +30,11 @@ class Runtime:
     _signer: LedgerSigner | None = field(default=None, repr=False)
     _lock: Lock = field(default_factory=Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        # Identity's uow-only contract (find_user_by_phone, confirm_payment_pin, ...) uses
+        # the encryptor of the process's runtime.
+        install_encryptor(self.encryptor)
+
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
         """Open the database and load the keys named by ``settings`` (default: environment)."""
@@ -40,7 +46,7 @@ class Runtime:
     @cached_property
     def sms(self) -> SmsGateway:
         """The SMS gateway (the sandbox records messages in a dev outbox)."""
-        return make_sms_gateway(self.settings, self.db)
+        return make_sms_gateway(self.settings, self.db, self.encryptor)
 
     @cached_property
     def identity_verifier(self) -> IdentityVerifier:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from citywallet.identity.codes import SMS_TOPIC, sms_outbox_handler
 from citywallet.ledger.blocks import seal_block
 from citywallet.ledger.service import expire_pending
 from citywallet.platform import idempotency, outbox
@@ -22,7 +23,11 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
         return db.transact(lambda uow: seal_block(uow, signer, max_transfers=max_transfers))
 
     def deliver(db: Database) -> int:
-        return outbox.deliver_due(db, handlers=outbox.registered_handlers())
+        handlers = {
+            **outbox.registered_handlers(),
+            SMS_TOPIC: sms_outbox_handler(runtime.sms, runtime.encryptor),
+        }
+        return outbox.deliver_due(db, handlers=handlers)
 
     def purge(db: Database) -> int:
         return db.transact(lambda uow: idempotency.purge_expired(uow))

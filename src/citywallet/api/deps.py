@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from citywallet.identity import sessions
+from citywallet.platform.errors import Forbidden, Unauthorized
 from citywallet.runtime import Runtime
+
+SESSION_COOKIE = "cw_session"
+CSRF_COOKIE = "cw_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FORM_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -16,3 +25,68 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address (as the server sees it; behind a proxy, uvicorn's proxy headers)."""
+    return request.client.host if request.client else ""
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """Who is calling, and how they proved it."""
+
+    user_id: str
+    session_id: str
+    via_cookie: bool
+
+
+async def _csrf_form_field(request: Request) -> str | None:
+    """The ``csrf_token`` field of a form post (pages), if there is one."""
+    if request.method in SAFE_METHODS:
+        return None
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        return None
+    value = (await request.form()).get(CSRF_FORM_FIELD)
+    return value if isinstance(value, str) else None
+
+
+def current_user(
+    request: Request,
+    runtime: RuntimeDep,
+    form_csrf: Annotated[str | None, Depends(_csrf_form_field)],
+) -> AuthContext:
+    """Authenticate by ``Authorization: Bearer <token>`` or the session cookie.
+
+    Cookie sessions must echo their CSRF token (header ``X-CSRF-Token`` or form field
+    ``csrf_token``) on unsafe methods; browsers attach cookies to cross-site requests,
+    never an Authorization header, so bearer requests need no such check.
+    """
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Use 'Authorization: Bearer <token>'.")
+        token, via_cookie = token.strip(), False
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            raise Unauthorized("Sign in first.")
+        token, via_cookie = cookie, True
+    with runtime.db.uow(readonly=True) as uow:
+        found = sessions.authenticate(uow, token=token)
+    if found is None or found.kind != ("cookie" if via_cookie else "bearer"):
+        raise Unauthorized("The session has ended or is not valid; sign in again.")
+    if via_cookie and request.method not in SAFE_METHODS:
+        candidate = request.headers.get(CSRF_HEADER) or form_csrf
+        if not sessions.csrf_matches(token, candidate):
+            raise Forbidden(
+                f"Missing or wrong CSRF token: send the {CSRF_HEADER} header.", code="csrf_failed"
+            )
+    if found.needs_touch:
+        runtime.db.transact(lambda uow: sessions.touch(uow, session_pk=found.session_pk))
+    return AuthContext(found.user_id, found.session_id, via_cookie)
+
+
+CurrentUser = Annotated[AuthContext, Depends(current_user)]

@@ -37,6 +37,40 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 0.5
     run_worker_in_server: bool = True
 
+    # identity
+    sandbox: bool = Field(
+        default=True,
+        description="Sandbox mode: sandbox SMS gateway and identity verifier, and the dev-only "
+        "endpoints (GET /v1/dev/sms). Production sets false and configures real adapters.",
+    )
+    sms_code_ttl_seconds: int = 300
+    sms_send_per_minute: int = Field(default=1, description="SMS codes per phone per minute.")
+    sms_send_per_day: int = Field(default=10, description="SMS codes per phone per 24 hours.")
+    sms_send_per_ip_per_hour: int = 30
+    sms_code_max_attempts: int = Field(default=5, description="Wrong tries that kill a code.")
+    login_failures_per_phone: int = Field(default=10, description="Per login_failure_window.")
+    login_failures_per_ip: int = 100
+    login_failure_window_seconds: int = 900
+    session_ttl_seconds: int = 30 * 24 * 3600
+    session_cookie_secure: bool = Field(
+        default=True, description="Mark the session cookie Secure (HTTPS only)."
+    )
+    tier_checks: list[int] = Field(
+        default=[1, 3, 5],
+        description="External checks needed for tiers 1/2/3 (PBOC Class I/II/III), as JSON.",
+    )
+    pin_max_attempts: int = 5
+    pin_lock_seconds: int = 3 * 3600
+    sandbox_verifier_latency_ms: int = Field(
+        default=120, description="Sandbox identity verifier: typical latency (±50 % jitter)."
+    )
+    sandbox_verifier_failure_rate: float = Field(
+        default=0.0, description="Sandbox identity verifier: share of calls answering unavailable."
+    )
+    sandbox_sms_failure_rate: float = Field(
+        default=0.0, description="Sandbox SMS gateway: share of sends that fail (retried)."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file under ``var_dir``."""

@@ -11,6 +11,7 @@ import citywallet
 import citywallet.identity.models
 import citywallet.ledger.models
 import citywallet.platform.models
+import citywallet.platform.ratelimit
 import citywallet.wallet.models
 from citywallet.platform.db import Base
 

@@ -1,0 +1,232 @@
+"""Login sessions: one per device, a bearer token (API) or an HttpOnly cookie (pages).
+
+The token is 32 random bytes; only its SHA-256 is stored (a stolen database does not yield
+working tokens, and a high-entropy token needs no slow hash). A cookie session's CSRF token
+is derived from the session token (HMAC), so it needs no storage and changes with the
+session; unsafe requests authenticated by the cookie must echo it (see ``api/deps.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from citywallet.identity.errors import AccountFrozen
+from citywallet.identity.models import LoginSession, User
+from citywallet.identity.queries import new_public_id, user_row
+from citywallet.platform.clock import now_us
+from citywallet.platform.db import UnitOfWork
+from citywallet.platform.errors import InvalidInput, NotFound
+
+SECOND_US = 1_000_000
+TOKEN_PREFIX = "cws_"  # noqa: S105 — a prefix that makes leaked tokens recognisable
+TOUCH_EVERY_US = 60 * SECOND_US  # last_seen_at is refreshed at most once a minute
+KINDS = ("bearer", "cookie")
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    """A new session; ``token`` is shown once and never stored."""
+
+    id: str
+    kind: str
+    token: str
+    csrf_token: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session as its owner sees it in the device list."""
+
+    id: str
+    kind: str
+    device_name: str
+    user_agent: str
+    ip: str
+    created_at: int
+    last_seen_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """Who a token belongs to."""
+
+    user_id: str
+    session_id: str
+    session_pk: int
+    kind: str
+    needs_touch: bool
+
+
+class SessionNotFound(NotFound):
+    """No such session of yours."""
+
+    code = "session_not_found"
+
+
+def token_hash(token: str) -> str:
+    """What is stored for a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def csrf_token_for(token: str) -> str:
+    """The CSRF token that goes with a cookie session's token."""
+    digest = hmac.new(token.encode(), b"citywallet-csrf", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def csrf_matches(token: str, candidate: str | None) -> bool:
+    """Whether ``candidate`` is the CSRF token of the session ``token`` (constant time)."""
+    return candidate is not None and hmac.compare_digest(csrf_token_for(token), candidate)
+
+
+def create_session(
+    uow: UnitOfWork,
+    *,
+    user: User,
+    kind: str,
+    device_name: str,
+    user_agent: str,
+    ip: str,
+    ttl_seconds: int,
+) -> IssuedSession:
+    """Open a session for ``user`` on one device."""
+    if kind not in KINDS:
+        raise InvalidInput("A session is 'bearer' or 'cookie'.", code="invalid_session_kind")
+    moment = now_us()
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = LoginSession(
+        public_id=new_public_id("ses"),
+        user_id=user.id,
+        token_hash=token_hash(token),
+        kind=kind,
+        device_name=(device_name or _device_from_agent(user_agent))[:100],
+        user_agent=user_agent[:300],
+        ip=ip[:64],
+        created_at=moment,
+        last_seen_at=moment,
+        expires_at=moment + ttl_seconds * SECOND_US,
+    )
+    uow.session.add(row)
+    uow.session.flush()
+    return IssuedSession(row.public_id, kind, token, csrf_token_for(token), row.expires_at)
+
+
+def _device_from_agent(user_agent: str) -> str:
+    for marker, name in (
+        ("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("Windows", "Windows"),
+        ("Macintosh", "Mac"), ("Linux", "Linux"),
+    ):  # fmt: skip
+        if marker in user_agent:
+            return name
+    return "Unknown device"
+
+
+def authenticate(uow: UnitOfWork, *, token: str) -> Authenticated | None:
+    """The live session of ``token``, or ``None``; a frozen account raises ``AccountFrozen``."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+        return None
+    moment = now_us()
+    row = uow.session.execute(
+        select(LoginSession, User.public_id, User.status)
+        .join(User, User.id == LoginSession.user_id)
+        .where(LoginSession.token_hash == token_hash(token))
+    ).first()
+    if row is None:
+        return None
+    session, user_id, status = row
+    if session.expires_at <= moment:
+        return None
+    # Freezing ends every session; its owner is told why rather than just "sign in".
+    if status == "frozen" and session.revoked_reason in (None, "frozen"):
+        raise AccountFrozen("This account is frozen; contact customer service.")
+    if session.revoked_at is not None:
+        return None
+    return Authenticated(
+        user_id=user_id,
+        session_id=session.public_id,
+        session_pk=session.id,
+        kind=session.kind,
+        needs_touch=moment - session.last_seen_at >= TOUCH_EVERY_US,
+    )
+
+
+def touch(uow: UnitOfWork, *, session_pk: int) -> None:
+    """Record that the session was just used."""
+    uow.session.execute(
+        update(LoginSession).where(LoginSession.id == session_pk).values(last_seen_at=now_us())
+    )
+
+
+def list_sessions(
+    uow: UnitOfWork, *, user_id: str, limit: int = 20, after: int | None = None
+) -> tuple[list[SessionView], int | None]:
+    """The user's live sessions, newest first; returns a page and the cursor of the next."""
+    user = user_row(uow, user_id)
+    query = (
+        select(LoginSession)
+        .where(
+            LoginSession.user_id == user.id,
+            LoginSession.revoked_at.is_(None),
+            LoginSession.expires_at > now_us(),
+        )
+        .order_by(LoginSession.id.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(LoginSession.id < after)
+    rows = list(uow.session.scalars(query))
+    page = rows[:limit]
+    views = [_session_view(r) for r in page]
+    return views, (page[-1].id if len(rows) > limit else None)
+
+
+def _session_view(r: LoginSession) -> SessionView:
+    return SessionView(
+        id=r.public_id,
+        kind=r.kind,
+        device_name=r.device_name,
+        user_agent=r.user_agent,
+        ip=r.ip,
+        created_at=r.created_at,
+        last_seen_at=r.last_seen_at,
+        expires_at=r.expires_at,
+    )
+
+
+def revoke_session(
+    uow: UnitOfWork, *, user_id: str, session_id: str, reason: str = "revoked"
+) -> None:
+    """End one of the user's sessions (another user's session answers ``session_not_found``)."""
+    user = user_row(uow, user_id)
+    session = uow.session.scalar(
+        select(LoginSession).where(
+            LoginSession.public_id == session_id, LoginSession.user_id == user.id
+        )
+    )
+    if session is None or session.revoked_at is not None:
+        raise SessionNotFound("No such session.")
+    session.revoked_at = now_us()
+    session.revoked_reason = reason
+
+
+def revoke_all(
+    uow: UnitOfWork, *, user_pk: int, reason: str, keep_session_id: str | None = None
+) -> int:
+    """End every live session of a user (but ``keep_session_id``); returns how many."""
+    query = (
+        update(LoginSession)
+        .where(LoginSession.user_id == user_pk, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=now_us(), revoked_reason=reason)
+    )
+    if keep_session_id is not None:
+        query = query.where(LoginSession.public_id != keep_session_id)
+    result = uow.session.execute(query)
+    return int(getattr(result, "rowcount", 0) or 0)
