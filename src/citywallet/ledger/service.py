@@ -125,19 +125,25 @@ def post(
     if not transfers:
         return []
     conn = uow.session.connection()
-    ids = list({spec.id for spec in transfers if spec.id})
-    existing = _load_transfers(conn, "id", ids)
+    # Pending transfers are immutable: read them before locking only to learn their accounts.
     pending_ids = list({spec.pending_id for spec in transfers if spec.pending_id})
-    pendings = _load_pendings(conn, pending_ids)
+    originals = _load_transfers(conn, "id", pending_ids)
     account_ids: set[int] = set()
     for spec in transfers:
         account_ids.add(spec.debit_account_id)
         account_ids.add(spec.credit_account_id)
-    for state in pendings.values():
-        account_ids.add(state.transfer.debit_account_id)
-        account_ids.add(state.transfer.credit_account_id)
+    for original in originals.values():
+        account_ids.add(original.debit_account_id)
+        account_ids.add(original.credit_account_id)
     account_ids.discard(0)
     accounts = _lock_accounts(conn, sorted(account_ids))
+    # What can change, only under the locks: a racing batch on these accounts has committed
+    # by now and READ COMMITTED shows it. Read before the locks, a racing post/void of the
+    # same pending or a duplicate submission would be judged on stale state (and fail on a
+    # constraint instead of getting already_posted/already_voided/exists).
+    ids = list({spec.id for spec in transfers if spec.id})
+    existing = _load_transfers(conn, "id", ids)
+    pendings = _load_pendings(conn, originals)
     moment = now if now is not None else now_us()
     outcome = apply_batch(transfers, accounts, existing, pendings, now=moment, system=system)
     if outcome.created:
@@ -307,11 +313,11 @@ def _load_transfers(conn: Connection, column: str, keys: list[str]) -> dict[str,
     return found
 
 
-def _load_pendings(conn: Connection, pending_ids: list[str]) -> dict[str, PendingState]:
-    if not pending_ids:
+def _load_pendings(conn: Connection, originals: dict[str, Transfer]) -> dict[str, PendingState]:
+    """The state of each pending transfer in ``originals`` (call with their accounts locked)."""
+    if not originals:
         return {}
-    originals = _load_transfers(conn, "id", pending_ids)
-    resolutions = _load_transfers(conn, "pending_id", pending_ids)
+    resolutions = _load_transfers(conn, "pending_id", list(originals))
     states: dict[str, PendingState] = {}
     for pending_id, transfer in originals.items():
         resolution = resolutions.get(pending_id)
