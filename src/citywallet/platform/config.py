@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,43 @@ class Settings(BaseSettings):
     )
     sandbox_sms_failure_rate: float = Field(
         default=0.0, description="Sandbox SMS gateway: share of sends that fail (retried)."
+    )
+
+    # wallet
+    wallet_limit_preset: Literal["pboc", "ecny"] = Field(
+        default="pboc",
+        description="Tier limits: 'pboc' (PBOC Class I/II/III) or 'ecny' (e-CNY wallet types).",
+    )
+    wallet_tier_limits: dict[str, dict[str, int | None]] = Field(
+        default_factory=dict,
+        description='Per-tier overrides in fen on top of the preset, as JSON: '
+        '{"1": {"daily": 200000}}; fields single, daily, yearly, lifetime, balance; null = none.',
+    )
+    withdrawal_free_quota: int = Field(
+        default=100_000, description="Lifetime fee-free withdrawals per user (fen)."
+    )
+    withdrawal_fee_rate_bp: int = Field(
+        default=10, description="Withdrawal fee beyond the free quota, basis points (10 = 0.1 %)."
+    )
+    withdrawal_fee_minimum: int = Field(default=10, description="Minimum withdrawal fee (fen).")
+    max_bank_cards: int = 10
+    bank_timeout_seconds: float = Field(
+        default=10.0, description="How long a bank call may take before it counts as unknown."
+    )
+    funding_reconcile_after_seconds: int = Field(
+        default=60,
+        description="Top-ups/withdrawals still processing after this long are asked of the bank.",
+    )
+    split_max_shares: int = 100
+    split_remind_interval_seconds: int = Field(
+        default=3600, description="How often a split's creator may remind one participant."
+    )
+    sandbox_bank_latency_ms: int = Field(
+        default=150, description="Sandbox bank: typical latency of a call (±50 % jitter)."
+    )
+    sandbox_bank_late_answer_seconds: float = Field(
+        default=30.0,
+        description="Sandbox bank: after a timed-out call, how long until a query knows its outcome.",
     )
 
     @property
