@@ -73,7 +73,7 @@ class ResidentId:
 def validate_resident_id(raw: str, *, today: date) -> ResidentId:
     """Check length, digits, the GB 11643 check digit, the birth date and the region code."""
     number = raw.strip().replace(" ", "").upper()
-    if len(number) != 18 or not number[:17].isdigit() or not re.fullmatch(r"[\dX]", number[17]):
+    if not re.fullmatch(r"[0-9]{17}[0-9X]", number):
         raise _bad_id("A resident ID number has 17 digits and a check digit (0-9 or X).")
     try:
         ric.validate(number)
@@ -156,7 +156,7 @@ def pin_weakness(
     digits (111111, 112211); repeated pairs or triples (121212, 123123); the phone's last
     six digits; the birth date (YYMMDD, MMDDYY, DDMMYY); the ID number's last six digits.
     """
-    if not re.fullmatch(r"\d{6}", pin):
+    if not re.fullmatch(r"[0-9]{6}", pin):
         return "A payment PIN is exactly 6 digits."
     digits = [int(c) for c in pin]
     steps = {(b - a) % 10 for a, b in itertools.pairwise(digits)}

@@ -15,8 +15,8 @@ from citywallet.platform.clock import to_datetime
 
 PhoneField = Field(min_length=5, max_length=32, examples=["138 0013 8000"])
 PasswordField = Field(min_length=1, max_length=128)
-PinField = Field(pattern=r"^\d{6}$", examples=["502817"])
-CodeField = Field(pattern=r"^\d{6}$", examples=["123456"])
+PinField = Field(pattern=r"^[0-9]{6}$", examples=["502817"])
+CodeField = Field(pattern=r"^[0-9]{6}$", examples=["123456"])
 SessionKind = Literal["bearer", "cookie"]
 
 
