@@ -133,6 +133,7 @@ def send_code(
         topic=SMS_TOPIC,
         payload={"to": encryptor.encrypt(phone.encode()), "text": encryptor.encrypt(body.encode())},
     )
+    log.info("sms code issued", purpose=purpose, phone_masked=mask_phone(phone))
     return CodeSent(mask_phone(phone), settings.sms_code_ttl_seconds, resend_after, outbox_id)
 
 

@@ -24,9 +24,11 @@ from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.crypto import CryptoError, Encryptor
 from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
+from citywallet.platform.logging import get_logger
 
 SECOND_US = 1_000_000
 PIN_PURPOSE = "payment-pin"
+log = get_logger(__name__)
 
 
 def _pin_hash(enc: Encryptor, user: User, pin: str, key_id: str | None = None) -> tuple[str, str]:
@@ -193,6 +195,7 @@ def confirm_payment_pin(
     if outcome == "not_set":
         raise PinNotSet("Set a payment PIN first.")
     if outcome == "locked":
+        log.warning("payment pin locked", user_id=user_id, retry_after=value)
         raise PinLocked(
             "Too many wrong PINs: the payment PIN is locked. Wait, or reset it by SMS.",
             retry_after=value,

@@ -44,8 +44,10 @@ from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput, Unauthorized
+from citywallet.platform.logging import get_logger
 
 CHINA = timezone(timedelta(hours=8))
+log = get_logger(__name__)  # security events, with masked values only
 RESIDENT_ID_CHECK = "resident_id"
 
 
@@ -317,9 +319,11 @@ def register(
         return LoginResult(_view(user, None), session)
 
     try:
-        return db.transact(create)
+        result = db.transact(create)
     except IntegrityError:  # a concurrent sign-up with the same phone won
         raise _phone_taken() from None
+    log.info("user registered", user_id=result.user.id, phone_masked=result.user.phone_masked)
+    return result
 
 
 def _phone_taken() -> Conflict:
@@ -391,6 +395,7 @@ def login(
                 ratelimit.record(uow, by_ip, device.ip)
 
         db.transact(count_failure)
+        log.info("login failed", phone_masked=mask_phone(e164), ip=device.ip)
         raise Unauthorized("Wrong phone number or password.", code="invalid_credentials")
     if status == "frozen":
         raise AccountFrozen("This account is frozen; contact customer service.")
@@ -551,6 +556,7 @@ def verify_real_name(
     if check.reason == "unavailable":
         raise IdentityServiceUnavailable("The verification service did not answer; try again.")
     if not check.matched:
+        log.info("real name declined", user_id=user_id, reason=check.reason)
         raise InvalidInput(
             "The name and ID number do not match the national records.",
             code="identity_check_failed",
@@ -582,9 +588,11 @@ def verify_real_name(
         return _view_of(uow, user)
 
     try:
-        return db.transact(store)
+        view = db.transact(store)
     except IntegrityError:
         raise _identity_used() from None
+    log.info("real name verified", user_id=user_id, provider_ref=check.provider_ref)
+    return view
 
 
 def _identity_used() -> Conflict:
@@ -644,6 +652,7 @@ def freeze_user(uow: UnitOfWork, *, user_id: str, reason: str, actor: str) -> Us
     user.status, user.frozen_reason, user.updated_at = "frozen", reason.strip()[:500], now_us()
     ended = sessions.revoke_all(uow, user_pk=user.id, reason="frozen")
     add_event(uow, user, "frozen", actor=actor, reason=reason.strip(), sessions_ended=ended)
+    log.warning("user frozen", user_id=user_id, actor=actor)
     return _view_of(uow, user)
 
 
