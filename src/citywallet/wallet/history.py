@@ -1,0 +1,267 @@
+"""A resident's history: one line per transaction and side, and receipts with ledger proofs.
+
+The ledger knows amounts and accounts; a history line adds what a person wants to see (who,
+why, the note, the status while the bank answers). A receipt joins the two: the line, the
+ledger transfers it consists of with their sealed fields, and an inclusion proof for each
+transfer already sealed into a signed block (``not_sealed_yet`` for the newest ones).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from citywallet.ledger import service as ledger
+from citywallet.ledger.blocks import LedgerSigner, NotSealedYet, inclusion_proof
+from citywallet.ledger.types import TransferCode, TransferFlags
+from citywallet.platform.clock import now_us
+from citywallet.platform.db import UnitOfWork
+from citywallet.platform.errors import InvalidInput
+from citywallet.wallet.errors import TransactionNotFound
+from citywallet.wallet.models import Activity
+
+KINDS = (
+    "topup",
+    "withdrawal",
+    "transfer_out",
+    "transfer_in",
+    "split_payment",
+    "split_collection",
+)
+INCOMING = frozenset({"topup", "transfer_in", "split_collection"})
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class ActivityView:
+    """One history line."""
+
+    id: str
+    kind: str
+    direction: str  # "in" | "out"
+    amount: int
+    fee: int
+    currency: str
+    status: str
+    counterparty_user_id: str | None
+    counterparty_label: str
+    note: str
+    reference: str | None
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A page of history, newest first; ``next_cursor`` fetches the next one."""
+
+    items: list[ActivityView]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class ReceiptTransfer:
+    """A ledger transfer behind a transaction, its sealed fields and (once sealed) its proof."""
+
+    id: str
+    role: str  # "hold", "post", "void", "transfer"
+    sealed_fields: dict[str, Any]
+    proof: dict[str, Any] | None
+    proof_status: str  # "sealed" | "not_sealed_yet"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A transaction with the ledger's evidence for it."""
+
+    transaction: ActivityView
+    transfers: list[ReceiptTransfer]
+    proof_status: str  # "sealed" | "not_sealed_yet" (some transfer is not sealed yet)
+
+
+def _view(row: Activity) -> ActivityView:
+    return ActivityView(
+        id=row.object_id,
+        kind=row.kind,
+        direction="in" if row.kind in INCOMING else "out",
+        amount=row.amount,
+        fee=row.fee,
+        currency=row.currency,
+        status=row.status,
+        counterparty_user_id=row.counterparty_user_id,
+        counterparty_label=row.counterparty_label,
+        note=row.note,
+        reference=row.reference,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def record(
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    object_id: str,
+    kind: str,
+    amount: int,
+    currency: str,
+    status: str,
+    transfer_ids: Sequence[str],
+    fee: int = 0,
+    counterparty_user_id: str | None = None,
+    counterparty_label: str = "",
+    note: str = "",
+    reference: str | None = None,
+) -> None:
+    """Add a line to a user's history (in the transaction that moves the money)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown history kind {kind!r}")
+    moment = now_us()
+    uow.session.add(
+        Activity(
+            user_id=user_id,
+            object_id=object_id,
+            kind=kind,
+            amount=amount,
+            fee=fee,
+            currency=currency,
+            status=status,
+            counterparty_user_id=counterparty_user_id,
+            counterparty_label=counterparty_label[:100],
+            note=note,
+            reference=reference,
+            transfer_ids=json.dumps(list(transfer_ids)),
+            created_at=moment,
+            updated_at=moment,
+        )
+    )
+
+
+def set_status(
+    uow: UnitOfWork, *, object_id: str, status: str, transfer_ids: Sequence[str]
+) -> None:
+    """Update every line of a transaction (its status and ledger transfers)."""
+    uow.session.execute(
+        update(Activity)
+        .where(Activity.object_id == object_id)
+        .values(status=status, transfer_ids=json.dumps(list(transfer_ids)), updated_at=now_us())
+    )
+
+
+def encode_cursor(row_id: int) -> str:
+    """An opaque cursor for the line after ``row_id``."""
+    return base64.urlsafe_b64encode(f"h1:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The row id inside a cursor (``invalid_cursor`` if it is not one of ours)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        tag, _, value = raw.partition(":")
+        if tag != "h1" or not value.isdigit():
+            raise ValueError(raw)
+        return int(value)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput("That cursor is not valid.", code="invalid_cursor") from None
+
+
+def list_history(
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    kinds: Sequence[str] = (),
+    since: int | None = None,
+    until: int | None = None,
+    counterparty: str | None = None,
+    cursor: str | None = None,
+    limit: int = 20,
+) -> HistoryPage:
+    """The user's history, newest first, filtered by kind, time (``since`` inclusive,
+    ``until`` exclusive, microseconds) and counterparty user id; paged by cursor."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise InvalidInput(f"Unknown kinds: {', '.join(sorted(unknown))}.", code="invalid_kind")
+    limit = max(1, min(limit, MAX_PAGE))
+    query = select(Activity).where(Activity.user_id == user_id)
+    if kinds:
+        query = query.where(Activity.kind.in_(list(kinds)))
+    if since is not None:
+        query = query.where(Activity.created_at >= since)
+    if until is not None:
+        query = query.where(Activity.created_at < until)
+    if counterparty is not None:
+        query = query.where(Activity.counterparty_user_id == counterparty)
+    if cursor is not None:
+        query = query.where(Activity.id < decode_cursor(cursor))
+    rows = list(uow.session.scalars(query.order_by(Activity.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    following = encode_cursor(page[-1].id) if len(rows) > limit else None
+    return HistoryPage([_view(r) for r in page], following)
+
+
+def activity_row(uow: UnitOfWork, *, user_id: str, object_id: str) -> Activity:
+    """The user's line for a transaction (``transaction_not_found`` for anyone else's)."""
+    row = uow.session.scalar(
+        select(Activity).where(Activity.user_id == user_id, Activity.object_id == object_id)
+    )
+    if row is None:
+        raise TransactionNotFound("No such transaction.")
+    return row
+
+
+def get_transaction(uow: UnitOfWork, *, user_id: str, object_id: str) -> ActivityView:
+    """One of the user's transactions."""
+    return _view(activity_row(uow, user_id=user_id, object_id=object_id))
+
+
+def _role(flags: int) -> str:
+    if flags & TransferFlags.PENDING:
+        return "hold"
+    if flags & TransferFlags.POST_PENDING:
+        return "post"
+    if flags & TransferFlags.VOID_PENDING:
+        return "void"
+    return "transfer"
+
+
+def receipt(uow: UnitOfWork, *, user_id: str, object_id: str, signer: LedgerSigner) -> Receipt:
+    """The user's transaction with its ledger transfers and their inclusion proofs."""
+    row = activity_row(uow, user_id=user_id, object_id=object_id)
+    ids: list[str] = json.loads(row.transfer_ids)
+    found = ledger.get_transfers(uow, ids=ids)
+    transfers: list[ReceiptTransfer] = []
+    for transfer_id in ids:
+        transfer = found.get(transfer_id)
+        if transfer is None:
+            continue
+        try:
+            proof: dict[str, Any] | None = inclusion_proof(
+                uow, transfer_id=transfer_id, signer=signer
+            )
+        except NotSealedYet:
+            proof = None
+        transfers.append(
+            ReceiptTransfer(
+                id=transfer_id,
+                role=_role(transfer.flags),
+                sealed_fields=transfer.canonical(),
+                proof=proof,
+                proof_status="sealed" if proof is not None else "not_sealed_yet",
+            )
+        )
+    sealed = all(t.proof is not None for t in transfers)
+    return Receipt(_view(row), transfers, "sealed" if sealed else "not_sealed_yet")
+
+
+def transfer_code_name(code: int) -> str:
+    """``p2p`` for ``TransferCode.P2P`` (for display)."""
+    try:
+        return TransferCode(code).name.lower()
+    except ValueError:
+        return str(code)

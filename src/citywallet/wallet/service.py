@@ -1,0 +1,173 @@
+"""The wallet's use cases, in one place: the balance view here, the rest from the modules
+that implement them (``cards``, ``funding``, ``transfers``, ``history``).
+
+Functions taking ``uow`` never commit; those taking ``db`` run their own short transactions
+because they call the bank in between (``bind_card``, ``top_up``, ``withdraw``,
+``reconcile_fundings``). Every money movement confirms the payer's PIN first
+(``confirm_payment_pin``, its own transaction), then moves the money in one transaction
+with its limit checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from citywallet.identity.service import get_user
+from citywallet.ledger import service as ledger
+from citywallet.platform.clock import now_us
+from citywallet.platform.config import Settings, get_settings
+from citywallet.platform.db import UnitOfWork
+from citywallet.wallet.accounts import (
+    CURRENCY,
+    FREE_WITHDRAWAL,
+    bank_settlement_account,
+    ensure_wallet,
+    fee_revenue_account,
+    find_wallet,
+    lock_wallets,
+    read_usage,
+)
+from citywallet.wallet.cards import (
+    CardView,
+    bind_card,
+    get_card,
+    list_cards,
+    unbind_card,
+)
+from citywallet.wallet.funding import (
+    BankRequest,
+    FundingView,
+    ReconcileReport,
+    WithdrawalQuote,
+    ask_bank,
+    funding_for_key,
+    get_funding,
+    quote_withdrawal,
+    reconcile_fundings,
+    settle_funding,
+    start_topup,
+    start_withdrawal,
+    top_up,
+    withdraw,
+)
+from citywallet.wallet.history import (
+    ActivityView,
+    HistoryPage,
+    Receipt,
+    ReceiptTransfer,
+    get_transaction,
+    list_history,
+    receipt,
+)
+from citywallet.wallet.limits import current_usage, limits_for, reserve_outflow
+from citywallet.wallet.rules import LimitsLeft, TierLimits, limits_left
+from citywallet.wallet.transfers import (
+    ShareRequest,
+    ShareView,
+    SplitView,
+    TransferView,
+    cancel_split,
+    create_split,
+    get_split,
+    list_splits,
+    pay_share,
+    remind_split,
+    send_transfer,
+)
+
+__all__ = [
+    "CURRENCY",
+    "ActivityView",
+    "BankRequest",
+    "CardView",
+    "FundingView",
+    "HistoryPage",
+    "Receipt",
+    "ReceiptTransfer",
+    "ReconcileReport",
+    "ShareRequest",
+    "ShareView",
+    "SplitView",
+    "TransferView",
+    "WalletView",
+    "WithdrawalQuote",
+    "ask_bank",
+    "bank_settlement_account",
+    "bind_card",
+    "cancel_split",
+    "create_split",
+    "ensure_wallet",
+    "fee_revenue_account",
+    "funding_for_key",
+    "get_card",
+    "get_funding",
+    "get_split",
+    "get_transaction",
+    "list_cards",
+    "list_history",
+    "list_splits",
+    "lock_wallets",
+    "pay_share",
+    "quote_withdrawal",
+    "receipt",
+    "reconcile_fundings",
+    "remind_split",
+    "reserve_outflow",
+    "send_transfer",
+    "settle_funding",
+    "start_topup",
+    "start_withdrawal",
+    "top_up",
+    "unbind_card",
+    "wallet_view",
+    "withdraw",
+]
+
+
+@dataclass(frozen=True)
+class WalletView:
+    """A resident's wallet: money, holds, and what the tier limits leave."""
+
+    user_id: str
+    currency: str
+    balance: int  # posted
+    pending_incoming: int  # top-ups the bank has not confirmed yet
+    pending_outgoing: int  # withdrawals (and fees) held while the bank answers
+    available: int  # balance less outgoing holds: what can be spent now
+    tier: int
+    limit_preset: str
+    limits: TierLimits
+    left: LimitsLeft
+    balance_room: int | None  # how much more the wallet may hold (None: no limit)
+    free_withdrawal_left: int
+
+
+def wallet_view(
+    uow: UnitOfWork, *, user_id: str, settings: Settings | None = None, now: int | None = None
+) -> WalletView:
+    """The user's wallet now (an unopened wallet reads as empty; nothing is written)."""
+    cfg = settings if settings is not None else get_settings()
+    user = get_user(uow, user_id=user_id)
+    account_id = find_wallet(uow, user_id=user_id)
+    account = ledger.get_account(uow, account_id=account_id) if account_id is not None else None
+    balance = account.balance if account else 0
+    incoming = account.credits_pending if account else 0
+    outgoing = account.debits_pending if account else 0
+    limits = limits_for(user.tier, cfg)
+    usage = current_usage(uow, user_id=user_id, moment=now if now is not None else now_us())
+    free_used = read_usage(uow, user_id=user_id, periods=[FREE_WITHDRAWAL])[FREE_WITHDRAWAL]
+    room = None if limits.balance is None else max(0, limits.balance - balance - incoming)
+    return WalletView(
+        user_id=user_id,
+        currency=CURRENCY,
+        balance=balance,
+        pending_incoming=incoming,
+        pending_outgoing=outgoing,
+        available=balance - outgoing,
+        tier=user.tier,
+        limit_preset=cfg.wallet_limit_preset,
+        limits=limits,
+        left=limits_left(limits, usage),
+        balance_room=room,
+        free_withdrawal_left=max(0, cfg.withdrawal_free_quota - free_used),
+    )
