@@ -17,10 +17,12 @@ from citywallet.identity.gateways import (
     IdentityCheck,
     SandboxIdentityVerifier,
     SandboxSmsGateway,
+    sandbox_messages,
 )
 from citywallet.identity.keys import install_encryptor
 from citywallet.identity.models import PaymentPin, SmsCode, UserEvent
-from citywallet.platform import ratelimit
+from citywallet.platform import outbox, ratelimit
+from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor, Keyring, rewrap_all
 from citywallet.platform.db import Database
@@ -634,3 +636,34 @@ def test_key_rotation_rewraps_identity_columns(
         assert identity is not None
         assert identity.id_number == resident_id()
         assert service.user_phone(uow, user_id=user.id, encryptor=only_new) == "+86" + PHONE
+
+
+# --- SMS delivery through the outbox ------------------------------------------------------
+
+
+def test_a_failed_immediate_delivery_is_retried_by_the_worker(
+    db: Database, settings: Settings, enc: Encryptor
+) -> None:
+    sent = db.transact(
+        lambda uow: service.send_sms_code(
+            uow, phone=PHONE, purpose="register", settings=settings, encryptor=enc
+        )
+    )
+    assert sent.outbox_id is not None
+    broken = SandboxSmsGateway(db, enc, failure_rate=1.0)
+    assert not codes.deliver_now(
+        db, message_id=sent.outbox_id, handler=codes.sms_outbox_handler(broken, enc)
+    )
+    with db.uow(readonly=True) as uow:
+        assert sandbox_messages(uow, enc, phone="+86" + PHONE) == []
+        error = uow.session.execute(text("SELECT last_error FROM platform_outbox")).scalar_one()
+    assert "SmsDeliveryFailed" in error
+    working = codes.sms_outbox_handler(SandboxSmsGateway(db, enc), enc)
+    later = now_us() + 3600 * 10**6
+    assert outbox.deliver_due(db, handlers={codes.SMS_TOPIC: working}, now=later) == 1
+    assert outbox.deliver_due(db, handlers={codes.SMS_TOPIC: working}, now=later) == 0
+    code = last_code(db, enc, PHONE)
+    result = service.register(
+        db, phone=PHONE, code=code, password=PASSWORD, device=service.Device(), settings=settings
+    )
+    assert result.user.phone_masked == "138****8000"

@@ -44,8 +44,10 @@ from citywallet.identity.schemas import (
 )
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import InvalidInput
+from citywallet.platform.logging import get_logger
 from citywallet.runtime import Runtime
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["identity"])
 dev_router = APIRouter(prefix="/v1/dev", tags=["sandbox"])
 
@@ -57,7 +59,10 @@ def _deliver(runtime: Runtime, sent: codes.CodeSent) -> SmsCodePublic:
     """After commit: hand the code's message to the gateway now (the worker retries)."""
     if sent.outbox_id is not None:
         handler = codes.sms_outbox_handler(runtime.sms, runtime.encryptor)
-        codes.deliver_now(runtime.db, message_id=sent.outbox_id, handler=handler)
+        try:
+            codes.deliver_now(runtime.db, message_id=sent.outbox_id, handler=handler)
+        except Exception as exc:  # the code is committed: the worker delivers it
+            log.warning("immediate sms delivery failed", message_id=sent.outbox_id, error=repr(exc))
     return SmsCodePublic.of(sent)
 
 

@@ -541,7 +541,7 @@ def verify_real_name(
     clean_name = normalize_name(name)
     resident = validate_resident_id(id_number, today=today or _today())
     id_hash = keys.id_number_hash(enc, resident.number)
-    attempts = ratelimit.Rule("identity_verify", 5, 86_400, "identity_verify_rate_limited")
+    attempts = _verify_rule()
 
     def precheck(uow: UnitOfWork) -> None:
         user = active_user_row(uow, user_id)
@@ -595,6 +595,11 @@ def verify_real_name(
     return view
 
 
+def _verify_rule() -> ratelimit.Rule:
+    """Calls to the identity verifier per user per day (each one is billed)."""
+    return ratelimit.Rule("identity_verify", 5, 86_400, "identity_verify_rate_limited")
+
+
 def _identity_used() -> Conflict:
     return Conflict(
         "This ID number is already verified on another account: one wallet per person.",
@@ -618,6 +623,7 @@ def recheck_identity(
         identity = verified_identity(uow, user_id=user_id, encryptor=enc)
     if identity is None:
         raise Conflict("Verify your real name first.", code="real_name_required")
+    db.transact(lambda uow: ratelimit.hit(uow, _verify_rule(), user_id))  # each call costs
     check = verifier.verify(identity.name, identity.id_number)
     if check.reason == "unavailable":
         raise IdentityServiceUnavailable("The verification service did not answer; try again.")
