@@ -117,11 +117,15 @@ def make_bank(settings: Settings) -> Bank:
     )
 
 
-def sandbox_card_number(ending: str = "0000", *, bin_: str = "622202", length: int = 19) -> str:
-    """A Luhn-valid card number with BIN ``bin_`` ending in ``ending`` (for the sandbox)."""
-    if not (ending.isdigit() and len(ending) == 4 and bin_.isdigit() and length >= 16):
+def sandbox_card_number(
+    ending: str = "0000", *, bin_: str = "622202", length: int = 19, serial: int = 0
+) -> str:
+    """A Luhn-valid card number with BIN ``bin_`` ending in ``ending`` (for the sandbox);
+    ``serial`` tells apart cards with the same BIN and ending."""
+    middle = length - len(bin_) - 5
+    if not (ending.isdigit() and len(ending) == 4 and bin_.isdigit() and middle >= 1):
         raise ValueError("four ending digits, a numeric BIN, at least 16 digits")
-    body = bin_ + "0" * (length - len(bin_) - 5)
+    body = bin_ + f"{serial:0{middle}d}"[-middle:]
     # The digit just before the ending is not doubled by Luhn: choose it to make the sum fit.
     for digit in "0123456789":
         number = body + digit + ending
