@@ -631,7 +631,9 @@ def test_concurrent_transfers_both_ways_do_not_deadlock_or_overdraw(w: World) ->
         outcomes = list(pool.map(pay, range(40)))
     assert set(outcomes) <= {"ok", "insufficient_balance"}
     a, b = balance(w.db, alice.user_id)[0], balance(w.db, bob.user_id)[0]
-    assert a + b == 200 * YUAN and a >= 0 and b >= 0
+    assert a + b == 200 * YUAN
+    assert a >= 0
+    assert b >= 0
     assert_ledger_clean(w.db)
 
 
@@ -789,7 +791,8 @@ def test_history_filters_pages_and_receipts_with_proofs(w: World) -> None:
     withdrawal = w.withdraw(alice, 10 * YUAN)
     everything = w.read(lambda uow: wallet.list_history(uow, user_id=alice.user_id, limit=100))
     assert [i.kind for i in everything.items][:2] == ["withdrawal", "transfer_out"]
-    assert everything.next_cursor is None and len(everything.items) == 8
+    assert everything.next_cursor is None
+    assert len(everything.items) == 8
     seen: list[str] = []
     cursor = None
     while True:
@@ -853,7 +856,8 @@ def test_funding_rows_record_the_idempotency_key(w: World) -> None:
     found = w.read(
         lambda uow: wallet.funding_for_key(uow, user_id=alice.user_id, idempotency_key="k-1")
     )
-    assert found is not None and found.id == request.funding_id
+    assert found is not None
+    assert found.id == request.funding_id
     assert w.read(lambda uow: uow.session.scalar(select(Funding.status))) == "processing"
     w.run(
         lambda uow: wallet.settle_funding(
