@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
 import citywallet
-from citywallet.api import health, identity, ledger, problems
+from citywallet.api import health, identity, ledger, problems, wallet
 from citywallet.runtime import Runtime
 
 REQUESTS = Counter("citywallet_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -68,6 +68,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(health.router)
     app.include_router(ledger.router)
     app.include_router(identity.router)
+    app.include_router(wallet.router)
     if runtime.settings.sandbox:
         app.include_router(identity.dev_router)
 

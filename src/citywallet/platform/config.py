@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     )
     wallet_tier_limits: dict[str, dict[str, int | None]] = Field(
         default_factory=dict,
-        description='Per-tier overrides in fen on top of the preset, as JSON: '
+        description="Per-tier overrides in fen on top of the preset, as JSON: "
         '{"1": {"daily": 200000}}; fields single, daily, yearly, lifetime, balance; null = none.',
     )
     withdrawal_free_quota: int = Field(
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     )
     sandbox_bank_late_answer_seconds: float = Field(
         default=30.0,
-        description="Sandbox bank: after a timed-out call, how long until a query knows its outcome.",
+        description="Sandbox bank: seconds after a timed-out call until a query knows the outcome.",
     )
 
     @property

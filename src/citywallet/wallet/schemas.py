@@ -1,0 +1,396 @@
+"""Request and response bodies of the wallet API.
+
+Amounts are integers of minor units (fen) with an ISO 4217 ``currency``; card numbers and
+phone numbers only ever leave masked. A card request carrying a CVV is refused outright.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from citywallet.platform.clock import to_datetime
+from citywallet.platform.errors import InvalidInput
+from citywallet.wallet.cards import CardView
+from citywallet.wallet.funding import MAX_AMOUNT, FundingView, WithdrawalQuote
+from citywallet.wallet.history import ActivityView, HistoryPage, Receipt
+from citywallet.wallet.transfers import NOTE_MAX, SplitView, TransferView
+
+AmountField = Field(gt=0, le=MAX_AMOUNT, description="Minor units (fen).", examples=[1234])
+CurrencyField = Field(default="CNY", pattern=r"^[A-Z]{3}$", examples=["CNY"])
+PinField = Field(pattern=r"^[0-9]{6}$", description="The payment PIN.", examples=["502817"])
+CVV_FIELDS = frozenset({"cvv", "cvv2", "cvc", "cvc2", "cvn", "cvn2", "security_code"})
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+class CardCreate(Strict):
+    """Bind a debit card in your verified name. Never send the CVV: a request with one is
+    refused (422 ``cvv_not_accepted``) and nothing of it is kept."""
+
+    card_number: str = Field(min_length=12, max_length=40, examples=["6222 0200 0000 0000 000"])
+    phone: str = Field(
+        min_length=5,
+        max_length=32,
+        description="The mobile number reserved at the bank for this card.",
+        examples=["138 0013 8000"],
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_cvv(cls, data: Any) -> Any:
+        if isinstance(data, dict) and CVV_FIELDS & {str(k).lower() for k in data}:
+            # Not a ValueError: it propagates as the domain error, and the value is never
+            # echoed back in a validation message.
+            raise InvalidInput(
+                "Never send a card's CVV: CityWallet neither needs nor accepts it.",
+                code="cvv_not_accepted",
+            )
+        return data
+
+
+class TopupCreate(Strict):
+    """Move money from a bound card into the wallet."""
+
+    card_id: str = Field(max_length=40, examples=["card_3qWf…"])
+    amount: int = AmountField
+    currency: str = CurrencyField
+    pin: str = PinField
+
+
+class WithdrawalCreate(TopupCreate):
+    """Move money from the wallet to a bound card of your own name (fee: see the quote)."""
+
+
+class TransferCreate(Strict):
+    """Send money to another resident."""
+
+    to: str = Field(
+        min_length=3,
+        max_length=40,
+        description="A user id (usr_…) or a mainland mobile number.",
+        examples=["138 0013 8001"],
+    )
+    amount: int = AmountField
+    currency: str = CurrencyField
+    note: str = Field(default="", max_length=NOTE_MAX * 2)
+    pin: str = PinField
+
+
+class ShareCreate(Strict):
+    """One person's share: omit ``amount`` on every share to split evenly."""
+
+    to: str = Field(min_length=3, max_length=40, description="A user id or mobile number.")
+    amount: int | None = Field(default=None, gt=0, le=MAX_AMOUNT)
+
+
+class SplitCreate(Strict):
+    """Ask people for their shares of a bill (the shares sum to the total exactly)."""
+
+    total: int = AmountField
+    currency: str = CurrencyField
+    note: str = Field(default="", max_length=NOTE_MAX * 2)
+    shares: list[ShareCreate] = Field(min_length=1, max_length=1000)
+
+
+class SharePay(Strict):
+    """Pay your share of a split."""
+
+    pin: str = PinField
+
+
+class SplitCancel(Strict):
+    """Cancel the given unpaid shares, or (none given) the whole split."""
+
+    share_ids: list[str] = Field(default_factory=list, max_length=1000)
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+class LimitsPublic(BaseModel):
+    """A tier's limits in fen (``null``: no limit)."""
+
+    single: int | None
+    daily: int | None
+    yearly: int | None
+    lifetime: int | None
+    balance: int | None
+
+
+class LimitsLeftPublic(BaseModel):
+    """What the limits still allow now (``null``: unlimited)."""
+
+    single: int | None
+    today: int | None
+    this_year: int | None
+    lifetime: int | None
+    balance_room: int | None = Field(description="How much more the wallet may hold.")
+
+
+class WalletPublic(BaseModel):
+    """Your wallet: money, holds and limits."""
+
+    currency: str
+    balance: int = Field(description="Posted balance (fen).")
+    pending_incoming: int = Field(description="Top-ups the bank has not confirmed yet.")
+    pending_outgoing: int = Field(description="Withdrawals and fees held for the bank.")
+    available: int = Field(description="What can be spent now: balance less outgoing holds.")
+    tier: int
+    limit_preset: str
+    limits: LimitsPublic
+    left: LimitsLeftPublic
+    free_withdrawal_left: int = Field(description="Fee-free withdrawal quota left (fen).")
+
+
+class CardPublic(BaseModel):
+    """A bound card (masked)."""
+
+    id: str
+    bank_code: str
+    bank_name: str
+    number_masked: str = Field(examples=["622202*********1234"])
+    last4: str
+    holder_name_masked: str
+    status: Literal["active", "unbound"]
+    created_at: datetime
+    sandbox: bool = Field(description="True when the bank behind it is the sandbox.")
+
+    @classmethod
+    def of(cls, view: CardView, *, sandbox: bool) -> CardPublic:
+        """From the service's view."""
+        return cls(
+            **{k: v for k, v in vars(view).items() if k != "created_at"},
+            created_at=to_datetime(view.created_at),
+            sandbox=sandbox,
+        )
+
+
+class CardList(BaseModel):
+    """Your bound cards, newest first."""
+
+    items: list[CardPublic]
+
+
+class FundingPublic(BaseModel):
+    """A top-up or withdrawal. ``status``: ``succeeded``, ``failed`` (see
+    ``failure_code``), or ``unknown`` — the bank has not answered yet; the money stays
+    held and the wallet settles it as soon as the bank does (poll this resource)."""
+
+    id: str
+    kind: Literal["topup", "withdrawal"]
+    status: Literal["processing", "unknown", "succeeded", "failed"]
+    amount: int
+    fee: int
+    currency: str
+    card_id: str
+    card_label: str
+    failure_code: str | None
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+    @classmethod
+    def of(cls, view: FundingView) -> FundingPublic:
+        """From the service's view."""
+        return cls(
+            **{k: v for k, v in vars(view).items() if not k.endswith("_at")},
+            created_at=to_datetime(view.created_at),
+            updated_at=to_datetime(view.updated_at),
+            resolved_at=to_datetime(view.resolved_at) if view.resolved_at else None,
+        )
+
+
+class WithdrawalQuotePublic(BaseModel):
+    """The fee a withdrawal would pay now."""
+
+    amount: int
+    fee: int
+    free_part: int = Field(description="The part the free quota covers.")
+    free_quota_left: int
+    total: int = Field(description="What leaves the wallet: amount + fee.")
+    currency: str = "CNY"
+
+    @classmethod
+    def of(cls, quote: WithdrawalQuote) -> WithdrawalQuotePublic:
+        """From the service's quote."""
+        return cls(**vars(quote))
+
+
+class TransferPublic(BaseModel):
+    """A P2P transfer you sent."""
+
+    id: str
+    amount: int
+    currency: str
+    to_user_id: str
+    to_label: str = Field(description="The recipient's masked name and phone number.")
+    note: str
+    status: Literal["succeeded"]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, view: TransferView) -> TransferPublic:
+        """From the service's view."""
+        return cls(
+            **{k: v for k, v in vars(view).items() if k != "created_at"},
+            created_at=to_datetime(view.created_at),
+        )
+
+
+class SharePublic(BaseModel):
+    """One person's share of a split."""
+
+    id: str
+    user_id: str
+    label: str
+    amount: int
+    status: Literal["unpaid", "paid", "cancelled"]
+    paid_at: datetime | None
+
+
+class SplitPublic(BaseModel):
+    """A split bill (AA)."""
+
+    id: str
+    creator_id: str
+    creator_label: str
+    total: int
+    currency: str
+    note: str
+    status: Literal["open", "completed", "cancelled"]
+    paid_amount: int
+    paid_count: int
+    shares: list[SharePublic]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: SplitView) -> SplitPublic:
+        """From the service's view."""
+        return cls(
+            id=view.id,
+            creator_id=view.creator_id,
+            creator_label=view.creator_label,
+            total=view.total,
+            currency=view.currency,
+            note=view.note,
+            status=view.status,
+            paid_amount=view.paid_amount,
+            paid_count=view.paid_count,
+            shares=[
+                SharePublic(
+                    id=s.id,
+                    user_id=s.user_id,
+                    label=s.label,
+                    amount=s.amount,
+                    status=s.status,
+                    paid_at=to_datetime(s.paid_at) if s.paid_at else None,
+                )
+                for s in view.shares
+            ],
+            created_at=to_datetime(view.created_at),
+            updated_at=to_datetime(view.updated_at),
+        )
+
+
+class SplitList(BaseModel):
+    """Splits you created or have a share in, newest first."""
+
+    items: list[SplitPublic]
+
+
+class RemindersPublic(BaseModel):
+    """How many participants were reminded."""
+
+    reminded: int
+
+
+class TransactionPublic(BaseModel):
+    """One line of your history."""
+
+    id: str
+    kind: Literal[
+        "topup", "withdrawal", "transfer_out", "transfer_in", "split_payment", "split_collection"
+    ]
+    direction: Literal["in", "out"]
+    amount: int
+    fee: int
+    currency: str
+    status: str
+    counterparty_user_id: str | None
+    counterparty_label: str
+    note: str
+    reference: str | None = Field(description="The split a share belongs to, or the card.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: ActivityView) -> TransactionPublic:
+        """From the service's view."""
+        return cls(
+            **{k: v for k, v in vars(view).items() if not k.endswith("_at")},
+            created_at=to_datetime(view.created_at),
+            updated_at=to_datetime(view.updated_at),
+        )
+
+
+class TransactionPage(BaseModel):
+    """A page of history, newest first."""
+
+    items: list[TransactionPublic]
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: HistoryPage) -> TransactionPage:
+        """From the service's page."""
+        return cls(
+            items=[TransactionPublic.of(i) for i in page.items], next_cursor=page.next_cursor
+        )
+
+
+class ReceiptTransferPublic(BaseModel):
+    """A ledger transfer behind the transaction: its sealed fields (the leaf of the proof)
+    and, once sealed into a signed block, its inclusion proof (docs/ledger-proofs.md)."""
+
+    id: str
+    role: Literal["hold", "post", "void", "transfer"]
+    sealed_fields: dict[str, Any]
+    proof_status: Literal["sealed", "not_sealed_yet"]
+    proof: dict[str, Any] | None
+
+
+class ReceiptPublic(BaseModel):
+    """A transaction with the ledger's evidence. ``proof_status`` ``not_sealed_yet``: the
+    newest transfers are sealed into a block every few seconds; ask again."""
+
+    transaction: TransactionPublic
+    proof_status: Literal["sealed", "not_sealed_yet"]
+    transfers: list[ReceiptTransferPublic]
+
+    @classmethod
+    def of(cls, receipt: Receipt) -> ReceiptPublic:
+        """From the service's receipt."""
+        return cls(
+            transaction=TransactionPublic.of(receipt.transaction),
+            proof_status=receipt.proof_status,
+            transfers=[
+                ReceiptTransferPublic(
+                    id=t.id,
+                    role=t.role,
+                    sealed_fields=t.sealed_fields,
+                    proof_status=t.proof_status,
+                    proof=t.proof,
+                )
+                for t in receipt.transfers
+            ],
+        )
