@@ -18,7 +18,9 @@ from citywallet.wallet.funding import MAX_AMOUNT, FundingView, WithdrawalQuote
 from citywallet.wallet.history import ActivityView, HistoryPage, Receipt
 from citywallet.wallet.transfers import NOTE_MAX, SplitView, TransferView
 
-AmountField = Field(gt=0, le=MAX_AMOUNT, description="Minor units (fen).", examples=[1234])
+AmountField = Field(
+    gt=0, le=MAX_AMOUNT, strict=True, description="Integer minor units (fen).", examples=[1234]
+)
 CurrencyField = Field(default="CNY", pattern=r"^[A-Z]{3}$", examples=["CNY"])
 PinField = Field(pattern=r"^[0-9]{6}$", description="The payment PIN.", examples=["502817"])
 CVV_FIELDS = frozenset({"cvv", "cvv2", "cvc", "cvc2", "cvn", "cvn2", "security_code"})
@@ -90,7 +92,7 @@ class ShareCreate(Strict):
     """One person's share: omit ``amount`` on every share to split evenly."""
 
     to: str = Field(min_length=3, max_length=40, description="A user id or mobile number.")
-    amount: int | None = Field(default=None, gt=0, le=MAX_AMOUNT)
+    amount: int | None = Field(default=None, gt=0, le=MAX_AMOUNT, strict=True)
 
 
 class SplitCreate(Strict):
