@@ -21,9 +21,8 @@ from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
 from citywallet.wallet.bank import sandbox_card_number
-from tests.identity_support import PASSWORD, resident_id
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.wallet_support import PIN, count, wallet_settings
+from tests.wallet_support import PIN, Person, count, wallet_settings
 
 YUAN = 100
 
@@ -41,64 +40,6 @@ def _problem(response: Response, status: int, code: str) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["code"] == code, body
     return body
-
-
-class Person:
-    """A resident driven through the API."""
-
-    def __init__(self, client: TestClient, n: int, *, card_ending: str | None = "0000") -> None:
-        self.client = client
-        self.phone = f"1390013{n:04d}"
-        sent = client.post("/v1/auth/sms-codes", json={"phone": self.phone})
-        assert sent.status_code == 202, sent.text
-        sms = client.get("/v1/dev/sms", params={"phone": self.phone}).json()["items"][0]
-        code = re.search(r"\d{6}", sms["text"])
-        assert code
-        signed = client.post(
-            "/v1/auth/register",
-            json={"phone": self.phone, "code": code.group(), "password": PASSWORD},
-        )
-        assert signed.status_code == 201, signed.text
-        self.user_id: str = signed.json()["user"]["id"]
-        self.headers = {"Authorization": f"Bearer {signed.json()['session']['token']}"}
-        self.id_number = resident_id(sequence=f"{n:03d}")
-        verified = self.post("/v1/me/real-name", {"name": "张三丰", "id_number": self.id_number})
-        assert verified.status_code == 200, verified.text
-        pin = self.post("/v1/me/payment-pin", {"pin": PIN, "password": PASSWORD})
-        assert pin.status_code == 204, pin.text
-        self.card_number = sandbox_card_number(card_ending or "0000", serial=n)
-        self.card_id = ""
-        if card_ending is not None:
-            self.card_id = self.bind(self.card_number)["id"]
-
-    def bind(self, number: str) -> dict[str, Any]:
-        response = self.post("/v1/wallet/cards", {"card_number": number, "phone": self.phone})
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def post(
-        self, path: str, body: dict[str, Any] | None = None, *, key: str | None = None
-    ) -> Response:
-        headers = dict(self.headers)
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return self.client.post(path, json=body, headers=headers)
-
-    def get(self, path: str, **params: Any) -> Response:
-        return self.client.get(path, headers=self.headers, params=params)
-
-    def money(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.post(path, body, key=str(uuid.uuid4()))
-        assert response.status_code in (200, 201, 202), response.text
-        data: dict[str, Any] = response.json()
-        return data
-
-    def wallet(self) -> dict[str, Any]:
-        response = self.get("/v1/wallet")
-        assert response.status_code == 200, response.text
-        data: dict[str, Any] = response.json()
-        return data
 
 
 def test_newcomer_path(client: TestClient, runtime: Runtime) -> None:
