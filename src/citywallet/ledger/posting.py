@@ -138,7 +138,9 @@ def _apply_one(
             Result.EXISTS if same_fields(spec, previous) else Result.EXISTS_WITH_DIFFERENT_FIELDS
         ), None
     if spec.flags & _RESOLVE_FLAGS:
-        return _resolve_pending(spec, accounts, pendings, now, saved_accounts, saved_pendings)
+        return _resolve_pending(
+            spec, accounts, recorded, pendings, now, saved_accounts, saved_pendings
+        )
     debit = accounts.get(spec.debit_account_id)
     if debit is None:
         return Result.DEBIT_ACCOUNT_NOT_FOUND, None
@@ -196,6 +198,7 @@ def _apply_one(
 def _resolve_pending(
     spec: TransferSpec,
     accounts: Mapping[int, AccountState],
+    recorded: Mapping[str, Transfer],
     pendings: MutableMapping[str, PendingState],
     now: int,
     saved_accounts: dict[int, AccountState],
@@ -205,6 +208,10 @@ def _resolve_pending(
     assert spec.pending_id is not None
     state = pendings.get(spec.pending_id)
     if state is None:
+        # A non-pending transfer created earlier in this batch is not in ``pendings``.
+        known = recorded.get(spec.pending_id)
+        if known is not None and not known.flags & TransferFlags.PENDING:
+            return Result.PENDING_TRANSFER_NOT_PENDING, None
         return Result.PENDING_TRANSFER_NOT_FOUND, None
     pending = state.transfer
     if not pending.flags & TransferFlags.PENDING:
@@ -286,7 +293,8 @@ def validate_static(spec: TransferSpec, *, system: bool = False) -> Result:
         return Result.ID_MUST_NOT_BE_EMPTY
     if len(spec.id) > MAX_ID_LENGTH:
         return Result.ID_TOO_LONG
-    allowed = TransferFlags.client_settable() | (TransferFlags.EXPIRED if system else 0)
+    # Plain ints: ~ of an IntFlag keeps only the defined bits and would let unknown bits pass.
+    allowed = TransferFlags.client_settable() | (int(TransferFlags.EXPIRED) if system else 0)
     if spec.flags & ~allowed:
         return Result.FLAGS_RESERVED
     phase = spec.flags & _PHASE_FLAGS

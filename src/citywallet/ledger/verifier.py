@@ -86,8 +86,20 @@ def verify_inclusion_proof(
     """Check a proof against a trusted Ed25519 public key (32 raw bytes).
 
     With ``transfer`` (the receipt's sealed fields), also check that the proof is about it.
-    Returns the signed block header; raises :class:`ProofError` on any mismatch.
+    Returns the signed block header; raises :class:`ProofError` on any mismatch, and on a
+    malformed proof (missing fields, bad hex, wrong types) too.
     """
+    try:
+        return _verify_inclusion_proof(proof, public_key, transfer)
+    except ProofError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ProofError(f"malformed proof: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _verify_inclusion_proof(
+    proof: dict[str, Any], public_key: bytes, transfer: dict[str, Any] | None
+) -> dict[str, Any]:
     if proof.get("format") != PROOF_FORMAT:
         raise ProofError(f"unknown proof format {proof.get('format')!r}")
     leaf = bytes.fromhex(proof["leaf_hash"])
