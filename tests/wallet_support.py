@@ -173,7 +173,7 @@ class Person:
         self.client = client
         self.phone = f"1390013{n:04d}"
         sent = client.post("/v1/auth/sms-codes", json={"phone": self.phone})
-        assert sent.status_code == 202, sent.text
+        assert sent.status_code == 202, (sent.status_code, sent.text)
         sms = client.get("/v1/dev/sms", params={"phone": self.phone}).json()["items"][0]
         code = re.search(r"\d{6}", sms["text"])
         assert code

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -71,6 +73,16 @@ def _forms(number: str) -> list[str]:
     return forms
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the logging configuration back after the test: the test's own writes to a
+    captured stream that is closed afterwards."""
+    previous = structlog.get_config()
+    yield
+    structlog.configure(**previous)
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_no_clear_personal_numbers_at_rest_or_in_logs(
     db: Database, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
