@@ -17,6 +17,7 @@ from httpx import Response
 
 from citywallet.ledger.blocks import seal_all
 from citywallet.ledger.verifier import verify_inclusion_proof
+from citywallet.platform.clock import now_us
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
@@ -369,3 +370,37 @@ def test_money_routes_document_the_idempotency_key(client: TestClient) -> None:
     for path, method in money:
         names = [p["name"] for p in paths[path][method]["parameters"]]
         assert "Idempotency-Key" in names, path
+
+
+def test_a_crash_between_hold_and_bank_is_recovered_by_the_next_duplicate(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = Person(client, 1)
+    body = {"card_id": alice.card_id, "amount": 9_00, "pin": PIN}
+
+    def crash(*_args: object) -> None:
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(wallet, "ask_bank", crash)
+    _problem(alice.post("/v1/wallet/topups", body, key="crashy"), 500, "internal_error")
+    monkeypatch.undo()
+    assert alice.wallet()["pending_incoming"] == 9_00  # the hold committed with the key
+    busy = _problem(
+        alice.post("/v1/wallet/topups", body, key="crashy"), 409, "idempotency_key_in_progress"
+    )
+    assert busy["retry_after"] == 2
+    later = now_us() + 3600 * 1_000_000  # the bank never heard of it: voided after the grace
+    report = wallet.reconcile_fundings(
+        runtime.db, bank=runtime.bank, settings=runtime.settings, now=later
+    )
+    assert report.failed == 1
+    recovered = alice.post("/v1/wallet/topups", body, key="crashy")
+    assert recovered.status_code == 201, recovered.text
+    assert (recovered.json()["status"], recovered.json()["failure_code"]) == (
+        "failed",
+        "bank_has_no_record",
+    )
+    again = alice.post("/v1/wallet/topups", body, key="crashy")
+    assert again.content == recovered.content
+    assert alice.wallet()["pending_incoming"] == 0
+    assert_ledger_clean(runtime.db)

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.blocks import LedgerSigner, NotSealedYet, inclusion_proof
-from citywallet.ledger.types import TransferCode, TransferFlags
+from citywallet.ledger.types import TransferFlags
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import InvalidInput
@@ -257,11 +257,3 @@ def receipt(uow: UnitOfWork, *, user_id: str, object_id: str, signer: LedgerSign
         )
     sealed = all(t.proof is not None for t in transfers)
     return Receipt(_view(row), transfers, "sealed" if sealed else "not_sealed_yet")
-
-
-def transfer_code_name(code: int) -> str:
-    """``p2p`` for ``TransferCode.P2P`` (for display)."""
-    try:
-        return TransferCode(code).name.lower()
-    except ValueError:
-        return str(code)

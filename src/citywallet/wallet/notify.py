@@ -12,7 +12,6 @@ from citywallet.money import Money
 from citywallet.platform import outbox
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database
-from citywallet.wallet.transfers import REMINDER_TOPIC
 
 
 def reminder_text(creator: str, amount: Money, split_id: str) -> str:
@@ -26,7 +25,8 @@ def reminder_text(creator: str, amount: Money, split_id: str) -> str:
 def reminder_handler(
     db: Database, gateway: SmsGateway, encryptor: Encryptor
 ) -> outbox.OutboxHandler:
-    """The outbox handler of topic ``wallet.split_reminder`` (wire it in the worker)."""
+    """The outbox handler of topic ``wallet.split_reminder`` (``transfers.REMINDER_TOPIC``;
+    the composition root wires it into the worker's outbox delivery)."""
 
     def deliver(message: outbox.Message) -> None:
         payload = message.payload
@@ -41,6 +41,3 @@ def reminder_handler(
         gateway.send(phone, text, idempotency_key=f"outbox:{message.id}")
 
     return deliver
-
-
-HANDLED_TOPICS = (REMINDER_TOPIC,)
