@@ -8,6 +8,7 @@ import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
 from citywallet.wallet.bank import sandbox_card_number
+from citywallet.wallet.rules import CHINA
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.wallet_support import PIN, Person, count, wallet_settings
 
@@ -117,6 +119,14 @@ def test_newcomer_path(client: TestClient, runtime: Runtime) -> None:
     ]
     outgoing = alice.get("/v1/wallet/transactions", kind=["transfer_out", "withdrawal"]).json()
     assert len(outgoing["items"]) == 2
+    today = datetime.now(CHINA).date()
+    assert len(alice.get("/v1/wallet/transactions", date_from=str(today)).json()["items"]) == 4
+    yesterday = str(today - timedelta(days=1))
+    assert alice.get("/v1/wallet/transactions", date_to=yesterday).json()["items"] == []
+    page = alice.get("/v1/wallet/transactions", limit=3).json()
+    rest = alice.get("/v1/wallet/transactions", limit=3, cursor=page["next_cursor"]).json()
+    assert [i["kind"] for i in rest["items"]] == ["topup"]
+    assert rest["next_cursor"] is None
     with_bob = alice.get("/v1/wallet/transactions", counterparty=bob.user_id).json()
     assert [i["kind"] for i in with_bob["items"]] == ["split_collection", "transfer_out"]
 

@@ -609,6 +609,38 @@ def test_concurrent_payments_cannot_exceed_the_daily_limit(
     assert_ledger_clean(db)
 
 
+def test_concurrent_payments_cannot_overfill_a_balance_limit(
+    db: Database, tmp_path: Path, enc: Encryptor, bank: SandboxBank
+) -> None:
+    settings = wallet_settings(tmp_path, db, wallet_limit_preset="ecny")
+    w = World(db, settings, enc, bank)
+    payee = w.resident(card_ending=None)  # tier 1 ↔ Type III: holds at most 2,000 yuan
+    payers = [w.resident() for _ in range(5)]
+    for payer in payers:
+        w.top_up(payer, 600 * YUAN)
+    barrier = threading.Barrier(len(payers))
+
+    def pay(payer: Resident) -> str:
+        barrier.wait()
+        try:
+            db.transact(
+                lambda uow: wallet.send_transfer(
+                    uow, user_id=payer.user_id, to=payee.user_id, amount=600 * YUAN,
+                    encryptor=enc, settings=settings,
+                )
+            )  # fmt: skip
+            return "ok"
+        except DomainError as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(len(payers)) as pool:
+        outcomes = list(pool.map(pay, payers))
+    assert outcomes.count("ok") == 3
+    assert set(outcomes) == {"ok", "recipient_limit_exceeded"}
+    assert balance(db, payee.user_id) == (1_800 * YUAN, 0, 0)
+    assert_ledger_clean(db)
+
+
 def test_concurrent_transfers_both_ways_do_not_deadlock_or_overdraw(w: World) -> None:
     alice, bob = w.resident(), w.resident()
     w.top_up(alice, 100 * YUAN)
