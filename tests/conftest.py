@@ -101,3 +101,13 @@ def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url, pool_size=40)
     yield database
     database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A test that reconfigures structlog (e.g. to capture it) must not leak that setup."""
+    import structlog
+
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)

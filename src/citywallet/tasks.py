@@ -5,14 +5,18 @@ from __future__ import annotations
 from citywallet.identity.codes import SMS_TOPIC, sms_outbox_handler
 from citywallet.ledger.blocks import seal_block
 from citywallet.ledger.service import expire_pending
-from citywallet.platform import idempotency, outbox
+from citywallet.platform import idempotency, outbox, ratelimit
 from citywallet.platform.db import Database
 from citywallet.platform.jobs import Worker, default_worker_id
 from citywallet.runtime import Runtime
+from citywallet.wallet.funding import reconcile_fundings
+from citywallet.wallet.notify import reminder_handler
+from citywallet.wallet.transfers import REMINDER_TOPIC
 
 
 def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
-    """The platform's periodic tasks: expire holds, seal blocks, deliver outbox, purge keys."""
+    """The platform's periodic tasks: expire holds, seal blocks, deliver the outbox,
+    reconcile bank fundings, purge idempotency keys and rate-limit counters."""
     max_transfers = runtime.settings.seal_max_transfers
 
     def expire(db: Database) -> int:
@@ -26,16 +30,26 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
         handlers = {
             **outbox.registered_handlers(),
             SMS_TOPIC: sms_outbox_handler(runtime.sms, runtime.encryptor),
+            REMINDER_TOPIC: reminder_handler(db, runtime.sms, runtime.encryptor),
         }
         return outbox.deliver_due(db, handlers=handlers)
 
     def purge(db: Database) -> int:
         return db.transact(lambda uow: idempotency.purge_expired(uow))
 
+    def purge_rate_limits(db: Database) -> int:
+        return db.transact(lambda uow: ratelimit.purge_expired(uow))
+
+    def reconcile(db: Database) -> int:
+        report = reconcile_fundings(db, bank=runtime.bank, settings=runtime.settings)
+        return report.resolved
+
     worker.register_periodic("ledger.expire_pending", 1.0, expire)
     worker.register_periodic("ledger.seal_block", 2.0, seal)
     worker.register_periodic("outbox.deliver", 1.0, deliver)
     worker.register_periodic("idempotency.purge", 3600.0, purge)
+    worker.register_periodic("ratelimit.purge", 3600.0, purge_rate_limits)
+    worker.register_periodic("wallet.reconcile_fundings", 30.0, reconcile)
 
 
 def build_worker(runtime: Runtime, *, worker_id: str | None = None) -> Worker:

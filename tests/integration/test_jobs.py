@@ -348,6 +348,8 @@ def test_default_tasks_expire_seal_and_deliver(
         "ledger.seal_block",
         "outbox.deliver",
         "idempotency.purge",
+        "ratelimit.purge",
+        "wallet.reconcile_fundings",
     }
     # expired 1 + sealed 3 (top, hold, its void) + delivered 1
     assert worker.run_once() == 5
