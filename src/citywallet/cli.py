@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,8 +19,7 @@ from citywallet.platform.schema import upgrade
 from citywallet.runtime import Runtime
 
 if TYPE_CHECKING:
-    from citywallet.identity.service import UserView
-    from citywallet.platform.db import UnitOfWork
+    pass
 
 app = typer.Typer(help="CityWallet: a city's digital wallet platform.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -222,23 +220,39 @@ def worker() -> None:
 
 @app.command()
 def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Seed demo data, print the URLs and logins, and serve."""
+    """Seed demo residents (sandbox SMS, bank and ID checks), print URLs and logins, serve."""
     from citywallet.demo import seed
 
     runtime = _runtime()
-    info = seed(runtime)
+    if not runtime.settings.sandbox:
+        console.print("[red]the demo needs CITYWALLET_SANDBOX=true (sandbox SMS and bank)[/]")
+        raise typer.Exit(1)
+    with console.status("seeding demo residents through the API…"):
+        info = seed(runtime)
     base = f"http://{host}:{port}"
-    table = Table(title="CityWallet demo", show_header=False)
-    table.add_row("API docs", f"{base}/docs")
-    table.add_row("Health", f"{base}/healthz")
-    table.add_row("Metrics", f"{base}/metrics")
-    table.add_row("Ledger public key", f"{base}/v1/ledger/public-key")
-    table.add_row(
-        "A sealed transfer's proof", f"{base}/v1/ledger/transfers/{info.sample_transfer}/proof"
+    urls = Table(title="CityWallet demo", show_header=False)
+    urls.add_row("API docs", f"{base}/docs")
+    urls.add_row("Health / metrics", f"{base}/healthz  {base}/metrics")
+    urls.add_row("Ledger public key", f"{base}/v1/ledger/public-key")
+    urls.add_row("Sandbox SMS outbox", f"{base}/v1/dev/sms?phone=13900000001")
+    if info.sample_transfer:
+        urls.add_row(
+            "A transfer's proof", f"{base}/v1/ledger/transfers/{info.sample_transfer}/proof"
+        )
+    urls.add_row("Database", runtime.db.url)
+    console.print(urls)
+    logins = Table(title="Demo logins (POST /v1/auth/login)")
+    for column in ("name", "phone", "password", "payment PIN"):
+        logins.add_column(column)
+    for resident in info.residents:
+        logins.add_row(
+            resident["name"], resident["phone"], resident["password"], resident["payment_pin"]
+        )
+    console.print(logins)
+    console.print(
+        "New residents: POST /v1/auth/sms-codes, read the code from the sandbox SMS "
+        "outbox, then POST /v1/auth/register (see docs/identity.md)."
     )
-    table.add_row("Database", runtime.db.url)
-    table.add_row("Ledger accounts", ", ".join(f"{k}={v}" for k, v in info.accounts.items()))
-    console.print(table)
     runtime.close()
     console.print(f"Serving on {base} — Ctrl+C to stop.")
     import uvicorn
@@ -250,120 +264,6 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
         port=port,
         log_level="warning",
     )
-
-
-# --- identity -----------------------------------------------------------------------------
-
-
-@sms_app.command("outbox")
-def sms_outbox(
-    phone: Annotated[str | None, typer.Option(help="Only messages to this number.")] = None,
-    limit: int = 20,
-) -> None:
-    """Show what the sandbox SMS gateway sent (newest first; the phone is masked)."""
-    from citywallet.identity.gateways import sandbox_messages
-    from citywallet.identity.rules import normalize_phone
-    from citywallet.platform.clock import to_datetime
-
-    runtime = _runtime()
-    if not runtime.settings.sandbox:
-        console.print("[red]not in sandbox mode: messages go to the real SMS gateway[/]")
-        raise typer.Exit(1)
-    e164 = normalize_phone(phone) if phone else None
-    with runtime.db.uow(readonly=True) as uow:
-        messages = sandbox_messages(uow, runtime.encryptor, phone=e164, limit=limit)
-    table = Table(title="sandbox SMS outbox")
-    for column in ("sent at (UTC)", "to", "text"):
-        table.add_column(column)
-    for message in messages:
-        sent = f"{to_datetime(message.created_at):%Y-%m-%d %H:%M:%S}"
-        table.add_row(sent, message.phone_masked, message.text)
-    console.print(table)
-
-
-def _user_table(title: str, users: list[UserView]) -> Table:
-    table = Table(title=title)
-    for column in ("id", "phone", "status", "tier", "real name"):
-        table.add_column(column)
-    for user in users:
-        table.add_row(
-            user.id, user.phone_masked, user.status, str(user.tier), user.name_masked or "-"
-        )
-    return table
-
-
-@users_app.command("list")
-def users_list(limit: int = 50) -> None:
-    """The newest residents (masked)."""
-    from citywallet.identity import service
-
-    runtime = _runtime()
-    with runtime.db.uow(readonly=True) as uow:
-        users, _next = service.list_users(uow, limit=limit)
-    console.print(_user_table("residents", users))
-
-
-@users_app.command("find")
-def users_find(phone: str) -> None:
-    """Find a resident by phone number (any common format)."""
-    from citywallet.identity import service
-    from citywallet.platform.errors import DomainError
-
-    runtime = _runtime()
-    with runtime.db.uow(readonly=True) as uow:
-        try:
-            user = service.find_user_by_phone(uow, phone=phone, encryptor=runtime.encryptor)
-        except DomainError as exc:
-            console.print(f"[red]{exc.detail}[/]")
-            raise typer.Exit(1) from None
-    if user is None:
-        console.print("no resident with that phone number")
-        raise typer.Exit(1)
-    console.print(_user_table("resident", [user]))
-
-
-def _operator() -> str:
-    import getpass
-
-    return f"operator:{getpass.getuser()}"
-
-
-@users_app.command("freeze")
-def users_freeze(
-    user_id: str, reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")]
-) -> None:
-    """Freeze a resident: no login, no money movement; every session ends."""
-    from citywallet.identity import service
-
-    def freeze(uow: UnitOfWork) -> UserView:
-        return service.freeze_user(uow, user_id=user_id, reason=reason, actor=_operator())
-
-    _change_user(freeze)
-
-
-@users_app.command("unfreeze")
-def users_unfreeze(
-    user_id: str, reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")]
-) -> None:
-    """Lift a freeze."""
-    from citywallet.identity import service
-
-    def unfreeze(uow: UnitOfWork) -> UserView:
-        return service.unfreeze_user(uow, user_id=user_id, reason=reason, actor=_operator())
-
-    _change_user(unfreeze)
-
-
-def _change_user(change: Callable[[UnitOfWork], UserView]) -> None:
-    from citywallet.platform.errors import DomainError
-
-    runtime = _runtime()
-    try:
-        user = runtime.db.transact(change)
-    except DomainError as exc:
-        console.print(f"[red]{exc.code}: {exc.detail}[/]")
-        raise typer.Exit(1) from None
-    console.print(_user_table("resident", [user]))
 
 
 if __name__ == "__main__":

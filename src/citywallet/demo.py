@@ -1,74 +1,130 @@
-"""Demo data: platform accounts and a little activity so every page and endpoint has content.
+"""Demo data: residents with verified names, bound cards, money and some activity.
 
-Seeding is idempotent: running the demo twice reuses what the first run created.
+Residents are created through the real HTTP routes (in-process), exactly as a newcomer
+would: SMS code from the sandbox outbox, sign-up, real-name verification, payment PIN,
+card binding, top-up, a transfer and a split bill. Seeding is idempotent: a second run finds
+the residents and leaves them alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
-from citywallet.ledger import service as ledger
+from fastapi.testclient import TestClient
+from stdnum.cn import ric
+
+from citywallet.api.app import create_app
+from citywallet.identity.service import find_user_by_phone
 from citywallet.ledger.blocks import seal_all
-from citywallet.ledger.types import (
-    AccountCode,
-    AccountFlags,
-    TransferCode,
-    TransferFlags,
-    TransferSpec,
-)
-from citywallet.platform.db import UnitOfWork
 from citywallet.runtime import Runtime
+from citywallet.wallet.bank import sandbox_card_number
 
-CUSTOMER = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
-PLATFORM_ACCOUNTS = {
-    "platform:bank_settlement": (AccountCode.BANK_SETTLEMENT, AccountFlags.NONE),
-    "platform:fee_revenue": (AccountCode.FEE_REVENUE, CUSTOMER),
-    "platform:redpacket_escrow": (AccountCode.REDPACKET_ESCROW, CUSTOMER),
-    "platform:campaign_funds": (AccountCode.CAMPAIGN_FUNDS, CUSTOMER),
-}
-DEMO_WALLETS = ("demo:alice", "demo:bob", "demo:carol")
+PASSWORD = "Demo-wallet-2026"  # noqa: S105 - printed demo login, sandbox only
+PIN = "502817"
+
+
+@dataclass(frozen=True)
+class DemoResident:
+    """A demo login."""
+
+    name: str
+    phone: str
+    sequence: str
+    top_up: int  # fen
+
+
+RESIDENTS = (
+    DemoResident("王小明", "13900000001", "101", 500_000),
+    DemoResident("李华", "13900000002", "102", 200_000),
+    DemoResident("张伟", "13900000003", "103", 100_000),
+)
 
 
 @dataclass
 class DemoInfo:
     """What the demo seeded, for printing."""
 
-    accounts: dict[str, int]
-    sample_transfer: str
-    sealed: int
+    residents: list[dict[str, str]] = field(default_factory=list)
+    sample_transfer: str | None = None
+    created: bool = False
+
+
+def _id_number(sequence: str) -> str:
+    body = "440303" + "19900307" + sequence
+    return body + ric.calc_check_digit(body + "0")
+
+
+class _Resident:
+    """One resident driven through the API."""
+
+    def __init__(self, client: TestClient, person: DemoResident, serial: int) -> None:
+        self.client = client
+        sent = client.post("/v1/auth/sms-codes", json={"phone": person.phone})
+        _ok(sent)
+        sms = client.get("/v1/dev/sms", params={"phone": person.phone}).json()["items"][0]
+        code = re.search(r"\d{6}", sms["text"])
+        assert code is not None
+        signed = _ok(
+            client.post(
+                "/v1/auth/register",
+                json={"phone": person.phone, "code": code.group(), "password": PASSWORD},
+            )
+        )
+        self.user_id: str = signed["user"]["id"]
+        self.headers = {"Authorization": f"Bearer {signed['session']['token']}"}
+        _ok(
+            self.post(
+                "/v1/me/real-name", {"name": person.name, "id_number": _id_number(person.sequence)}
+            )
+        )
+        _ok(self.post("/v1/me/payment-pin", {"pin": PIN, "password": PASSWORD}))
+        card = _ok(
+            self.post(
+                "/v1/wallet/cards",
+                {"card_number": sandbox_card_number("0000", serial=serial), "phone": person.phone},
+            )
+        )
+        self.card_id: str = card["id"]
+        _ok(self.post("/v1/wallet/topups", {"card_id": self.card_id, "amount": person.top_up,
+                                           "pin": PIN}, money=True))  # fmt: skip
+
+    def post(self, path: str, body: dict[str, Any], *, money: bool = False) -> Any:
+        headers = dict(self.headers)
+        if money:
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        return self.client.post(path, json=body, headers=headers)
+
+
+def _ok(response: Any) -> Any:
+    if response.status_code >= 300:
+        raise RuntimeError(f"demo seeding failed: {response.status_code} {response.text}")
+    return response.json() if response.content else None
 
 
 def seed(runtime: Runtime) -> DemoInfo:
-    """Create the demo's ledger accounts and activity (once), then seal it."""
-
-    def run(uow: UnitOfWork) -> dict[str, int]:
-        ids: dict[str, int] = {}
-        wanted = {
-            **PLATFORM_ACCOUNTS,
-            **dict.fromkeys(DEMO_WALLETS, (AccountCode.CUSTOMER_WALLET, CUSTOMER)),
-        }
-        for owner, (code, flags) in wanted.items():
-            found = ledger.find_account(uow, owner_ref=owner)
-            ids[owner] = (
-                found
-                if found is not None
-                else ledger.create_account(
-                    uow, ledger="CNY", code=code, flags=flags, owner_ref=owner
-                )
-            )
-        bank = ids["platform:bank_settlement"]
-        alice, bob, carol = (ids[w] for w in DEMO_WALLETS)
-        ledger.post(uow, transfers=[
-            TransferSpec("demo-topup-alice", bank, alice, 500_000, "CNY", TransferCode.TOPUP),
-            TransferSpec("demo-topup-bob", bank, bob, 200_000, "CNY", TransferCode.TOPUP),
-            TransferSpec("demo-p2p-1", alice, bob, 12_345, "CNY", TransferCode.P2P,
-                         reference="demo: dinner"),
-            TransferSpec("demo-hold-carol", bob, carol, 5_000, "CNY", TransferCode.P2P,
-                         flags=TransferFlags.PENDING, timeout=86_400),
-        ])  # fmt: skip
-        return ids
-
-    accounts = runtime.db.transact(run)
+    """Create the demo residents and their activity (once), then seal the ledger."""
+    info = DemoInfo(residents=[
+        {"name": r.name, "phone": r.phone, "password": PASSWORD, "payment_pin": PIN}
+        for r in RESIDENTS
+    ])  # fmt: skip
+    with runtime.db.uow(readonly=True) as uow:
+        exists = find_user_by_phone(uow, phone=RESIDENTS[0].phone, encryptor=runtime.encryptor)
+    if exists is None:
+        info.created = True
+        with TestClient(create_app(runtime), raise_server_exceptions=True) as client:
+            people = [_Resident(client, r, n) for n, r in enumerate(RESIDENTS, start=1)]
+            alice, bob, carol = people
+            sent = _ok(alice.post("/v1/wallet/transfers", {
+                "to": RESIDENTS[1].phone, "amount": 12_345, "note": "晚饭 dinner", "pin": PIN},
+                money=True))  # fmt: skip
+            info.sample_transfer = str(sent["id"])
+            _ok(alice.post("/v1/wallet/splits", {
+                "note": "KTV", "total": 30_000,
+                "shares": [{"to": bob.user_id, "amount": 15_000},
+                           {"to": carol.user_id, "amount": 15_000}]}))  # fmt: skip
     signer = runtime.ledger_signer()
-    sealed = runtime.db.transact(lambda uow: seal_all(uow, signer))
-    return DemoInfo(accounts, "demo-p2p-1", sealed)
+    runtime.db.transact(lambda uow: seal_all(uow, signer))
+    return info

@@ -61,6 +61,7 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
     logging.basicConfig(
         level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # per-request lines of the demo seeder
 
 
 def get_logger(name: str) -> Any:
