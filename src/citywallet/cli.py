@@ -25,11 +25,13 @@ app = typer.Typer(help="CityWallet: a city's digital wallet platform.", no_args_
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The ledger: verify, seal, prove, expire.", no_args_is_help=True)
 keys_app = typer.Typer(help="Data-encryption keys.", no_args_is_help=True)
+wallet_app = typer.Typer(help="Wallet operations.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (print a table, write JSON).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(keys_app, name="keys")
 app.add_typer(bench_app, name="bench")
+app.add_typer(wallet_app, name="wallet")
 sms_app = typer.Typer(help="SMS (the sandbox outbox).", no_args_is_help=True)
 users_app = typer.Typer(help="Residents: list, find, freeze.", no_args_is_help=True)
 app.add_typer(sms_app, name="sms")
@@ -200,6 +202,19 @@ def serve(
         port=port,
         workers=workers,
         log_level="warning",
+    )
+
+
+@wallet_app.command("reconcile")
+def wallet_reconcile() -> None:
+    """Ask the bank about top-ups and withdrawals still waiting for an answer, and settle them."""
+    from citywallet.wallet.funding import reconcile_fundings
+
+    runtime = _runtime()
+    report = reconcile_fundings(runtime.db, bank=runtime.bank, settings=runtime.settings)
+    console.print(
+        f"succeeded {report.succeeded}, failed {report.failed}, "
+        f"still unresolved {report.unresolved}"
     )
 
 
