@@ -19,7 +19,10 @@ from citywallet.platform.schema import upgrade
 from citywallet.runtime import Runtime
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Callable
+
+    from citywallet.identity.service import UserView
+    from citywallet.platform.db import UnitOfWork
 
 app = typer.Typer(help="CityWallet: a city's digital wallet platform.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -279,6 +282,117 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
         port=port,
         log_level="warning",
     )
+
+
+@sms_app.command("outbox")
+def sms_outbox(
+    phone: Annotated[str | None, typer.Option(help="Only messages to this number.")] = None,
+    limit: int = 20,
+) -> None:
+    """Show what the sandbox SMS gateway sent (newest first; the phone is masked)."""
+    from citywallet.identity.gateways import sandbox_messages
+    from citywallet.identity.rules import normalize_phone
+    from citywallet.platform.clock import to_datetime
+
+    runtime = _runtime()
+    if not runtime.settings.sandbox:
+        console.print("[red]not in sandbox mode: messages go to the real SMS gateway[/]")
+        raise typer.Exit(1)
+    e164 = normalize_phone(phone) if phone else None
+    with runtime.db.uow(readonly=True) as uow:
+        messages = sandbox_messages(uow, runtime.encryptor, phone=e164, limit=limit)
+    table = Table(title="sandbox SMS outbox")
+    for column in ("sent at (UTC)", "to", "text"):
+        table.add_column(column)
+    for message in messages:
+        sent = f"{to_datetime(message.created_at):%Y-%m-%d %H:%M:%S}"
+        table.add_row(sent, message.phone_masked, message.text)
+    console.print(table)
+
+
+def _user_table(title: str, users: list[UserView]) -> Table:
+    table = Table(title=title)
+    for column in ("id", "phone", "status", "tier", "real name"):
+        table.add_column(column)
+    for user in users:
+        table.add_row(
+            user.id, user.phone_masked, user.status, str(user.tier), user.name_masked or "-"
+        )
+    return table
+
+
+@users_app.command("list")
+def users_list(limit: int = 50) -> None:
+    """The newest residents (masked)."""
+    from citywallet.identity import service
+
+    runtime = _runtime()
+    with runtime.db.uow(readonly=True) as uow:
+        users, _next = service.list_users(uow, limit=limit)
+    console.print(_user_table("residents", users))
+
+
+@users_app.command("find")
+def users_find(phone: str) -> None:
+    """Find a resident by phone number (any common format)."""
+    from citywallet.identity import service
+    from citywallet.platform.errors import DomainError
+
+    runtime = _runtime()
+    with runtime.db.uow(readonly=True) as uow:
+        try:
+            user = service.find_user_by_phone(uow, phone=phone, encryptor=runtime.encryptor)
+        except DomainError as exc:
+            console.print(f"[red]{exc.detail}[/]")
+            raise typer.Exit(1) from None
+    if user is None:
+        console.print("no resident with that phone number")
+        raise typer.Exit(1)
+    console.print(_user_table("resident", [user]))
+
+
+def _operator() -> str:
+    import getpass
+
+    return f"operator:{getpass.getuser()}"
+
+
+@users_app.command("freeze")
+def users_freeze(
+    user_id: str, reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")]
+) -> None:
+    """Freeze a resident: no login, no money movement; every session ends."""
+    from citywallet.identity import service
+
+    def freeze(uow: UnitOfWork) -> UserView:
+        return service.freeze_user(uow, user_id=user_id, reason=reason, actor=_operator())
+
+    _change_user(freeze)
+
+
+@users_app.command("unfreeze")
+def users_unfreeze(
+    user_id: str, reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")]
+) -> None:
+    """Lift a freeze."""
+    from citywallet.identity import service
+
+    def unfreeze(uow: UnitOfWork) -> UserView:
+        return service.unfreeze_user(uow, user_id=user_id, reason=reason, actor=_operator())
+
+    _change_user(unfreeze)
+
+
+def _change_user(change: Callable[[UnitOfWork], UserView]) -> None:
+    from citywallet.platform.errors import DomainError
+
+    runtime = _runtime()
+    try:
+        user = runtime.db.transact(change)
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}: {exc.detail}[/]")
+        raise typer.Exit(1) from None
+    console.print(_user_table("resident", [user]))
 
 
 if __name__ == "__main__":
