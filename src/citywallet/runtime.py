@@ -40,7 +40,11 @@ class Runtime:
         """Open the database and load the keys named by ``settings`` (default: environment)."""
         settings = settings or get_settings()
         settings.var_dir.mkdir(parents=True, exist_ok=True)
-        database = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+        database = Database(
+            settings.resolved_database_url,
+            pool_size=settings.db_pool_size,
+            pre_ping=settings.db_pool_pre_ping,
+        )
         return cls(settings, database, Encryptor(load_keyring(settings)))
 
     @cached_property

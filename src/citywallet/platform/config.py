@@ -22,6 +22,10 @@ class Settings(BaseSettings):
         "postgresql+psycopg://user@host/db selects PostgreSQL.",
     )
     db_pool_size: int = 10
+    db_pool_pre_ping: bool = Field(
+        default=True,
+        description="Check each pooled PostgreSQL connection before use (one round trip).",
+    )
     master_keys: str = Field(
         default="",
         description="Data-encryption keys as 'kid:base64key,...' (first is current). "

@@ -45,7 +45,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 10, pre_ping: bool = True, echo: bool = False
+) -> Engine:
     """Create an engine configured for CityWallet's transaction discipline."""
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -62,7 +64,9 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size * 2,
-        pool_pre_ping=True,
+        # A round trip per checkout that survives database restarts; about 10 % of a single
+        # transfer's time (docs/benchmarks.md). Operators may trade it off.
+        pool_pre_ping=pre_ping,
         isolation_level="READ COMMITTED",
     )
 
@@ -114,9 +118,9 @@ class UnitOfWork:
 class Database:
     """An engine plus unit-of-work factory; one per process and database URL."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, pre_ping: bool = True) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_engine(url, pool_size=pool_size, pre_ping=pre_ping)
 
     @property
     def dialect(self) -> str:
