@@ -19,6 +19,7 @@ the bank answers, the posting matches it: no money is lost or created.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, or_, select
@@ -455,22 +456,17 @@ def top_up(
     settings: Settings | None = None,
 ) -> FundingView:
     """Top up from a bound card: PIN, hold, bank, settle (three short transactions)."""
-    cfg = settings if settings is not None else get_settings()
-    confirm_payment_pin(db, user_id=user_id, pin=pin, settings=cfg, encryptor=encryptor)
-    request = db.transact(
-        lambda uow: start_topup(
-            uow,
-            user_id=user_id,
-            card_id=card_id,
-            amount=amount,
-            currency=currency,
-            encryptor=encryptor,
-            settings=cfg,
-        )
-    )
-    answer = ask_bank(bank, request)
-    return db.transact(
-        lambda uow: settle_funding(uow, funding_id=request.funding_id, answer=answer)
+    return _fund(
+        start_topup,
+        db,
+        bank=bank,
+        user_id=user_id,
+        card_id=card_id,
+        amount=amount,
+        pin=pin,
+        encryptor=encryptor,
+        currency=currency,
+        settings=settings,
     )
 
 
@@ -487,10 +483,38 @@ def withdraw(
     settings: Settings | None = None,
 ) -> FundingView:
     """Withdraw to a bound card of the same name: PIN, holds, bank, settle."""
+    return _fund(
+        start_withdrawal,
+        db,
+        bank=bank,
+        user_id=user_id,
+        card_id=card_id,
+        amount=amount,
+        pin=pin,
+        encryptor=encryptor,
+        currency=currency,
+        settings=settings,
+    )
+
+
+def _fund(
+    start: Callable[..., BankRequest],
+    db: Database,
+    *,
+    bank: Bank,
+    user_id: str,
+    card_id: str,
+    amount: int,
+    pin: str,
+    encryptor: Encryptor,
+    currency: str,
+    settings: Settings | None,
+) -> FundingView:
+    """PIN (its own transaction), the hold(s), the bank call outside any transaction, settle."""
     cfg = settings if settings is not None else get_settings()
     confirm_payment_pin(db, user_id=user_id, pin=pin, settings=cfg, encryptor=encryptor)
     request = db.transact(
-        lambda uow: start_withdrawal(
+        lambda uow: start(
             uow,
             user_id=user_id,
             card_id=card_id,
