@@ -253,12 +253,11 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     urls.add_row("Health / metrics", f"{base}/healthz  {base}/metrics")
     urls.add_row("Ledger public key", f"{base}/v1/ledger/public-key")
     urls.add_row("Sandbox SMS outbox", f"{base}/v1/dev/sms?phone=13900000001")
-    if info.sample_transfer:
-        urls.add_row(
-            "A transfer's proof", f"{base}/v1/ledger/transfers/{info.sample_transfer}/proof"
-        )
     urls.add_row("Database", runtime.db.url)
     console.print(urls)
+    if info.sample_transfer:
+        proof = f"{base}/v1/ledger/transfers/{info.sample_transfer}/proof"
+        console.print(f"A sealed transfer's proof: {proof}", soft_wrap=True)
     logins = Table(title="Demo logins (POST /v1/auth/login)")
     for column in ("name", "phone", "password", "payment PIN"):
         logins.add_column(column)

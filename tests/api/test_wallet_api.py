@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response
 
 from citywallet.ledger.blocks import seal_all
 from citywallet.ledger.verifier import verify_inclusion_proof
