@@ -274,6 +274,31 @@ class Device:
     ip: str = ""
 
 
+def _prove_phone_with_password(
+    db: Database,
+    cfg: Settings,
+    enc: Encryptor,
+    *,
+    phone: str,
+    code: str,
+    password: str,
+    purpose: str,
+) -> tuple[str, int, str, str]:
+    """Normalise the phone, refuse a weak password, check the SMS code (counting a wrong try
+    in its own transaction) and hash the password outside any transaction.
+
+    Returns (E.164 phone, code id to consume, password hash, phone lookup hash).
+    """
+    e164 = normalize_phone(phone)
+    if (weakness := password_weakness(password)) is not None:
+        raise InvalidInput(weakness, code="weak_password")
+    code_id = codes.verify_code(
+        db, settings=cfg, encryptor=enc, phone=e164, purpose=purpose, code=code
+    )
+    password_hash = _hasher().hash(password)  # slow: outside any transaction
+    return e164, code_id, password_hash, keys.phone_hash(enc, e164)
+
+
 def register(
     db: Database,
     *,
@@ -286,14 +311,9 @@ def register(
 ) -> LoginResult:
     """Create an account from a phone number proven by an SMS code, and sign it in."""
     cfg, enc = _settings(settings), keys.encryptor_or_default(encryptor)
-    e164 = normalize_phone(phone)
-    if (weakness := password_weakness(password)) is not None:
-        raise InvalidInput(weakness, code="weak_password")
-    code_id = codes.verify_code(
-        db, settings=cfg, encryptor=enc, phone=e164, purpose="register", code=code
+    e164, code_id, password_hash, phone_key = _prove_phone_with_password(
+        db, cfg, enc, phone=phone, code=code, password=password, purpose="register"
     )
-    password_hash = _hasher().hash(password)  # slow: outside any transaction
-    phone_key = keys.phone_hash(enc, e164)
 
     def create(uow: UnitOfWork) -> LoginResult:
         codes.consume_code(uow, code_id=code_id)
@@ -455,14 +475,9 @@ def reset_password(
 ) -> None:
     """Set a new password with a ``reset_password`` code; ends every session."""
     cfg, enc = _settings(settings), keys.encryptor_or_default(encryptor)
-    e164 = normalize_phone(phone)
-    if (weakness := password_weakness(new_password)) is not None:
-        raise InvalidInput(weakness, code="weak_password")
-    code_id = codes.verify_code(
-        db, settings=cfg, encryptor=enc, phone=e164, purpose="reset_password", code=code
+    _e164, code_id, password_hash, phone_key = _prove_phone_with_password(
+        db, cfg, enc, phone=phone, code=code, password=new_password, purpose="reset_password"
     )
-    password_hash = _hasher().hash(new_password)
-    phone_key = keys.phone_hash(enc, e164)
 
     def reset(uow: UnitOfWork) -> None:
         codes.consume_code(uow, code_id=code_id)
