@@ -283,6 +283,7 @@ def test_top_up_with_a_wrong_pin_moves_nothing(w: World) -> None:
         )  # fmt: skip
     assert count(w.db, "SELECT COUNT(*) FROM wallet_fundings") == 0
     assert count(w.db, "SELECT COUNT(*) FROM ledger_transfers") == 0
+    assert_ledger_clean(w.db)
 
 
 @pytest.mark.parametrize(("amount", "outcome"), [(200_00, "succeeded"), (200_01, "failed")])
