@@ -49,7 +49,6 @@ class DemoInfo:
 
     residents: list[dict[str, str]] = field(default_factory=list)
     sample_transfer: str | None = None
-    created: bool = False
 
 
 def _id_number(sequence: str) -> str:
@@ -113,7 +112,6 @@ def seed(runtime: Runtime) -> DemoInfo:
     with runtime.db.uow(readonly=True) as uow:
         exists = find_user_by_phone(uow, phone=RESIDENTS[0].phone, encryptor=runtime.encryptor)
     if exists is None:
-        info.created = True
         with TestClient(create_app(runtime), raise_server_exceptions=True) as client:
             people = [_Resident(client, r, n) for n, r in enumerate(RESIDENTS, start=1)]
             alice, bob, carol = people
