@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
 import citywallet
-from citywallet.api import health, identity, ledger, problems, wallet
+from citywallet.api import health, identity, ledger, merchant, payments, problems, wallet
 from citywallet.runtime import Runtime
 
 REQUESTS = Counter("citywallet_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -69,6 +69,10 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(ledger.router)
     app.include_router(identity.router)
     app.include_router(wallet.router)
+    app.include_router(payments.router)
+    app.include_router(payments.paycode_router)
+    app.include_router(merchant.owner_router)
+    app.include_router(merchant.server_router)
     if runtime.settings.sandbox:
         app.include_router(identity.dev_router)
 

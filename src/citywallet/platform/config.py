@@ -113,6 +113,49 @@ class Settings(BaseSettings):
         description="Sandbox bank: seconds after a timed-out call until a query knows the outcome.",
     )
 
+    # --- merchants ---------------------------------------------------------------------
+    business_timezone: str = Field(
+        default="Asia/Shanghai",
+        description="Where business days (limits, statements, settlement) begin and end.",
+    )
+    merchant_fee_rate_bp: int = Field(
+        default=38, description="Default merchant discount rate in basis points (38 = 0.38 %)."
+    )
+    merchant_settle_days: int = Field(default=1, description="Default settlement delay: T+n.")
+    merchant_auto_approve: bool = Field(
+        default=False, description="Activate new merchants without an operator's review (demo)."
+    )
+    order_ttl_seconds: int = Field(
+        default=1800, description="How long an order may be paid unless it says otherwise."
+    )
+    static_qr_daily_cap: int = Field(
+        default=50_000,
+        description="Per payer and day, the most that static merchant codes may take (fen).",
+    )
+    paycode_free_per_payment: int = Field(
+        default=50_000, description="Default password-free limit per payment-code payment (fen)."
+    )
+    paycode_free_per_day: int = Field(
+        default=100_000, description="Default password-free limit per day of payment codes (fen)."
+    )
+    paycode_confirm_seconds: int = Field(
+        default=120, description="How long a resident has to confirm a large payment-code charge."
+    )
+    paycode_max_failures: int = Field(
+        default=5, description="Wrong codes for one device before it is locked for 10 minutes."
+    )
+    signature_window_seconds: int = Field(
+        default=300, description="Signed merchant requests: allowed clock difference (±)."
+    )
+    webhook_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts or IPs webhooks may reach although they are loopback/private "
+        "(development only), e.g. ['127.0.0.1', 'localhost'].",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=5.0, description="How long a merchant's server has to acknowledge a webhook."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file under ``var_dir``."""

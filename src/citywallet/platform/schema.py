@@ -10,6 +10,7 @@ from alembic.config import Config
 import citywallet
 import citywallet.identity.models
 import citywallet.ledger.models
+import citywallet.merchant.models
 import citywallet.platform.models
 import citywallet.platform.ratelimit
 import citywallet.wallet.models

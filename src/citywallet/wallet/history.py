@@ -33,8 +33,10 @@ KINDS = (
     "transfer_in",
     "split_payment",
     "split_collection",
+    "merchant_payment",
+    "merchant_refund",
 )
-INCOMING = frozenset({"topup", "transfer_in", "split_collection"})
+INCOMING = frozenset({"topup", "transfer_in", "split_collection", "merchant_refund"})
 MAX_PAGE = 100
 
 

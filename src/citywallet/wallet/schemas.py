@@ -322,7 +322,14 @@ class TransactionPublic(BaseModel):
 
     id: str
     kind: Literal[
-        "topup", "withdrawal", "transfer_out", "transfer_in", "split_payment", "split_collection"
+        "topup",
+        "withdrawal",
+        "transfer_out",
+        "transfer_in",
+        "split_payment",
+        "split_collection",
+        "merchant_payment",
+        "merchant_refund",
     ]
     direction: Literal["in", "out"]
     amount: int
@@ -332,7 +339,9 @@ class TransactionPublic(BaseModel):
     counterparty_user_id: str | None
     counterparty_label: str
     note: str
-    reference: str | None = Field(description="The split a share belongs to, or the card.")
+    reference: str | None = Field(
+        description="The split a share belongs to, the card, or the order a refund is of."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -1,0 +1,466 @@
+"""Merchant routes.
+
+Two audiences, two kinds of credentials:
+
+* ``/v1/merchants/…`` — the owner (a resident signed in with a session) applies, manages
+  stores, terminals, API keys, the notify URL and the webhook secret, and prints codes;
+* ``/v1/merchant/…`` — the merchant's server or POS, with signed requests
+  (docs/merchant-signing.md): orders, payment-code charges, refunds, webhook events,
+  settlements and daily statements.
+
+Thin adapters: parse, authorise (objects are looked up together with their merchant, so
+another merchant's id answers 404), call one service, render.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+
+from citywallet.api.deps import CurrentUser, RuntimeDep
+from citywallet.ledger import service as ledger
+from citywallet.merchant import images, onboarding, paycodes, payments, refunds, webhooks
+from citywallet.merchant import settlement as settlements
+from citywallet.merchant import statements
+from citywallet.merchant.auth import MerchantCaller, authenticate
+from citywallet.merchant.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyPublic,
+    BalancePublic,
+    CodeCharge,
+    MerchantCreate,
+    MerchantList,
+    MerchantPublic,
+    MerchantUpdate,
+    OrderCreate,
+    OrderList,
+    OrderPublic,
+    RefundCreate,
+    RefundList,
+    RefundPublic,
+    StaticCodePublic,
+    StoreCreate,
+    StoreList,
+    StorePublic,
+    TerminalCreate,
+    WebhookSecretPublic,
+)
+from citywallet.runtime import Runtime
+from citywallet.wallet.accounts import CURRENCY
+
+owner_router = APIRouter(prefix="/v1/merchants", tags=["merchant console"])
+server_router = APIRouter(prefix="/v1/merchant", tags=["merchant API (signed)"])
+
+SIGNED_RESPONSES: dict[int | str, dict[str, str]] = {
+    401: {
+        "description": "signature_missing, signature_malformed, signature_expired, "
+        "signature_mismatch, nonce_reused, api_key_invalid."
+    },
+}
+
+
+async def signed_merchant(request: Request, runtime: RuntimeDep) -> MerchantCaller:
+    """Authenticate a merchant server's signed request (the body is read once here)."""
+    body = await request.body()
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return await run_in_threadpool(
+        authenticate,
+        runtime.db,
+        authorization=request.headers.get("authorization"),
+        method=request.method,
+        path=path,
+        body=body,
+        encryptor=runtime.encryptor,
+        settings=runtime.settings,
+    )
+
+
+SignedMerchant = Annotated[MerchantCaller, Depends(signed_merchant)]
+
+
+def _owned_pk(runtime: Runtime, user_id: str, merchant_id: str) -> int:
+    with runtime.db.uow(readonly=True) as uow:
+        return onboarding.owned_merchant(uow, user_id=user_id, merchant_id=merchant_id).id
+
+
+# --- the owner's console ------------------------------------------------------------------
+
+
+@owner_router.post("", status_code=status.HTTP_201_CREATED)
+def apply(body: MerchantCreate, auth: CurrentUser, runtime: RuntimeDep) -> MerchantPublic:
+    """Apply to become a merchant; an operator reviews the application."""
+    application = onboarding.MerchantApplication(**body.model_dump())
+    view = runtime.db.transact(
+        lambda uow: onboarding.register_merchant(
+            uow,
+            user_id=auth.user_id,
+            application=application,
+            encryptor=runtime.encryptor,
+            settings=runtime.settings,
+        )
+    )
+    return MerchantPublic.model_validate(view)
+
+
+@owner_router.get("")
+def list_merchants(auth: CurrentUser, runtime: RuntimeDep) -> MerchantList:
+    """The merchants you own."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = onboarding.list_merchants(uow, user_id=auth.user_id)
+    return MerchantList(items=[MerchantPublic.model_validate(v) for v in views])
+
+
+@owner_router.get("/{merchant_id}")
+def get_merchant(merchant_id: str, auth: CurrentUser, runtime: RuntimeDep) -> MerchantPublic:
+    """One of your merchants."""
+    with runtime.db.uow(readonly=True) as uow:
+        row = onboarding.owned_merchant(uow, user_id=auth.user_id, merchant_id=merchant_id)
+        return MerchantPublic.model_validate(onboarding.merchant_view(row))
+
+
+@owner_router.patch("/{merchant_id}")
+def update_merchant(
+    merchant_id: str, body: MerchantUpdate, auth: CurrentUser, runtime: RuntimeDep
+) -> MerchantPublic:
+    """Change the default notify URL (loopback and private addresses are refused)."""
+    view = runtime.db.transact(
+        lambda uow: onboarding.update_merchant(
+            uow,
+            user_id=auth.user_id,
+            merchant_id=merchant_id,
+            notify_url=body.notify_url,
+            settings=runtime.settings,
+        )
+    )
+    return MerchantPublic.model_validate(view)
+
+
+@owner_router.get("/{merchant_id}/balance")
+def get_balance(merchant_id: str, auth: CurrentUser, runtime: RuntimeDep) -> BalancePublic:
+    """Money the platform owes you: not yet settled, and on its way to your bank."""
+    with runtime.db.uow(readonly=True) as uow:
+        row = onboarding.owned_merchant(uow, user_id=auth.user_id, merchant_id=merchant_id)
+        found = ledger.get_accounts(
+            uow, ids=[row.receivable_account_id, row.settlement_account_id]
+        )
+    return BalancePublic(
+        currency=CURRENCY,
+        receivable=found[row.receivable_account_id].balance,
+        in_settlement=found[row.settlement_account_id].balance,
+    )
+
+
+@owner_router.get("/{merchant_id}/webhook-secret")
+def get_webhook_secret(
+    merchant_id: str, auth: CurrentUser, runtime: RuntimeDep
+) -> WebhookSecretPublic:
+    """The secret your server verifies webhooks with."""
+    with runtime.db.uow(readonly=True) as uow:
+        secret = onboarding.webhook_secret(
+            uow, user_id=auth.user_id, merchant_id=merchant_id, encryptor=runtime.encryptor
+        )
+    return WebhookSecretPublic(secret=secret)
+
+
+@owner_router.post("/{merchant_id}/webhook-secret")
+def rotate_webhook_secret(
+    merchant_id: str, auth: CurrentUser, runtime: RuntimeDep
+) -> WebhookSecretPublic:
+    """Replace the webhook secret (events not yet delivered are signed with the new one)."""
+    secret = runtime.db.transact(
+        lambda uow: onboarding.webhook_secret(
+            uow,
+            user_id=auth.user_id,
+            merchant_id=merchant_id,
+            encryptor=runtime.encryptor,
+            rotate=True,
+        )
+    )
+    return WebhookSecretPublic(secret=secret)
+
+
+@owner_router.get("/{merchant_id}/stores")
+def list_stores(merchant_id: str, auth: CurrentUser, runtime: RuntimeDep) -> StoreList:
+    """Your stores and their terminals."""
+    pk = _owned_pk(runtime, auth.user_id, merchant_id)
+    with runtime.db.uow(readonly=True) as uow:
+        views = onboarding.list_stores(uow, merchant_pk=pk)
+    return StoreList(items=[StorePublic.of(v) for v in views])
+
+
+@owner_router.post("/{merchant_id}/stores", status_code=status.HTTP_201_CREATED)
+def add_store(
+    merchant_id: str, body: StoreCreate, auth: CurrentUser, runtime: RuntimeDep
+) -> StorePublic:
+    """Open another store."""
+    pk = _owned_pk(runtime, auth.user_id, merchant_id)
+    view = runtime.db.transact(lambda uow: onboarding.add_store(uow, merchant_pk=pk, name=body.name))
+    return StorePublic.of(view)
+
+
+@owner_router.post(
+    "/{merchant_id}/stores/{store_id}/terminals", status_code=status.HTTP_201_CREATED
+)
+def add_terminal(
+    merchant_id: str, store_id: str, body: TerminalCreate, auth: CurrentUser, runtime: RuntimeDep
+) -> StorePublic:
+    """Register a till or POS in a store."""
+    pk = _owned_pk(runtime, auth.user_id, merchant_id)
+    view = runtime.db.transact(
+        lambda uow: onboarding.add_terminal(
+            uow, merchant_pk=pk, store_id=store_id, label=body.label
+        )
+    )
+    return StorePublic.of(view)
+
+
+def _static_payload(runtime: Runtime, user_id: str, merchant_id: str, store_id: str) -> str:
+    pk = _owned_pk(runtime, user_id, merchant_id)
+    return runtime.db.transact(  # the QR key is created on first use
+        lambda uow: payments.static_code(
+            uow, merchant_pk=pk, store_id=store_id, encryptor=runtime.encryptor
+        )
+    )
+
+
+@owner_router.get("/{merchant_id}/stores/{store_id}/code")
+def get_static_code(
+    merchant_id: str, store_id: str, auth: CurrentUser, runtime: RuntimeDep
+) -> StaticCodePublic:
+    """The store's static code to print at the counter."""
+    payload = _static_payload(runtime, auth.user_id, merchant_id, store_id)
+    base = f"/v1/merchants/{merchant_id}/stores/{store_id}/code"
+    return StaticCodePublic(
+        store_id=store_id, payload=payload, png_url=f"{base}.png", svg_url=f"{base}.svg"
+    )
+
+
+@owner_router.get(
+    "/{merchant_id}/stores/{store_id}/code.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def get_static_code_png(
+    merchant_id: str, store_id: str, auth: CurrentUser, runtime: RuntimeDep
+) -> Response:
+    """The store's static code as a PNG image."""
+    payload = _static_payload(runtime, auth.user_id, merchant_id, store_id)
+    return Response(images.qr_png(payload), media_type="image/png")
+
+
+@owner_router.get(
+    "/{merchant_id}/stores/{store_id}/code.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}},
+)
+def get_static_code_svg(
+    merchant_id: str, store_id: str, auth: CurrentUser, runtime: RuntimeDep
+) -> Response:
+    """The store's static code as an SVG image."""
+    payload = _static_payload(runtime, auth.user_id, merchant_id, store_id)
+    return Response(images.qr_svg(payload), media_type="image/svg+xml")
+
+
+@owner_router.get("/{merchant_id}/api-keys")
+def list_api_keys(merchant_id: str, auth: CurrentUser, runtime: RuntimeDep) -> ApiKeyList:
+    """Your API keys (never their secrets)."""
+    pk = _owned_pk(runtime, auth.user_id, merchant_id)
+    with runtime.db.uow(readonly=True) as uow:
+        views = onboarding.list_api_keys(uow, merchant_pk=pk)
+    return ApiKeyList(items=[ApiKeyPublic.model_validate(v) for v in views])
+
+
+@owner_router.post("/{merchant_id}/api-keys", status_code=status.HTTP_201_CREATED)
+def create_api_key(
+    merchant_id: str, body: ApiKeyCreate, auth: CurrentUser, runtime: RuntimeDep
+) -> ApiKeyCreated:
+    """A new key for your server or POS; its secret is in this answer only."""
+    pk = _owned_pk(runtime, auth.user_id, merchant_id)
+    new = runtime.db.transact(
+        lambda uow: onboarding.create_api_key(
+            uow, merchant_pk=pk, scheme=body.scheme, label=body.label, encryptor=runtime.encryptor
+        )
+    )
+    return ApiKeyCreated(key=ApiKeyPublic.model_validate(new.key), secret=new.secret)
+
+
+@owner_router.delete("/{merchant_id}/api-keys/{key_id}")
+def revoke_api_key(
+    merchant_id: str, key_id: str, auth: CurrentUser, runtime: RuntimeDep
+) -> ApiKeyPublic:
+    """Stop accepting a key at once."""
+    pk = _owned_pk(runtime, auth.user_id, merchant_id)
+    view = runtime.db.transact(
+        lambda uow: onboarding.revoke_api_key(uow, merchant_pk=pk, key_id=key_id)
+    )
+    return ApiKeyPublic.model_validate(view)
+
+
+# --- the merchant's server and POS (signed) ----------------------------------------------
+
+
+@server_router.post("/orders", responses=SIGNED_RESPONSES)
+def create_order(
+    body: OrderCreate, caller: SignedMerchant, runtime: RuntimeDep, response: Response
+) -> OrderPublic:
+    """Create an order; show ``qr_payload`` as a QR code. The same ``out_trade_no`` with
+    the same amount and description returns the existing order (200 instead of 201)."""
+    view, created = runtime.db.transact(
+        lambda uow: payments.create_order(
+            uow,
+            merchant_pk=caller.merchant_pk,
+            out_trade_no=body.out_trade_no,
+            amount=body.amount,
+            currency=body.currency,
+            description=body.description,
+            store_id=body.store_id,
+            terminal_id=body.terminal_id,
+            expires_in=body.expires_in,
+            notify_url=body.notify_url,
+            encryptor=runtime.encryptor,
+            settings=runtime.settings,
+        )
+    )
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return OrderPublic.model_validate(view)
+
+
+@server_router.get("/orders", responses=SIGNED_RESPONSES)
+def list_orders(
+    caller: SignedMerchant,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: str | None = None,
+) -> OrderList:
+    """Your orders, newest first; pass the last id as ``before`` for the next page."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = payments.list_orders(
+            uow, merchant_pk=caller.merchant_pk, limit=limit, before=before
+        )
+    return OrderList(
+        items=[OrderPublic.model_validate(v) for v in views],
+        next_before=views[-1].id if len(views) == limit else None,
+    )
+
+
+@server_router.get("/orders/by-out-trade-no/{out_trade_no}", responses=SIGNED_RESPONSES)
+def get_order_by_number(
+    out_trade_no: str, caller: SignedMerchant, runtime: RuntimeDep
+) -> OrderPublic:
+    """An order by your own order number."""
+    with runtime.db.uow(readonly=True) as uow:
+        view = payments.get_order(
+            uow, merchant_pk=caller.merchant_pk, out_trade_no=out_trade_no
+        )
+    return OrderPublic.model_validate(view)
+
+
+@server_router.get("/orders/{order_id}", responses=SIGNED_RESPONSES)
+def get_order(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> OrderPublic:
+    """An order by our id (with its dynamic code while it can be paid)."""
+    view = runtime.db.transact(
+        lambda uow: payments.get_order(
+            uow, merchant_pk=caller.merchant_pk, order_id=order_id, encryptor=runtime.encryptor
+        )
+    )
+    return OrderPublic.model_validate(view)
+
+
+@server_router.post("/orders/{order_id}/close", responses=SIGNED_RESPONSES)
+def close_order(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> OrderPublic:
+    """Close an unpaid order so it can no longer be paid."""
+    view = runtime.db.transact(
+        lambda uow: payments.close_order(uow, merchant_pk=caller.merchant_pk, order_id=order_id)
+    )
+    return OrderPublic.model_validate(view)
+
+
+@server_router.post(
+    "/payments/code",
+    responses={
+        **SIGNED_RESPONSES,
+        402: {"description": "payment_declined, with ``reason``."},
+    },
+)
+def charge_code(body: CodeCharge, caller: SignedMerchant, runtime: RuntimeDep) -> OrderPublic:
+    """Charge a customer's payment code: the order is ``paid``, or
+    ``awaiting_confirmation`` (poll it or wait for the webhook); a refusal is 402
+    ``payment_declined`` with a ``reason``. Retrying with the same ``out_trade_no`` is safe."""
+    view = paycodes.charge(
+        runtime.db,
+        merchant_pk=caller.merchant_pk,
+        code=body.code,
+        amount=body.amount,
+        out_trade_no=body.out_trade_no,
+        description=body.description,
+        store_id=body.store_id,
+        terminal_id=body.terminal_id,
+        notify_url=body.notify_url,
+        encryptor=runtime.encryptor,
+        settings=runtime.settings,
+    )
+    return OrderPublic.model_validate(view)
+
+
+@server_router.post("/orders/{order_id}/refunds", responses=SIGNED_RESPONSES)
+def create_refund(
+    order_id: str,
+    body: RefundCreate,
+    caller: SignedMerchant,
+    runtime: RuntimeDep,
+    response: Response,
+) -> RefundPublic:
+    """Refund part or all of a paid order. The same ``out_refund_no`` returns the refund
+    made before (200); 409 ``refund_exceeds_paid`` or ``merchant_balance_insufficient``."""
+    view, created = runtime.db.transact(
+        lambda uow: refunds.refund_order(
+            uow,
+            merchant_pk=caller.merchant_pk,
+            order_id=order_id,
+            out_refund_no=body.out_refund_no,
+            amount=body.amount,
+            reason=body.reason,
+        )
+    )
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return RefundPublic.model_validate(view)
+
+
+@server_router.get("/orders/{order_id}/refunds", responses=SIGNED_RESPONSES)
+def list_refunds(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> RefundList:
+    """An order's refunds, oldest first."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = refunds.list_refunds(uow, merchant_pk=caller.merchant_pk, order_id=order_id)
+    return RefundList(items=[RefundPublic.model_validate(v) for v in views])
+
+
+@server_router.get("/refunds/{refund_id}", responses=SIGNED_RESPONSES)
+def get_refund(refund_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> RefundPublic:
+    """A refund by our id."""
+    with runtime.db.uow(readonly=True) as uow:
+        view = refunds.get_refund(uow, merchant_pk=caller.merchant_pk, refund_id=refund_id)
+    return RefundPublic.model_validate(view)
+
+
+@server_router.get("/statements/{day}.csv", responses=SIGNED_RESPONSES, response_class=Response)
+def get_statement_csv(day: date, caller: SignedMerchant, runtime: RuntimeDep) -> Response:
+    """One business day's statement as CSV (docs/merchant.md lists the columns)."""
+    with runtime.db.uow(readonly=True) as uow:
+        found = statements.statement(
+            uow, merchant_id=caller.merchant_pk, day=day, settings=runtime.settings
+        )
+    return Response(
+        statements.statement_csv(found),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{caller.merchant_id}-{day}.csv"'
+        },
+    )
+
+
+_unused = (webhooks, settlements)

@@ -1,0 +1,242 @@
+"""Residents paying merchants: scan a merchant's code, show a payment code, confirm charges.
+
+Money-moving ``POST``s confirm the payment PIN and go through
+:class:`~citywallet.api.idempotency.Idempotent`, as the wallet's do.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+
+from citywallet.api.deps import CurrentUser, RuntimeDep
+from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent
+from citywallet.api.wallet import MONEY_RESPONSES
+from citywallet.identity.service import confirm_payment_pin
+from citywallet.merchant import images, paycodes, payments
+from citywallet.merchant.schemas import (
+    CodePublic,
+    DeviceCreate,
+    DeviceCreated,
+    DeviceList,
+    DevicePublic,
+    PaymentList,
+    PaymentPublic,
+    PinConfirm,
+    PrefsPublic,
+    PrefsUpdate,
+    ScanPay,
+    ScanPreviewPublic,
+    ScanPreviewRequest,
+)
+from citywallet.platform.clock import to_datetime
+from citywallet.runtime import Runtime
+
+router = APIRouter(prefix="/v1/payments", tags=["payments"])
+paycode_router = APIRouter(prefix="/v1/paycode", tags=["payments"])
+
+
+def _confirm_pin(runtime: Runtime, user_id: str, pin: str) -> None:
+    confirm_payment_pin(
+        runtime.db, user_id=user_id, pin=pin, settings=runtime.settings, encryptor=runtime.encryptor
+    )
+
+
+@router.post("/scan/preview")
+def preview_scan(
+    body: ScanPreviewRequest, auth: CurrentUser, runtime: RuntimeDep
+) -> ScanPreviewPublic:
+    """Decode a scanned merchant code: whom you would pay and how much (moves nothing).
+    A foreign or altered code is refused (``qr_foreign``, ``qr_crc_mismatch``,
+    ``qr_tampered``, …)."""
+    view = runtime.db.transact(
+        lambda uow: payments.preview_scan(
+            uow, user_id=auth.user_id, payload=body.payload, encryptor=runtime.encryptor
+        )
+    )
+    return ScanPreviewPublic.model_validate(view)
+
+
+@router.post(
+    "/scan",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PaymentPublic,
+    responses=MONEY_RESPONSES,
+)
+def pay_scan(
+    body: ScanPay,
+    request: Request,
+    auth: CurrentUser,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Pay a scanned merchant code with your PIN: a dynamic code pays its order, a static
+    code pays the ``amount`` you enter (static codes: at most 500 yuan a day)."""
+    call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
+    if (replayed := call.replay()) is not None:
+        return replayed
+    _confirm_pin(runtime, auth.user_id, body.pin)
+    return call.run(
+        lambda uow: payments.pay_scan(
+            uow,
+            user_id=auth.user_id,
+            payload=body.payload,
+            amount=body.amount,
+            note=body.note,
+            encryptor=runtime.encryptor,
+            settings=runtime.settings,
+        ),
+        lambda view: (status.HTTP_201_CREATED, PaymentPublic.model_validate(view)),
+    )
+
+
+@router.get("/pending")
+def pending(auth: CurrentUser, runtime: RuntimeDep) -> PaymentList:
+    """Payment-code charges above your password-free limits, waiting for you to confirm."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = paycodes.pending_confirmations(uow, user_id=auth.user_id)
+    return PaymentList(items=[PaymentPublic.model_validate(v) for v in views])
+
+
+@router.get("/{order_id}")
+def get_payment(order_id: str, auth: CurrentUser, runtime: RuntimeDep) -> PaymentPublic:
+    """A payment you made (or are asked to confirm)."""
+    with runtime.db.uow(readonly=True) as uow:
+        view = payments.resident_payment(uow, user_id=auth.user_id, order_id=order_id)
+    return PaymentPublic.model_validate(view)
+
+
+@router.post("/{order_id}/confirm", response_model=PaymentPublic, responses=MONEY_RESPONSES)
+def confirm(
+    order_id: str,
+    body: PinConfirm,
+    request: Request,
+    auth: CurrentUser,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Confirm a payment-code charge with your PIN: it is paid now."""
+    call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
+    if (replayed := call.replay()) is not None:
+        return replayed
+    _confirm_pin(runtime, auth.user_id, body.pin)
+    return call.run(
+        lambda uow: paycodes.confirm_charge(
+            uow, user_id=auth.user_id, order_id=order_id, settings=runtime.settings
+        ),
+        lambda view: (status.HTTP_200_OK, PaymentPublic.model_validate(view)),
+    )
+
+
+@router.post("/{order_id}/decline")
+def decline(order_id: str, auth: CurrentUser, runtime: RuntimeDep) -> PaymentPublic:
+    """Refuse a payment-code charge; the merchant's order closes."""
+    view = runtime.db.transact(
+        lambda uow: paycodes.decline_charge(uow, user_id=auth.user_id, order_id=order_id)
+    )
+    return PaymentPublic.model_validate(view)
+
+
+# --- payment codes ------------------------------------------------------------------------
+
+
+@paycode_router.post("/devices", status_code=status.HTTP_201_CREATED)
+def register_device(body: DeviceCreate, auth: CurrentUser, runtime: RuntimeDep) -> DeviceCreated:
+    """Register this device to show payment codes; keep the secret on the device."""
+    new = runtime.db.transact(
+        lambda uow: paycodes.register_device(
+            uow, user_id=auth.user_id, label=body.label, encryptor=runtime.encryptor
+        )
+    )
+    return DeviceCreated(
+        device=DevicePublic.model_validate(new.device), secret=new.secret, slot=new.slot
+    )
+
+
+@paycode_router.get("/devices")
+def list_devices(auth: CurrentUser, runtime: RuntimeDep) -> DeviceList:
+    """Your payment-code devices."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = paycodes.list_devices(uow, user_id=auth.user_id)
+    return DeviceList(items=[DevicePublic.model_validate(v) for v in views])
+
+
+@paycode_router.delete("/devices/{device_id}")
+def revoke_device(device_id: str, auth: CurrentUser, runtime: RuntimeDep) -> DevicePublic:
+    """Stop accepting a device's codes (a lost phone)."""
+    view = runtime.db.transact(
+        lambda uow: paycodes.revoke_device(uow, user_id=auth.user_id, device_id=device_id)
+    )
+    return DevicePublic.model_validate(view)
+
+
+def _code(runtime: Runtime, user_id: str, device_id: str) -> paycodes.CodeView:
+    with runtime.db.uow(readonly=True) as uow:
+        return paycodes.current_code(
+            uow, user_id=user_id, device_id=device_id, encryptor=runtime.encryptor
+        )
+
+
+@paycode_router.get("/devices/{device_id}/code")
+def current_code(device_id: str, auth: CurrentUser, runtime: RuntimeDep) -> CodePublic:
+    """The code to show now (the web app's; an installed app computes it offline)."""
+    view = _code(runtime, auth.user_id, device_id)
+    base = f"/v1/paycode/devices/{device_id}/code"
+    return CodePublic(
+        code=view.code,
+        valid_until=to_datetime(view.valid_until),
+        barcode_svg_url=f"{base}/barcode.svg",
+        qr_svg_url=f"{base}/qr.svg",
+    )
+
+
+@paycode_router.get(
+    "/devices/{device_id}/code/barcode.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}},
+)
+def current_barcode(device_id: str, auth: CurrentUser, runtime: RuntimeDep) -> Response:
+    """The current code as a Code 128 barcode."""
+    view = _code(runtime, auth.user_id, device_id)
+    return Response(
+        images.barcode_svg(view.code),
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@paycode_router.get(
+    "/devices/{device_id}/code/qr.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}},
+)
+def current_qr(device_id: str, auth: CurrentUser, runtime: RuntimeDep) -> Response:
+    """The current code as a QR code."""
+    view = _code(runtime, auth.user_id, device_id)
+    return Response(
+        images.qr_svg(view.code), media_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+    )
+
+
+@paycode_router.get("/prefs")
+def get_prefs(auth: CurrentUser, runtime: RuntimeDep) -> PrefsPublic:
+    """Your password-free limits for payment codes."""
+    with runtime.db.uow(readonly=True) as uow:
+        view = paycodes.get_prefs(uow, user_id=auth.user_id, settings=runtime.settings)
+    return PrefsPublic.model_validate(view)
+
+
+@paycode_router.put("/prefs")
+def set_prefs(body: PrefsUpdate, auth: CurrentUser, runtime: RuntimeDep) -> PrefsPublic:
+    """Change your password-free limits (with your PIN)."""
+    _confirm_pin(runtime, auth.user_id, body.pin)
+    view = runtime.db.transact(
+        lambda uow: paycodes.set_prefs(
+            uow,
+            user_id=auth.user_id,
+            enabled=body.enabled,
+            per_payment=body.per_payment,
+            per_day=body.per_day,
+            settings=runtime.settings,
+        )
+    )
+    return PrefsPublic.model_validate(view)

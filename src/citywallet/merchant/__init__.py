@@ -1,0 +1,1 @@
+"""Merchants: onboarding, EMVCo QR, payment codes, orders, refunds, webhooks, settlement, statements."""

@@ -1,0 +1,236 @@
+"""Refunds: full or partial, several up to the paid amount, each under its own number.
+
+A refund locks its order, so concurrent partial refunds of one order queue up and can
+never together exceed what was paid. It returns the fee in proportion (``rules.fee_back``)
+and takes the money from the merchant's receivable balance, fee first, as one linked pair;
+if the balance (already settled to the bank) cannot cover it, the ledger refuses and so do
+we (``merchant_balance_insufficient``). The refund number makes it idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from citywallet.ledger import service as ledger
+from citywallet.ledger.types import Result, TransferCode, TransferFlags, TransferSpec
+from citywallet.merchant import webhooks
+from citywallet.merchant.errors import MerchantBalanceInsufficient, RefundNotFound
+from citywallet.merchant.models import Order, Refund
+from citywallet.merchant.onboarding import merchant_by_pk
+from citywallet.merchant.payments import order_row
+from citywallet.merchant.rules import fee_back, validate_out_no
+from citywallet.money import Money
+from citywallet.platform.clock import now_us
+from citywallet.platform.db import UnitOfWork
+from citywallet.platform.errors import Conflict, InvalidInput
+from citywallet.wallet import accounts, history
+from citywallet.wallet.accounts import CURRENCY
+from citywallet.wallet.people import new_id
+
+REASON_MAX = 80
+
+
+@dataclass(frozen=True)
+class RefundView:
+    """A refund as its merchant sees it."""
+
+    id: str
+    order_id: str
+    out_trade_no: str
+    out_refund_no: str
+    amount: int
+    fee_back: int
+    currency: str
+    reason: str
+    status: str
+    created_at: int
+
+
+def _view(refund: Refund, order: Order) -> RefundView:
+    return RefundView(
+        id=refund.public_id,
+        order_id=order.public_id,
+        out_trade_no=order.out_trade_no,
+        out_refund_no=refund.out_refund_no,
+        amount=refund.amount,
+        fee_back=refund.fee_back,
+        currency=CURRENCY,
+        reason=refund.reason,
+        status=refund.status,
+        created_at=refund.created_at,
+    )
+
+
+def refund_data(view: RefundView) -> dict[str, Any]:
+    """A refund as webhook events carry it."""
+    return {
+        "object": "refund",
+        "id": view.id,
+        "order_id": view.order_id,
+        "out_trade_no": view.out_trade_no,
+        "out_refund_no": view.out_refund_no,
+        "amount": view.amount,
+        "fee_back": view.fee_back,
+        "currency": view.currency,
+        "status": view.status,
+        "created_at": view.created_at,
+    }
+
+
+def refund_order(
+    uow: UnitOfWork,
+    *,
+    merchant_pk: int,
+    out_refund_no: str,
+    amount: int,
+    order_id: str | None = None,
+    out_trade_no: str | None = None,
+    reason: str = "",
+) -> tuple[RefundView, bool]:
+    """Refund part or all of a paid order; returns (refund, created).
+
+    The same ``out_refund_no`` for the same order and amount returns the refund made
+    before; with another order or amount it is refused (``out_refund_no_exists``).
+    """
+    validate_out_no(out_refund_no, field="out_refund_no")
+    if amount <= 0:
+        raise InvalidInput("A refund amount is a positive number of fen.", code="invalid_amount")
+    order = order_row(
+        uow, merchant_pk=merchant_pk, order_id=order_id, out_trade_no=out_trade_no, for_update=True
+    )
+    existing = uow.session.scalar(
+        select(Refund).where(
+            Refund.merchant_id == merchant_pk, Refund.out_refund_no == out_refund_no
+        )
+    )
+    if existing is not None:
+        if existing.order_id != order.id or existing.amount != amount:
+            raise Conflict(
+                "This out_refund_no belongs to another refund.", code="out_refund_no_exists"
+            )
+        return _view(existing, order), False
+    if order.status != "paid" or order.payer_user_id is None:
+        raise Conflict("Only a paid order can be refunded.", code="order_not_paid")
+    left = order.amount - order.refunded_amount
+    if amount > left:
+        raise Conflict(
+            f"Only {Money(left)} of this order is left to refund.",
+            code="refund_exceeds_paid",
+            refundable=left,
+        )
+    merchant = merchant_by_pk(uow, merchant_pk)
+    back = fee_back(
+        amount=order.amount, fee=order.fee, refunded_before=order.refunded_amount, refund=amount
+    )
+    public_id = new_id("rfd")
+    wallets = accounts.lock_wallets(uow, user_ids=[order.payer_user_id])
+    legs = []
+    if back:
+        legs.append(
+            TransferSpec(
+                id=f"{public_id}.fee",
+                debit_account_id=accounts.fee_revenue_account(uow),
+                credit_account_id=merchant.receivable_account_id,
+                amount=back,
+                ledger=CURRENCY,
+                code=TransferCode.FEE,
+                flags=TransferFlags.LINKED,
+                reference=public_id,
+            )
+        )
+    legs.append(
+        TransferSpec(
+            id=f"{public_id}.refund",
+            debit_account_id=merchant.receivable_account_id,
+            credit_account_id=wallets[order.payer_user_id],
+            amount=amount,
+            ledger=CURRENCY,
+            code=TransferCode.REFUND,
+            reference=public_id,
+        )
+    )
+    results = ledger.post(uow, transfers=legs)
+    if Result.EXCEEDS_CREDITS in results:
+        raise MerchantBalanceInsufficient(
+            f"The merchant's balance cannot cover a refund of {Money(amount)}: it has been "
+            "settled to the bank already. Top up the merchant balance or refund later.",
+        )
+    if not all(r.on_books for r in results):
+        raise RuntimeError(f"ledger refused refund {public_id}: {results}")
+    moment = now_us()
+    refund = Refund(
+        public_id=public_id,
+        merchant_id=merchant_pk,
+        order_id=order.id,
+        out_refund_no=out_refund_no,
+        amount=amount,
+        fee_back=back,
+        reason=" ".join(reason.split())[:REASON_MAX],
+        status="succeeded",
+        transfer_ids=json.dumps([leg.id for leg in legs]),
+        created_at=moment,
+    )
+    uow.session.add(refund)
+    order.refunded_amount += amount
+    order.refunded_fee += back
+    order.updated_at = moment
+    history.record(
+        uow,
+        user_id=order.payer_user_id,
+        object_id=public_id,
+        kind="merchant_refund",
+        amount=amount,
+        currency=CURRENCY,
+        status="succeeded",
+        transfer_ids=[f"{public_id}.refund"],
+        counterparty_label=merchant.name_zh,
+        note=refund.reason,
+        reference=order.public_id,
+    )
+    uow.session.flush()
+    view = _view(refund, order)
+    webhooks.emit(
+        uow,
+        merchant=merchant,
+        type="refund.succeeded",
+        object_id=public_id,
+        data=refund_data(view),
+        url=order.notify_url,
+    )
+    return view, True
+
+
+def get_refund(
+    uow: UnitOfWork,
+    *,
+    merchant_pk: int,
+    refund_id: str | None = None,
+    out_refund_no: str | None = None,
+) -> RefundView:
+    """Query a refund by our id or the merchant's refund number."""
+    query = select(Refund).where(Refund.merchant_id == merchant_pk)
+    if refund_id is not None:
+        query = query.where(Refund.public_id == refund_id)
+    elif out_refund_no is not None:
+        query = query.where(Refund.out_refund_no == out_refund_no)
+    else:
+        raise InvalidInput("Give the refund id or out_refund_no.", code="refund_reference_required")
+    refund = uow.session.scalar(query)
+    if refund is None:
+        raise RefundNotFound("No such refund.")
+    order = uow.session.get(Order, refund.order_id)
+    assert order is not None
+    return _view(refund, order)
+
+
+def list_refunds(uow: UnitOfWork, *, merchant_pk: int, order_id: str) -> list[RefundView]:
+    """An order's refunds, oldest first."""
+    order = order_row(uow, merchant_pk=merchant_pk, order_id=order_id)
+    rows = uow.session.scalars(
+        select(Refund).where(Refund.order_id == order.id).order_by(Refund.id)
+    )
+    return [_view(r, order) for r in rows]

@@ -1,0 +1,101 @@
+"""Pure merchant rules: fees and their proportional return, onboarding fields, order numbers.
+
+No DB, no web. The fee is the merchant discount rate (MDR) in basis points, rounded half
+up to the fen, as acquirers do. A refund returns the fee in proportion to what has been
+refunded *in total*, so any sequence of partial refunds that adds up to the whole order
+returns exactly the whole fee, and never more.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from stdnum.cn import uscc
+from stdnum.exceptions import ValidationError
+
+from citywallet.platform.errors import InvalidInput
+
+BP = 10_000  # basis points in one
+OUT_NO = re.compile(r"[A-Za-z0-9_\-|*@]{6,64}")  # merchant order and refund numbers
+LATIN = re.compile(r"[A-Za-z0-9 .,&'()\-/]+")  # what EMV ID 59/60 may carry here
+MCC = re.compile(r"[0-9]{4}")
+# ISO 18245 ranges in use for card acceptors (0742–9999); 0000–0741 are not assigned to them.
+MCC_FIRST = 742
+
+
+def fee_for(amount: int, rate_bp: int) -> int:
+    """The merchant fee on ``amount`` fen at ``rate_bp`` basis points, rounded half up."""
+    if amount < 0 or rate_bp < 0:
+        raise ValueError("amount and rate must not be negative")
+    return (amount * rate_bp + BP // 2) // BP
+
+
+def fee_returned(*, amount: int, fee: int, refunded: int) -> int:
+    """How much of an order's ``fee`` goes back once ``refunded`` of its ``amount`` is
+    refunded in total (half up; all of it at a full refund)."""
+    if not 0 <= refunded <= amount or amount <= 0 or fee < 0:
+        raise ValueError("refunded must lie between 0 and the order amount")
+    return (fee * refunded * 2 + amount) // (2 * amount)
+
+
+def fee_back(*, amount: int, fee: int, refunded_before: int, refund: int) -> int:
+    """The fee a refund of ``refund`` returns, after ``refunded_before`` was refunded."""
+    after = fee_returned(amount=amount, fee=fee, refunded=refunded_before + refund)
+    return after - fee_returned(amount=amount, fee=fee, refunded=refunded_before)
+
+
+def clean_text(value: str, *, field: str, max_length: int, latin: bool = False) -> str:
+    """Trimmed, NFC-normalised, single-spaced text of at most ``max_length`` characters."""
+    clean = " ".join(unicodedata.normalize("NFC", value).split())
+    if not clean:
+        raise InvalidInput(f"{field} must not be empty.", code="invalid_merchant_field")
+    if len(clean) > max_length:
+        raise InvalidInput(
+            f"{field} has at most {max_length} characters.", code="invalid_merchant_field"
+        )
+    if latin and not LATIN.fullmatch(clean):
+        raise InvalidInput(
+            f"{field} is written in Latin letters, digits and simple punctuation "
+            "(it is printed in the EMV code that any wallet can read).",
+            code="invalid_merchant_field",
+        )
+    return clean
+
+
+def validate_uscc(code: str) -> str:
+    """The unified social credit code, compacted, if its check digit is right."""
+    try:
+        return str(uscc.validate(code))
+    except ValidationError as exc:
+        raise InvalidInput(
+            "That is not a valid unified social credit code (统一社会信用代码).",
+            code="invalid_uscc",
+        ) from exc
+
+
+def validate_mcc(code: str) -> str:
+    """A four-digit ISO 18245 merchant category code."""
+    if not MCC.fullmatch(code) or int(code) < MCC_FIRST:
+        raise InvalidInput(
+            "A merchant category code is four digits from 0742 to 9999 (ISO 18245).",
+            code="invalid_mcc",
+        )
+    return code
+
+
+def validate_fee_rate(rate_bp: int) -> int:
+    """A fee rate between 0 and 10 % (1,000 basis points)."""
+    if not 0 <= rate_bp <= 1000:
+        raise InvalidInput("A fee rate is 0 to 1,000 basis points.", code="invalid_fee_rate")
+    return rate_bp
+
+
+def validate_out_no(value: str, *, field: str = "out_trade_no") -> str:
+    """A merchant's own order or refund number: 6–64 letters, digits and ``_-|*@``."""
+    if not OUT_NO.fullmatch(value):
+        raise InvalidInput(
+            f"{field} is 6 to 64 characters: letters, digits and _-|*@.",
+            code=f"invalid_{field}",
+        )
+    return value
