@@ -39,6 +39,8 @@ sms_app = typer.Typer(help="SMS (the sandbox outbox).", no_args_is_help=True)
 users_app = typer.Typer(help="Residents: list, find, freeze.", no_args_is_help=True)
 app.add_typer(sms_app, name="sms")
 app.add_typer(users_app, name="users")
+merchant_app = typer.Typer(help="Merchants: review, settle, statements.", no_args_is_help=True)
+app.add_typer(merchant_app, name="merchant")
 console = Console()
 REPO_ROOT = Path(citywallet.__file__).resolve().parents[2]
 
@@ -392,6 +394,106 @@ def _change_user(change: Callable[[UnitOfWork], UserView]) -> None:
         console.print(f"[red]{exc.code}: {exc.detail}[/]")
         raise typer.Exit(1) from None
     console.print(_user_table("resident", [user]))
+
+
+@merchant_app.command("list")
+def merchant_list(
+    status: Annotated[str | None, typer.Option(help="Only merchants in this status.")] = None,
+) -> None:
+    """Merchants, oldest first (e.g. --status pending_review for the review queue)."""
+    from sqlalchemy import select
+
+    from citywallet.merchant.models import Merchant
+
+    runtime = _runtime()
+    table = Table(title="merchants")
+    for column in ("id", "name", "uscc", "mcc", "status", "fee (bp)", "T+n"):
+        table.add_column(column)
+    with runtime.db.uow(readonly=True) as uow:
+        query = select(Merchant).order_by(Merchant.id)
+        if status:
+            query = query.where(Merchant.status == status)
+        for m in uow.session.scalars(query):
+            table.add_row(
+                m.public_id,
+                m.name_zh,
+                m.uscc,
+                m.mcc,
+                m.status,
+                str(m.fee_rate_bp),
+                str(m.settle_days),
+            )
+    console.print(table)
+
+
+@merchant_app.command("review")
+def merchant_review(
+    merchant_id: str,
+    action: Annotated[str, typer.Argument(help="approve, reject, suspend, reactivate or close.")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the merchant).")] = "",
+) -> None:
+    """An operator's decision on a merchant."""
+    from citywallet.merchant.onboarding import TRANSITIONS, review_merchant
+    from citywallet.platform.errors import DomainError
+
+    if action not in TRANSITIONS:
+        console.print(f"[red]unknown action {action!r}: one of {', '.join(TRANSITIONS)}[/]")
+        raise typer.Exit(2)
+    runtime = _runtime()
+    try:
+        view = runtime.db.transact(
+            lambda uow: review_merchant(
+                uow,
+                merchant_id=merchant_id,
+                action=action,  # type: ignore[arg-type]
+                reason=reason,
+                actor=_operator(),
+            )
+        )
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}: {exc.detail}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"{view.id}: {view.status}")
+
+
+@merchant_app.command("settle")
+def merchant_settle(
+    today: Annotated[
+        str | None, typer.Option(help="Settle as if today were YYYY-MM-DD (default: today).")
+    ] = None,
+) -> None:
+    """Pay merchants what is due (T+n) to their bank cards; safe to re-run."""
+    from datetime import date
+
+    from citywallet.merchant.settlement import run_settlements
+
+    runtime = _runtime()
+    with _progress() as progress:
+        progress.add_task("settling merchants", total=None)
+        report = run_settlements(
+            runtime.db,
+            bank=runtime.bank,
+            settings=runtime.settings,
+            today=date.fromisoformat(today) if today else None,
+        )
+    console.print(report)
+
+
+@merchant_app.command("statement")
+def merchant_statement(merchant_id: str, day: str) -> None:
+    """Print a merchant's daily statement (CSV) for YYYY-MM-DD."""
+    from datetime import date
+
+    from citywallet.merchant.onboarding import merchant_by_public_id
+    from citywallet.merchant.statements import statement, statement_csv
+
+    runtime = _runtime()
+    with runtime.db.uow(readonly=True) as uow:
+        merchant = merchant_by_public_id(uow, merchant_id)
+        found = statement(
+            uow, merchant_id=merchant.id, day=date.fromisoformat(day), settings=runtime.settings
+        )
+    typer.echo(statement_csv(found), nl=False)
 
 
 if __name__ == "__main__":

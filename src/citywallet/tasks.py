@@ -5,6 +5,10 @@ from __future__ import annotations
 from citywallet.identity.codes import SMS_TOPIC, sms_outbox_handler
 from citywallet.ledger.blocks import seal_block
 from citywallet.ledger.service import expire_pending
+from citywallet.merchant.auth import purge_nonces
+from citywallet.merchant.payments import close_expired_orders
+from citywallet.merchant.settlement import run_settlements
+from citywallet.merchant.webhooks import WEBHOOK_TOPIC, webhook_handler
 from citywallet.platform import idempotency, outbox, ratelimit
 from citywallet.platform.db import Database
 from citywallet.platform.jobs import Worker, default_worker_id
@@ -16,7 +20,8 @@ from citywallet.wallet.transfers import REMINDER_TOPIC
 
 def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     """The platform's periodic tasks: expire holds, seal blocks, deliver the outbox,
-    reconcile bank fundings, purge idempotency keys and rate-limit counters."""
+    reconcile bank fundings, close expired orders, settle merchants, purge idempotency
+    keys, request nonces and rate-limit counters."""
     max_transfers = runtime.settings.seal_max_transfers
 
     def expire(db: Database) -> int:
@@ -31,6 +36,7 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
             **outbox.registered_handlers(),
             SMS_TOPIC: sms_outbox_handler(runtime.sms, runtime.encryptor),
             REMINDER_TOPIC: reminder_handler(db, runtime.sms, runtime.encryptor),
+            WEBHOOK_TOPIC: webhook_handler(db, runtime.encryptor, runtime.settings),
         }
         return outbox.deliver_due(db, handlers=handlers)
 
@@ -44,12 +50,25 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
         report = reconcile_fundings(db, bank=runtime.bank, settings=runtime.settings)
         return report.resolved
 
+    def close_orders(db: Database) -> int:
+        return db.transact(lambda uow: close_expired_orders(uow))
+
+    def settle(db: Database) -> int:
+        report = run_settlements(db, bank=runtime.bank, settings=runtime.settings)
+        return int(report.created + report.paid)
+
+    def purge_used_nonces(db: Database) -> int:
+        return db.transact(lambda uow: purge_nonces(uow))
+
     worker.register_periodic("ledger.expire_pending", 1.0, expire)
     worker.register_periodic("ledger.seal_block", 2.0, seal)
     worker.register_periodic("outbox.deliver", 1.0, deliver)
     worker.register_periodic("idempotency.purge", 3600.0, purge)
     worker.register_periodic("ratelimit.purge", 3600.0, purge_rate_limits)
     worker.register_periodic("wallet.reconcile_fundings", 30.0, reconcile)
+    worker.register_periodic("merchant.close_expired_orders", 5.0, close_orders)
+    worker.register_periodic("merchant.settle", 300.0, settle)
+    worker.register_periodic("merchant.purge_nonces", 600.0, purge_used_nonces)
 
 
 def build_worker(runtime: Runtime, *, worker_id: str | None = None) -> Worker:

@@ -22,9 +22,16 @@ from fastapi.concurrency import run_in_threadpool
 
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.ledger import service as ledger
-from citywallet.merchant import images, onboarding, paycodes, payments, refunds, webhooks
+from citywallet.merchant import (
+    images,
+    onboarding,
+    paycodes,
+    payments,
+    refunds,
+    statements,
+    webhooks,
+)
 from citywallet.merchant import settlement as settlements
-from citywallet.merchant import statements
 from citywallet.merchant.auth import MerchantCaller, authenticate
 from citywallet.merchant.schemas import (
     ApiKeyCreate,
@@ -33,6 +40,9 @@ from citywallet.merchant.schemas import (
     ApiKeyPublic,
     BalancePublic,
     CodeCharge,
+    EventDetailPublic,
+    EventList,
+    EventPublic,
     MerchantCreate,
     MerchantList,
     MerchantPublic,
@@ -50,16 +60,19 @@ from citywallet.merchant.schemas import (
     TerminalCreate,
     WebhookSecretPublic,
 )
+from citywallet.platform import ratelimit
+from citywallet.platform.db import UnitOfWork
 from citywallet.runtime import Runtime
 from citywallet.wallet.accounts import CURRENCY
 
 owner_router = APIRouter(prefix="/v1/merchants", tags=["merchant console"])
 server_router = APIRouter(prefix="/v1/merchant", tags=["merchant API (signed)"])
 
+REDELIVERIES = ratelimit.Rule("webhook_redeliver", 60, 3600, "redeliver_rate_limited")
 SIGNED_RESPONSES: dict[int | str, dict[str, str]] = {
     401: {
-        "description": "signature_missing, signature_malformed, signature_expired, "
-        "signature_mismatch, nonce_reused, api_key_invalid."
+        "description": "signature_missing, signature_malformed, signature_scheme_unsupported, "
+        "signature_expired, signature_mismatch, nonce_reused, api_key_invalid."
     },
 }
 
@@ -67,7 +80,10 @@ SIGNED_RESPONSES: dict[int | str, dict[str, str]] = {
 async def signed_merchant(request: Request, runtime: RuntimeDep) -> MerchantCaller:
     """Authenticate a merchant server's signed request (the body is read once here)."""
     body = await request.body()
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    raw_path = request.scope.get("raw_path")  # as sent: percent-encoding intact
+    path = raw_path.decode("latin-1") if raw_path else request.url.path
+    if request.url.query:
+        path += f"?{request.url.query}"
     return await run_in_threadpool(
         authenticate,
         runtime.db,
@@ -145,13 +161,12 @@ def get_balance(merchant_id: str, auth: CurrentUser, runtime: RuntimeDep) -> Bal
     """Money the platform owes you: not yet settled, and on its way to your bank."""
     with runtime.db.uow(readonly=True) as uow:
         row = onboarding.owned_merchant(uow, user_id=auth.user_id, merchant_id=merchant_id)
-        found = ledger.get_accounts(
-            uow, ids=[row.receivable_account_id, row.settlement_account_id]
-        )
+        receivable, settling = row.receivable_account_id, row.settlement_account_id
+        found = ledger.get_accounts(uow, ids=[receivable, settling])
     return BalancePublic(
         currency=CURRENCY,
-        receivable=found[row.receivable_account_id].balance,
-        in_settlement=found[row.settlement_account_id].balance,
+        receivable=found[receivable].balance,
+        in_settlement=found[settling].balance,
     )
 
 
@@ -199,7 +214,9 @@ def add_store(
 ) -> StorePublic:
     """Open another store."""
     pk = _owned_pk(runtime, auth.user_id, merchant_id)
-    view = runtime.db.transact(lambda uow: onboarding.add_store(uow, merchant_pk=pk, name=body.name))
+    view = runtime.db.transact(
+        lambda uow: onboarding.add_store(uow, merchant_pk=pk, name=body.name)
+    )
     return StorePublic.of(view)
 
 
@@ -354,9 +371,7 @@ def get_order_by_number(
 ) -> OrderPublic:
     """An order by your own order number."""
     with runtime.db.uow(readonly=True) as uow:
-        view = payments.get_order(
-            uow, merchant_pk=caller.merchant_pk, out_trade_no=out_trade_no
-        )
+        view = payments.get_order(uow, merchant_pk=caller.merchant_pk, out_trade_no=out_trade_no)
     return OrderPublic.model_validate(view)
 
 
@@ -447,6 +462,44 @@ def get_refund(refund_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> R
     return RefundPublic.model_validate(view)
 
 
+@server_router.get("/events", responses=SIGNED_RESPONSES)
+def list_events(
+    caller: SignedMerchant,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: str | None = None,
+) -> EventList:
+    """Your webhook events, newest first."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = webhooks.list_events(
+            uow, merchant_id=caller.merchant_pk, limit=limit, before=before
+        )
+    return EventList(
+        items=[EventPublic.model_validate(v) for v in views],
+        next_before=views[-1].id if len(views) == limit else None,
+    )
+
+
+@server_router.get("/events/{event_id}", responses=SIGNED_RESPONSES)
+def get_event(event_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> EventDetailPublic:
+    """An event with the exact body sent and every delivery attempt."""
+    with runtime.db.uow(readonly=True) as uow:
+        view = webhooks.get_event(uow, merchant_id=caller.merchant_pk, event_id=event_id)
+    return EventDetailPublic.model_validate(view)
+
+
+@server_router.post("/events/{event_id}/redeliver", responses=SIGNED_RESPONSES)
+def redeliver_event(event_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> EventPublic:
+    """Send an event again (receivers dedupe by its id); at most 60 an hour."""
+
+    def again(uow: UnitOfWork) -> webhooks.EventView:
+        ratelimit.hit(uow, REDELIVERIES, caller.merchant_id)
+        return webhooks.redeliver(uow, merchant_id=caller.merchant_pk, event_id=event_id)
+
+    view = runtime.db.transact(again)
+    return EventPublic.model_validate(view)
+
+
 @server_router.get("/statements/{day}.csv", responses=SIGNED_RESPONSES, response_class=Response)
 def get_statement_csv(day: date, caller: SignedMerchant, runtime: RuntimeDep) -> Response:
     """One business day's statement as CSV (docs/merchant.md lists the columns)."""
@@ -457,10 +510,5 @@ def get_statement_csv(day: date, caller: SignedMerchant, runtime: RuntimeDep) ->
     return Response(
         statements.statement_csv(found),
         media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{caller.merchant_id}-{day}.csv"'
-        },
+        headers={"Content-Disposition": f'attachment; filename="{caller.merchant_id}-{day}.csv"'},
     )
-
-
-_unused = (webhooks, settlements)

@@ -1,1 +1,2 @@
-"""Merchants: onboarding, EMVCo QR, payment codes, orders, refunds, webhooks, settlement, statements."""
+"""Merchants: onboarding, EMVCo QR, payment codes, orders, refunds, webhooks, settlement,
+statements."""

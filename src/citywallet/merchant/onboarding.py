@@ -36,6 +36,7 @@ from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
+from citywallet.platform.logging import get_logger
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.cards import card_number, card_row
 from citywallet.wallet.people import active_user, new_id, verified
@@ -49,6 +50,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "close": (frozenset({"pending_review", "active", "suspended"}), "closed"),
 }
 MAX_STORES = 200
+log = get_logger(__name__)  # operators' decisions
 MAX_KEYS = 20
 
 
@@ -234,8 +236,13 @@ def register_merchant(
             code="merchant_exists",
         ) from None
     uow.session.add(
-        Store(public_id=new_id("sto"), merchant_id=row.id, name=row.name_zh, status="active",
-              created_at=moment)
+        Store(
+            public_id=new_id("sto"),
+            merchant_id=row.id,
+            name=row.name_zh,
+            status="active",
+            created_at=moment,
+        )
     )
     uow.session.flush()
     return merchant_view(row)
@@ -294,9 +301,10 @@ def list_merchants(uow: UnitOfWork, *, user_id: str) -> list[MerchantView]:
 
 
 def review_merchant(
-    uow: UnitOfWork, *, merchant_id: str, action: Review, reason: str = ""
+    uow: UnitOfWork, *, merchant_id: str, action: Review, reason: str = "", actor: str = "operator"
 ) -> MerchantView:
-    """An operator's decision on a merchant (approve, reject, suspend, reactivate, close)."""
+    """An operator's decision on a merchant (approve, reject, suspend, reactivate, close);
+    logged with the operator's name."""
     row = uow.session.scalar(
         select(Merchant).where(Merchant.public_id == merchant_id).with_for_update()
     )
@@ -308,6 +316,15 @@ def review_merchant(
             f"A {row.status.replace('_', ' ')} merchant cannot be {action}d.",
             code="merchant_status_conflict",
         )
+    log.info(
+        "merchant_reviewed",
+        merchant_id=merchant_id,
+        action=action,
+        actor=actor,
+        was=row.status,
+        now=target,
+        reason=reason,
+    )
     row.status, row.status_reason, row.updated_at = target, reason[:200], now_us()
     uow.session.flush()
     return merchant_view(row)

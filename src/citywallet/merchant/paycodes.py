@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.identity.errors import AccountFrozen
+from citywallet.identity.service import get_user
 from citywallet.merchant import paycode
 from citywallet.merchant.errors import OrderNotFound, OrderNotPayable
 from citywallet.merchant.models import Order, PaycodeDevice, PaycodePrefs, Store
@@ -47,7 +48,7 @@ from citywallet.platform.errors import Conflict, DomainError, InvalidInput, NotF
 from citywallet.wallet.accounts import CURRENCY, read_usage
 from citywallet.wallet.errors import InsufficientBalance, LimitExceeded
 from citywallet.wallet.funding import validate_amount
-from citywallet.wallet.people import active_user, get_user, new_id
+from citywallet.wallet.people import active_user, new_id
 
 SECOND_US = 1_000_000
 LOCK_SECONDS = 600
@@ -291,7 +292,7 @@ def charge(
                     "This out_trade_no belongs to another order.", code="out_trade_no_exists"
                 )
             return order_view(uow, existing)
-        device = _verify(uow, slot, otp, encryptor, settings)
+        device = _verify(uow, slot, otp, encryptor)
         payer = get_user(uow, user_id=device.user_id)
         store = (
             store_row(uow, merchant_pk=merchant_pk, store_id=store_id)
@@ -348,8 +349,9 @@ def charge(
     try:
         return db.transact(attempt)
     except _CodeRejected as rejected:
-        if rejected.device_pk is not None:
-            db.transact(lambda uow: _count_failure(uow, rejected.device_pk, settings))
+        device_pk = rejected.device_pk
+        if device_pk is not None:
+            db.transact(lambda uow: _count_failure(uow, device_pk, settings))
         raise PaymentDeclined(
             "The payment code is not valid; ask the customer to refresh it.",
             reason=rejected.reason,
@@ -363,9 +365,7 @@ def charge(
         ) from None
 
 
-def _verify(
-    uow: UnitOfWork, slot: str, otp: str, encryptor: Encryptor, settings: Settings
-) -> PaycodeDevice:
+def _verify(uow: UnitOfWork, slot: str, otp: str, encryptor: Encryptor) -> PaycodeDevice:
     device = uow.session.scalar(
         select(PaycodeDevice)
         .where(PaycodeDevice.slot == slot)

@@ -370,7 +370,11 @@ def list_orders(
 
 
 def close_order(
-    uow: UnitOfWork, *, merchant_pk: int, order_id: str | None = None, out_trade_no: str | None = None
+    uow: UnitOfWork,
+    *,
+    merchant_pk: int,
+    order_id: str | None = None,
+    out_trade_no: str | None = None,
 ) -> OrderView:
     """Close an unpaid order so it can no longer be paid (closing twice is harmless)."""
     order = order_row(
@@ -440,7 +444,11 @@ def pay_order(
     moment = now_us()
     wallets = accounts.lock_wallets(uow, user_ids=[payer.id])
     reserve_outflow(
-        uow, user_id=payer.id, tier=payer.tier, amount=order.amount, settings=settings,
+        uow,
+        user_id=payer.id,
+        tier=payer.tier,
+        amount=order.amount,
+        settings=settings,
         moment=moment,
     )
     if extra_usage:
@@ -603,7 +611,11 @@ def pay_scan(
             raise InvalidInput("This code's order fixes the amount.", code="amount_mismatch")
         order = _payable_order(uow, merchant, code, for_update=True)
         pay_order(
-            uow, order=order, merchant=merchant, payer=payer, channel="dynamic_qr",
+            uow,
+            order=order,
+            merchant=merchant,
+            payer=payer,
+            channel="dynamic_qr",
             settings=settings,
         )
         return _payment_view(merchant, order)

@@ -415,3 +415,43 @@ class PrefsPublic(Public):
     per_payment: int
     per_day: int
     used_today: int
+
+
+# --- webhook events -----------------------------------------------------------------------
+
+
+class EventPublic(Public):
+    """A webhook event."""
+
+    id: str
+    type: Literal["payment.succeeded", "refund.succeeded", "order.closed"]
+    object_id: str
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: Time
+    delivered_at: Time | None
+
+
+class DeliveryPublic(Public):
+    """One delivery attempt and what your server answered."""
+
+    attempted_at: Time
+    status_code: int | None = Field(description="None: no answer (timeout, refused, …).")
+    error: str
+    duration_ms: int
+    manual: bool
+
+
+class EventDetailPublic(EventPublic):
+    """An event with the exact body sent and its delivery log."""
+
+    body: str
+    deliveries: list[DeliveryPublic]
+
+
+class EventList(BaseModel):
+    """A page of events, newest first."""
+
+    items: list[EventPublic]
+    next_before: str | None

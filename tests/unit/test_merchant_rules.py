@@ -1,0 +1,90 @@
+"""Merchant fees and their proportional return on refunds (pure rules)."""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from citywallet.merchant.rules import (
+    fee_back,
+    fee_for,
+    fee_returned,
+    validate_mcc,
+    validate_out_no,
+    validate_uscc,
+)
+from citywallet.platform.errors import InvalidInput
+
+
+def half_up(value: Fraction) -> int:
+    """The reference rounding: nearest integer, halves away from zero (values ≥ 0)."""
+    floor = value.numerator // value.denominator
+    return floor + (1 if value - floor >= Fraction(1, 2) else 0)
+
+
+@given(st.integers(0, 10**13), st.integers(0, 1000))
+def test_fee_is_the_rate_rounded_half_up(amount: int, rate_bp: int) -> None:
+    assert fee_for(amount, rate_bp) == half_up(Fraction(amount * rate_bp, 10_000))
+
+
+def test_fee_examples() -> None:
+    assert fee_for(10_000, 38) == 38  # 100 yuan at 0.38 % is 0.38 yuan
+    assert fee_for(1_234, 38) == 5  # 4.6892 fen → 5
+    assert fee_for(131, 38) == 0  # 0.4978 fen → 0
+    assert fee_for(132, 38) == 1  # 0.5016 fen → 1
+
+
+@st.composite
+def refund_plans(draw: st.DrawFn) -> tuple[int, int, list[int]]:
+    amount = draw(st.integers(1, 10**9))
+    fee = fee_for(amount, draw(st.integers(0, 1000)))
+    cuts = sorted(draw(st.lists(st.integers(1, amount), max_size=8, unique=True)))
+    points = [0, *[c for c in cuts if c < amount], amount]
+    return amount, fee, [b - a for a, b in itertools.pairwise(points) if b > a]
+
+
+@given(refund_plans())
+def test_partial_refunds_return_exactly_the_whole_fee(plan: tuple[int, int, list[int]]) -> None:
+    amount, fee, parts = plan
+    refunded, returned = 0, 0
+    for part in parts:
+        back = fee_back(amount=amount, fee=fee, refunded_before=refunded, refund=part)
+        assert 0 <= back <= fee - returned
+        refunded, returned = refunded + part, returned + back
+        # never far from the exact proportion
+        assert abs(Fraction(returned) - Fraction(fee * refunded, amount)) <= Fraction(1, 2)
+    assert (refunded, returned) == (amount, fee)
+
+
+@given(st.integers(1, 10**9), st.integers(0, 10**7), st.data())
+def test_fee_returned_is_monotone(amount: int, fee: int, data: st.DataObject) -> None:
+    a = data.draw(st.integers(0, amount))
+    b = data.draw(st.integers(a, amount))
+    assert fee_returned(amount=amount, fee=fee, refunded=a) <= fee_returned(
+        amount=amount, fee=fee, refunded=b
+    )
+    assert fee_returned(amount=amount, fee=fee, refunded=amount) == fee
+
+
+def test_refund_beyond_the_order_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="refunded"):
+        fee_returned(amount=100, fee=1, refunded=101)
+
+
+def test_onboarding_fields() -> None:
+    assert validate_uscc("91110108551385082Q") == "91110108551385082Q"
+    with pytest.raises(InvalidInput) as bad:
+        validate_uscc("91110108551385082A")
+    assert bad.value.code == "invalid_uscc"
+    assert validate_mcc("5812") == "5812"
+    for wrong in ("581", "0001", "58a2"):
+        with pytest.raises(InvalidInput):
+            validate_mcc(wrong)
+    assert validate_out_no("20261123-0001") == "20261123-0001"
+    for wrong in ("short", "has space 123", "x" * 65, "中文订单号123"):
+        with pytest.raises(InvalidInput):
+            validate_out_no(wrong)
