@@ -272,6 +272,16 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
         "New residents: POST /v1/auth/sms-codes, read the code from the sandbox SMS "
         "outbox, then POST /v1/auth/register (see docs/identity.md)."
     )
+    if info.merchant_id:
+        merchant = f"{base}/v1/merchants/{info.merchant_id}"
+        console.print(
+            f"Demo merchant {info.merchant_id} (owner 张伟, 13900000003): {merchant}\n"
+            f"  static QR (owner's session): {merchant}/stores/{info.store_id}/code.png\n"
+            f"  API key {info.api_key_id}, HMAC secret (new at every start): "
+            f"{info.api_secret}\n"
+            "  sign requests as docs/merchant-signing.md shows",
+            soft_wrap=True,
+        )
     runtime.close()
     console.print(f"Serving on {base} — Ctrl+C to stop.")
     import uvicorn

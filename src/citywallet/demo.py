@@ -1,4 +1,5 @@
-"""Demo data: residents with verified names, bound cards, money and some activity.
+"""Demo data: residents with verified names, bound cards, money and some activity, and a
+restaurant they have paid by QR code.
 
 Residents are created through the real HTTP routes (in-process), exactly as a newcomer
 would: SMS code from the sandbox outbox, sign-up, real-name verification, payment PIN,
@@ -14,11 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from stdnum.cn import ric
 
 from citywallet.api.app import create_app
 from citywallet.identity.service import find_user_by_phone
 from citywallet.ledger.blocks import seal_all
+from citywallet.merchant import onboarding, payments
+from citywallet.merchant.models import Merchant
+from citywallet.platform.db import UnitOfWork
 from citywallet.runtime import Runtime
 from citywallet.wallet.bank import sandbox_card_number
 
@@ -43,12 +48,27 @@ RESIDENTS = (
 )
 
 
+MERCHANT = {
+    "name_zh": "罗湖好味道餐厅",
+    "name_en": "Luohu Good Taste",
+    "uscc": "91440300708461136T",
+    "mcc": "5812",
+    "district": "罗湖区",
+    "address": "深圳市罗湖区东门中路1号",
+    "contact_name": "张伟",
+}
+
+
 @dataclass
 class DemoInfo:
     """What the demo seeded, for printing."""
 
     residents: list[dict[str, str]] = field(default_factory=list)
     sample_transfer: str | None = None
+    merchant_id: str | None = None
+    store_id: str | None = None
+    api_key_id: str | None = None
+    api_secret: str | None = None
 
 
 def _id_number(sequence: str) -> str:
@@ -103,6 +123,62 @@ def _ok(response: Any) -> Any:
     return response.json() if response.content else None
 
 
+def _seed_merchant(runtime: Runtime, owner: _Resident, payers: list[_Resident]) -> None:
+    """张伟 opens a restaurant; the others pay it by its static code and an order's code."""
+    body = {**MERCHANT, "contact_phone": RESIDENTS[2].phone, "settlement_card_id": owner.card_id}
+    merchant = _ok(owner.post("/v1/merchants", body))
+    runtime.db.transact(
+        lambda uow: onboarding.review_merchant(
+            uow, merchant_id=merchant["id"], action="approve", actor="demo"
+        )
+    )
+    stores = owner.client.get(f"/v1/merchants/{merchant['id']}/stores", headers=owner.headers)
+    store_id = _ok(stores)["items"][0]["id"]
+    static = owner.client.get(
+        f"/v1/merchants/{merchant['id']}/stores/{store_id}/code", headers=owner.headers
+    )
+    payload = _ok(static)["payload"]
+    _ok(payers[1].post("/v1/payments/scan", {"payload": payload, "amount": 3_800, "pin": PIN},
+                       money=True))  # fmt: skip
+    with runtime.db.uow() as uow:
+        pk = onboarding.merchant_by_public_id(uow, merchant["id"]).id
+    order, _ = runtime.db.transact(
+        lambda uow: payments.create_order(
+            uow, merchant_pk=pk, out_trade_no="DEMO-000001", amount=12_800,
+            description="两碗牛肉面 two beef noodles", encryptor=runtime.encryptor,
+            settings=runtime.settings,
+        )
+    )  # fmt: skip
+    _ok(payers[0].post("/v1/payments/scan", {"payload": order.qr_payload, "pin": PIN},
+                       money=True))  # fmt: skip
+
+
+def _demo_key(runtime: Runtime, info: DemoInfo) -> None:
+    """A fresh API key for the demo merchant on every start (earlier demo keys revoked)."""
+
+    def make(uow: UnitOfWork) -> None:
+        merchant = onboarding.merchant_by_public_id(uow, _merchant_id(uow))
+        for key in onboarding.list_api_keys(uow, merchant_pk=merchant.id):
+            if key.label == "demo" and key.status == "active":
+                onboarding.revoke_api_key(uow, merchant_pk=merchant.id, key_id=key.id)
+        new = onboarding.create_api_key(
+            uow, merchant_pk=merchant.id, scheme="hmac-sha256", label="demo",
+            encryptor=runtime.encryptor,
+        )  # fmt: skip
+        info.merchant_id = merchant.public_id
+        info.store_id = onboarding.list_stores(uow, merchant_pk=merchant.id)[0].id
+        info.api_key_id, info.api_secret = new.key.id, new.secret
+
+    runtime.db.transact(make)
+
+
+def _merchant_id(uow: UnitOfWork) -> str:
+    found = uow.session.scalar(select(Merchant.public_id).where(Merchant.uscc == MERCHANT["uscc"]))
+    if found is None:
+        raise RuntimeError("the demo merchant is missing: start from an empty database")
+    return str(found)
+
+
 def seed(runtime: Runtime) -> DemoInfo:
     """Create the demo residents and their activity (once), then seal the ledger."""
     info = DemoInfo(residents=[
@@ -123,6 +199,8 @@ def seed(runtime: Runtime) -> DemoInfo:
                 "note": "KTV", "total": 30_000,
                 "shares": [{"to": bob.user_id, "amount": 15_000},
                            {"to": carol.user_id, "amount": 15_000}]}))  # fmt: skip
+            _seed_merchant(runtime, carol, [alice, bob])
+    _demo_key(runtime, info)
     signer = runtime.ledger_signer()
     runtime.db.transact(lambda uow: seal_all(uow, signer))
     return info
