@@ -484,6 +484,7 @@ def merchant_settle(
             runtime.db,
             bank=runtime.bank,
             settings=runtime.settings,
+            encryptor=runtime.encryptor,
             today=date.fromisoformat(today) if today else None,
         )
     console.print(report)

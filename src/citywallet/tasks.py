@@ -54,7 +54,9 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
         return db.transact(lambda uow: close_expired_orders(uow))
 
     def settle(db: Database) -> int:
-        report = run_settlements(db, bank=runtime.bank, settings=runtime.settings)
+        report = run_settlements(
+            db, bank=runtime.bank, settings=runtime.settings, encryptor=runtime.encryptor
+        )
         return int(report.created + report.paid)
 
     def purge_used_nonces(db: Database) -> int:

@@ -4,21 +4,36 @@ Every route (path and method) is classified explicitly, so a route added later f
 `test_every_route_is_classified` until someone decides who may call it:
 
 - PUBLIC: answers without credentials (health, ledger proofs, sign-up/login/SMS, dev SMS);
-- SESSION: needs a session, no user-owned object in the path;
+- SESSION: needs a resident's session, no user-owned object in the path;
 - OWNED: needs a session and names a user's object in the path (card, top-up, withdrawal,
-  receipt, split, session). Another signed-in, verified user who sends the owner's real id
-  gets 404 (never 403, never 200) and the owner's objects are unchanged afterwards.
+  receipt, split, session, merchant, store, API key, payment-code device, payment). Another
+  signed-in, verified user (Bob, who owns a merchant of his own) who sends the owner's real
+  id gets 404 (never 403, never 200) and the owner's objects are unchanged afterwards;
+- SIGNED: the merchant server API under `/v1/merchant/` (signed requests,
+  docs/merchant-signing.md). A route naming an object (order, refund, event) is checked like
+  OWNED, merchant against merchant: Bob's merchant, with its own valid key, gets 404 for
+  Alice's merchant's ids and nothing moves. The daily statement names no object: each
+  merchant gets its own, which holds none of another merchant's orders.
 
-Everything that is not PUBLIC answers 401 problem+json `unauthorized` without credentials.
+Without credentials (or with wrong ones) session routes answer 401 problem+json
+`unauthorized`, and signed routes 401 with the signature code of what was wrong: a
+resident's Bearer session opens no signed route, and a merchant's signature no session route.
 """
 
 from __future__ import annotations
 
+import base64
+import itertools
+import json
 import re
+import secrets
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,11 +43,15 @@ from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from tests.identity_support import PASSWORD
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.wallet_support import PIN, Person, wallet_settings
+from tests.merchant_support import ShopOwner, SignedClient, application
+from tests.wallet_support import PIN, Person, count, wallet_settings
 
 YUAN = 100
+HOOKS = "127.0.0.1"  # webhook receivers the tests may name (nothing delivers: no worker runs)
+ALICE_HOOK = f"https://{HOOKS}/hooks/alice"
 
 Route = tuple[str, str]  # (METHOD, path template as in the OpenAPI document)
+Ref = str | tuple[str, ...]  # an id, or one id per path parameter in order
 
 PUBLIC: frozenset[Route] = frozenset(
     {
@@ -70,22 +89,97 @@ SESSION: frozenset[Route] = frozenset(
         ("POST", "/v1/wallet/splits"),
         ("GET", "/v1/wallet/splits"),
         ("GET", "/v1/wallet/transactions"),
+        ("POST", "/v1/payments/scan/preview"),
+        ("POST", "/v1/payments/scan"),
+        ("GET", "/v1/payments/pending"),
+        ("GET", "/v1/paycode/devices"),
+        ("POST", "/v1/paycode/devices"),
+        ("GET", "/v1/paycode/prefs"),
+        ("PUT", "/v1/paycode/prefs"),
+        ("GET", "/v1/merchants"),
+        ("POST", "/v1/merchants"),
     }
 )
 
-# Route → the kinds of the owner's ids to try in its path parameter (see `World.ids`).
+# Route → the kinds of the owner's ids to try in its path parameters (see `World.ids`).
+# "payment": orders Alice paid or must confirm (Bob's merchant charged them, so Bob knows
+# their ids); "order": orders of Alice's merchant (Carol paid them).
 OWNED: dict[Route, tuple[str, ...]] = {
     ("GET", "/v1/wallet/cards/{card_id}"): ("card", "funding"),
     ("DELETE", "/v1/wallet/cards/{card_id}"): ("card",),
     ("GET", "/v1/wallet/topups/{topup_id}"): ("funding", "transaction"),
     ("GET", "/v1/wallet/withdrawals/{withdrawal_id}"): ("funding", "transaction"),
-    ("GET", "/v1/wallet/transactions/{transaction_id}"): ("transaction", "funding"),
+    ("GET", "/v1/wallet/transactions/{transaction_id}"): (
+        "transaction",
+        "funding",
+        "payment",
+        "order",
+    ),
     ("GET", "/v1/wallet/splits/{split_id}"): ("split",),
     ("POST", "/v1/wallet/splits/{split_id}/pay"): ("split",),
     ("POST", "/v1/wallet/splits/{split_id}/remind"): ("split",),
     ("POST", "/v1/wallet/splits/{split_id}/cancel"): ("split",),
     ("DELETE", "/v1/me/sessions/{session_id}"): ("session",),
+    ("GET", "/v1/payments/{order_id}"): ("payment", "order"),
+    ("POST", "/v1/payments/{order_id}/confirm"): ("payment", "order"),
+    ("POST", "/v1/payments/{order_id}/decline"): ("payment", "order"),
+    ("DELETE", "/v1/paycode/devices/{device_id}"): ("device",),
+    ("GET", "/v1/paycode/devices/{device_id}/code"): ("device",),
+    ("GET", "/v1/paycode/devices/{device_id}/code/barcode.svg"): ("device",),
+    ("GET", "/v1/paycode/devices/{device_id}/code/qr.svg"): ("device",),
+    ("GET", "/v1/merchants/{merchant_id}"): ("merchant",),
+    ("PATCH", "/v1/merchants/{merchant_id}"): ("merchant",),
+    ("GET", "/v1/merchants/{merchant_id}/balance"): ("merchant",),
+    ("GET", "/v1/merchants/{merchant_id}/webhook-secret"): ("merchant",),
+    ("POST", "/v1/merchants/{merchant_id}/webhook-secret"): ("merchant",),
+    ("GET", "/v1/merchants/{merchant_id}/stores"): ("merchant",),
+    ("POST", "/v1/merchants/{merchant_id}/stores"): ("merchant",),
+    ("POST", "/v1/merchants/{merchant_id}/stores/{store_id}/terminals"): ("store",),
+    ("GET", "/v1/merchants/{merchant_id}/stores/{store_id}/code"): ("store",),
+    ("GET", "/v1/merchants/{merchant_id}/stores/{store_id}/code.png"): ("store",),
+    ("GET", "/v1/merchants/{merchant_id}/stores/{store_id}/code.svg"): ("store",),
+    ("GET", "/v1/merchants/{merchant_id}/api-keys"): ("merchant",),
+    ("POST", "/v1/merchants/{merchant_id}/api-keys"): ("merchant",),
+    ("DELETE", "/v1/merchants/{merchant_id}/api-keys/{key_id}"): ("api_key",),
 }
+
+# The merchant server API (signed requests) → the kinds of Alice's merchant's ids to try as
+# Bob's merchant; () for a route that names nothing. "day" names no other merchant's object:
+# see `test_a_merchant_statement_holds_only_its_own_orders`.
+SIGNED: dict[Route, tuple[str, ...]] = {
+    ("POST", "/v1/merchant/orders"): (),
+    ("GET", "/v1/merchant/orders"): (),
+    ("GET", "/v1/merchant/orders/by-out-trade-no/{out_trade_no}"): ("out_trade_no",),
+    ("GET", "/v1/merchant/orders/{order_id}"): ("order",),
+    ("POST", "/v1/merchant/orders/{order_id}/close"): ("order",),
+    ("POST", "/v1/merchant/payments/code"): (),
+    ("POST", "/v1/merchant/orders/{order_id}/refunds"): ("order",),
+    ("GET", "/v1/merchant/orders/{order_id}/refunds"): ("order",),
+    ("GET", "/v1/merchant/refunds/{refund_id}"): ("refund",),
+    ("GET", "/v1/merchant/events"): (),
+    ("GET", "/v1/merchant/events/{event_id}"): ("event",),
+    ("POST", "/v1/merchant/events/{event_id}/redeliver"): ("event",),
+    ("GET", "/v1/merchant/statements/{day}.csv"): ("day",),
+}
+SIGNED_PREFIX = "/v1/merchant/"
+
+# Every kind of id the world makes (`World.ids` has exactly these keys).
+KINDS = (
+    "card",
+    "funding",
+    "transaction",
+    "split",
+    "session",
+    "merchant",
+    "store",
+    "api_key",
+    "device",
+    "payment",
+    "order",
+    "out_trade_no",
+    "refund",
+    "event",
+)
 
 # Money-moving POSTs: they need an Idempotency-Key (sent on every call here).
 MONEY: frozenset[Route] = frozenset(
@@ -94,6 +188,28 @@ MONEY: frozenset[Route] = frozenset(
         ("POST", "/v1/wallet/withdrawals"),
         ("POST", "/v1/wallet/transfers"),
         ("POST", "/v1/wallet/splits/{split_id}/pay"),
+        ("POST", "/v1/payments/scan"),
+        ("POST", "/v1/payments/{order_id}/confirm"),
+    }
+)
+
+# Signed routes that create orders or move money are idempotent by the merchant's own
+# number instead: a required field of the request body.
+SIGNED_IDEMPOTENT: dict[Route, str] = {
+    ("POST", "/v1/merchant/orders"): "out_trade_no",
+    ("POST", "/v1/merchant/payments/code"): "out_trade_no",
+    ("POST", "/v1/merchant/orders/{order_id}/refunds"): "out_refund_no",
+}
+
+# What a signed route answers to credentials that do not authenticate a merchant.
+SIGNATURE_CODES = frozenset(
+    {
+        "signature_missing",
+        "signature_malformed",
+        "signature_scheme_unsupported",
+        "signature_expired",
+        "signature_mismatch",
+        "api_key_invalid",
     }
 )
 
@@ -102,8 +218,16 @@ PARAM = re.compile(r"\{[^}]+\}")
 
 @pytest.fixture
 def runtime(db: Database, tmp_path: Path) -> Runtime:
-    """A runtime whose sandbox bank answers at once (as in test_wallet_api.py)."""
-    settings = wallet_settings(tmp_path, db, bank_timeout_seconds=0.05)
+    """A runtime whose sandbox bank answers at once (as in test_wallet_api.py); notify URLs
+    may name the loopback host (no worker runs, so nothing is delivered), and a payment-code
+    charge waits for confirmation long enough for any test here."""
+    settings = wallet_settings(
+        tmp_path,
+        db,
+        bank_timeout_seconds=0.05,
+        webhook_allow_hosts=[HOOKS],
+        paycode_confirm_seconds=3600,
+    )
     return Runtime(settings, db, test_encryptor())
 
 
@@ -121,9 +245,34 @@ def _problem(response: Response, status: int, code: str | None = None) -> dict[s
     return body
 
 
-def _json(response: Response) -> Any:
-    assert response.status_code == 200, (response.request.method, response.url, response.text)
+def _json(response: Response, status: int = 200) -> Any:
+    assert response.status_code == status, (response.request.method, response.url, response.text)
     return response.json()
+
+
+def _not_found(response: Response) -> bool:
+    return (
+        response.status_code == 404
+        and response.headers["content-type"].startswith("application/problem+json")
+        and str(response.json().get("code", "")).endswith("not_found")
+    )
+
+
+def _url(template: str, ref: Ref) -> str:
+    """The path with one id per parameter (a single id fills every parameter)."""
+    values = [ref] * len(PARAM.findall(template)) if isinstance(ref, str) else list(ref)
+    assert len(values) == len(PARAM.findall(template)), (template, ref)
+    filled = iter(values)
+    return PARAM.sub(lambda _m: next(filled), template)
+
+
+def _pay(person: Person, payload: str, amount: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"payload": payload, "pin": PIN}
+    if amount is not None:
+        body["amount"] = amount
+    paid: dict[str, Any] = _json(person.post("/v1/payments/scan", body, key=str(uuid.uuid4())), 201)
+    assert paid["status"] == "paid", paid
+    return paid
 
 
 @dataclass
@@ -131,10 +280,13 @@ class World:
     """Alice's real objects (and the people around her), made through the API."""
 
     alice: Person
-    bob: Person  # signed in, verified, own card: the one who must not see Alice's things
-    carol: Person  # Alice's counterparty
+    bob: Person  # signed in, verified, own card, own merchant: must not see Alice's things
+    carol: Person  # Alice's counterparty, and a customer of Alice's merchant
     second_token: str  # Alice's second session (a login), for the session route
-    ids: dict[str, list[str]]
+    ids: dict[str, list[Ref]]
+    alice_shop: ShopOwner  # Alice's merchant; `alice_shop.api` reads its orders for the state
+    bob_shop: ShopOwner  # Bob's merchant, with its own valid key
+    alice_keys: dict[str, SignedClient]  # "hmac" (the reader), "ed25519", "revoked"
 
     def alice_state(self) -> dict[str, Any]:
         """Everything Alice (and Carol) can see of the objects; compared before and after."""
@@ -145,32 +297,79 @@ class World:
             "cards": _json(alice.get("/v1/wallet/cards")),
             "splits": _json(alice.get("/v1/wallet/splits")),
             "history": _json(alice.get("/v1/wallet/transactions")),
+            "carol_history": _json(self.carol.get("/v1/wallet/transactions")),
             "me": _json(alice.get("/v1/me")),
         }
         for card_id in self.ids["card"]:
             state[card_id] = _json(alice.get(f"/v1/wallet/cards/{card_id}"))
         for funding_id in self.ids["funding"]:
-            kind = "topups" if funding_id.startswith("top_") else "withdrawals"
-            state[funding_id] = _json(alice.get(f"/v1/wallet/{kind}/{funding_id}"))
+            kind = "topups" if str(funding_id).startswith("top_") else "withdrawals"
+            state[str(funding_id)] = _json(alice.get(f"/v1/wallet/{kind}/{funding_id}"))
         for transaction_id in self.ids["transaction"]:
             receipt = _json(alice.get(f"/v1/wallet/transactions/{transaction_id}"))
             state[f"receipt {transaction_id}"] = receipt
         for split_id in self.ids["split"]:
-            state[split_id] = _json(alice.get(f"/v1/wallet/splits/{split_id}"))
+            state[str(split_id)] = _json(alice.get(f"/v1/wallet/splits/{split_id}"))
         # Sessions: ids only (last_seen_at moves with every request); both still work.
         sessions = _json(self.alice.client.get("/v1/me/sessions", headers=headers))["items"]
         state["sessions"] = sorted(s["id"] for s in sessions)
         second = {"Authorization": f"Bearer {self.second_token}"}
         state["second session works"] = alice.client.get("/v1/me", headers=second).status_code
+
+        # Payment codes and payments: devices, password-free limits, charges waiting for her.
+        state["devices"] = _json(alice.get("/v1/paycode/devices"))
+        state["prefs"] = _json(alice.get("/v1/paycode/prefs"))
+        state["pending"] = _json(alice.get("/v1/payments/pending"))
+        for order_id in self.ids["payment"]:
+            state[f"payment {order_id}"] = _json(alice.get(f"/v1/payments/{order_id}"))
+
+        # Her merchants in the console (the reader key's last use moves as it reads below).
+        reader = self.alice_keys["hmac"].key_id
+        state["merchants"] = _json(alice.get("/v1/merchants"))
+        for merchant_id in self.ids["merchant"]:
+            base = f"/v1/merchants/{merchant_id}"
+            keys = _json(alice.get(f"{base}/api-keys"))["items"]
+            state[f"merchant {merchant_id}"] = {
+                "merchant": _json(alice.get(base)),
+                "balance": _json(alice.get(f"{base}/balance")),
+                "webhook secret": _json(alice.get(f"{base}/webhook-secret")),
+                "stores": _json(alice.get(f"{base}/stores")),
+                "api keys": [k | {"last_used_at": "…"} if k["id"] == reader else k for k in keys],
+            }
+        for merchant_id, store_id in self._own_stores():
+            code = _json(alice.get(f"/v1/merchants/{merchant_id}/stores/{store_id}/code"))
+            state[f"static code {store_id}"] = code
+
+        # Her merchant's orders, refunds and webhook events, as its server sees them.
+        api = self.alice_keys["hmac"]
+        state["orders"] = _json(api.get("/v1/merchant/orders"))
+        state["events"] = _json(api.get("/v1/merchant/events"))
+        for order_id in self.ids["order"]:
+            state[f"order {order_id}"] = _json(api.get(f"/v1/merchant/orders/{order_id}"))
+            refunds = _json(api.get(f"/v1/merchant/orders/{order_id}/refunds"))
+            state[f"refunds of {order_id}"] = refunds
+        for refund_id in self.ids["refund"]:
+            state[f"refund {refund_id}"] = _json(api.get(f"/v1/merchant/refunds/{refund_id}"))
+        for event_id in self.ids["event"]:
+            state[f"event {event_id}"] = _json(api.get(f"/v1/merchant/events/{event_id}"))
         return state
 
+    def _own_stores(self) -> list[tuple[str, str]]:
+        """(merchant, store) pairs of the "store" kind that are both Alice's."""
+        merchants, theirs = set(self.ids["merchant"]), self.bob_shop.store_id
+        pairs = [ref for ref in self.ids["store"] if isinstance(ref, tuple)]
+        return [(m, s) for m, s in pairs if m in merchants and s != theirs]
 
-def _build_world(client: TestClient) -> World:
-    alice, bob, carol = Person(client, 1), Person(client, 2), Person(client, 3, card_ending=None)
+
+def _build_world(client: TestClient, runtime: Runtime) -> World:
+    alice_shop, bob_shop = ShopOwner(client, runtime, 1), ShopOwner(client, runtime, 2)
+    alice, bob = alice_shop.person, bob_shop.person
+    carol = Person(client, 3, card_ending=None)
     login = client.post("/v1/auth/login", json={"phone": alice.phone, "password": PASSWORD})
     assert login.status_code == 200, login.text
     second_token = login.json()["session"]["token"]
 
+    # --- Alice's wallet ---
     topup = alice.money(
         "/v1/wallet/topups", {"card_id": alice.card_id, "amount": 300 * YUAN, "pin": PIN}
     )
@@ -190,19 +389,147 @@ def _build_world(client: TestClient) -> World:
     still_open = alice.post("/v1/wallet/splits", {"total": 20 * YUAN, "shares": shares})
     assert still_open.status_code == 201, still_open.text
 
+    # --- Alice's merchant: a second store with a terminal, a notify URL (so events are
+    # written), an Ed25519 key and a revoked key; and a second merchant, still in review ---
+    merchant_id = alice_shop.merchant_id
+    base = f"/v1/merchants/{merchant_id}"
+    patched = alice.client.patch(base, json={"notify_url": ALICE_HOOK}, headers=alice.headers)
+    assert patched.status_code == 200, patched.text
+    store2 = _json(alice.post(f"{base}/stores", {"name": "东门分店"}), 201)["id"]
+    till = _json(alice.post(f"{base}/stores/{store2}/terminals", {"label": "TILL-01"}), 201)
+    terminal_id = till["terminals"][0]["id"]
+    ed = _json(alice.post(f"{base}/api-keys", {"scheme": "ed25519", "label": "pos"}), 201)
+    pos = SignedClient(client, ed["key"]["id"], ed["secret"], "ed25519")
+    old = _json(alice.post(f"{base}/api-keys", {"label": "old"}), 201)
+    old_api = SignedClient(client, old["key"]["id"], old["secret"], "hmac-sha256")
+    pending_merchant = _json(alice.post("/v1/merchants", application(alice, 3)), 201)["id"]
+    assert pending_merchant != merchant_id
+    pending_store = _json(alice.get(f"/v1/merchants/{pending_merchant}/stores"))["items"][0]
+
+    # --- Carol pays Alice's merchant (its dynamic and static codes); a partial refund; an
+    # order still open (on the till, made with the Ed25519 key); an order Alice closed ---
+    paid = alice_shop.order(20 * YUAN, out_trade_no="ALICE-0001", description="两碗牛肉面")
+    _pay(carol, paid["qr_payload"])
+    counter = _json(alice.get(f"{base}/stores/{store2}/code"))["payload"]
+    at_counter = _pay(carol, counter, 8 * YUAN)
+    refund = alice_shop.api.post(
+        f"/v1/merchant/orders/{paid['id']}/refunds",
+        {"out_refund_no": "ALICE-RF-0001", "amount": 5 * YUAN, "reason": "少了一碗"},
+    )
+    assert refund.status_code == 201, refund.text
+    still_payable = pos.post(
+        "/v1/merchant/orders",
+        {"out_trade_no": "ALICE-0003", "amount": 3 * YUAN, "store_id": store2},
+    )
+    assert still_payable.status_code == 201, still_payable.text
+    on_till = pos.post(
+        "/v1/merchant/orders",
+        {
+            "out_trade_no": "ALICE-0004",
+            "amount": 4 * YUAN,
+            "store_id": store2,
+            "terminal_id": terminal_id,
+        },
+    )
+    assert on_till.status_code == 201, on_till.text
+    closed = alice_shop.api.post(f"/v1/merchant/orders/{on_till.json()['id']}/close")
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed"
+    used_then_revoked = old_api.get("/v1/merchant/orders")
+    assert used_then_revoked.status_code == 200, used_then_revoked.text
+    revoked = alice.client.delete(f"{base}/api-keys/{old_api.key_id}", headers=alice.headers)
+    assert revoked.status_code == 200, revoked.text
+    order_ids = [
+        paid["id"],
+        at_counter["order_id"],
+        still_payable.json()["id"],
+        on_till.json()["id"],
+    ]
+    orders = {o["id"]: o for o in _json(alice_shop.api.get("/v1/merchant/orders"))["items"]}
+    assert set(orders) == set(order_ids)
+    events = _json(alice_shop.api.get("/v1/merchant/events"))["items"]
+    assert {e["type"] for e in events} == {"payment.succeeded", "refund.succeeded", "order.closed"}
+
+    # --- Alice pays Bob's merchant: its dynamic code, and payment codes shown on her devices
+    # (one paid without the PIN, one waiting for her, one she declined) ---
+    alice_paid = _pay(alice, bob_shop.order(12_34)["qr_payload"])
+    prefs = {"enabled": True, "per_payment": 10 * YUAN, "per_day": 20 * YUAN, "pin": PIN}
+    assert alice.client.put("/v1/paycode/prefs", json=prefs, headers=alice.headers).is_success
+    devices = [
+        _json(alice.post("/v1/paycode/devices", {"label": label}), 201)["device"]["id"]
+        for label in ("phone", "watch", "lost phone")
+    ]
+    lost = alice.client.delete(f"/v1/paycode/devices/{devices[2]}", headers=alice.headers)
+    assert lost.status_code == 200, lost.text
+
+    def charge(device_id: str, amount: int, out_trade_no: str) -> dict[str, Any]:
+        code = _json(alice.get(f"/v1/paycode/devices/{device_id}/code"))["code"]
+        body = {"code": code, "amount": amount, "out_trade_no": out_trade_no}
+        charged: dict[str, Any] = _json(bob_shop.api.post("/v1/merchant/payments/code", body))
+        return charged
+
+    small = charge(devices[0], 5 * YUAN, "BOB-POS-0001")
+    large = charge(devices[0], 30 * YUAN, "BOB-POS-0002")
+    refused = charge(devices[1], 15 * YUAN, "BOB-POS-0003")
+    assert (small["status"], large["status"]) == ("paid", "awaiting_confirmation")
+    assert refused["status"] == "awaiting_confirmation"
+    declined = alice.post(f"/v1/payments/{refused['id']}/decline")
+    assert declined.status_code == 200, declined.text
+
     history = _json(alice.get("/v1/wallet/transactions"))["items"]
     sessions = _json(alice.get("/v1/me/sessions"))["items"]
-    ids = {
+    keys = _json(alice.get(f"{base}/api-keys"))["items"]
+    stores = [s["id"] for s in _json(alice.get(f"{base}/stores"))["items"]]
+    ids: dict[str, list[Ref]] = {
         "card": [alice.card_id],
         "funding": [topup["id"], withdrawal["id"]],
         "transaction": sorted({sent["id"], *(item["id"] for item in history)}),
         "split": [settled.json()["id"], still_open.json()["id"]],
         "session": sorted(s["id"] for s in sessions),
+        "merchant": [merchant_id, pending_merchant],
+        # Alice's merchant with her stores; Bob's merchant with her stores; her merchant
+        # with Bob's store.
+        "store": [
+            *((merchant_id, s) for s in stores),
+            (pending_merchant, pending_store["id"]),
+            *((bob_shop.merchant_id, s) for s in [*stores, pending_store["id"]]),
+            (merchant_id, bob_shop.store_id),
+        ],
+        "api_key": [(m, k["id"]) for m in (merchant_id, bob_shop.merchant_id) for k in keys],
+        "device": devices,
+        "payment": [alice_paid["order_id"], small["id"], large["id"], refused["id"]],
+        "order": order_ids,
+        "out_trade_no": [orders[o]["out_trade_no"] for o in order_ids],
+        "refund": [refund.json()["id"]],
+        "event": [e["id"] for e in events],
     }
+    assert set(ids) == set(KINDS)
     assert len(ids["session"]) == 2
+    assert len(stores) == 2
+    assert len(keys) == 3
+    assert {k["status"] for k in keys} == {"active", "revoked"}
+    assert len(events) == 4
     assert {i["kind"] for i in history} >= {"topup", "withdrawal", "transfer_out"}
-    assert "split_collection" in {i["kind"] for i in history}
-    return World(alice, bob, carol, second_token, ids)
+    assert {"split_collection", "merchant_payment"} <= {i["kind"] for i in history}
+    keyring = {"hmac": alice_shop.api, "ed25519": pos, "revoked": old_api}
+    return World(alice, bob, carol, second_token, ids, alice_shop, bob_shop, keyring)
+
+
+def _raw(method: str, body: dict[str, Any] | None) -> bytes:
+    return b"" if method in {"GET", "DELETE"} or body is None else json.dumps(body).encode()
+
+
+def _send(
+    client: TestClient, route: Route, url: str, headers: dict[str, str], raw: bytes
+) -> Response:
+    method, _path = route
+    headers = dict(headers)
+    if route in MONEY:
+        headers["Idempotency-Key"] = str(uuid.uuid4())
+    if raw:
+        headers["Content-Type"] = "application/json"
+    response: Response = client.request(method, url, headers=headers, content=raw or None)
+    return response
 
 
 def _call(
@@ -212,19 +539,34 @@ def _call(
     headers: dict[str, str],
     body: dict[str, Any] | None = None,
 ) -> Response:
-    method, _path = route
-    headers = dict(headers)
-    if route in MONEY:
-        headers["Idempotency-Key"] = str(uuid.uuid4())
-    json = None if method in {"GET", "DELETE"} else body
-    response: Response = client.request(method, url, headers=headers, json=json)
-    return response
+    return _send(client, route, url, headers, _raw(route[0], body))
 
 
 # Well-formed bodies for the owned POST routes (so only ownership can refuse them).
 OWNED_BODIES: dict[Route, dict[str, Any]] = {
     ("POST", "/v1/wallet/splits/{split_id}/pay"): {"pin": PIN},
     ("POST", "/v1/wallet/splits/{split_id}/cancel"): {"share_ids": []},
+    ("POST", "/v1/payments/{order_id}/confirm"): {"pin": PIN},
+    ("PATCH", "/v1/merchants/{merchant_id}"): {"notify_url": f"https://{HOOKS}/hooks/bob"},
+    ("POST", "/v1/merchants/{merchant_id}/stores"): {"name": "Bob's corner"},
+    ("POST", "/v1/merchants/{merchant_id}/stores/{store_id}/terminals"): {"label": "BOB-01"},
+    ("POST", "/v1/merchants/{merchant_id}/api-keys"): {"scheme": "hmac-sha256"},
+}
+
+# Well-formed bodies for the signed POST routes.
+SIGNED_BODIES: dict[Route, dict[str, Any]] = {
+    ("POST", "/v1/merchant/orders"): {"out_trade_no": "RIVAL-0001", "amount": 1 * YUAN},
+    ("POST", "/v1/merchant/payments/code"): {
+        "code": "8800000000000000000",
+        "amount": 1 * YUAN,
+        "out_trade_no": "RIVAL-0002",
+    },
+    ("POST", "/v1/merchant/orders/{order_id}/close"): {},
+    ("POST", "/v1/merchant/orders/{order_id}/refunds"): {
+        "out_refund_no": "RIVAL-RF-0001",
+        "amount": 1 * YUAN,
+    },
+    ("POST", "/v1/merchant/events/{event_id}/redeliver"): {},
 }
 
 
@@ -233,31 +575,58 @@ def _writes_last(route: Route) -> tuple[bool, str, str]:
     return route[0] != "GET", route[1], route[0]
 
 
+def _today(runtime: Runtime) -> str:
+    return datetime.now(ZoneInfo(runtime.settings.business_timezone)).date().isoformat()
+
+
 # --- the classification itself -----------------------------------------------------------
 
 
 def test_every_route_is_classified(client: TestClient) -> None:
-    """A new route fails here until it is put in PUBLIC, SESSION or OWNED (with a test)."""
+    """A new route fails here until it is put in PUBLIC, SESSION, OWNED or SIGNED (with a
+    test)."""
     documented = _openapi_routes(client)
-    classified = PUBLIC | SESSION | set(OWNED)
-    assert not PUBLIC & SESSION
-    assert not PUBLIC & set(OWNED)
-    assert not SESSION & set(OWNED)
+    groups: dict[str, set[Route]] = {
+        "PUBLIC": set(PUBLIC),
+        "SESSION": set(SESSION),
+        "OWNED": set(OWNED),
+        "SIGNED": set(SIGNED),
+    }
+    for (name, routes), (other, others) in itertools.combinations(groups.items(), 2):
+        assert not routes & others, (name, other, routes & others)
+    classified = set().union(*groups.values())
     assert documented - classified == set(), "unclassified routes: add them to the matrix"
     assert classified - documented == set(), "the matrix names routes that no longer exist"
     assert classified == documented
-    # Every private route naming something in its path is an ownership route, and back.
     for route in documented - PUBLIC:
-        assert (route in OWNED) == bool(PARAM.search(route[1])), route
-    # Every money-moving route documents its Idempotency-Key.
+        named = bool(PARAM.search(route[1]))
+        # Signed routes are exactly the merchant server API; the rest take a session.
+        assert (route in SIGNED) == route[1].startswith(SIGNED_PREFIX), route
+        # Every private route naming something in its path is tested with real ids, and back.
+        if route in SIGNED:
+            assert bool(SIGNED[route]) == named, route
+        else:
+            assert (route in OWNED) == named, route
+    for kinds in (*OWNED.values(), *SIGNED.values()):
+        assert set(kinds) <= {*KINDS, "day"}, kinds
     paths = client.get("/openapi.json").json()["paths"]
+    # Every money-moving route documents its Idempotency-Key.
     for method, path in MONEY:
         names = [p["name"] for p in paths[path][method.lower()].get("parameters", [])]
         assert "Idempotency-Key" in names, (method, path)
+    # The signed API's writes are idempotent by the merchant's number, a required field.
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for (method, path), field in SIGNED_IDEMPOTENT.items():
+        content = paths[path][method.lower()]["requestBody"]["content"]["application/json"]
+        schema = schemas[content["schema"]["$ref"].rsplit("/", 1)[-1]]
+        assert field in schema.get("required", []), (method, path, field)
+    # Every signed route documents its 401 answers.
+    for method, path in SIGNED:
+        assert "401" in paths[path][method.lower()]["responses"], (method, path)
 
 
 def test_public_routes_answer_without_credentials(client: TestClient, runtime: Runtime) -> None:
-    world = _build_world(client)
+    world = _build_world(client, runtime)
     receipt = _json(world.alice.get(f"/v1/wallet/transactions/{world.ids['funding'][0]}"))
     transfer_id = receipt["transfers"][0]["id"]
     calls: dict[Route, Response] = {
@@ -286,15 +655,60 @@ def test_public_routes_answer_without_credentials(client: TestClient, runtime: R
     assert_ledger_clean(runtime.db)
 
 
+def _ed25519_seed() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _signed_refusals(world: World, method: str, url: str, raw: bytes) -> list[tuple[str, str]]:
+    """(expected code, Authorization) pairs that must not authenticate a merchant here."""
+    client = world.alice.client
+    hmac_key, ed_key = world.alice_keys["hmac"], world.alice_keys["ed25519"]
+    revoked = world.alice_keys["revoked"]
+
+    def forged(key_id: str, secret: str, scheme: str) -> str:
+        return SignedClient(client, key_id, secret, scheme).authorization(method, url, raw)
+
+    ed_signature = base64.b64encode(bytes(64)).decode()
+    return [
+        ("signature_missing", ""),
+        ("signature_scheme_unsupported", "Bearer not-a-token"),
+        ("signature_scheme_unsupported", "Basic dXNlcjpwYXNz"),
+        # Residents' sessions, Alice's (who owns the merchant) and Bob's: no signed route.
+        ("signature_scheme_unsupported", world.alice.headers["Authorization"]),
+        ("signature_scheme_unsupported", world.bob.headers["Authorization"]),
+        ("signature_scheme_unsupported", f"Bearer {hmac_key.secret}"),
+        ("signature_malformed", "CW1-HMAC-SHA256 garbage"),
+        (
+            "signature_malformed",
+            f"CW1-ED25519 key_id={ed_key.key_id},timestamp={int(time.time())},"
+            f"nonce=short,signature={ed_signature}",
+        ),
+        # Well formed, for Alice's real keys, but not signed with them.
+        ("signature_mismatch", forged(hmac_key.key_id, "cwsk_" + "forged" * 8, "hmac-sha256")),
+        ("signature_mismatch", forged(ed_key.key_id, _ed25519_seed(), "ed25519")),
+        ("signature_mismatch", forged(hmac_key.key_id, _ed25519_seed(), "ed25519")),
+        # Signed with Alice's real key, for another request: another path, another body.
+        (
+            "signature_mismatch",
+            hmac_key.authorization("GET", "/v1/merchant/orders/ord_another_request", b""),
+        ),
+        ("signature_mismatch", hmac_key.authorization(method, url, raw + b" ")),
+        # Signed right, but too late, or with a key that is unknown or revoked.
+        ("signature_expired", hmac_key.authorization(method, url, raw, timestamp=1_700_000_000)),
+        ("api_key_invalid", forged("key_" + "0" * 20, "cwsk_unknown", "hmac-sha256")),
+        ("api_key_invalid", revoked.authorization(method, url, raw)),
+    ]
+
+
 def test_every_private_route_answers_401_without_credentials(
     client: TestClient, runtime: Runtime
 ) -> None:
-    world = _build_world(client)
+    world = _build_world(client, runtime)
     before = world.alice_state()
     # Every route of the document that is not PUBLIC (a new one too, classified or not),
     # with Alice's real ids in the path, a plausible body and an Idempotency-Key.
     private = sorted(_openapi_routes(client) - PUBLIC)
-    assert len(private) >= len(SESSION) + len(OWNED)
+    assert len(private) >= len(SESSION) + len(OWNED) + len(SIGNED)
     first_id = {
         "card_id": world.ids["card"][0],
         "topup_id": world.ids["funding"][0],
@@ -302,6 +716,19 @@ def test_every_private_route_answers_401_without_credentials(
         "transaction_id": world.ids["transaction"][0],
         "split_id": world.ids["split"][1],
         "session_id": world.ids["session"][0],
+        "merchant_id": world.alice_shop.merchant_id,
+        "store_id": world.alice_shop.store_id,
+        "key_id": world.alice_keys["hmac"].key_id,
+        "device_id": world.ids["device"][0],
+        "order_id": world.ids["payment"][2],  # waiting for Alice's confirmation
+        "refund_id": world.ids["refund"][0],
+        "event_id": world.ids["event"][0],
+        "out_trade_no": world.ids["out_trade_no"][0],
+        "day": _today(runtime),
+    }
+    # On the merchant API: the order still payable (a close would show) or the paid one.
+    signed_order = {
+        ("POST", "/v1/merchant/orders/{order_id}/close"): world.ids["order"][2],
     }
     body = {"pin": PIN, "card_id": world.alice.card_id, "amount": 100, "to": world.carol.user_id}
     no_credentials: list[dict[str, str]] = [
@@ -309,12 +736,33 @@ def test_every_private_route_answers_401_without_credentials(
         {"Authorization": "Bearer not-a-token"},
         {"Authorization": "Basic dXNlcjpwYXNz"},
         {"Authorization": f"Bearer {world.alice.headers['Authorization'][7:]}x"},
+        # A merchant's credentials are no resident session.
+        {"Authorization": f"Bearer {world.alice_keys['hmac'].secret}"},
     ]
+    refused: dict[str, int] = {}
     for route in private:
-        url = PARAM.sub(lambda m: first_id.get(m.group()[1:-1], "x"), route[1])
-        for headers in no_credentials:
-            response = _call(client, route, url, headers, body)
-            _problem(response, 401, "unauthorized")
+        method, path = route
+        signed = path.startswith(SIGNED_PREFIX)
+        ids = dict(first_id)
+        if signed:
+            ids["order_id"] = str(signed_order.get(route, world.ids["order"][0]))
+        url = PARAM.sub(lambda m, ids=ids: str(ids.get(m.group()[1:-1], "x")), path)
+        if signed:
+            raw = _raw(method, SIGNED_BODIES.get(route, {"out_trade_no": "NOAUTH-01"}))
+            for code, authorization in _signed_refusals(world, method, url, raw):
+                headers = {"Authorization": authorization} if authorization else {}
+                response = _send(client, route, url, headers, raw)
+                _problem(response, 401, code)
+                refused[code] = refused.get(code, 0) + 1
+        else:
+            raw = _raw(method, body)
+            # Alice's merchant key, signing this very request, opens no session route.
+            merchant = world.alice_keys["hmac"].authorization(method, url, raw)
+            for headers in [*no_credentials, {"Authorization": merchant}]:
+                response = _send(client, route, url, headers, raw)
+                _problem(response, 401, "unauthorized")
+                refused["unauthorized"] = refused.get("unauthorized", 0) + 1
+    assert set(refused) == SIGNATURE_CODES | {"unauthorized"}, refused
     assert world.alice_state() == before
     assert_ledger_clean(runtime.db)
 
@@ -325,45 +773,166 @@ def test_every_private_route_answers_401_without_credentials(
 def test_another_users_objects_answer_404_on_every_owned_route(
     client: TestClient, runtime: Runtime
 ) -> None:
-    world = _build_world(client)
+    world = _build_world(client, runtime)
     bob = world.bob
     before = world.alice_state()
+    bob_before = _json(bob.get("/v1/merchants"))
     tried: dict[Route, int] = dict.fromkeys(OWNED, 0)
     failures: list[str] = []
     for route in sorted(OWNED, key=_writes_last):
         for kind in OWNED[route]:
-            for object_id in world.ids[kind]:
-                url = PARAM.sub(object_id, route[1])
+            for ref in world.ids[kind]:
+                url = _url(route[1], ref)
                 response = _call(client, route, url, bob.headers, OWNED_BODIES.get(route))
                 tried[route] += 1
-                ok = (
-                    response.status_code == 404
-                    and response.headers["content-type"].startswith("application/problem+json")
-                    and str(response.json().get("code", "")).endswith("not_found")
-                )
-                if not ok:
+                if not _not_found(response):
                     failures.append(f"{route[0]} {url} → {response.status_code} {response.text}")
     assert failures == [], "another user's object did not answer 404:\n" + "\n".join(failures)
     assert all(tried.values()), tried
 
-    # Alice's objects named in a body: Bob cannot move money with her card.
+    # Alice's objects named in a body: Bob cannot move money with her card, nor have his
+    # merchant settled to it.
     for path in ("/v1/wallet/topups", "/v1/wallet/withdrawals"):
         response = bob.post(
             path, {"card_id": world.alice.card_id, "amount": 1 * YUAN, "pin": PIN}, key="x-" + path
         )
         _problem(response, 404, "card_not_found")
+    applied = bob.post("/v1/merchants", application(bob, 0, settlement_card_id=world.alice.card_id))
+    _problem(applied, 404, "card_not_found")
 
     # Bob's own lists show none of Alice's objects.
-    alice_ids = {i for kind in ("card", "funding", "split") for i in world.ids[kind]}
+    alice_ids = {str(i) for kind in ("card", "funding", "split", "device") for i in world.ids[kind]}
+    alice_ids |= {str(i) for kind in ("transaction", "payment", "order") for i in world.ids[kind]}
+    alice_ids |= {str(i) for i in world.ids["merchant"]}
     bob_cards = {c["id"] for c in _json(bob.get("/v1/wallet/cards"))["items"]}
     bob_splits = {s["id"] for s in _json(bob.get("/v1/wallet/splits"))["items"]}
     bob_history = {t["id"] for t in _json(bob.get("/v1/wallet/transactions"))["items"]}
     bob_sessions = {s["id"] for s in _json(bob.get("/v1/me/sessions"))["items"]}
-    assert not (bob_cards | bob_splits | bob_history) & (alice_ids | set(world.ids["transaction"]))
+    bob_devices = {d["id"] for d in _json(bob.get("/v1/paycode/devices"))["items"]}
+    bob_pending = {p["order_id"] for p in _json(bob.get("/v1/payments/pending"))["items"]}
+    bob_merchants = _json(bob.get("/v1/merchants"))
+    assert not (bob_cards | bob_splits | bob_history | bob_devices | bob_pending) & alice_ids
     assert not bob_sessions & set(world.ids["session"])
+    assert bob_merchants == bob_before
+    assert [m["id"] for m in bob_merchants["items"]] == [world.bob_shop.merchant_id]
 
     # Alice's objects are exactly as they were, and hers still work for her.
     assert world.alice_state() == before
     assert before["second session works"] == 200
+    assert [p["order_id"] for p in before["pending"]["items"]] == [world.ids["payment"][2]]
     assert bob.wallet()["balance"] == 0
+    assert_ledger_clean(runtime.db)
+
+
+# --- another merchant's objects (signed API) ---------------------------------------------
+
+
+def test_another_merchants_objects_answer_404_on_every_signed_route(
+    client: TestClient, runtime: Runtime
+) -> None:
+    world = _build_world(client, runtime)
+    rival = world.bob_shop.api  # Bob's merchant, with its own valid key
+    before = world.alice_state()
+    rival_balance = world.bob_shop.balance()
+    outbox = count(runtime.db, "SELECT COUNT(*) FROM platform_outbox")
+    # Every signed route naming an object (the statement names a day: tested below).
+    tried = {route: 0 for route, kinds in SIGNED.items() if set(kinds) - {"day"}}
+    failures: list[str] = []
+    for route in sorted(tried, key=_writes_last):
+        method, path = route
+        for kind in SIGNED[route]:
+            for ref in world.ids.get(kind, []):
+                url = _url(path, ref)
+                body = SIGNED_BODIES.get(route) if method != "GET" else None
+                response = rival.request(method, url, body)
+                tried[route] += 1
+                if not _not_found(response):
+                    failures.append(f"{method} {url} → {response.status_code} {response.text}")
+    # Alice's merchant's ids as cursors, and her store and till in a body.
+    for url in (
+        f"/v1/merchant/orders?before={world.ids['order'][0]}",
+        f"/v1/merchant/events?before={world.ids['event'][0]}",
+    ):
+        response = rival.get(url)
+        if not _not_found(response):
+            failures.append(f"GET {url} → {response.status_code} {response.text}")
+    for extra in ({"store_id": world.alice_shop.store_id},):
+        body = {"out_trade_no": "RIVAL-0003", "amount": 1 * YUAN, **extra}
+        response = rival.post("/v1/merchant/orders", body)
+        if not _not_found(response):
+            failures.append(f"POST /v1/merchant/orders {body} → {response.status_code}")
+    assert failures == [], "another merchant's object did not answer 404:\n" + "\n".join(failures)
+    assert all(tried.values()), tried
+    assert count(runtime.db, "SELECT COUNT(*) FROM platform_outbox") == outbox
+
+    # Bob's merchant's lists show none of Alice's merchant's objects.
+    alice_objects = {str(i) for kind in ("order", "refund", "event") for i in world.ids[kind]}
+    rival_orders = _json(rival.get("/v1/merchant/orders?limit=100"))["items"]
+    rival_events = _json(rival.get("/v1/merchant/events?limit=100"))["items"]
+    assert not {o["id"] for o in rival_orders} & alice_objects
+    assert not {e["id"] for e in rival_events} & alice_objects
+    assert {o["merchant_id"] for o in rival_orders} == {world.bob_shop.merchant_id}
+
+    # Order numbers are per merchant: Alice's number makes Bob's merchant an order of its
+    # own (never the "same number: here is the existing order" answer with Alice's order).
+    number = str(world.ids["out_trade_no"][0])
+    alice_order = before[f"order {world.ids['order'][0]}"]
+    made = rival.post(
+        "/v1/merchant/orders",
+        {
+            "out_trade_no": number,
+            "amount": alice_order["amount"],
+            "description": alice_order["description"],
+        },
+    )
+    mine = _json(made, 201)
+    assert mine["id"] not in alice_objects
+    assert mine["merchant_id"] == world.bob_shop.merchant_id
+    by_number = _json(rival.get(f"/v1/merchant/orders/by-out-trade-no/{number}"))
+    assert by_number["id"] == mine["id"]
+
+    # Alice's merchant's orders, refunds and events are exactly as they were; no money moved.
+    assert world.alice_state() == before
+    assert world.bob_shop.balance() == rival_balance
+    assert_ledger_clean(runtime.db)
+
+
+def test_a_merchant_statement_holds_only_its_own_orders(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """The statement route names a day, not an object: each merchant gets its own."""
+    world = _build_world(client, runtime)
+    api, rival = world.alice_keys["hmac"], world.bob_shop.api
+    zone = ZoneInfo(runtime.settings.business_timezone)
+    orders = _json(api.get("/v1/merchant/orders"))["items"]
+    paid = [o for o in orders if o["paid_at"] is not None]
+    assert len(paid) == 2
+    days = {datetime.fromisoformat(o["paid_at"]).astimezone(zone).date() for o in paid}
+    alice_numbers = {o["out_trade_no"] for o in orders} | {"ALICE-RF-0001"}
+    rival_orders = _json(rival.get("/v1/merchant/orders"))["items"]
+    rival_numbers = {o["out_trade_no"] for o in rival_orders if o["paid_at"] is not None}
+    assert len(rival_numbers) == 2  # Alice paid Bob's merchant twice (code, payment code)
+    seen: dict[str, set[str]] = {"alice": set(), "bob": set()}
+    for day in sorted(days | {date.fromisoformat(_today(runtime))}):
+        for who, client_ in (("alice", api), ("bob", rival)):
+            response = client_.get(f"/v1/merchant/statements/{day.isoformat()}.csv")
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"].startswith("text/csv")
+            text = response.text
+            merchant_id = (
+                world.alice_shop.merchant_id if who == "alice" else world.bob_shop.merchant_id
+            )
+            other_id = (
+                world.bob_shop.merchant_id if who == "alice" else world.alice_shop.merchant_id
+            )
+            assert merchant_id in response.headers["content-disposition"]
+            assert other_id not in text
+            for line in text.splitlines()[1:]:
+                seen[who].update(line.split(",")[2:4])
+    seen = {who: numbers - {""} for who, numbers in seen.items()}
+    # Each statement holds its own merchant's numbers, and none of the other's.
+    assert {o["out_trade_no"] for o in paid} | {"ALICE-RF-0001"} <= seen["alice"]
+    assert rival_numbers <= seen["bob"]
+    assert not seen["bob"] & alice_numbers
+    assert not seen["alice"] & rival_numbers
     assert_ledger_clean(runtime.db)

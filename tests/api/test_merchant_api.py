@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import replace
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
 from citywallet.merchant import emv, paycode
 from citywallet.merchant.payments import close_expired_orders, qr_key
 from citywallet.merchant.rules import fee_for
+from citywallet.merchant.settlement import run_settlements
 from citywallet.runtime import Runtime
 from tests.ledger_checks import assert_ledger_clean
 from tests.merchant_support import PIN, ShopOwner, application, fund
@@ -348,4 +351,50 @@ def test_declined_and_refused_confirmation(client: TestClient, runtime: Runtime)
     order = shop.api.get(f"/v1/merchant/orders/{asked['id']}").json()
     assert (order["status"], order["decline_code"]) == ("closed", "payer_declined")
     assert alice.wallet()["balance"] == 10_00
+    assert_ledger_clean(runtime.db)
+
+
+def test_settlement_and_statement(client: TestClient, runtime: Runtime) -> None:
+    shop = ShopOwner(client, runtime, 1)
+    alice = Person(client, 2)
+    fund(alice, 500_00)
+    order = shop.order(100_00, out_trade_no="STMT-00001")
+    assert pay(alice, order["qr_payload"]).status_code == 201
+    refund = shop.api.post(
+        f"/v1/merchant/orders/{order['id']}/refunds",
+        {"out_refund_no": "STMT-RF-01", "amount": 30_00},
+    )
+    assert refund.status_code == 201, refund.text
+    fee, back = fee_for(100_00, 38), refund.json()["fee_back"]
+    net = 100_00 - fee - 30_00 + back
+    today = datetime.now(ZoneInfo(runtime.settings.business_timezone)).date()
+
+    csv = shop.api.get(f"/v1/merchant/statements/{today}.csv")
+    assert csv.status_code == 200, csv.text
+    assert csv.headers["content-type"].startswith("text/csv")
+    rows = [line.split(",") for line in csv.text.strip().splitlines()]
+    assert rows[0] == ["time", "type", "order_no", "refund_no", "amount", "fee", "net", "balance"]
+    assert [r[1:4] for r in rows[1:]] == [
+        ["payment", "STMT-00001", ""],
+        ["refund", "STMT-00001", "STMT-RF-01"],
+    ]
+    assert rows[-1][-1] == f"{net // 100}.{net % 100:02d}"  # the closing balance
+
+    report = run_settlements(
+        runtime.db,
+        bank=runtime.bank,
+        settings=runtime.settings,
+        encryptor=runtime.encryptor,
+        today=today + timedelta(days=1),
+    )
+    assert (report.created, report.paid, report.amount_paid) == (1, 1, net)
+    listed = shop.api.get("/v1/merchant/settlements").json()["items"]
+    assert [(s["status"], s["amount"], s["business_date"]) for s in listed] == [
+        ("paid", net, str(today))
+    ]
+    one = shop.api.get(f"/v1/merchant/settlements/{listed[0]['id']}")
+    assert one.json()["bank_ref"]
+    assert shop.balance() == {"currency": "CNY", "receivable": 0, "in_settlement": 0}
+    rival = ShopOwner(client, runtime, 3)
+    assert rival.api.get(f"/v1/merchant/settlements/{listed[0]['id']}").status_code == 404
     assert_ledger_clean(runtime.db)

@@ -350,6 +350,9 @@ def test_default_tasks_expire_seal_and_deliver(
         "idempotency.purge",
         "ratelimit.purge",
         "wallet.reconcile_fundings",
+        "merchant.close_expired_orders",
+        "merchant.settle",
+        "merchant.purge_nonces",
     }
     # expired 1 + sealed 3 (top, hold, its void) + delivered 1
     assert worker.run_once() == 5

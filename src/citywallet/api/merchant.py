@@ -53,6 +53,8 @@ from citywallet.merchant.schemas import (
     RefundCreate,
     RefundList,
     RefundPublic,
+    SettlementList,
+    SettlementPublic,
     StaticCodePublic,
     StoreCreate,
     StoreList,
@@ -498,6 +500,36 @@ def redeliver_event(event_id: str, caller: SignedMerchant, runtime: RuntimeDep) 
 
     view = runtime.db.transact(again)
     return EventPublic.model_validate(view)
+
+
+@server_router.get("/settlements", responses=SIGNED_RESPONSES)
+def list_settlements(
+    caller: SignedMerchant,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: str | None = None,
+) -> SettlementList:
+    """Payouts to your bank card, latest business day first."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = settlements.list_settlements(
+            uow, merchant_id=caller.merchant_pk, limit=limit, before=before
+        )
+    return SettlementList(
+        items=[SettlementPublic.model_validate(v) for v in views],
+        next_before=views[-1].id if len(views) == limit else None,
+    )
+
+
+@server_router.get("/settlements/{settlement_id}", responses=SIGNED_RESPONSES)
+def get_settlement(
+    settlement_id: str, caller: SignedMerchant, runtime: RuntimeDep
+) -> SettlementPublic:
+    """One payout."""
+    with runtime.db.uow(readonly=True) as uow:
+        view = settlements.get_settlement(
+            uow, merchant_id=caller.merchant_pk, settlement_id=settlement_id
+        )
+    return SettlementPublic.model_validate(view)
 
 
 @server_router.get("/statements/{day}.csv", responses=SIGNED_RESPONSES, response_class=Response)

@@ -6,7 +6,7 @@ Responses are built from the services' views with ``from_attributes``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -454,4 +454,32 @@ class EventList(BaseModel):
     """A page of events, newest first."""
 
     items: list[EventPublic]
+    next_before: str | None
+
+
+# --- settlements --------------------------------------------------------------------------
+
+
+class SettlementPublic(Public):
+    """A business day's payout to your bank card."""
+
+    id: str
+    business_date: date = Field(description="The business day whose money this pays.")
+    amount: int
+    currency: str
+    status: Literal["processing", "unknown", "paid", "failed", "empty"]
+    attempts: int
+    bank_reference: str | None = Field(description="Our reference of the latest attempt.")
+    bank_ref: str | None = Field(description="The bank's own reference.")
+    failure_code: str | None
+    next_attempt_at: Time | None
+    created_at: Time
+    updated_at: Time
+    paid_at: Time | None
+
+
+class SettlementList(BaseModel):
+    """A page of settlements, latest business day first."""
+
+    items: list[SettlementPublic]
     next_before: str | None
