@@ -10,10 +10,10 @@ Every route (path and method) is classified explicitly, so a route added later f
   signed-in, verified user (Bob, who owns a merchant of his own) who sends the owner's real
   id gets 404 (never 403, never 200) and the owner's objects are unchanged afterwards;
 - SIGNED: the merchant server API under `/v1/merchant/` (signed requests,
-  docs/merchant-signing.md). A route naming an object (order, refund, event) is checked like
-  OWNED, merchant against merchant: Bob's merchant, with its own valid key, gets 404 for
-  Alice's merchant's ids and nothing moves. The daily statement names no object: each
-  merchant gets its own, which holds none of another merchant's orders.
+  docs/merchant-signing.md). A route naming an object (order, refund, event, settlement) is
+  checked like OWNED, merchant against merchant: Bob's merchant, with its own valid key,
+  gets 404 for Alice's merchant's ids and nothing moves. The daily statement names no
+  object: each merchant gets its own, which holds none of another merchant's orders.
 
 Without credentials (or with wrong ones) session routes answer 401 problem+json
 `unauthorized`, and signed routes 401 with the signature code of what was wrong: a
@@ -30,7 +30,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
+from citywallet.merchant.settlement import run_settlements
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from tests.identity_support import PASSWORD
@@ -159,6 +160,8 @@ SIGNED: dict[Route, tuple[str, ...]] = {
     ("GET", "/v1/merchant/events"): (),
     ("GET", "/v1/merchant/events/{event_id}"): ("event",),
     ("POST", "/v1/merchant/events/{event_id}/redeliver"): ("event",),
+    ("GET", "/v1/merchant/settlements"): (),
+    ("GET", "/v1/merchant/settlements/{settlement_id}"): ("settlement",),
     ("GET", "/v1/merchant/statements/{day}.csv"): ("day",),
 }
 SIGNED_PREFIX = "/v1/merchant/"
@@ -179,6 +182,7 @@ KINDS = (
     "out_trade_no",
     "refund",
     "event",
+    "settlement",
 )
 
 # Money-moving POSTs: they need an Idempotency-Key (sent on every call here).
@@ -214,6 +218,7 @@ SIGNATURE_CODES = frozenset(
 )
 
 PARAM = re.compile(r"\{[^}]+\}")
+PARAM_NAME = re.compile(r"\{([^}]+)\}")
 
 
 @pytest.fixture
@@ -301,7 +306,7 @@ class World:
             "me": _json(alice.get("/v1/me")),
         }
         for card_id in self.ids["card"]:
-            state[card_id] = _json(alice.get(f"/v1/wallet/cards/{card_id}"))
+            state[str(card_id)] = _json(alice.get(f"/v1/wallet/cards/{card_id}"))
         for funding_id in self.ids["funding"]:
             kind = "topups" if str(funding_id).startswith("top_") else "withdrawals"
             state[str(funding_id)] = _json(alice.get(f"/v1/wallet/{kind}/{funding_id}"))
@@ -352,6 +357,10 @@ class World:
             state[f"refund {refund_id}"] = _json(api.get(f"/v1/merchant/refunds/{refund_id}"))
         for event_id in self.ids["event"]:
             state[f"event {event_id}"] = _json(api.get(f"/v1/merchant/events/{event_id}"))
+        state["settlements"] = _json(api.get("/v1/merchant/settlements"))
+        for settlement_id in self.ids["settlement"]:
+            settled = _json(api.get(f"/v1/merchant/settlements/{settlement_id}"))
+            state[f"settlement {settlement_id}"] = settled
         return state
 
     def _own_stores(self) -> list[tuple[str, str]]:
@@ -406,8 +415,8 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
     assert pending_merchant != merchant_id
     pending_store = _json(alice.get(f"/v1/merchants/{pending_merchant}/stores"))["items"][0]
 
-    # --- Carol pays Alice's merchant (its dynamic and static codes); a partial refund; an
-    # order still open (on the till, made with the Ed25519 key); an order Alice closed ---
+    # --- Carol pays Alice's merchant (its dynamic and static codes); a partial refund; two
+    # orders made with the Ed25519 key: one still open, one on the till that Alice closed ---
     paid = alice_shop.order(20 * YUAN, out_trade_no="ALICE-0001", description="两碗牛肉面")
     _pay(carol, paid["qr_payload"])
     counter = _json(alice.get(f"{base}/stores/{store2}/code"))["payload"]
@@ -435,6 +444,19 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
     closed = alice_shop.api.post(f"/v1/merchant/orders/{on_till.json()['id']}/close")
     assert closed.status_code == 200, closed.text
     assert closed.json()["status"] == "closed"
+    # Today's takings go to Alice's bank (T+1: settled as if tomorrow had come); then Carol
+    # pays once more, so the receivable holds money that a wrong refund could take.
+    today = datetime.now(ZoneInfo(runtime.settings.business_timezone)).date()
+    report = run_settlements(
+        runtime.db,
+        bank=runtime.bank,
+        settings=runtime.settings,
+        encryptor=runtime.encryptor,
+        today=today + timedelta(days=1),
+    )
+    assert (report.paid, report.failed, report.unknown, report.errors) == (1, 0, 0, 0), report
+    after_settlement = alice_shop.order(6 * YUAN, out_trade_no="ALICE-0005")
+    _pay(carol, after_settlement["qr_payload"])
     used_then_revoked = old_api.get("/v1/merchant/orders")
     assert used_then_revoked.status_code == 200, used_then_revoked.text
     revoked = alice.client.delete(f"{base}/api-keys/{old_api.key_id}", headers=alice.headers)
@@ -444,10 +466,14 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
         at_counter["order_id"],
         still_payable.json()["id"],
         on_till.json()["id"],
+        after_settlement["id"],
     ]
     orders = {o["id"]: o for o in _json(alice_shop.api.get("/v1/merchant/orders"))["items"]}
     assert set(orders) == set(order_ids)
     events = _json(alice_shop.api.get("/v1/merchant/events"))["items"]
+    settlements = _json(alice_shop.api.get("/v1/merchant/settlements"))["items"]
+    assert [s["status"] for s in settlements] == ["paid"]
+    assert alice_shop.balance()["receivable"] > 0
     assert {e["type"] for e in events} == {"payment.succeeded", "refund.succeeded", "order.closed"}
 
     # --- Alice pays Bob's merchant: its dynamic code, and payment codes shown on her devices
@@ -502,13 +528,14 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
         "out_trade_no": [orders[o]["out_trade_no"] for o in order_ids],
         "refund": [refund.json()["id"]],
         "event": [e["id"] for e in events],
+        "settlement": [s["id"] for s in settlements],
     }
     assert set(ids) == set(KINDS)
     assert len(ids["session"]) == 2
     assert len(stores) == 2
     assert len(keys) == 3
     assert {k["status"] for k in keys} == {"active", "revoked"}
-    assert len(events) == 4
+    assert len(events) == 5
     assert {i["kind"] for i in history} >= {"topup", "withdrawal", "transfer_out"}
     assert {"split_collection", "merchant_payment"} <= {i["kind"] for i in history}
     keyring = {"hmac": alice_shop.api, "ed25519": pos, "revoked": old_api}
@@ -723,6 +750,7 @@ def test_every_private_route_answers_401_without_credentials(
         "order_id": world.ids["payment"][2],  # waiting for Alice's confirmation
         "refund_id": world.ids["refund"][0],
         "event_id": world.ids["event"][0],
+        "settlement_id": world.ids["settlement"][0],
         "out_trade_no": world.ids["out_trade_no"][0],
         "day": _today(runtime),
     }
@@ -743,10 +771,10 @@ def test_every_private_route_answers_401_without_credentials(
     for route in private:
         method, path = route
         signed = path.startswith(SIGNED_PREFIX)
-        ids = dict(first_id)
+        ids = {name: str(value) for name, value in first_id.items()}
         if signed:
             ids["order_id"] = str(signed_order.get(route, world.ids["order"][0]))
-        url = PARAM.sub(lambda m, ids=ids: str(ids.get(m.group()[1:-1], "x")), path)
+        url = _url(path, tuple(ids.get(name, "x") for name in PARAM_NAME.findall(path)))
         if signed:
             raw = _raw(method, SIGNED_BODIES.get(route, {"out_trade_no": "NOAUTH-01"}))
             for code, authorization in _signed_refusals(world, method, url, raw):
@@ -852,12 +880,18 @@ def test_another_merchants_objects_answer_404_on_every_signed_route(
     for url in (
         f"/v1/merchant/orders?before={world.ids['order'][0]}",
         f"/v1/merchant/events?before={world.ids['event'][0]}",
+        f"/v1/merchant/settlements?before={world.ids['settlement'][0]}",
     ):
         response = rival.get(url)
         if not _not_found(response):
             failures.append(f"GET {url} → {response.status_code} {response.text}")
-    for extra in ({"store_id": world.alice_shop.store_id},):
-        body = {"out_trade_no": "RIVAL-0003", "amount": 1 * YUAN, **extra}
+    alice_stores = before[f"merchant {world.alice_shop.merchant_id}"]["stores"]["items"]
+    till = next(t["id"] for s in alice_stores for t in s["terminals"])
+    for where in (
+        {"store_id": alice_stores[1]["id"]},
+        {"store_id": world.bob_shop.store_id, "terminal_id": till},
+    ):
+        body = {"out_trade_no": "RIVAL-0003", "amount": 1 * YUAN, **where}
         response = rival.post("/v1/merchant/orders", body)
         if not _not_found(response):
             failures.append(f"POST /v1/merchant/orders {body} → {response.status_code}")
@@ -866,11 +900,15 @@ def test_another_merchants_objects_answer_404_on_every_signed_route(
     assert count(runtime.db, "SELECT COUNT(*) FROM platform_outbox") == outbox
 
     # Bob's merchant's lists show none of Alice's merchant's objects.
-    alice_objects = {str(i) for kind in ("order", "refund", "event") for i in world.ids[kind]}
+    alice_objects = {
+        str(i) for kind in ("order", "refund", "event", "settlement") for i in world.ids[kind]
+    }
     rival_orders = _json(rival.get("/v1/merchant/orders?limit=100"))["items"]
     rival_events = _json(rival.get("/v1/merchant/events?limit=100"))["items"]
+    rival_settled = _json(rival.get("/v1/merchant/settlements?limit=100"))["items"]
     assert not {o["id"] for o in rival_orders} & alice_objects
     assert not {e["id"] for e in rival_events} & alice_objects
+    assert not {s["id"] for s in rival_settled} & alice_objects
     assert {o["merchant_id"] for o in rival_orders} == {world.bob_shop.merchant_id}
 
     # Order numbers are per merchant: Alice's number makes Bob's merchant an order of its
@@ -906,7 +944,7 @@ def test_a_merchant_statement_holds_only_its_own_orders(
     zone = ZoneInfo(runtime.settings.business_timezone)
     orders = _json(api.get("/v1/merchant/orders"))["items"]
     paid = [o for o in orders if o["paid_at"] is not None]
-    assert len(paid) == 2
+    assert len(paid) == 3
     days = {datetime.fromisoformat(o["paid_at"]).astimezone(zone).date() for o in paid}
     alice_numbers = {o["out_trade_no"] for o in orders} | {"ALICE-RF-0001"}
     rival_orders = _json(rival.get("/v1/merchant/orders"))["items"]
@@ -930,9 +968,9 @@ def test_a_merchant_statement_holds_only_its_own_orders(
             for line in text.splitlines()[1:]:
                 seen[who].update(line.split(",")[2:4])
     seen = {who: numbers - {""} for who, numbers in seen.items()}
-    # Each statement holds its own merchant's numbers, and none of the other's.
-    assert {o["out_trade_no"] for o in paid} | {"ALICE-RF-0001"} <= seen["alice"]
-    assert rival_numbers <= seen["bob"]
+    # Each statement holds none of the other merchant's numbers, and all of its own.
     assert not seen["bob"] & alice_numbers
     assert not seen["alice"] & rival_numbers
+    assert {o["out_trade_no"] for o in paid} | {"ALICE-RF-0001"} <= seen["alice"]
+    assert rival_numbers <= seen["bob"]
     assert_ledger_clean(runtime.db)
