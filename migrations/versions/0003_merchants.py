@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-23 12:36:34.556600
+Create Date: 2026-11-23 13:00:14.227513
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("status_reason", sa.String(length=200), nullable=False),
         sa.Column("receivable_account_id", sa.BigInteger(), nullable=False),
         sa.Column("settlement_account_id", sa.BigInteger(), nullable=False),
+        sa.Column("fee_account_id", sa.BigInteger(), nullable=False),
         sa.Column("webhook_secret_enc", sa.Text(), nullable=False),
         sa.Column("notify_url", sa.String(length=500), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
@@ -69,6 +70,7 @@ def upgrade() -> None:
             name=op.f("ck_merchant_merchants_settle_days_sane"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_merchant_merchants")),
+        sa.UniqueConstraint("fee_account_id", name=op.f("uq_merchant_merchants_fee_account_id")),
         sa.UniqueConstraint("public_id", name=op.f("uq_merchant_merchants_public_id")),
         sa.UniqueConstraint(
             "receivable_account_id", name=op.f("uq_merchant_merchants_receivable_account_id")

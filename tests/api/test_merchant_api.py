@@ -89,7 +89,7 @@ def test_dynamic_qr_payment_end_to_end(client: TestClient, runtime: Runtime) -> 
     fee = fee_for(12_34, 38)
     assert alice.wallet()["balance"] == 100_00 - 12_34
     assert shop.balance()["receivable"] == 12_34 - fee
-    assert platform_balance(runtime.db, "platform:fee_revenue") == fee
+    assert platform_balance(runtime.db, f"{shop.merchant_id}:fees") == fee
 
     by_id = shop.api.get(f"/v1/merchant/orders/{order['id']}").json()
     by_no = shop.api.get("/v1/merchant/orders/by-out-trade-no/ORDER-0001").json()
@@ -235,7 +235,7 @@ def test_refunds_partial_full_and_idempotent(client: TestClient, runtime: Runtim
     assert sum(r["fee_back"] for r in refunds) == fee  # the whole fee comes back
     assert alice.wallet()["balance"] == 500_00
     assert shop.balance()["receivable"] == 0
-    assert platform_balance(runtime.db, "platform:fee_revenue") == 0
+    assert platform_balance(runtime.db, f"{shop.merchant_id}:fees") == 0
     done = shop.api.get(f"/v1/merchant/orders/{order['id']}").json()
     assert (done["refunded_amount"], done["refunded_fee"]) == (100_00, fee)
     unpaid = shop.order(1_00)

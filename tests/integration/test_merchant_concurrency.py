@@ -111,7 +111,7 @@ def test_two_hundred_simultaneous_payments_to_one_merchant(db: Database, tmp_pat
         receivable = ledger.get_account(uow, account_id=merchant.receivable_account_id)
     assert receivable is not None
     assert receivable.balance == sum(amounts) - fees
-    assert platform_balance(db, "platform:fee_revenue") == fees
+    assert platform_balance(db, f"{merchant.public_id}:fees") == fees
     spent = [sum(a for i, a in enumerate(amounts) if i % PAYERS == p) for p in range(PAYERS)]
     assert [balance(db, p.user_id)[0] for p in payers] == [300_00 - s for s in spent]
     assert_ledger_clean(db)

@@ -167,7 +167,7 @@ class World:
 
         def create(uow: UnitOfWork) -> Shop:
             public_id = new_id("mch")
-            receivable, payable = (
+            receivable, payable, fees = (
                 ledger.create_account(
                     uow,
                     ledger="CNY",
@@ -178,6 +178,7 @@ class World:
                 for code, kind in (
                     (AccountCode.MERCHANT_RECEIVABLE, "receivable"),
                     (AccountCode.MERCHANT_SETTLEMENT_PAYABLE, "settlement"),
+                    (AccountCode.FEE_REVENUE, "fees"),
                 )
             )
             aad = public_id.encode()
@@ -204,6 +205,7 @@ class World:
                 status_reason="",
                 receivable_account_id=receivable,
                 settlement_account_id=payable,
+                fee_account_id=fees,
                 webhook_secret_enc=self.enc.encrypt(b"whsec", aad=aad),
                 notify_url=None,
                 created_at=moment,

@@ -2,11 +2,13 @@
 devices, webhook events and their delivery log, settlements.
 
 Money lives in the ledger: each merchant has a receivable account (payments in, fees and
-refunds out, no overdraft) and a settlement account (money on its way to the merchant's
-bank). These tables hold what the ledger must not know. Secrets (the settlement card, the
-contact phone, HMAC API secrets, webhook signing secrets, payment-code device secrets) are
-``Encryptor`` envelopes bound to the row's public id, re-wrapped by ``citywallet keys
-rotate``. Timestamps are microseconds since the epoch.
+refunds out, no overdraft), a settlement account (money on its way to the merchant's bank)
+and the platform's fee-revenue account for its fees (one per merchant, so that no single
+platform row is locked by every payment in the city). These tables hold what the ledger
+must not know. Secrets (the settlement card, the contact phone, HMAC API secrets, webhook
+signing secrets, payment-code device secrets) are ``Encryptor`` envelopes bound to the
+row's public id, re-wrapped by ``citywallet keys rotate``. Timestamps are microseconds
+since the epoch.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Merchant(Base):
     status_reason: Mapped[str] = mapped_column(String(200), default="")
     receivable_account_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     settlement_account_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    fee_account_id: Mapped[int] = mapped_column(BigInteger, unique=True)  # fees it paid
     webhook_secret_enc: Mapped[str] = mapped_column(Text)
     notify_url: Mapped[str | None] = mapped_column(String(500))  # default for orders
     created_at: Mapped[int] = mapped_column(BigInteger)

@@ -182,7 +182,7 @@ def register_merchant(
             code="merchant_exists",
         )
     public_id = new_id("mch")
-    receivable, settlement = (
+    receivable, settlement, fees = (
         ledger.create_account(
             uow,
             ledger=CURRENCY,
@@ -193,6 +193,7 @@ def register_merchant(
         for code, kind in (
             (AccountCode.MERCHANT_RECEIVABLE, "receivable"),
             (AccountCode.MERCHANT_SETTLEMENT_PAYABLE, "settlement"),
+            (AccountCode.FEE_REVENUE, "fees"),
         )
     )
     moment = now_us()
@@ -222,6 +223,7 @@ def register_merchant(
         status_reason="approved automatically" if settings.merchant_auto_approve else "",
         receivable_account_id=receivable,
         settlement_account_id=settlement,
+        fee_account_id=fees,
         webhook_secret_enc=encryptor.encrypt(_webhook_secret().encode(), aad=aad),
         notify_url=valid_notify_url(application.notify_url, settings),
         created_at=moment,

@@ -454,37 +454,29 @@ def pay_order(
     if extra_usage:
         _count_extra(uow, payer.id, order.amount, extra_usage)
     fee = fee_for(order.amount, merchant.fee_rate_bp)
-    legs = [
-        TransferSpec(
-            id=f"{order.public_id}.pay",
-            debit_account_id=wallets[payer.id],
-            credit_account_id=merchant.receivable_account_id,
-            amount=order.amount,
-            ledger=CURRENCY,
-            code=TransferCode.PAYMENT,
-            reference=order.public_id,
-        )
-    ]
+    pay = TransferSpec(
+        id=f"{order.public_id}.pay",
+        debit_account_id=wallets[payer.id],
+        credit_account_id=merchant.receivable_account_id,
+        amount=order.amount,
+        ledger=CURRENCY,
+        code=TransferCode.PAYMENT,
+        flags=TransferFlags.LINKED if fee else TransferFlags.NONE,
+        reference=order.public_id,
+    )
+    legs = [pay]
     if fee:
         legs.append(
             TransferSpec(
                 id=f"{order.public_id}.fee",
                 debit_account_id=merchant.receivable_account_id,
-                credit_account_id=accounts.fee_revenue_account(uow),
+                credit_account_id=merchant.fee_account_id,
                 amount=fee,
                 ledger=CURRENCY,
                 code=TransferCode.FEE,
                 reference=order.public_id,
             )
         )
-        legs[0] = _linked(legs[0])
-    results = ledger.post(uow, transfers=legs)
-    if results[0] is Result.EXCEEDS_CREDITS:
-        raise InsufficientBalance(
-            f"The wallet's available balance does not cover {Money(order.amount)}."
-        )
-    if not all(r.on_books for r in results):
-        raise RuntimeError(f"ledger refused payment of {order.public_id}: {results}")
     order.status, order.channel, order.payer_user_id = "paid", channel, payer.id
     order.fee, order.paid_at, order.updated_at = fee, moment, moment
     order.decline_code = None
@@ -497,7 +489,7 @@ def pay_order(
         amount=order.amount,
         currency=CURRENCY,
         status="succeeded",
-        transfer_ids=[legs[0].id],
+        transfer_ids=[pay.id],
         counterparty_label=merchant.name_zh,
         note=order.description[:100],
         reference=merchant.public_id,
@@ -511,19 +503,15 @@ def pay_order(
         data=order_data(order_view(uow, order)),
         url=order.notify_url,
     )
-
-
-def _linked(spec: TransferSpec) -> TransferSpec:
-    return TransferSpec(
-        id=spec.id,
-        debit_account_id=spec.debit_account_id,
-        credit_account_id=spec.credit_account_id,
-        amount=spec.amount,
-        ledger=spec.ledger,
-        code=spec.code,
-        flags=spec.flags | TransferFlags.LINKED,
-        reference=spec.reference,
-    )
+    # Last: the merchant's accounts are locked from here to the commit, so every other
+    # write of this payment is already done (a refusal rolls them all back).
+    results = ledger.post(uow, transfers=legs)
+    if results[0] is Result.EXCEEDS_CREDITS:
+        raise InsufficientBalance(
+            f"The wallet's available balance does not cover {Money(order.amount)}."
+        )
+    if not all(r.on_books for r in results):
+        raise RuntimeError(f"ledger refused payment of {order.public_id}: {results}")
 
 
 def _count_extra(uow: UnitOfWork, user_id: str, amount: int, caps: dict[str, int]) -> None:

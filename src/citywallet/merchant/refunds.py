@@ -133,7 +133,7 @@ def refund_order(
         legs.append(
             TransferSpec(
                 id=f"{public_id}.fee",
-                debit_account_id=accounts.fee_revenue_account(uow),
+                debit_account_id=merchant.fee_account_id,
                 credit_account_id=merchant.receivable_account_id,
                 amount=back,
                 ledger=CURRENCY,
@@ -153,14 +153,6 @@ def refund_order(
             reference=public_id,
         )
     )
-    results = ledger.post(uow, transfers=legs)
-    if Result.EXCEEDS_CREDITS in results:
-        raise MerchantBalanceInsufficient(
-            f"The merchant's balance cannot cover a refund of {Money(amount)}: it has been "
-            "settled to the bank already. Top up the merchant balance or refund later.",
-        )
-    if not all(r.on_books for r in results):
-        raise RuntimeError(f"ledger refused refund {public_id}: {results}")
     moment = now_us()
     refund = Refund(
         public_id=public_id,
@@ -201,6 +193,15 @@ def refund_order(
         data=refund_data(view),
         url=order.notify_url,
     )
+    # Last, as for payments: the merchant's accounts stay locked only until the commit.
+    results = ledger.post(uow, transfers=legs)
+    if Result.EXCEEDS_CREDITS in results:
+        raise MerchantBalanceInsufficient(
+            f"The merchant's balance cannot cover a refund of {Money(amount)}: it has been "
+            "settled to the bank already. Top up the merchant balance or refund later.",
+        )
+    if not all(r.on_books for r in results):
+        raise RuntimeError(f"ledger refused refund {public_id}: {results}")
     return view, True
 
 
