@@ -1,0 +1,1 @@
+"""Social red packets: fixed and lucky, groups, claims, expiry refunds."""
