@@ -1,0 +1,1 @@
+"""Government red-packet campaigns: registration, a lottery anyone can check, restricted use."""
