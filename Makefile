@@ -30,8 +30,10 @@ unit: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/citywallet serve
 
+## Benchmarks (docs/benchmarks.md); the payments one needs wrk: sudo apt-get install -y wrk
 bench: $(STAMP)
 	$(BIN)/citywallet bench ledger
+	$(BIN)/citywallet bench payments --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -190,6 +190,17 @@ def bench_ledger(ctx: typer.Context) -> None:
     raise typer.Exit(main(list(ctx.args)))
 
 
+@bench_app.command(
+    "payments", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_payments(ctx: typer.Context) -> None:
+    """QR payments/s through the HTTP API (uvicorn + wrk) beside GET /healthz; -- --help."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench.payments import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
 @app.command()
 def serve(
     host: str = "127.0.0.1",
