@@ -160,6 +160,11 @@ class Order(Base):
             name="refunds_bounded",
         ),
         CheckConstraint(
+            "restricted_refunded >= 0 AND restricted_refunded <= restricted_amount "
+            "AND restricted_amount <= amount AND restricted_refunded <= refunded_amount",
+            name="restricted_bounded",
+        ),
+        CheckConstraint(
             "status IN ('created', 'awaiting_confirmation', 'paid', 'closed')",
             name="status_known",
         ),
@@ -182,6 +187,9 @@ class Order(Base):
     fee: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded_fee: Mapped[int] = mapped_column(BigInteger, default=0)
+    # paid with restricted money (campaign red packets), and how much of that was refunded
+    restricted_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    restricted_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     transfer_ids: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
     decline_code: Mapped[str | None] = mapped_column(String(64))  # last refusal, for the POS
     paid_at: Mapped[int | None] = mapped_column(BigInteger)
@@ -197,7 +205,11 @@ class Refund(Base):
     __table_args__ = (
         Index("uq_merchant_refunds_out_refund_no", "merchant_id", "out_refund_no", unique=True),
         Index("ix_merchant_refunds_order", "order_id", "id"),
-        CheckConstraint("amount > 0 AND fee_back >= 0", name="amounts_valid"),
+        CheckConstraint(
+            "amount > 0 AND fee_back >= 0 AND restricted_amount >= 0 "
+            "AND restricted_amount <= amount",
+            name="amounts_valid",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -207,6 +219,7 @@ class Refund(Base):
     out_refund_no: Mapped[str] = mapped_column(String(64))
     amount: Mapped[int] = mapped_column(BigInteger)
     fee_back: Mapped[int] = mapped_column(BigInteger)
+    restricted_amount: Mapped[int] = mapped_column(BigInteger, default=0)  # red-packet part
     reason: Mapped[str] = mapped_column(String(80), default="")
     status: Mapped[str] = mapped_column(String(16))  # succeeded
     transfer_ids: Mapped[str] = mapped_column(Text)

@@ -1,17 +1,20 @@
 """Orders and how residents pay them: dynamic and static merchant-presented QR codes.
 
-A payment is one transaction: lock the order (dynamic code), lock the payer's wallet, check
-and count the payer's tier limits (and, for a static code, the daily static-code cap), post
-the payment and the merchant fee as one linked pair, write the payer's history line and the
-merchant's webhook event. Ledger transfer ids derive from the order's id (``ord_….pay``,
-``ord_….fee``): even a bug could not pay one order twice.
+A payment is one transaction: lock the order (dynamic code), lock the payer's wallet and
+their restricted balances usable at this merchant (campaign red packets: they pay first,
+see :mod:`citywallet.wallet.restricted`), check and count the payer's tier limits on their
+own money (and, for a static code, the daily static-code cap), post the legs and the
+merchant fee as one linked batch, write the payer's history line and the merchant's
+webhook event. Ledger transfer ids derive from the order's id (``ord_….rp0``… for
+restricted money, ``ord_….pay`` for the payer's own, ``ord_….fee``): even a bug could not
+pay one order twice.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,17 +42,23 @@ from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor, get_or_create_secret
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
-from citywallet.wallet import accounts, history
+from citywallet.wallet import accounts, history, restricted
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.errors import InsufficientBalance, LimitExceeded
 from citywallet.wallet.funding import validate_amount
 from citywallet.wallet.limits import reserve_outflow
 from citywallet.wallet.people import active_user, new_id
-from citywallet.wallet.rules import CHINA
+from citywallet.wallet.rules import CHINA, Shop
 
 SECOND_US = 1_000_000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 QR_KEY_NAME = "merchant.qr_mac"
+MAX_PREVIEW_AMOUNT = 10**12  # a static code's amount is not known yet: show all usable
+
+
+def shop_of(merchant: Merchant) -> Shop:
+    """What restricted money looks at to decide whether it may be spent here."""
+    return Shop(merchant.public_id, merchant.district, merchant.mcc)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class ScanPreview:
     currency: str
     order_id: str | None
     description: str
+    restricted_usable: int  # restricted money (red packets) this payment would use first
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class PaymentView:
     merchant_id: str
     merchant_name: str
     amount: int
+    restricted_amount: int  # of which restricted money (campaign red packets)
     currency: str
     status: str
     channel: str
@@ -225,6 +236,7 @@ def _payment_view(merchant: Merchant, order: Order) -> PaymentView:
         merchant_id=merchant.public_id,
         merchant_name=merchant.name_zh,
         amount=order.amount,
+        restricted_amount=order.restricted_amount,
         currency=order.currency,
         status=order.status,
         channel=order.channel or "",
@@ -443,28 +455,44 @@ def pay_order(
         raise InvalidInput("You cannot pay your own merchant.", code="cannot_pay_self")
     moment = now_us()
     wallets = accounts.lock_wallets(uow, user_ids=[payer.id])
-    reserve_outflow(
-        uow,
-        user_id=payer.id,
-        tier=payer.tier,
-        amount=order.amount,
-        settings=settings,
-        moment=moment,
+    shop = shop_of(merchant)
+    draws = restricted.plan_spend(
+        uow, user_id=payer.id, shop=shop, amount=order.amount, moment=moment
     )
+    covered = sum(d.amount for d in draws)
+    own = order.amount - covered
+    if own:  # tier limits count the payer's own money, not a campaign's
+        reserve_outflow(
+            uow, user_id=payer.id, tier=payer.tier, amount=own, settings=settings, moment=moment
+        )
     if extra_usage:
         _count_extra(uow, payer.id, order.amount, extra_usage)
     fee = fee_for(order.amount, merchant.fee_rate_bp)
-    pay = TransferSpec(
-        id=f"{order.public_id}.pay",
-        debit_account_id=wallets[payer.id],
-        credit_account_id=merchant.receivable_account_id,
-        amount=order.amount,
-        ledger=CURRENCY,
-        code=TransferCode.PAYMENT,
-        flags=TransferFlags.LINKED if fee else TransferFlags.NONE,
-        reference=order.public_id,
-    )
-    legs = [pay]
+    legs = [
+        TransferSpec(
+            id=f"{order.public_id}.rp{index}",
+            debit_account_id=draw.account_id,
+            credit_account_id=merchant.receivable_account_id,
+            amount=draw.amount,
+            ledger=CURRENCY,
+            code=TransferCode.PAYMENT,
+            reference=order.public_id,
+        )
+        for index, draw in enumerate(draws)
+    ]
+    if own:
+        legs.append(
+            TransferSpec(
+                id=f"{order.public_id}.pay",
+                debit_account_id=wallets[payer.id],
+                credit_account_id=merchant.receivable_account_id,
+                amount=own,
+                ledger=CURRENCY,
+                code=TransferCode.PAYMENT,
+                reference=order.public_id,
+            )
+        )
+    paid_legs = [leg.id for leg in legs]
     if fee:
         legs.append(
             TransferSpec(
@@ -477,6 +505,17 @@ def pay_order(
                 reference=order.public_id,
             )
         )
+    legs = linked(legs)
+    restricted.record_spend(
+        uow,
+        draws=draws,
+        transfer_ids=paid_legs[: len(draws)],
+        payment_ref=order.public_id,
+        shop=shop,
+        own_amount=own,
+        moment=moment,
+    )
+    order.restricted_amount = covered
     order.status, order.channel, order.payer_user_id = "paid", channel, payer.id
     order.fee, order.paid_at, order.updated_at = fee, moment, moment
     order.decline_code = None
@@ -489,7 +528,7 @@ def pay_order(
         amount=order.amount,
         currency=CURRENCY,
         status="succeeded",
-        transfer_ids=[pay.id],
+        transfer_ids=paid_legs,
         counterparty_label=merchant.name_zh,
         note=order.description[:100],
         reference=merchant.public_id,
@@ -506,12 +545,20 @@ def pay_order(
     # Last: the merchant's accounts are locked from here to the commit, so every other
     # write of this payment is already done (a refusal rolls them all back).
     results = ledger.post(uow, transfers=legs)
-    if results[0] is Result.EXCEEDS_CREDITS:
+    if Result.EXCEEDS_CREDITS in results:
         raise InsufficientBalance(
             f"The wallet's available balance does not cover {Money(order.amount)}."
         )
     if not all(r.on_books for r in results):
         raise RuntimeError(f"ledger refused payment of {order.public_id}: {results}")
+
+
+def linked(legs: list[TransferSpec]) -> list[TransferSpec]:
+    """The legs as one linked chain: every leg but the last carries ``LINKED``."""
+    return [
+        replace(leg, flags=leg.flags | TransferFlags.LINKED) if i < len(legs) - 1 else leg
+        for i, leg in enumerate(legs)
+    ]
 
 
 def _count_extra(uow: UnitOfWork, user_id: str, amount: int, caps: dict[str, int]) -> None:
@@ -549,6 +596,13 @@ def preview_scan(
     order = None
     if code.order_ref is not None:
         order = _payable_order(uow, merchant, code, for_update=False)
+    usable = restricted.usable_at(
+        uow,
+        user_id=user_id,
+        shop=shop_of(merchant),
+        amount=order.amount if order else MAX_PREVIEW_AMOUNT,
+        moment=now_us(),
+    )
     return ScanPreview(
         kind="dynamic" if order else "static",
         merchant_id=merchant.public_id,
@@ -559,6 +613,7 @@ def preview_scan(
         currency=CURRENCY,
         order_id=order.public_id if order else None,
         description=order.description if order else "",
+        restricted_usable=usable,
     )
 
 

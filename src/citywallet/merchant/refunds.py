@@ -2,7 +2,9 @@
 
 A refund locks its order, so concurrent partial refunds of one order queue up and can
 never together exceed what was paid. It returns the fee in proportion (``rules.fee_back``)
-and takes the money from the merchant's receivable balance, fee first, as one linked pair;
+and takes the money from the merchant's receivable balance, fee first, as one linked batch:
+the payer's own money comes back first, then any restricted (red-packet) part, to its
+balance while valid or else to the funder (:mod:`citywallet.wallet.restricted`);
 if the balance (already settled to the bank) cannot cover it, the ledger refuses and so do
 we (``merchant_balance_insufficient``). The refund number makes it idempotent.
 """
@@ -16,18 +18,18 @@ from typing import Any
 from sqlalchemy import select
 
 from citywallet.ledger import service as ledger
-from citywallet.ledger.types import Result, TransferCode, TransferFlags, TransferSpec
+from citywallet.ledger.types import Result, TransferCode, TransferSpec
 from citywallet.merchant import webhooks
 from citywallet.merchant.errors import MerchantBalanceInsufficient, RefundNotFound
 from citywallet.merchant.models import Order, Refund
 from citywallet.merchant.onboarding import merchant_by_pk
-from citywallet.merchant.payments import order_row
+from citywallet.merchant.payments import linked, order_row
 from citywallet.merchant.rules import fee_back, validate_out_no
 from citywallet.money import Money
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
-from citywallet.wallet import accounts, history
+from citywallet.wallet import accounts, history, restricted
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.people import new_id
 
@@ -128,6 +130,21 @@ def refund_order(
     )
     public_id = new_id("rfd")
     wallets = accounts.lock_wallets(uow, user_ids=[order.payer_user_id])
+    moment = now_us()
+    own, restricted_part = restricted.split_refund(
+        amount=amount,
+        paid=order.amount,
+        restricted_paid=order.restricted_amount,
+        refunded=order.refunded_amount,
+        restricted_refunded=order.restricted_refunded,
+    )
+    givebacks = (
+        restricted.plan_return(
+            uow, payment_ref=order.public_id, amount=restricted_part, moment=moment
+        )
+        if restricted_part
+        else []
+    )
     legs = []
     if back:
         legs.append(
@@ -138,22 +155,37 @@ def refund_order(
                 amount=back,
                 ledger=CURRENCY,
                 code=TransferCode.FEE,
-                flags=TransferFlags.LINKED,
                 reference=public_id,
             )
         )
-    legs.append(
+    if own:
+        legs.append(
+            TransferSpec(
+                id=f"{public_id}.refund",
+                debit_account_id=merchant.receivable_account_id,
+                credit_account_id=wallets[order.payer_user_id],
+                amount=own,
+                ledger=CURRENCY,
+                code=TransferCode.REFUND,
+                reference=public_id,
+            )
+        )
+    # the restricted part goes back to the red-packet balance while it is valid, else to
+    # the campaign's funder account (the money is the funder's again)
+    legs.extend(
         TransferSpec(
-            id=f"{public_id}.refund",
+            id=f"{public_id}.rp{index}",
             debit_account_id=merchant.receivable_account_id,
-            credit_account_id=wallets[order.payer_user_id],
-            amount=amount,
+            credit_account_id=giveback.account_id,
+            amount=giveback.amount,
             ledger=CURRENCY,
-            code=TransferCode.REFUND,
+            code=TransferCode.CAMPAIGN_RECLAIM if giveback.to_funder else TransferCode.REFUND,
             reference=public_id,
         )
+        for index, giveback in enumerate(givebacks)
     )
-    moment = now_us()
+    legs = linked(legs)
+    restricted.record_return(uow, givebacks=givebacks, moment=moment)
     refund = Refund(
         public_id=public_id,
         merchant_id=merchant_pk,
@@ -161,6 +193,7 @@ def refund_order(
         out_refund_no=out_refund_no,
         amount=amount,
         fee_back=back,
+        restricted_amount=restricted_part,
         reason=" ".join(reason.split())[:REASON_MAX],
         status="succeeded",
         transfer_ids=json.dumps([leg.id for leg in legs]),
@@ -169,6 +202,7 @@ def refund_order(
     uow.session.add(refund)
     order.refunded_amount += amount
     order.refunded_fee += back
+    order.restricted_refunded += restricted_part
     order.updated_at = moment
     history.record(
         uow,
@@ -178,7 +212,7 @@ def refund_order(
         amount=amount,
         currency=CURRENCY,
         status="succeeded",
-        transfer_ids=[f"{public_id}.refund"],
+        transfer_ids=[leg.id for leg in legs if leg.code != TransferCode.FEE],
         counterparty_label=merchant.name_zh,
         note=refund.reason,
         reference=order.public_id,

@@ -323,6 +323,10 @@ class ScanPreviewPublic(Public):
     currency: str
     order_id: str | None
     description: str
+    restricted_usable: int = Field(
+        description="Campaign red-packet money that pays first here (static codes: all of "
+        "it that may be spent here); your own balance covers the rest."
+    )
 
 
 class ScanPay(Strict):
@@ -343,6 +347,7 @@ class PaymentPublic(Public):
     merchant_id: str
     merchant_name: str
     amount: int
+    restricted_amount: int = Field(description="Of the amount, paid with campaign red packets.")
     currency: str
     status: str
     channel: str

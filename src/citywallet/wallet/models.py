@@ -1,4 +1,5 @@
-"""Wallet tables: wallets, limit usage, bank cards, fundings, split bills, history.
+"""Wallet tables: wallets, limit usage, bank cards, fundings, split bills, history, and
+restricted balances (money granted for spending only at some merchants, until a date).
 
 Money itself lives in the ledger; these tables hold what the ledger must not know (whose
 wallet, which card, why). Users are referred to by their public id (``usr_…``), the
@@ -35,6 +36,7 @@ class Wallet(Base):
     ledger_account_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[int] = mapped_column(BigInteger)
+    closed_at: Mapped[int | None] = mapped_column(BigInteger)  # closed by its owner
 
 
 class LimitUsage(Base):
@@ -190,6 +192,94 @@ class SplitShare(Base):
     transfer_id: Mapped[str | None] = mapped_column(String(64))  # None: the creator's own share
     paid_at: Mapped[int | None] = mapped_column(BigInteger)
     last_reminded_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RestrictedSource(Base):
+    """Where restricted money comes from and where it may go: a government campaign, say.
+
+    Its balances may be spent only at merchants in scope (by merchant id, district and/or
+    MCC; an empty list does not restrict), between ``valid_from`` and ``valid_until``, on
+    payments of at least ``min_spend``; they are never transferred, sent or withdrawn.
+    Whatever is left at ``valid_until`` (or when a wallet closes) goes back to the funder.
+    """
+
+    __tablename__ = "wallet_restricted_sources"
+    __table_args__ = (
+        CheckConstraint("valid_from < valid_until", name="window_ordered"),
+        CheckConstraint("min_spend >= 0", name="min_spend_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)  # the owner's id: cmp_…
+    name: Mapped[str] = mapped_column(String(100))
+    funder_account_id: Mapped[int] = mapped_column(BigInteger)  # grants come from, and return to
+    valid_from: Mapped[int] = mapped_column(BigInteger)
+    valid_until: Mapped[int] = mapped_column(BigInteger)
+    merchant_ids: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of mch_…
+    districts: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    mccs: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of ISO 18245 codes
+    min_spend: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RestrictedBalance(Base):
+    """One resident's restricted money from one source: its own ledger account
+    (CUSTOMER_RESTRICTED, no overdraft)."""
+
+    __tablename__ = "wallet_restricted_balances"
+    __table_args__ = (
+        Index("uq_wallet_restricted_balances_person", "source_id", "user_id", unique=True),
+        Index("ix_wallet_restricted_balances_user", "user_id", "id"),
+        Index("ix_wallet_restricted_balances_open", "status", "source_id"),
+        CheckConstraint("granted > 0 AND reclaimed >= 0", name="amounts_valid"),
+        CheckConstraint("status IN ('active', 'reclaimed')", name="status_known"),
+        CheckConstraint(
+            "reclaim_reason IS NULL OR reclaim_reason IN ('expired', 'wallet_closed')",
+            name="reclaim_reason_known",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("wallet_restricted_sources.id"))
+    user_id: Mapped[str] = mapped_column(String(40))
+    ledger_account_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    granted: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    reclaimed: Mapped[int] = mapped_column(BigInteger, default=0)
+    reclaim_reason: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    reclaimed_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RestrictedUse(Base):
+    """What one payment took from one restricted balance, and what its refunds gave back
+    (to the balance while it was valid, else to the funder). ``own_amount`` is the payer's
+    own money in the same payment (counted on the payment's first use only)."""
+
+    __tablename__ = "wallet_restricted_uses"
+    __table_args__ = (
+        Index("uq_wallet_restricted_uses_payment", "balance_id", "payment_ref", unique=True),
+        Index("ix_wallet_restricted_uses_payment", "payment_ref"),
+        CheckConstraint(
+            "spent > 0 AND own_amount >= 0 AND returned >= 0 AND returned_to_funder >= 0 "
+            "AND returned + returned_to_funder <= spent",
+            name="amounts_valid",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    balance_id: Mapped[int] = mapped_column(ForeignKey("wallet_restricted_balances.id"))
+    payment_ref: Mapped[str] = mapped_column(String(40))  # ord_…
+    merchant_ref: Mapped[str] = mapped_column(String(40))  # mch_…
+    district: Mapped[str] = mapped_column(String(40))
+    mcc: Mapped[str] = mapped_column(String(4))
+    spent: Mapped[int] = mapped_column(BigInteger)
+    own_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    returned: Mapped[int] = mapped_column(BigInteger, default=0)  # back to the balance
+    returned_to_funder: Mapped[int] = mapped_column(BigInteger, default=0)
+    transfer_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
 register_encrypted_column("wallet_bank_cards", "public_id", "card_enc", aad_is_key=True)

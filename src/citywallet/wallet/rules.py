@@ -1,5 +1,5 @@
 """Pure wallet rules: card numbers (Luhn, BINs, masking), the withdrawal fee, AA shares,
-tier limits and their periods.
+tier limits and their periods, and where restricted money may be spent and in which order.
 
 No database, no clock (callers pass the moment), no randomness: everything here is
 unit-tested on its own. Amounts are integer minor units (fen).
@@ -302,3 +302,94 @@ def periods_at(moment_us: int) -> Periods:
     """The day and year (Beijing time) of a microsecond timestamp, as usage-row keys."""
     local = datetime.fromtimestamp(moment_us / 1_000_000, tz=UTC).astimezone(CHINA)
     return Periods(day=f"d:{local:%Y-%m-%d}", year=f"y:{local:%Y}")
+
+
+# --- restricted money ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shop:
+    """What decides whether restricted money may be spent at a merchant."""
+
+    merchant_id: str
+    district: str
+    mcc: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where and when a restricted balance may be spent; an empty set does not restrict."""
+
+    merchant_ids: frozenset[str]
+    districts: frozenset[str]
+    mccs: frozenset[str]
+    min_spend: int
+    valid_from: int  # microseconds, inclusive
+    valid_until: int  # microseconds, exclusive
+
+
+def usable_at(scope: Scope, shop: Shop, *, amount: int, moment: int) -> bool:
+    """Whether a payment of ``amount`` at ``shop`` at ``moment`` may use money of ``scope``:
+    inside the validity window, at least the minimum spend, and the merchant matches every
+    list that is given (a merchant list, districts, categories)."""
+    return (
+        scope.valid_from <= moment < scope.valid_until
+        and amount >= scope.min_spend
+        and (not scope.merchant_ids or shop.merchant_id in scope.merchant_ids)
+        and (not scope.districts or shop.district in scope.districts)
+        and (not scope.mccs or shop.mcc in scope.mccs)
+    )
+
+
+@dataclass(frozen=True)
+class Pot:
+    """A restricted balance that may pay: ``key`` names it, ``expires`` orders the spending."""
+
+    key: int
+    available: int
+    expires: int
+
+
+def spend_first(pots: Sequence[Pot], amount: int) -> list[tuple[int, int]]:
+    """How much of ``amount`` each pot pays, soonest to expire first (then by key): as much
+    restricted money as possible, so the payer's own money covers only the rest."""
+    taken: list[tuple[int, int]] = []
+    left = amount
+    for pot in sorted(pots, key=lambda p: (p.expires, p.key)):
+        if left <= 0:
+            break
+        part = min(left, max(0, pot.available))
+        if part:
+            taken.append((pot.key, part))
+            left -= part
+    return taken
+
+
+def refund_parts(
+    *, amount: int, own_paid: int, own_returned: int, restricted_paid: int, restricted_returned: int
+) -> tuple[int, int]:
+    """Split a refund of ``amount`` into (own money, restricted money): the payer's own money
+    comes back first, the restricted part only once the own part is all returned."""
+    own_left = own_paid - own_returned
+    restricted_left = restricted_paid - restricted_returned
+    if amount <= 0 or amount > own_left + restricted_left:
+        raise ValueError("the refund exceeds what is left of the payment")
+    own = min(amount, own_left)
+    return own, amount - own
+
+
+def return_order(uses: Sequence[tuple[int, int]], amount: int) -> list[tuple[int, int]]:
+    """Which uses (``(key, still returnable)``, in the order they were spent) give back
+    ``amount``: the last spent first, so a refund undoes the payment in reverse."""
+    parts: list[tuple[int, int]] = []
+    left = amount
+    for key, returnable in reversed(uses):
+        if left <= 0:
+            break
+        part = min(left, max(0, returnable))
+        if part:
+            parts.append((key, part))
+            left -= part
+    if left:
+        raise ValueError("the uses cannot give back that much")
+    return parts
