@@ -89,12 +89,12 @@ function done(summary, latency, requests)
    end
    io.write(string.format(
       "CW_STATS requests=%d duration_us=%d p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f "
-         .. "max_us=%.0f connect=%d read=%d write=%d timeout=%d status=%d non_expected=%d "
-         .. "exhausted=%d\n",
+         .. "max_us=%.0f mean_us=%.0f connect=%d read=%d write=%d timeout=%d status=%d "
+         .. "non_expected=%d exhausted=%d\n",
       summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-      latency:percentile(99), latency:percentile(99.9), latency.max, summary.errors.connect,
-      summary.errors.read, summary.errors.write, summary.errors.timeout, summary.errors.status,
-      total_non201, total_exhausted))
+      latency:percentile(99), latency:percentile(99.9), latency.max, latency.mean,
+      summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout,
+      summary.errors.status, total_non201, total_exhausted))
    io.write("CW_STATUSES " .. table.concat(parts, ",") .. "\n")
    io.write("CW_SAMPLE " .. first .. "\n")
 end
