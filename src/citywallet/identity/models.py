@@ -130,6 +130,29 @@ class UserEvent(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class Attribute(Base):
+    """A fact about a resident vouched for by an authority: ``district`` of residence,
+    ``social_insurance`` … (campaign eligibility reads them; residents cannot set them)."""
+
+    __tablename__ = "identity_attributes"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("identity_users.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(100))  # who vouched: "operator:…", a registry
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Operator(Base):
+    """A resident account allowed into the operator API and console."""
+
+    __tablename__ = "identity_operators"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("identity_users.id"), primary_key=True)
+    granted_by: Mapped[str] = mapped_column(String(100))
+    granted_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class SandboxSms(Base):
     """A message the sandbox SMS gateway "sent": the development outbox."""
 

@@ -8,11 +8,13 @@ from alembic import command
 from alembic.config import Config
 
 import citywallet
+import citywallet.campaign.models
 import citywallet.identity.models
 import citywallet.ledger.models
 import citywallet.merchant.models
 import citywallet.platform.models
 import citywallet.platform.ratelimit
+import citywallet.redpacket.models
 import citywallet.wallet.models
 from citywallet.platform.db import Base
 

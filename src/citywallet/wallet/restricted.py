@@ -426,37 +426,46 @@ def reclaim_transfer_id(account_id: int) -> str:
     return f"rst_{account_id}.reclaim"
 
 
-def reclaim_expired(uow: UnitOfWork, *, now: int | None = None, limit: int = 5000) -> int:
-    """Return what is left of balances whose source's window has ended to the funder; at
-    most ``limit`` balances per call (run again until 0). Returns how many were reclaimed."""
+def reclaim_expired(
+    uow: UnitOfWork, *, now: int | None = None, limit: int = 5000, source_id: int | None = None
+) -> int:
+    """Return what is left of balances whose source's window has ended to the funder (of
+    one source, or all); at most ``limit`` balances per call (run again until 0). Returns
+    how many were reclaimed."""
     moment = now if now is not None else now_us()
-    rows = list(
-        uow.session.execute(
-            select(RestrictedBalance, RestrictedSource)
-            .join(RestrictedSource, RestrictedSource.id == RestrictedBalance.source_id)
-            .where(RestrictedBalance.status == "active", RestrictedSource.valid_until <= moment)
-            .order_by(RestrictedBalance.id)
+    query = (
+        select(RestrictedBalance, RestrictedSource)
+        .join(RestrictedSource, RestrictedSource.id == RestrictedBalance.source_id)
+        .where(RestrictedBalance.status == "active", RestrictedSource.valid_until <= moment)
+    )
+    if source_id is not None:
+        query = query.where(RestrictedBalance.source_id == source_id)
+    rows = [
+        (balance, source)
+        for balance, source in uow.session.execute(
+            query.order_by(RestrictedBalance.id)
             .limit(limit)
             .with_for_update(of=RestrictedBalance, skip_locked=True)
             .execution_options(populate_existing=True)
-        ).tuples()
-    )
+        )
+    ]
     return _reclaim(uow, rows, reason="expired", moment=moment)
 
 
 def reclaim_for_user(uow: UnitOfWork, *, user_id: str, now: int | None = None) -> int:
     """Return every active restricted balance of a resident whose wallet closes."""
     moment = now if now is not None else now_us()
-    rows = list(
-        uow.session.execute(
+    rows = [
+        (balance, source)
+        for balance, source in uow.session.execute(
             select(RestrictedBalance, RestrictedSource)
             .join(RestrictedSource, RestrictedSource.id == RestrictedBalance.source_id)
             .where(RestrictedBalance.user_id == user_id, RestrictedBalance.status == "active")
             .order_by(RestrictedBalance.id)
             .with_for_update(of=RestrictedBalance)
             .execution_options(populate_existing=True)
-        ).tuples()
-    )
+        )
+    ]
     return _reclaim(uow, rows, reason="wallet_closed", moment=moment)
 
 

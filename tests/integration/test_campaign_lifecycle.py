@@ -1,0 +1,199 @@
+"""A campaign from creation to reclaim on SQLite and PostgreSQL: the plan and window checks,
+funding through the sandbox bank, one registration per person with eligibility, the
+commit–reveal draw that an outsider can recompute, issuance into restricted balances, and
+reclaim to the campaign account."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from citywallet.campaign import drawcheck, lottery
+from citywallet.campaign import service as campaigns
+from citywallet.campaign.errors import CampaignStateError, NotEligible, RegistrationClosed
+from citywallet.campaign.rules import Applicant, Eligibility
+from citywallet.identity import attributes
+from citywallet.platform.clock import now_us
+from citywallet.platform.db import Database
+from citywallet.platform.errors import InvalidInput
+from citywallet.wallet import restricted
+from citywallet.wallet.bank import sandbox_card_number
+from tests.ledger_checks import assert_ledger_clean, test_encryptor
+from tests.wallet_support import make_resident, sandbox_bank, wallet_settings
+
+HOUR = 3_600_000_000
+
+
+def _spec(t0: int, **overrides: object) -> campaigns.CampaignSpec:
+    values: dict[str, object] = {
+        "name": "罗湖区消费红包",
+        "funder_name": "深圳市罗湖区人民政府",
+        "funder_bank_account": sandbox_card_number("0000", serial=9),
+        "budget": 3 * 20_000 + 2 * 6_600,
+        "prizes": [(6_600, 2), (20_000, 3)],
+        "registration_opens_at": t0 - HOUR,
+        "registration_closes_at": t0 + HOUR,
+        "draw_at": t0 + 2 * HOUR,
+        "valid_from": t0 + 3 * HOUR,
+        "valid_until": t0 + 4 * HOUR,
+        "eligibility": Eligibility(min_tier=1, districts=("罗湖区",)),
+        "districts": ("罗湖区",),
+    }
+    values.update(overrides)
+    return campaigns.CampaignSpec(**values)  # type: ignore[arg-type]
+
+
+def test_plan_and_windows_are_checked(db: Database) -> None:
+    enc, t0 = test_encryptor(), now_us()
+    with pytest.raises(InvalidInput) as mismatch:
+        db.transact(
+            lambda uow: campaigns.create_campaign(
+                uow, spec=_spec(t0, budget=1), actor="operator:test", encryptor=enc
+            )
+        )
+    assert mismatch.value.code == "budget_mismatch"
+    with pytest.raises(InvalidInput) as order:
+        db.transact(
+            lambda uow: campaigns.create_campaign(
+                uow, spec=_spec(t0, draw_at=t0), actor="operator:test", encryptor=enc
+            )
+        )
+    assert order.value.code == "windows_out_of_order"
+    with db.uow(readonly=True) as uow:
+        assert campaigns.list_campaigns(uow, include_draft=True) == []
+
+
+def test_campaign_end_to_end(db: Database, tmp_path: Path) -> None:
+    enc, t0 = test_encryptor(), now_us()
+    settings, bank = wallet_settings(tmp_path, db), sandbox_bank()
+    people = [make_resident(db, settings, enc, bank, n, card_ending=None) for n in range(8)]
+    outsider = make_resident(db, settings, enc, bank, 8, verify=False, card_ending=None)
+    for person in people[:7]:
+        db.transact(
+            lambda uow, p=person: attributes.set_attributes(
+                uow, user_id=p.user_id, values={"district": "罗湖区"}, source="operator:test"
+            )
+        )
+    view = db.transact(
+        lambda uow: campaigns.create_campaign(
+            uow, spec=_spec(t0), actor="operator:test", encryptor=enc
+        )
+    )
+    cid = view.id
+    assert view.status == "draft"
+    assert view.seed is None
+    assert len(view.seed_commitment) == 64
+    with pytest.raises(RegistrationClosed):  # not open yet
+        db.transact(lambda uow: campaigns.register(uow, campaign_id=cid, user_id=people[0].user_id))
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+
+    regs = {}
+    for person in people[:7]:
+        reg, new = db.transact(
+            lambda uow, p=person: campaigns.register(uow, campaign_id=cid, user_id=p.user_id)
+        )
+        assert new
+        regs[person.user_id] = reg.id
+    again, new = db.transact(
+        lambda uow: campaigns.register(uow, campaign_id=cid, user_id=people[0].user_id)
+    )
+    assert not new
+    assert again.id == regs[people[0].user_id]
+    for person, code in ((people[7], "district_not_eligible"), (outsider, "real_name_required")):
+        with pytest.raises(NotEligible) as refused:
+            db.transact(
+                lambda uow, p=person: campaigns.register(uow, campaign_id=cid, user_id=p.user_id)
+            )
+        assert refused.value.code == code
+
+    with pytest.raises(CampaignStateError) as early:
+        db.transact(lambda uow: campaigns.close_registration(uow, campaign_id=cid, actor="op"))
+    assert early.value.code == "registration_window_open"
+    closed = db.transact(
+        lambda uow: campaigns.close_registration(uow, campaign_id=cid, actor="op", now=t0 + HOUR)
+    )
+    assert closed.registrations == 7
+    assert closed.list_hash == lottery.list_hash(regs.values())
+
+    with pytest.raises(CampaignStateError) as unfunded:
+        db.transact(
+            lambda uow: campaigns.draw(
+                uow, campaign_id=cid, actor="op", encryptor=enc, now=t0 + 2 * HOUR
+            )
+        )
+    assert unfunded.value.code == "campaign_not_funded"
+    assert campaigns.fund_campaign(db, campaign_id=cid, bank=bank, encryptor=enc) == "funded"
+    assert campaigns.fund_campaign(db, campaign_id=cid, bank=bank, encryptor=enc) == "funded"
+    drawn = db.transact(
+        lambda uow: campaigns.draw(
+            uow, campaign_id=cid, actor="op", encryptor=enc, now=t0 + 2 * HOUR
+        )
+    )
+    assert drawn.status == "drawn"
+    assert drawn.winners == 5
+    assert drawn.seed is not None
+    assert lottery.commitment(bytes.fromhex(drawn.seed)) == (view.seed_commitment)
+    with db.uow(readonly=True) as uow:
+        document = campaigns.draw_document(uow, campaign_id=cid)
+    assert lottery.verify_draw(document) == []
+    assert drawcheck.check_draw(json.loads(lottery.dump_draw_file(document))) == []
+    expected = lottery.draw(
+        bytes.fromhex(drawn.seed), list(regs.values()), [20_000] * 3 + [6_600] * 2
+    )
+    assert [w.registration_id for w in expected] == [
+        w["registration_id"] for w in document["winners"]
+    ]
+
+    while db.transact(lambda uow: campaigns.issue_batch(uow, campaign_id=cid, limit=2)):
+        pass
+    with db.uow(readonly=True) as uow:
+        assert campaigns.get_campaign(uow, campaign_id=cid).status == "issued"
+        mine = {
+            p.user_id: campaigns.my_registration(uow, campaign_id=cid, user_id=p.user_id)
+            for p in people[:7]
+        }
+        held = {p.user_id: restricted.balances_of(uow, user_id=p.user_id) for p in people[:7]}
+        assert campaigns.campaign_balance(uow, campaign_id=cid) == 0
+    winners = [u for u, r in mine.items() if r.status == "won"]
+    assert len(winners) == 5
+    assert all(mine[u].issued for u in winners)
+    assert sorted(held[u][0].available for u in winners) == [6_600, 6_600, 20_000, 20_000, 20_000]
+    assert all(held[u] == [] for u in mine if u not in winners)
+    assert {r.status for u, r in mine.items() if u not in winners} == {"lost"}
+
+    with pytest.raises(CampaignStateError):
+        db.transact(lambda uow: campaigns.reclaim_batch(uow, campaign_id=cid))
+    later = t0 + 4 * HOUR
+    assert db.transact(lambda uow: campaigns.reclaim_batch(uow, campaign_id=cid, now=later)) == 5
+    assert db.transact(lambda uow: campaigns.reclaim_batch(uow, campaign_id=cid, now=later)) == 0
+    with db.uow(readonly=True) as uow:
+        assert campaigns.get_campaign(uow, campaign_id=cid).status == "ended"
+        assert campaigns.campaign_balance(uow, campaign_id=cid) == view.budget
+    assert_ledger_clean(db)
+
+
+def test_bulk_registration_counts_duplicates_and_refusals(db: Database) -> None:
+    enc, t0 = test_encryptor(), now_us()
+    cid = db.transact(
+        lambda uow: campaigns.create_campaign(
+            uow, spec=_spec(t0), actor="operator:test", encryptor=enc
+        )
+    ).id
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    luohu = {"district": "罗湖区"}
+    batch = [Applicant(f"usr_{i}", f"h{i}", 1, "active", luohu) for i in range(50)]
+    batch += [
+        Applicant("usr_x", None, 0, "active", luohu),
+        Applicant("usr_y", "hy", 1, "active", {}),
+    ]
+    first = db.transact(lambda uow: campaigns.register_many(uow, campaign_id=cid, applicants=batch))
+    assert (first.accepted, first.duplicates) == (50, 0)
+    assert first.refused == {"real_name_required": 1, "district_not_eligible": 1}
+    second = db.transact(
+        lambda uow: campaigns.register_many(uow, campaign_id=cid, applicants=batch[:10])
+    )
+    assert (second.accepted, second.duplicates) == (0, 10)
+    with db.uow(readonly=True) as uow:
+        assert campaigns.get_campaign(uow, campaign_id=cid).registrations == 50
