@@ -85,7 +85,7 @@ class Registration(Base):
         Index("uq_campaign_registrations_person", "campaign_id", "id_hash", unique=True),
         Index("ix_campaign_registrations_user", "user_id", "campaign_id"),
         Index("ix_campaign_registrations_rank", "campaign_id", "rank"),
-        CheckConstraint("status IN ('registered', 'won', 'lost')", name="status_known"),
+        CheckConstraint("status IN ('registered', 'won')", name="status_known"),
         CheckConstraint("prize IS NULL OR prize > 0", name="prize_positive"),
     )
 
@@ -95,7 +95,7 @@ class Registration(Base):
     user_id: Mapped[str] = mapped_column(String(40))
     id_hash: Mapped[str] = mapped_column(String(64))  # the person, by resident ID number
     district: Mapped[str] = mapped_column(String(40), default="")  # for the reports
-    status: Mapped[str] = mapped_column(String(16), default="registered")
+    status: Mapped[str] = mapped_column(String(16), default="registered")  # lost: not "won" after the draw
     rank: Mapped[int | None] = mapped_column(Integer)  # 1 = the smallest ticket
     prize: Mapped[int | None] = mapped_column(BigInteger)
     issued_at: Mapped[int | None] = mapped_column(BigInteger)
