@@ -95,7 +95,7 @@ class Registration(Base):
     user_id: Mapped[str] = mapped_column(String(40))
     id_hash: Mapped[str] = mapped_column(String(64))  # the person, by resident ID number
     district: Mapped[str] = mapped_column(String(40), default="")  # for the reports
-    status: Mapped[str] = mapped_column(String(16), default="registered")  # lost: not "won" after the draw
+    status: Mapped[str] = mapped_column(String(16), default="registered")  # lost: derived
     rank: Mapped[int | None] = mapped_column(Integer)  # 1 = the smallest ticket
     prize: Mapped[int | None] = mapped_column(BigInteger)
     issued_at: Mapped[int | None] = mapped_column(BigInteger)
