@@ -12,6 +12,7 @@ from citywallet.merchant.webhooks import WEBHOOK_TOPIC, webhook_handler
 from citywallet.platform import idempotency, outbox, ratelimit
 from citywallet.platform.db import Database
 from citywallet.platform.jobs import Worker, default_worker_id
+from citywallet.redpacket.packets import expire_packets
 from citywallet.runtime import Runtime
 from citywallet.wallet.funding import reconcile_fundings
 from citywallet.wallet.notify import reminder_handler
@@ -20,8 +21,9 @@ from citywallet.wallet.transfers import REMINDER_TOPIC
 
 def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     """The platform's periodic tasks: expire holds, seal blocks, deliver the outbox,
-    reconcile bank fundings, close expired orders, settle merchants, purge idempotency
-    keys, request nonces and rate-limit counters."""
+    reconcile bank fundings, close expired orders, settle merchants, return what is
+    unclaimed of expired red packets, purge idempotency keys, request nonces and rate-limit
+    counters."""
     max_transfers = runtime.settings.seal_max_transfers
 
     def expire(db: Database) -> int:
@@ -62,6 +64,12 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     def purge_used_nonces(db: Database) -> int:
         return db.transact(lambda uow: purge_nonces(uow))
 
+    def expire_redpackets(db: Database) -> int:
+        refunded = 0
+        while (batch := db.transact(lambda uow: expire_packets(uow))) > 0:
+            refunded += batch
+        return refunded
+
     worker.register_periodic("ledger.expire_pending", 1.0, expire)
     worker.register_periodic("ledger.seal_block", 2.0, seal)
     worker.register_periodic("outbox.deliver", 1.0, deliver)
@@ -71,6 +79,7 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     worker.register_periodic("merchant.close_expired_orders", 5.0, close_orders)
     worker.register_periodic("merchant.settle", 300.0, settle)
     worker.register_periodic("merchant.purge_nonces", 600.0, purge_used_nonces)
+    worker.register_periodic("redpacket.expire", 30.0, expire_redpackets)
 
 
 def build_worker(runtime: Runtime, *, worker_id: str | None = None) -> Worker:

@@ -13,7 +13,16 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
 import citywallet
-from citywallet.api import health, identity, ledger, merchant, payments, problems, wallet
+from citywallet.api import (
+    health,
+    identity,
+    ledger,
+    merchant,
+    payments,
+    problems,
+    redpackets,
+    wallet,
+)
 from citywallet.runtime import Runtime
 
 REQUESTS = Counter("citywallet_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -73,6 +82,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(payments.paycode_router)
     app.include_router(merchant.owner_router)
     app.include_router(merchant.server_router)
+    app.include_router(redpackets.router)
     if runtime.settings.sandbox:
         app.include_router(identity.dev_router)
 

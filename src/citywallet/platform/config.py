@@ -156,6 +156,20 @@ class Settings(BaseSettings):
         default=5.0, description="How long a merchant's server has to acknowledge a webhook."
     )
 
+    # --- red packets ---------------------------------------------------------------------
+    redpacket_min_share: int = Field(default=1, description="Smallest red-packet share (fen).")
+    redpacket_max_total: int = Field(
+        default=20_000, description="Most one red packet may hold (fen; WeChat: 200 yuan)."
+    )
+    redpacket_max_shares: int = Field(default=100, description="Most shares in one red packet.")
+    redpacket_expiry_seconds: int = Field(
+        default=24 * 3600,
+        description="After this long, what is unclaimed of a red packet returns to its sender.",
+    )
+    redpacket_group_max_members: int = Field(
+        default=500, description="Most members of a red-packet group, its owner included."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file under ``var_dir``."""

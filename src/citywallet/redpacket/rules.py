@@ -122,6 +122,34 @@ def lucky_split(total: int, n: int, rng: random.Random, *, cap: int | None = Non
     return amounts
 
 
+KINDS = ("single", "equal", "lucky")
+
+
+def next_share(
+    kind: str,
+    remaining: int,
+    shares_left: int,
+    rng: random.Random,
+    *,
+    min_share: int = MIN_SHARE,
+) -> int:
+    """The share the next claim of a packet gets, from what is left of it.
+
+    ``single`` and ``equal``: ``equal_split`` drawn claim by claim (the first claims get the
+    odd fen). ``lucky``: ``next_lucky_share``. A ``min_share`` above 1 fen lifts every share by
+    ``min_share − 1`` over a lucky draw of what is left above that floor, so shares still sum
+    exactly, each is at least ``min_share``, and the positions stay equally fair.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown red-packet kind {kind!r}")
+    if min_share < MIN_SHARE or remaining < shares_left * min_share:
+        raise InvalidInput(f"Every share is at least {min_share} fen.", code="share_too_small")
+    if kind != "lucky":
+        return equal_split(remaining, shares_left)[0]
+    floor = min_share - MIN_SHARE
+    return floor + next_lucky_share(remaining - shares_left * floor, shares_left, rng)
+
+
 def best_luck(amounts: Sequence[int]) -> int | None:
     """Index of the largest share (the first on ties), or ``None`` if there are no shares."""
     if not amounts:

@@ -35,8 +35,20 @@ KINDS = (
     "split_collection",
     "merchant_payment",
     "merchant_refund",
+    "redpacket_sent",
+    "redpacket_received",
+    "redpacket_refund",
 )
-INCOMING = frozenset({"topup", "transfer_in", "split_collection", "merchant_refund"})
+INCOMING = frozenset(
+    {
+        "topup",
+        "transfer_in",
+        "split_collection",
+        "merchant_refund",
+        "redpacket_received",
+        "redpacket_refund",
+    }
+)
 MAX_PAGE = 100
 
 

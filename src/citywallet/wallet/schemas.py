@@ -330,6 +330,9 @@ class TransactionPublic(BaseModel):
         "split_collection",
         "merchant_payment",
         "merchant_refund",
+        "redpacket_sent",
+        "redpacket_received",
+        "redpacket_refund",
     ]
     direction: Literal["in", "out"]
     amount: int

@@ -1,0 +1,134 @@
+"""Red-packet tables: groups and their members, packets, claims.
+
+Money lives in the ledger: each packet has an escrow account of its own (code
+``REDPACKET_ESCROW``, owner ``rpk_…``) that the sender funds and every claim draws from.
+These tables hold what the ledger must not know: who may claim, who did, the greeting. A
+packet keeps running totals (``claimed_count``, ``claimed_amount``, ``refund_amount``) so a
+claim reads and updates one row; CHECK constraints keep them consistent behind the service.
+Users are referred to by their public id (``usr_…``); timestamps are microseconds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from citywallet.platform.db import Base, BigId
+
+
+class RedPacketGroup(Base):
+    """A circle of residents that red packets can be sent to (its owner is a member)."""
+
+    __tablename__ = "redpacket_groups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)  # rpg_…
+    owner_id: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RedPacketGroupMember(Base):
+    """One member of a group; the owner's row has ``role = 'owner'``."""
+
+    __tablename__ = "redpacket_group_members"
+    __table_args__ = (
+        Index("ix_redpacket_group_members_user", "user_id", "group_id"),
+        CheckConstraint("role IN ('owner', 'member')", name="role_known"),
+    )
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("redpacket_groups.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    role: Mapped[str] = mapped_column(String(8))
+    added_by: Mapped[str] = mapped_column(String(40))
+    added_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RedPacket(Base):
+    """A red packet: to one person (``single``) or to a group (``equal`` or ``lucky``)."""
+
+    __tablename__ = "redpackets"
+    __table_args__ = (
+        Index("ix_redpackets_due", "status", "expires_at"),
+        Index("ix_redpackets_sender", "sender_id", "id"),
+        Index("ix_redpackets_group", "group_id", "id"),
+        Index("ix_redpackets_recipient", "recipient_id", "id"),
+        CheckConstraint("kind IN ('single', 'equal', 'lucky')", name="kind_known"),
+        CheckConstraint("status IN ('active', 'finished', 'refunded')", name="status_known"),
+        CheckConstraint(
+            "(group_id IS NULL AND recipient_id IS NOT NULL AND shares = 1) "
+            "OR (group_id IS NOT NULL AND recipient_id IS NULL)",
+            name="one_target",
+        ),
+        CheckConstraint("total > 0 AND shares >= 1 AND min_share >= 1", name="sizes_valid"),
+        CheckConstraint(
+            "claimed_count >= 0 AND claimed_count <= shares "
+            "AND claimed_amount >= 0 AND refund_amount >= 0 "
+            "AND claimed_amount + refund_amount <= total",
+            name="totals_valid",
+        ),
+        # What is left always covers a minimum share for every share still to be claimed.
+        CheckConstraint(
+            "total - claimed_amount >= (shares - claimed_count) * min_share",
+            name="remainder_covers_shares",
+        ),
+        CheckConstraint(
+            "status <> 'finished' OR (claimed_count = shares AND claimed_amount = total)",
+            name="finished_means_all_claimed",
+        ),
+        CheckConstraint(
+            "status <> 'refunded' OR claimed_amount + refund_amount = total",
+            name="refunded_means_all_returned",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)  # rpk_…
+    sender_id: Mapped[str] = mapped_column(String(40))
+    sender_label: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(8))
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("redpacket_groups.id"))
+    recipient_id: Mapped[str | None] = mapped_column(String(40))
+    target_label: Mapped[str] = mapped_column(String(100))  # the group's name or the recipient
+    total: Mapped[int] = mapped_column(BigInteger)
+    shares: Mapped[int] = mapped_column(Integer)
+    min_share: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    greeting: Mapped[str] = mapped_column(String(200))
+    escrow_account_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    status: Mapped[str] = mapped_column(String(12))
+    claimed_count: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    refund_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    best_luck_claim_id: Mapped[str | None] = mapped_column(String(40))  # lucky, all claimed
+    day_period: Mapped[str] = mapped_column(String(16))  # the sender's usage rows it counted in
+    year_period: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    refunded_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RedPacketClaim(Base):
+    """One share of a packet, drawn and paid to the person who opened it."""
+
+    __tablename__ = "redpacket_claims"
+    __table_args__ = (
+        # One claim per person and packet, one claim per position: a second line of defence
+        # behind the packet-row lock.
+        Index("uq_redpacket_claims_person", "packet_id", "user_id", unique=True),
+        Index("uq_redpacket_claims_position", "packet_id", "position", unique=True),
+        Index("ix_redpacket_claims_user", "user_id", "id"),
+        CheckConstraint("amount > 0 AND position >= 1", name="claim_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)  # rpc_…
+    packet_id: Mapped[int] = mapped_column(ForeignKey("redpackets.id"))
+    user_id: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(100))  # masked name and phone when claimed
+    position: Mapped[int] = mapped_column(Integer)  # 1 for the first claim
+    amount: Mapped[int] = mapped_column(BigInteger)
+    transfer_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
