@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from citywallet.campaign import service as campaigns
+from citywallet.campaign.notify import won_handler
 from citywallet.identity.codes import SMS_TOPIC, sms_outbox_handler
 from citywallet.ledger.blocks import seal_block
 from citywallet.ledger.service import expire_pending
@@ -22,8 +24,8 @@ from citywallet.wallet.transfers import REMINDER_TOPIC
 def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     """The platform's periodic tasks: expire holds, seal blocks, deliver the outbox,
     reconcile bank fundings, close expired orders, settle merchants, return what is
-    unclaimed of expired red packets, purge idempotency keys, request nonces and rate-limit
-    counters."""
+    unclaimed of expired red packets, reclaim expired campaign red packets, purge
+    idempotency keys, request nonces and rate-limit counters."""
     max_transfers = runtime.settings.seal_max_transfers
 
     def expire(db: Database) -> int:
@@ -39,6 +41,7 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
             SMS_TOPIC: sms_outbox_handler(runtime.sms, runtime.encryptor),
             REMINDER_TOPIC: reminder_handler(db, runtime.sms, runtime.encryptor),
             WEBHOOK_TOPIC: webhook_handler(db, runtime.encryptor, runtime.settings),
+            campaigns.WON_TOPIC: won_handler(db, runtime.sms, runtime.encryptor),
         }
         return outbox.deliver_due(db, handlers=handlers)
 
@@ -70,6 +73,12 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
             refunded += batch
         return refunded
 
+    def reclaim_campaigns(db: Database) -> int:
+        reclaimed = 0
+        while (batch := db.transact(lambda uow: campaigns.reclaim_due(uow))) > 0:
+            reclaimed += batch
+        return reclaimed
+
     worker.register_periodic("ledger.expire_pending", 1.0, expire)
     worker.register_periodic("ledger.seal_block", 2.0, seal)
     worker.register_periodic("outbox.deliver", 1.0, deliver)
@@ -80,6 +89,7 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     worker.register_periodic("merchant.settle", 300.0, settle)
     worker.register_periodic("merchant.purge_nonces", 600.0, purge_used_nonces)
     worker.register_periodic("redpacket.expire", 30.0, expire_redpackets)
+    worker.register_periodic("campaign.reclaim", 60.0, reclaim_campaigns)
 
 
 def build_worker(runtime: Runtime, *, worker_id: str | None = None) -> Worker:

@@ -1,6 +1,7 @@
-"""Campaign reports after real merchant payments and refunds (SQLite and PostgreSQL): the
-red packets are spent first, refunds give the resident's own money back first, a refund
-after the validity window goes to the funder, and reclaim takes back the rest."""
+"""Campaign reports and winners' SMS on SQLite and PostgreSQL. Reports after real merchant
+payments and refunds: the red packets are spent first, refunds give the resident's own
+money back first, a refund after the validity window goes to the funder, and reclaim takes
+back the rest. Issuing queues the SMS; delivery texts each winner exactly once."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import io
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from citywallet.campaign import reports
 from citywallet.campaign import service as campaigns
+from citywallet.campaign.notify import won_handler
 from citywallet.campaign.rules import Eligibility
 from citywallet.identity import attributes
+from citywallet.identity.gateways import SandboxSmsGateway
+from citywallet.identity.models import SandboxSms
 from citywallet.merchant import onboarding, payments, refunds
+from citywallet.platform import outbox
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
@@ -222,3 +227,72 @@ def test_report_counts_spending_refunds_and_reclaim(db: Database, tmp_path: Path
     assert table["day", day(registered_at), "registrations"] == "4"
     assert table["campaign", cid, "status"] == "ended"
     assert_ledger_clean(db)
+
+
+def test_issuing_queues_one_sms_per_winner_delivered_once(db: Database, tmp_path: Path) -> None:
+    settings, enc, bank = wallet_settings(tmp_path, db), test_encryptor(), sandbox_bank()
+    t0 = now_us()
+    people = [make_resident(db, settings, enc, bank, n, card_ending=None) for n in range(4)]
+    spec = campaigns.CampaignSpec(
+        name="福田区消费红包",
+        funder_name="深圳市福田区人民政府",
+        funder_bank_account=sandbox_card_number("0000", serial=9),
+        budget=2 * 20_000 + 6_600,
+        prizes=[(20_000, 2), (6_600, 1)],
+        registration_opens_at=t0 - 4 * HOUR,
+        registration_closes_at=t0 - 3 * HOUR,
+        draw_at=t0 - 2 * HOUR,
+        valid_from=t0 - HOUR,
+        valid_until=t0 + HOUR,
+    )
+    cid = db.transact(
+        lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
+    ).id
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    for person in people:
+        db.transact(
+            lambda uow, p=person: campaigns.register(
+                uow, campaign_id=cid, user_id=p.user_id, now=t0 - 3 * HOUR - 1
+            )
+        )
+    db.transact(lambda uow: campaigns.close_registration(uow, campaign_id=cid, actor="op"))
+    campaigns.fund_campaign(db, campaign_id=cid, bank=bank, encryptor=enc)
+    db.transact(lambda uow: campaigns.draw(uow, campaign_id=cid, actor="op", encryptor=enc))
+    while db.transact(lambda uow: campaigns.issue_batch(uow, campaign_id=cid, limit=2)):
+        pass
+
+    def sent() -> list[tuple[str, str]]:
+        with db.uow(readonly=True) as uow:
+            return [
+                (str(key), text)
+                for key, text in uow.session.execute(
+                    select(SandboxSms.idempotency_key, SandboxSms.text).where(
+                        SandboxSms.idempotency_key.like("campaign.won:%")
+                    )
+                )
+            ]
+
+    assert sent() == []  # queued in the outbox, not sent yet
+    seen: list[outbox.Message] = []
+    handler = won_handler(db, SandboxSmsGateway(db, enc), enc)
+
+    def handle(message: outbox.Message) -> None:
+        seen.append(message)
+        handler(message)
+
+    assert outbox.deliver_due(db, handlers={campaigns.WON_TOPIC: handle}) == 2  # two batches
+    with db.uow(readonly=True) as uow:
+        won = {
+            r.id: r
+            for p in people
+            if (r := campaigns.my_registration(uow, campaign_id=cid, user_id=p.user_id)).status
+            == "won"
+        }
+    messages = sent()
+    assert sorted(key for key, _ in messages) == sorted(f"campaign.won:{r}" for r in won)
+    assert sum("¥200.00" in text for _, text in messages) == 2
+    assert all("福田区消费红包" in text for _, text in messages)
+    for message in seen:  # an at-least-once redelivery texts nobody twice
+        handler(message)
+    assert outbox.deliver_due(db, handlers={campaigns.WON_TOPIC: handle}) == 0
+    assert len(sent()) == 3

@@ -354,6 +354,7 @@ def test_default_tasks_expire_seal_and_deliver(
         "merchant.settle",
         "merchant.purge_nonces",
         "redpacket.expire",
+        "campaign.reclaim",
     }
     # expired 1 + sealed 3 (top, hold, its void) + delivered 1
     assert worker.run_once() == 5
