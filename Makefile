@@ -34,6 +34,7 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/citywallet bench ledger
 	$(BIN)/citywallet bench payments --quick
+	$(BIN)/citywallet bench redpackets --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

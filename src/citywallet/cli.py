@@ -201,6 +201,17 @@ def bench_payments(ctx: typer.Context) -> None:
     raise typer.Exit(main(list(ctx.args)))
 
 
+@bench_app.command(
+    "redpackets", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_redpackets(ctx: typer.Context) -> None:
+    """Red-packet grabs/s (in-process, HTTP, Redis Lua baseline) and a campaign; -- --help."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench.redpackets import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
 @app.command()
 def serve(
     host: str = "127.0.0.1",
