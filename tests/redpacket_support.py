@@ -11,11 +11,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from typing import Any, TypeVar
 
+import pytest
 import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
@@ -26,10 +28,14 @@ from citywallet.identity.models import User
 from citywallet.identity.queries import new_public_id
 from citywallet.identity.rules import mask_phone, normalize_phone
 from citywallet.identity.service import record_external_checks
+from citywallet.ledger import service as ledger
+from citywallet.ledger.types import AccountCode
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
+from citywallet.platform.errors import DomainError
+from citywallet.redpacket import service as redpacket
 from citywallet.wallet import service as wallet
 from citywallet.wallet.accounts import ensure_wallet
 from citywallet.wallet.bank import SandboxBank
@@ -37,6 +43,7 @@ from tests.identity_support import PASSWORD
 from tests.wallet_support import PIN, Resident, make_resident
 
 CHUNK = 250
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,84 @@ def funded_resident(
             settings=settings,
         )
     return who
+
+
+@dataclass
+class Env:
+    """A database and what every red-packet service call needs, with shortcuts."""
+
+    db: Database
+    settings: Settings
+    enc: Encryptor
+    bank: SandboxBank
+
+    def run(self, fn: Callable[[UnitOfWork], T]) -> T:
+        """``fn`` in one committed transaction."""
+        return self.db.transact(fn)
+
+    def resident(self, n: int, amount: int = 0) -> Resident:
+        """Resident ``n`` (verified, PIN, card) with ``amount`` fen in the wallet."""
+        return funded_resident(self.db, self.settings, self.enc, self.bank, n, amount)
+
+    def group(self, owner: Resident, *members: Resident, name: str = "家人") -> redpacket.GroupView:
+        """A group of ``owner`` with ``members`` (added by phone)."""
+        return self.run(
+            lambda uow: redpacket.create_group(
+                uow,
+                user_id=owner.user_id,
+                name=name,
+                members=[m.phone for m in members],
+                encryptor=self.enc,
+                settings=self.settings,
+            )
+        )
+
+    def send(self, sender: Resident, amount: int, **kwargs: Any) -> redpacket.PacketView:
+        """``send_packet`` as ``sender``."""
+        return self.run(
+            lambda uow: redpacket.send_packet(
+                uow,
+                user_id=sender.user_id,
+                amount=amount,
+                encryptor=self.enc,
+                settings=self.settings,
+                **kwargs,
+            )
+        )
+
+    def claim(self, who: Resident | str, packet_id: str, **kwargs: Any) -> redpacket.ClaimResult:
+        """``claim_packet`` as ``who`` (a resident or a user id)."""
+        user_id = who if isinstance(who, str) else who.user_id
+        return self.run(
+            lambda uow: redpacket.claim_packet(
+                uow, user_id=user_id, packet_id=packet_id, settings=self.settings, **kwargs
+            )
+        )
+
+    def packet(self, who: Resident | str, packet_id: str) -> redpacket.PacketView:
+        """``get_packet`` as ``who``."""
+        user_id = who if isinstance(who, str) else who.user_id
+        with self.db.uow(readonly=True) as uow:
+            return redpacket.get_packet(uow, user_id=user_id, packet_id=packet_id)
+
+
+def refused(code: str, fn: Callable[[], object]) -> DomainError:
+    """Call ``fn`` and assert it raises the domain error ``code``."""
+    with pytest.raises(DomainError) as caught:
+        fn()
+    assert caught.value.code == code, (caught.value.code, caught.value.detail)
+    return caught.value
+
+
+def escrow_balance(db: Database, packet_id: str) -> int:
+    """The balance of a packet's escrow account."""
+    with db.uow(readonly=True) as uow:
+        account_id = ledger.find_account(uow, owner_ref=packet_id)
+        assert account_id is not None
+        view = ledger.get_account(uow, account_id=account_id)
+    assert view is not None
+    assert view.code == AccountCode.REDPACKET_ESCROW
+    return view.balance
 
 
 @contextmanager

@@ -5,8 +5,6 @@ the claimer's tier, the views and the wallet history."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,15 +14,13 @@ from citywallet.identity.service import freeze_user
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags, Result, TransferCode, TransferSpec
 from citywallet.platform.config import Settings
-from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import DomainError
 from citywallet.redpacket import service as redpacket
 from citywallet.redpacket.rules import equal_split
 from citywallet.wallet import service as wallet
-from citywallet.wallet.bank import SandboxBank
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.redpacket_support import bulk_residents, funded_resident
+from tests.redpacket_support import Env, bulk_residents, escrow_balance, refused
 from tests.wallet_support import (
     Resident,
     balance,
@@ -38,79 +34,9 @@ T = TypeVar("T")
 YUAN = 100
 
 
-@dataclass
-class Env:
-    """The database and what every call needs."""
-
-    db: Database
-    settings: Settings
-    enc: Encryptor
-    bank: SandboxBank
-
-    def run(self, fn: Callable[[UnitOfWork], T]) -> T:
-        return self.db.transact(fn)
-
-    def resident(self, n: int, amount: int = 0) -> Resident:
-        return funded_resident(self.db, self.settings, self.enc, self.bank, n, amount)
-
-    def group(self, owner: Resident, *members: Resident, name: str = "家人") -> redpacket.GroupView:
-        return self.run(
-            lambda uow: redpacket.create_group(
-                uow,
-                user_id=owner.user_id,
-                name=name,
-                members=[m.phone for m in members],
-                encryptor=self.enc,
-                settings=self.settings,
-            )
-        )
-
-    def send(self, sender: Resident, amount: int, **kwargs: Any) -> redpacket.PacketView:
-        return self.run(
-            lambda uow: redpacket.send_packet(
-                uow,
-                user_id=sender.user_id,
-                amount=amount,
-                encryptor=self.enc,
-                settings=self.settings,
-                **kwargs,
-            )
-        )
-
-    def claim(self, who: Resident | str, packet_id: str, **kwargs: Any) -> redpacket.ClaimResult:
-        user_id = who if isinstance(who, str) else who.user_id
-        return self.run(
-            lambda uow: redpacket.claim_packet(
-                uow, user_id=user_id, packet_id=packet_id, settings=self.settings, **kwargs
-            )
-        )
-
-    def packet(self, who: Resident | str, packet_id: str) -> redpacket.PacketView:
-        user_id = who if isinstance(who, str) else who.user_id
-        with self.db.uow(readonly=True) as uow:
-            return redpacket.get_packet(uow, user_id=user_id, packet_id=packet_id)
-
-
 @pytest.fixture
 def env(db: Database, tmp_path: Path) -> Env:
     return Env(db, wallet_settings(tmp_path, db), test_encryptor(), sandbox_bank())
-
-
-def _refused(code: str, fn: Callable[[], object]) -> DomainError:
-    with pytest.raises(DomainError) as caught:
-        fn()
-    assert caught.value.code == code, (caught.value.code, caught.value.detail)
-    return caught.value
-
-
-def _escrow_balance(db: Database, packet_id: str) -> int:
-    with db.uow(readonly=True) as uow:
-        account_id = ledger.find_account(uow, owner_ref=packet_id)
-        assert account_id is not None
-        view = ledger.get_account(uow, account_id=account_id)
-    assert view is not None
-    assert view.code == AccountCode.REDPACKET_ESCROW
-    return view.balance
 
 
 # --- groups -------------------------------------------------------------------------------
@@ -144,7 +70,7 @@ def test_groups_members_see_them_outsiders_do_not(env: Env) -> None:
     assert get(bob).role == "member"
     assert groups(bob) == [made.id]
     assert groups(carol) == []
-    _refused("redpacket_group_not_found", lambda: get(carol))
+    refused("redpacket_group_not_found", lambda: get(carol))
 
     def add(by: Resident, *people: str) -> redpacket.GroupView:
         return env.run(
@@ -165,25 +91,25 @@ def test_groups_members_see_them_outsiders_do_not(env: Env) -> None:
             )
         )
 
-    _refused("redpacket_group_owner_only", lambda: add(bob, carol.phone))
-    _refused("redpacket_group_not_found", lambda: add(carol, carol.phone))
-    _refused("recipient_not_found", lambda: add(alice, "13900009999"))
+    refused("redpacket_group_owner_only", lambda: add(bob, carol.phone))
+    refused("redpacket_group_not_found", lambda: add(carol, carol.phone))
+    refused("recipient_not_found", lambda: add(alice, "13900009999"))
     assert add(alice, carol.user_id, bob.phone).member_count == 3  # bob is skipped
-    _refused("redpacket_group_owner_only", lambda: remove(bob, carol))
-    _refused("redpacket_group_owner_cannot_leave", lambda: remove(alice, alice))
-    _refused("redpacket_group_member_not_found", lambda: remove(alice, dave))
+    refused("redpacket_group_owner_only", lambda: remove(bob, carol))
+    refused("redpacket_group_owner_cannot_leave", lambda: remove(alice, alice))
+    refused("redpacket_group_member_not_found", lambda: remove(alice, dave))
     remove(bob, bob)  # bob leaves
-    _refused("redpacket_group_not_found", lambda: get(bob))
+    refused("redpacket_group_not_found", lambda: get(bob))
     remove(alice, carol)
     assert get(alice).member_count == 1
 
     small = Settings(**{**env.settings.model_dump(), "redpacket_group_max_members": 3})
     env.settings = small
     add(alice, bob.phone, carol.phone)
-    error = _refused("redpacket_group_full", lambda: add(alice, dave.phone))
+    error = refused("redpacket_group_full", lambda: add(alice, dave.phone))
     assert error.extra == {"room": 0}
-    _refused("invalid_group_name", lambda: env.group(alice, name="   "))
-    _refused("invalid_group_name", lambda: env.group(alice, name="x" * 31))
+    refused("invalid_group_name", lambda: env.group(alice, name="   "))
+    refused("invalid_group_name", lambda: env.group(alice, name="x" * 31))
 
 
 def test_group_list_pages_newest_first(env: Env) -> None:
@@ -201,7 +127,7 @@ def test_group_list_pages_newest_first(env: Env) -> None:
             break
     assert seen == made[::-1]
     with env.db.uow(readonly=True) as uow:
-        _refused(
+        refused(
             "invalid_cursor",
             lambda: redpacket.list_groups(uow, user_id=alice.user_id, cursor="bm9wZQ"),
         )
@@ -218,21 +144,21 @@ def test_a_packet_to_one_person(env: Env) -> None:
     assert (sent.recipient_id, sent.group_id, sent.greeting) == (bob.user_id, None, "生日 快乐")
     assert sent.expires_at - sent.created_at == 24 * 3600 * 1_000_000
     assert balance(env.db, alice.user_id)[0] == 500 * YUAN - 88_88
-    assert _escrow_balance(env.db, sent.id) == 88_88
+    assert escrow_balance(env.db, sent.id) == 88_88
 
-    _refused("redpacket_not_claimable", lambda: env.claim(alice, sent.id))
-    _refused("redpacket_not_found", lambda: env.claim(carol, sent.id))
-    _refused("redpacket_not_found", lambda: env.packet(carol, sent.id))
-    _refused("redpacket_not_found", lambda: env.claim(bob, "rpk_nope"))
+    refused("redpacket_not_claimable", lambda: env.claim(alice, sent.id))
+    refused("redpacket_not_found", lambda: env.claim(carol, sent.id))
+    refused("redpacket_not_found", lambda: env.packet(carol, sent.id))
+    refused("redpacket_not_found", lambda: env.claim(bob, "rpk_nope"))
     opened = env.claim(bob, sent.id)
     assert (opened.claim.amount, opened.claim.position, opened.packet_status) == (
         88_88,
         1,
         "finished",
     )
-    _refused("redpacket_already_claimed", lambda: env.claim(bob, sent.id))
+    refused("redpacket_already_claimed", lambda: env.claim(bob, sent.id))
     assert balance(env.db, bob.user_id)[0] == 88_88
-    assert _escrow_balance(env.db, sent.id) == 0
+    assert escrow_balance(env.db, sent.id) == 0
     for who in (alice, bob):
         view = env.packet(who, sent.id)
         assert (view.status, view.claimed_count, view.claimed_amount) == ("finished", 1, 88_88)
@@ -286,15 +212,15 @@ def test_sending_refusals(env: Env) -> None:
         )
     )
     for code, kwargs in cases:
-        _refused(code, lambda kwargs=kwargs: env.send(alice, **kwargs))
+        refused(code, lambda kwargs=kwargs: env.send(alice, **kwargs))
     # Outsiders cannot send to a group (it does not exist for them).
     carol = env.resident(3, 10 * YUAN)
-    _refused("redpacket_group_not_found", lambda: env.send(carol, 100, group_id=group.id))
+    refused("redpacket_group_not_found", lambda: env.send(carol, 100, group_id=group.id))
     # A frozen recipient, and a frozen sender.
     env.run(lambda uow: freeze_user(uow, user_id=bob.user_id, reason="test", actor="operator:t"))
-    _refused("recipient_unavailable", lambda: env.send(alice, 100, to=bob.phone))
+    refused("recipient_unavailable", lambda: env.send(alice, 100, to=bob.phone))
     env.run(lambda uow: freeze_user(uow, user_id=alice.user_id, reason="test", actor="operator:t"))
-    _refused("account_frozen", lambda: env.send(alice, 100, to=carol.phone))
+    refused("account_frozen", lambda: env.send(alice, 100, to=carol.phone))
     assert count(env.db, "SELECT COUNT(*) FROM redpackets") == 0
     assert balance(env.db, alice.user_id)[0] == 100 * YUAN
     assert_ledger_clean(env.db)
@@ -311,9 +237,9 @@ def test_limits_are_configuration(env: Env, db: Database, tmp_path: Path) -> Non
     )
     alice, bob, carol, dave = (env.resident(n, 100 * YUAN if n == 1 else 0) for n in (1, 2, 3, 4))
     group = env.group(alice, bob, carol, dave)
-    _refused("packet_too_large", lambda: env.send(alice, 1_001, to=bob.phone))
-    _refused("too_many_shares", lambda: env.send(alice, 1_000, group_id=group.id, shares=4))
-    _refused("share_too_small", lambda: env.send(alice, 149, group_id=group.id, shares=3))
+    refused("packet_too_large", lambda: env.send(alice, 1_001, to=bob.phone))
+    refused("too_many_shares", lambda: env.send(alice, 1_000, group_id=group.id, shares=4))
+    refused("share_too_small", lambda: env.send(alice, 149, group_id=group.id, shares=3))
     sent = env.send(alice, 150, group_id=group.id, shares=3)
     assert sent.expires_at - sent.created_at == 60 * 1_000_000
     amounts = [env.claim(who, sent.id).claim.amount for who in (bob, carol, dave)]
@@ -359,7 +285,7 @@ def test_a_group_packet_is_shared_out_exactly(env: Env, kind: str) -> None:
         assert [c.best_luck for c in view.claims] == [i == best for i in range(shares)]
     else:
         assert view.best_luck_claim_id is None
-    _refused("redpacket_already_claimed", lambda: env.claim(alice, sent.id))
+    refused("redpacket_already_claimed", lambda: env.claim(alice, sent.id))
     late = env.resident(9)
     env.run(
         lambda uow: redpacket.add_members(
@@ -371,8 +297,8 @@ def test_a_group_packet_is_shared_out_exactly(env: Env, kind: str) -> None:
             settings=env.settings,
         )
     )
-    _refused("redpacket_empty", lambda: env.claim(late, sent.id))
-    assert _escrow_balance(env.db, sent.id) == 0
+    refused("redpacket_empty", lambda: env.claim(late, sent.id))
+    assert escrow_balance(env.db, sent.id) == 0
     assert_ledger_clean(env.db)
 
 
@@ -401,12 +327,12 @@ def test_members_see_the_groups_packets_and_what_is_available(env: Env) -> None:
         assert [p.id for p in page.items] == [second.id, first.id]
         assert page.items[1].my_claim is not None
         assert page.items[0].my_claim is None
-        _refused(
+        refused(
             "redpacket_group_not_found",
             lambda: redpacket.list_group_packets(uow, user_id=carol.user_id, group_id=group.id),
         )
-        _refused("invalid_role", lambda: redpacket.list_packets(uow, user_id=bob.user_id, role="x"))
-    _refused("redpacket_not_found", lambda: env.packet(carol, first.id))
+        refused("invalid_role", lambda: redpacket.list_packets(uow, user_id=bob.user_id, role="x"))
+    refused("redpacket_not_found", lambda: env.packet(carol, first.id))
     # Bob leaves: the group's packets are gone for him, except the one he opened.
     env.run(
         lambda uow: redpacket.remove_member(
@@ -414,9 +340,9 @@ def test_members_see_the_groups_packets_and_what_is_available(env: Env) -> None:
         )
     )
     assert env.packet(bob, first.id).my_claim is not None
-    _refused("redpacket_already_claimed", lambda: env.claim(bob, first.id))
-    _refused("redpacket_not_found", lambda: env.packet(bob, second.id))
-    _refused("redpacket_not_found", lambda: env.claim(bob, second.id))
+    refused("redpacket_already_claimed", lambda: env.claim(bob, first.id))
+    refused("redpacket_not_found", lambda: env.packet(bob, second.id))
+    refused("redpacket_not_found", lambda: env.claim(bob, second.id))
     assert listed(bob, "available") == []
     assert_ledger_clean(env.db)
 
@@ -457,8 +383,8 @@ def test_restricted_campaign_money_can_never_fund_a_packet(env: Env) -> None:
 
     restricted = env.run(grant)
     bob_group = env.group(alice, bob)
-    _refused("insufficient_balance", lambda: env.send(alice, 50 * YUAN, to=bob.phone))
-    _refused("insufficient_balance", lambda: env.send(alice, 100, group_id=bob_group.id, shares=2))
+    refused("insufficient_balance", lambda: env.send(alice, 50 * YUAN, to=bob.phone))
+    refused("insufficient_balance", lambda: env.send(alice, 100, group_id=bob_group.id, shares=2))
     with env.db.uow(readonly=True) as uow:
         held = ledger.get_account(uow, account_id=restricted)
         assert held is not None
@@ -489,14 +415,14 @@ def test_tier_limits_count_the_packet_and_a_refund_gives_them_back(
     assert tier == 2
     group = env.group(alice, bob)
     sent = env.send(alice, 200, group_id=group.id, shares=2)
-    _refused("daily_limit_exceeded", lambda: env.send(alice, 101, to=bob.phone))
+    refused("daily_limit_exceeded", lambda: env.send(alice, 101, to=bob.phone))
     env.claim(bob, sent.id)
     claimed = env.packet(alice, sent.id).claimed_amount
     assert env.run(lambda uow: redpacket.expire_packets(uow, now=sent.expires_at)) == 1
     # What came back is off the day's usage again: 200 − claimed was given back.
     room = 300 - claimed
     assert env.send(alice, room, to=bob.phone).total == room
-    _refused("daily_limit_exceeded", lambda: env.send(alice, 1, to=bob.phone))
+    refused("daily_limit_exceeded", lambda: env.send(alice, 1, to=bob.phone))
     assert_ledger_clean(env.db)
 
 
@@ -506,7 +432,7 @@ def test_a_claimer_whose_tier_cannot_hold_the_share_leaves_it_for_others(env: En
     unverified = make_resident(env.db, env.settings, env.enc, env.bank, 3, verify=False)
     group = env.group(alice, bob, unverified)
     sent = env.send(alice, 500, group_id=group.id, shares=2)
-    _refused("balance_limit_exceeded", lambda: env.claim(unverified.user_id, sent.id))
+    refused("balance_limit_exceeded", lambda: env.claim(unverified.user_id, sent.id))
     assert env.packet(alice, sent.id).claimed_count == 0
     first = env.claim(bob, sent.id)
     last = env.claim(alice, sent.id)
@@ -519,7 +445,7 @@ def test_a_frozen_member_cannot_claim(env: Env) -> None:
     alice, bob = env.resident(1, 100 * YUAN), env.resident(2)
     sent = env.send(alice, 300, group_id=env.group(alice, bob).id, shares=2)
     env.run(lambda uow: freeze_user(uow, user_id=bob.user_id, reason="test", actor="operator:t"))
-    _refused("account_frozen", lambda: env.claim(bob, sent.id))
+    refused("account_frozen", lambda: env.claim(bob, sent.id))
     assert env.claim(alice, sent.id).packet_status == "active"
     assert_ledger_clean(env.db)
 

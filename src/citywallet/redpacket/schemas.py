@@ -8,10 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from citywallet.platform.clock import to_datetime
+from citywallet.redpacket.claims import ClaimResult
 from citywallet.redpacket.groups import NAME_MAX, GroupPage, GroupView, MemberView
 from citywallet.redpacket.packets import (
     GREETING_MAX,
-    ClaimResult,
     ClaimView,
     PacketPage,
     PacketView,

@@ -1,4 +1,5 @@
-"""The red-packet use cases, in one place: groups from ``groups``, packets from ``packets``.
+"""The red-packet use cases, in one place: groups from ``groups``, sending and
+viewing from ``packets``, claims and expiry from ``claims``.
 
 Functions take ``uow`` keyword-first and never commit; the caller runs each in one
 ``db.transact``. Sending confirms the sender's payment PIN first (``confirm_payment_pin``,
@@ -8,6 +9,12 @@ unclaimed is :func:`expire_packets` (``redpacket.expire`` in ``citywallet.tasks`
 
 from __future__ import annotations
 
+from citywallet.redpacket.claims import (
+    ClaimResult,
+    claim_packet,
+    expire_packets,
+    return_transfer_id,
+)
 from citywallet.redpacket.groups import (
     GroupPage,
     GroupView,
@@ -19,16 +26,12 @@ from citywallet.redpacket.groups import (
     remove_member,
 )
 from citywallet.redpacket.packets import (
-    ClaimResult,
     ClaimView,
     PacketPage,
     PacketView,
-    claim_packet,
-    expire_packets,
     get_packet,
     list_group_packets,
     list_packets,
-    return_transfer_id,
     send_packet,
 )
 
