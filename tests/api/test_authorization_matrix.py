@@ -14,6 +14,11 @@ Every route (path and method) is classified explicitly, so a route added later f
   checked like OWNED, merchant against merchant: Bob's merchant, with its own valid key,
   gets 404 for Alice's merchant's ids and nothing moves. The daily statement names no
   object: each merchant gets its own, which holds none of another merchant's orders.
+- CAMPAIGN: a resident's session on a campaign named in the path (campaigns are public
+  objects, not anyone's: a draft answers 404 `campaign_not_found` to residents; the
+  resident's own registration is found through the session, never by an id in the path);
+- OPERATOR: the operator API under `/v1/operator/` (a session whose account holds the
+  operator role): a plain resident gets 403 `operator_required`, anonymous callers 401.
 
 Without credentials (or with wrong ones) session routes answer 401 problem+json
 `unauthorized`, and signed routes 401 with the signature code of what was wrong: a
@@ -39,9 +44,14 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
+from citywallet.campaign import service as campaigns
+from citywallet.campaign.rules import Eligibility
+from citywallet.identity import attributes
 from citywallet.merchant.settlement import run_settlements
+from citywallet.platform.clock import now_us
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
+from citywallet.wallet.bank import sandbox_card_number
 from tests.identity_support import PASSWORD
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.merchant_support import ShopOwner, SignedClient, application
@@ -101,6 +111,36 @@ SESSION: frozenset[Route] = frozenset(
         ("POST", "/v1/merchants"),
     }
 )
+
+# Session routes that name a campaign (a public object), tested in test_campaign_api.py and
+# by `test_campaign_routes_hide_drafts_from_residents`.
+CAMPAIGN: frozenset[Route] = frozenset(
+    {
+        ("GET", "/v1/campaigns/{campaign_id}"),
+        ("POST", "/v1/campaigns/{campaign_id}/registrations"),
+        ("GET", "/v1/campaigns/{campaign_id}/registration"),
+        ("GET", "/v1/campaigns/{campaign_id}/draw"),
+    }
+)
+
+# The operator API: an operator session (identity.attributes.is_operator) or 403.
+OPERATOR: frozenset[Route] = frozenset(
+    {
+        ("POST", "/v1/operator/campaigns"),
+        ("GET", "/v1/operator/campaigns"),
+        ("GET", "/v1/operator/campaigns/{campaign_id}"),
+        ("POST", "/v1/operator/campaigns/{campaign_id}/fund"),
+        ("POST", "/v1/operator/campaigns/{campaign_id}/open"),
+        ("POST", "/v1/operator/campaigns/{campaign_id}/close"),
+        ("POST", "/v1/operator/campaigns/{campaign_id}/draw"),
+        ("POST", "/v1/operator/campaigns/{campaign_id}/issue"),
+        ("POST", "/v1/operator/campaigns/{campaign_id}/reclaim"),
+        ("GET", "/v1/operator/campaigns/{campaign_id}/report"),
+        ("GET", "/v1/operator/campaigns/{campaign_id}/report.csv"),
+        ("PUT", "/v1/operator/residents/{user_id}/attributes"),
+    }
+)
+OPERATOR_PREFIX = "/v1/operator/"
 
 # Route → the kinds of the owner's ids to try in its path parameters (see `World.ids`).
 # "payment": orders Alice paid or must confirm (Bob's merchant charged them, so Bob knows
@@ -618,6 +658,8 @@ def test_every_route_is_classified(client: TestClient) -> None:
         "SESSION": set(SESSION),
         "OWNED": set(OWNED),
         "SIGNED": set(SIGNED),
+        "CAMPAIGN": set(CAMPAIGN),
+        "OPERATOR": set(OPERATOR),
     }
     for (name, routes), (other, others) in itertools.combinations(groups.items(), 2):
         assert not routes & others, (name, other, routes & others)
@@ -629,7 +671,10 @@ def test_every_route_is_classified(client: TestClient) -> None:
         named = bool(PARAM.search(route[1]))
         # Signed routes are exactly the merchant server API; the rest take a session.
         assert (route in SIGNED) == route[1].startswith(SIGNED_PREFIX), route
+        assert (route in OPERATOR) == route[1].startswith(OPERATOR_PREFIX), route
         # Every private route naming something in its path is tested with real ids, and back.
+        if route in OPERATOR or route in CAMPAIGN:
+            continue
         if route in SIGNED:
             assert bool(SIGNED[route]) == named, route
         else:
@@ -735,7 +780,7 @@ def test_every_private_route_answers_401_without_credentials(
     # Every route of the document that is not PUBLIC (a new one too, classified or not),
     # with Alice's real ids in the path, a plausible body and an Idempotency-Key.
     private = sorted(_openapi_routes(client) - PUBLIC)
-    assert len(private) >= len(SESSION) + len(OWNED) + len(SIGNED)
+    assert len(private) >= len(SESSION) + len(OWNED) + len(SIGNED) + len(OPERATOR)
     first_id = {
         "card_id": world.ids["card"][0],
         "topup_id": world.ids["funding"][0],
@@ -974,3 +1019,59 @@ def test_a_merchant_statement_holds_only_its_own_orders(
     assert {o["out_trade_no"] for o in paid} | {"ALICE-RF-0001"} <= seen["alice"]
     assert rival_numbers <= seen["bob"]
     assert_ledger_clean(runtime.db)
+
+
+# --- the operator API and campaigns ------------------------------------------------------
+
+
+def test_operator_routes_answer_403_to_residents(client: TestClient, runtime: Runtime) -> None:
+    """A signed-in, verified resident without the operator role gets 403 operator_required
+    on every operator route (anonymous callers get 401: see the test above); an operator
+    gets past authorisation (an unknown campaign: 404 campaign_not_found)."""
+    resident = Person(client, 70, card_ending=None)
+    operator = Person(client, 71, card_ending=None)
+    runtime.db.transact(
+        lambda uow: attributes.grant_operator(uow, user_id=operator.user_id, actor="test")
+    )
+    body = {"values": {"district": "罗湖区"}}
+    for route in sorted(OPERATOR):
+        method, path = route
+        url = _url(path, tuple("cmp_missing" for _ in PARAM_NAME.findall(path)))
+        raw = _raw(method, body)
+        _problem(_send(client, route, url, resident.headers, raw), 403, "operator_required")
+        answer = _send(client, route, url, operator.headers, raw)
+        assert answer.status_code not in (401, 403), (route, answer.text)
+        if "{campaign_id}" in path:
+            _problem(answer, 404, "campaign_not_found")
+    assert (
+        runtime.db.transact(lambda uow: attributes.attributes_of(uow, user_id=resident.user_id))
+        == {}
+    )
+
+
+def test_campaign_routes_hide_drafts_from_residents(client: TestClient, runtime: Runtime) -> None:
+    """Campaign routes need a session (401 above); a draft is 404 to residents."""
+    hour = 3_600_000_000
+    t0 = now_us()
+    spec = campaigns.CampaignSpec(
+        name="draft",
+        funder_name="funder",
+        funder_bank_account=sandbox_card_number("0000", serial=9),
+        budget=100,
+        prizes=[(100, 1)],
+        registration_opens_at=t0,
+        registration_closes_at=t0 + hour,
+        draw_at=t0 + hour,
+        valid_from=t0 + hour,
+        valid_until=t0 + 2 * hour,
+        eligibility=Eligibility(),
+    )
+    cid = runtime.db.transact(
+        lambda uow: campaigns.create_campaign(
+            uow, spec=spec, actor="test", encryptor=runtime.encryptor
+        )
+    ).id
+    resident = Person(client, 72, card_ending=None)
+    for route in sorted(CAMPAIGN):
+        url = _url(route[1], (cid,))
+        _problem(_send(client, route, url, resident.headers, b""), 404, "campaign_not_found")

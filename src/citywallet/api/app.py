@@ -14,6 +14,7 @@ from prometheus_client import Counter, Histogram
 
 import citywallet
 from citywallet.api import (
+    campaigns,
     health,
     identity,
     ledger,
@@ -83,6 +84,8 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(merchant.owner_router)
     app.include_router(merchant.server_router)
     app.include_router(redpackets.router)
+    app.include_router(campaigns.router)
+    app.include_router(campaigns.operator_router)
     if runtime.settings.sandbox:
         app.include_router(identity.dev_router)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from citywallet.identity import sessions
+from citywallet.identity import attributes, sessions
 from citywallet.platform.errors import Forbidden, Unauthorized
 from citywallet.runtime import Runtime
 
@@ -90,3 +90,15 @@ def current_user(
 
 
 CurrentUser = Annotated[AuthContext, Depends(current_user)]
+
+
+def current_operator(auth: CurrentUser, runtime: RuntimeDep) -> AuthContext:
+    """A signed-in account that holds the operator role (else 403 ``operator_required``)."""
+    with runtime.db.uow(readonly=True) as uow:
+        allowed = attributes.is_operator(uow, user_id=auth.user_id)
+    if not allowed:
+        raise Forbidden("This needs an operator account.", code="operator_required")
+    return auth
+
+
+CurrentOperator = Annotated[AuthContext, Depends(current_operator)]

@@ -1,0 +1,310 @@
+"""Campaign routes: residents see campaigns, register and check the draw; operators run
+campaigns (create, fund, open, close, draw, issue, reclaim), read reports and set
+residents' attributes.
+
+Thin adapters: parse, authorise (operator routes need :data:`~citywallet.api.deps.
+CurrentOperator`: 403 ``operator_required`` for anyone else), call one service, render.
+Drafts are invisible to residents (404 ``campaign_not_found``). Every operator action is
+recorded with the operator's user id as its actor.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from citywallet.api.deps import CurrentOperator, CurrentUser, RuntimeDep
+from citywallet.campaign import reports
+from citywallet.campaign import service as campaigns
+from citywallet.campaign.schemas import (
+    AttributesPublic,
+    AttributesSet,
+    BatchProgress,
+    CampaignCreate,
+    CampaignList,
+    CampaignPublic,
+    FundingResult,
+    RegistrationPublic,
+    ReportPublic,
+)
+from citywallet.identity import attributes
+from citywallet.platform.db import UnitOfWork
+
+router = APIRouter(tags=["campaigns"])
+operator_router = APIRouter(tags=["campaign operators"])
+
+BatchSize = Annotated[int, Query(ge=1, le=50_000)]
+MaxBatches = Annotated[int, Query(ge=1, le=100)]
+
+STATE_RESPONSES: dict[int | str, dict[str, str]] = {
+    403: {"description": "operator_required."},
+    404: {"description": "campaign_not_found."},
+    409: {
+        "description": "campaign_state_invalid (not in the state this step needs), "
+        "registration_window_open, campaign_not_funded, draw_too_early, still_valid."
+    },
+}
+
+
+def _actor(auth: Any) -> str:
+    return f"operator:{auth.user_id}"
+
+
+# --- residents ----------------------------------------------------------------------------
+
+
+@router.get("/v1/campaigns")
+def list_campaigns(_auth: CurrentUser, runtime: RuntimeDep) -> CampaignList:
+    """Campaigns open to the public (not drafts), newest first."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = campaigns.list_campaigns(uow)
+    return CampaignList(items=[CampaignPublic.of(v) for v in views])
+
+
+@router.get("/v1/campaigns/{campaign_id}", responses={404: {"description": "campaign_not_found"}})
+def get_campaign(campaign_id: str, _auth: CurrentUser, runtime: RuntimeDep) -> CampaignPublic:
+    """One campaign, with its seed commitment (and the seed and list hash once published)."""
+    with runtime.db.uow(readonly=True) as uow:
+        return CampaignPublic.of(campaigns.get_campaign(uow, campaign_id=campaign_id))
+
+
+@router.post(
+    "/v1/campaigns/{campaign_id}/registrations",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"description": "You had registered already: your registration."},
+        403: {
+            "description": "not eligible: real_name_required, tier_too_low, "
+            "district_not_eligible, attribute_not_eligible, account_not_active."
+        },
+        404: {"description": "campaign_not_found."},
+        409: {"description": "registration_closed."},
+    },
+)
+def register(
+    campaign_id: str, auth: CurrentUser, runtime: RuntimeDep, response: Response
+) -> RegistrationPublic:
+    """Register for the lottery (one entry per person, by resident ID; repeating it returns
+    the same registration with 200)."""
+
+    def work(uow: UnitOfWork) -> tuple[campaigns.RegistrationView, bool]:
+        campaigns.get_campaign(uow, campaign_id=campaign_id)  # drafts: 404
+        return campaigns.register(uow, campaign_id=campaign_id, user_id=auth.user_id)
+
+    view, created = runtime.db.transact(work)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return RegistrationPublic.of(view)
+
+
+@router.get(
+    "/v1/campaigns/{campaign_id}/registration",
+    responses={404: {"description": "campaign_not_found, registration_not_found."}},
+)
+def my_registration(campaign_id: str, auth: CurrentUser, runtime: RuntimeDep) -> RegistrationPublic:
+    """Your registration: after the draw, won or lost, your rank, prize and ticket."""
+    with runtime.db.uow(readonly=True) as uow:
+        campaigns.get_campaign(uow, campaign_id=campaign_id)
+        view = campaigns.my_registration(uow, campaign_id=campaign_id, user_id=auth.user_id)
+    return RegistrationPublic.of(view)
+
+
+@router.get(
+    "/v1/campaigns/{campaign_id}/draw",
+    responses={
+        404: {"description": "campaign_not_found."},
+        409: {"description": "not_drawn (the draw has not happened yet)."},
+    },
+)
+def draw_file(campaign_id: str, _auth: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+    """The published draw file (format ``citywallet-campaign-draw/1``, docs/campaign-draw.md):
+    the seed, every registration id and the winners, for anyone to recompute."""
+    with runtime.db.uow(readonly=True) as uow:
+        campaigns.get_campaign(uow, campaign_id=campaign_id)
+        return campaigns.draw_document(uow, campaign_id=campaign_id)
+
+
+# --- operators ----------------------------------------------------------------------------
+
+
+def _view(runtime: RuntimeDep, campaign_id: str) -> CampaignPublic:
+    with runtime.db.uow(readonly=True) as uow:
+        view = campaigns.get_campaign(uow, campaign_id=campaign_id, include_draft=True)
+    return CampaignPublic.of(view)
+
+
+@operator_router.post(
+    "/v1/operator/campaigns",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        403: {"description": "operator_required."},
+        422: {
+            "description": "budget_mismatch, windows_out_of_order, invalid_bank_account, "
+            "invalid_eligibility, invalid_mcc, invalid_min_spend, validation_failed."
+        },
+    },
+)
+def create_campaign(
+    body: CampaignCreate, auth: CurrentOperator, runtime: RuntimeDep
+) -> CampaignPublic:
+    """Create a campaign (a draft, with its seed commitment published from now on)."""
+    spec = body.spec()
+    view = runtime.db.transact(
+        lambda uow: campaigns.create_campaign(
+            uow, spec=spec, actor=_actor(auth), encryptor=runtime.encryptor
+        )
+    )
+    return CampaignPublic.of(view)
+
+
+@operator_router.get("/v1/operator/campaigns")
+def operator_list(_auth: CurrentOperator, runtime: RuntimeDep) -> CampaignList:
+    """Every campaign, drafts included, newest first."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = campaigns.list_campaigns(uow, include_draft=True)
+    return CampaignList(items=[CampaignPublic.of(v) for v in views])
+
+
+@operator_router.get("/v1/operator/campaigns/{campaign_id}", responses=STATE_RESPONSES)
+def operator_get(campaign_id: str, _auth: CurrentOperator, runtime: RuntimeDep) -> CampaignPublic:
+    """One campaign, drafts included."""
+    return _view(runtime, campaign_id)
+
+
+@operator_router.post("/v1/operator/campaigns/{campaign_id}/fund", responses=STATE_RESPONSES)
+def fund(campaign_id: str, _auth: CurrentOperator, runtime: RuntimeDep) -> FundingResult:
+    """Collect the budget from the funder's bank account (repeatable until ``funded``)."""
+    outcome = campaigns.fund_campaign(
+        runtime.db, campaign_id=campaign_id, bank=runtime.bank, encryptor=runtime.encryptor
+    )
+    return FundingResult(funding_status=outcome, campaign=_view(runtime, campaign_id))
+
+
+@operator_router.post("/v1/operator/campaigns/{campaign_id}/open", responses=STATE_RESPONSES)
+def open_registration(
+    campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep
+) -> CampaignPublic:
+    """Open registration (draft → open); residents register during its window."""
+    view = runtime.db.transact(
+        lambda uow: campaigns.open_registration(uow, campaign_id=campaign_id, actor=_actor(auth))
+    )
+    return CampaignPublic.of(view)
+
+
+@operator_router.post("/v1/operator/campaigns/{campaign_id}/close", responses=STATE_RESPONSES)
+def close_registration(
+    campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep
+) -> CampaignPublic:
+    """Close registration once its window has passed and publish the list hash."""
+    view = runtime.db.transact(
+        lambda uow: campaigns.close_registration(uow, campaign_id=campaign_id, actor=_actor(auth))
+    )
+    return CampaignPublic.of(view)
+
+
+@operator_router.post("/v1/operator/campaigns/{campaign_id}/draw", responses=STATE_RESPONSES)
+def run_draw(campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep) -> CampaignPublic:
+    """Draw the winners (funded, at or after the draw time): reveals the seed."""
+    view = runtime.db.transact(
+        lambda uow: campaigns.draw(
+            uow, campaign_id=campaign_id, actor=_actor(auth), encryptor=runtime.encryptor
+        )
+    )
+    return CampaignPublic.of(view)
+
+
+@operator_router.post("/v1/operator/campaigns/{campaign_id}/issue", responses=STATE_RESPONSES)
+def issue(
+    campaign_id: str,
+    _auth: CurrentOperator,
+    runtime: RuntimeDep,
+    batch_size: BatchSize = 10_000,
+    max_batches: MaxBatches = 10,
+) -> BatchProgress:
+    """Give winners their red packets, ``batch_size`` per transaction, at most
+    ``max_batches`` per call; call again until ``done``."""
+    processed = batches = 0
+    done = False
+    while batches < max_batches:
+        count = runtime.db.transact(
+            lambda uow: campaigns.issue_batch(uow, campaign_id=campaign_id, limit=batch_size)
+        )
+        batches += 1
+        processed += count
+        if count == 0:
+            done = True
+            break
+    return BatchProgress(
+        processed=processed, batches=batches, done=done, campaign=_view(runtime, campaign_id)
+    )
+
+
+@operator_router.post("/v1/operator/campaigns/{campaign_id}/reclaim", responses=STATE_RESPONSES)
+def reclaim(
+    campaign_id: str,
+    _auth: CurrentOperator,
+    runtime: RuntimeDep,
+    batch_size: BatchSize = 10_000,
+    max_batches: MaxBatches = 10,
+) -> BatchProgress:
+    """After the validity window, return unused balances to the campaign account, in
+    batches as :func:`issue`; the campaign ends when all are back."""
+    processed = batches = 0
+    done = False
+    while batches < max_batches:
+        count = runtime.db.transact(
+            lambda uow: campaigns.reclaim_batch(uow, campaign_id=campaign_id, limit=batch_size)
+        )
+        batches += 1
+        processed += count
+        if count == 0:
+            done = True
+            break
+    return BatchProgress(
+        processed=processed, batches=batches, done=done, campaign=_view(runtime, campaign_id)
+    )
+
+
+@operator_router.get("/v1/operator/campaigns/{campaign_id}/report", responses=STATE_RESPONSES)
+def report(campaign_id: str, _auth: CurrentOperator, runtime: RuntimeDep) -> ReportPublic:
+    """The campaign's figures (docs/campaigns.md)."""
+    with runtime.db.uow(readonly=True) as uow:
+        return ReportPublic.of(reports.report(uow, campaign_id=campaign_id))
+
+
+@operator_router.get(
+    "/v1/operator/campaigns/{campaign_id}/report.csv",
+    responses={200: {"content": {"text/csv": {}}}, **STATE_RESPONSES},
+    response_class=Response,
+)
+def report_csv(campaign_id: str, _auth: CurrentOperator, runtime: RuntimeDep) -> Response:
+    """The report as CSV: ``section,key,metric,value`` rows (docs/campaigns.md)."""
+    with runtime.db.uow(readonly=True) as uow:
+        data = reports.report(uow, campaign_id=campaign_id)
+    return Response(
+        reports.report_csv(data),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{campaign_id}-report.csv"'},
+    )
+
+
+@operator_router.put(
+    "/v1/operator/residents/{user_id}/attributes",
+    responses={
+        403: {"description": "operator_required."},
+        404: {"description": "user_not_found."},
+        422: {"description": "invalid_attribute."},
+    },
+)
+def set_attributes(
+    user_id: str, body: AttributesSet, auth: CurrentOperator, runtime: RuntimeDep
+) -> AttributesPublic:
+    """Set a resident's attributes (an empty value removes one); written to their audit
+    trail with the operator as the actor."""
+    values = runtime.db.transact(
+        lambda uow: attributes.set_attributes(
+            uow, user_id=user_id, values=body.values, source=_actor(auth)
+        )
+    )
+    return AttributesPublic(user_id=user_id, attributes=values)
