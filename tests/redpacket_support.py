@@ -1,17 +1,18 @@
 """Helpers for red-packet tests: many residents at once, funded senders, a real HTTP server.
 
 ``bulk_residents`` makes claimants cheaply: one argon2 hash shared by all (computed once; a
-hash per user costs ~50 ms each, so 1,000 users would cost about a minute), users inserted in
-chunks, tier 1 through identity's own ``record_external_checks``, a wallet opened and a
-bearer session issued by the identity service — the same rows sign-up would leave.
+hash per user costs ~50 ms, so 1,000 sign-ups would cost about a minute of hashing alone),
+and the rows sign-up, verification, the first wallet use and a login would leave, written in
+batches: 1,000 residents take about a second on SQLite.
 """
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -21,24 +22,26 @@ import pytest
 import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from citywallet.identity import sessions
 from citywallet.identity.keys import phone_hash
-from citywallet.identity.models import User
+from citywallet.identity.models import ExternalCheck, LoginSession, User
 from citywallet.identity.queries import new_public_id
 from citywallet.identity.rules import mask_phone, normalize_phone
-from citywallet.identity.service import record_external_checks
 from citywallet.ledger import service as ledger
-from citywallet.ledger.types import AccountCode
+from citywallet.ledger.types import AccountCode, AccountFlags
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import DomainError
 from citywallet.redpacket import service as redpacket
+from citywallet.redpacket.models import RedPacketGroup, RedPacketGroupMember
 from citywallet.wallet import service as wallet
-from citywallet.wallet.accounts import ensure_wallet
+from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.bank import SandboxBank
+from citywallet.wallet.models import Wallet
 from tests.identity_support import PASSWORD
 from tests.wallet_support import PIN, Resident, make_resident
 
@@ -66,60 +69,114 @@ def _password_hash() -> str:
 
 
 def bulk_residents(
-    db: Database, encryptor: Encryptor, count: int, *, prefix: str = "1370", tier_checks: int = 1
+    db: Database, encryptor: Encryptor, count: int, *, prefix: str = "1370"
 ) -> list[Claimant]:
-    """``count`` residents with phones ``{prefix}000NNNN`` (``tier_checks`` external checks:
-    1 = tier 1 under the default thresholds), each with a wallet and a bearer session."""
+    """``count`` tier-1 residents with phones ``{prefix}000NNNN``, each with a CNY wallet and
+    a bearer session: the rows sign-up, one external check, the first wallet use and a login
+    leave, written in batches (no SMS round, one shared password hash)."""
     made: list[Claimant] = []
     for start in range(0, count, CHUNK):
         numbers = range(start, min(start + CHUNK, count))
 
         def chunk(uow: UnitOfWork, numbers: range = numbers) -> list[Claimant]:
             moment = now_us()
-            rows: list[tuple[User, str]] = []
-            for n in numbers:
-                phone = f"{prefix}000{n:04d}"
+            phones = [f"{prefix}000{n:04d}" for n in numbers]
+            users = []
+            for phone in phones:
                 e164 = normalize_phone(phone)
-                user = User(
-                    public_id=new_public_id("usr"),
-                    phone_hash=phone_hash(encryptor, e164),
-                    phone_enc=encryptor.encrypt(e164.encode()),
-                    phone_masked=mask_phone(e164),
-                    password_hash=_password_hash(),
-                    status="active",
-                    tier=0,
-                    external_checks=0,
-                    created_at=moment,
-                    updated_at=moment,
-                )
-                rows.append((user, phone))
-            uow.session.add_all(user for user, _ in rows)
-            uow.session.flush()
-            out: list[Claimant] = []
-            for user, phone in rows:
-                if tier_checks:
-                    record_external_checks(
-                        uow,
-                        user_id=user.public_id,
-                        count=tier_checks,
-                        kind="resident_id",
-                        thresholds=[1, 3, 5],
+                users.append(
+                    User(
+                        public_id=new_public_id("usr"),
+                        phone_hash=phone_hash(encryptor, e164),
+                        phone_enc=encryptor.encrypt(e164.encode()),
+                        phone_masked=mask_phone(e164),
+                        password_hash=_password_hash(),
+                        status="active",
+                        tier=1,  # one external check under the default thresholds [1, 3, 5]
+                        external_checks=1,
+                        created_at=moment,
+                        updated_at=moment,
                     )
-                ensure_wallet(uow, user_id=user.public_id)
-                issued = sessions.create_session(
-                    uow,
-                    user=user,
-                    kind="bearer",
-                    device_name="bulk",
-                    user_agent="",
-                    ip="10.0.0.2",
-                    ttl_seconds=3600,
                 )
-                out.append(Claimant(user.public_id, phone, issued.token))
-            return out
+            uow.session.add_all(users)
+            uow.session.flush()
+            accounts = ledger.create_accounts(
+                uow,
+                accounts=[
+                    ledger.AccountSpec(
+                        ledger=CURRENCY,
+                        code=AccountCode.CUSTOMER_WALLET,
+                        flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+                        owner_ref=user.public_id,
+                    )
+                    for user in users
+                ],
+            )
+            tokens = [sessions.TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in users]
+            for user, account, token in zip(users, accounts, tokens, strict=True):
+                uow.session.add(
+                    ExternalCheck(
+                        user_id=user.id,
+                        kind="resident_id",
+                        count=1,
+                        created_at=moment,
+                        updated_at=moment,
+                    )
+                )
+                uow.session.add(
+                    Wallet(
+                        user_id=user.public_id,
+                        ledger_account_id=account,
+                        currency=CURRENCY,
+                        created_at=moment,
+                    )
+                )
+                uow.session.add(
+                    LoginSession(
+                        public_id=new_public_id("ses"),
+                        user_id=user.id,
+                        token_hash=sessions.token_hash(token),
+                        kind="bearer",
+                        device_name="bulk",
+                        user_agent="",
+                        ip="10.0.0.2",
+                        created_at=moment,
+                        last_seen_at=moment,
+                        expires_at=moment + 3600 * 1_000_000,
+                    )
+                )
+            uow.session.flush()
+            return [
+                Claimant(user.public_id, phone, token)
+                for user, phone, token in zip(users, phones, tokens, strict=True)
+            ]
 
         made.extend(db.transact(chunk))
     return made
+
+
+def join_group(db: Database, group_id: str, members: Sequence[Claimant]) -> None:
+    """Put ``members`` into a group at once (a test shortcut: the service adds people one by
+    one through identity's lookups, at most 100 per request)."""
+    moment = now_us()
+
+    def join(uow: UnitOfWork) -> None:
+        group = uow.session.scalar(
+            select(RedPacketGroup).where(RedPacketGroup.public_id == group_id)
+        )
+        assert group is not None
+        uow.session.add_all(
+            RedPacketGroupMember(
+                group_id=group.id,
+                user_id=who.user_id,
+                role="member",
+                added_by=group.owner_id,
+                added_at=moment,
+            )
+            for who in members
+        )
+
+    db.transact(join)
 
 
 def funded_resident(
