@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 import citywallet
+from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
 from citywallet.platform import crypto
 from citywallet.platform.config import get_settings
 from citywallet.platform.logging import configure_logging
@@ -41,6 +42,9 @@ app.add_typer(sms_app, name="sms")
 app.add_typer(users_app, name="users")
 merchant_app = typer.Typer(help="Merchants: review, settle, statements.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(operators_app, name="operators")
+users_app.add_typer(attributes_app, name="attributes")
 console = Console()
 REPO_ROOT = Path(citywallet.__file__).resolve().parents[2]
 
