@@ -193,3 +193,20 @@ def test_campaign_commands(runner: CliRunner, db: Database, tmp_path: Path) -> N
     missing = runner.invoke(cli.app, ["campaign", "report", "cmp_missing"])
     assert missing.exit_code == 1
     assert "campaign_not_found" in missing.output
+
+
+def test_the_documented_spec_file_is_valid() -> None:
+    import re
+    import tomllib
+
+    from citywallet.campaign.schemas import CampaignCreate
+    from citywallet.wallet.rules import luhn_valid
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "campaigns.md"
+    example = re.search(r"```toml\n(.*?)```", docs.read_text(encoding="utf-8"), re.S)
+    assert example is not None
+    body = CampaignCreate.model_validate(tomllib.loads(example.group(1)))
+    spec = body.spec()
+    assert spec.budget == sum(amount * count for amount, count in spec.prizes)
+    assert luhn_valid(spec.funder_bank_account)
+    assert spec.registration_opens_at == 1_602_172_800_000_000  # 2020-10-09 00:00 +08:00
