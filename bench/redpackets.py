@@ -1047,6 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
     var_dir.mkdir(parents=True, exist_ok=True)
     keys = Keys.new()
     load_before = _load()
+    commit = _git_commit()  # at the start: the code that runs
     console.print(f"load average before: {load_before} on {os.cpu_count()} CPUs")
     grab_results: list[GrabResult] = []
     campaign: CampaignResult | None = None
@@ -1069,7 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
                 "benchmark": "redpackets",
                 "started": stamp,
                 "quick": args.quick,
-                "git_commit": _git_commit(),
+                "git_commit": commit,
                 "machine": {
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
