@@ -109,6 +109,10 @@ SESSION: frozenset[Route] = frozenset(
         ("PUT", "/v1/paycode/prefs"),
         ("GET", "/v1/merchants"),
         ("POST", "/v1/merchants"),
+        ("POST", "/v1/redpacket-groups"),
+        ("GET", "/v1/redpacket-groups"),
+        ("POST", "/v1/redpackets"),
+        ("GET", "/v1/redpackets"),
     }
 )
 
@@ -182,6 +186,12 @@ OWNED: dict[Route, tuple[str, ...]] = {
     ("GET", "/v1/merchants/{merchant_id}/api-keys"): ("merchant",),
     ("POST", "/v1/merchants/{merchant_id}/api-keys"): ("merchant",),
     ("DELETE", "/v1/merchants/{merchant_id}/api-keys/{key_id}"): ("api_key",),
+    ("GET", "/v1/redpacket-groups/{group_id}"): ("redpacket_group",),
+    ("POST", "/v1/redpacket-groups/{group_id}/members"): ("redpacket_group",),
+    ("DELETE", "/v1/redpacket-groups/{group_id}/members/{user_id}"): ("redpacket_member",),
+    ("GET", "/v1/redpacket-groups/{group_id}/redpackets"): ("redpacket_group",),
+    ("GET", "/v1/redpackets/{packet_id}"): ("redpacket",),
+    ("POST", "/v1/redpackets/{packet_id}/claims"): ("redpacket",),
 }
 
 # The merchant server API (signed requests) → the kinds of Alice's merchant's ids to try as
@@ -223,6 +233,9 @@ KINDS = (
     "refund",
     "event",
     "settlement",
+    "redpacket_group",
+    "redpacket_member",
+    "redpacket",
 )
 
 # Money-moving POSTs: they need an Idempotency-Key (sent on every call here).
@@ -234,6 +247,8 @@ MONEY: frozenset[Route] = frozenset(
         ("POST", "/v1/wallet/splits/{split_id}/pay"),
         ("POST", "/v1/payments/scan"),
         ("POST", "/v1/payments/{order_id}/confirm"),
+        ("POST", "/v1/redpackets"),
+        ("POST", "/v1/redpackets/{packet_id}/claims"),
     }
 )
 
@@ -355,6 +370,16 @@ class World:
             state[f"receipt {transaction_id}"] = receipt
         for split_id in self.ids["split"]:
             state[str(split_id)] = _json(alice.get(f"/v1/wallet/splits/{split_id}"))
+        state["redpacket groups"] = _json(alice.get("/v1/redpacket-groups"))
+        for role in ("sent", "received", "available"):
+            state[f"redpackets {role}"] = _json(alice.get("/v1/redpackets", role=role))
+            state[f"carol redpackets {role}"] = _json(self.carol.get("/v1/redpackets", role=role))
+        for group_id in self.ids["redpacket_group"]:
+            base = f"/v1/redpacket-groups/{group_id}"
+            state[str(group_id)] = _json(alice.get(base))
+            state[f"packets of {group_id}"] = _json(alice.get(f"{base}/redpackets"))
+        for packet_id in self.ids["redpacket"]:
+            state[str(packet_id)] = _json(alice.get(f"/v1/redpackets/{packet_id}"))
         # Sessions: ids only (last_seen_at moves with every request); both still work.
         sessions = _json(self.alice.client.get("/v1/me/sessions", headers=headers))["items"]
         state["sessions"] = sorted(s["id"] for s in sessions)
@@ -542,6 +567,24 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
     declined = alice.post(f"/v1/payments/{refused['id']}/decline")
     assert declined.status_code == 200, declined.text
 
+    # --- red packets: Alice's group with Carol, a lucky packet to it with one share still
+    # unclaimed, a packet to Carol she has not opened; Carol's group with Alice, and a packet
+    # Carol sent Alice, which she opened ---
+    group = _json(
+        alice.post("/v1/redpacket-groups", {"name": "家人", "members": [carol.phone]}), 201
+    )
+    carol_group = _json(
+        carol.post("/v1/redpacket-groups", {"name": "同学", "members": [alice.phone]}), 201
+    )
+    to_group = {"group_id": group["id"], "amount": 6 * YUAN, "shares": 2, "pin": PIN}
+    lucky = _json(alice.post("/v1/redpackets", to_group, key=str(uuid.uuid4())), 201)
+    _json(carol.post(f"/v1/redpackets/{lucky['id']}/claims", key=str(uuid.uuid4())), 201)
+    to_carol = {"to": carol.phone, "amount": 2 * YUAN, "pin": PIN}
+    unopened = _json(alice.post("/v1/redpackets", to_carol, key=str(uuid.uuid4())), 201)
+    to_alice = {"group_id": carol_group["id"], "amount": 1 * YUAN, "shares": 1, "pin": PIN}
+    from_carol = _json(carol.post("/v1/redpackets", to_alice, key=str(uuid.uuid4())), 201)
+    _json(alice.post(f"/v1/redpackets/{from_carol['id']}/claims", key=str(uuid.uuid4())), 201)
+
     history = _json(alice.get("/v1/wallet/transactions"))["items"]
     sessions = _json(alice.get("/v1/me/sessions"))["items"]
     keys = _json(alice.get(f"{base}/api-keys"))["items"]
@@ -569,6 +612,13 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
         "refund": [refund.json()["id"]],
         "event": [e["id"] for e in events],
         "settlement": [s["id"] for s in settlements],
+        "redpacket_group": [group["id"], carol_group["id"]],
+        "redpacket_member": [
+            (group["id"], carol.user_id),
+            (group["id"], alice.user_id),
+            (carol_group["id"], alice.user_id),
+        ],
+        "redpacket": [lucky["id"], unopened["id"], from_carol["id"]],
     }
     assert set(ids) == set(KINDS)
     assert len(ids["session"]) == 2
@@ -618,6 +668,7 @@ OWNED_BODIES: dict[Route, dict[str, Any]] = {
     ("POST", "/v1/merchants/{merchant_id}/stores"): {"name": "Bob's corner"},
     ("POST", "/v1/merchants/{merchant_id}/stores/{store_id}/terminals"): {"label": "BOB-01"},
     ("POST", "/v1/merchants/{merchant_id}/api-keys"): {"scheme": "hmac-sha256"},
+    ("POST", "/v1/redpacket-groups/{group_id}/members"): {"members": ["13900130002"]},
 }
 
 # Well-formed bodies for the signed POST routes.
@@ -798,6 +849,9 @@ def test_every_private_route_answers_401_without_credentials(
         "settlement_id": world.ids["settlement"][0],
         "out_trade_no": world.ids["out_trade_no"][0],
         "day": _today(runtime),
+        "group_id": world.ids["redpacket_group"][0],
+        "user_id": world.carol.user_id,
+        "packet_id": world.ids["redpacket"][0],
     }
     # On the merchant API: the order still payable (a close would show) or the paid one.
     signed_order = {
@@ -886,6 +940,11 @@ def test_another_users_objects_answer_404_on_every_owned_route(
     bob_merchants = _json(bob.get("/v1/merchants"))
     assert not (bob_cards | bob_splits | bob_history | bob_devices | bob_pending) & alice_ids
     assert not bob_sessions & set(world.ids["session"])
+    alice_red = {str(i) for kind in ("redpacket_group", "redpacket") for i in world.ids[kind]}
+    bob_red = {g["id"] for g in _json(bob.get("/v1/redpacket-groups"))["items"]}
+    for role in ("sent", "received", "available"):
+        bob_red |= {p["id"] for p in _json(bob.get("/v1/redpackets", role=role))["items"]}
+    assert not bob_red & alice_red
     assert bob_merchants == bob_before
     assert [m["id"] for m in bob_merchants["items"]] == [world.bob_shop.merchant_id]
 
