@@ -91,6 +91,8 @@ SESSION: frozenset[Route] = frozenset(
         ("POST", "/v1/me/payment-pin/reset-code"),
         ("POST", "/v1/me/payment-pin/reset"),
         ("GET", "/v1/wallet"),
+        ("GET", "/v1/wallet/restricted"),
+        ("POST", "/v1/wallet/close"),
         ("GET", "/v1/wallet/cards"),
         ("POST", "/v1/wallet/cards"),
         ("POST", "/v1/wallet/topups"),
@@ -245,6 +247,7 @@ MONEY: frozenset[Route] = frozenset(
         ("POST", "/v1/wallet/withdrawals"),
         ("POST", "/v1/wallet/transfers"),
         ("POST", "/v1/wallet/splits/{split_id}/pay"),
+        ("POST", "/v1/wallet/close"),
         ("POST", "/v1/payments/scan"),
         ("POST", "/v1/payments/{order_id}/confirm"),
         ("POST", "/v1/redpackets"),
@@ -353,6 +356,7 @@ class World:
         alice, headers = self.alice, self.alice.headers
         state: dict[str, Any] = {
             "wallet": alice.wallet(),
+            "restricted": _json(alice.get("/v1/wallet/restricted")),
             "carol_wallet": self.carol.wallet(),
             "cards": _json(alice.get("/v1/wallet/cards")),
             "splits": _json(alice.get("/v1/wallet/splits")),

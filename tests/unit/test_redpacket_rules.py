@@ -20,6 +20,7 @@ from citywallet.redpacket.rules import (
     lucky_range,
     lucky_split,
     next_lucky_share,
+    next_share,
     validate_packet,
 )
 
@@ -290,3 +291,56 @@ def test_best_luck_is_the_first_largest_share(amounts: list[int]) -> None:
     assert index is not None
     assert amounts[index] == max(amounts)
     assert all(amount < amounts[index] for amount in amounts[:index])
+
+
+# --- the share a claim gets (next_share) -------------------------------------------------
+
+
+def _drawn(kind: str, total: int, n: int, rng: random.Random, min_share: int = 1) -> list[int]:
+    shares, remaining = [], total
+    for left in range(n, 0, -1):
+        share = next_share(kind, remaining, left, rng, min_share=min_share)
+        shares.append(share)
+        remaining -= share
+    return shares
+
+
+@given(packets(capped=False), seeds)
+def test_equal_shares_drawn_one_by_one_are_the_equal_split(
+    packet: tuple[int, int, int | None], seed: int
+) -> None:
+    total, n, _cap = packet
+    for kind in ("equal", "single"):
+        assert _drawn(kind, total, n, random.Random(seed)) == equal_split(total, n)
+
+
+@given(packets(capped=False), seeds)
+def test_lucky_shares_drawn_one_by_one_are_the_lucky_split(
+    packet: tuple[int, int, int | None], seed: int
+) -> None:
+    total, n, _cap = packet
+    assert _drawn("lucky", total, n, random.Random(seed)) == lucky_split(
+        total, n, random.Random(seed)
+    )
+
+
+@given(st.integers(1, MAX_SHARES), st.integers(1, 500), st.integers(0, 10**5), seeds)
+def test_a_minimum_share_lifts_every_share_and_keeps_the_sum(
+    n: int, min_share: int, extra: int, seed: int
+) -> None:
+    total = n * min_share + extra
+    for kind in ("lucky", "equal"):
+        shares = _drawn(kind, total, n, random.Random(seed), min_share)
+        assert sum(shares) == total
+        assert min(shares) >= min_share
+
+
+def test_next_share_refuses_what_cannot_be_shared() -> None:
+    rng = random.Random(SEED)
+    with pytest.raises(ValueError, match="unknown red-packet kind"):
+        next_share("huge", 100, 2, rng)
+    with pytest.raises(InvalidInput) as caught:
+        next_share("lucky", 99, 2, rng, min_share=50)
+    assert caught.value.code == "share_too_small"
+    with pytest.raises(InvalidInput):
+        next_share("equal", 1, 2, rng)

@@ -1,4 +1,5 @@
-"""Wallet routes: balance and limits, bank cards, top-up, withdrawal, P2P, AA split, history.
+"""Wallet routes: balance and limits, restricted balances, bank cards, top-up, withdrawal,
+P2P, AA split, history, and closing the wallet.
 
 Thin adapters: parse, authorise (every object is looked up together with its owner, so
 another resident's id answers 404), confirm the payment PIN, call the service, render.
@@ -12,10 +13,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from citywallet.api.deps import CurrentUser, RuntimeDep
+from citywallet.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
 from citywallet.identity.service import confirm_payment_pin
+from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
+from citywallet.platform.errors import InvalidInput
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
 from citywallet.wallet.errors import TransactionNotFound
@@ -29,6 +32,8 @@ from citywallet.wallet.schemas import (
     LimitsPublic,
     ReceiptPublic,
     RemindersPublic,
+    RestrictedBalanceList,
+    RestrictedBalancePublic,
     SharePay,
     SplitCancel,
     SplitCreate,
@@ -38,6 +43,8 @@ from citywallet.wallet.schemas import (
     TransactionPage,
     TransferCreate,
     TransferPublic,
+    WalletClose,
+    WalletClosedPublic,
     WalletPublic,
     WithdrawalCreate,
     WithdrawalQuotePublic,
@@ -84,6 +91,32 @@ def get_wallet(auth: CurrentUser, runtime: RuntimeDep) -> WalletPublic:
         limits=LimitsPublic(**vars(view.limits)),
         left=LimitsLeftPublic(**vars(view.left), balance_room=view.balance_room),
         free_withdrawal_left=view.free_withdrawal_left,
+        restricted_available=view.restricted_available,
+    )
+
+
+@router.get("/restricted")
+def list_restricted(
+    auth: CurrentUser,
+    runtime: RuntimeDep,
+    cursor: Annotated[str | None, Query(max_length=40, description="A source_id.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> RestrictedBalanceList:
+    """Your restricted balances (campaign red packets), newest first: what is left, where
+    and until when it may be spent; reclaimed ones show what went back to the funder."""
+    with runtime.db.uow(readonly=True) as uow:
+        views = wallet.balances_of(uow, user_id=auth.user_id)
+    start = 0
+    if cursor is not None:
+        ids = [v.source_id for v in views]
+        if cursor not in ids:
+            raise InvalidInput("That cursor is not one we gave out.", code="invalid_cursor")
+        start = ids.index(cursor) + 1
+    page, moment = views[start : start + limit], now_us()
+    more = start + limit < len(views)
+    return RestrictedBalanceList(
+        items=[RestrictedBalancePublic.of(v, now=moment) for v in page],
+        next_cursor=page[-1].source_id if more and page else None,
     )
 
 
@@ -420,3 +453,49 @@ def get_receipt(transaction_id: str, auth: CurrentUser, runtime: RuntimeDep) -> 
     with runtime.db.uow(readonly=True) as uow:
         found = wallet.receipt(uow, user_id=auth.user_id, object_id=transaction_id, signer=signer)
     return ReceiptPublic.of(found)
+
+
+# --- closing ------------------------------------------------------------------------------
+
+CLOSE_RESPONSES: dict[int | str, dict[str, str]] = {
+    **MONEY_RESPONSES,
+    403: {
+        "description": "Wrong PIN (pin_incorrect), frozen account (account_frozen), or the "
+        "account is closed already (account_closed: also what a retry after success gets)."
+    },
+    409: {
+        "description": "wallet_not_empty (with balance: withdraw it first), "
+        "wallet_has_pending (a top-up or withdrawal waits for the bank), pin_not_set, "
+        "idempotency_key_in_progress."
+    },
+}
+
+
+@router.post(
+    "/close",
+    status_code=status.HTTP_200_OK,
+    response_model=WalletClosedPublic,
+    responses=CLOSE_RESPONSES,
+)
+def close_wallet(
+    body: WalletClose,
+    request: Request,
+    auth: CurrentUser,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Close your wallet and your account for good. The balance must be zero with nothing
+    waiting for the bank; unused campaign red packets go back to their funders. Every
+    session ends (cookies are cleared), logins answer 403 ``account_closed``."""
+    call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
+    if (replayed := call.replay()) is not None:
+        return replayed
+    _confirm_pin(runtime, auth.user_id, body.pin)
+    response = call.run(
+        lambda uow: wallet.close_wallet(uow, user_id=auth.user_id, actor="user"),
+        lambda view: (status.HTTP_200_OK, WalletClosedPublic.of(view)),
+    )
+    if auth.via_cookie:
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(CSRF_COOKIE, path="/")
+    return response

@@ -18,6 +18,13 @@ class AccountFrozen(Forbidden):
     title = "Account frozen"
 
 
+class AccountClosed(Forbidden):
+    """The owner closed the account: no logins, no money movement, for good."""
+
+    code = "account_closed"
+    title = "Account closed"
+
+
 class PinNotSet(Conflict):
     """The user has no payment PIN yet."""
 

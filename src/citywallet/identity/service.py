@@ -1,6 +1,7 @@
-"""Residents' use cases: sign-up, login, real name and tiers, freezing — and the contract other
+"""Residents' use cases: sign-up, login, real name and tiers, freezing, closing — and the
+contract other
 features use (``get_user``, ``find_user_by_phone``, ``verified_identity``,
-``record_external_checks``, ``confirm_payment_pin``).
+``record_external_checks``, ``confirm_payment_pin``, ``close_account``).
 
 Functions taking ``uow`` never commit. A few take the :class:`Database` instead and run
 transactions of their own, because a failure must be recorded even though the request then
@@ -22,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.identity import codes, keys, sessions
-from citywallet.identity.errors import AccountFrozen, IdentityServiceUnavailable
+from citywallet.identity.errors import AccountClosed, AccountFrozen, IdentityServiceUnavailable
 from citywallet.identity.gateways import IdentityVerifier
 from citywallet.identity.models import ExternalCheck, PaymentPin, RealName, User
 from citywallet.identity.pins import confirm_payment_pin as confirm_payment_pin  # the contract
@@ -57,7 +58,7 @@ class UserView:
 
     id: str
     phone_masked: str
-    status: str  # "active" | "frozen"
+    status: str  # "active" | "frozen" | "closed"
     tier: int  # 0..3
     real_name_verified: bool
     name_masked: str | None
@@ -417,8 +418,7 @@ def login(
         db.transact(count_failure)
         log.info("login failed", phone_masked=mask_phone(e164), ip=device.ip)
         raise Unauthorized("Wrong phone number or password.", code="invalid_credentials")
-    if status == "frozen":
-        raise AccountFrozen("This account is frozen; contact customer service.")
+    _refuse_inactive(status)
     rehash = _hasher().check_needs_rehash(stored)
     new_hash = _hasher().hash(password) if rehash else None
 
@@ -426,14 +426,22 @@ def login(
         user = uow.session.scalar(select(User).where(User.phone_hash == phone_key))
         if user is None:
             raise Unauthorized("Wrong phone number or password.", code="invalid_credentials")
-        if user.status == "frozen":  # frozen between the check and now
-            raise AccountFrozen("This account is frozen; contact customer service.")
+        _refuse_inactive(user.status)  # frozen or closed between the check and now
         ratelimit.reset(uow, by_phone, phone_key)
         if new_hash is not None:
             user.password_hash = new_hash
         return LoginResult(_view_of(uow, user), _open_session(uow, user, device, cfg))
 
     return db.transact(open_session)
+
+
+def _refuse_inactive(status: str) -> None:
+    """A frozen account (``account_frozen``) or a closed one (``account_closed``, 403 both:
+    said only to whoever knows the password or holds a code, never to a guess)."""
+    if status == "frozen":
+        raise AccountFrozen("This account is frozen; contact customer service.")
+    if status == "closed":
+        raise AccountClosed("This account was closed by its owner; it cannot be used again.")
 
 
 def send_sms_code(
@@ -484,8 +492,7 @@ def reset_password(
         user = uow.session.scalar(select(User).where(User.phone_hash == phone_key))
         if user is None:
             raise codes.SmsCodeInvalid("No valid code: ask for a new one.", attempts_left=0)
-        if user.status == "frozen":
-            raise AccountFrozen("This account is frozen; contact customer service.")
+        _refuse_inactive(user.status)
         user.password_hash, user.updated_at = password_hash, now_us()
         ended = sessions.revoke_all(uow, user_pk=user.id, reason="password_reset")
         ratelimit.reset(uow, login_rules(cfg)[0], phone_key)
@@ -668,6 +675,8 @@ def freeze_user(uow: UnitOfWork, *, user_id: str, reason: str, actor: str) -> Us
     if not reason.strip():
         raise InvalidInput("Say why the account is frozen.", code="reason_required")
     user = user_row(uow, user_id, for_update=True)
+    if user.status == "closed":
+        raise Conflict("The account is closed: there is nothing to freeze.", code="already_closed")
     if user.status == "frozen":
         raise Conflict("The account is already frozen.", code="already_frozen")
     user.status, user.frozen_reason, user.updated_at = "frozen", reason.strip()[:500], now_us()
@@ -686,6 +695,25 @@ def unfreeze_user(uow: UnitOfWork, *, user_id: str, reason: str, actor: str) -> 
         raise Conflict("The account is not frozen.", code="not_frozen")
     user.status, user.frozen_reason, user.updated_at = "active", None, now_us()
     add_event(uow, user, "unfrozen", actor=actor, reason=reason.strip())
+    return _view_of(uow, user)
+
+
+def close_account(uow: UnitOfWork, *, user_id: str, actor: str = "user") -> UserView:
+    """Close an account for good at its owner's request: status ``closed``, every session
+    ended, an event recorded. The caller (the wallet's closing) settled the money first.
+
+    Refuses a frozen account (``account_frozen``) and one already closed (``already_closed``).
+    The records stay (one verified identity per person still holds), so neither the phone
+    number nor the ID number can open another account."""
+    user = user_row(uow, user_id, for_update=True)
+    if user.status == "closed":
+        raise Conflict("The account is already closed.", code="already_closed")
+    if user.status == "frozen":
+        raise AccountFrozen("This account is frozen; contact customer service.")
+    user.status, user.updated_at = "closed", now_us()
+    ended = sessions.revoke_all(uow, user_pk=user.id, reason=sessions.CLOSED_REASON)
+    add_event(uow, user, "closed", actor=actor, sessions_ended=ended)
+    log.info("account closed", user_id=user_id, actor=actor)
     return _view_of(uow, user)
 
 

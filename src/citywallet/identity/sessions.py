@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from citywallet.identity.errors import AccountFrozen
+from citywallet.identity.errors import AccountClosed, AccountFrozen
 from citywallet.identity.models import LoginSession, User
 from citywallet.identity.queries import new_public_id, user_row
 from citywallet.platform.clock import now_us
@@ -27,6 +27,7 @@ SECOND_US = 1_000_000
 TOKEN_PREFIX = "cws_"  # noqa: S105 — a prefix that makes leaked tokens recognisable
 TOUCH_EVERY_US = 60 * SECOND_US  # last_seen_at is refreshed at most once a minute
 KINDS = ("bearer", "cookie")
+CLOSED_REASON = "account_closed"  # why the sessions of an account its owner closed ended
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ def _device_from_agent(user_agent: str) -> str:
 
 
 def authenticate(uow: UnitOfWork, *, token: str) -> Authenticated | None:
-    """The live session of ``token``, or ``None``; a frozen account raises ``AccountFrozen``."""
+    """The live session of ``token``, or ``None``; a frozen account raises ``AccountFrozen``,
+    a closed one ``AccountClosed``."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
     moment = now_us()
@@ -147,6 +149,9 @@ def authenticate(uow: UnitOfWork, *, token: str) -> Authenticated | None:
     # Freezing ends every session; its owner is told why rather than just "sign in".
     if status == "frozen" and session.revoked_reason in (None, "frozen"):
         raise AccountFrozen("This account is frozen; contact customer service.")
+    # So does closing: a retry of the request that closed it learns that it took effect.
+    if status == "closed" and session.revoked_reason in (None, CLOSED_REASON):
+        raise AccountClosed("This account is closed.")
     if session.revoked_at is not None:
         return None
     return Authenticated(

@@ -31,6 +31,7 @@ from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
 from citywallet.wallet import accounts, history, restricted
 from citywallet.wallet.accounts import CURRENCY
+from citywallet.wallet.closure import wallet_closed
 from citywallet.wallet.people import new_id
 
 REASON_MAX = 80
@@ -138,6 +139,12 @@ def refund_order(
         refunded=order.refunded_amount,
         restricted_refunded=order.restricted_refunded,
     )
+    if own and wallet_closed(uow, user_id=order.payer_user_id):
+        # as WeChat Pay's USER_ACCOUNT_ABNORMAL: the payer's own money has nowhere to go
+        raise Conflict(
+            "The payer has closed their wallet: refund their own money another way.",
+            code="payer_wallet_closed",
+        )
     givebacks = (
         restricted.plan_return(
             uow, payment_ref=order.public_id, amount=restricted_part, moment=moment

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from citywallet.identity.errors import AccountFrozen, UserNotFound
+from citywallet.identity.errors import AccountClosed, AccountFrozen, UserNotFound
 from citywallet.identity.service import (
     UserView,
     VerifiedIdentity,
@@ -23,10 +23,13 @@ def new_id(prefix: str) -> str:
 
 
 def active_user(uow: UnitOfWork, user_id: str) -> UserView:
-    """The user, refusing a frozen account (``account_frozen``)."""
+    """The user, refusing a frozen account (``account_frozen``) and a closed one
+    (``account_closed``), 403 both."""
     user = get_user(uow, user_id=user_id)
     if user.status == "frozen":
         raise AccountFrozen("This account is frozen: it cannot move money.")
+    if user.status == "closed":
+        raise AccountClosed("This account is closed: it cannot move money.")
     return user
 
 

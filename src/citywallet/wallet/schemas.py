@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from citywallet.platform.clock import to_datetime
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet.cards import CardView
+from citywallet.wallet.closure import ClosureView
 from citywallet.wallet.funding import MAX_AMOUNT, FundingView, WithdrawalQuote
 from citywallet.wallet.history import ActivityView, HistoryPage, Receipt
+from citywallet.wallet.restricted import RestrictedView
 from citywallet.wallet.transfers import NOTE_MAX, SplitView, TransferView
 
 AmountField = Field(
@@ -116,6 +118,12 @@ class SplitCancel(Strict):
     share_ids: list[str] = Field(default_factory=list, max_length=1000)
 
 
+class WalletClose(Strict):
+    """Close your wallet and your account for good (confirm with the payment PIN)."""
+
+    pin: str = PinField
+
+
 # --- responses ----------------------------------------------------------------------------
 
 
@@ -152,6 +160,11 @@ class WalletPublic(BaseModel):
     limits: LimitsPublic
     left: LimitsLeftPublic
     free_withdrawal_left: int = Field(description="Fee-free withdrawal quota left (fen).")
+    restricted_available: int = Field(
+        description="Campaign red-packet money you hold apart from your balance (active, not "
+        "expired): it pays first at eligible merchants and can never be transferred or "
+        "withdrawn. See GET /v1/wallet/restricted."
+    )
 
 
 class CardPublic(BaseModel):
@@ -407,4 +420,66 @@ class ReceiptPublic(BaseModel):
                 )
                 for t in receipt.transfers
             ],
+        )
+
+
+class RestrictedBalancePublic(BaseModel):
+    """A restricted balance (a campaign red packet): where and until when it may be spent.
+    Empty lists do not restrict; every list that is given must match the merchant."""
+
+    source_id: str = Field(description="The campaign (or other source) it comes from.")
+    name: str
+    currency: str = "CNY"
+    granted: int
+    available: int = Field(description="What is left to spend (0 once reclaimed).")
+    status: Literal["active", "reclaimed"]
+    usable_now: bool = Field(description="Active and inside its validity window now.")
+    reclaimed: int = Field(description="What went back to the funder when it was reclaimed.")
+    reclaim_reason: Literal["expired", "wallet_closed"] | None
+    valid_from: datetime
+    valid_until: datetime = Field(description="Exclusive: unused money then goes back.")
+    merchant_ids: list[str]
+    districts: list[str]
+    mccs: list[str] = Field(description="Merchant category codes (ISO 18245).")
+    min_spend: int = Field(description="The smallest payment it may pay towards (fen).")
+
+    @classmethod
+    def of(cls, view: RestrictedView, *, now: int) -> RestrictedBalancePublic:
+        """From the service's view, judged at ``now`` (microseconds)."""
+        return cls(
+            **{k: v for k, v in vars(view).items() if not k.startswith("valid_")},
+            usable_now=view.status == "active" and view.valid_from <= now < view.valid_until,
+            valid_from=to_datetime(view.valid_from),
+            valid_until=to_datetime(view.valid_until),
+        )
+
+
+class RestrictedBalanceList(BaseModel):
+    """Your restricted balances, newest first (reclaimed ones too, at zero)."""
+
+    items: list[RestrictedBalancePublic]
+    next_cursor: str | None = Field(description="Pass as ``cursor`` for the next page.")
+
+
+class WalletClosedPublic(BaseModel):
+    """Your wallet and account are closed; every session has ended."""
+
+    user_id: str
+    status: Literal["closed"] = "closed"
+    currency: str
+    closed_at: datetime
+    restricted_returned: int = Field(
+        description="Campaign red-packet money given back to its funders (fen)."
+    )
+    restricted_balances: int = Field(description="How many red-packet balances went back.")
+
+    @classmethod
+    def of(cls, view: ClosureView) -> WalletClosedPublic:
+        """From the service's view."""
+        return cls(
+            user_id=view.user_id,
+            currency=view.currency,
+            closed_at=to_datetime(view.closed_at),
+            restricted_returned=view.restricted_returned,
+            restricted_balances=view.restricted_balances,
         )

@@ -1,5 +1,6 @@
 """The wallet's use cases, in one place: the balance view here, the rest from the modules
-that implement them (``cards``, ``funding``, ``transfers``, ``history``).
+that implement them (``cards``, ``funding``, ``transfers``, ``history``, ``restricted``,
+``closure``).
 
 Functions taking ``uow`` never commit; those taking ``db`` run their own short transactions
 because they call the bank in between (``bind_card``, ``top_up``, ``withdraw``,
@@ -34,6 +35,13 @@ from citywallet.wallet.cards import (
     list_cards,
     unbind_card,
 )
+from citywallet.wallet.closure import (
+    ClosureView,
+    WalletHasPending,
+    WalletNotEmpty,
+    close_wallet,
+    wallet_closed,
+)
 from citywallet.wallet.funding import (
     BankRequest,
     FundingView,
@@ -60,6 +68,7 @@ from citywallet.wallet.history import (
     receipt,
 )
 from citywallet.wallet.limits import current_usage, limits_for, reserve_outflow
+from citywallet.wallet.restricted import RestrictedView, balances_of
 from citywallet.wallet.rules import LimitsLeft, TierLimits, limits_left
 from citywallet.wallet.transfers import (
     ShareRequest,
@@ -80,21 +89,27 @@ __all__ = [
     "ActivityView",
     "BankRequest",
     "CardView",
+    "ClosureView",
     "FundingView",
     "HistoryPage",
     "Receipt",
     "ReceiptTransfer",
     "ReconcileReport",
+    "RestrictedView",
     "ShareRequest",
     "ShareView",
     "SplitView",
     "TransferView",
+    "WalletHasPending",
+    "WalletNotEmpty",
     "WalletView",
     "WithdrawalQuote",
     "ask_bank",
+    "balances_of",
     "bank_settlement_account",
     "bind_card",
     "cancel_split",
+    "close_wallet",
     "create_split",
     "ensure_wallet",
     "fee_revenue_account",
@@ -119,6 +134,7 @@ __all__ = [
     "start_withdrawal",
     "top_up",
     "unbind_card",
+    "wallet_closed",
     "wallet_view",
     "withdraw",
 ]
@@ -140,13 +156,20 @@ class WalletView:
     left: LimitsLeft
     balance_room: int | None  # how much more the wallet may hold (None: no limit)
     free_withdrawal_left: int
+    restricted_available: int  # campaign money held apart: active, not expired (see below)
 
 
 def wallet_view(
     uow: UnitOfWork, *, user_id: str, settings: Settings | None = None, now: int | None = None
 ) -> WalletView:
-    """The user's wallet now (an unopened wallet reads as empty; nothing is written)."""
+    """The user's wallet now (an unopened wallet reads as empty; nothing is written).
+
+    ``restricted_available`` adds up the restricted balances (campaign red packets) that are
+    active and not expired yet, including those whose window has not opened: money the
+    resident holds, spendable only at eligible merchants (``balances_of`` tells where and
+    when). It is never part of ``balance`` or ``available``."""
     cfg = settings if settings is not None else get_settings()
+    moment = now if now is not None else now_us()
     user = get_user(uow, user_id=user_id)
     account_id = find_wallet(uow, user_id=user_id)
     account = ledger.get_account(uow, account_id=account_id) if account_id is not None else None
@@ -154,7 +177,7 @@ def wallet_view(
     incoming = account.credits_pending if account else 0
     outgoing = account.debits_pending if account else 0
     limits = limits_for(user.tier, cfg)
-    usage = current_usage(uow, user_id=user_id, moment=now if now is not None else now_us())
+    usage = current_usage(uow, user_id=user_id, moment=moment)
     free_used = read_usage(uow, user_id=user_id, periods=[FREE_WITHDRAWAL])[FREE_WITHDRAWAL]
     room = None if limits.balance is None else max(0, limits.balance - balance - incoming)
     return WalletView(
@@ -170,4 +193,9 @@ def wallet_view(
         left=limits_left(limits, usage),
         balance_room=room,
         free_withdrawal_left=max(0, cfg.withdrawal_free_quota - free_used),
+        restricted_available=sum(
+            r.available
+            for r in balances_of(uow, user_id=user_id)
+            if r.status == "active" and moment < r.valid_until
+        ),
     )

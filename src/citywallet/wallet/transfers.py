@@ -26,6 +26,7 @@ from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput, RateLimited
 from citywallet.wallet import accounts, history
 from citywallet.wallet.accounts import CURRENCY
+from citywallet.wallet.closure import wallet_closed
 from citywallet.wallet.errors import InsufficientBalance, SplitNotFound
 from citywallet.wallet.funding import validate_amount
 from citywallet.wallet.limits import check_inflow, reserve_outflow
@@ -70,11 +71,14 @@ def _pay(
     settings: Settings,
 ) -> None:
     """Move ``amount`` from payer to payee under locks and limits (both must be active)."""
-    if payee.status == "frozen":
-        raise Conflict(
-            "The recipient cannot receive money right now.", code="recipient_unavailable"
-        )
+    unavailable = Conflict(
+        "The recipient cannot receive money right now.", code="recipient_unavailable"
+    )
+    if payee.status != "active":  # frozen, or closed by its owner
+        raise unavailable
     wallets = accounts.lock_wallets(uow, user_ids=[payer.id, payee.id])
+    if wallet_closed(uow, user_id=payee.id):  # closed while we waited for the lock
+        raise unavailable
     moment = now_us()
     reserve_outflow(
         uow, user_id=payer.id, tier=payer.tier, amount=amount, settings=settings, moment=moment
