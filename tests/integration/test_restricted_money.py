@@ -52,7 +52,7 @@ from citywallet.wallet.bank import SandboxBank
 from citywallet.wallet.errors import InsufficientBalance, LimitExceeded
 from citywallet.wallet.models import RestrictedBalance, RestrictedUse
 from citywallet.wallet.restricted import Grant, RestrictedView, SourceSpec
-from tests.identity_support import PASSWORD
+from tests.identity_support import PASSWORD, send_code
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.wallet_support import (
     PIN,
@@ -1180,3 +1180,42 @@ def test_closing_races_incoming_transfers_and_none_lands_in_a_closed_wallet(env:
             assert is_closed
             assert (own(env, sender), own(env, closer)) == (10 * YUAN, 0)
     assert_ledger_clean(env.db)
+
+
+def test_a_closed_account_stays_closed_and_a_frozen_one_cannot_close(env: Env) -> None:
+    alice, bob = make_person(env, 1), make_person(env, 2)
+    env.run(lambda uow: wallet.close_wallet(uow, user_id=alice.user_id))
+    again = refused(lambda: env.run(lambda uow: identity.close_account(uow, user_id=alice.user_id)))
+    assert (again.code, again.status) == ("already_closed", 409)
+    frozen = refused(
+        lambda: env.run(
+            lambda uow: identity.freeze_user(
+                uow, user_id=alice.user_id, reason="test", actor="operator:test"
+            )
+        )
+    )
+    assert (frozen.code, frozen.status) == ("already_closed", 409)
+    texting = env.settings.model_copy(update={"sms_send_per_minute": 5})  # a second code now
+    code = send_code(env.db, texting, env.enc, alice.phone, purpose="reset_password")
+    reset = refused(
+        lambda: identity.reset_password(
+            env.db,
+            phone=alice.phone,
+            code=code,
+            new_password="another horse 8",
+            settings=env.settings,
+            encryptor=env.enc,
+        )
+    )
+    assert reset.code == "account_closed"
+
+    env.run(
+        lambda uow: identity.freeze_user(
+            uow, user_id=bob.user_id, reason="under review", actor="operator:test"
+        )
+    )
+    refusal = refused(lambda: env.run(lambda uow: wallet.close_wallet(uow, user_id=bob.user_id)))
+    assert (refusal.code, refusal.status) == ("account_frozen", 403)
+    with env.db.uow(readonly=True) as uow:
+        assert identity.get_user(uow, user_id=bob.user_id).status == "frozen"
+        assert not wallet.wallet_closed(uow, user_id=bob.user_id)

@@ -10,7 +10,8 @@ states, so the answer cannot be stale, and the losers of a rush never queue for 
 Expiry re-checks each packet under the same lock, so a claim and the refund job racing for
 a packet's last share cannot both take it; the refund's ledger id (``rpk_X.return``) is the
 packet's, so even a second refund that slipped past would be refused by the ledger.
-Lock order as in :mod:`citywallet.redpacket.packets`.
+Lock order as in :mod:`citywallet.redpacket.packets`: a claim locks the claimer's wallet
+before the packet, the job the senders' wallets before their packets.
 """
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ def claim_packet(
     _refuse_if_not_eligible(uow, row, claimer.id)
     _refuse_if_closed(uow, row, claimer.id, moment)  # final states: refused without the lock
 
+    # The claimer's wallet before the packet (the lock order), so that the packet's lock,
+    # which every claim of the packet queues for, is held for as little as possible.
+    wallet = accounts.lock_wallets(uow, user_ids=[claimer.id])[claimer.id]
+    account = ledger.get_account(uow, account_id=wallet)
+    assert account is not None
     locked = uow.session.scalar(
         select(RedPacket)
         .where(RedPacket.id == row.id)
@@ -123,9 +129,6 @@ def claim_packet(
         rng or _SYSTEM_RANDOM,
         min_share=row.min_share,
     )
-    wallet = accounts.lock_wallets(uow, user_ids=[claimer.id])[claimer.id]
-    account = ledger.get_account(uow, account_id=wallet)
-    assert account is not None
     check_inflow(tier=claimer.tier, account=account, amount=amount, settings=cfg)
     transfer_id = f"{row.public_id}.claim.{position}"
     [result] = ledger.post(
@@ -198,19 +201,18 @@ def expire_packets(uow: UnitOfWork, *, now: int | None = None, limit: int = 100)
     beside a last claim: each packet is re-checked under its row lock, and the return
     transfer's id is the packet's, so the ledger would refuse a second one anyway."""
     moment = now if now is not None else now_us()
-    due_ids = list(
-        uow.session.scalars(
-            select(RedPacket.id)
-            .where(RedPacket.status == "active", RedPacket.expires_at <= moment)
-            .order_by(RedPacket.expires_at, RedPacket.id)
-            .limit(max(1, limit))
-        )
-    )
-    if not due_ids:
+    candidates = uow.session.execute(
+        select(RedPacket.id, RedPacket.sender_id)
+        .where(RedPacket.status == "active", RedPacket.expires_at <= moment)
+        .order_by(RedPacket.expires_at, RedPacket.id)
+        .limit(max(1, limit))
+    ).all()
+    if not candidates:
         return 0
+    wallets = accounts.lock_wallets(uow, user_ids={sender for _id, sender in candidates})
     locked: Sequence[RedPacket] = uow.session.scalars(
         select(RedPacket)
-        .where(RedPacket.id.in_(due_ids))
+        .where(RedPacket.id.in_([packet_pk for packet_pk, _sender in candidates]))
         .order_by(RedPacket.id)
         .with_for_update()
         .execution_options(populate_existing=True)
@@ -218,7 +220,6 @@ def expire_packets(uow: UnitOfWork, *, now: int | None = None, limit: int = 100)
     due = [p for p in locked if p.status == "active" and p.expires_at <= moment]
     if not due:
         return 0
-    wallets = accounts.lock_wallets(uow, user_ids={p.sender_id for p in due})
     escrows = ledger.get_accounts(uow, ids=[p.escrow_account_id for p in due])
     for packet in due:
         left = packet.total - packet.claimed_amount

@@ -12,8 +12,11 @@ packets never lock the same row, and the ledger itself refuses to pay a packet o
 **Who sees a packet**: its sender, its recipient, the members of its group (checked at each
 request), and whoever claimed a share of it. Anyone else gets 404 ``redpacket_not_found``.
 
-**Locks**, everywhere in this order: packet rows (ascending id), wallet rows (ascending
-ledger account), the sender's limit-usage rows, ledger accounts (inside ``ledger.post``).
+**Locks**, everywhere in this order: wallet rows (ascending ledger account), packet rows
+(ascending id), the sender's limit-usage rows, ledger accounts (inside ``ledger.post``).
+Wallets come first as everywhere else in the wallet (P2P, payments, funding), so a claim can
+lock its claimer's wallet before the packet and hold the packet's lock — the one every
+claim of that packet queues for — only for the draw, the posting and the claim's rows.
 """
 
 from __future__ import annotations
