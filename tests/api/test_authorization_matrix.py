@@ -92,6 +92,7 @@ SESSION: frozenset[Route] = frozenset(
         ("POST", "/v1/me/payment-pin/reset"),
         ("GET", "/v1/wallet"),
         ("GET", "/v1/wallet/restricted"),
+        ("GET", "/v1/campaigns"),
         ("POST", "/v1/wallet/close"),
         ("GET", "/v1/wallet/cards"),
         ("POST", "/v1/wallet/cards"),
