@@ -25,7 +25,7 @@ from citywallet.platform.config import get_settings
 from citywallet.platform.db import Database
 from citywallet.wallet.bank import sandbox_card_number
 from tests.identity_support import resident_id
-from tests.ledger_checks import TEST_KEYRING, test_encryptor
+from tests.ledger_checks import TEST_KEYRING, assert_ledger_clean, test_encryptor
 from tests.wallet_support import make_resident, sandbox_bank, wallet_settings
 
 HOUR = 3_600_000_000
@@ -193,6 +193,7 @@ def test_campaign_commands(runner: CliRunner, db: Database, tmp_path: Path) -> N
     missing = runner.invoke(cli.app, ["campaign", "report", "cmp_missing"])
     assert missing.exit_code == 1
     assert "campaign_not_found" in missing.output
+    assert_ledger_clean(db)
 
 
 def test_the_documented_spec_file_is_valid() -> None:

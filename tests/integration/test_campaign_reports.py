@@ -296,3 +296,4 @@ def test_issuing_queues_one_sms_per_winner_delivered_once(db: Database, tmp_path
         handler(message)
     assert outbox.deliver_due(db, handlers={campaigns.WON_TOPIC: handle}) == 0
     assert len(sent()) == 3
+    assert_ledger_clean(db)

@@ -46,9 +46,7 @@ from citywallet.campaign.rules import (
     validate_plan,
     validate_windows,
 )
-from citywallet.identity.attributes import attributes_of
-from citywallet.identity.models import RealName
-from citywallet.identity.queries import user_row
+from citywallet.identity.attributes import resident_facts
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags, TransferCode, TransferSpec
 from citywallet.merchant.rules import validate_mcc
@@ -452,9 +450,8 @@ def _window_open(row: Campaign, moment: int) -> None:
 
 def applicant(uow: UnitOfWork, *, user_id: str) -> Applicant:
     """What eligibility looks at for one resident."""
-    user = user_row(uow, user_id)
-    id_hash = uow.session.scalar(select(RealName.id_hash).where(RealName.user_id == user.id))
-    return Applicant(user_id, id_hash, user.tier, user.status, attributes_of(uow, user_id=user_id))
+    facts = resident_facts(uow, user_id=user_id)
+    return Applicant(user_id, facts.id_hash, facts.tier, facts.status, facts.attributes)
 
 
 def register(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -99,11 +100,33 @@ def import_by_id_number(
     return len(found), len(by_hash) - len(found)
 
 
+@dataclass(frozen=True)
+class ResidentFacts:
+    """What another feature may judge a resident by (campaign eligibility): no personal
+    data, only the keyed hash of the verified ID number (None if not verified)."""
+
+    user_id: str
+    id_hash: str | None
+    tier: int
+    status: str
+    attributes: dict[str, str]
+
+
+def resident_facts(uow: UnitOfWork, *, user_id: str) -> ResidentFacts:
+    """The resident's status, tier, verified-identity hash and attributes."""
+    user = user_row(uow, user_id)
+    id_hash = uow.session.scalar(select(RealName.id_hash).where(RealName.user_id == user.id))
+    return ResidentFacts(user_id, id_hash, user.tier, user.status, _attributes(uow, user.id))
+
+
 def attributes_of(uow: UnitOfWork, *, user_id: str) -> dict[str, str]:
     """A resident's attributes by name."""
-    user = user_row(uow, user_id)
+    return _attributes(uow, user_row(uow, user_id).id)
+
+
+def _attributes(uow: UnitOfWork, user_pk: int) -> dict[str, str]:
     rows = uow.session.execute(
-        select(Attribute.name, Attribute.value).where(Attribute.user_id == user.id)
+        select(Attribute.name, Attribute.value).where(Attribute.user_id == user_pk)
     )
     return dict(rows.all())
 

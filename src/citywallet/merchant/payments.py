@@ -596,7 +596,7 @@ def preview_scan(
     order = None
     if code.order_ref is not None:
         order = _payable_order(uow, merchant, code, for_update=False)
-    usable = restricted.usable_at(
+    usable = restricted.usable_amount(
         uow,
         user_id=user_id,
         shop=shop_of(merchant),

@@ -36,8 +36,15 @@ from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.models import RestrictedBalance, RestrictedSource, RestrictedUse
-from citywallet.wallet.rules import Pot, Scope, Shop, refund_parts, return_order, spend_first
-from citywallet.wallet.rules import usable_at as _usable_at
+from citywallet.wallet.rules import (
+    Pot,
+    Scope,
+    Shop,
+    refund_parts,
+    return_order,
+    spend_first,
+    usable_at,
+)
 
 CHUNK = 900  # rows per IN (…) list, inside SQLite's and PostgreSQL's parameter limits
 
@@ -260,7 +267,7 @@ def balances_of(uow: UnitOfWork, *, user_id: str) -> list[RestrictedView]:
     return result
 
 
-def usable_at(uow: UnitOfWork, *, user_id: str, shop: Shop, amount: int, moment: int) -> int:
+def usable_amount(uow: UnitOfWork, *, user_id: str, shop: Shop, amount: int, moment: int) -> int:
     """How much restricted money a payment of ``amount`` at ``shop`` would use (no locks:
     for showing a payer before they confirm)."""
     pots = _pots(uow, user_id=user_id, shop=shop, amount=amount, moment=moment, lock=False)
@@ -288,7 +295,7 @@ def _pots(
     rows = [
         (b, s)
         for b, s in uow.session.execute(query).all()
-        if _usable_at(scope_of(s), shop, amount=amount, moment=moment)
+        if usable_at(scope_of(s), shop, amount=amount, moment=moment)
     ]
     if not rows:
         return []
