@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -27,6 +28,11 @@ PG_ADMIN_URL = os.environ.get(
 )
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = os.environ.get("CITYWALLET_TEST_BACKENDS", "sqlite,postgresql").split(",")
+
+# Tests never assert timings: a property test on a loaded machine (the suite runs in
+# parallel) must not fail for taking longer than Hypothesis's default 200 ms per example.
+hypothesis_settings.register_profile("citywallet", deadline=None)
+hypothesis_settings.load_profile("citywallet")
 
 
 def _worker() -> str:

@@ -19,6 +19,7 @@ from citywallet.platform.clock import now_us
 from citywallet.platform.db import Database
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet import restricted
+from citywallet.wallet import service as wallet
 from citywallet.wallet.bank import sandbox_card_number
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.wallet_support import make_resident, sandbox_bank, wallet_settings
@@ -197,3 +198,49 @@ def test_bulk_registration_counts_duplicates_and_refusals(db: Database) -> None:
     assert (second.accepted, second.duplicates) == (0, 10)
     with db.uow(readonly=True) as uow:
         assert campaigns.get_campaign(uow, campaign_id=cid).registrations == 50
+
+
+def test_a_winner_who_closed_the_wallet_before_issuance_forfeits_the_prize(
+    db: Database, tmp_path: Path
+) -> None:
+    enc, t0 = test_encryptor(), now_us()
+    settings, bank = wallet_settings(tmp_path, db), sandbox_bank()
+    people = [make_resident(db, settings, enc, bank, n, card_ending=None) for n in range(3)]
+    spec = _spec(t0, budget=3 * 6_600, prizes=[(6_600, 3)], eligibility=Eligibility(min_tier=1))
+    cid = db.transact(
+        lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
+    ).id
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    for person in people:
+        db.transact(
+            lambda uow, p=person: campaigns.register(uow, campaign_id=cid, user_id=p.user_id)
+        )
+    db.transact(
+        lambda uow: campaigns.close_registration(uow, campaign_id=cid, actor="op", now=t0 + HOUR)
+    )
+    assert campaigns.fund_campaign(db, campaign_id=cid, bank=bank, encryptor=enc) == "funded"
+    drawn = db.transact(
+        lambda uow: campaigns.draw(
+            uow, campaign_id=cid, actor="op", encryptor=enc, now=t0 + 2 * HOUR
+        )
+    )
+    assert drawn.winners == 3
+    gone = people[1]
+    db.transact(lambda uow: wallet.close_wallet(uow, user_id=gone.user_id))
+
+    assert db.transact(lambda uow: campaigns.issue_batch(uow, campaign_id=cid)) == 3
+    assert db.transact(lambda uow: campaigns.issue_batch(uow, campaign_id=cid)) == 0
+    with db.uow(readonly=True) as uow:
+        view = campaigns.get_campaign(uow, campaign_id=cid)
+        assert (view.status, view.issued) == ("issued", 2)
+        held = {p.user_id: restricted.balances_of(uow, user_id=p.user_id) for p in people}
+        assert campaigns.campaign_balance(uow, campaign_id=cid) == 6_600  # the forfeited prize
+        document = campaigns.draw_document(uow, campaign_id=cid)
+    assert held[gone.user_id] == []
+    assert all(held[p.user_id][0].available == 6_600 for p in people if p is not gone)
+    assert lottery.verify_draw(document) == []  # the published draw is unchanged
+    later = t0 + 4 * HOUR
+    assert db.transact(lambda uow: campaigns.reclaim_batch(uow, campaign_id=cid, now=later)) == 2
+    with db.uow(readonly=True) as uow:
+        assert campaigns.campaign_balance(uow, campaign_id=cid) == spec.budget
+    assert_ledger_clean(db)

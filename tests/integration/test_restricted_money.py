@@ -1219,3 +1219,68 @@ def test_a_closed_account_stays_closed_and_a_frozen_one_cannot_close(env: Env) -
     with env.db.uow(readonly=True) as uow:
         assert identity.get_user(uow, user_id=bob.user_id).status == "frozen"
         assert not wallet.wallet_closed(uow, user_id=bob.user_id)
+
+
+def test_closing_waits_for_sent_red_packets_and_a_closed_wallet_gets_none(env: Env) -> None:
+    alice, bob, carol = (make_person(env, n, own=5 * YUAN) for n in (1, 2, 3))
+
+    def send(who: Resident, to: Resident) -> str:
+        view = env.run(
+            lambda uow: redpackets.send_packet(
+                uow,
+                user_id=who.user_id,
+                amount=5 * YUAN,
+                to=to.user_id,
+                encryptor=env.enc,
+                settings=env.settings,
+            )
+        )
+        return view.id
+
+    def close(who: Resident) -> wallet.ClosureView:
+        return env.run(lambda uow: wallet.close_wallet(uow, user_id=who.user_id))
+
+    packet = send(alice, bob)
+    assert own(env, alice) == 0
+    waiting = refused(lambda: close(alice))  # its unclaimed share would come back here
+    assert (waiting.code, waiting.status) == ("wallet_has_open_red_packets", 409)
+    assert waiting.extra["open_red_packets"] == 1
+
+    wallet.withdraw(
+        env.db,
+        bank=env.bank,
+        user_id=bob.user_id,
+        card_id=str(bob.card_id),
+        amount=5 * YUAN,
+        pin=PIN,
+        encryptor=env.enc,
+        settings=env.settings,
+    )
+    close(bob)  # with alice's packet to him unopened
+    before = transfer_count(env)
+    nowhere = refused(lambda: send(carol, bob))
+    assert (nowhere.code, nowhere.status) == ("recipient_unavailable", 409)
+    opened = refused(
+        lambda: env.run(
+            lambda uow: redpackets.claim_packet(uow, user_id=bob.user_id, packet_id=packet)
+        )
+    )
+    assert opened.code == "account_closed"
+    assert (transfer_count(env), own(env, carol)) == (before, 5 * YUAN)
+
+    returned = env.run(lambda uow: redpackets.expire_packets(uow, now=now_us() + 2 * DAY_US))
+    assert returned == 1
+    assert own(env, alice) == 5 * YUAN  # the whole packet, back once
+    assert env.run(lambda uow: redpackets.expire_packets(uow, now=now_us() + 3 * DAY_US)) == 0
+    wallet.withdraw(
+        env.db,
+        bank=env.bank,
+        user_id=alice.user_id,
+        card_id=str(alice.card_id),
+        amount=5 * YUAN,
+        pin=PIN,
+        encryptor=env.enc,
+        settings=env.settings,
+    )
+    assert close(alice).restricted_returned == 0
+    assert_ledger_clean(env.db)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -58,6 +58,7 @@ from citywallet.platform.errors import InvalidInput
 from citywallet.wallet import accounts, restricted
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.bank import Bank, BankAnswer, BankStatus
+from citywallet.wallet.closure import closed_among
 from citywallet.wallet.models import RestrictedBalance
 from citywallet.wallet.people import new_id
 from citywallet.wallet.rules import luhn_valid, normalize_card_number
@@ -704,29 +705,35 @@ def issue_batch(uow: UnitOfWork, *, campaign_id: str, limit: int = 10_000) -> in
         return 0
     source = restricted.source_by_ref(uow, row.public_id)
     assert source is not None
+    # A winner who closed the wallet since registering forfeits the prize: it stays with
+    # the campaign (and goes back to the funder with the rest); their row is done all the same.
+    closed = closed_among(uow, user_ids=[user_id for _, _, user_id, _ in pending])
+    winners = [w for w in pending if w[2] not in closed]
     restricted.grant(
         uow,
         source=source,
         grants=[
             restricted.Grant(user_id, int(prize or 0), f"{public_id}.grant")
-            for _, public_id, user_id, prize in pending
+            for _, public_id, user_id, prize in winners
         ],
     )
     moment = now_us()
-    conn = uow.session.connection()
-    conn.execute(
-        text("UPDATE campaign_registrations SET issued_at = :t WHERE id = :id"),
-        [{"t": moment, "id": pk} for pk, _, _, _ in pending],
+    uow.session.execute(
+        update(Registration)
+        .where(Registration.id.in_([pk for pk, _, _, _ in pending]))
+        .values(issued_at=moment)
+        .execution_options(synchronize_session=False)
     )
-    outbox.enqueue(
-        uow,
-        topic=WON_TOPIC,
-        payload={
-            "campaign_id": row.public_id,
-            "winners": [[public_id, user_id, prize] for _, public_id, user_id, prize in pending],
-        },
-    )
-    row.issued += len(pending)
+    if winners:
+        outbox.enqueue(
+            uow,
+            topic=WON_TOPIC,
+            payload={
+                "campaign_id": row.public_id,
+                "winners": [[pid, user_id, prize] for _, pid, user_id, prize in winners],
+            },
+        )
+    row.issued += len(winners)
     row.updated_at = moment
     uow.session.flush()
     return len(pending)

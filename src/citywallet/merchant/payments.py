@@ -546,8 +546,9 @@ def pay_order(
     # write of this payment is already done (a refusal rolls them all back).
     results = ledger.post(uow, transfers=legs)
     if Result.EXCEEDS_CREDITS in results:
+        part = f" (the {Money(covered)} red-packet balance covers the rest)" if covered else ""
         raise InsufficientBalance(
-            f"The wallet's available balance does not cover {Money(order.amount)}."
+            f"The wallet's available balance does not cover {Money(own)}{part}."
         )
     if not all(r.on_books for r in results):
         raise RuntimeError(f"ledger refused payment of {order.public_id}: {results}")

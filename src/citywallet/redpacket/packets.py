@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, exists, func, select
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags, Result, TransferCode, TransferSpec
@@ -253,7 +253,7 @@ def send_packet(
         recipient = find_recipient(uow, to, encryptor)
         if recipient.id == sender.id:
             raise InvalidInput("You cannot send a red packet to yourself.", code="cannot_pay_self")
-        if recipient.status == "frozen":
+        if recipient.status != "active":  # frozen, or closed by its owner
             raise Conflict(
                 "The recipient cannot receive money right now.", code="recipient_unavailable"
             )
@@ -465,3 +465,16 @@ def list_group_packets(
         for row in page
     ]
     return PacketPage(items, following)
+
+
+def open_packets_count(uow: UnitOfWork, *, user_id: str) -> int:
+    """How many of the user's sent packets still hold money in escrow (not yet all claimed
+    nor returned): their leftovers come back to the sender's wallet, so it stays open."""
+    return int(
+        uow.session.scalar(
+            select(func.count(RedPacket.id)).where(
+                RedPacket.sender_id == user_id, RedPacket.status == "active"
+            )
+        )
+        or 0
+    )

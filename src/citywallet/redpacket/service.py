@@ -32,6 +32,7 @@ from citywallet.redpacket.packets import (
     get_packet,
     list_group_packets,
     list_packets,
+    open_packets_count,
     send_packet,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "list_group_packets",
     "list_groups",
     "list_packets",
+    "open_packets_count",
     "remove_member",
     "return_transfer_id",
     "send_packet",

@@ -7,9 +7,11 @@ closed the wallet early". Closing is one transaction:
 2. lock the wallet row — the lock every money movement of this resident takes first, so
    none of their payments, transfers or refunds runs meanwhile;
 3. refuse while money is on its way in or out (409 ``wallet_has_pending``: a top-up or
-   withdrawal waits for the bank) or the own balance is not zero (409 ``wallet_not_empty``,
-   with ``balance``): only the resident can say where their own money goes, so they
-   withdraw or spend it first;
+   withdrawal waits for the bank), while a red packet the resident sent is still open (409
+   ``wallet_has_open_red_packets``: its unclaimed shares come back to this wallet within
+   24 h) or while the own balance is not zero (409 ``wallet_not_empty``, with
+   ``balance``): only the resident can say where their own money goes, so they withdraw
+   or spend it first;
 4. give every active restricted balance back to its funder
    (:func:`citywallet.wallet.restricted.reclaim_for_user`, exactly once);
 5. mark the wallet closed and close the identity account (status ``closed``, every session
@@ -23,6 +25,7 @@ Callers that credit a wallet check :func:`wallet_closed` after locking it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -44,6 +47,13 @@ class WalletNotEmpty(Conflict):
 
     code = "wallet_not_empty"
     title = "Wallet not empty"
+
+
+class WalletHasOpenRedPackets(Conflict):
+    """A red packet the resident sent may still return shares to this wallet."""
+
+    code = "wallet_has_open_red_packets"
+    title = "Red packets still open"
 
 
 class WalletHasPending(Conflict):
@@ -70,6 +80,19 @@ def wallet_closed(uow: UnitOfWork, *, user_id: str) -> bool:
     return closed_at is not None
 
 
+def closed_among(uow: UnitOfWork, *, user_ids: Sequence[str]) -> set[str]:
+    """Which of ``user_ids`` (up to a batch of some thousands) closed their wallet. Their
+    wallet rows are share-locked, in the order every money movement locks them, so none of
+    them closes before the caller commits what it gives them (campaign issuance)."""
+    rows = uow.session.execute(
+        select(Wallet.user_id, Wallet.closed_at)
+        .where(Wallet.user_id.in_(sorted(set(user_ids))))
+        .order_by(Wallet.ledger_account_id)
+        .with_for_update(read=True)
+    )
+    return {str(user_id) for user_id, closed_at in rows if closed_at is not None}
+
+
 def close_wallet(
     uow: UnitOfWork, *, user_id: str, actor: str = "user", now: int | None = None
 ) -> ClosureView:
@@ -87,6 +110,15 @@ def close_wallet(
             "it is settled.",
             pending_incoming=view.credits_pending,
             pending_outgoing=view.debits_pending,
+        )
+    # redpacket builds on wallet, so it is imported here, where closing asks it
+    from citywallet.redpacket.service import open_packets_count
+
+    if packets := open_packets_count(uow, user_id=user_id):
+        raise WalletHasOpenRedPackets(
+            f"{packets} red packet(s) you sent are not all claimed yet; their unclaimed "
+            "shares come back to this wallet within 24 hours. Close the wallet after that.",
+            open_red_packets=packets,
         )
     if view.balance:
         raise WalletNotEmpty(

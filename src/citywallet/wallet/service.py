@@ -37,9 +37,11 @@ from citywallet.wallet.cards import (
 )
 from citywallet.wallet.closure import (
     ClosureView,
+    WalletHasOpenRedPackets,
     WalletHasPending,
     WalletNotEmpty,
     close_wallet,
+    closed_among,
     wallet_closed,
 )
 from citywallet.wallet.funding import (
@@ -100,6 +102,7 @@ __all__ = [
     "ShareView",
     "SplitView",
     "TransferView",
+    "WalletHasOpenRedPackets",
     "WalletHasPending",
     "WalletNotEmpty",
     "WalletView",
@@ -110,6 +113,7 @@ __all__ = [
     "bind_card",
     "cancel_split",
     "close_wallet",
+    "closed_among",
     "create_split",
     "ensure_wallet",
     "fee_revenue_account",
