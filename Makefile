@@ -19,6 +19,7 @@ demo: $(STAMP)
 ## Install and run everything CI runs: lint, format check, types, the whole suite (SQLite + PostgreSQL)
 test: $(STAMP)
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check src tests bench migrations
 	$(BIN)/ruff format --check src tests bench migrations
 	$(BIN)/mypy

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
 import citywallet
+from citywallet import web
 from citywallet.api import (
     campaigns,
     health,
@@ -88,6 +89,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(campaigns.operator_router)
     if runtime.settings.sandbox:
         app.include_router(identity.dev_router)
+    web.install(app)  # the pages (after the API's error handlers, which it wraps)
 
     @app.middleware("http")
     async def observe(

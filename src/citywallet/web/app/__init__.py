@@ -1,0 +1,8 @@
+"""The residents' wallet (``/app``): one router per part, all included by
+:func:`citywallet.web.install`."""
+
+from __future__ import annotations
+
+from citywallet.web.app import account, money, pay, social
+
+routers = [account.router, money.router, pay.router, social.router]

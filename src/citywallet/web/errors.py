@@ -1,0 +1,75 @@
+"""Errors on pages: a page never shows a stack trace. Requests for pages (``/app``,
+``/merchant``, ``/operator``, ``/login`` …) get an HTML error page in their language; every
+other request keeps the API's problem+json answer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from citywallet.platform.errors import DomainError
+from citywallet.platform.logging import get_logger
+from citywallet.web.i18n import translations
+from citywallet.web.session import LoginRequired, login_redirect
+from citywallet.web.templating import render
+
+log = get_logger("citywallet.web")
+PAGE_PREFIXES = ("/app", "/merchant", "/operator", "/login", "/logout", "/signup", "/lang")
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def is_page(request: Request) -> bool:
+    path = request.url.path
+    return path == "/" or any(
+        path == prefix or path.startswith(prefix + "/") for prefix in PAGE_PREFIXES
+    )
+
+
+def _page(request: Request, status: int, code: str, detail: str) -> Response:
+    if not hasattr(request.state, "tr"):
+        request.state.tr = translations("zh_CN")
+    return render(
+        request,
+        "common/error.html",
+        {"status": status, "code": code, "detail": detail},
+        status_code=status,
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Wrap the API's exception handlers: pages get pages."""
+    api: dict[type[Exception], Handler] = {
+        kind: cast(Handler, app.exception_handlers[kind])
+        for kind in (DomainError, RequestValidationError, StarletteHTTPException, Exception)
+        if kind in app.exception_handlers
+    }
+
+    async def login_required(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequired)
+        return login_redirect(exc.next_url)
+
+    def wrap(kind: type[Exception]) -> Handler:
+        fallback = api[kind]
+
+        async def handler(request: Request, exc: Exception) -> Response:
+            if not is_page(request):
+                return await fallback(request, exc)
+            if isinstance(exc, DomainError):
+                return _page(request, exc.status, exc.code, exc.detail)
+            if isinstance(exc, StarletteHTTPException):
+                return _page(request, exc.status_code, f"http_{exc.status_code}", "")
+            if isinstance(exc, RequestValidationError):
+                return _page(request, 422, "validation_failed", "")
+            log.error("page_error", path=request.url.path, error=repr(exc))
+            return _page(request, 500, "internal_error", "")
+
+        return handler
+
+    app.add_exception_handler(LoginRequired, login_required)
+    for kind in api:
+        app.add_exception_handler(kind, wrap(kind))

@@ -1,0 +1,1 @@
+// Resident app behaviour (own code, no libraries).
