@@ -9,6 +9,7 @@ from alembic.config import Config
 
 import citywallet
 import citywallet.campaign.models
+import citywallet.identity.audit
 import citywallet.identity.models
 import citywallet.ledger.models
 import citywallet.merchant.models

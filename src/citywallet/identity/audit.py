@@ -1,0 +1,149 @@
+"""The operator audit log: every operator action (freeze, unfreeze, merchant reviews, each
+campaign step, ledger verification) with who did it, what, to which object, why and when.
+
+An action's entry is written with :func:`record` in the same transaction as the action
+itself, so there is never an action without its entry nor an entry for an action that
+rolled back. Entries are never updated or deleted. ``detail`` holds no personal data
+(masked values at most).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import BigInteger, Index, String, Text, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from citywallet.platform.clock import now_us
+from citywallet.platform.db import Base, BigId, UnitOfWork
+
+MAX_PAGE = 200
+
+# The actions the console records (``action`` column), by the object they act on.
+ACTIONS: dict[str, str] = {
+    "resident.freeze": "resident",
+    "resident.unfreeze": "resident",
+    "merchant.approve": "merchant",
+    "merchant.reject": "merchant",
+    "merchant.suspend": "merchant",
+    "merchant.reactivate": "merchant",
+    "campaign.create": "campaign",
+    "campaign.fund": "campaign",
+    "campaign.open": "campaign",
+    "campaign.close": "campaign",
+    "campaign.draw": "campaign",
+    "campaign.issue": "campaign",
+    "campaign.reclaim": "campaign",
+    "ledger.verify": "ledger",
+}
+
+
+class OperatorAction(Base):
+    """One operator action (append-only)."""
+
+    __tablename__ = "identity_operator_audit"
+    __table_args__ = (
+        Index("ix_identity_operator_audit_action", "action", "id"),
+        Index("ix_identity_operator_audit_target", "target_id", "id"),
+        Index("ix_identity_operator_audit_actor", "actor_user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    actor_user_id: Mapped[str] = mapped_column(String(40))  # the operator's usr_…
+    actor_label: Mapped[str] = mapped_column(String(64))  # masked phone, for reading
+    action: Mapped[str] = mapped_column(String(40))
+    target_kind: Mapped[str] = mapped_column(String(20))
+    target_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An entry as the console lists it."""
+
+    id: int
+    actor_user_id: str
+    actor_label: str
+    action: str
+    target_kind: str
+    target_id: str
+    reason: str
+    detail: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The operator acting (public id and a masked label)."""
+
+    user_id: str
+    label: str
+
+    @property
+    def ref(self) -> str:
+        """How services name the actor in their own logs (``operator:usr_…``)."""
+        return f"operator:{self.user_id}"
+
+
+def record(
+    uow: UnitOfWork,
+    *,
+    actor: Actor,
+    action: str,
+    target_id: str,
+    reason: str = "",
+    detail: str = "",
+) -> None:
+    """Append the entry of an action (call it inside the action's own transaction)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audited action {action!r}")
+    uow.session.add(
+        OperatorAction(
+            actor_user_id=actor.user_id,
+            actor_label=actor.label[:64],
+            action=action,
+            target_kind=ACTIONS[action],
+            target_id=target_id[:64],
+            reason=reason.strip()[:500],
+            detail=detail[:2000],
+            created_at=now_us(),
+        )
+    )
+    uow.session.flush()
+
+
+def list_entries(
+    uow: UnitOfWork,
+    *,
+    action: str | None = None,
+    target_id: str | None = None,
+    actor_user_id: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> tuple[list[AuditEntry], int | None]:
+    """Entries newest first, filtered; returns a page and the cursor of the next one."""
+    limit = max(1, min(limit, MAX_PAGE))
+    query = select(OperatorAction).order_by(OperatorAction.id.desc()).limit(limit + 1)
+    if action:
+        if action.endswith("."):
+            query = query.where(OperatorAction.action.startswith(action))
+        else:
+            query = query.where(OperatorAction.action == action)
+    if target_id:
+        query = query.where(OperatorAction.target_id == target_id.strip())
+    if actor_user_id:
+        query = query.where(OperatorAction.actor_user_id == actor_user_id.strip())
+    if before is not None:
+        query = query.where(OperatorAction.id < before)
+    rows = list(uow.session.scalars(query))
+    page = rows[:limit]
+    entries = [
+        AuditEntry(
+            r.id, r.actor_user_id, r.actor_label, r.action, r.target_kind, r.target_id,
+            r.reason, r.detail, r.created_at,
+        )  # fmt: skip
+        for r in page
+    ]
+    return entries, (page[-1].id if len(rows) > limit else None)
