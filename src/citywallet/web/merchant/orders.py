@@ -1,0 +1,170 @@
+"""Orders and payments: search (id or order number, status, date range) with numbered
+pages, an order's detail with its refunds, and refunding (full or part, with a reason)
+after a confirmation step."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from citywallet.merchant import payments, refunds
+from citywallet.merchant.console import ORDER_STATUSES, OrderSearch, search_orders
+from citywallet.merchant.refunds import RefundView
+from citywallet.platform.errors import DomainError, InvalidInput
+from citywallet.web.merchant.shared import (
+    ORDER_STATUS_LABELS,
+    Console,
+    ConsoleDep,
+    one_time_key,
+    parse_amount,
+)
+from citywallet.web.session import FormFields, field_errors, runtime_of
+from citywallet.web.templating import render
+
+router = APIRouter()
+REFUND_ERRORS = {
+    "invalid_amount": "amount",
+    "refund_exceeds_paid": "amount",
+    "merchant_balance_insufficient": "amount",
+}
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+@router.get("/orders")
+def order_list(
+    request: Request,
+    console: ConsoleDep,
+    q: str = "",
+    status: str = "",
+    since: str = "",
+    until: str = "",
+    page: int = 1,
+) -> Response:
+    """Your orders, newest first, found by id or order number, status and dates."""
+    runtime = runtime_of(request)
+    search = OrderSearch(
+        text=q[:64],
+        status=status if status in ORDER_STATUSES else "",
+        since=_day(since),
+        until=_day(until),
+    )
+    with runtime.db.uow(readonly=True) as uow:
+        found = search_orders(
+            uow, merchant_pk=console.pk, search=search, settings=runtime.settings, page=page
+        )
+    query = {
+        "q": search.text,
+        "status": search.status,
+        "since": search.since.isoformat() if search.since else "",
+        "until": search.until.isoformat() if search.until else "",
+    }
+    return render(
+        request,
+        "merchant/orders.html",
+        {
+            "merchant": console.merchant,
+            "found": found,
+            "query": query,
+            "statuses": [(s, ORDER_STATUS_LABELS[s]) for s in ORDER_STATUSES],
+            "labels": ORDER_STATUS_LABELS,
+        },
+    )
+
+
+def _detail(
+    request: Request,
+    console: Console,
+    order_id: str,
+    form: dict[str, str] | None = None,
+    errors: dict[str, DomainError] | None = None,
+    status_code: int = 200,
+) -> Response:
+    with runtime_of(request).db.uow(readonly=True) as uow:
+        view = payments.get_order(uow, merchant_pk=console.pk, order_id=order_id)
+        made = refunds.list_refunds(uow, merchant_pk=console.pk, order_id=order_id)
+    return render(
+        request,
+        "merchant/order.html",
+        {
+            "merchant": console.merchant,
+            "order": view,
+            "refunds": made,
+            "refundable": view.amount - view.refunded_amount if view.status == "paid" else 0,
+            "labels": ORDER_STATUS_LABELS,
+            "form": form or {},
+            "field_errors": errors or {},
+            "refund_key": one_time_key("R"),
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/orders/{order_id}")
+def order_detail(request: Request, order_id: str, console: ConsoleDep) -> Response:
+    """One order, its refunds, and the refund form."""
+    return _detail(request, console, order_id)
+
+
+def _refund_form(fields: dict[str, str]) -> dict[str, str]:
+    return {
+        "amount": fields.get("amount", ""),
+        "reason": " ".join(fields.get("reason", "").split())[:80],
+        "out_refund_no": fields.get("out_refund_no", "") or one_time_key("R"),
+    }
+
+
+@router.post("/orders/{order_id}/refund")
+def refund_confirm(
+    request: Request, order_id: str, console: ConsoleDep, fields: FormFields
+) -> Response:
+    """Check the refund and ask to confirm it (nothing moves yet)."""
+    form = _refund_form(fields)
+    with runtime_of(request).db.uow(readonly=True) as uow:
+        view = payments.get_order(uow, merchant_pk=console.pk, order_id=order_id)
+    try:
+        amount = parse_amount(form["amount"])
+        if view.status != "paid" or amount > view.amount - view.refunded_amount:
+            raise InvalidInput(
+                "A refund is at most what was paid and not yet refunded.",
+                code="refund_exceeds_paid",
+            )
+    except DomainError as exc:
+        return _detail(request, console, order_id, form, field_errors(exc, REFUND_ERRORS), 409)
+    return render(
+        request,
+        "merchant/refund_confirm.html",
+        {"merchant": console.merchant, "order": view, "form": form, "amount": amount},
+    )
+
+
+@router.post("/orders/{order_id}/refund/confirmed")
+def refund(request: Request, order_id: str, console: ConsoleDep, fields: FormFields) -> Response:
+    """Refund the confirmed amount (the same form sent twice refunds once)."""
+    form = _refund_form(fields)
+    runtime = runtime_of(request)
+    made: RefundView
+    try:
+        amount = parse_amount(form["amount"])
+        made, _created = runtime.db.transact(
+            lambda uow: refunds.refund_order(
+                uow,
+                merchant_pk=console.pk,
+                order_id=order_id,
+                out_refund_no=form["out_refund_no"],
+                amount=amount,
+                reason=form["reason"],
+            )
+        )
+    except DomainError as exc:
+        return _detail(
+            request, console, order_id, form, field_errors(exc, REFUND_ERRORS), exc.status
+        )
+    return RedirectResponse(f"/merchant/orders/{made.order_id}?done=Refunded", status_code=303)
