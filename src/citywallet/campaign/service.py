@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -325,14 +325,24 @@ def _funding_reference(row: Campaign) -> str:
     return f"{row.public_id}.fund{row.funding_attempts}"
 
 
-def fund_campaign(db: Database, *, campaign_id: str, bank: Bank, encryptor: Encryptor) -> str:
+def fund_campaign(
+    db: Database,
+    *,
+    campaign_id: str,
+    bank: Bank,
+    encryptor: Encryptor,
+    on_start: Callable[[UnitOfWork], None] | None = None,
+) -> str:
     """Collect the budget from the funder's bank account into the campaign account; returns
     the funding status (``funded``, ``pending`` if the bank has not answered, or
     ``unfunded`` with the bank's reason kept). Safe to call again: a pending attempt is
-    queried by its reference before any new one is made."""
+    queried by its reference before any new one is made. ``on_start`` runs in the first
+    transaction, once the campaign is found (the console writes its audit entry there)."""
 
     def start(uow: UnitOfWork) -> tuple[str, str, bool]:
         row = campaign_row(uow, campaign_id, lock="update")
+        if on_start is not None:
+            on_start(uow)
         if row.funding_status == "funded":
             return "", "", False
         if row.status == "ended":
