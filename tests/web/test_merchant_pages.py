@@ -473,16 +473,16 @@ def test_a_partial_refund_is_confirmed_first_and_a_double_submit_refunds_once(
     assert "Paid" in detail.text
     assert "¥20.00" in detail.text
 
-    too_much = post(
-        client, f"/merchant/orders/{order_id}", f"/merchant/orders/{order_id}/refund",
-        {"amount": "25.00", "reason": "x"},
-    )  # fmt: skip
+    key = re.search(r'name="out_refund_no" value="([^"]+)"', detail.text)
+    assert key is not None
+    refund = f"/merchant/orders/{order_id}/refund"
+    too_much = client.get(refund, params={"amount": "25.00", "out_refund_no": key.group(1)})
+    assert too_much.status_code == 409
     assert 'id="e-amount"' in too_much.text
 
-    asked = post(
-        client, f"/merchant/orders/{order_id}", f"/merchant/orders/{order_id}/refund",
-        {"amount": "5.00", "reason": "cold soup"},
-    )  # fmt: skip
+    asked = client.get(
+        refund, params={"amount": "5.00", "reason": "cold soup", "out_refund_no": key.group(1)}
+    )
     assert asked.status_code == 200
     assert "¥5.00" in asked.text
     assert "cold soup" in asked.text

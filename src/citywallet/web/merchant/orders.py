@@ -121,17 +121,22 @@ def _refund_form(fields: dict[str, str]) -> dict[str, str]:
     }
 
 
-@router.post("/orders/{order_id}/refund")
+@router.get("/orders/{order_id}/refund")
 def refund_confirm(
-    request: Request, order_id: str, console: ConsoleDep, fields: FormFields
+    request: Request,
+    order_id: str,
+    console: ConsoleDep,
+    amount: str = "",
+    reason: str = "",
+    out_refund_no: str = "",
 ) -> Response:
     """Check the refund and ask to confirm it (nothing moves yet)."""
-    form = _refund_form(fields)
+    form = _refund_form({"amount": amount, "reason": reason, "out_refund_no": out_refund_no})
     with runtime_of(request).db.uow(readonly=True) as uow:
         view = payments.get_order(uow, merchant_pk=console.pk, order_id=order_id)
     try:
-        amount = parse_amount(form["amount"])
-        if view.status != "paid" or amount > view.amount - view.refunded_amount:
+        fen = parse_amount(form["amount"])
+        if view.status != "paid" or fen > view.amount - view.refunded_amount:
             raise InvalidInput(
                 "A refund is at most what was paid and not yet refunded.",
                 code="refund_exceeds_paid",
@@ -141,7 +146,7 @@ def refund_confirm(
     return render(
         request,
         "merchant/refund_confirm.html",
-        {"merchant": console.merchant, "order": view, "form": form, "amount": amount},
+        {"merchant": console.merchant, "order": view, "form": form, "amount": fen},
     )
 
 
