@@ -12,6 +12,7 @@ Public pages (log in, sign up, the PWA's files, …) are listed in PUBLIC.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -22,15 +23,36 @@ from tests.wallet_support import make_resident, sandbox_bank
 
 PREFIXES = ("/app", "/merchant", "/operator")
 # GET pages anyone may open (each app adds its own here).
-PUBLIC: set[str] = set()
+PUBLIC: set[str] = {
+    # the residents' wallet: sign-up and the installable app's files
+    "/app/signup",
+    "/app/manifest.webmanifest",
+    "/app/sw.js",
+    "/app/icons/{size}.png",
+    "/app/offline",
+}
 PARAM = re.compile(r"\{[^}]+\}")
+
+
+def _api_routes(routes: Iterable[object], prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
+    """Every APIRoute with its full path, also inside included routers (FastAPI may keep an
+    included router as one wrapper entry holding the original router and its prefix)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield prefix + route.path, route
+            continue
+        original = getattr(route, "original_router", None)
+        if original is not None:
+            context = getattr(route, "include_context", None)
+            inner = prefix + str(getattr(context, "prefix", "") or "")
+            yield from _api_routes(original.routes, inner)
 
 
 def page_routes(client: TestClient) -> list[tuple[str, str]]:
     found = []
-    for route in client.app.routes:  # type: ignore[attr-defined]
-        if isinstance(route, APIRoute) and route.path.startswith(PREFIXES):
-            found.extend((method, route.path) for method in sorted(route.methods))
+    for path, route in _api_routes(client.app.routes):  # type: ignore[attr-defined]
+        if path.startswith(PREFIXES):
+            found.extend((method, path) for method in sorted(route.methods))
     return found
 
 

@@ -195,9 +195,10 @@ def list_history(
     counterparty: str | None = None,
     cursor: str | None = None,
     limit: int = 20,
+    statuses: Sequence[str] = (),
 ) -> HistoryPage:
     """The user's history, newest first, filtered by kind, time (``since`` inclusive,
-    ``until`` exclusive, microseconds) and counterparty user id; paged by cursor."""
+    ``until`` exclusive, microseconds), counterparty user id and status; paged by cursor."""
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise InvalidInput(f"Unknown kinds: {', '.join(sorted(unknown))}.", code="invalid_kind")
@@ -205,6 +206,8 @@ def list_history(
     query = select(Activity).where(Activity.user_id == user_id)
     if kinds:
         query = query.where(Activity.kind.in_(list(kinds)))
+    if statuses:
+        query = query.where(Activity.status.in_(list(statuses)))
     if since is not None:
         query = query.where(Activity.created_at >= since)
     if until is not None:
