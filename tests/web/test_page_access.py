@@ -49,10 +49,10 @@ def _api_routes(routes: Iterable[object], prefix: str = "") -> Iterator[tuple[st
 
 
 def page_routes(client: TestClient) -> list[tuple[str, str]]:
-    found = []
+    found: list[tuple[str, str]] = []
     for path, route in _api_routes(client.app.routes):  # type: ignore[attr-defined]
         if path.startswith(PREFIXES):
-            found.extend((method, path) for method in sorted(route.methods))
+            found.extend((method, path) for method in sorted(route.methods or ()))
     return found
 
 
