@@ -77,7 +77,7 @@ KIND_LABELS = {
     "transfer_in": N_("Transfer received"),
     "split_payment": N_("Split bill paid"),
     "split_collection": N_("Split bill collected"),
-    "merchant_payment": N_("Payment"),
+    "merchant_payment": N_("Merchant payment"),
     "merchant_refund": N_("Refund"),
     "redpacket_sent": N_("Red packet sent"),
     "redpacket_received": N_("Red packet received"),
