@@ -68,7 +68,7 @@ def test_pay_by_scanning_and_a_lucky_red_packet_for_a_group(
     site: Site, browser: Browser, phone: Page, shots: Shots, tmp_path: Path
 ) -> None:
     runtime = site.runtime
-    owner, png = shop(site, 1)
+    _owner, png = shop(site, 1)
     qr = tmp_path / "counter-qr.png"
     qr.write_bytes(png)
     bank = sandbox_bank()
@@ -82,6 +82,17 @@ def test_pay_by_scanning_and_a_lucky_red_packet_for_a_group(
     expect(phone.locator("[data-amount]")).to_have_text("¥25.80")
     shots(phone, "paid")
     assert balance(site.db, payer.user_id)[0] == 100_000 - 2_580
+
+    # the payment code: turned on once, then a barcode and a QR with a countdown
+    phone.goto(site.url + "/app/paycode")
+    phone.get_by_role("button", name="开通付款码").click()
+    phone.wait_for_url("**/app/paycode?done=*")
+    code = phone.locator("[data-code]").inner_text()
+    assert code.isdigit()
+    expect(phone.locator("[data-countdown]")).not_to_have_text("60", timeout=5_000)
+    assert phone.locator("[data-qr]").evaluate("img => img.naturalWidth") > 0
+    assert phone.locator("[data-barcode]").evaluate("img => img.naturalWidth") > 0
+    shots(phone, "paycode")
 
     # a group, then a lucky red packet of 2 shares
     phone.goto(site.url + "/app/redpackets/groups")
@@ -177,8 +188,10 @@ def test_register_get_drawn_verify_and_spend_the_campaign_red_packet(
     phone.goto(f"{site.url}/app/campaigns/{cid}")
     expect(phone.locator("[data-result]")).to_have_attribute("data-result", "won")
     expect(phone.locator("[data-position]")).to_contain_text("第 1 名")
+    expect(phone.locator("[data-verify-ok]")).to_be_hidden()
     phone.get_by_role("button", name="在本浏览器中重新计算我的签号").click()
     expect(phone.locator("[data-verify-ok]")).to_be_visible()
+    expect(phone.locator("[data-verify-bad]")).to_be_hidden()
     expected = phone.locator("[data-verify]").get_attribute("data-expected")
     expect(phone.locator("[data-verify]")).to_have_attribute("data-computed", expected or "-")
     shots(phone, "verified")
