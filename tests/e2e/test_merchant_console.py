@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 import zxingcpp
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, expect
 
 from citywallet.merchant import onboarding, payments
-from tests.e2e.conftest import Shots, Site
+from tests.e2e.conftest import Shots, Site, new_context
 from tests.identity_support import PASSWORD
 from tests.ledger_checks import assert_ledger_clean
 from tests.merchant_support import USCCS
@@ -25,21 +25,20 @@ from tests.wallet_support import balance, make_resident, sandbox_bank
 
 
 def test_a_merchant_onboards_sells_refunds_and_downloads_a_statement(
-    site: Site, desktop: Page, shots: Shots
+    site: Site, browser: Browser, shots: Shots
 ) -> None:
     runtime = site.runtime
     bank = sandbox_bank()
     owner = make_resident(site.db, runtime.settings, runtime.encryptor, bank, 1)
     customer = funded_resident(site.db, runtime.settings, runtime.encryptor, bank, 2, 50_000)
-    page = desktop
+    context = new_context(browser, "desktop", "en")
+    page = context.new_page()
 
     # log in and apply through the form
     page.goto(site.url + "/login?next=/merchant")
-    page.get_by_label("手机号").fill(owner.phone)
-    page.get_by_label("密码").fill(PASSWORD)
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url("**/merchant/apply")
-    page.get_by_role("link", name="English").click()
+    page.get_by_label("Mobile number").fill(owner.phone)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/merchant/apply")
     page.get_by_label("Name in Chinese").fill("东门好味道")
     page.get_by_label("Name in Latin letters").fill("Dongmen Good Taste")
@@ -160,4 +159,5 @@ def test_a_merchant_onboards_sells_refunds_and_downloads_a_statement(
     page.get_by_role("link", name="I have saved it").click()
     expect(page.locator("tr", has_text="till 1")).to_be_visible()
     shots(page, "developers")
+    context.close()
     assert_ledger_clean(site.db)
