@@ -1,5 +1,5 @@
-"""Demo data: residents with verified names, bound cards, money and some activity, and a
-restaurant they have paid by QR code.
+"""Demo data: residents with verified names, bound cards, money and some activity, a
+restaurant they have paid by QR code, and an operator account for the operator console.
 
 Residents are created through the real HTTP routes (in-process), exactly as a newcomer
 would: SMS code from the sandbox outbox, sign-up, real-name verification, payment PIN,
@@ -19,6 +19,7 @@ from sqlalchemy import select
 from stdnum.cn import ric
 
 from citywallet.api.app import create_app
+from citywallet.identity import attributes
 from citywallet.identity.service import find_user_by_phone
 from citywallet.ledger.blocks import seal_all
 from citywallet.merchant import onboarding, payments
@@ -48,6 +49,13 @@ RESIDENTS = (
 )
 
 
+OPERATOR = DemoResident("运营员", "13900000009", "109", 0)  # holds the operator role
+WEB_APPS = (  # (app, path, who signs in)
+    ("Residents' wallet", "/app", "any demo resident"),
+    ("Merchant console", "/merchant", "张伟 (owner of the demo restaurant)"),
+    ("Operator console", "/operator", "运营员 (operator)"),
+)
+
 MERCHANT = {
     "name_zh": "罗湖好味道餐厅",
     "name_en": "Luohu Good Taste",
@@ -64,6 +72,7 @@ class DemoInfo:
     """What the demo seeded, for printing."""
 
     residents: list[dict[str, str]] = field(default_factory=list)
+    operator: dict[str, str] = field(default_factory=dict)
     sample_transfer: str | None = None
     merchant_id: str | None = None
     store_id: str | None = None
@@ -179,12 +188,51 @@ def _merchant_id(uow: UnitOfWork) -> str:
     return str(found)
 
 
+def _seed_operator(runtime: Runtime, client: TestClient) -> None:
+    """The operator: a verified resident (no card, no money) holding the operator role."""
+    sent = client.post("/v1/auth/sms-codes", json={"phone": OPERATOR.phone})
+    _ok(sent)
+    sms = client.get("/v1/dev/sms", params={"phone": OPERATOR.phone}).json()["items"][0]
+    code = re.search(r"\d{6}", sms["text"])
+    assert code is not None
+    signed = _ok(
+        client.post(
+            "/v1/auth/register",
+            json={"phone": OPERATOR.phone, "code": code.group(), "password": PASSWORD},
+        )
+    )
+    headers = {"Authorization": f"Bearer {signed['session']['token']}"}
+    body = {"name": OPERATOR.name, "id_number": _id_number(OPERATOR.sequence)}
+    _ok(client.post("/v1/me/real-name", json=body, headers=headers))
+    user_id = signed["user"]["id"]
+    runtime.db.transact(lambda uow: attributes.grant_operator(uow, user_id=user_id, actor="demo"))
+
+
+def web_apps(info: DemoInfo, base: str) -> list[tuple[str, str, str]]:
+    """The three web apps: (name, URL, who signs in there with which phone and password)."""
+    del info  # one password for every demo account
+    logins = {
+        "/app": f"{RESIDENTS[0].phone} / {PASSWORD}",
+        "/merchant": f"{RESIDENTS[2].phone} / {PASSWORD}",
+        "/operator": f"{OPERATOR.phone} / {PASSWORD}",
+    }
+    return [(name, base + path, f"{who}: {logins[path]}") for name, path, who in WEB_APPS]
+
+
+def describe(info: DemoInfo, base: str) -> str:
+    """The web apps' URLs and logins, one per line (``citywallet demo`` prints them)."""
+    return "\n".join(f"{name}: {url}  ({login})" for name, url, login in web_apps(info, base))
+
+
 def seed(runtime: Runtime) -> DemoInfo:
     """Create the demo residents and their activity (once), then seal the ledger."""
-    info = DemoInfo(residents=[
-        {"name": r.name, "phone": r.phone, "password": PASSWORD, "payment_pin": PIN}
-        for r in RESIDENTS
-    ])  # fmt: skip
+    info = DemoInfo(
+        residents=[
+            {"name": r.name, "phone": r.phone, "password": PASSWORD, "payment_pin": PIN}
+            for r in RESIDENTS
+        ],
+        operator={"name": OPERATOR.name, "phone": OPERATOR.phone, "password": PASSWORD},
+    )
     with runtime.db.uow(readonly=True) as uow:
         exists = find_user_by_phone(uow, phone=RESIDENTS[0].phone, encryptor=runtime.encryptor)
     if exists is None:
@@ -200,6 +248,11 @@ def seed(runtime: Runtime) -> DemoInfo:
                 "shares": [{"to": bob.user_id, "amount": 15_000},
                            {"to": carol.user_id, "amount": 15_000}]}))  # fmt: skip
             _seed_merchant(runtime, carol, [alice, bob])
+    with runtime.db.uow(readonly=True) as uow:
+        operator = find_user_by_phone(uow, phone=OPERATOR.phone, encryptor=runtime.encryptor)
+    if operator is None:  # also added to a demo database seeded before the console existed
+        with TestClient(create_app(runtime), raise_server_exceptions=True) as client:
+            _seed_operator(runtime, client)
     _demo_key(runtime, info)
     signer = runtime.ledger_signer()
     runtime.db.transact(lambda uow: seal_all(uow, signer))

@@ -1,0 +1,67 @@
+"""``citywallet demo``'s seeding: residents, the restaurant, and an operator who can open
+the operator console; the three web apps' URLs and logins; a second run changes nothing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from citywallet import demo
+from citywallet.api.app import create_app
+from citywallet.identity import attributes
+from citywallet.identity.service import find_user_by_phone
+from citywallet.platform.db import Database
+from citywallet.runtime import Runtime
+from tests.ledger_checks import assert_ledger_clean, test_encryptor
+from tests.wallet_support import wallet_settings
+
+
+def _users(db: Database) -> int:
+    with db.uow(readonly=True) as uow:
+        return int(uow.session.execute(text("SELECT COUNT(*) FROM identity_users")).scalar_one())
+
+
+def test_the_demo_seeds_an_operator_and_names_the_three_apps(db: Database, tmp_path: Path) -> None:
+    runtime = Runtime(wallet_settings(tmp_path, db), db, test_encryptor())
+    info = demo.seed(runtime)
+    assert info.operator["phone"] == demo.OPERATOR.phone
+    with db.uow(readonly=True) as uow:
+        found = find_user_by_phone(uow, phone=demo.OPERATOR.phone, encryptor=runtime.encryptor)
+        assert found is not None
+        assert found.real_name_verified
+        assert attributes.is_operator(uow, user_id=found.id)
+        resident = find_user_by_phone(uow, phone=demo.RESIDENTS[0].phone)
+        assert resident is not None
+        assert not attributes.is_operator(uow, user_id=resident.id)
+    users = _users(db)
+    assert users == len(demo.RESIDENTS) + 1
+
+    apps = demo.web_apps(info, "http://127.0.0.1:8000")
+    assert [url for _, url, _ in apps] == [
+        "http://127.0.0.1:8000/app",
+        "http://127.0.0.1:8000/merchant",
+        "http://127.0.0.1:8000/operator",
+    ]
+    printed = demo.describe(info, "http://127.0.0.1:8000")
+    assert f"{demo.OPERATOR.phone} / {demo.PASSWORD}" in printed
+    assert printed.count("http://127.0.0.1:8000/") == 3
+
+    again = demo.seed(runtime)  # idempotent: nobody new, a fresh API key only
+    assert _users(db) == users
+    assert again.operator == info.operator
+
+    with TestClient(create_app(runtime), follow_redirects=False) as client:
+        form = client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None
+        signed = client.post(
+            "/login",
+            data={"phone": demo.OPERATOR.phone, "password": demo.PASSWORD,
+                  "csrf_token": token.group(1), "next": "/operator"},
+        )  # fmt: skip
+        assert signed.headers["location"] == "/operator"
+        assert client.get("/operator").status_code == 200
+    assert_ledger_clean(db)
