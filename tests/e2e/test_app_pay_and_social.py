@@ -6,11 +6,15 @@ merchant by scanning its QR."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from pathlib import Path
 from typing import Any, cast
 
 import httpx2
+import zxingcpp
+from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from citywallet.campaign import service as campaigns
@@ -26,6 +30,24 @@ from tests.redpacket_support import funded_resident
 from tests.wallet_support import PIN, Resident, balance, sandbox_bank
 
 SECOND = 1_000_000
+# A camera and a QR detector for a browser without them: a canvas stream, and a detector
+# that "sees" the merchant's code once the video plays.
+CAMERA = """
+(() => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 64; canvas.height = 64;
+  const stream = () => {
+    canvas.getContext("2d").fillRect(0, 0, 8, 8);
+    return canvas.captureStream(5);
+  };
+  Object.defineProperty(navigator, "mediaDevices", {
+    value: { getUserMedia: () => Promise.resolve(stream()) }, configurable: true });
+  window.BarcodeDetector = class {
+    constructor(options) { this.formats = options.formats; }
+    detect(video) { return Promise.resolve(video.readyState >= 2 ? [{ rawValue: PAYLOAD }] : []); }
+  };
+})();
+"""
 
 
 def log_in(page: Page, site: Site, who: Resident, target: str) -> None:
@@ -69,6 +91,7 @@ def test_pay_by_scanning_and_a_lucky_red_packet_for_a_group(
 ) -> None:
     runtime = site.runtime
     _owner, png = shop(site, 1)
+    payload = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))[0].text
     qr = tmp_path / "counter-qr.png"
     qr.write_bytes(png)
     bank = sandbox_bank()
@@ -82,6 +105,19 @@ def test_pay_by_scanning_and_a_lucky_red_packet_for_a_group(
     expect(phone.locator("[data-amount]")).to_have_text("¥25.80")
     shots(phone, "paid")
     assert balance(site.db, payer.user_id)[0] == 100_000 - 2_580
+
+    # no BarcodeDetector in this chromium: no camera button, the fallbacks only
+    phone.goto(site.url + "/app/scan")
+    expect(phone.locator("[data-scan-camera]")).to_be_hidden()
+    # a browser that has one scans with the camera (a stand-in camera and detector here)
+    scanner = new_context(browser, "phone")
+    scanner.add_init_script(CAMERA.replace("PAYLOAD", json.dumps(payload)))
+    camera = scanner.new_page()
+    log_in(camera, site, payer, "/app/scan")
+    camera.get_by_role("button", name="用摄像头扫码").click()
+    camera.wait_for_url("**/app/scan/preview?payload=*")
+    expect(camera.locator("[data-merchant]")).to_have_text("罗湖好味道餐厅")
+    scanner.close()
 
     # the payment code: turned on once, then a barcode and a QR with a countdown
     phone.goto(site.url + "/app/paycode")
