@@ -9,7 +9,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,7 +19,9 @@ from httpx2 import Response
 from PIL import Image
 
 from citywallet.merchant import onboarding, paycodes, payments, refunds
+from citywallet.merchant import settlement as settlements
 from citywallet.merchant.models import Merchant
+from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
 from citywallet.runtime import Runtime
 from citywallet.wallet.bank import SandboxBank
@@ -529,6 +531,27 @@ def test_settlements_balance_and_the_days_statement_as_csv(
     assert rows[1][4] == "100.00"
     assert rows[2][3] == "RFD-0001"
     assert rows[2][7] == "79.70"
+    assert (
+        "Refund given"
+        in client.get(f"/merchant/statements?day={today}", headers={"Accept-Language": "en"}).text
+    )
+
+    # the next day's run pays the day out to the owner's card
+    report = settlements.run_settlements(
+        runtime.db,
+        bank=bank,
+        settings=runtime.settings,
+        today=today + timedelta(days=1),
+        now=now_us() + 86_400 * 10**6,
+        encryptor=runtime.encryptor,
+    )
+    assert report is not None
+    paid_out = client.get("/merchant/settlements", headers={"Accept-Language": "en"})
+    row = re.search(r"<tr>\s*<td>" + str(today) + r"</td>(.*?)</tr>", paid_out.text, re.S)
+    assert row is not None, paid_out.text
+    assert "¥79.70" in row.group(1)
+    assert "Paid out" in row.group(1)
+    assert 'id="receivable">¥0.00<' in paid_out.text
     assert_ledger_clean(runtime.db)
 
 

@@ -11,7 +11,7 @@ from citywallet.merchant import onboarding, webhooks
 from citywallet.platform import ratelimit
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError
-from citywallet.web.merchant.shared import Console, ConsoleDep
+from citywallet.web.merchant.shared import EVENT_LABELS, Console, ConsoleDep
 from citywallet.web.session import FormFields, field_errors, runtime_of
 from citywallet.web.templating import render
 
@@ -45,6 +45,7 @@ def _page(
             "keys": keys,
             "webhook_secret": secret,
             "events": events,
+            "event_labels": EVENT_LABELS,
             "schemes": SCHEMES,
             "form": form or {"notify_url": console.merchant.notify_url or ""},
             "field_errors": errors or {},
@@ -148,6 +149,7 @@ def events(request: Request, console: ConsoleDep, before: str | None = None) -> 
         {
             "merchant": console.merchant,
             "events": found,
+            "event_labels": EVENT_LABELS,
             "next_before": found[-1].id if len(found) == PER_PAGE else None,
         },
     )
@@ -158,7 +160,11 @@ def event_detail(request: Request, event_id: str, console: ConsoleDep) -> Respon
     """An event with the exact body sent and its delivery attempts."""
     with runtime_of(request).db.uow(readonly=True) as uow:
         found = webhooks.get_event(uow, merchant_id=console.pk, event_id=event_id)
-    return render(request, "merchant/event.html", {"merchant": console.merchant, "event": found})
+    return render(
+        request,
+        "merchant/event.html",
+        {"merchant": console.merchant, "event": found, "event_labels": EVENT_LABELS},
+    )
 
 
 @router.post("/developers/events/{event_id}/redeliver")

@@ -12,7 +12,7 @@ from citywallet.ledger import service as ledger
 from citywallet.merchant import settlement as settlements
 from citywallet.merchant import statements
 from citywallet.merchant.models import Merchant
-from citywallet.web.merchant.shared import ConsoleDep
+from citywallet.web.merchant.shared import LINE_LABELS, SETTLEMENT_LABELS, ConsoleDep
 from citywallet.web.session import runtime_of
 from citywallet.web.templating import render
 
@@ -49,6 +49,7 @@ def settlement_list(request: Request, console: ConsoleDep, before: str | None = 
             "items": items,
             "next_before": items[-1].id if len(items) == PER_PAGE else None,
             "today": _today(request).isoformat(),
+            "labels": SETTLEMENT_LABELS,
         },
     )
 
@@ -72,7 +73,12 @@ def statement_page(request: Request, console: ConsoleDep, day: str = "") -> Resp
     return render(
         request,
         "merchant/statement.html",
-        {"merchant": console.merchant, "statement": found, "day": chosen.isoformat()},
+        {
+            "merchant": console.merchant,
+            "statement": found,
+            "day": chosen.isoformat(),
+            "labels": LINE_LABELS,
+        },
     )
 
 

@@ -37,6 +37,24 @@ ORDER_STATUS_LABELS = {
     "closed": N_("Closed"),
 }
 
+LINE_LABELS = {
+    "payment": N_("Payment received"),
+    "refund": N_("Refund given"),
+    "settlement": N_("Payout"),
+    "adjustment": N_("Adjustment"),
+}
+SETTLEMENT_LABELS = {
+    "processing": N_("Sent to the bank"),
+    "unknown": N_("The bank has not answered"),
+    "paid": N_("Paid out"),
+    "failed": N_("Failed, will retry"),
+    "empty": N_("Nothing to pay out"),
+}
+EVENT_LABELS = {
+    "pending": N_("Waiting to be sent"),
+    "delivered": N_("Delivered"),
+    "failed": N_("Gave up"),
+}
 # the flashes the console's redirects show (``?done=…``)
 FLASHES = (
     N_("Application sent"),
