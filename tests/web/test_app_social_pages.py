@@ -249,7 +249,8 @@ def test_register_for_a_campaign_see_the_draw_and_check_it(
         assert f'data-commitment="{hashlib.sha256(seed).hexdigest()}"' in page
         assert drawn.list_hash is not None
         assert drawn.list_hash in page
-        position = re.search(r"data-position>(\d+)", page.replace("\n", ""))
+        position = re.search(r"data-position>第 (\d+) 名，共 3 人", page)
+        assert position is not None
         results[who.user_id] = ('data-result="won"' in page, ticket, position)
         balances = client.get("/app/campaigns").text
         if 'data-result="won"' in page:
@@ -259,6 +260,8 @@ def test_register_for_a_campaign_see_the_draw_and_check_it(
             assert "¥10.00" in balances  # the minimum spend
     winners = sorted(t for won, t, _ in results.values() if won)
     assert len(winners) == 2
+    assert sorted(int(p.group(1)) for _, _, p in results.values() if p) == [1, 2, 3]
+    assert all(int(p.group(1)) <= 2 for won, _, p in results.values() if won and p)
     assert max(winners) < min(t for won, t, _ in results.values() if not won)
     draw_file = client.get(f"/app/campaigns/{cid}/draw.json")
     assert draw_file.status_code == 200
