@@ -19,12 +19,13 @@ from tests.wallet_support import balance, make_resident, sandbox_bank
 PIN = "730418"
 
 
-def sign_up(site: Site, page: Page, phone: str) -> None:
+def sign_up(site: Site, page: Page, phone: str, shots: Shots) -> None:
     page.goto(site.url + "/app/signup")
     expect(page.get_by_test_id("sandbox-note")).to_be_visible()
     page.get_by_label("手机号").fill(phone)
     page.get_by_role("button", name="发送验证码").click()
     expect(page.get_by_label("短信验证码")).to_be_visible()
+    shots(page, "signup-code")
     code = last_code(site.db, site.runtime.encryptor, phone)
     page.get_by_label("短信验证码").fill(code)
     page.get_by_label("设置登录密码").fill(PASSWORD)
@@ -39,7 +40,7 @@ def test_newcomer_signs_up_tops_up_sends_and_verifies_the_receipt(
         site.db, site.runtime.settings, site.runtime.encryptor, sandbox_bank(), 2
     )
     me = "13700137001"
-    sign_up(site, phone, me)
+    sign_up(site, phone, me, shots)
     expect(phone.get_by_text("欢迎！完成实名认证后即可使用钱包。")).to_be_visible()
     # the installable app: the service worker registers for /app/
     expect(phone.locator("html")).to_have_attribute("data-sw", site.url + "/app/")
