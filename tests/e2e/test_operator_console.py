@@ -7,21 +7,28 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from datetime import datetime
 
 from playwright.sync_api import Page, expect
 
 from citywallet.campaign import service as campaigns
-from citywallet.identity import attributes
+from citywallet.identity import attributes, codes
 from citywallet.identity import service as identity
+from citywallet.identity.gateways import (
+    SandboxIdentityVerifier,
+    SandboxSmsGateway,
+    sandbox_messages,
+)
+from citywallet.identity.rules import normalize_phone
 from citywallet.platform.clock import now_us
 from citywallet.wallet.bank import sandbox_card_number
 from citywallet.web.templating import TIMEZONE
 from tests.e2e.conftest import Shots, Site
-from tests.identity_support import PASSWORD
+from tests.identity_support import PASSWORD, resident_id
 from tests.ledger_checks import assert_ledger_clean
-from tests.wallet_support import Resident, make_resident, sandbox_bank
+from tests.wallet_support import Resident
 
 WINDOW_SECONDS = 20
 
@@ -31,10 +38,40 @@ def local(us: int) -> str:
 
 
 def person(site: Site, n: int) -> Resident:
+    """A verified resident, signed up while the site's worker runs: the worker may deliver
+    the SMS code before we do, so the code is read from the sandbox outbox either way."""
     runtime = site.runtime
-    return make_resident(
-        runtime.db, runtime.settings, runtime.encryptor, sandbox_bank(), n, card_ending=None
+    db, settings, encryptor = runtime.db, runtime.settings, runtime.encryptor
+    phone = f"1380013{n:04d}"
+    sent = db.transact(
+        lambda uow: identity.send_sms_code(
+            uow, phone=phone, purpose="register", settings=settings, encryptor=encryptor
+        )
     )
+    assert sent.outbox_id is not None
+    handler = codes.sms_outbox_handler(SandboxSmsGateway(db, encryptor), encryptor)
+    codes.deliver_now(db, message_id=sent.outbox_id, handler=handler)  # or the worker did
+    code = ""
+    for _ in range(50):
+        with db.uow(readonly=True) as uow:
+            messages = sandbox_messages(uow, encryptor, phone=normalize_phone(phone), limit=1)
+        if messages:
+            code = messages[0].text
+            break
+        time.sleep(0.1)
+    found = re.search(r"\d{6}", code)
+    assert found is not None, f"no SMS to {phone}"
+    login = identity.register(
+        db, phone=phone, code=found.group(), password=PASSWORD,
+        device=identity.Device(kind="bearer", name="e2e", ip="10.0.0.1"),
+        settings=settings, encryptor=encryptor,
+    )  # fmt: skip
+    identity.verify_real_name(
+        db, user_id=login.user.id, name="张伟",
+        id_number=resident_id(sequence=f"{n % 900 + 1:03d}", birth="19900515"),
+        verifier=SandboxIdentityVerifier(), settings=settings, encryptor=encryptor,
+    )  # fmt: skip
+    return Resident(login.user.id, phone, login.session.token, None, None, "张伟")
 
 
 def sign_in(page: Page, site: Site, who: Resident) -> None:
