@@ -15,7 +15,7 @@ import zxingcpp
 from PIL import Image
 from playwright.sync_api import Browser, expect
 
-from citywallet.merchant import onboarding, payments
+from citywallet.merchant import onboarding, paycodes, payments
 from tests.e2e.conftest import Shots, Site, new_context
 from tests.identity_support import PASSWORD
 from tests.ledger_checks import assert_ledger_clean
@@ -30,7 +30,7 @@ def test_a_merchant_onboards_sells_refunds_and_downloads_a_statement(
     runtime = site.runtime
     bank = sandbox_bank()
     owner = make_resident(site.db, runtime.settings, runtime.encryptor, bank, 1)
-    customer = funded_resident(site.db, runtime.settings, runtime.encryptor, bank, 2, 50_000)
+    customer = funded_resident(site.db, runtime.settings, runtime.encryptor, bank, 2, 100_000)
     context = new_context(browser, "desktop", "en")
     page = context.new_page()
 
@@ -126,12 +126,12 @@ def test_a_merchant_onboards_sells_refunds_and_downloads_a_statement(
     page.get_by_label("Reason").fill("one dish missing")
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_role("heading", name="Confirm the refund")).to_be_visible()
-    assert balance(site.db, customer.user_id)[0] == 50_000 - 3_680  # nothing moved yet
+    assert balance(site.db, customer.user_id)[0] == 100_000 - 3_680  # nothing moved yet
     shots(page, "refund-confirm")
     page.get_by_role("button", name="Refund ¥6.80").click()
     expect(page.locator(".flash")).to_have_text("Refunded")
     expect(page.locator("#order-refunded")).to_have_text("¥6.80")
-    assert balance(site.db, customer.user_id)[0] == 50_000 - 3_680 + 680
+    assert balance(site.db, customer.user_id)[0] == 100_000 - 3_680 + 680
     shots(page, "order-refunded")
 
     # today's statement: the payment and the refund
@@ -151,6 +151,36 @@ def test_a_merchant_onboards_sells_refunds_and_downloads_a_statement(
     assert rows[1][2] == rows[2][2] == view.out_trade_no
     # 36.80 less its fee 0.14 (38 bp), less 6.80 with 0.03 of the fee given back
     assert rows[2][7] == "29.89"
+
+    # a scanned payment code above the customer's password-free limit waits for them
+    device = site.db.transact(
+        lambda uow: paycodes.register_device(
+            uow, user_id=customer.user_id, label="phone", encryptor=runtime.encryptor
+        )
+    )
+    code = site.db.transact(
+        lambda uow: paycodes.current_code(
+            uow,
+            user_id=customer.user_id,
+            device_id=device.device.id,
+            encryptor=runtime.encryptor,
+        )
+    ).code
+    page.get_by_role("link", name="Cashier").click()
+    charge = page.locator("form[action='/merchant/cashier/charge']")
+    charge.get_by_label("Amount (yuan)").fill("520.00")
+    charge.get_by_label("Payment code").fill(code)
+    charge.get_by_label("Payment code").press("Enter")  # as a USB scanner does
+    expect(page.locator("#order-status")).to_have_text("Waiting for the customer to confirm")
+    shots(page, "cashier-confirming")
+    charged = page.url.rsplit("/", 1)[1]
+    site.db.transact(
+        lambda uow: paycodes.confirm_charge(
+            uow, user_id=customer.user_id, order_id=charged, settings=runtime.settings
+        )
+    )
+    expect(page.locator("#order-status")).to_have_text("Paid", timeout=15_000)
+    assert balance(site.db, customer.user_id)[0] == 100_000 - 3_680 + 680 - 52_000
 
     page.get_by_role("link", name="API keys and webhooks").click()
     page.get_by_label("Label").fill("till 1")
