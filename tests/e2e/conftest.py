@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,7 @@ def shots(request: pytest.FixtureRequest) -> Shots:
     """Save the page at ``page.url`` in zh-CN and en, phone and desktop sizes."""
     test = re.sub(r"[^\w.-]+", "_", request.node.name)
     folder = ARTIFACTS / test
+    shutil.rmtree(folder, ignore_errors=True)  # only this run's screens
     counter = iter(range(1, 1000))
 
     def take(page: Page, name: str) -> None:
