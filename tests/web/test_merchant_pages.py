@@ -172,7 +172,9 @@ def test_suspended_and_several_merchants_one_at_a_time(
     shop = open_shop(runtime, bank, 1)
     other = open_shop(runtime, bank, 2)
     sign_in(client, shop.owner)
-    assert "Approved" in client.get("/merchant", headers={"Accept-Language": "en"}).text
+    approved = client.get("/merchant", headers={"Accept-Language": "en"}).text
+    assert "Approved" in approved
+    assert "0.38%" in approved  # the fee rate, 38 basis points
     runtime.db.transact(
         lambda uow: onboarding.review_merchant(
             uow, merchant_id=shop.merchant_id, action="suspend", reason="complaints"
