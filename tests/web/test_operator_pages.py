@@ -392,3 +392,58 @@ def test_the_audit_log_pages_and_filters(client: TestClient, runtime: Runtime) -
         runtime.db.transact(
             lambda uow: audit.record(uow, actor=someone, action="nope", target_id="x")
         )
+
+
+def test_reclaim_after_the_validity_window_ends_the_campaign(
+    client: TestClient, runtime: Runtime
+) -> None:
+    operator = sign_in_operator(client, runtime)
+    people = [resident(runtime, n, card_ending=None) for n in range(2)]
+    t0 = now_us()
+    closes = (t0 // 1_000_000 + 2) * 1_000_000
+    spec = campaign_form_spec(t0, closes, valid_until=closes + 1_000_000)
+    actor = Actor(operator.user_id, "138****0090")
+    cid = runtime.db.transact(
+        lambda uow: campaigns.create_campaign(
+            uow, spec=spec, actor=actor.ref, encryptor=runtime.encryptor
+        )
+    ).id
+    assert (
+        campaigns.fund_campaign(
+            runtime.db, campaign_id=cid, bank=runtime.bank, encryptor=runtime.encryptor
+        )
+        == "funded"
+    )
+    runtime.db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="t"))
+    for person in people:
+        runtime.db.transact(
+            lambda uow, p=person: campaigns.register(
+                uow, campaign_id=cid, user_id=p.user_id, now=t0
+            )
+        )
+    time.sleep(max(0.0, (closes + 1_000_000 - now_us()) / 1e6) + 0.05)
+    page = f"/operator/campaigns/{cid}"
+    for name in ("close", "draw", "issue"):
+        assert post(client, page, f"{page}/{name}", {}).status_code == 303
+    issued = client.get(page)
+    assert 'id="fig-issued">¥400.00<' in issued.text
+    reclaimed = post(client, page, f"{page}/reclaim", {})
+    assert reclaimed.status_code == 303
+    ended = client.get(page)
+    assert 'data-status="ended"' in ended.text
+    assert 'id="reclaim-progress"' in ended.text
+    with runtime.db.uow(readonly=True) as uow:
+        assert campaigns.campaign_balance(uow, campaign_id=cid) == 40_000
+    logged = entries(runtime, action="campaign.reclaim")
+    assert [(e.target_id, e.detail) for e in logged] == [(cid, "batch of 2")]
+    assert_ledger_clean(runtime.db)
+
+
+def campaign_form_spec(t0: int, closes: int, *, valid_until: int) -> campaigns.CampaignSpec:
+    """The form's campaign as the service's spec (for tests that start past creation)."""
+    from citywallet.web.operator.campaign_form import parse_campaign
+
+    return parse_campaign(
+        campaign_form(t0, closes, prize_amount_2="", prize_count_2="", budget="400",
+                      valid_until=local(valid_until))
+    )  # fmt: skip
