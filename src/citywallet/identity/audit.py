@@ -141,9 +141,16 @@ def list_entries(
     page = rows[:limit]
     entries = [
         AuditEntry(
-            r.id, r.actor_user_id, r.actor_label, r.action, r.target_kind, r.target_id,
-            r.reason, r.detail, r.created_at,
-        )  # fmt: skip
+            id=r.id,
+            actor_user_id=r.actor_user_id,
+            actor_label=r.actor_label,
+            action=r.action,
+            target_kind=r.target_kind,
+            target_id=r.target_id,
+            reason=r.reason,
+            detail=r.detail,
+            created_at=r.created_at,
+        )
         for r in page
     ]
     return entries, (page[-1].id if len(rows) > limit else None)
