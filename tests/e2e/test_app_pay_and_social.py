@@ -123,7 +123,7 @@ def test_pay_by_scanning_and_a_lucky_red_packet_for_a_group(
     phone.goto(site.url + "/app/paycode")
     phone.get_by_role("button", name="开通付款码").click()
     phone.wait_for_url("**/app/paycode?done=*")
-    code = phone.locator("[data-code]").inner_text()
+    code = phone.locator("[data-code]").text_content() or ""
     assert code.isdigit()
     expect(phone.locator("[data-countdown]")).not_to_have_text("60", timeout=5_000)
     assert phone.locator("[data-qr]").evaluate("img => img.naturalWidth") > 0
