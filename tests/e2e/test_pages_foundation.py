@@ -47,7 +47,7 @@ def test_a_wrong_password_is_shown_next_to_the_field_and_the_right_one_signs_in(
 
     phone.get_by_label("密码").fill(PASSWORD)
     phone.get_by_role("button", name="登录").click()
-    phone.wait_for_url("**/app")
+    phone.wait_for_url(site.url + "/app")
     cookies = {c["name"]: c for c in phone.context.cookies()}
     assert cookies["cw_session"]["httpOnly"]
     assert cookies["cw_session"]["sameSite"] == "Lax"
@@ -65,3 +65,26 @@ def test_a_form_without_its_csrf_token_changes_nothing(site: Site, phone: Page) 
     answer = phone.request.post(site.url + "/login", form={"phone": "13800000000", "password": "x"})
     assert answer.status == 403
     assert "csrf_failed" in answer.text()
+
+
+def test_the_keyboard_alone_signs_in(site: Site, phone: Page) -> None:
+    person = make_resident(
+        site.db, site.runtime.settings, site.runtime.encryptor, sandbox_bank(), 2
+    )
+    phone.goto(site.url + "/login?next=/app")
+    focused = []
+    for _ in range(8):  # skip link, language switch, then the form
+        phone.keyboard.press("Tab")
+        focused.append(
+            phone.evaluate("document.activeElement.id || document.activeElement.tagName")
+        )
+        if focused[-1] == "f-phone":
+            break
+    assert focused[-1] == "f-phone", focused
+    phone.keyboard.type(person.phone)
+    phone.keyboard.press("Tab")
+    assert phone.evaluate("document.activeElement.id") == "f-password"
+    phone.keyboard.type(PASSWORD)
+    phone.keyboard.press("Enter")
+    phone.wait_for_url(site.url + "/app")
+    assert any(c["name"] == "cw_session" for c in phone.context.cookies())
