@@ -267,7 +267,7 @@ def worker() -> None:
 @app.command()
 def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Seed demo residents (sandbox SMS, bank and ID checks), print URLs and logins, serve."""
-    from citywallet.demo import seed
+    from citywallet.demo import seed, web_apps
 
     runtime = _runtime()
     if not runtime.settings.sandbox:
@@ -276,6 +276,9 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     with console.status("seeding demo residents through the API…"):
         info = seed(runtime)
     base = f"http://{host}:{port}"
+    console.print("[bold]CityWallet web apps[/] (中文 / English; sign in with phone / password)")
+    for name, url, login in web_apps(info, base):
+        console.print(f"  {name}: [link={url}]{url}[/link]  — {login}", soft_wrap=True)
     urls = Table(title="CityWallet demo", show_header=False)
     urls.add_row("API docs", f"{base}/docs")
     urls.add_row("Health / metrics", f"{base}/healthz  {base}/metrics")
@@ -286,7 +289,7 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     if info.sample_transfer:
         proof = f"{base}/v1/ledger/transfers/{info.sample_transfer}/proof"
         console.print(f"A sealed transfer's proof: {proof}", soft_wrap=True)
-    logins = Table(title="Demo logins (POST /v1/auth/login)")
+    logins = Table(title="Demo logins (the web apps, or POST /v1/auth/login)")
     for column in ("name", "phone", "password", "payment PIN"):
         logins.add_column(column)
     for resident in info.residents:
