@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 
 from citywallet.campaign import drawcheck, lottery
-from citywallet.identity import attributes
+from citywallet.identity import attributes, audit
 from citywallet.platform.clock import now_us
 from citywallet.runtime import Runtime
 from citywallet.wallet.bank import sandbox_card_number
@@ -187,6 +187,22 @@ def test_campaign_through_the_api(client: TestClient, runtime: Runtime) -> None:
     assert rows[0] == ["section", "key", "metric", "value"]
     assert ["summary", "", "issued_amount", "46600"] in rows
     _problem(resident.get(f"/v1/operator/campaigns/{cid}/report"), 403, "operator_required")
+
+    # every operator action through the API is in the audit log, refusals are not
+    with runtime.db.uow(readonly=True) as uow:
+        entries, _ = audit.list_entries(uow, limit=200)
+    logged = [(e.action, e.target_id) for e in reversed(entries)]
+    assert logged == [
+        *[("resident.attributes", p.user_id) for p in people[:4]],
+        ("campaign.create", cid),
+        ("campaign.open", cid),
+        ("campaign.close", cid),
+        ("campaign.fund", cid),
+        ("campaign.draw", cid),
+        ("campaign.issue", cid),
+        ("campaign.issue", cid),
+    ]
+    assert {e.actor_user_id for e in entries} == {operator.user_id}
     assert_ledger_clean(runtime.db)
 
 

@@ -28,7 +28,7 @@ from citywallet.campaign.schemas import (
     RegistrationPublic,
     ReportPublic,
 )
-from citywallet.identity import attributes
+from citywallet.identity import attributes, audit
 from citywallet.platform.db import UnitOfWork
 
 router = APIRouter(tags=["campaigns"])
@@ -49,6 +49,13 @@ STATE_RESPONSES: dict[int | str, dict[str, str]] = {
 
 def _actor(auth: Any) -> str:
     return f"operator:{auth.user_id}"
+
+
+def _log(uow: UnitOfWork, auth: Any, action: str, target_id: str, detail: str = "") -> None:
+    """The operator audit log's entry of an action, in the action's own transaction (as
+    the operator console writes it)."""
+    actor = audit.actor_of(uow, auth.user_id)
+    audit.record(uow, actor=actor, action=action, target_id=target_id, detail=detail)
 
 
 # --- residents ----------------------------------------------------------------------------
@@ -150,12 +157,15 @@ def create_campaign(
 ) -> CampaignPublic:
     """Create a campaign (a draft, with its seed commitment published from now on)."""
     spec = body.spec()
-    view = runtime.db.transact(
-        lambda uow: campaigns.create_campaign(
+
+    def create(uow: UnitOfWork) -> campaigns.CampaignView:
+        view = campaigns.create_campaign(
             uow, spec=spec, actor=_actor(auth), encryptor=runtime.encryptor
         )
-    )
-    return CampaignPublic.of(view)
+        _log(uow, auth, "campaign.create", view.id, f"{spec.name}; budget {spec.budget}")
+        return view
+
+    return CampaignPublic.of(runtime.db.transact(create))
 
 
 @operator_router.get("/v1/operator/campaigns")
@@ -173,10 +183,14 @@ def operator_get(campaign_id: str, _auth: CurrentOperator, runtime: RuntimeDep) 
 
 
 @operator_router.post("/v1/operator/campaigns/{campaign_id}/fund", responses=STATE_RESPONSES)
-def fund(campaign_id: str, _auth: CurrentOperator, runtime: RuntimeDep) -> FundingResult:
+def fund(campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep) -> FundingResult:
     """Collect the budget from the funder's bank account (repeatable until ``funded``)."""
     outcome = campaigns.fund_campaign(
-        runtime.db, campaign_id=campaign_id, bank=runtime.bank, encryptor=runtime.encryptor
+        runtime.db,
+        campaign_id=campaign_id,
+        bank=runtime.bank,
+        encryptor=runtime.encryptor,
+        on_start=lambda uow: _log(uow, auth, "campaign.fund", campaign_id),
     )
     return FundingResult(funding_status=outcome, campaign=_view(runtime, campaign_id))
 
@@ -186,9 +200,13 @@ def open_registration(
     campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep
 ) -> CampaignPublic:
     """Open registration (draft → open); residents register during its window."""
-    view = runtime.db.transact(
-        lambda uow: campaigns.open_registration(uow, campaign_id=campaign_id, actor=_actor(auth))
-    )
+
+    def step(uow: UnitOfWork) -> campaigns.CampaignView:
+        view = campaigns.open_registration(uow, campaign_id=campaign_id, actor=_actor(auth))
+        _log(uow, auth, "campaign.open", campaign_id)
+        return view
+
+    view = runtime.db.transact(step)
     return CampaignPublic.of(view)
 
 
@@ -197,27 +215,35 @@ def close_registration(
     campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep
 ) -> CampaignPublic:
     """Close registration once its window has passed and publish the list hash."""
-    view = runtime.db.transact(
-        lambda uow: campaigns.close_registration(uow, campaign_id=campaign_id, actor=_actor(auth))
-    )
+
+    def step(uow: UnitOfWork) -> campaigns.CampaignView:
+        view = campaigns.close_registration(uow, campaign_id=campaign_id, actor=_actor(auth))
+        _log(uow, auth, "campaign.close", campaign_id)
+        return view
+
+    view = runtime.db.transact(step)
     return CampaignPublic.of(view)
 
 
 @operator_router.post("/v1/operator/campaigns/{campaign_id}/draw", responses=STATE_RESPONSES)
 def run_draw(campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep) -> CampaignPublic:
     """Draw the winners (funded, at or after the draw time): reveals the seed."""
-    view = runtime.db.transact(
-        lambda uow: campaigns.draw(
+
+    def step(uow: UnitOfWork) -> campaigns.CampaignView:
+        view = campaigns.draw(
             uow, campaign_id=campaign_id, actor=_actor(auth), encryptor=runtime.encryptor
         )
-    )
+        _log(uow, auth, "campaign.draw", campaign_id, f"{view.winners} winners")
+        return view
+
+    view = runtime.db.transact(step)
     return CampaignPublic.of(view)
 
 
 @operator_router.post("/v1/operator/campaigns/{campaign_id}/issue", responses=STATE_RESPONSES)
 def issue(
     campaign_id: str,
-    _auth: CurrentOperator,
+    auth: CurrentOperator,
     runtime: RuntimeDep,
     batch_size: BatchSize = 10_000,
     max_batches: MaxBatches = 10,
@@ -227,9 +253,14 @@ def issue(
     processed = batches = 0
     done = False
     while batches < max_batches:
-        count = runtime.db.transact(
-            lambda uow: campaigns.issue_batch(uow, campaign_id=campaign_id, limit=batch_size)
-        )
+
+        def batch(uow: UnitOfWork) -> int:
+            done = campaigns.issue_batch(uow, campaign_id=campaign_id, limit=batch_size)
+            if done:  # one entry per batch that moved money
+                _log(uow, auth, "campaign.issue", campaign_id, f"batch of {done}")
+            return done
+
+        count = runtime.db.transact(batch)
         batches += 1
         processed += count
         if count == 0:
@@ -243,7 +274,7 @@ def issue(
 @operator_router.post("/v1/operator/campaigns/{campaign_id}/reclaim", responses=STATE_RESPONSES)
 def reclaim(
     campaign_id: str,
-    _auth: CurrentOperator,
+    auth: CurrentOperator,
     runtime: RuntimeDep,
     batch_size: BatchSize = 10_000,
     max_batches: MaxBatches = 10,
@@ -253,9 +284,14 @@ def reclaim(
     processed = batches = 0
     done = False
     while batches < max_batches:
-        count = runtime.db.transact(
-            lambda uow: campaigns.reclaim_batch(uow, campaign_id=campaign_id, limit=batch_size)
-        )
+
+        def batch(uow: UnitOfWork) -> int:
+            done = campaigns.reclaim_batch(uow, campaign_id=campaign_id, limit=batch_size)
+            if done:  # one entry per batch that moved money
+                _log(uow, auth, "campaign.reclaim", campaign_id, f"batch of {done}")
+            return done
+
+        count = runtime.db.transact(batch)
         batches += 1
         processed += count
         if count == 0:
@@ -302,9 +338,13 @@ def set_attributes(
 ) -> AttributesPublic:
     """Set a resident's attributes (an empty value removes one); written to their audit
     trail with the operator as the actor."""
-    values = runtime.db.transact(
-        lambda uow: attributes.set_attributes(
+
+    def update(uow: UnitOfWork) -> dict[str, str]:
+        values = attributes.set_attributes(
             uow, user_id=user_id, values=body.values, source=_actor(auth)
         )
-    )
+        _log(uow, auth, "resident.attributes", user_id, ", ".join(sorted(body.values)))
+        return values
+
+    values = runtime.db.transact(update)
     return AttributesPublic(user_id=user_id, attributes=values)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, Index, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from citywallet.identity.queries import user_row
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import Base, BigId, UnitOfWork
 
@@ -23,6 +24,7 @@ MAX_PAGE = 200
 ACTIONS: dict[str, str] = {
     "resident.freeze": "resident",
     "resident.unfreeze": "resident",
+    "resident.attributes": "resident",
     "merchant.approve": "merchant",
     "merchant.reject": "merchant",
     "merchant.suspend": "merchant",
@@ -85,6 +87,11 @@ class Actor:
     def ref(self) -> str:
         """How services name the actor in their own logs (``operator:usr_…``)."""
         return f"operator:{self.user_id}"
+
+
+def actor_of(uow: UnitOfWork, user_id: str) -> Actor:
+    """The operator ``user_id`` as the log names them (public id and masked phone)."""
+    return Actor(user_id, user_row(uow, user_id).phone_masked)
 
 
 def record(
