@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
@@ -114,8 +115,10 @@ def shots(request: pytest.FixtureRequest) -> Shots:
         number = next(counter)
         context = page.context
         saved = [c for c in context.cookies() if c["name"] == "cw_lang"]
+        host = urlsplit(page.url).hostname or "127.0.0.1"
         for lang in LANGUAGES:
-            context.add_cookies([{"name": "cw_lang", "value": lang, "url": page.url}])
+            context.clear_cookies(name="cw_lang")  # the page's own choice, whatever its path
+            context.add_cookies([{"name": "cw_lang", "value": lang, "domain": host, "path": "/"}])
             for size, viewport in SIZES.items():
                 tab = context.new_page()
                 tab.set_viewport_size(viewport)
