@@ -70,7 +70,6 @@ from citywallet.wallet.accounts import CURRENCY
 owner_router = APIRouter(prefix="/v1/merchants", tags=["merchant console"])
 server_router = APIRouter(prefix="/v1/merchant", tags=["merchant API (signed)"])
 
-REDELIVERIES = ratelimit.Rule("webhook_redeliver", 60, 3600, "redeliver_rate_limited")
 SIGNED_RESPONSES: dict[int | str, dict[str, str]] = {
     401: {
         "description": "signature_missing, signature_malformed, signature_scheme_unsupported, "
@@ -495,7 +494,7 @@ def redeliver_event(event_id: str, caller: SignedMerchant, runtime: RuntimeDep) 
     """Send an event again (receivers dedupe by its id); at most 60 an hour."""
 
     def again(uow: UnitOfWork) -> webhooks.EventView:
-        ratelimit.hit(uow, REDELIVERIES, caller.merchant_id)
+        ratelimit.hit(uow, webhooks.REDELIVERIES, caller.merchant_id)
         return webhooks.redeliver(uow, merchant_id=caller.merchant_pk, event_id=event_id)
 
     view = runtime.db.transact(again)

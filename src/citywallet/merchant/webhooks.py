@@ -29,7 +29,7 @@ from sqlalchemy import func, select, update
 from citywallet.merchant import netguard, signing
 from citywallet.merchant.errors import EventNotFound
 from citywallet.merchant.models import Merchant, WebhookDelivery, WebhookEvent
-from citywallet.platform import outbox
+from citywallet.platform import outbox, ratelimit
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import CryptoError, Encryptor
@@ -45,6 +45,8 @@ EVENT_TYPES = (PAYMENT_SUCCEEDED, REFUND_SUCCEEDED, ORDER_CLOSED)
 USER_AGENT = "CityWallet-Webhooks/1"
 ERROR_MAX = 200
 DELIVERIES_SHOWN = 100
+# A merchant asks for at most 60 redeliveries an hour (the API and the console alike).
+REDELIVERIES = ratelimit.Rule("webhook_redeliver", 60, 3600, "redeliver_rate_limited")
 # outbox._record_failure spreads each retry by up to this share of its backoff.
 _OUTBOX_JITTER = 0.2
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from citywallet.api.merchant import REDELIVERIES
 from citywallet.merchant import onboarding, webhooks
 from citywallet.platform import ratelimit
 from citywallet.platform.db import UnitOfWork
@@ -172,7 +171,7 @@ def redeliver(request: Request, event_id: str, console: ConsoleDep, _csrf: FormF
     """Send an event again (at most 60 an hour)."""
 
     def again(uow: UnitOfWork) -> webhooks.EventView:
-        ratelimit.hit(uow, REDELIVERIES, console.merchant.id)
+        ratelimit.hit(uow, webhooks.REDELIVERIES, console.merchant.id)
         return webhooks.redeliver(uow, merchant_id=console.pk, event_id=event_id)
 
     runtime_of(request).db.transact(again)
