@@ -19,12 +19,16 @@ from sqlalchemy import select
 from stdnum.cn import ric
 
 from citywallet.api.app import create_app
+from citywallet.campaign import service as campaigns
+from citywallet.campaign.rules import Eligibility
 from citywallet.identity import attributes
 from citywallet.identity.service import find_user_by_phone
 from citywallet.ledger.blocks import seal_all
 from citywallet.merchant import onboarding, payments
 from citywallet.merchant.models import Merchant
+from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
+from citywallet.redpacket import service as redpackets
 from citywallet.runtime import Runtime
 from citywallet.wallet.bank import sandbox_card_number
 
@@ -162,6 +166,80 @@ def _seed_merchant(runtime: Runtime, owner: _Resident, payers: list[_Resident]) 
                        money=True))  # fmt: skip
 
 
+HOUR_US = 3_600 * 1_000_000
+DAY_US = 24 * HOUR_US
+
+
+def _seed_social(runtime: Runtime, people: list[_Resident]) -> None:
+    """A family group; 王小明 sends it a lucky red packet that 李华 opens."""
+    alice, bob, carol = people
+    enc, cfg = runtime.encryptor, runtime.settings
+    group = runtime.db.transact(
+        lambda uow: redpackets.create_group(
+            uow, user_id=alice.user_id, name="一家人 family",
+            members=[RESIDENTS[1].phone, RESIDENTS[2].phone], encryptor=enc, settings=cfg,
+        )
+    )  # fmt: skip
+    packet = runtime.db.transact(
+        lambda uow: redpackets.send_packet(
+            uow, user_id=alice.user_id, amount=8_88, group_id=group.id, kind="lucky",
+            shares=3, greeting="恭喜发财", encryptor=enc, settings=cfg,
+        )
+    )  # fmt: skip
+    runtime.db.transact(
+        lambda uow: redpackets.claim_packet(
+            uow, user_id=bob.user_id, packet_id=packet.id, settings=cfg
+        )
+    )
+    del carol  # hers is still waiting in the app
+
+
+def _seed_campaigns(runtime: Runtime, people: list[_Resident]) -> None:
+    """Two campaigns: one drawn and issued (王小明 and 李华 won a red packet usable at
+    restaurants, the demo merchant's MCC), one open for registration."""
+    now, enc = now_us(), runtime.encryptor
+    funder = sandbox_card_number("0000", serial=9)
+    drawn_spec = campaigns.CampaignSpec(
+        name="罗湖区餐饮消费红包", funder_name="深圳市罗湖区人民政府",
+        funder_bank_account=funder, budget=2 * 50_00, prizes=[(50_00, 2)],
+        registration_opens_at=now - 3 * HOUR_US, registration_closes_at=now - 2 * HOUR_US,
+        draw_at=now - HOUR_US, valid_from=now - HOUR_US, valid_until=now + 30 * DAY_US,
+        eligibility=Eligibility(min_tier=1), mccs=("5812",),
+        description="A demo campaign, already drawn: restaurants only.",
+    )  # fmt: skip
+    cid = runtime.db.transact(
+        lambda uow: campaigns.create_campaign(uow, spec=drawn_spec, actor="demo", encryptor=enc)
+    ).id
+    runtime.db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="demo"))
+    for person in people[:2]:
+
+        def register(uow: UnitOfWork, user_id: str = person.user_id) -> None:
+            campaigns.register(uow, campaign_id=cid, user_id=user_id, now=now - 2 * HOUR_US - 1)
+
+        runtime.db.transact(register)
+    runtime.db.transact(
+        lambda uow: campaigns.close_registration(uow, campaign_id=cid, actor="demo", now=now)
+    )
+    campaigns.fund_campaign(runtime.db, campaign_id=cid, bank=runtime.bank, encryptor=enc)
+    runtime.db.transact(
+        lambda uow: campaigns.draw(uow, campaign_id=cid, actor="demo", encryptor=enc, now=now)
+    )
+    while runtime.db.transact(lambda uow: campaigns.issue_batch(uow, campaign_id=cid)):
+        pass
+    open_spec = campaigns.CampaignSpec(
+        name="深圳市数字消费券", funder_name="深圳市商务局", funder_bank_account=funder,
+        budget=100 * 20_00 + 50 * 88_00, prizes=[(88_00, 50), (20_00, 100)],
+        registration_opens_at=now - HOUR_US, registration_closes_at=now + 7 * DAY_US,
+        draw_at=now + 7 * DAY_US + HOUR_US, valid_from=now + 7 * DAY_US + HOUR_US,
+        valid_until=now + 37 * DAY_US, eligibility=Eligibility(min_tier=1),
+        description="A demo campaign open for registration.",
+    )  # fmt: skip
+    oid = runtime.db.transact(
+        lambda uow: campaigns.create_campaign(uow, spec=open_spec, actor="demo", encryptor=enc)
+    ).id
+    runtime.db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=oid, actor="demo"))
+
+
 def _demo_key(runtime: Runtime, info: DemoInfo) -> None:
     """A fresh API key for the demo merchant on every start (earlier demo keys revoked)."""
 
@@ -248,6 +326,8 @@ def seed(runtime: Runtime) -> DemoInfo:
                 "shares": [{"to": bob.user_id, "amount": 15_000},
                            {"to": carol.user_id, "amount": 15_000}]}))  # fmt: skip
             _seed_merchant(runtime, carol, [alice, bob])
+            _seed_social(runtime, people)
+            _seed_campaigns(runtime, people)
     with runtime.db.uow(readonly=True) as uow:
         operator = find_user_by_phone(uow, phone=OPERATOR.phone, encryptor=runtime.encryptor)
     if operator is None:  # also added to a demo database seeded before the console existed

@@ -11,10 +11,13 @@ from sqlalchemy import text
 
 from citywallet import demo
 from citywallet.api.app import create_app
+from citywallet.campaign import service as campaigns
 from citywallet.identity import attributes
 from citywallet.identity.service import find_user_by_phone
 from citywallet.platform.db import Database
+from citywallet.redpacket import service as redpackets
 from citywallet.runtime import Runtime
+from citywallet.wallet import restricted
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.wallet_support import wallet_settings
 
@@ -38,6 +41,17 @@ def test_the_demo_seeds_an_operator_and_names_the_three_apps(db: Database, tmp_p
         assert not attributes.is_operator(uow, user_id=resident.id)
     users = _users(db)
     assert users == len(demo.RESIDENTS) + 1
+    with db.uow(readonly=True) as uow:  # a drawn campaign whose winners hold red packets
+        listed = {c.name: c for c in campaigns.list_campaigns(uow)}
+        people = [
+            find_user_by_phone(uow, phone=r.phone, encryptor=runtime.encryptor)
+            for r in demo.RESIDENTS
+        ]
+        held = [restricted.balances_of(uow, user_id=p.id) for p in people if p is not None]
+        sent = redpackets.list_packets(uow, user_id=people[0].id if people[0] else "")
+    assert {c.status for c in listed.values()} == {"issued", "open"}
+    assert [sum(b.available for b in h) for h in held] == [50_00, 50_00, 0]
+    assert len(sent.items) == 1
 
     apps = demo.web_apps(info, "http://127.0.0.1:8000")
     assert [url for _, url, _ in apps] == [
