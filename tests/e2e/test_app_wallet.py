@@ -42,8 +42,8 @@ def test_newcomer_signs_up_tops_up_sends_and_verifies_the_receipt(
     me = "13700137001"
     sign_up(site, phone, me, shots)
     expect(phone.get_by_text("欢迎！完成实名认证后即可使用钱包。")).to_be_visible()
-    # the installable app: the service worker registers for /app/
-    expect(phone.locator("html")).to_have_attribute("data-sw", site.url + "/app/")
+    # the installable app: the service worker registers for /app
+    expect(phone.locator("html")).to_have_attribute("data-sw", site.url + "/app")
     shots(phone, "me-new")
 
     # real name
@@ -186,4 +186,16 @@ def test_withdrawal_shows_the_fee_before_the_pin(site: Site, phone: Page, shots:
     phone.get_by_role("button", name="提现").click()
     expect(phone.get_by_test_id("receipt-amount")).to_have_text("−¥2,000.00")
     assert balance(site.db, who.user_id)[0] == 300_000 - 200_100
+
+    # offline, the installed app shows its offline page, never a stored page with money
+    phone.goto(site.url + "/app")
+    expect(phone.locator("html")).to_have_attribute("data-sw", site.url + "/app")
+    phone.wait_for_function("navigator.serviceWorker.controller !== null")
+    phone.context.set_offline(True)
+    try:
+        phone.goto(site.url + "/app/history")
+        expect(phone.get_by_role("heading", name="网络未连接")).to_be_visible()
+        assert "¥" not in phone.content()
+    finally:
+        phone.context.set_offline(False)
     assert_ledger_clean(site.db)

@@ -75,7 +75,7 @@ def test_manifest_speaks_the_visitors_language(client: TestClient) -> None:
 def test_service_worker_is_allowed_the_whole_app_and_caches_no_pages(client: TestClient) -> None:
     answer = client.get("/app/sw.js")
     assert answer.status_code == 200
-    assert answer.headers["service-worker-allowed"] == "/app/"
+    assert answer.headers["service-worker-allowed"] == "/app"
     assert "javascript" in answer.headers["content-type"]
     assert "/app/offline" in answer.text
     assert "caches" in answer.text

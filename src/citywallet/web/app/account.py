@@ -138,11 +138,12 @@ def _service_worker() -> bytes:
 
 @router.get("/sw.js")
 def service_worker() -> Response:
-    """The service worker (its scope is the whole app)."""
+    """The service worker. Its scope is ``/app``: the home page and the manifest's start_url
+    are ``/app`` itself, which a scope of ``/app/`` would leave out."""
     return Response(
         _service_worker(),
         media_type="text/javascript",
-        headers={"Service-Worker-Allowed": "/app/", "Cache-Control": "no-cache"},
+        headers={"Service-Worker-Allowed": "/app", "Cache-Control": "no-cache"},
     )
 
 

@@ -1,10 +1,10 @@
 // Resident app behaviour (own code, no libraries).
 "use strict";
 
-// Installable app: register the service worker for /app (needs a secure context).
+// Installable app: register the service worker for /app and below (secure contexts only).
 if ("serviceWorker" in navigator && window.isSecureContext) {
   window.addEventListener("load", () => {
-    navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).then(
+    navigator.serviceWorker.register("/app/sw.js", { scope: "/app" }).then(
       (registration) => { document.documentElement.dataset.sw = registration.scope; },
       () => { document.documentElement.dataset.sw = "failed"; }
     );
