@@ -272,3 +272,30 @@ def test_spending_overview(client: TestClient, runtime: Runtime, tmp_path: Path)
     assert bad.status_code == 200
     assert 'id="e-month"' in bad.text
     assert_ledger_clean(runtime.db)
+
+
+def test_split_creator_reminds_and_cancels(client: TestClient, runtime: Runtime) -> None:
+    creator, friend, other = resident(runtime, 45), resident(runtime, 46), resident(runtime, 47)
+    sign_in(client, creator)
+    made = post(
+        client, "/app/splits",
+        {"total": "60", "people": f"{friend.phone} {other.phone}", "include_me": "", "note": "taxi"},
+    )  # fmt: skip
+    assert made.status_code == 303, made.text
+    split_path = made.headers["location"].split("?")[0]
+    reminded = post(client, f"{split_path}/remind", {}, split_path)
+    assert reminded.status_code == 303
+    too_soon = post(client, f"{split_path}/remind", {}, split_path)
+    assert too_soon.status_code == 429
+    assert 'data-code="reminder_too_soon"' in too_soon.text
+
+    sign_in(client, friend)  # a participant may not cancel
+    refused = post(client, f"{split_path}/cancel", {}, split_path)
+    assert refused.status_code >= 400
+    assert "Cancel unpaid shares" not in client.get(split_path).text
+
+    sign_in(client, creator)
+    cancelled = post(client, f"{split_path}/cancel", {}, split_path)
+    assert cancelled.status_code == 303
+    page = client.get(split_path)
+    assert page.text.count("已取消") == 2

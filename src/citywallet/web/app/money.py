@@ -68,6 +68,8 @@ DONE = {
     "transfer": N_("Sent."),
     "split": N_("Split request sent."),
     "share": N_("Your share is paid."),
+    "reminded": N_("Reminders sent to those who have not paid."),
+    "cancelled": N_("The unpaid shares are cancelled."),
 }
 STATUSES = ("succeeded", "processing", "unknown", "failed")
 KIND_LABELS = {
@@ -556,6 +558,40 @@ def pay_share(split_id: str, request: Request, who: ViewerDep, fields: FormField
             status=exc.status,
         )  # fmt: skip
     return _to(f"/app/splits/{split_id}", "share")
+
+
+@router.post("/splits/{split_id}/remind")
+def remind_split(split_id: str, request: Request, who: ViewerDep, _fields: FormFields) -> Response:
+    """Remind everyone who has not paid (creator only; at most once an hour each)."""
+    runtime = runtime_of(request)
+    try:
+        runtime.db.transact(
+            lambda uow: wallet.remind_split(
+                uow, user_id=who.user_id, split_id=split_id, settings=runtime.settings
+            )
+        )
+    except DomainError as exc:
+        if exc.status == 404:
+            raise
+        return _split_page(request, who.user_id, split_id, errors={"": exc}, status=exc.status)
+    return _to(f"/app/splits/{split_id}", "reminded")
+
+
+@router.post("/splits/{split_id}/cancel")
+def cancel_split(split_id: str, request: Request, who: ViewerDep, _fields: FormFields) -> Response:
+    """Cancel the unpaid shares (creator only); paid shares stay paid."""
+    runtime = runtime_of(request)
+    try:
+        runtime.db.transact(
+            lambda uow: wallet.cancel_split(
+                uow, user_id=who.user_id, split_id=split_id, share_ids=[]
+            )
+        )
+    except DomainError as exc:
+        if exc.status == 404:
+            raise
+        return _split_page(request, who.user_id, split_id, errors={"": exc}, status=exc.status)
+    return _to(f"/app/splits/{split_id}", "cancelled")
 
 
 # --- history and receipts -----------------------------------------------------------------
