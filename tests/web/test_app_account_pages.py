@@ -108,6 +108,7 @@ def test_sign_up_with_the_sandbox_code(client: TestClient, runtime: Runtime) -> 
     sent = post(client, "/app/signup/code", {"phone": phone}, "/app/signup")
     assert sent.status_code == 303
     assert sent.headers["location"].startswith("/app/signup?sent=1")
+    assert phone not in sent.headers["location"]  # the number stays out of URLs and logs
     step2 = client.get(sent.headers["location"])
     assert 'name="code"' in step2.text
     assert phone in step2.text

@@ -218,12 +218,16 @@ def _signup_page(
     return keep_form_token(request, page)
 
 
+SIGNUP_PHONE_COOKIE = "cw_signup_phone"  # step 2's number: kept out of URLs and logs
+
+
 @router.get("/signup")
-def signup_page(request: Request, phone: str = "", sent: bool = False) -> Response:
+def signup_page(request: Request, sent: bool = False) -> Response:
     """Step 1: the phone number; step 2 (``sent``): the SMS code and a password."""
     if viewer(request) is not None:
         return RedirectResponse("/app", status_code=303)
-    return _signup_page(request, phone=phone[:20], sent=sent)
+    phone = request.cookies.get(SIGNUP_PHONE_COOKIE, "")[:20] if sent else ""
+    return _signup_page(request, phone=phone, sent=sent and bool(phone))
 
 
 def deliver_code(runtime: Runtime, sent: codes.CodeSent) -> None:
@@ -260,9 +264,12 @@ def send_signup_code(request: Request, fields: FormFields) -> Response:
             request, phone=phone, errors=field_errors(exc, SIGNUP_FIELDS), status_code=exc.status
         )
     deliver_code(runtime, sent)
-    return RedirectResponse(
-        f"/app/signup?sent=1&phone={quote(phone)}&done={quote(DONE['code'])}", status_code=303
-    )
+    response = RedirectResponse(f"/app/signup?sent=1&done={quote(DONE['code'])}", status_code=303)
+    response.set_cookie(
+        SIGNUP_PHONE_COOKIE, phone, max_age=15 * 60, httponly=True, samesite="strict",
+        path="/app/signup", secure=runtime.settings.session_cookie_secure,
+    )  # fmt: skip
+    return response
 
 
 @router.post("/signup")
@@ -290,6 +297,7 @@ def signup(request: Request, fields: FormFields) -> Response:
         )
     response = RedirectResponse("/app/me?welcome=1", status_code=303)
     sign_in_cookies(request, response, result.session)
+    response.delete_cookie(SIGNUP_PHONE_COOKIE, path="/app/signup")
     return response
 
 
