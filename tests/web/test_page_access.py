@@ -16,7 +16,9 @@ from collections.abc import Iterable, Iterator
 
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from citywallet.identity import attributes
 from citywallet.runtime import Runtime
 from tests.identity_support import PASSWORD
 from tests.wallet_support import make_resident, sandbox_bank
@@ -85,8 +87,8 @@ def test_forms_without_their_csrf_token_change_nothing(client: TestClient) -> No
             assert "csrf_failed" in answer.text, path
 
 
-def test_operator_pages_refuse_residents(client: TestClient, runtime: Runtime) -> None:
-    person = make_resident(runtime.db, runtime.settings, runtime.encryptor, sandbox_bank(), 1)
+def sign_in(client: TestClient, runtime: Runtime, n: int = 1) -> str:
+    person = make_resident(runtime.db, runtime.settings, runtime.encryptor, sandbox_bank(), n)
     form = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
     assert token is not None
@@ -95,6 +97,43 @@ def test_operator_pages_refuse_residents(client: TestClient, runtime: Runtime) -
         data={"phone": person.phone, "password": PASSWORD, "csrf_token": token.group(1)},
     )
     assert signed_in.status_code == 303
+    return person.user_id
+
+
+def test_signed_in_forms_without_their_csrf_token_change_nothing(
+    client: TestClient, runtime: Runtime
+) -> None:
+    user_id = sign_in(client, runtime)
+    before = transfer_count(runtime)
+    posts = [path for method, path in page_routes(client) if method == "POST"]
+    assert len(posts) > 20
+    # refused before anything else: a missing token, or (consoles) no role / no merchant
+    allowed = {
+        "/app": {(403, "csrf_failed")},
+        "/merchant": {(403, "csrf_failed"), (404, "no_merchant")},
+        "/operator": {(403, "csrf_failed"), (403, "operator_required")},
+    }
+    for path in posts:
+        answer = client.post(concrete(path), data={"amount": "1", "pin": "000000"})
+        codes = set(re.findall(r'data-code="([a-z_]+)"', answer.text))
+        assert len(codes) == 1, (path, answer.status_code, codes)
+        assert (answer.status_code, codes.pop()) in allowed["/" + path.split("/")[1]], path
+    # an operator's forms too: the token is checked whatever the role
+    runtime.db.transact(lambda uow: attributes.grant_operator(uow, user_id=user_id, actor="t"))
+    for path in (p for p in posts if p.startswith("/operator")):
+        answer = client.post(concrete(path), data={"reason": "x"})
+        assert answer.status_code == 403, path
+        assert set(re.findall(r'data-code="([a-z_]+)"', answer.text)) == {"csrf_failed"}, path
+    assert transfer_count(runtime) == before
+
+
+def transfer_count(runtime: Runtime) -> int:
+    with runtime.db.uow(readonly=True) as uow:
+        return int(uow.session.execute(text("SELECT COUNT(*) FROM ledger_transfers")).scalar_one())
+
+
+def test_operator_pages_refuse_residents(client: TestClient, runtime: Runtime) -> None:
+    sign_in(client, runtime)
     for method, path in page_routes(client):
         if method == "GET" and path.startswith("/operator"):
             answer = client.get(concrete(path))
