@@ -1,5 +1,6 @@
 """The residents' wallet, account pages: the installable app's files, sign-up with the
-sandbox SMS code, real name, tier and limits, payment PIN, bank cards, devices."""
+sandbox SMS code, real name, tier and limits, payment PIN, bank cards, devices, login
+password, PIN reset by SMS, closing the wallet."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import json
 import re
 from io import BytesIO
 
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import text
 
 from citywallet.identity import service as identity
+from citywallet.identity import sessions
+from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
 from citywallet.wallet.bank import sandbox_card_number
 from tests.identity_support import PASSWORD, last_code, resident_id
-from tests.wallet_support import PIN, Resident, make_resident, sandbox_bank
+from tests.ledger_checks import assert_ledger_clean
+from tests.wallet_support import PIN, Resident, balance, make_resident, sandbox_bank
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -264,3 +270,178 @@ def test_pin_needed_for_money_is_on_me(client: TestClient, runtime: Runtime) -> 
     me = client.get("/app/me")
     assert me.status_code == 200
     assert PIN not in me.text
+
+
+# --- login password -----------------------------------------------------------------------
+
+
+def test_change_password_ends_the_other_sessions(client: TestClient, runtime: Runtime) -> None:
+    who = resident(runtime, 28, card_ending=None)  # has a bearer session from sign-up
+    sign_in(client, who)
+    assert "/app/me/password" in client.get("/app/me").text
+    wrong = post(
+        client, "/app/me/password", {"old_password": "not it 123", "new_password": "fresh pass 92"}
+    )
+    assert wrong.status_code == 422
+    assert 'id="e-old_password"' in wrong.text
+    assert 'data-code="password_incorrect"' in wrong.text
+    weak = post(client, "/app/me/password", {"old_password": PASSWORD, "new_password": "123"})
+    assert weak.status_code == 422
+    assert 'id="e-new_password"' in weak.text
+    with runtime.db.uow(readonly=True) as uow:
+        before, _ = sessions.list_sessions(uow, user_id=who.user_id, limit=100)
+    assert len(before) == 2
+
+    done = post(
+        client, "/app/me/password", {"old_password": PASSWORD, "new_password": "fresh pass 92"}
+    )
+    assert done.status_code == 303
+    assert done.headers["location"].startswith("/app/me?done=")
+    assert client.get("/app/me").status_code == 200  # this device stays signed in
+    with runtime.db.uow(readonly=True) as uow:
+        after, _ = sessions.list_sessions(uow, user_id=who.user_id, limit=100)
+    assert len(after) == 1
+    with pytest.raises(DomainError) as old:
+        identity.check_password(runtime.db, user_id=who.user_id, password=PASSWORD)
+    assert old.value.code == "password_incorrect"
+    identity.check_password(runtime.db, user_id=who.user_id, password="fresh pass 92")
+
+
+# --- payment PIN reset by SMS -------------------------------------------------------------
+
+
+def test_reset_the_payment_pin_with_the_sms_code(client: TestClient, runtime: Runtime) -> None:
+    who = resident(runtime, 29, card_ending=None)
+    sign_in(client, who)
+    assert "/app/me/pin/reset" in client.get("/app/me").text
+    page = client.get("/app/me/pin/reset")
+    assert page.status_code == 200
+    assert 'data-testid="sandbox-note"' in page.text
+    assert 'action="/app/me/pin/reset/code"' in page.text
+    too_soon = post(client, "/app/me/pin/reset/code", {}, "/app/me/pin/reset")
+    assert too_soon.status_code == 429  # the sign-up code went out this minute
+    assert 'data-code="sms_rate_limited"' in too_soon.text
+    runtime.db.transact(  # a minute passes (instead of sleeping)
+        lambda uow: uow.session.execute(
+            text("DELETE FROM platform_rate_limits WHERE bucket LIKE 'sms_send_minute:%'")
+        )
+    )
+    sent = post(client, "/app/me/pin/reset/code", {}, "/app/me/pin/reset")
+    assert sent.status_code == 303
+    step2 = sent.headers["location"]
+    assert step2.startswith("/app/me/pin/reset?sent=1")
+    assert 'name="new_pin_again"' in client.get(step2).text
+    code = last_code(runtime.db, runtime.encryptor, who.phone)
+
+    mismatch = post(
+        client,
+        "/app/me/pin/reset",
+        {"code": code, "new_pin": "730418", "new_pin_again": "730419"},
+        step2,
+    )
+    assert mismatch.status_code == 422
+    assert 'id="e-new_pin_again"' in mismatch.text
+    assert 'data-code="pin_mismatch"' in mismatch.text
+    wrong = "000000" if code != "000000" else "111111"
+    bad_code = post(
+        client,
+        "/app/me/pin/reset",
+        {"code": wrong, "new_pin": "730418", "new_pin_again": "730418"},
+        step2,
+    )
+    assert bad_code.status_code >= 400
+    assert 'id="e-code"' in bad_code.text
+    done = post(
+        client,
+        "/app/me/pin/reset",
+        {"code": code, "new_pin": "730418", "new_pin_again": "730418"},
+        step2,
+    )
+    assert done.status_code == 303, done.text
+    assert done.headers["location"].startswith("/app/me?done=")
+    with pytest.raises(DomainError) as old:
+        identity.confirm_payment_pin(
+            runtime.db,
+            user_id=who.user_id,
+            pin=PIN,
+            settings=runtime.settings,
+            encryptor=runtime.encryptor,
+        )
+    assert old.value.code == "pin_incorrect"
+    identity.confirm_payment_pin(
+        runtime.db,
+        user_id=who.user_id,
+        pin="730418",
+        settings=runtime.settings,
+        encryptor=runtime.encryptor,
+    )
+
+
+# --- closing the wallet -------------------------------------------------------------------
+
+
+def _status(runtime: Runtime, who: Resident) -> str:
+    with runtime.db.uow(readonly=True) as uow:
+        return identity.get_user(uow, user_id=who.user_id).status
+
+
+def test_close_is_refused_while_the_wallet_holds_money(
+    client: TestClient, runtime: Runtime
+) -> None:
+    who = resident(runtime, 30)
+    sign_in(client, who)
+    topup = client.get("/app/topup")
+    key = re.search(r'name="key" value="([^"]+)"', topup.text)
+    assert key is not None
+    topped = post(
+        client,
+        "/app/topup",
+        {"amount": "12.34", "card_id": who.card_id or "", "pin": PIN, "key": key.group(1)},
+    )
+    assert topped.status_code == 303, topped.text
+    before = balance(runtime.db, who.user_id)
+
+    page = client.get("/app/me/close")
+    assert page.status_code == 200
+    assert 'data-testid="close-balance">¥12.34<' in page.text
+    wrong_pin = post(client, "/app/me/close", {"pin": "740193"})
+    assert wrong_pin.status_code == 403
+    assert 'id="e-pin"' in wrong_pin.text
+    refused = post(client, "/app/me/close", {"pin": PIN})
+    assert refused.status_code == 409
+    assert 'data-code="wallet_not_empty"' in refused.text
+    assert "钱包中还有余额" in refused.text
+    assert 'href="/app/withdraw"' in refused.text
+    assert balance(runtime.db, who.user_id) == before
+    assert _status(runtime, who) == "active"
+    assert client.get("/app/me").status_code == 200
+    assert_ledger_clean(runtime.db)
+
+
+def test_close_an_empty_wallet_signs_out_for_good(client: TestClient, runtime: Runtime) -> None:
+    who = resident(runtime, 32)
+    sign_in(client, who)
+    assert "/app/me/close" in client.get("/app/me").text
+    page = client.get("/app/me/close")
+    assert page.status_code == 200
+    assert 'data-testid="close-balance">¥0.00<' in page.text
+    assert 'data-testid="close-withdraw"' not in page.text
+    done = post(client, "/app/me/close", {"pin": PIN})
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == "/app/closed"
+    closed = client.get("/app/closed")
+    assert closed.status_code == 200
+    assert 'data-testid="closed"' in closed.text
+    assert _status(runtime, who) == "closed"
+    me = client.get("/app/me")
+    assert me.status_code == 303
+    assert me.headers["location"].startswith("/login?next=")
+    with runtime.db.uow(readonly=True) as uow:
+        left, _ = sessions.list_sessions(uow, user_id=who.user_id, limit=100)
+    assert left == []
+    login = client.post(
+        "/login",
+        data={"phone": who.phone, "password": PASSWORD, "csrf_token": token_of(client, "/login")},
+    )
+    assert login.status_code != 303
+    assert_ledger_clean(runtime.db)

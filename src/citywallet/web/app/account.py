@@ -1,4 +1,5 @@
-"""Residents' wallet pages: sign-up, real name and tiers, bank cards, devices, the PWA's files.
+"""Residents' wallet pages: sign-up, real name and tiers, bank cards, devices, password, PIN
+reset by SMS, closing the wallet, the PWA's files.
 
 Each page calls the same identity and wallet use cases as ``api/identity.py`` and
 ``api/wallet.py`` (see docs/web-app.md)."""
@@ -18,7 +19,7 @@ from PIL import Image, ImageDraw
 from citywallet.identity import codes, pins, sessions
 from citywallet.identity import service as identity
 from citywallet.platform.db import UnitOfWork
-from citywallet.platform.errors import DomainError, NotFound
+from citywallet.platform.errors import DomainError, InvalidInput, NotFound
 from citywallet.platform.logging import get_logger
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
@@ -29,8 +30,10 @@ from citywallet.web.session import (
     field_errors,
     form_token,
     keep_form_token,
+    login_redirect,
     runtime_of,
     sign_in_cookies,
+    sign_out_cookies,
     viewer,
 )
 from citywallet.web.templating import render
@@ -71,6 +74,19 @@ CARD_FIELDS = {
     "card_holder_mismatch": "card_number",
     "invalid_phone": "card_phone",
 }
+PASSWORD_FIELDS = {
+    "password_incorrect": "old_password",
+    "password_rate_limited": "old_password",
+    "weak_password": "new_password",
+}
+PIN_RESET_FIELDS = {
+    "sms_code_invalid": "code",
+    "sms_code_expired": "code",
+    "pin_weak": "new_pin",
+    "pin_unchanged": "new_pin",
+    "pin_mismatch": "new_pin_again",
+}
+CLOSE_FIELDS = {"pin_incorrect": "pin", "pin_locked": "pin"}
 DONE = {
     "code": N_("We sent you a code."),
     "verified": N_("Your real name is verified."),
@@ -79,6 +95,9 @@ DONE = {
     "card": N_("The card is bound."),
     "unbound": N_("The card is unbound."),
     "revoked": N_("That device is signed out."),
+    "password": N_("Your password is changed. Your other devices are signed out."),
+    "pin_code": N_("We texted a code to your mobile number."),
+    "pin_reset": N_("Your new payment PIN is saved."),
 }
 
 
@@ -511,3 +530,173 @@ def revoke_device(
     if session_id == who.session_id:
         return RedirectResponse("/login", status_code=303)
     return _done("/app/me/devices", "revoked")
+
+
+# --- login password -----------------------------------------------------------------------
+
+
+@router.get("/me/password")
+def password_page(request: Request, _who: ViewerDep) -> Response:
+    """Change the login password: the current one, then the new one."""
+    return render(request, "app/password.html")
+
+
+@router.post("/me/password")
+def change_password(request: Request, who: ViewerDep, fields: FormFields) -> Response:
+    """Check the current password, store the new one; every other session ends (this one
+    stays signed in), as ``PUT /v1/me/password`` does."""
+    try:
+        identity.change_password(
+            runtime_of(request).db,
+            user_id=who.user_id,
+            old_password=fields.get("old_password", ""),
+            new_password=fields.get("new_password", ""),
+            keep_session_id=who.session_id,
+        )
+    except DomainError as exc:
+        return render(
+            request,
+            "app/password.html",
+            {"field_errors": field_errors(exc, PASSWORD_FIELDS)},
+            status_code=exc.status,
+        )
+    return _done("/app/me", "password")
+
+
+# --- payment PIN reset by SMS -------------------------------------------------------------
+
+
+def _pin_reset_page(
+    request: Request,
+    *,
+    sent: bool,
+    errors: dict[str, DomainError] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "app/pin_reset.html",
+        {
+            "sent": sent,
+            "sandbox": runtime_of(request).settings.sandbox,
+            "field_errors": errors or {},
+        },
+        status_code=status,
+    )
+
+
+@router.get("/me/pin/reset")
+def pin_reset_page(request: Request, _who: ViewerDep, sent: bool = False) -> Response:
+    """Forgot or locked PIN: step 1 texts a code; step 2 (``sent``) the code and the new PIN
+    twice."""
+    return _pin_reset_page(request, sent=sent)
+
+
+@router.post("/me/pin/reset/code")
+def send_pin_reset_code(request: Request, who: ViewerDep, _fields: FormFields) -> Response:
+    """Text a ``reset_pin`` code to the account's own phone (rate-limited)."""
+    runtime = runtime_of(request)
+    try:
+        sent = runtime.db.transact(
+            lambda uow: pins.send_pin_reset_code(
+                uow,
+                user_id=who.user_id,
+                settings=runtime.settings,
+                encryptor=runtime.encryptor,
+                client_ip=request.client.host if request.client else None,
+            )
+        )
+    except DomainError as exc:
+        return _pin_reset_page(request, sent=False, errors=field_errors(exc, {}), status=exc.status)
+    deliver_code(runtime, sent)
+    return RedirectResponse(
+        f"/app/me/pin/reset?sent=1&done={quote(DONE['pin_code'])}", status_code=303
+    )
+
+
+@router.post("/me/pin/reset")
+def reset_pin(request: Request, who: ViewerDep, fields: FormFields) -> Response:
+    """Set a new PIN with the SMS code (also lifts a PIN lock)."""
+    runtime = runtime_of(request)
+    new_pin = fields.get("new_pin", "")
+    try:
+        if new_pin != fields.get("new_pin_again", ""):
+            raise InvalidInput("The two PINs are not the same.", code="pin_mismatch")
+        pins.reset_payment_pin(
+            runtime.db,
+            user_id=who.user_id,
+            code=fields.get("code", "").strip(),
+            new_pin=new_pin,
+            settings=runtime.settings,
+            encryptor=runtime.encryptor,
+        )
+    except DomainError as exc:
+        return _pin_reset_page(
+            request, sent=True, errors=field_errors(exc, PIN_RESET_FIELDS), status=exc.status
+        )
+    return _done("/app/me", "pin_reset")
+
+
+# --- closing the wallet and the account ---------------------------------------------------
+
+CLOSED_COOKIE = "cw_closed"  # what went back to funders, for the "closed" page only
+
+
+def _close_page(
+    request: Request, who_id: str, errors: dict[str, DomainError] | None = None, status: int = 200
+) -> Response:
+    runtime = runtime_of(request)
+    with runtime.db.uow(readonly=True) as uow:
+        view = wallet.wallet_view(uow, user_id=who_id, settings=runtime.settings)
+    return render(
+        request,
+        "app/close.html",
+        {"wallet": view, "field_errors": errors or {}},
+        status_code=status,
+    )
+
+
+@router.get("/me/close")
+def close_page(request: Request, who: ViewerDep) -> Response:
+    """What closing does (own balance must be zero; campaign money goes back to its funder;
+    the account cannot be used again) and the confirmation with the payment PIN."""
+    return _close_page(request, who.user_id)
+
+
+@router.post("/me/close")
+def close(request: Request, who: ViewerDep, fields: FormFields) -> Response:
+    """Confirm the PIN, then ``wallet.close_wallet`` in one transaction (as
+    ``POST /v1/wallet/close``); sign out and show the "closed" page."""
+    runtime = runtime_of(request)
+    try:
+        identity.confirm_payment_pin(
+            runtime.db,
+            user_id=who.user_id,
+            pin=fields.get("pin", ""),
+            settings=runtime.settings,
+            encryptor=runtime.encryptor,
+        )
+        closed = runtime.db.transact(
+            lambda uow: wallet.close_wallet(uow, user_id=who.user_id, actor="user")
+        )
+    except DomainError as exc:
+        return _close_page(request, who.user_id, field_errors(exc, CLOSE_FIELDS), exc.status)
+    response = RedirectResponse("/app/closed", status_code=303)
+    sign_out_cookies(response)
+    response.set_cookie(
+        CLOSED_COOKIE, str(closed.restricted_returned), max_age=10 * 60, httponly=True,
+        samesite="strict", path="/app/closed", secure=runtime.settings.session_cookie_secure,
+    )  # fmt: skip
+    return response
+
+
+@router.get("/closed")
+def closed_page(request: Request) -> Response:
+    """The goodbye page, right after closing (a short-lived cookie carries what went back to
+    funders); without it, a visitor is sent to log in and a signed-in resident home."""
+    returned = request.cookies.get(CLOSED_COOKIE, "")
+    if not returned.isdigit():
+        if viewer(request) is not None:
+            return RedirectResponse("/app", status_code=303)
+        return login_redirect("/app/closed")
+    return render(request, "app/closed.html", {"returned": int(returned)})
