@@ -20,6 +20,7 @@ from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
 from citywallet.wallet.bank import sandbox_card_number
 from tests.identity_support import PASSWORD, last_code, resident_id
+from tests.integration.test_restricted_money import Env, account, grant, make_source
 from tests.ledger_checks import assert_ledger_clean
 from tests.wallet_support import PIN, Resident, balance, make_resident, sandbox_bank
 
@@ -420,11 +421,16 @@ def test_close_is_refused_while_the_wallet_holds_money(
 
 def test_close_an_empty_wallet_signs_out_for_good(client: TestClient, runtime: Runtime) -> None:
     who = resident(runtime, 32)
+    env = Env(runtime.db, runtime.settings, runtime.encryptor, sandbox_bank())
+    source = make_source(env, "cmp_close", budget=5000)
+    grant(env, source, [who], 3000)  # ¥30 of campaign money, unused
+    assert account(env, source.funder) == 2000
     sign_in(client, who)
     assert "/app/me/close" in client.get("/app/me").text
     page = client.get("/app/me/close")
     assert page.status_code == 200
     assert 'data-testid="close-balance">¥0.00<' in page.text
+    assert 'data-testid="close-restricted">¥30.00<' in page.text
     assert 'data-testid="close-withdraw"' not in page.text
     done = post(client, "/app/me/close", {"pin": PIN})
     assert done.status_code == 303, done.text
@@ -432,6 +438,8 @@ def test_close_an_empty_wallet_signs_out_for_good(client: TestClient, runtime: R
     closed = client.get("/app/closed")
     assert closed.status_code == 200
     assert 'data-testid="closed"' in closed.text
+    assert "¥30.00" in closed.text
+    assert account(env, source.funder) == 5000  # the campaign money went back
     assert _status(runtime, who) == "closed"
     me = client.get("/app/me")
     assert me.status_code == 303
