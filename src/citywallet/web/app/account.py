@@ -23,6 +23,7 @@ from citywallet.platform.errors import DomainError, InvalidInput, NotFound
 from citywallet.platform.logging import get_logger
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
+from citywallet.web.forms import done
 from citywallet.web.i18n import N_, Translations
 from citywallet.web.session import (
     FormFields,
@@ -102,7 +103,7 @@ DONE = {
 
 
 def _done(path: str, what: str) -> RedirectResponse:
-    return RedirectResponse(f"{path}?done={quote(DONE[what])}", status_code=303)
+    return done(path, DONE[what])
 
 
 def _device(request: Request) -> identity.Device:

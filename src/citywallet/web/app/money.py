@@ -3,31 +3,25 @@ receipts, spending overview.
 
 Money-moving forms confirm the payment PIN (as the API does) and carry a one-time ``key``
 made when the form is shown: a top-up or withdrawal uses it as the wallet's idempotency key;
-a transfer or a split payment stores its outcome under it (``platform.idempotency``, in the
-transaction that moves the money), so a double submit moves money once and lands on the
-same receipt. See docs/web-app.md."""
+a transfer or a split payment goes through :func:`citywallet.web.forms.once`, so a double
+submit moves money once and lands on the same receipt. See docs/web-app.md."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from citywallet.identity.service import confirm_payment_pin
-from citywallet.money import Money, MoneyError
-from citywallet.platform import idempotency
 from citywallet.platform.clock import now_us
-from citywallet.platform.db import UnitOfWork
-from citywallet.platform.errors import DomainError, InvalidInput
+from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
 from citywallet.wallet import spending
 from citywallet.wallet.history import KINDS
+from citywallet.web.forms import confirm_pin, done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
 from citywallet.web.session import FormFields, ViewerDep, field_errors, runtime_of
 from citywallet.web.templating import render
@@ -122,47 +116,7 @@ def _labels() -> dict[str, Any]:
 
 
 def _to(path: str, what: str) -> RedirectResponse:
-    return RedirectResponse(f"{path}?done={quote(DONE[what])}", status_code=303)
-
-
-def new_key() -> str:
-    """A one-time key for a money form (shown once, spent once)."""
-    return secrets.token_urlsafe(18)
-
-
-def _key(fields: dict[str, str]) -> str:
-    key = fields.get("key", "").strip()
-    return key if 8 <= len(key) <= 64 else new_key()
-
-
-def parse_amount(text: str) -> int:
-    """Yuan typed by a person as fen (``invalid_amount``)."""
-    try:
-        amount = Money.parse(text.strip().replace(",", "").replace("¥", "")).amount
-    except (MoneyError, ValueError):
-        raise InvalidInput("Type an amount like 12.50.", code="invalid_amount") from None
-    if amount <= 0:
-        raise InvalidInput("The amount must be more than zero.", code="invalid_amount")
-    return amount
-
-
-def _confirm_pin(runtime: Runtime, user_id: str, pin: str) -> None:
-    confirm_payment_pin(
-        runtime.db, user_id=user_id, pin=pin, settings=runtime.settings, encryptor=runtime.encryptor
-    )
-
-
-def once(uow: UnitOfWork, *, user_id: str, key: str, request: str, act: Callable[[], str]) -> str:
-    """Run ``act`` (which moves money and returns the id to show) once per form ``key``:
-    a second submit of the same form returns the first outcome without acting again."""
-    scope = f"web:{user_id}"[:64]
-    digest = idempotency.request_fingerprint("POST", "/app", request.encode())
-    stored = idempotency.begin(uow, scope=scope, key=key, request_hash=digest)
-    if stored is not None:
-        return stored.body.decode()
-    outcome = act()
-    idempotency.finish(uow, scope=scope, key=key, status_code=303, body=outcome.encode())
-    return outcome
+    return done(path, DONE[what])
 
 
 # --- home ---------------------------------------------------------------------------------
@@ -245,7 +199,7 @@ def _funding_done(view: wallet.FundingView) -> RedirectResponse:
 @router.post("/topup")
 def topup(request: Request, who: ViewerDep, fields: FormFields) -> Response:
     runtime = runtime_of(request)
-    key = _key(fields)
+    key = key_or_new(fields.get("key", ""))
     form = {"amount": fields.get("amount", ""), "card_id": fields.get("card_id", "")}
     try:
         amount = parse_amount(form["amount"])
@@ -253,7 +207,7 @@ def topup(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             seen = wallet.funding_for_key(uow, user_id=who.user_id, idempotency_key=key)
         if seen is not None:
             return RedirectResponse(f"/app/history/{seen.id}", status_code=303)
-        _confirm_pin(runtime, who.user_id, fields.get("pin", ""))
+        confirm_pin(runtime, who.user_id, fields.get("pin", ""))
         started = runtime.db.transact(
             lambda uow: wallet.start_topup(
                 uow,
@@ -340,7 +294,7 @@ def withdraw_confirm(
 @router.post("/withdraw")
 def withdraw(request: Request, who: ViewerDep, fields: FormFields) -> Response:
     runtime = runtime_of(request)
-    key = _key(fields)
+    key = key_or_new(fields.get("key", ""))
     card_id = fields.get("card_id", "")
     try:
         amount = parse_amount(fields.get("amount", ""))
@@ -354,7 +308,7 @@ def withdraw(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             seen = wallet.funding_for_key(uow, user_id=who.user_id, idempotency_key=key)
         if seen is not None:
             return RedirectResponse(f"/app/history/{seen.id}", status_code=303)
-        _confirm_pin(runtime, who.user_id, fields.get("pin", ""))
+        confirm_pin(runtime, who.user_id, fields.get("pin", ""))
         started = runtime.db.transact(
             lambda uow: wallet.start_withdrawal(
                 uow,
@@ -403,29 +357,28 @@ def transfer_page(request: Request, _who: ViewerDep, to: str = "") -> Response:
 @router.post("/transfer")
 def transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
     runtime = runtime_of(request)
-    key = _key(fields)
+    key = key_or_new(fields.get("key", ""))
     form = {k: fields.get(k, "").strip() for k in ("to", "amount", "note")}
     try:
         amount = parse_amount(form["amount"])
-        _confirm_pin(runtime, who.user_id, fields.get("pin", ""))
-        transfer_id = runtime.db.transact(
-            lambda uow: once(
-                uow,
-                user_id=who.user_id,
-                key=key,
-                request=f"transfer|{form['to']}|{amount}|{form['note']}",
-                act=lambda: (
-                    wallet.send_transfer(
-                        uow,
-                        user_id=who.user_id,
-                        to=form["to"],
-                        amount=amount,
-                        note=form["note"],
-                        encryptor=runtime.encryptor,
-                        settings=runtime.settings,
-                    ).id
-                ),
-            )
+        transfer_id = once(
+            runtime,
+            user_id=who.user_id,
+            key=key,
+            action="transfer",
+            fields={"to": form["to"], "amount": str(amount), "note": form["note"]},
+            pin=fields.get("pin", ""),
+            work=lambda uow: (
+                wallet.send_transfer(
+                    uow,
+                    user_id=who.user_id,
+                    to=form["to"],
+                    amount=amount,
+                    note=form["note"],
+                    encryptor=runtime.encryptor,
+                    settings=runtime.settings,
+                ).id
+            ),
         )
     except DomainError as exc:
         return _transfer_form(
@@ -534,23 +487,22 @@ def split_page(split_id: str, request: Request, who: ViewerDep) -> Response:
 def pay_share(split_id: str, request: Request, who: ViewerDep, fields: FormFields) -> Response:
     """Pay my share to the split's creator (PIN)."""
     runtime = runtime_of(request)
-    key = _key(fields)
+    key = key_or_new(fields.get("key", ""))
     with runtime.db.uow(readonly=True) as uow:
         wallet.get_split(uow, user_id=who.user_id, split_id=split_id)  # 404 for strangers
     try:
-        _confirm_pin(runtime, who.user_id, fields.get("pin", ""))
-        runtime.db.transact(
-            lambda uow: once(
-                uow,
-                user_id=who.user_id,
-                key=key,
-                request=f"share|{split_id}",
-                act=lambda: (
-                    wallet.pay_share(
-                        uow, user_id=who.user_id, split_id=split_id, settings=runtime.settings
-                    ).id
-                ),
-            )
+        once(
+            runtime,
+            user_id=who.user_id,
+            key=key,
+            action="share",
+            fields={"split_id": split_id},
+            pin=fields.get("pin", ""),
+            work=lambda uow: (
+                wallet.pay_share(
+                    uow, user_id=who.user_id, split_id=split_id, settings=runtime.settings
+                ).id
+            ),
         )
     except DomainError as exc:
         return _split_page(

@@ -9,37 +9,29 @@
   above the password-free limits waiting for the resident's PIN (``confirm_charge``) or
   refusal (``decline_charge``).
 
-Money-moving forms confirm the payment PIN and carry a one-time key (:func:`once`): a double
-submit moves money once.
+Money-moving forms confirm the payment PIN and carry a one-time key
+(:func:`citywallet.web.forms.once`): a double submit moves money once.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from citywallet.identity.pins import confirm_payment_pin
 from citywallet.merchant import images, paycodes, payments
 from citywallet.merchant.paycodes import DeviceView
-from citywallet.money import Money, MoneyError
-from citywallet.platform import idempotency
-from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError, InvalidInput
 from citywallet.runtime import Runtime
+from citywallet.web.forms import done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
 from citywallet.web.session import FormFields, ViewerDep, field_errors, runtime_of
 from citywallet.web.templating import render
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 
-R = TypeVar("R")
 WEB_DEVICE_LABEL = "Web (CityWallet app)"
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
@@ -60,89 +52,6 @@ PAY_FIELDS = {
 N_("Paid.")
 N_("Payment declined.")
 N_("Payment code turned on for this browser.")
-
-
-# --- shared by the money-moving forms of pay.py and social.py ------------------------------
-
-
-def new_key() -> str:
-    """A one-time key for a money-moving form, made when the form is shown."""
-    return uuid.uuid4().hex
-
-
-def parse_amount(text: str) -> int:
-    """Yuan typed in a form as fen (a bad amount is a field error, not a 500)."""
-    try:
-        amount = Money.parse(text.strip()).amount
-    except MoneyError:
-        raise InvalidInput("Enter an amount like 12.50.", code="invalid_amount") from None
-    if amount <= 0:
-        raise InvalidInput("Enter an amount above zero.", code="invalid_amount")
-    return amount
-
-
-def once(
-    runtime: Runtime,
-    *,
-    user_id: str,
-    key: str,
-    action: str,
-    fields: dict[str, str],
-    pin: str | None,
-    work: Callable[[UnitOfWork], R],
-    result: Callable[[R], dict[str, Any]],
-) -> dict[str, Any]:
-    """Do a money-moving form's ``work`` once per one-time ``key`` (platform idempotency,
-    as the API's ``Idempotency-Key``): a repeated submit gets the first result back without
-    a second PIN check or a second movement of money. ``pin`` (if given) is confirmed first,
-    in its own transaction, as the API does."""
-    if not idempotency_key_ok(key):
-        raise InvalidInput("This form has expired: reload the page.", code="form_key_invalid")
-    canonical = json.dumps(
-        {k: v for k, v in sorted(fields.items()) if k not in ("pin", "key")},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    raw = idempotency.request_fingerprint("POST", f"web:{action}", canonical.encode())
-    fingerprint = runtime.encryptor.lookup_hash(f"idempotency:{raw}")
-    scope = user_id
-    key = f"web:{key}"
-    with runtime.db.uow() as uow:  # rolled back: only looks
-        stored = idempotency.begin(uow, scope=scope, key=key, request_hash=fingerprint)
-    if stored is not None:
-        found: dict[str, Any] = json.loads(stored.body)
-        return found
-    if pin is not None:
-        confirm_payment_pin(
-            runtime.db,
-            user_id=user_id,
-            pin=pin,
-            settings=runtime.settings,
-            encryptor=runtime.encryptor,
-        )
-
-    def attempt(uow: UnitOfWork) -> dict[str, Any]:
-        again = idempotency.begin(uow, scope=scope, key=key, request_hash=fingerprint)
-        if again is not None:
-            done: dict[str, Any] = json.loads(again.body)
-            return done
-        body = result(work(uow))
-        idempotency.finish(
-            uow, scope=scope, key=key, status_code=200, body=json.dumps(body).encode()
-        )
-        return body
-
-    return runtime.db.transact(attempt)
-
-
-def done(url: str, message: str) -> RedirectResponse:
-    """303 to ``url`` with a flash ``message`` (an English text marked with ``N_``)."""
-    joiner = "&" if "?" in url else "?"
-    return RedirectResponse(f"{url}{joiner}done={quote(message, safe='')}", status_code=303)
-
-
-def idempotency_key_ok(key: str) -> bool:
-    return 8 <= len(key) <= 100 and key.isascii() and key.isalnum()
 
 
 # --- scan to pay ---------------------------------------------------------------------------
@@ -280,16 +189,17 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
             action="scan_pay",
             fields={"payload": payload, "amount": str(amount), "note": note},
             pin=fields.get("pin", ""),
-            work=lambda uow: payments.pay_scan(
-                uow,
-                user_id=viewer.user_id,
-                payload=payload,
-                amount=amount,
-                note=note,
-                encryptor=runtime.encryptor,
-                settings=runtime.settings,
+            work=lambda uow: (
+                payments.pay_scan(
+                    uow,
+                    user_id=viewer.user_id,
+                    payload=payload,
+                    amount=amount,
+                    note=note,
+                    encryptor=runtime.encryptor,
+                    settings=runtime.settings,
+                ).order_id
             ),
-            result=lambda view: {"order_id": view.order_id},
         )
     except DomainError as exc:
         try:
@@ -305,12 +215,12 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
             request,
             preview,
             payload,
-            key=key if idempotency_key_ok(key) else new_key(),
+            key=key_or_new(key),
             form={"amount": typed, "note": note},
             errors=field_errors(exc, PAY_FIELDS),
             status_code=exc.status,
         )
-    return done(f"/app/scan/paid/{paid['order_id']}", "Paid.")
+    return done(f"/app/scan/paid/{paid}", "Paid.")
 
 
 @router.get("/scan/paid/{order_id}")
@@ -469,10 +379,11 @@ def paycode_confirm(
             action=f"paycode_confirm:{order_id}",
             fields={"order_id": order_id},
             pin=fields.get("pin", ""),
-            work=lambda uow: paycodes.confirm_charge(
-                uow, user_id=viewer.user_id, order_id=order_id, settings=runtime.settings
+            work=lambda uow: (
+                paycodes.confirm_charge(
+                    uow, user_id=viewer.user_id, order_id=order_id, settings=runtime.settings
+                ).order_id
             ),
-            result=lambda view: {"order_id": view.order_id},
         )
     except DomainError as exc:
         with runtime.db.uow(readonly=True) as uow:
@@ -480,11 +391,11 @@ def paycode_confirm(
         return _pending_page(
             request,
             view,
-            key=key if idempotency_key_ok(key) else new_key(),
+            key=key_or_new(key),
             errors=field_errors(exc, CONFIRM_FIELDS),
             status_code=exc.status,
         )
-    return done(f"/app/scan/paid/{confirmed['order_id']}", "Paid.")
+    return done(f"/app/scan/paid/{confirmed}", "Paid.")
 
 
 @router.post("/paycode/decline/{order_id}")

@@ -28,7 +28,7 @@ from citywallet.platform.errors import DomainError, InvalidInput, NotFound
 from citywallet.redpacket import service as redpacket
 from citywallet.runtime import Runtime
 from citywallet.wallet import restricted
-from citywallet.web.app.pay import done, idempotency_key_ok, new_key, once, parse_amount
+from citywallet.web.forms import done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
 from citywallet.web.session import FormFields, Viewer, ViewerDep, field_errors, runtime_of
 from citywallet.web.templating import render
@@ -163,19 +163,20 @@ def send(request: Request, viewer: ViewerDep, fields: FormFields) -> Response:
                 "greeting": greeting,
             },
             pin=fields.get("pin", ""),
-            work=lambda uow: redpacket.send_packet(
-                uow,
-                user_id=viewer.user_id,
-                amount=amount,
-                to=to,
-                group_id=group_id,
-                kind=kind,
-                shares=shares,
-                greeting=greeting,
-                encryptor=runtime.encryptor,
-                settings=runtime.settings,
+            work=lambda uow: (
+                redpacket.send_packet(
+                    uow,
+                    user_id=viewer.user_id,
+                    amount=amount,
+                    to=to,
+                    group_id=group_id,
+                    kind=kind,
+                    shares=shares,
+                    greeting=greeting,
+                    encryptor=runtime.encryptor,
+                    settings=runtime.settings,
+                ).id
             ),
-            result=lambda view: {"packet_id": view.id},
         )
     except DomainError as exc:
         form = {k: v for k, v in fields.items() if k not in ("pin", "key")}
@@ -183,11 +184,11 @@ def send(request: Request, viewer: ViewerDep, fields: FormFields) -> Response:
             request,
             viewer,
             form=form,
-            key=key if idempotency_key_ok(key) else new_key(),
+            key=key_or_new(key),
             errors=field_errors(exc, SEND_FIELDS),
             status_code=exc.status,
         )
-    return done(f"/app/redpackets/{sent['packet_id']}", "Red packet sent.")
+    return done(f"/app/redpackets/{sent}", "Red packet sent.")
 
 
 # --- groups (before /redpackets/{packet_id}) -----------------------------------------------

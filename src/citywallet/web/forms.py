@@ -1,0 +1,106 @@
+"""Helpers shared by the residents' money-moving forms (``web/app``): the one-time form key,
+amounts typed in yuan, the PIN check, doing the work once per key, and the redirect with a
+flash message."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable
+from urllib.parse import quote
+
+from fastapi.responses import RedirectResponse
+
+from citywallet.identity.pins import confirm_payment_pin
+from citywallet.money import Money, MoneyError
+from citywallet.platform import idempotency
+from citywallet.platform.db import UnitOfWork
+from citywallet.platform.errors import InvalidInput
+from citywallet.runtime import Runtime
+
+_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def new_key() -> str:
+    """A one-time key for a money-moving form, made when the form is shown."""
+    return secrets.token_urlsafe(18)
+
+
+def key_ok(key: str) -> bool:
+    """Whether ``key`` looks like one :func:`new_key` made (8–64 URL-safe characters)."""
+    return _KEY.fullmatch(key) is not None
+
+
+def key_or_new(key: str) -> str:
+    """``key`` if it is well formed, otherwise a fresh one (for showing the form again)."""
+    return key if key_ok(key) else new_key()
+
+
+def parse_amount(text: str) -> int:
+    """Yuan typed by a person (``12.50``, ``1,000``, ``¥8``) as fen (``invalid_amount``)."""
+    try:
+        amount = Money.parse(text.strip().replace(",", "").replace("¥", "")).amount
+    except (MoneyError, ValueError):
+        raise InvalidInput("Enter an amount like 12.50.", code="invalid_amount") from None
+    if amount <= 0:
+        raise InvalidInput("Enter an amount above zero.", code="invalid_amount")
+    return amount
+
+
+def confirm_pin(runtime: Runtime, user_id: str, pin: str) -> None:
+    """Check the payment PIN in its own transaction (a wrong try counts even if the work
+    then fails), as the API does."""
+    confirm_payment_pin(
+        runtime.db, user_id=user_id, pin=pin, settings=runtime.settings, encryptor=runtime.encryptor
+    )
+
+
+def once(
+    runtime: Runtime,
+    *,
+    user_id: str,
+    key: str,
+    action: str,
+    fields: dict[str, str],
+    pin: str | None,
+    work: Callable[[UnitOfWork], str],
+) -> str:
+    """Run ``work`` (moves money, returns the id to show) once per one-time ``key``.
+
+    The key is stored with the outcome in ``platform.idempotency``, in the transaction of
+    ``work``; its fingerprint binds it to ``action`` and ``fields``. A repeated key returns
+    the first outcome without checking the PIN or moving money again. ``pin`` (if given) is
+    confirmed first, in its own transaction. A malformed key is ``form_key_invalid``."""
+    if not key_ok(key):
+        raise InvalidInput("This form has expired: reload the page.", code="form_key_invalid")
+    canonical = json.dumps(
+        {k: v for k, v in sorted(fields.items()) if k not in ("pin", "key")},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    raw = idempotency.request_fingerprint("POST", f"web:{action}", canonical.encode())
+    fingerprint = runtime.encryptor.lookup_hash(f"idempotency:{raw}")
+    scope = f"web:{user_id}"[:64]
+    with runtime.db.uow() as uow:  # rolled back: only looks
+        stored = idempotency.begin(uow, scope=scope, key=key, request_hash=fingerprint)
+    if stored is not None:
+        return stored.body.decode()
+    if pin is not None:
+        confirm_pin(runtime, user_id, pin)
+
+    def attempt(uow: UnitOfWork) -> str:
+        again = idempotency.begin(uow, scope=scope, key=key, request_hash=fingerprint)
+        if again is not None:
+            return again.body.decode()
+        outcome = work(uow)
+        idempotency.finish(uow, scope=scope, key=key, status_code=303, body=outcome.encode())
+        return outcome
+
+    return runtime.db.transact(attempt)
+
+
+def done(url: str, message: str) -> RedirectResponse:
+    """303 to ``url`` with a flash ``message`` (an English text marked with ``N_``)."""
+    joiner = "&" if "?" in url else "?"
+    return RedirectResponse(f"{url}{joiner}done={quote(message, safe='')}", status_code=303)
