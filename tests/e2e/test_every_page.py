@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page
 
 from citywallet import demo
 from tests.e2e.conftest import Site, new_context
+from tests.ledger_checks import assert_ledger_clean
 
 MONEY = re.compile(r"¥\s?-?[\d,]*\.?\d*")
 WELL_FORMED = re.compile(r"^¥-?\d{1,3}(,\d{3})*\.\d{2}$")
@@ -96,3 +97,4 @@ def test_every_page_fits_a_phone_and_is_labelled(site: Site, browser: Browser) -
             problems.update({f"{lang} {k}": v for k, v in crawl(page, site.url, root).items()})
             context.close()
     assert problems == {}
+    assert_ledger_clean(site.db)  # the demo moved money; browsing moved none wrongly

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from citywallet.identity import attributes
 from citywallet.runtime import Runtime
 from tests.identity_support import PASSWORD
+from tests.ledger_checks import assert_ledger_clean
 from tests.wallet_support import make_resident, sandbox_bank
 
 PREFIXES = ("/app", "/merchant", "/operator")
@@ -125,6 +126,7 @@ def test_signed_in_forms_without_their_csrf_token_change_nothing(
         assert answer.status_code == 403, path
         assert set(re.findall(r'data-code="([a-z_]+)"', answer.text)) == {"csrf_failed"}, path
     assert transfer_count(runtime) == before
+    assert_ledger_clean(runtime.db)
 
 
 def transfer_count(runtime: Runtime) -> int:

@@ -10,6 +10,7 @@ recorded with the operator's user id as its actor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -30,6 +31,7 @@ from citywallet.campaign.schemas import (
 )
 from citywallet.identity import attributes, audit
 from citywallet.platform.db import UnitOfWork
+from citywallet.runtime import Runtime
 
 router = APIRouter(tags=["campaigns"])
 operator_router = APIRouter(tags=["campaign operators"])
@@ -240,6 +242,36 @@ def run_draw(campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep) -> Ca
     return CampaignPublic.of(view)
 
 
+def _in_batches(
+    runtime: Runtime,
+    auth: Any,
+    campaign_id: str,
+    step: str,
+    one_batch: Callable[..., int],
+    batch_size: int,
+    max_batches: int,
+) -> BatchProgress:
+    """Run ``one_batch`` (issue or reclaim) one transaction at a time, each batch that moved
+    money with its audit entry, until it reports 0 or ``max_batches`` ran."""
+    processed = batches = 0
+    done = False
+    while batches < max_batches and not done:
+
+        def batch(uow: UnitOfWork) -> int:
+            count = one_batch(uow, campaign_id=campaign_id, limit=batch_size)
+            if count:
+                _log(uow, auth, f"campaign.{step}", campaign_id, f"batch of {count}")
+            return count
+
+        count = runtime.db.transact(batch)
+        batches += 1
+        processed += count
+        done = count == 0
+    return BatchProgress(
+        processed=processed, batches=batches, done=done, campaign=_view(runtime, campaign_id)
+    )
+
+
 @operator_router.post("/v1/operator/campaigns/{campaign_id}/issue", responses=STATE_RESPONSES)
 def issue(
     campaign_id: str,
@@ -250,24 +282,8 @@ def issue(
 ) -> BatchProgress:
     """Give winners their red packets, ``batch_size`` per transaction, at most
     ``max_batches`` per call; call again until ``done``."""
-    processed = batches = 0
-    done = False
-    while batches < max_batches:
-
-        def batch(uow: UnitOfWork) -> int:
-            done = campaigns.issue_batch(uow, campaign_id=campaign_id, limit=batch_size)
-            if done:  # one entry per batch that moved money
-                _log(uow, auth, "campaign.issue", campaign_id, f"batch of {done}")
-            return done
-
-        count = runtime.db.transact(batch)
-        batches += 1
-        processed += count
-        if count == 0:
-            done = True
-            break
-    return BatchProgress(
-        processed=processed, batches=batches, done=done, campaign=_view(runtime, campaign_id)
+    return _in_batches(
+        runtime, auth, campaign_id, "issue", campaigns.issue_batch, batch_size, max_batches
     )
 
 
@@ -281,24 +297,8 @@ def reclaim(
 ) -> BatchProgress:
     """After the validity window, return unused balances to the campaign account, in
     batches as :func:`issue`; the campaign ends when all are back."""
-    processed = batches = 0
-    done = False
-    while batches < max_batches:
-
-        def batch(uow: UnitOfWork) -> int:
-            done = campaigns.reclaim_batch(uow, campaign_id=campaign_id, limit=batch_size)
-            if done:  # one entry per batch that moved money
-                _log(uow, auth, "campaign.reclaim", campaign_id, f"batch of {done}")
-            return done
-
-        count = runtime.db.transact(batch)
-        batches += 1
-        processed += count
-        if count == 0:
-            done = True
-            break
-    return BatchProgress(
-        processed=processed, batches=batches, done=done, campaign=_view(runtime, campaign_id)
+    return _in_batches(
+        runtime, auth, campaign_id, "reclaim", campaigns.reclaim_batch, batch_size, max_batches
     )
 
 

@@ -1,6 +1,5 @@
-"""Helpers shared by the residents' money-moving forms (``web/app``): the one-time form key,
-amounts typed in yuan, the PIN check, doing the work once per key, and the redirect with a
-flash message."""
+"""Helpers shared by the pages' forms (the three apps): the one-time form key, amounts typed
+in yuan, the PIN check, doing the work once per key, and the redirect with a flash message."""
 
 from __future__ import annotations
 

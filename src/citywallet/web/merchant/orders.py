@@ -13,12 +13,12 @@ from citywallet.merchant import payments, refunds
 from citywallet.merchant.console import ORDER_STATUSES, OrderSearch, search_orders
 from citywallet.merchant.refunds import RefundView
 from citywallet.platform.errors import DomainError, InvalidInput
+from citywallet.web.forms import parse_amount
 from citywallet.web.merchant.shared import (
     ORDER_STATUS_LABELS,
     Console,
     ConsoleDep,
     one_time_key,
-    parse_amount,
 )
 from citywallet.web.session import FormFields, field_errors, runtime_of
 from citywallet.web.templating import render

@@ -17,8 +17,6 @@ from fastapi import Depends, Request
 from citywallet.merchant import onboarding
 from citywallet.merchant.errors import MerchantNotFound
 from citywallet.merchant.onboarding import MerchantView
-from citywallet.money import Money
-from citywallet.platform.errors import InvalidInput
 from citywallet.web.i18n import N_
 from citywallet.web.session import Viewer, require_viewer, runtime_of
 
@@ -107,17 +105,6 @@ def require_console(request: Request) -> Console:
 
 
 ConsoleDep = Annotated[Console, Depends(require_console)]
-
-
-def parse_amount(text: str) -> int:
-    """Yuan typed in a form as fen (``invalid_amount`` next to the field otherwise)."""
-    try:
-        amount = Money.parse(text.strip()).amount
-    except (ValueError, ArithmeticError, TypeError):
-        raise InvalidInput("Enter an amount such as 12.50.", code="invalid_amount") from None
-    if amount <= 0:
-        raise InvalidInput("Enter an amount above zero.", code="invalid_amount")
-    return amount
 
 
 def one_time_key(prefix: str) -> str:

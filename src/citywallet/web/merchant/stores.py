@@ -11,12 +11,12 @@ from citywallet.merchant import images, onboarding, paycodes, payments
 from citywallet.merchant.console import qr_pdf
 from citywallet.merchant.payments import OrderView
 from citywallet.platform.errors import DomainError
+from citywallet.web.forms import parse_amount
 from citywallet.web.merchant.shared import (
     ORDER_STATUS_LABELS,
     Console,
     ConsoleDep,
     one_time_key,
-    parse_amount,
 )
 from citywallet.web.session import FormFields, field_errors, runtime_of
 from citywallet.web.templating import render

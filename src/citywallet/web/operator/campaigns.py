@@ -17,10 +17,11 @@ from citywallet.identity.audit import Actor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
+from citywallet.web.forms import done
 from citywallet.web.i18n import N_
 from citywallet.web.operator import campaign_form
 from citywallet.web.operator.charts import bar_chart, column_chart
-from citywallet.web.operator.shared import LABELS, actor_of, done, not_found
+from citywallet.web.operator.shared import LABELS, actor_of, not_found
 from citywallet.web.session import FormFields, OperatorDep, runtime_of
 from citywallet.web.templating import render, yuan
 

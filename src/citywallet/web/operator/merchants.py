@@ -13,8 +13,9 @@ from citywallet.merchant import onboarding, review_queue
 from citywallet.merchant.models import MERCHANT_STATUSES
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError, InvalidInput
+from citywallet.web.forms import done
 from citywallet.web.i18n import N_
-from citywallet.web.operator.shared import LABELS, actor_of, done, not_found
+from citywallet.web.operator.shared import LABELS, actor_of, not_found
 from citywallet.web.session import FormFields, OperatorDep, runtime_of
 from citywallet.web.templating import render
 

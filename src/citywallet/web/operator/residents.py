@@ -12,8 +12,9 @@ from citywallet.identity import audit, residents
 from citywallet.identity import service as identity
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError
+from citywallet.web.forms import done
 from citywallet.web.i18n import N_
-from citywallet.web.operator.shared import LABELS, actor_of, done, not_found
+from citywallet.web.operator.shared import LABELS, actor_of, not_found
 from citywallet.web.session import FormFields, OperatorDep, field_errors, runtime_of
 from citywallet.web.templating import render
 

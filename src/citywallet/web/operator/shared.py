@@ -3,10 +3,6 @@ labels of statuses, and the error mapping of forms."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
-from fastapi.responses import RedirectResponse
-
 from citywallet.identity.audit import Actor
 from citywallet.platform.errors import NotFound
 from citywallet.web.i18n import N_
@@ -66,12 +62,6 @@ LABELS = {
     "funding_status": FUNDING_STATUS,
     "action": ACTION_LABELS,
 }
-
-
-def done(path: str, text: str) -> RedirectResponse:
-    """POST → 303 → GET ``path`` with its flash text (English, marked with ``N_``)."""
-    joiner = "&" if "?" in path else "?"
-    return RedirectResponse(f"{path}{joiner}done={quote(text)}", status_code=303)
 
 
 def not_found() -> NotFound:
