@@ -3,14 +3,22 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Every package, with its hashes: pip refuses anything else (--require-hashes).
+LOCK   := requirements/dev.lock
+COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal --python-version 3.11
 
-.PHONY: demo test lint typecheck unit serve bench clean
+.PHONY: demo test lint typecheck unit serve bench clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+## Refresh the lock files after changing pyproject.toml's dependencies (needs PyPI)
+lock: $(STAMP)
+	$(COMPILE) -o requirements/runtime.lock
+	$(COMPILE) --extra dev -o $(LOCK)
 
 ## Install, seed demo data, print URLs and logins, and serve on http://127.0.0.1:8000
 demo: $(STAMP)
