@@ -6,6 +6,9 @@
   ``Database.transact`` (so each thread uses its own pooled connection), single transfers
   and batches of 100 and 1000, with uniform random accounts and with one hot account
   (every transfer credits the same merchant account);
+* **group** - single transfers from the same threads through the per-process group-commit
+  queue (:class:`citywallet.ledger.groupcommit.PostingQueue`): each thread waits for its own
+  result, the queue commits whatever is waiting as one batch;
 * **raw** - on the same PostgreSQL, ``pgbench`` with the same client counts and duration
   running an equivalent transfer in raw SQL (``bench/pgbench/transfer.sql``: two balance
   updates and one insert) and a raw batched variant (``bench/pgbench/transfer_batch.sql``:
@@ -53,6 +56,7 @@ from sqlalchemy import create_engine, insert
 from sqlalchemy.engine import URL, make_url
 
 from citywallet.ledger import service as ledger
+from citywallet.ledger.groupcommit import PostingQueue
 from citywallet.ledger.models import Account
 from citywallet.ledger.types import AccountCode, AccountFlags, Result, TransferCode, TransferSpec
 from citywallet.platform.clock import now_us
@@ -75,6 +79,7 @@ TARGET_SINGLE_VS_RAW = 0.5
 TARGET_BATCH_1000_TPS = 50_000.0
 TARGET_BATCH_1000_VS_RAW = 0.5
 TARGET_HOT_VS_UNIFORM = 0.8
+TARGET_GROUP_SINGLE_VS_RAW = 1.0  # issue 13: single transfers through group commit
 
 
 # --- results --------------------------------------------------------------------------------
@@ -95,7 +100,7 @@ class CaseResult:
     """One measured case."""
 
     backend: str  # sqlite | postgresql
-    engine: str  # citywallet | pgbench
+    engine: str  # citywallet | group | pgbench
     distribution: str  # uniform | hot
     workers: int
     batch: int
@@ -115,7 +120,7 @@ class CaseResult:
     @property
     def label(self) -> str:
         """The case name shown in the table."""
-        prefix = "raw " if self.engine == "pgbench" else ""
+        prefix = {"pgbench": "raw ", "group": "group-commit "}.get(self.engine, "")
         kind = "single" if self.batch == 1 else "batch"
         return f"{prefix}{kind} {self.distribution}"
 
@@ -133,7 +138,7 @@ class CaseSpec:
     @property
     def description(self) -> str:
         """A short line for the progress display."""
-        who = "pgbench" if self.engine == "pgbench" else "ours"
+        who = {"pgbench": "pgbench", "group": "group commit"}.get(self.engine, "ours")
         return f"{self.backend} {who} {self.distribution} w={self.workers} b={self.batch}"
 
 
@@ -433,7 +438,13 @@ def run_ours(
     barrier = threading.Barrier(spec.workers + 1)
     clock: dict[str, float] = {}
     stats = [WorkerStats() for _ in range(spec.workers)]
-    tag = f"{spec.distribution[0]}{spec.workers}x{spec.batch}"
+    tag = f"{spec.engine[0]}{spec.distribution[0]}{spec.workers}x{spec.batch}"
+    queue = PostingQueue(db) if spec.engine == "group" else None
+
+    def post(transfers: list[TransferSpec]) -> list[Result]:
+        if queue is not None:
+            return queue.post(transfers)
+        return db.transact(lambda uow: ledger.post(uow, transfers=transfers))
 
     def work(index: int) -> None:
         mine = stats[index]
@@ -473,7 +484,7 @@ def run_ours(
                     )
                 started = time.perf_counter()
                 try:
-                    results = db.transact(lambda uow, t=transfers: ledger.post(uow, transfers=t))  # type: ignore[misc]
+                    results = post(transfers)
                 except Exception as exc:  # counted and reported; the case goes on
                     mine.failed += 1
                     mine.error = f"{exc.__class__.__name__}: {exc}"[:300]
@@ -502,6 +513,8 @@ def run_ours(
         time.sleep(0.1)
     for thread in threads:
         thread.join()
+    if queue is not None:
+        queue.close()
     elapsed = max(s.finished_at for s in stats) - start
     transfers = sum(s.transfers for s in stats)
     tick(elapsed, transfers)
@@ -509,7 +522,7 @@ def run_ours(
     errors = [s.error for s in stats if s.error]
     return CaseResult(
         backend=spec.backend,
-        engine="citywallet",
+        engine=spec.engine,
         distribution=spec.distribution,
         workers=spec.workers,
         batch=spec.batch,
@@ -636,11 +649,14 @@ def evaluate(results: list[CaseResult]) -> None:
         uniform = good.get((r.backend, r.engine, "uniform", r.workers, r.batch))
         if r.distribution == "hot" and uniform is not None and uniform.transfers_per_s > 0:
             r.ratio_vs_uniform = r.transfers_per_s / uniform.transfers_per_s
-        if r.engine != "citywallet" or r.backend != "postgresql":
+        if r.engine == "pgbench" or r.backend != "postgresql":
             continue
         raw = good.get(("postgresql", "pgbench", r.distribution, r.workers, r.batch))
         if raw is not None and raw.transfers_per_s > 0:
             r.ratio_vs_raw = r.transfers_per_s / raw.transfers_per_s
+        if r.engine == "group":
+            r.targets.append(_target("≥1.0×raw", TARGET_GROUP_SINGLE_VS_RAW, r.ratio_vs_raw))
+            continue
         if r.batch == 1:
             r.targets.append(_target("≥0.5×raw", TARGET_SINGLE_VS_RAW, r.ratio_vs_raw))
         if r.batch == 1000:
@@ -759,6 +775,8 @@ def plan(args: argparse.Namespace, backend: str) -> list[CaseSpec]:
         for batch in args.batch_list:
             for distribution in ("uniform", "hot"):
                 cases.append(CaseSpec(backend, "citywallet", distribution, workers, batch))
+                if batch == 1 and workers > 1:
+                    cases.append(CaseSpec(backend, "group", distribution, workers, batch))
                 if backend == "postgresql" and not args.no_pgbench:
                     cases.append(CaseSpec(backend, "pgbench", distribution, workers, batch))
     return cases
