@@ -126,7 +126,8 @@ def report(uow: UnitOfWork, *, campaign_id: str) -> CampaignReport:
     for spending in restricted_figures.spending_by_day(
         uow, source_id=source.id, utc_offset_us=SHANGHAI_OFFSET_US
     ):
-        days.setdefault(spending.day, [0, 0, 0])[1:] = [spending.payments, spending.spent]
+        figures = days.setdefault(spending.day, [0, 0, 0])
+        figures[1], figures[2] = spending.payments, spending.spent
     if days and max(days) - min(days) <= MAX_SERIES_DAYS:
         for day_number in range(min(days), max(days) + 1):
             days.setdefault(day_number, [0, 0, 0])
