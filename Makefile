@@ -24,13 +24,14 @@ lock: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/citywallet demo
 
-## Install and run everything CI runs: lint, format check, types, the whole suite (SQLite + PostgreSQL)
+## Install and run everything CI runs: lint, format check, types, import layers, the whole suite (SQLite + PostgreSQL)
 test: $(STAMP)
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check src tests bench migrations
 	$(BIN)/ruff format --check src tests bench migrations
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n auto --dist loadfile -q
 
 unit: $(STAMP)

@@ -61,7 +61,7 @@ from citywallet.ledger.models import Account
 from citywallet.ledger.types import AccountCode, AccountFlags, Result, TransferCode, TransferSpec
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import Database, UnitOfWork
-from citywallet.platform.schema import upgrade
+from citywallet.schema import upgrade
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent

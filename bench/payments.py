@@ -81,8 +81,8 @@ from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor, parse_keyring
 from citywallet.platform.db import Database
 from citywallet.platform.logging import configure_logging
-from citywallet.platform.schema import metadata, upgrade
 from citywallet.runtime import Runtime
+from citywallet.schema import metadata, upgrade
 from citywallet.wallet import cards, funding
 from citywallet.wallet.bank import SandboxBank, sandbox_card_number
 

@@ -77,8 +77,8 @@ from citywallet.platform.crypto import Encryptor, parse_keyring
 from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import DomainError
 from citywallet.platform.logging import configure_logging
-from citywallet.platform.schema import metadata
 from citywallet.redpacket import service as redpacket
+from citywallet.schema import metadata
 from citywallet.wallet.accounts import CURRENCY, ensure_wallet
 from citywallet.wallet.bank import SandboxBank, sandbox_card_number
 

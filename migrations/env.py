@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from citywallet.platform.schema import metadata
+from citywallet.schema import metadata
 
 config = context.config
 

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from citywallet.platform.db import Database
-from citywallet.platform.schema import metadata
+from citywallet.schema import metadata
 
 PG_ADMIN_URL = os.environ.get(
     "CITYWALLET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -16,8 +16,8 @@ from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
 from citywallet.platform import crypto
 from citywallet.platform.config import get_settings
 from citywallet.platform.logging import configure_logging
-from citywallet.platform.schema import upgrade
 from citywallet.runtime import Runtime
+from citywallet.schema import upgrade
 
 if TYPE_CHECKING:
     from collections.abc import Callable

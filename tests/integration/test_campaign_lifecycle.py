@@ -244,3 +244,50 @@ def test_a_winner_who_closed_the_wallet_before_issuance_forfeits_the_prize(
     with db.uow(readonly=True) as uow:
         assert campaigns.campaign_balance(uow, campaign_id=cid) == spec.budget
     assert_ledger_clean(db)
+
+
+def test_the_reclaim_job_ends_a_campaign_only_when_every_balance_is_back(
+    db: Database, tmp_path: Path
+) -> None:
+    enc, t0 = test_encryptor(), now_us()
+    settings, bank = wallet_settings(tmp_path, db), sandbox_bank()
+    people = [make_resident(db, settings, enc, bank, n, card_ending=None) for n in range(3)]
+    spec = _spec(t0, budget=3 * 6_600, prizes=[(6_600, 3)], eligibility=Eligibility(min_tier=1))
+    cid = db.transact(
+        lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
+    ).id
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    for person in people:
+        db.transact(
+            lambda uow, p=person: campaigns.register(uow, campaign_id=cid, user_id=p.user_id)
+        )
+    db.transact(
+        lambda uow: campaigns.close_registration(uow, campaign_id=cid, actor="op", now=t0 + HOUR)
+    )
+    assert campaigns.fund_campaign(db, campaign_id=cid, bank=bank, encryptor=enc) == "funded"
+    db.transact(
+        lambda uow: campaigns.draw(
+            uow, campaign_id=cid, actor="op", encryptor=enc, now=t0 + 2 * HOUR
+        )
+    )
+    assert db.transact(lambda uow: campaigns.issue_batch(uow, campaign_id=cid)) == 3
+    assert db.transact(lambda uow: campaigns.issue_batch(uow, campaign_id=cid)) == 0
+    later = t0 + 4 * HOUR
+
+    def status() -> str:
+        with db.uow(readonly=True) as uow:
+            return campaigns.get_campaign(uow, campaign_id=cid).status
+
+    assert db.transact(lambda uow: campaigns.reclaim_due(uow, now=later - 1, limit=2)) == 0
+    assert db.transact(lambda uow: campaigns.reclaim_due(uow, now=later, limit=2)) == 2
+    assert status() == "issued"  # one balance is still out
+    assert db.transact(lambda uow: campaigns.reclaim_due(uow, now=later, limit=2)) == 1
+    assert status() == "ended"
+    assert db.transact(lambda uow: campaigns.reclaim_due(uow, now=later, limit=2)) == 0
+    with db.uow(readonly=True) as uow:
+        assert campaigns.campaign_balance(uow, campaign_id=cid) == spec.budget
+        assert all(
+            [b.status for b in restricted.balances_of(uow, user_id=p.user_id)] == ["reclaimed"]
+            for p in people
+        )
+    assert_ledger_clean(db)

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from citywallet.platform.schema import metadata, upgrade
+from citywallet.schema import metadata, upgrade
 from tests.conftest import IN_CI, PG_ADMIN_URL
 
 

@@ -24,8 +24,8 @@ from citywallet.identity import codes
 from citywallet.platform import outbox
 from citywallet.platform.db import Database
 from citywallet.platform.logging import configure_logging
-from citywallet.platform.schema import metadata
 from citywallet.runtime import Runtime
+from citywallet.schema import metadata
 from citywallet.wallet import service as wallet
 from citywallet.wallet.bank import sandbox_card_number
 from citywallet.wallet.notify import reminder_handler

@@ -2,8 +2,9 @@
 
 Figures come from the campaign's registrations and from the wallet's restricted balances
 and uses whose source is the campaign (one balance per winner, one use row per payment
-that spent from it). Amounts are fen. "Spent" is net of refunds: what payments took from
-the red packets, less what refunds gave back to the balances or to the funder.
+that spent from it), which the wallet sums (:mod:`citywallet.wallet.restricted_figures`).
+Amounts are fen. "Spent" is net of refunds: what payments took from the red packets, less
+what refunds gave back to the balances or to the funder.
 
 Days are business days in Asia/Shanghai (UTC+08:00 all year: China has had no daylight
 saving since 1991), computed in SQL so a 2-million-registration campaign is summed by the
@@ -22,29 +23,18 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import InstrumentedAttribute
 
 from citywallet.campaign.models import Registration
 from citywallet.campaign.service import campaign_row, count_registrations
+from citywallet.platform.clock import DAY_US
 from citywallet.platform.db import UnitOfWork
-from citywallet.wallet import restricted
+from citywallet.wallet import restricted, restricted_figures
 from citywallet.wallet.accounts import CURRENCY
-from citywallet.wallet.models import RestrictedBalance, RestrictedUse
+from citywallet.wallet.restricted_figures import SpendingBreakdown
 
-DAY_US = 86_400_000_000
 SHANGHAI_OFFSET_US = 8 * 3_600_000_000
 EPOCH = date(1970, 1, 1)
 MAX_SERIES_DAYS = 400  # gaps between days with activity are filled up to this span
-
-
-@dataclass(frozen=True)
-class SpendingBreakdown:
-    """Spending at merchants of one category (MCC) or district."""
-
-    key: str
-    payments: int
-    spent: int  # net of refunds
-    own_amount: int  # residents' own money in the same payments
 
 
 @dataclass(frozen=True)
@@ -99,29 +89,6 @@ def _day(day_number: int) -> str:
     return (EPOCH + timedelta(days=day_number)).isoformat()
 
 
-def _breakdown(
-    uow: UnitOfWork, source_id: int, key: InstrumentedAttribute[str]
-) -> list[SpendingBreakdown]:
-    rows = uow.session.execute(
-        select(
-            key,
-            func.count(RestrictedUse.id),
-            func.coalesce(
-                func.sum(
-                    RestrictedUse.spent - RestrictedUse.returned - RestrictedUse.returned_to_funder
-                ),
-                0,
-            ),
-            func.coalesce(func.sum(RestrictedUse.own_amount), 0),
-        )
-        .join(RestrictedBalance, RestrictedBalance.id == RestrictedUse.balance_id)
-        .where(RestrictedBalance.source_id == source_id)
-        .group_by(key)
-        .order_by(key)
-    )
-    return [SpendingBreakdown(str(k), int(n), int(spent), int(own)) for k, n, spent, own in rows]
-
-
 def report(uow: UnitOfWork, *, campaign_id: str) -> CampaignReport:
     """The campaign's figures now (``campaign_not_found``)."""
     row = campaign_row(uow, campaign_id)
@@ -131,30 +98,8 @@ def report(uow: UnitOfWork, *, campaign_id: str) -> CampaignReport:
     registrations = (
         count_registrations(uow, row.id) if row.status in ("draft", "open") else row.registrations
     )
-    issued_count, issued_amount, reclaimed = session.execute(
-        select(
-            func.count(RestrictedBalance.id),
-            func.coalesce(func.sum(RestrictedBalance.granted), 0),
-            func.coalesce(func.sum(RestrictedBalance.reclaimed), 0),
-        ).where(RestrictedBalance.source_id == source.id)
-    ).one()
-    uses = (
-        select(
-            func.count(func.distinct(RestrictedUse.balance_id)),
-            func.count(func.distinct(RestrictedUse.payment_ref)),
-            func.coalesce(func.sum(RestrictedUse.spent), 0),
-            func.coalesce(func.sum(RestrictedUse.returned), 0),
-            func.coalesce(func.sum(RestrictedUse.returned_to_funder), 0),
-            func.coalesce(func.sum(RestrictedUse.own_amount), 0),
-        )
-        .join(RestrictedBalance, RestrictedBalance.id == RestrictedUse.balance_id)
-        .where(RestrictedBalance.source_id == source.id)
-    )
-    claimed, payments, gross, refunded, to_funder, own = (
-        int(v) for v in session.execute(uses).one()
-    )
-    spent = gross - refunded - to_funder
-    issued_amount, reclaimed = int(issued_amount), int(reclaimed)
+    money = restricted_figures.totals(uow, source_id=source.id)
+    spent = money.spent_gross - money.refunded - money.returned_to_funder
 
     by_resident = [
         ResidentDistrict(str(district), int(n), int(won or 0))
@@ -178,21 +123,11 @@ def report(uow: UnitOfWork, *, campaign_id: str) -> CampaignReport:
         .group_by(reg_day)
     ):
         days.setdefault(int(day_number), [0, 0, 0])[0] = int(n)
-    use_day = (RestrictedUse.created_at + SHANGHAI_OFFSET_US) // DAY_US
-    for day_number, n, net in session.execute(
-        select(
-            use_day,
-            func.count(func.distinct(RestrictedUse.payment_ref)),
-            func.sum(
-                RestrictedUse.spent - RestrictedUse.returned - RestrictedUse.returned_to_funder
-            ),
-        )
-        .join(RestrictedBalance, RestrictedBalance.id == RestrictedUse.balance_id)
-        .where(RestrictedBalance.source_id == source.id)
-        .group_by(use_day)
+    for spending in restricted_figures.spending_by_day(
+        uow, source_id=source.id, utc_offset_us=SHANGHAI_OFFSET_US
     ):
-        figures = days.setdefault(int(day_number), [0, 0, 0])
-        figures[1], figures[2] = int(n), int(net or 0)
+        figures = days.setdefault(spending.day, [0, 0, 0])
+        figures[1], figures[2] = spending.payments, spending.spent
     if days and max(days) - min(days) <= MAX_SERIES_DAYS:
         for day_number in range(min(days), max(days) + 1):
             days.setdefault(day_number, [0, 0, 0])
@@ -206,20 +141,20 @@ def report(uow: UnitOfWork, *, campaign_id: str) -> CampaignReport:
         budget=row.budget,
         registrations=registrations,
         winners=row.winners,
-        issued_count=int(issued_count),
-        issued_amount=issued_amount,
-        claimed=claimed,
-        payments=payments,
-        spent_gross=gross,
-        refunded=refunded,
-        returned_to_funder=to_funder,
+        issued_count=money.issued_count,
+        issued_amount=money.issued_amount,
+        claimed=money.claimed,
+        payments=money.payments,
+        spent_gross=money.spent_gross,
+        refunded=money.refunded,
+        returned_to_funder=money.returned_to_funder,
         spent=spent,
-        reclaimed=reclaimed,
-        outstanding=issued_amount - gross + refunded - reclaimed,
-        own_spending=own,
-        redemption_rate=round(spent / issued_amount, 4) if issued_amount else 0.0,
-        by_mcc=_breakdown(uow, source.id, RestrictedUse.mcc),
-        by_district=_breakdown(uow, source.id, RestrictedUse.district),
+        reclaimed=money.reclaimed,
+        outstanding=money.issued_amount - money.spent_gross + money.refunded - money.reclaimed,
+        own_spending=money.own_amount,
+        redemption_rate=round(spent / money.issued_amount, 4) if money.issued_amount else 0.0,
+        by_mcc=restricted_figures.spending_by(uow, source_id=source.id, key="mcc"),
+        by_district=restricted_figures.spending_by(uow, source_id=source.id, key="district"),
         by_resident_district=by_resident,
         daily=daily,
     )

@@ -55,11 +55,10 @@ from citywallet.platform.clock import now_us
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import InvalidInput
-from citywallet.wallet import accounts, restricted
+from citywallet.wallet import accounts, restricted, restricted_figures
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.bank import Bank, BankAnswer, BankStatus
 from citywallet.wallet.closure import closed_among
-from citywallet.wallet.models import RestrictedBalance
 from citywallet.wallet.people import new_id
 from citywallet.wallet.rules import luhn_valid, normalize_card_number
 
@@ -790,12 +789,7 @@ def reclaim_due(uow: UnitOfWork, *, now: int | None = None, limit: int = 10_000)
         row = campaign_row(uow, campaign_id, lock="update")
         source = restricted.source_by_ref(uow, row.public_id)
         assert source is not None
-        still = uow.session.scalar(
-            select(func.count())
-            .select_from(RestrictedBalance)
-            .where(RestrictedBalance.source_id == source.id, RestrictedBalance.status == "active")
-        )
-        if not still:
+        if not restricted_figures.active_balances(uow, source_id=source.id):
             _transition(row, "issued", "ended")
             row.ended_at = moment
     uow.session.flush()

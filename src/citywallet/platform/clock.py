@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+DAY_US = 86_400_000_000
+
 
 def now_us() -> int:
     """The current time in microseconds since the epoch."""

@@ -1,4 +1,7 @@
-"""Every table module, imported so ``Base.metadata`` is complete; and migrations by code."""
+"""Every table module, imported so ``Base.metadata`` is complete; and migrations by code.
+
+It sits above the features (beside runtime.py), not in platform/: the registry has to know
+every feature's tables, and the platform knows none (docs/layers.md)."""
 
 from __future__ import annotations
 
