@@ -251,9 +251,10 @@ def verify_draw(
     if campaign is not None:
         runtime = _runtime()
         with _refusals(), runtime.db.uow(readonly=True) as uow:
-            document = service.draw_document(uow, campaign_id=campaign)
+            data = service.published_draw(uow, campaign_id=campaign)
+        document = json.loads(data)  # check exactly the bytes that are published
         if out is not None:
-            out.write_bytes(lottery.dump_draw_file(document))
+            out.write_bytes(data)
             _print(f"wrote {out}")
     else:
         assert file is not None

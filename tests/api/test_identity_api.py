@@ -285,6 +285,22 @@ def test_real_name_masks_and_one_identity_per_person(client: TestClient) -> None
     _problem(client.post("/v1/me/tier/upgrade", headers=_bearer(bob)), 409, "real_name_required")
 
 
+def test_real_name_accepts_a_region_code_newer_than_the_birth_date(client: TestClient) -> None:
+    alice = _sign_up(client)
+    luohu_1980 = {"name": "张三", "id_number": resident_id("440303", "19800101", "012")}
+    verified = client.post("/v1/me/real-name", json=luohu_1980, headers=_bearer(alice))
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["tier"] == 1
+    bob = _sign_up(client, OTHER)
+    for region in ("440399", "999999"):  # no such region, though the check digit is right
+        unknown = {"name": "张三", "id_number": resident_id(region, "19800101")}
+        _problem(
+            client.post("/v1/me/real-name", json=unknown, headers=_bearer(bob)),
+            422,
+            "invalid_id_number",
+        )
+
+
 # --- payment PIN --------------------------------------------------------------------------
 
 

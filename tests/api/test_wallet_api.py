@@ -92,6 +92,7 @@ def test_newcomer_path(client: TestClient, runtime: Runtime) -> None:
 
     quote = alice.get("/v1/wallet/withdrawals/quote", amount=1_500 * YUAN).json()
     assert (quote["free_part"], quote["fee"]) == (1_000 * YUAN, 50)  # 0.1 % of 500 yuan
+    assert (quote["free_quota_before"], quote["free_quota_after"]) == (1_000 * YUAN, 0)
     withdrawal = alice.money(
         "/v1/wallet/withdrawals", {"card_id": card["id"], "amount": 1_500 * YUAN, "pin": PIN}
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -14,19 +15,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from citywallet import cli
-from citywallet.campaign import lottery
+from citywallet.api.app import create_app
+from citywallet.campaign import drawcheck, lottery
 from citywallet.campaign import service as campaigns
 from citywallet.identity import attributes
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import get_settings
 from citywallet.platform.db import Database
+from citywallet.runtime import Runtime
 from citywallet.wallet.bank import sandbox_card_number
 from tests.identity_support import resident_id
 from tests.ledger_checks import TEST_KEYRING, assert_ledger_clean, test_encryptor
-from tests.wallet_support import make_resident, sandbox_bank, wallet_settings
+from tests.unit.test_campaign_lottery import _run_drawcheck
+from tests.wallet_support import Person, make_resident, sandbox_bank, wallet_settings
+from tests.web.test_app_account_pages import sign_in
 
 HOUR = 3_600_000_000
 
@@ -193,6 +199,64 @@ def test_campaign_commands(runner: CliRunner, db: Database, tmp_path: Path) -> N
     missing = runner.invoke(cli.app, ["campaign", "report", "cmp_missing"])
     assert missing.exit_code == 1
     assert "campaign_not_found" in missing.output
+    assert_ledger_clean(db)
+
+
+def test_api_and_page_serve_the_cli_draw_file_byte_for_byte(
+    runner: CliRunner, db: Database, tmp_path: Path
+) -> None:
+    enc, bank, t0 = test_encryptor(), sandbox_bank(), now_us()
+    settings = wallet_settings(tmp_path, db)
+    people = [make_resident(db, settings, enc, bank, n, card_ending=None) for n in range(4)]
+    for person in people:  # a non-ASCII attribute, to show the bytes escape it
+        db.transact(
+            lambda uow, p=person: attributes.set_attributes(
+                uow, user_id=p.user_id, values={"district": "罗湖区"}, source="operator:test"
+            )
+        )
+    spec = tmp_path / "luohu.toml"
+    spec.write_text(_toml(t0), encoding="utf-8")
+    assert runner.invoke(cli.app, ["campaign", "create", str(spec)]).exit_code == 0
+    with db.uow(readonly=True) as uow:
+        (view,) = campaigns.list_campaigns(uow, include_draft=True)
+    cid = view.id
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    for person in people:
+        db.transact(
+            lambda uow, p=person: campaigns.register(
+                uow, campaign_id=cid, user_id=p.user_id, now=t0 - 3 * HOUR - 1
+            )
+        )
+    for step in ("close", "fund", "draw"):
+        done = runner.invoke(cli.app, ["campaign", step, cid])
+        assert done.exit_code == 0, done.output
+    out = tmp_path / "draw.json"
+    wrote = runner.invoke(
+        cli.app, ["campaign", "verify-draw", "--campaign", cid, "--out", str(out)]
+    )
+    assert wrote.exit_code == 0, wrote.output
+    published = out.read_bytes()
+    digest = hashlib.sha256(published).digest()
+    assert published.endswith(b"}\n")
+    assert published == lottery.dump_draw_file(json.loads(published))  # canonical
+
+    runtime = Runtime(settings, db, enc)
+    with TestClient(create_app(runtime), follow_redirects=False) as client:
+        outsider = Person(client, 70, card_ending=None)
+        served = client.get(f"/v1/campaigns/{cid}/draw", headers=outsider.headers)
+        sign_in(client, people[0])
+        page = client.get(f"/app/campaigns/{cid}/draw.json")
+    for answer in (served, page):
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.content == published
+        # RFC 9530: the SHA-256 anyone can quote, as base64 in Content-Digest
+        assert answer.headers["content-digest"] == f"sha-256=:{base64.b64encode(digest).decode()}:"
+        assert answer.headers["etag"] == f'"{digest.hex()}"'
+    assert drawcheck.check_draw(json.loads(served.content)) == []
+    (tmp_path / "served.json").write_bytes(served.content)
+    checked = _run_drawcheck(tmp_path, "served.json", "--commitment", view.seed_commitment)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     assert_ledger_clean(db)
 
 

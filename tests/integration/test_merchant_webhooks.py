@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import ssl
 import threading
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database
+from citywallet.platform.logging import configure_logging
 from citywallet.platform.outbox import SECOND_US
 from tests.ledger_checks import test_encryptor
 
@@ -364,6 +366,30 @@ def test_delivered_signed_with_the_exact_body(
     assert merchant.secret not in repr(logs)
     assert all(merchant.secret not in str(m) for m in message)
     assert merchant.secret not in event.body
+
+
+def test_a_delivery_logs_neither_the_url_nor_the_secret(
+    db: Database,
+    enc: Encryptor,
+    receiver: Receiver,
+    settings: Settings,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A notify URL may carry the merchant's own token; httpx2 logs every request's URL.
+    merchant = add_merchant(db, enc, 1, receiver.url("/hook/tok_pathsecret?key=querysecret"))
+    event_id = emit(db, merchant)
+    configure_logging(level="DEBUG")
+    handler = webhooks.webhook_handler(db, enc, settings, clock=clock)
+    with caplog.at_level(logging.DEBUG), structlog.testing.capture_logs() as events:
+        assert deliver(db, handler, clock) == 1
+    assert receiver.requests[0].path == "/hook/tok_pathsecret?key=querysecret"
+    [attempt] = [e for e in events if e["event"] == "webhook attempt"]
+    assert (attempt["event_id"], attempt["status_code"]) == (event_id, 200)
+    assert not [r for r in caplog.records if r.name.startswith(("httpx2", "httpcore2"))]
+    logged = caplog.text + repr(events)
+    for secret in ("pathsecret", "querysecret", merchant.secret):
+        assert secret not in logged
 
 
 def test_a_host_name_is_resolved_once_and_the_request_goes_to_that_address(

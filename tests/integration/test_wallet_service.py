@@ -375,7 +375,8 @@ def test_withdrawal_fee_after_the_free_quota(w: World) -> None:
             uow, user_id=alice.user_id, amount=600 * YUAN, settings=w.settings
         )
     )
-    assert (quote.free_part, quote.fee, quote.free_quota_left) == (400 * YUAN, 20, 400 * YUAN)
+    assert (quote.free_part, quote.fee) == (400 * YUAN, 20)
+    assert (quote.free_quota_before, quote.free_quota_after) == (400 * YUAN, 0)
     second = w.withdraw(alice, 600 * YUAN)  # 400 free, 200 charged: 0.1 % = 0.20 yuan
     assert (second.status, second.fee) == ("succeeded", 20)
     third = w.withdraw(alice, 50 * YUAN)  # 0.1 % = 0.05, the minimum 0.10 applies

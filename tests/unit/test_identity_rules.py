@@ -130,6 +130,51 @@ def test_a_birth_date_in_the_future_is_refused() -> None:
         validate_resident_id(resident_id(birth="20300101"), today=TODAY)
 
 
+@pytest.mark.parametrize(
+    ("region", "birth"),
+    [
+        ("440303", "19800101"),  # Luohu district: its code dates from 1983
+        ("441900", "19700615"),  # Dongguan: a prefecture-level city since 1988
+        ("360426", "19550101"),  # De'an county's code, from 1983
+        ("110221", "20050101"),  # Changping county: the code was retired in 1999
+    ],
+)
+def test_a_region_code_of_any_year_is_accepted(region: str, birth: str) -> None:
+    # The region is where the card was issued (first cards from 1984), not where the holder
+    # was born, so the code need not have existed on the birth date.
+    number = resident_id(region, birth, "012")
+    assert validate_resident_id(number, today=TODAY).number == number
+
+
+@pytest.mark.parametrize("region", ["999999", "440399", "000000"])
+def test_an_unknown_region_code_is_refused(region: str) -> None:
+    with pytest.raises(InvalidInput, match="region code") as info:
+        validate_resident_id(resident_id(region, "19800101"), today=TODAY)
+    assert info.value.code == "invalid_id_number"
+
+
+def test_an_impossible_date_with_a_right_check_digit_is_refused() -> None:
+    for birth in ("19900230", "19801301", "18991231"):
+        with pytest.raises(InvalidInput, match="birth date"):
+            validate_resident_id(resident_id("440303", birth), today=TODAY)
+
+
+@given(
+    st.sampled_from(["440303", "441900", "360426", "110221", "110101"]),
+    st.dates(date(1900, 1, 1), TODAY),
+    st.integers(0, 999).map(lambda n: f"{n:03d}"),
+)
+def test_known_regions_pass_with_any_possible_birth_date(
+    region: str, birth: date, sequence: str
+) -> None:
+    number = resident_id(region, f"{birth:%Y%m%d}", sequence)
+    checked = validate_resident_id(number, today=TODAY)
+    assert (checked.number, checked.birth_date) == (number, birth)
+    wrong = number[:-1] + ("0" if number[-1] != "0" else "1")
+    with pytest.raises(InvalidInput, match="check digit"):
+        validate_resident_id(wrong, today=TODAY)
+
+
 ids = st.builds(
     resident_id,
     st.sampled_from(["110101", "310101"]),

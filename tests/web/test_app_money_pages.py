@@ -119,6 +119,39 @@ def test_withdraw_shows_the_fee_before_the_pin(client: TestClient, runtime: Runt
     assert_ledger_clean(runtime.db)
 
 
+def _free_after(client: TestClient, who: Resident, yuan: str) -> str:
+    """The free withdrawal quota the confirm page for ``yuan`` says is left after it."""
+    page = client.get(
+        "/app/withdraw/confirm",
+        params={"amount": yuan, "card_id": who.card_id},
+        headers={"Accept-Language": "en"},
+    )
+    assert page.status_code == 200, page.text
+    text = re.sub(r"<[^>]+>", " ", page.text)
+    found = re.search(r"Free withdrawals left after this:?\s*(¥[\d,.]+)", text)
+    assert found, text
+    return found.group(1)
+
+
+def test_withdraw_confirm_shows_the_free_quota_left_after(
+    client: TestClient, runtime: Runtime
+) -> None:
+    who = resident(runtime, 35)
+    sign_in(client, who)
+    top_up(client, who, "2000")
+    assert _free_after(client, who, "1500") == "¥0.00"  # uses the whole ¥1,000 quota
+    assert _free_after(client, who, "400") == "¥600.00"
+
+    token, key = key_of(client, "/app/withdraw/confirm?amount=400&card_id=" + (who.card_id or ""))
+    form = {"amount": "400.00", "card_id": who.card_id or "", "pin": PIN, "key": key,
+            "csrf_token": token}  # fmt: skip
+    assert client.post("/app/withdraw", data=form).status_code == 303
+    # What the confirm page promised is what the wallet then has left.
+    assert "¥600.00" in client.get("/app/withdraw").text
+    assert _free_after(client, who, "400") == "¥200.00"
+    assert_ledger_clean(runtime.db)
+
+
 def test_transfer_by_phone_once(client: TestClient, runtime: Runtime) -> None:
     payer, payee = resident(runtime, 35), resident(runtime, 36)
     sign_in(client, payer)

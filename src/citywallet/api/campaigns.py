@@ -10,7 +10,9 @@ recorded with the operator's user id as its actor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import hashlib
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -119,19 +121,41 @@ def my_registration(campaign_id: str, auth: CurrentUser, runtime: RuntimeDep) ->
     return RegistrationPublic.of(view)
 
 
+def draw_file_response(data: bytes, *, headers: Mapping[str, str] | None = None) -> Response:
+    """The canonical draw file as served, with its SHA-256 in ``Content-Digest`` (RFC 9530)
+    and as the ``ETag``, so a client can check it got the published bytes."""
+    digest = hashlib.sha256(data).digest()
+    return Response(
+        data,
+        media_type="application/json",
+        headers={
+            "Content-Digest": f"sha-256=:{base64.b64encode(digest).decode()}:",
+            "ETag": f'"{digest.hex()}"',
+            **(headers or {}),
+        },
+    )
+
+
 @router.get(
     "/v1/campaigns/{campaign_id}/draw",
+    response_class=Response,
     responses={
+        200: {
+            "description": "The draw file's canonical bytes; `Content-Digest` and `ETag` carry "
+            "their SHA-256.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
         404: {"description": "campaign_not_found."},
         409: {"description": "not_drawn (the draw has not happened yet)."},
     },
 )
-def draw_file(campaign_id: str, _auth: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
-    """The published draw file (format ``citywallet-campaign-draw/1``, docs/campaign-draw.md):
-    the seed, every registration id and the winners, for anyone to recompute."""
+def draw_file(campaign_id: str, _auth: CurrentUser, runtime: RuntimeDep) -> Response:
+    """The published draw file (format ``citywallet-campaign-draw/1``, docs/campaign-draw.md),
+    byte for byte the canonical file: the seed, every registration id and the winners."""
     with runtime.db.uow(readonly=True) as uow:
         campaigns.get_campaign(uow, campaign_id=campaign_id)
-        return campaigns.draw_document(uow, campaign_id=campaign_id)
+        data = campaigns.published_draw(uow, campaign_id=campaign_id)
+    return draw_file_response(data)
 
 
 # --- operators ----------------------------------------------------------------------------

@@ -682,6 +682,12 @@ def draw_document(uow: UnitOfWork, *, campaign_id: str) -> dict[str, Any]:
     )
 
 
+def published_draw(uow: UnitOfWork, *, campaign_id: str) -> bytes:
+    """The draw file's canonical bytes: the one file the API, the pages and ``verify-draw
+    --out`` all publish, so its SHA-256 is the same wherever it is fetched."""
+    return lottery.dump_draw_file(draw_document(uow, campaign_id=campaign_id))
+
+
 # --- issuance and reclaim -----------------------------------------------------------------
 
 

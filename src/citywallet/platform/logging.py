@@ -31,6 +31,22 @@ def mask_text(text: str) -> str:
     return text
 
 
+class RedactingFormatter(logging.Formatter):
+    """Standard-library log lines (uvicorn, SQLAlchemy, libraries) masked like structlog's
+    events: they never pass through :func:`redact`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted line with phone, ID and card numbers masked."""
+        return mask_text(super().format(record))
+
+
+# httpx2 is the webhook client (and the demo seeder's TestClient): it logs every request's
+# full URL at INFO, and httpcore2 traces each step at DEBUG. A merchant's notify URL may
+# carry its own secret token in the path or query, so their per-request lines are never
+# written; warnings still are.
+QUIET_LOGGERS = ("httpx2", "httpcore2")
+
+
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: drop sensitive fields' values and mask numbers in text."""
     for key, value in list(event.items()):
@@ -58,10 +74,11 @@ def configure_logging(*, level: str = "INFO", json: bool = False) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # per-request lines of the demo seeder
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> Any:

@@ -80,12 +80,13 @@ class BankRequest:
 
 @dataclass(frozen=True)
 class WithdrawalQuote:
-    """What a withdrawal of ``amount`` would cost now."""
+    """What a withdrawal of ``amount`` would cost now, and the free quota before and after."""
 
     amount: int
     fee: int
     free_part: int
-    free_quota_left: int
+    free_quota_before: int
+    free_quota_after: int  # before - free_part: what the next withdrawal starts from
     total: int  # leaves the wallet: amount + fee
 
 
@@ -201,9 +202,16 @@ def quote_withdrawal(
     validate_amount(amount, CURRENCY)
     used = accounts.read_usage(uow, user_id=user_id, periods=[FREE_WITHDRAWAL])[FREE_WITHDRAWAL]
     rule = fee_rule(cfg)
-    left = max(0, rule.free_quota - used)
-    fee = withdrawal_fee(amount, free_quota_left=left, rule=rule)
-    return WithdrawalQuote(amount, fee.fee, fee.free_part, left, amount + fee.fee)
+    before = max(0, rule.free_quota - used)
+    fee = withdrawal_fee(amount, free_quota_left=before, rule=rule)
+    return WithdrawalQuote(
+        amount=amount,
+        fee=fee.fee,
+        free_part=fee.free_part,
+        free_quota_before=before,
+        free_quota_after=before - fee.free_part,
+        total=amount + fee.fee,
+    )
 
 
 def start_withdrawal(

@@ -231,7 +231,8 @@ class WithdrawalQuotePublic(BaseModel):
     amount: int
     fee: int
     free_part: int = Field(description="The part the free quota covers.")
-    free_quota_left: int
+    free_quota_before: int = Field(description="Fee-free quota left before this withdrawal.")
+    free_quota_after: int = Field(description="Fee-free quota left after this withdrawal.")
     total: int = Field(description="What leaves the wallet: amount + fee.")
     currency: str = "CNY"
 

@@ -22,7 +22,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from citywallet.campaign import lottery, resident
+from citywallet.api.campaigns import draw_file_response
+from citywallet.campaign import resident
 from citywallet.campaign import service as campaigns
 from citywallet.platform.errors import DomainError, InvalidInput, NotFound
 from citywallet.redpacket import service as redpacket
@@ -453,9 +454,7 @@ def draw_file(campaign_id: str, request: Request, _viewer: ViewerDep) -> Respons
     """The published draw file (``citywallet-campaign-draw/1``), to recompute the draw."""
     with runtime_of(request).db.uow(readonly=True) as uow:
         campaigns.get_campaign(uow, campaign_id=campaign_id)
-        document = campaigns.draw_document(uow, campaign_id=campaign_id)
-    return Response(
-        lottery.dump_draw_file(document),
-        media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="{campaign_id}-draw.json"'},
+        data = campaigns.published_draw(uow, campaign_id=campaign_id)
+    return draw_file_response(
+        data, headers={"Content-Disposition": f'attachment; filename="{campaign_id}-draw.json"'}
     )
