@@ -177,13 +177,14 @@ def login(
 
 
 @router.post("/auth/password-reset", status_code=status.HTTP_204_NO_CONTENT)
-def reset_password(body: PasswordReset, runtime: RuntimeDep) -> Response:
+def reset_password(body: PasswordReset, request: Request, runtime: RuntimeDep) -> Response:
     """Set a new password with a ``reset_password`` SMS code; every session ends."""
     service.reset_password(
         runtime.db,
         phone=body.phone,
         code=body.code,
         new_password=body.new_password,
+        client_ip=client_ip(request),
         settings=runtime.settings,
         encryptor=runtime.encryptor,
     )
