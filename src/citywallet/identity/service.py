@@ -663,7 +663,7 @@ def recheck_identity(
         identity = verified_identity(uow, user_id=user_id, encryptor=enc)
     if identity is None:
         raise Conflict("Verify your real name first.", code="real_name_required")
-    db.transact(lambda uow: ratelimit.hit(uow, _verify_rule(), user_id))  # each call costs
+    ratelimit.reserve(db, (_verify_rule(), user_id))  # before the call: each one is billed
     check = verifier.verify(identity.name, identity.id_number)
     if check.reason == "unavailable":
         raise IdentityServiceUnavailable("The verification service did not answer; try again.")
