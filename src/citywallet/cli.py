@@ -16,7 +16,7 @@ from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
 from citywallet.platform import crypto
 from citywallet.platform.config import get_settings
 from citywallet.platform.logging import configure_logging
-from citywallet.runtime import Runtime
+from citywallet.runtime import Runtime, UnsafeStart, refuse_unsafe_start
 from citywallet.schema import upgrade
 
 if TYPE_CHECKING:
@@ -225,6 +225,8 @@ def serve(
     """Run the HTTP server (migrates first)."""
     import uvicorn
 
+    _refuse_unsafe_start()
+    trusted = _trusted_proxies()
     _runtime().close()
     uvicorn.run(
         "citywallet.api.app:create_app_from_env",
@@ -233,7 +235,39 @@ def serve(
         port=port,
         workers=workers,
         log_level="warning",
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted,
     )
+
+
+def _refuse_unsafe_start() -> None:
+    """Exit non-zero, saying why, before a production process touches anything."""
+    try:
+        refuse_unsafe_start(get_settings())
+    except UnsafeStart as exc:
+        typer.echo(f"citywallet: {exc}", err=True)
+        raise typer.Exit(78) from None  # EX_CONFIG
+
+
+def _trusted_proxies() -> str:
+    """uvicorn's ``forwarded_allow_ips`` from ``CITYWALLET_TRUSTED_PROXIES`` (validated);
+    empty: forwarded headers are believed from no one (uvicorn's own default would trust
+    loopback)."""
+    import ipaddress
+
+    spec = get_settings().trusted_proxies.strip()
+    if not spec:
+        return ""
+    entries = [entry.strip() for entry in spec.split(",") if entry.strip()]
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            typer.echo(f"citywallet: CITYWALLET_TRUSTED_PROXIES: {entry!r} is no address", err=True)
+            raise typer.Exit(78) from None
+    return ",".join(entries)
 
 
 @wallet_app.command("reconcile")
@@ -257,6 +291,7 @@ def worker() -> None:
 
     from citywallet.tasks import build_worker
 
+    _refuse_unsafe_start()
     runtime = _runtime()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -315,12 +350,15 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     console.print(f"Serving on {base} — Ctrl+C to stop.")
     import uvicorn
 
+    trusted = _trusted_proxies()
     uvicorn.run(
         "citywallet.api.app:create_app_from_env",
         factory=True,
         host=host,
         port=port,
         log_level="warning",
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted,
     )
 
 

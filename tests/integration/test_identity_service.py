@@ -578,12 +578,14 @@ def test_rate_limit_windows_open_at_the_first_hit(db: Database) -> None:
     assert info.value.retry_after == 30
     db.transact(lambda uow: ratelimit.hit(uow, rule, "other", now=start + 30 * 10**6))
     db.transact(lambda uow: ratelimit.hit(uow, rule, "k", now=start + 60 * 10**6))  # new window
+    with pytest.raises(RateLimited):
+        ratelimit.reserve(db, (ratelimit.Rule("test_rule", 1, 60), "k"), now=start + 61 * 10**6)
     with db.uow() as uow:
-        with pytest.raises(RateLimited):
-            ratelimit.check(uow, ratelimit.Rule("test_rule", 1, 60), "k", now=start + 61 * 10**6)
         ratelimit.reset(uow, rule, "k")
-        ratelimit.check(uow, rule, "k", now=start + 61 * 10**6)
-        assert ratelimit.purge_expired(uow, now=start + 10**9) == 1  # "k" was reset
+        uow.commit()
+    ratelimit.reserve(db, (ratelimit.Rule("test_rule", 1, 60), "k"), now=start + 61 * 10**6)
+    with db.uow() as uow:
+        assert ratelimit.purge_expired(uow, now=start + 10**9) == 2  # "k" anew, and "other"
         uow.commit()
 
 

@@ -25,7 +25,8 @@ from citywallet.api import (
     redpackets,
     wallet,
 )
-from citywallet.runtime import Runtime
+from citywallet.platform.config import get_settings
+from citywallet.runtime import Runtime, refuse_unsafe_start
 
 REQUESTS = Counter("citywallet_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -111,6 +112,8 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (reads settings from the environment)."""
+    """Factory for ``uvicorn --factory`` (reads settings from the environment); refuses an
+    unsafe production start even when uvicorn is run without ``citywallet serve``."""
+    refuse_unsafe_start(get_settings())
     runtime = Runtime.from_settings()
     return create_app(runtime, start_worker=runtime.settings.run_worker_in_server)

@@ -28,7 +28,8 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def client_ip(request: Request) -> str:
-    """The caller's address (as the server sees it; behind a proxy, uvicorn's proxy headers)."""
+    """The caller's address: the TCP peer's, or ``X-Forwarded-For`` when the peer is one of
+    ``CITYWALLET_TRUSTED_PROXIES`` (uvicorn's proxy headers, set up by ``citywallet serve``)."""
     return request.client.host if request.client else ""
 
 

@@ -45,6 +45,7 @@ from citywallet.identity.schemas import (
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import InvalidInput
 from citywallet.platform.logging import get_logger
+from citywallet.platform.outbox import OutboxHandler
 from citywallet.runtime import Runtime
 
 log = get_logger(__name__)
@@ -55,10 +56,9 @@ dev_router = APIRouter(prefix="/v1/dev", tags=["sandbox"])
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _deliver(runtime: Runtime, sent: codes.CodeSent) -> SmsCodePublic:
+def _deliver(runtime: Runtime, handler: OutboxHandler, sent: codes.CodeSent) -> SmsCodePublic:
     """After commit: hand the code's message to the gateway now (the worker retries)."""
     if sent.outbox_id is not None:
-        handler = codes.sms_outbox_handler(runtime.sms, runtime.encryptor)
         try:
             codes.deliver_now(runtime.db, message_id=sent.outbox_id, handler=handler)
         except Exception as exc:  # the code is committed: the worker delivers it
@@ -126,7 +126,9 @@ def _decode_cursor(cursor: str | None) -> int | None:
 @router.post("/auth/sms-codes", status_code=status.HTTP_202_ACCEPTED)
 def request_sms_code(body: SmsCodeCreate, request: Request, runtime: RuntimeDep) -> SmsCodePublic:
     """Text a 6-digit code (sign-up or password reset). Limited per phone (1/min, 10/day)
-    and per client IP; over the limit answers 429 ``sms_rate_limited`` with Retry-After."""
+    and per client IP; over the limit answers 429 ``sms_rate_limited`` with Retry-After.
+    Without an SMS gateway: 503 ``adapter_unavailable``, and nothing is stored."""
+    handler = runtime.sms_handler()  # before anything is written
 
     def send(uow: UnitOfWork) -> codes.CodeSent:
         return service.send_sms_code(
@@ -138,7 +140,7 @@ def request_sms_code(body: SmsCodeCreate, request: Request, runtime: RuntimeDep)
             encryptor=runtime.encryptor,
         )
 
-    return _deliver(runtime, runtime.db.transact(send))
+    return _deliver(runtime, handler, runtime.db.transact(send))
 
 
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED)
@@ -177,13 +179,14 @@ def login(
 
 
 @router.post("/auth/password-reset", status_code=status.HTTP_204_NO_CONTENT)
-def reset_password(body: PasswordReset, runtime: RuntimeDep) -> Response:
+def reset_password(body: PasswordReset, request: Request, runtime: RuntimeDep) -> Response:
     """Set a new password with a ``reset_password`` SMS code; every session ends."""
     service.reset_password(
         runtime.db,
         phone=body.phone,
         code=body.code,
         new_password=body.new_password,
+        client_ip=client_ip(request),
         settings=runtime.settings,
         encryptor=runtime.encryptor,
     )
@@ -331,6 +334,7 @@ def change_payment_pin(body: PinUpdate, auth: CurrentUser, runtime: RuntimeDep) 
 @router.post("/me/payment-pin/reset-code", status_code=status.HTTP_202_ACCEPTED)
 def send_pin_reset_code(request: Request, auth: CurrentUser, runtime: RuntimeDep) -> SmsCodePublic:
     """Text a code to reset the payment PIN to the account's phone."""
+    handler = runtime.sms_handler()  # before anything is written
     sent = runtime.db.transact(
         lambda uow: pins.send_pin_reset_code(
             uow,
@@ -340,7 +344,7 @@ def send_pin_reset_code(request: Request, auth: CurrentUser, runtime: RuntimeDep
             client_ip=client_ip(request),
         )
     )
-    return _deliver(runtime, sent)
+    return _deliver(runtime, handler, sent)
 
 
 @router.post("/me/payment-pin/reset", status_code=status.HTTP_204_NO_CONTENT)

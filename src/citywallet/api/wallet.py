@@ -182,6 +182,7 @@ def _fund(
     body: TopupCreate,
     kind: str,
 ) -> Response:
+    bank = runtime.bank  # before anything is written: no bank → 503 adapter_unavailable
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=key, body=body)
 
     def recover(uow: UnitOfWork) -> Rendered | None:
@@ -208,7 +209,7 @@ def _fund(
     )
     if isinstance(started, Response):
         return started
-    answer = wallet.ask_bank(runtime.bank, started)
+    answer = wallet.ask_bank(bank, started)
     return call.complete(
         lambda uow: wallet.settle_funding(uow, funding_id=started.funding_id, answer=answer),
         _funding_rendered,

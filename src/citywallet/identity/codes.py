@@ -66,6 +66,13 @@ class SmsCodeExpired(InvalidInput):
     title = "Verification code expired"
 
 
+def verify_ip_rule(settings: Settings) -> ratelimit.Rule:
+    """Code checks per client IP per hour, whatever the phone (guessing across many codes)."""
+    return ratelimit.Rule(
+        "sms_verify_ip", settings.sms_verify_per_ip_per_hour, 3600, "sms_rate_limited"
+    )
+
+
 def send_rules(settings: Settings) -> tuple[ratelimit.Rule, ...]:
     """The limits on asking for codes: per phone per minute and per day."""
     return (
@@ -151,15 +158,20 @@ def verify_code(
     phone: str,
     purpose: str,
     code: str,
+    client_ip: str | None = None,
 ) -> int:
     """Check ``code`` in a transaction of its own (a wrong try is counted and committed).
 
+    Each check takes a slot of the client's address first, in the same transaction (the
+    bucket row stays locked until it commits, so parallel checks cannot overtake it).
     Returns the code's row id for :func:`consume_code`; raises ``SmsCodeInvalid`` (with
     ``attempts_left``) or ``SmsCodeExpired``.
     """
     phone_key = keys.phone_hash(encryptor, phone)
 
     def attempt(uow: UnitOfWork) -> tuple[str, int]:
+        if client_ip:
+            ratelimit.hit(uow, verify_ip_rule(settings), client_ip)
         row = uow.session.scalar(
             select(SmsCode)
             .where(

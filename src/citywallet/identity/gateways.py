@@ -23,17 +23,19 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from sqlalchemy import select
 
 from citywallet.identity import keys
 from citywallet.identity.models import SandboxSms
 from citywallet.identity.rules import mask_phone
+from citywallet.platform.adapters import load_adapter
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
+from citywallet.platform.errors import AdapterUnavailable
 
 
 class SmsDeliveryFailed(Exception):
@@ -167,14 +169,17 @@ class SandboxIdentityVerifier:
         return IdentityCheck(True, "ok", ref)
 
 
-class NotConfigured(RuntimeError):
-    """Production mode without a real adapter configured."""
+class NotConfigured(AdapterUnavailable):
+    """Production mode without a real adapter configured (503 ``adapter_unavailable``)."""
 
 
 def make_sms_gateway(
     settings: Settings, db: Database, encryptor: Encryptor | None = None
 ) -> SmsGateway:
-    """The configured SMS gateway (only the sandbox exists so far)."""
+    """The configured SMS gateway: ``CITYWALLET_SMS_ADAPTER``, else the sandbox (sandbox
+    mode only)."""
+    if settings.sms_adapter:
+        return cast(SmsGateway, load_adapter(settings.sms_adapter, settings, what="SMS gateway"))
     if settings.sandbox:
         return SandboxSmsGateway(
             db,
@@ -182,17 +187,23 @@ def make_sms_gateway(
             failure_rate=settings.sandbox_sms_failure_rate,
         )
     raise NotConfigured(
-        "no production SMS gateway is configured; set CITYWALLET_SANDBOX=true for development"
+        "No SMS gateway is configured: set CITYWALLET_SMS_ADAPTER (production) or "
+        "CITYWALLET_SANDBOX=true (development)."
     )
 
 
 def make_identity_verifier(settings: Settings) -> IdentityVerifier:
-    """The configured identity verifier (only the sandbox exists so far)."""
+    """The configured identity verifier: ``CITYWALLET_IDENTITY_ADAPTER``, else the sandbox
+    (sandbox mode only)."""
+    if settings.identity_adapter:
+        verifier = load_adapter(settings.identity_adapter, settings, what="identity verifier")
+        return cast(IdentityVerifier, verifier)
     if settings.sandbox:
         return SandboxIdentityVerifier(
             latency_ms=settings.sandbox_verifier_latency_ms,
             failure_rate=settings.sandbox_verifier_failure_rate,
         )
     raise NotConfigured(
-        "no production identity verifier is configured; set CITYWALLET_SANDBOX=true for development"
+        "No identity verifier is configured: set CITYWALLET_IDENTITY_ADAPTER (production) or "
+        "CITYWALLET_SANDBOX=true (development)."
     )

@@ -284,6 +284,7 @@ def _prove_phone_with_password(
     code: str,
     password: str,
     purpose: str,
+    client_ip: str | None,
 ) -> tuple[str, int, str, str]:
     """Normalise the phone, refuse a weak password, check the SMS code (counting a wrong try
     in its own transaction) and hash the password outside any transaction.
@@ -294,7 +295,13 @@ def _prove_phone_with_password(
     if (weakness := password_weakness(password)) is not None:
         raise InvalidInput(weakness, code="weak_password")
     code_id = codes.verify_code(
-        db, settings=cfg, encryptor=enc, phone=e164, purpose=purpose, code=code
+        db,
+        settings=cfg,
+        encryptor=enc,
+        phone=e164,
+        purpose=purpose,
+        code=code,
+        client_ip=client_ip,
     )
     password_hash = _hasher().hash(password)  # slow: outside any transaction
     return e164, code_id, password_hash, keys.phone_hash(enc, e164)
@@ -313,7 +320,14 @@ def register(
     """Create an account from a phone number proven by an SMS code, and sign it in."""
     cfg, enc = _settings(settings), keys.encryptor_or_default(encryptor)
     e164, code_id, password_hash, phone_key = _prove_phone_with_password(
-        db, cfg, enc, phone=phone, code=code, password=password, purpose="register"
+        db,
+        cfg,
+        enc,
+        phone=phone,
+        code=code,
+        password=password,
+        purpose="register",
+        client_ip=device.ip or None,
     )
 
     def create(uow: UnitOfWork) -> LoginResult:
@@ -395,10 +409,9 @@ def login(
     e164 = normalize_phone(phone)
     phone_key = keys.phone_hash(enc, e164)
     by_phone, by_ip = login_rules(cfg)
+    slots = [(by_phone, phone_key)] + ([(by_ip, device.ip)] if device.ip else [])
+    ratelimit.reserve(db, *slots)  # before the slow hash, so parallel tries see each other
     with db.uow(readonly=True) as uow:
-        ratelimit.check(uow, by_phone, phone_key)
-        if device.ip:
-            ratelimit.check(uow, by_ip, device.ip)
         found = uow.session.execute(
             select(User.password_hash, User.status).where(User.phone_hash == phone_key)
         ).first()
@@ -408,14 +421,7 @@ def login(
         correct = found is not None
     except (VerificationError, InvalidHashError):
         correct = False
-    if not correct:
-
-        def count_failure(uow: UnitOfWork) -> None:
-            ratelimit.record(uow, by_phone, phone_key)
-            if device.ip:
-                ratelimit.record(uow, by_ip, device.ip)
-
-        db.transact(count_failure)
+    if not correct:  # the reserved slots stay taken: they counted this failure
         log.info("login failed", phone_masked=mask_phone(e164), ip=device.ip)
         raise Unauthorized("Wrong phone number or password.", code="invalid_credentials")
     _refuse_inactive(status)
@@ -427,7 +433,9 @@ def login(
         if user is None:
             raise Unauthorized("Wrong phone number or password.", code="invalid_credentials")
         _refuse_inactive(user.status)  # frozen or closed between the check and now
-        ratelimit.reset(uow, by_phone, phone_key)
+        ratelimit.reset(uow, by_phone, phone_key)  # the owner is back: forget the failures
+        if device.ip:
+            ratelimit.release(uow, by_ip, device.ip)  # only failures count against an address
         if new_hash is not None:
             user.password_hash = new_hash
         return LoginResult(_view_of(uow, user), _open_session(uow, user, device, cfg))
@@ -478,13 +486,21 @@ def reset_password(
     phone: str,
     code: str,
     new_password: str,
+    client_ip: str | None = None,
     settings: Settings | None = None,
     encryptor: Encryptor | None = None,
 ) -> None:
     """Set a new password with a ``reset_password`` code; ends every session."""
     cfg, enc = _settings(settings), keys.encryptor_or_default(encryptor)
     _e164, code_id, password_hash, phone_key = _prove_phone_with_password(
-        db, cfg, enc, phone=phone, code=code, password=new_password, purpose="reset_password"
+        db,
+        cfg,
+        enc,
+        phone=phone,
+        code=code,
+        password=new_password,
+        purpose="reset_password",
+        client_ip=client_ip,
     )
 
     def reset(uow: UnitOfWork) -> None:
@@ -526,17 +542,19 @@ def change_password(
     db.transact(change)
 
 
+PASSWORD_RECHECK = ratelimit.Rule("password_recheck", 5, 900, "password_rate_limited")
+
+
 def check_password(db: Database, *, user_id: str, password: str) -> None:
     """Re-authenticate a signed-in user (before sensitive changes); wrong tries are limited."""
-    rule = ratelimit.Rule("password_recheck", 5, 900, "password_rate_limited")
+    ratelimit.reserve(db, (PASSWORD_RECHECK, user_id))  # before the slow hash
     with db.uow(readonly=True) as uow:
-        ratelimit.check(uow, rule, user_id)
         stored = active_user_row(uow, user_id).password_hash
     try:
         _hasher().verify(stored, password)
     except (VerificationError, InvalidHashError):
-        db.transact(lambda uow: ratelimit.record(uow, rule, user_id))
         raise InvalidInput("Wrong password.", code="password_incorrect") from None
+    db.transact(lambda uow: ratelimit.release(uow, PASSWORD_RECHECK, user_id))  # not a failure
 
 
 # --- real name and tiers ------------------------------------------------------------------
@@ -645,7 +663,7 @@ def recheck_identity(
         identity = verified_identity(uow, user_id=user_id, encryptor=enc)
     if identity is None:
         raise Conflict("Verify your real name first.", code="real_name_required")
-    db.transact(lambda uow: ratelimit.hit(uow, _verify_rule(), user_id))  # each call costs
+    ratelimit.reserve(db, (_verify_rule(), user_id))  # before the call: each one is billed
     check = verifier.verify(identity.name, identity.id_number)
     if check.reason == "unavailable":
         raise IdentityServiceUnavailable("The verification service did not answer; try again.")

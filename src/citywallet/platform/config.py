@@ -170,6 +170,35 @@ class Settings(BaseSettings):
         default=500, description="Most members of a red-packet group, its owner included."
     )
 
+    # --- limits, client address and production start (issue 12, items 7-9) -----------------
+    sms_verify_per_ip_per_hour: int = Field(
+        default=60, description="SMS code checks per client IP per hour, over all phones."
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Addresses (comma-separated IPs or CIDR ranges, '*' for any) whose "
+        "X-Forwarded-For / X-Forwarded-Proto are believed. Empty: none; the client address "
+        "is the TCP peer's.",
+    )
+    ledger_key: str = Field(
+        default="",
+        description="The ledger's Ed25519 signing key: base64 of its 32-byte seed. Empty: the "
+        "key file's 'ledger' entry, else (sandbox only) one generated into the database.",
+    )
+    sms_adapter: str = Field(
+        default="",
+        description="Production SMS gateway: 'package.module:factory', called with the "
+        "settings. Empty: the sandbox gateway (sandbox only).",
+    )
+    identity_adapter: str = Field(
+        default="",
+        description="Production identity verifier: 'package.module:factory' (as sms_adapter).",
+    )
+    bank_adapter: str = Field(
+        default="",
+        description="Production bank adapter: 'package.module:factory' (as sms_adapter).",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file under ``var_dir``."""

@@ -2,8 +2,9 @@
 
 Ciphertexts are envelopes ``v1.<kid>.<base64(nonce || ciphertext+tag)>`` so a key can be
 rotated: a new key becomes current, old ones stay for decryption until ``rewrap_all`` has
-re-encrypted every registered column. Keys come from ``CITYWALLET_MASTER_KEYS`` or, in
-development, from a key file under ``var/`` created on first start.
+re-encrypted every registered column. Keys come from ``CITYWALLET_MASTER_KEYS`` or a key file
+(``CITYWALLET_KEY_FILE``); only in sandbox mode is a missing key file created (under ``var/``)
+on first start. Production never generates a key itself.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ ENVELOPE_VERSION = "v1"
 
 class CryptoError(Exception):
     """A ciphertext names a key we do not have, or does not authenticate."""
+
+
+class MissingKeys(RuntimeError):
+    """Production mode without the keys it must be given (it never generates them)."""
 
 
 @dataclass(frozen=True)
@@ -62,16 +67,36 @@ def parse_keyring(spec: str, lookup_key: str = "") -> Keyring:
 
 
 def load_keyring(settings: Settings) -> Keyring:
-    """The key ring from the environment, else the key file (created if missing)."""
+    """The key ring from the environment, else the key file (created if missing, in sandbox
+    mode only)."""
     if settings.master_keys:
         return parse_keyring(settings.master_keys, settings.lookup_key)
     path = settings.resolved_key_file
     if not path.exists():
+        if not settings.sandbox:
+            raise MissingKeys(
+                f"no master keys: set CITYWALLET_MASTER_KEYS or CITYWALLET_KEY_FILE ({path} "
+                "does not exist; production never generates keys)"
+            )
         _write_key_file(path, {"current": "k1", "keys": {"k1": _new_key()}, "lookup": _new_key()})
     data = json.loads(path.read_text())
     keys = {kid: base64.b64decode(value) for kid, value in data["keys"].items()}
     lookup = data.get("lookup")
     return Keyring(keys, data["current"], base64.b64decode(lookup) if lookup else None)
+
+
+def ledger_seed(settings: Settings) -> bytes | None:
+    """The ledger signing key's 32-byte Ed25519 seed from ``CITYWALLET_LEDGER_KEY`` or the key
+    file's ``ledger`` entry; ``None`` when neither gives one."""
+    value = settings.ledger_key
+    if not value and settings.key_file is not None and settings.key_file.exists():
+        value = str(json.loads(settings.key_file.read_text()).get("ledger", ""))
+    if not value:
+        return None
+    seed = base64.b64decode(value, validate=True)
+    if len(seed) != 32:
+        raise ValueError("the ledger key must be base64 of a 32-byte Ed25519 seed")
+    return seed
 
 
 def add_key(settings: Settings) -> str:

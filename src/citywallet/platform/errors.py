@@ -70,3 +70,12 @@ class RateLimited(DomainError):
     def __init__(self, detail: str, *, retry_after: int, code: str | None = None) -> None:
         super().__init__(detail, code=code, retry_after=retry_after)
         self.retry_after = retry_after
+
+
+class AdapterUnavailable(DomainError):
+    """An outside service this request needs (SMS, identity, bank) is not configured or
+    cannot be loaded; answered before anything is written."""
+
+    code = "adapter_unavailable"
+    status = 503
+    title = "Service unavailable"

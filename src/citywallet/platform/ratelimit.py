@@ -7,11 +7,21 @@ at the next minute boundary). Exceeding raises :class:`~citywallet.platform.erro
 which the API answers with 429 and ``Retry-After``.
 
 Each hit is one atomic upsert (``INSERT … ON CONFLICT DO UPDATE … RETURNING``, on both
-PostgreSQL and SQLite ≥ 3.35), so concurrent requests cannot both take the last slot.
-Keys are stored only as SHA-256 digests: a bucket never shows a phone number or an IP.
-A refused hit raises inside the caller's unit of work, whose rollback undoes it: refusals
-do not extend a lockout. To count a failure that must stick even though the request
-fails (a wrong password), call :func:`record` in a unit of work that commits.
+PostgreSQL and SQLite ≥ 3.35) that counts and records at once, so concurrent requests cannot
+both take the last slot. Keys are stored only as SHA-256 digests: a bucket never shows a
+phone number or an IP. A refused hit raises inside the caller's unit of work, whose rollback
+undoes it: refusals do not extend a lockout.
+
+Two ways to use a rule:
+
+* :func:`hit` inside the use case's own transaction, when the guarded work is quick and
+  happens in that transaction (issuing an SMS code): the bucket row stays locked until
+  commit, so the count and the work are one.
+* :func:`reserve` before slow work done outside any transaction (argon2, an external
+  call): it takes the slot in a short transaction of its own and commits it, so parallel
+  requests see each other's reservations *before* any of them does the work. Over the limit
+  it raises and the work is never done. Where only failures should count (a wrong
+  password), the caller gives a successful attempt's slot back with :func:`release`.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from sqlalchemy import BigInteger, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from citywallet.platform.clock import now_us
-from citywallet.platform.db import Base, UnitOfWork
+from citywallet.platform.db import Base, Database, UnitOfWork
 from citywallet.platform.errors import RateLimited
 
 SECOND_US = 1_000_000
@@ -58,11 +68,6 @@ def _retry_after(window_end: int, moment: int) -> int:
     return max(1, -(-(window_end - moment) // SECOND_US))  # ceiling, at least one second
 
 
-def record(uow: UnitOfWork, rule: Rule, key: str, *, now: int | None = None) -> int:
-    """Count one hit (never raises); returns the hits in the current window including it."""
-    return _count(uow, rule, key, now if now is not None else now_us())[0]
-
-
 def _count(uow: UnitOfWork, rule: Rule, key: str, moment: int) -> tuple[int, int]:
     """Upsert one hit; returns (hits in the window, window end)."""
     end = moment + rule.window_seconds * SECOND_US
@@ -92,15 +97,28 @@ def hit(uow: UnitOfWork, rule: Rule, key: str, *, now: int | None = None) -> Non
         raise _refusal(rule, window_end, moment)
 
 
-def check(uow: UnitOfWork, rule: Rule, key: str, *, now: int | None = None) -> None:
-    """Raise ``RateLimited`` if the key has no hit left in its window (counts nothing)."""
+def reserve(db: Database, *slots: tuple[Rule, str], now: int | None = None) -> None:
+    """Take one slot of each ``(rule, key)`` in a committed transaction of its own, before the
+    work they guard; raise ``RateLimited`` (nothing taken) if any has none left."""
     moment = now if now is not None else now_us()
-    row = uow.session.execute(
-        text("SELECT hits, window_end FROM platform_rate_limits WHERE bucket = :bucket"),
-        {"bucket": _bucket(rule, key)},
-    ).first()
-    if row is not None and row[1] > moment and row[0] >= rule.limit:
-        raise _refusal(rule, int(row[1]), moment)
+
+    def take(uow: UnitOfWork) -> None:
+        for rule, key in slots:
+            hit(uow, rule, key, now=moment)
+
+    db.transact(take)
+
+
+def release(uow: UnitOfWork, rule: Rule, key: str, *, now: int | None = None) -> None:
+    """Give back one slot taken in the current window (the attempt did not count: it
+    succeeded); a window that has closed meanwhile is left alone."""
+    uow.session.execute(
+        text(
+            "UPDATE platform_rate_limits SET hits = hits - 1 "
+            "WHERE bucket = :bucket AND hits > 0 AND window_end > :now"
+        ),
+        {"bucket": _bucket(rule, key), "now": now if now is not None else now_us()},
+    )
 
 
 def reset(uow: UnitOfWork, rule: Rule, key: str) -> None:

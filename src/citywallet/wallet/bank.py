@@ -36,9 +36,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
+from citywallet.platform.adapters import load_adapter
 from citywallet.platform.config import Settings
+from citywallet.platform.errors import AdapterUnavailable
 from citywallet.wallet.rules import luhn_check_digit
 
 
@@ -99,12 +101,15 @@ class Bank(Protocol):
         ...
 
 
-class NotConfigured(RuntimeError):
-    """Production mode without a real bank adapter configured."""
+class NotConfigured(AdapterUnavailable):
+    """Production mode without a real bank adapter configured (503 ``adapter_unavailable``)."""
 
 
 def make_bank(settings: Settings) -> Bank:
-    """The configured bank adapter (only the sandbox exists so far)."""
+    """The configured bank adapter: ``CITYWALLET_BANK_ADAPTER``, else the sandbox bank
+    (sandbox mode only)."""
+    if settings.bank_adapter:
+        return cast(Bank, load_adapter(settings.bank_adapter, settings, what="bank adapter"))
     if settings.sandbox:
         return SandboxBank(
             path=settings.var_dir / "sandbox-bank.sqlite3",
@@ -113,7 +118,8 @@ def make_bank(settings: Settings) -> Bank:
             late_answer_seconds=settings.sandbox_bank_late_answer_seconds,
         )
     raise NotConfigured(
-        "no production bank adapter is configured; set CITYWALLET_SANDBOX=true for development"
+        "No bank adapter is configured: set CITYWALLET_BANK_ADAPTER (production) or "
+        "CITYWALLET_SANDBOX=true (development)."
     )
 
 

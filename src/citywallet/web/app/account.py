@@ -21,6 +21,7 @@ from citywallet.identity import service as identity
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError, InvalidInput, NotFound
 from citywallet.platform.logging import get_logger
+from citywallet.platform.outbox import OutboxHandler
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
 from citywallet.web.forms import done
@@ -250,11 +251,10 @@ def signup_page(request: Request, sent: bool = False) -> Response:
     return _signup_page(request, phone=phone, sent=sent and bool(phone))
 
 
-def deliver_code(runtime: Runtime, sent: codes.CodeSent) -> None:
+def deliver_code(runtime: Runtime, handler: OutboxHandler, sent: codes.CodeSent) -> None:
     """After commit: hand the code to the SMS gateway now (the worker retries on failure)."""
     if sent.outbox_id is None:
         return
-    handler = codes.sms_outbox_handler(runtime.sms, runtime.encryptor)
     try:
         codes.deliver_now(runtime.db, message_id=sent.outbox_id, handler=handler)
     except Exception as exc:  # the code is committed: the worker delivers it
@@ -278,12 +278,13 @@ def send_signup_code(request: Request, fields: FormFields) -> Response:
         )
 
     try:
+        handler = runtime.sms_handler()  # no gateway: refused before anything is written
         sent = runtime.db.transact(send)
     except DomainError as exc:
         return _signup_page(
             request, phone=phone, errors=field_errors(exc, SIGNUP_FIELDS), status_code=exc.status
         )
-    deliver_code(runtime, sent)
+    deliver_code(runtime, handler, sent)
     response = RedirectResponse(f"/app/signup?sent=1&done={quote(DONE['code'])}", status_code=303)
     response.set_cookie(
         SIGNUP_PHONE_COOKIE, phone, max_age=15 * 60, httponly=True, samesite="strict",
@@ -598,6 +599,7 @@ def send_pin_reset_code(request: Request, who: ViewerDep, _fields: FormFields) -
     """Text a ``reset_pin`` code to the account's own phone (rate-limited)."""
     runtime = runtime_of(request)
     try:
+        handler = runtime.sms_handler()  # no gateway: refused before anything is written
         sent = runtime.db.transact(
             lambda uow: pins.send_pin_reset_code(
                 uow,
@@ -609,7 +611,7 @@ def send_pin_reset_code(request: Request, who: ViewerDep, _fields: FormFields) -
         )
     except DomainError as exc:
         return _pin_reset_page(request, sent=False, errors=field_errors(exc, {}), status=exc.status)
-    deliver_code(runtime, sent)
+    deliver_code(runtime, handler, sent)
     return RedirectResponse(
         f"/app/me/pin/reset?sent=1&done={quote(DONE['pin_code'])}", status_code=303
     )

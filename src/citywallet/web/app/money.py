@@ -20,6 +20,7 @@ from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
 from citywallet.wallet import spending
+from citywallet.wallet.bank import Bank
 from citywallet.wallet.history import KINDS
 from citywallet.web.forms import confirm_pin, done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
@@ -182,8 +183,10 @@ def topup_page(request: Request, who: ViewerDep) -> Response:
     return _funding_form(request, who.user_id, "topup")
 
 
-def _finish_funding(runtime: Runtime, started: wallet.BankRequest) -> wallet.FundingView:
-    answer = wallet.ask_bank(runtime.bank, started)
+def _finish_funding(
+    runtime: Runtime, bank: Bank, started: wallet.BankRequest
+) -> wallet.FundingView:
+    answer = wallet.ask_bank(bank, started)
     return runtime.db.transact(
         lambda uow: wallet.settle_funding(uow, funding_id=started.funding_id, answer=answer)
     )
@@ -207,6 +210,7 @@ def topup(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             seen = wallet.funding_for_key(uow, user_id=who.user_id, idempotency_key=key)
         if seen is not None:
             return RedirectResponse(f"/app/history/{seen.id}", status_code=303)
+        bank = runtime.bank  # before anything is written (the PIN check counts a wrong try)
         confirm_pin(runtime, who.user_id, fields.get("pin", ""))
         started = runtime.db.transact(
             lambda uow: wallet.start_topup(
@@ -228,7 +232,7 @@ def topup(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             errors=field_errors(exc, MONEY_FIELDS),
             status=exc.status,
         )
-    return _funding_done(_finish_funding(runtime, started))
+    return _funding_done(_finish_funding(runtime, bank, started))
 
 
 # --- withdrawal: amount → confirm (fee shown) → done ---------------------------------------
@@ -308,6 +312,7 @@ def withdraw(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             seen = wallet.funding_for_key(uow, user_id=who.user_id, idempotency_key=key)
         if seen is not None:
             return RedirectResponse(f"/app/history/{seen.id}", status_code=303)
+        bank = runtime.bank  # before anything is written (the PIN check counts a wrong try)
         confirm_pin(runtime, who.user_id, fields.get("pin", ""))
         started = runtime.db.transact(
             lambda uow: wallet.start_withdrawal(
@@ -327,7 +332,7 @@ def withdraw(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             request, who.user_id, amount, card_id, key=key,
             errors=field_errors(exc, MONEY_FIELDS), status=exc.status,
         )  # fmt: skip
-    return _funding_done(_finish_funding(runtime, started))
+    return _funding_done(_finish_funding(runtime, bank, started))
 
 
 # --- transfer -----------------------------------------------------------------------------
