@@ -3,17 +3,24 @@ viewing from ``packets``, claims and expiry from ``claims``.
 
 Functions take ``uow`` keyword-first and never commit; the caller runs each in one
 ``db.transact``. Sending confirms the sender's payment PIN first (``confirm_payment_pin``,
-its own transaction), as every money movement does. The periodic job that returns what is
-unclaimed is :func:`expire_packets` (``redpacket.expire`` in ``citywallet.tasks``).
+its own transaction), as every money movement does. A grab is two steps so that a refused
+one never writes: :func:`check_claim` in a read-only unit of work, then :func:`take_share`
+in one write transaction (:func:`grab` does both from a ``Database``; :func:`claim_packet`
+both in one unit of work). The periodic job that returns what is unclaimed is
+:func:`expire_packets` (``redpacket.expire`` in ``citywallet.tasks``).
 """
 
 from __future__ import annotations
 
 from citywallet.redpacket.claims import (
     ClaimResult,
+    ClaimTicket,
+    check_claim,
     claim_packet,
     expire_packets,
+    grab,
     return_transfer_id,
+    take_share,
 )
 from citywallet.redpacket.groups import (
     GroupPage,
@@ -38,6 +45,7 @@ from citywallet.redpacket.packets import (
 
 __all__ = [
     "ClaimResult",
+    "ClaimTicket",
     "ClaimView",
     "GroupPage",
     "GroupView",
@@ -45,11 +53,13 @@ __all__ = [
     "PacketPage",
     "PacketView",
     "add_members",
+    "check_claim",
     "claim_packet",
     "create_group",
     "expire_packets",
     "get_group",
     "get_packet",
+    "grab",
     "list_group_packets",
     "list_groups",
     "list_packets",
@@ -57,4 +67,5 @@ __all__ = [
     "remove_member",
     "return_transfer_id",
     "send_packet",
+    "take_share",
 ]
