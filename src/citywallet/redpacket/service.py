@@ -1,5 +1,5 @@
 """The red-packet use cases, in one place: groups from ``groups``, sending and
-viewing from ``packets``, claims and expiry from ``claims``.
+viewing from ``packets``, claims from ``claims``, expiry from ``expiry``.
 
 Functions take ``uow`` keyword-first and never commit; the caller runs each in one
 ``db.transact``. Sending confirms the sender's payment PIN first (``confirm_payment_pin``,
@@ -17,11 +17,10 @@ from citywallet.redpacket.claims import (
     ClaimTicket,
     check_claim,
     claim_packet,
-    expire_packets,
     grab,
-    return_transfer_id,
     take_share,
 )
+from citywallet.redpacket.expiry import expire_packets, return_transfer_id
 from citywallet.redpacket.groups import (
     GroupPage,
     GroupView,
