@@ -2,11 +2,11 @@
 
 Part A (grabs): one hot packet (200 shares, 1,000 claimants racing for it) and many packets
 (1,000 packets of 10 shares, every share claimed), on SQLite and PostgreSQL, in-process
-(``redpacket.claim_packet`` in ``Database.transact`` from a thread pool) and through the HTTP
-API (``POST /v1/redpackets/{id}/claims`` against a real uvicorn server, from a thread pool of
-keep-alive ``http.client`` connections: wrk is not installed here). In the same run, the
-classic Redis design as a baseline: a Lua script pops a pre-split share from a list and
-records the claimer in a hash, atomically, one ``EVALSHA`` per grab.
+(``redpacket.grab``: read-only checks, then one ``Database.transact``; from a thread pool)
+and through the HTTP API (``POST /v1/redpackets/{id}/claims`` against a real uvicorn server,
+from a thread pool of keep-alive ``http.client`` connections: wrk is not installed here). In
+the same run, the classic Redis design as a baseline: a Lua script pops a pre-split share
+from a list and records the claimer in a hash, atomically, one ``EVALSHA`` per grab.
 
 Part B (campaign, PostgreSQL): registrations through ``campaign.service.register_many`` in
 batches, close, draw, issue into restricted balances (``issue_batch``), reclaim
@@ -520,13 +520,21 @@ def check_claims(world: World, packets: list[str], shares: int) -> str:
     placeholders = ",".join(f":p{i}" for i in range(len(packets)))
     params = {f"p{i}": p for i, p in enumerate(packets)}
     with world.db.uow(readonly=True) as uow:
-        claimed, amount, total = uow.session.execute(
+        claimed, amount = uow.session.execute(
             text(
-                "SELECT COALESCE(SUM(claimed_count), 0), COALESCE(SUM(claimed_amount), 0), "
-                f"COALESCE(SUM(total), 0) FROM redpackets WHERE public_id IN ({placeholders})"
+                "SELECT COUNT(s.user_id), COALESCE(SUM(s.amount), 0) FROM redpacket_shares s "
+                "JOIN redpackets p ON p.id = s.packet_id "
+                f"WHERE s.user_id IS NOT NULL AND p.public_id IN ({placeholders})"
             ),
             params,
         ).one()
+        total = uow.session.execute(
+            text(
+                "SELECT COALESCE(SUM(total), 0) FROM redpackets "
+                f"WHERE public_id IN ({placeholders})"
+            ),
+            params,
+        ).scalar_one()
     full = int(claimed) == len(packets) * shares and int(amount) == int(total)
     return f"{'ok' if full else 'INCOMPLETE'}: {claimed} claims, {amount}/{total} fen"
 
@@ -534,15 +542,12 @@ def check_claims(world: World, packets: list[str], shares: int) -> str:
 def in_process_case(
     world: World, shape: str, packets: list[str], shares: int, threads: int
 ) -> GrabResult:
-    """Grabs through ``redpacket.claim_packet`` in ``db.transact`` from ``threads`` threads."""
+    """Grabs through ``redpacket.grab`` (as the API: checks read only, then one write
+    transaction) from ``threads`` threads."""
 
     def grab(_k: int, packet: str, who: Person) -> str:
         try:
-            world.db.transact(
-                lambda uow: redpacket.claim_packet(
-                    uow, user_id=who.user_id, packet_id=packet, settings=world.settings
-                )
-            )
+            redpacket.grab(world.db, user_id=who.user_id, packet_id=packet, settings=world.settings)
         except DomainError as exc:
             if exc.code == "redpacket_empty":
                 return "empty"

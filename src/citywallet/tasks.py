@@ -14,7 +14,7 @@ from citywallet.merchant.webhooks import WEBHOOK_TOPIC, webhook_handler
 from citywallet.platform import idempotency, outbox, ratelimit
 from citywallet.platform.db import Database
 from citywallet.platform.jobs import Worker, default_worker_id
-from citywallet.redpacket.claims import expire_packets
+from citywallet.redpacket.expiry import expire_packets
 from citywallet.runtime import Runtime
 from citywallet.wallet.funding import reconcile_fundings
 from citywallet.wallet.notify import reminder_handler

@@ -215,7 +215,7 @@ def test_twenty_concurrent_identical_claims_claim_once(
     assert {status for status, _ in results} == {201}
     assert len({content for _, content in results}) == 1
     assert bob.wallet()["balance"] == 5_00
-    assert count(runtime.db, "SELECT COUNT(*) FROM redpacket_claims") == 1
+    assert count(runtime.db, "SELECT COUNT(*) FROM redpacket_shares WHERE user_id IS NOT NULL") == 1
     assert_ledger_clean(runtime.db)
 
 
@@ -283,7 +283,7 @@ def test_bad_requests_are_problems_and_change_nothing(client: TestClient, runtim
         headers={**bob.headers, "Idempotency-Key": "x"},
     )
     _problem(bad_body, 422, "validation_failed")
-    assert count(runtime.db, "SELECT COUNT(*) FROM redpacket_claims") == 0
+    assert count(runtime.db, "SELECT COUNT(*) FROM redpacket_shares WHERE user_id IS NOT NULL") == 0
     assert alice.wallet()["balance"] == 300 * YUAN - 100
     assert_ledger_clean(runtime.db)
 

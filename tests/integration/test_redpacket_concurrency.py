@@ -97,7 +97,7 @@ def test_a_thousand_claims_on_two_hundred_shares_over_http(db: Database, tmp_pat
         assert balance(db, who.user_id)[0] == amounts.get(who.user_id, 0)
     with db.uow(readonly=True) as uow:
         rows = uow.session.execute(
-            text("SELECT COUNT(*), COUNT(DISTINCT user_id) FROM redpacket_claims")
+            text("SELECT COUNT(user_id), COUNT(DISTINCT user_id) FROM redpacket_shares")
         ).one()
     assert tuple(rows) == (SHARES, SHARES)
     assert_ledger_clean(db)

@@ -107,6 +107,14 @@ class Idempotent:
             return self._recover(recover, exc)
         return None if stored is None else self._response(stored, replayed=True)
 
+    def stored(self, uow: UnitOfWork) -> Response | None:
+        """The stored response of this key, looked up read only in ``uow`` (for a request
+        refused by read-only checks before it claims its key); ``None`` for a new key."""
+        stored = idempotency.lookup(
+            uow, scope=self.scope, key=self.key, request_hash=self.fingerprint
+        )
+        return None if stored is None else self._response(stored, replayed=True)
+
     def _recover(
         self, recover: Callable[[UnitOfWork], Rendered | None], in_progress: Conflict
     ) -> Response:

@@ -3,7 +3,8 @@
 Thin adapters: parse, authorise (a group or packet is looked up together with the caller's
 right to see it, so an outsider gets 404), call one service, render. Sending and claiming
 move money: both require an ``Idempotency-Key`` (:class:`~citywallet.api.idempotency.
-Idempotent`); sending also confirms the payment PIN.
+Idempotent`); sending also confirms the payment PIN. A claim runs its checks read only and
+then takes its share in the idempotency transaction (docs/redpackets.md, "Grabs").
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent
 from citywallet.identity.service import confirm_payment_pin
+from citywallet.platform.errors import DomainError
 from citywallet.redpacket import service as redpacket
 from citywallet.redpacket.schemas import (
     ClaimCreate,
@@ -234,10 +236,17 @@ def claim_packet(
     call = Idempotent.of(
         runtime, request, scope=auth.user_id, key=idempotency_key, body=body or ClaimCreate()
     )
-    # No PIN to protect, so no separate replay look-up: run() replays a finished key itself.
+    # The checks read only, so a refused grab (empty, already claimed, expired) writes
+    # nothing; a retry of a claim that succeeded is refused by them and replays instead.
+    with runtime.db.uow(readonly=True) as uow:
+        try:
+            ticket = redpacket.check_claim(uow, user_id=auth.user_id, packet_id=packet_id)
+        except DomainError:
+            replayed = call.stored(uow)
+            if replayed is None:
+                raise
+            return replayed
     return call.run(
-        lambda uow: redpacket.claim_packet(
-            uow, user_id=auth.user_id, packet_id=packet_id, settings=runtime.settings
-        ),
+        lambda uow: redpacket.take_share(uow, ticket=ticket, settings=runtime.settings),
         lambda result: (status.HTTP_201_CREATED, ClaimResultPublic.of(result)),
     )

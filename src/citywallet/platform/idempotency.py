@@ -70,13 +70,32 @@ def begin(uow: UnitOfWork, *, scope: str, key: str, request_hash: str) -> Stored
     ).first()
     if inserted is not None:
         return None
+    row = _stored_row(uow, scope, key)
+    assert row is not None  # the insert just met it
+    return _replayable(row, request_hash)
+
+
+def lookup(uow: UnitOfWork, *, scope: str, key: str, request_hash: str) -> StoredResponse | None:
+    """What :func:`begin` would answer for a key seen before, read only (nothing claimed):
+    for a request refused before it claims its key, so that a retry of a finished first try
+    still replays it. ``None`` if the key is new."""
+    row = _stored_row(uow, scope, key)
+    return None if row is None else _replayable(row, request_hash)
+
+
+def _stored_row(uow: UnitOfWork, scope: str, key: str) -> tuple[str, int, bytes] | None:
+    """(request hash, status code, response body) of a key, or None."""
     row = uow.session.execute(
         text(
             "SELECT request_hash, status_code, response_body FROM platform_idempotency_keys "
             "WHERE scope = :scope AND key = :key"
         ),
         {"scope": scope, "key": key},
-    ).one()
+    ).first()
+    return None if row is None else (str(row[0]), int(row[1]), bytes(row[2]))
+
+
+def _replayable(row: tuple[str, int, bytes], request_hash: str) -> StoredResponse:
     if row[0] != request_hash:
         raise IdempotencyKeyReused("this Idempotency-Key was already used for a different request")
     if row[1] == _IN_PROGRESS:  # only if a caller committed without finish()
@@ -84,7 +103,7 @@ def begin(uow: UnitOfWork, *, scope: str, key: str, request_hash: str) -> Stored
             "the request with this Idempotency-Key has not finished",
             code="idempotency_key_in_progress",
         )
-    return StoredResponse(int(row[1]), bytes(row[2]))
+    return StoredResponse(row[1], row[2])
 
 
 def finish(uow: UnitOfWork, *, scope: str, key: str, status_code: int, body: bytes) -> None:

@@ -1,16 +1,20 @@
-"""Red-packet tables: groups and their members, packets, claims.
+"""Red-packet tables: groups and their members, packets, their shares.
 
 Money lives in the ledger: each packet has an escrow account of its own (code
 ``REDPACKET_ESCROW``, owner ``rpk_…``) that the sender funds and every claim draws from.
-These tables hold what the ledger must not know: who may claim, who did, the greeting. A
-packet keeps running totals (``claimed_count``, ``claimed_amount``, ``refund_amount``) so a
-claim reads and updates one row; CHECK constraints keep them consistent behind the service.
+These tables hold what the ledger must not know: who may claim, who did, the greeting.
+Every share is a row made at sending, and a claim updates only its share, never the packet
+row (which would be a hot row every claim of the packet queues for). The packet's totals
+(``claimed_count``, ``claimed_amount``, ``refund_amount``, ``best_luck_claim_id``) are
+written once, when it closes — by the claim that empties its escrow (``finished``) or by the
+expiry job (``refunded``); while it is ``active`` they stay 0 and views count the shares.
+CHECK constraints keep the totals consistent behind the service.
 Users are referred to by their public id (``usr_…``); timestamps are microseconds.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from citywallet.platform.db import Base, BigId
@@ -101,7 +105,7 @@ class RedPacket(Base):
     claimed_count: Mapped[int] = mapped_column(Integer, default=0)
     claimed_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     refund_amount: Mapped[int] = mapped_column(BigInteger, default=0)
-    best_luck_claim_id: Mapped[str | None] = mapped_column(String(40))  # lucky, all claimed
+    best_luck_claim_id: Mapped[str | None] = mapped_column(String(40))  # lucky, finished
     day_period: Mapped[str] = mapped_column(String(16))  # the sender's usage rows it counted in
     year_period: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(BigInteger)
@@ -110,25 +114,44 @@ class RedPacket(Base):
     refunded_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
-class RedPacketClaim(Base):
-    """One share of a packet, drawn and paid to the person who opened it."""
+class RedPacketShare(Base):
+    """One share of a packet, made at sending; a claim writes its claimer into it.
 
-    __tablename__ = "redpacket_claims"
+    A free share has no ``user_id`` and no ``refunded_at``; a claim takes the free share with
+    the lowest ``position`` (``SELECT … FOR UPDATE SKIP LOCKED``), the expiry job marks the
+    rest refunded. Claimed, the row is the claim: its public id (``rpc_…``), who, when.
+    """
+
+    __tablename__ = "redpacket_shares"
     __table_args__ = (
-        # One claim per person and packet, one claim per position: a second line of defence
-        # behind the packet-row lock.
-        Index("uq_redpacket_claims_person", "packet_id", "user_id", unique=True),
-        Index("uq_redpacket_claims_position", "packet_id", "position", unique=True),
-        Index("ix_redpacket_claims_user", "user_id", "id"),
-        CheckConstraint("amount > 0 AND position >= 1", name="claim_valid"),
+        # Once per person and packet: a second claim by the same member fails here (NULLs,
+        # the free shares, never collide).
+        Index("uq_redpacket_shares_person", "packet_id", "user_id", unique=True),
+        Index("uq_redpacket_shares_position", "packet_id", "position", unique=True),
+        # The free shares only: what a grab scans, so it never walks past taken ones.
+        Index(
+            "ix_redpacket_shares_free",
+            "packet_id",
+            "position",
+            postgresql_where=text("user_id IS NULL AND refunded_at IS NULL"),
+            sqlite_where=text("user_id IS NULL AND refunded_at IS NULL"),
+        ),
+        Index("ix_redpacket_shares_user", "user_id", "id"),
+        CheckConstraint("amount > 0 AND position >= 1", name="share_valid"),
+        CheckConstraint(
+            "(user_id IS NULL AND public_id IS NULL AND label IS NULL AND claimed_at IS NULL) "
+            "OR (user_id IS NOT NULL AND public_id IS NOT NULL AND label IS NOT NULL "
+            "AND claimed_at IS NOT NULL AND refunded_at IS NULL)",
+            name="claim_complete",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    public_id: Mapped[str] = mapped_column(String(40), unique=True)  # rpc_…
     packet_id: Mapped[int] = mapped_column(ForeignKey("redpackets.id"))
-    user_id: Mapped[str] = mapped_column(String(40))
-    label: Mapped[str] = mapped_column(String(100))  # masked name and phone when claimed
-    position: Mapped[int] = mapped_column(Integer)  # 1 for the first claim
+    position: Mapped[int] = mapped_column(Integer)  # 1 for the share the first claim takes
     amount: Mapped[int] = mapped_column(BigInteger)
-    transfer_id: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[int] = mapped_column(BigInteger)
+    public_id: Mapped[str | None] = mapped_column(String(40), unique=True)  # rpc_…, claimed
+    user_id: Mapped[str | None] = mapped_column(String(40))
+    label: Mapped[str | None] = mapped_column(String(100))  # masked name and phone, claimed
+    claimed_at: Mapped[int | None] = mapped_column(BigInteger)
+    refunded_at: Mapped[int | None] = mapped_column(BigInteger)

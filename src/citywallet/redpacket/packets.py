@@ -2,29 +2,35 @@
 
 **Money.** Sending moves the whole amount from the sender's wallet (their
 ``CUSTOMER_WALLET`` account, never a restricted campaign balance) into an escrow account of
-the packet's own (``REDPACKET_ESCROW``, no overdraft); each claim moves one share from it to
-the claimer's wallet; at expiry what is left goes back to the sender (:mod:`.claims`).
-Ledger transfer ids are deterministic — ``rpk_X.fund``, ``rpk_X.claim.N`` (N = claim
-position), ``rpk_X.return`` — so the ledger's idempotency refuses a second payment of any of
-them even if a bug tried. An escrow account per packet means sends and claims of different
-packets never lock the same row, and the ledger itself refuses to pay a packet out twice.
+the packet's own (``REDPACKET_ESCROW``, no overdraft) and draws every share at once, one
+``redpacket_shares`` row each (:mod:`.shares`); each claim takes one share and moves it from
+the escrow to the claimer's wallet; at expiry what is left goes back to the sender
+(:mod:`.claims`). Ledger transfer ids are deterministic — ``rpk_X.fund``, ``rpk_X.claim.N``
+(N = the share's position), ``rpk_X.return`` — so the ledger's idempotency refuses a second
+payment of any of them even if a bug tried. An escrow account per packet means sends and
+claims of different packets never lock the same row, and the ledger itself refuses to pay a
+packet out twice.
 
 **Who sees a packet**: its sender, its recipient, the members of its group (checked at each
 request), and whoever claimed a share of it. Anyone else gets 404 ``redpacket_not_found``.
 
-**Locks**, everywhere in this order: wallet rows (ascending ledger account), packet rows
-(ascending id), the sender's limit-usage rows, ledger accounts (inside ``ledger.post``).
-Wallets come first as everywhere else in the wallet (P2P, payments, funding), so a claim can
-lock its claimer's wallet before the packet and hold the packet's lock — the one every
-claim of that packet queues for — only for the draw, the posting and the claim's rows.
+**Totals.** While a packet is active its row's totals stay 0 and views count its claimed
+shares; the row carries them once the packet closed (see :mod:`.models`).
+
+**Locks**, everywhere in this order: wallet rows (ascending ledger account), the sender's
+limit-usage rows, share rows, ledger accounts (inside ``ledger.post``), packet rows. A
+claim locks only its share (and the claimer's wallet if their tier has a balance limit),
+then the escrow for the posting; only the claim that empties the packet, and the expiry
+job, write the packet row, last.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, exists, func, insert, select
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags, Result, TransferCode, TransferSpec
@@ -40,12 +46,13 @@ from citywallet.redpacket.errors import (
 from citywallet.redpacket.groups import member_count, member_group, member_role
 from citywallet.redpacket.models import (
     RedPacket,
-    RedPacketClaim,
     RedPacketGroup,
     RedPacketGroupMember,
+    RedPacketShare,
 )
 from citywallet.redpacket.paging import decode_cursor, encode_cursor, page_limit
 from citywallet.redpacket.rules import validate_packet
+from citywallet.redpacket.shares import packet_shares
 from citywallet.wallet import accounts, history
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.errors import InsufficientBalance
@@ -130,53 +137,71 @@ def _status(row: RedPacket, moment: int) -> str:
     return row.status
 
 
-def claim_view(row: RedPacketClaim, packet: RedPacket) -> ClaimView:
+def claim_view(row: RedPacketShare, packet: RedPacket) -> ClaimView:
+    """A claimed share as its packet's viewers see it."""
     return ClaimView(
-        id=row.public_id,
+        id=str(row.public_id),
         packet_id=packet.public_id,
-        user_id=row.user_id,
-        label=row.label,
+        user_id=str(row.user_id),
+        label=str(row.label),
         amount=row.amount,
         position=row.position,
         best_luck=row.public_id == packet.best_luck_claim_id,
-        created_at=row.created_at,
+        created_at=int(row.claimed_at or 0),
     )
 
 
-def claims_of(uow: UnitOfWork, packet: RedPacket) -> list[RedPacketClaim]:
+def claims_of(uow: UnitOfWork, packet: RedPacket) -> list[RedPacketShare]:
+    """The claimed shares of a packet, by position."""
     return list(
         uow.session.scalars(
-            select(RedPacketClaim)
-            .where(RedPacketClaim.packet_id == packet.id)
-            .order_by(RedPacketClaim.position)
+            select(RedPacketShare)
+            .where(RedPacketShare.packet_id == packet.id, RedPacketShare.user_id.is_not(None))
+            .order_by(RedPacketShare.position)
         )
     )
 
 
-def claim_of(uow: UnitOfWork, packet_pk: int, user_id: str) -> RedPacketClaim | None:
-    found: RedPacketClaim | None = uow.session.scalar(
-        select(RedPacketClaim).where(
-            RedPacketClaim.packet_id == packet_pk, RedPacketClaim.user_id == user_id
+def claim_of(uow: UnitOfWork, packet_pk: int, user_id: str) -> RedPacketShare | None:
+    """The share ``user_id`` claimed of a packet, if any."""
+    found: RedPacketShare | None = uow.session.scalar(
+        select(RedPacketShare).where(
+            RedPacketShare.packet_id == packet_pk, RedPacketShare.user_id == user_id
         )
     )
     return found
 
 
+def _claimed_totals(uow: UnitOfWork, packets: list[RedPacket]) -> dict[int, tuple[int, int]]:
+    """(count, amount) claimed of each packet: counted from the shares while it is active,
+    from its row once it closed (the row's totals are written then)."""
+    totals = {p.id: (p.claimed_count, p.claimed_amount) for p in packets if p.status != "active"}
+    active = [p.id for p in packets if p.status == "active"]
+    if active:
+        rows = uow.session.execute(
+            select(
+                RedPacketShare.packet_id,
+                func.count(RedPacketShare.id),
+                func.coalesce(func.sum(RedPacketShare.amount), 0),
+            )
+            .where(RedPacketShare.packet_id.in_(active), RedPacketShare.user_id.is_not(None))
+            .group_by(RedPacketShare.packet_id)
+        ).all()
+        counted = {int(pk): (int(n), int(amount)) for pk, n, amount in rows}
+        totals.update({pk: counted.get(pk, (0, 0)) for pk in active})
+    return totals
+
+
 def _view(
-    uow: UnitOfWork,
     row: RedPacket,
     group_public_id: str | None,
     *,
-    viewer: str,
+    totals: tuple[int, int],
+    mine: ClaimView | None,
+    claims: list[ClaimView] | None,
     moment: int,
-    with_claims: bool,
 ) -> PacketView:
-    claims = [claim_view(c, row) for c in claims_of(uow, row)] if with_claims else None
-    if claims is not None:
-        mine = next((c for c in claims if c.user_id == viewer), None)
-    else:
-        found = claim_of(uow, row.id, viewer)
-        mine = None if found is None else claim_view(found, row)
+    claimed_count, claimed_amount = totals
     return PacketView(
         id=row.public_id,
         kind=row.kind,
@@ -190,8 +215,8 @@ def _view(
         shares=row.shares,
         greeting=row.greeting,
         status=_status(row, moment),
-        claimed_count=row.claimed_count,
-        claimed_amount=row.claimed_amount,
+        claimed_count=claimed_count,
+        claimed_amount=claimed_amount,
         refund_amount=row.refund_amount,
         best_luck_claim_id=row.best_luck_claim_id,
         my_claim=mine,
@@ -201,6 +226,39 @@ def _view(
         finished_at=row.finished_at,
         refunded_at=row.refunded_at,
     )
+
+
+def _full_view(
+    uow: UnitOfWork, row: RedPacket, group_public_id: str | None, *, viewer: str, moment: int
+) -> PacketView:
+    """One packet with every claim (its totals counted from them)."""
+    claims = [claim_view(c, row) for c in claims_of(uow, row)]
+    mine = next((c for c in claims if c.user_id == viewer), None)
+    totals = (len(claims), sum(c.amount for c in claims))
+    return _view(row, group_public_id, totals=totals, mine=mine, claims=claims, moment=moment)
+
+
+def _page_views(
+    uow: UnitOfWork, rows: Sequence[tuple[RedPacket, str | None]], *, viewer: str, moment: int
+) -> list[PacketView]:
+    """A page of packets without their claims: two queries, whatever the page size."""
+    packets = [row for row, _group in rows]
+    if not packets:
+        return []
+    totals = _claimed_totals(uow, packets)
+    by_pk = {p.id: p for p in packets}
+    mine = {
+        share.packet_id: claim_view(share, by_pk[share.packet_id])
+        for share in uow.session.scalars(
+            select(RedPacketShare).where(
+                RedPacketShare.packet_id.in_(list(by_pk)), RedPacketShare.user_id == viewer
+            )
+        )
+    }
+    return [
+        _view(row, group, totals=totals[row.id], mine=mine.get(row.id), claims=None, moment=moment)
+        for row, group in rows
+    ]
 
 
 def _with_group() -> Select[RedPacket, str]:
@@ -225,12 +283,14 @@ def send_packet(
     greeting: str = "",
     currency: str = CURRENCY,
     settings: Settings | None = None,
+    rng: random.Random | None = None,
     now: int | None = None,
 ) -> PacketView:
     """Send a red packet of ``amount`` fen (PIN confirmed before): to one person (``to``: a
     user id or phone number; kind ``single``) or to a group the sender belongs to
     (``group_id``; ``shares`` shares, kind ``lucky`` by default or ``equal``). The money
-    leaves the sender's wallet for the packet's escrow now, within the sender's limits."""
+    leaves the sender's wallet for the packet's escrow now, within the sender's limits, and
+    every share is drawn now (``shares.packet_shares``), one row each."""
     cfg = settings if settings is not None else get_settings()
     validate_amount(amount, currency)
     if (to is None) == (group_id is None):
@@ -340,6 +400,17 @@ def send_packet(
         expires_at=moment + cfg.redpacket_expiry_seconds * SECOND_US,
     )
     uow.session.add(row)
+    uow.session.flush()  # the packet's id, for its shares
+    amounts = packet_shares(
+        chosen, amount, shares, rng or _SYSTEM_RANDOM, min_share=cfg.redpacket_min_share
+    )
+    uow.session.execute(
+        insert(RedPacketShare),
+        [
+            {"packet_id": row.id, "position": position, "amount": share}
+            for position, share in enumerate(amounts, start=1)
+        ],
+    )
     history.record(
         uow,
         user_id=sender.id,
@@ -356,7 +427,7 @@ def send_packet(
     )
     uow.session.flush()
     group_public = None if group is None else group.public_id
-    return _view(uow, row, group_public, viewer=sender.id, moment=moment, with_claims=True)
+    return _full_view(uow, row, group_public, viewer=sender.id, moment=moment)
 
 
 # --- seeing -------------------------------------------------------------------------------
@@ -387,7 +458,7 @@ def get_packet(
     (who, how much, when), the best-luck mark, the status."""
     row, group_public = visible_packet(uow, user_id=user_id, packet_id=packet_id)
     moment = now if now is not None else now_us()
-    return _view(uow, row, group_public, viewer=user_id, moment=moment, with_claims=True)
+    return _full_view(uow, row, group_public, viewer=user_id, moment=moment)
 
 
 def list_packets(
@@ -405,13 +476,13 @@ def list_packets(
         raise InvalidInput(f"role is one of {', '.join(ROLES)}.", code="invalid_role")
     size = page_limit(limit)
     moment = now if now is not None else now_us()
-    key = RedPacketClaim.id if role == "received" else RedPacket.id
+    key = RedPacketShare.id if role == "received" else RedPacket.id
     query = select(RedPacket, RedPacketGroup.public_id, key).outerjoin(
         RedPacketGroup, RedPacketGroup.id == RedPacket.group_id
     )
     if role == "received":
-        query = query.join(RedPacketClaim, RedPacketClaim.packet_id == RedPacket.id).where(
-            RedPacketClaim.user_id == user_id
+        query = query.join(RedPacketShare, RedPacketShare.packet_id == RedPacket.id).where(
+            RedPacketShare.user_id == user_id
         )
     elif role == "sent":
         query = query.where(RedPacket.sender_id == user_id)
@@ -420,7 +491,7 @@ def list_packets(
             RedPacketGroupMember.user_id == user_id
         )
         claimed = exists().where(
-            RedPacketClaim.packet_id == RedPacket.id, RedPacketClaim.user_id == user_id
+            RedPacketShare.packet_id == RedPacket.id, RedPacketShare.user_id == user_id
         )
         query = query.where(
             RedPacket.status == "active",
@@ -434,10 +505,8 @@ def list_packets(
     rows = uow.session.execute(query.order_by(key.desc()).limit(size + 1)).all()
     page = rows[:size]
     following = encode_cursor(tag, int(page[-1][2])) if len(rows) > size else None
-    items = [
-        _view(uow, row, group_public, viewer=user_id, moment=moment, with_claims=False)
-        for row, group_public, _key in page
-    ]
+    rows_and_groups = [(row, group_public) for row, group_public, _key in page]
+    items = _page_views(uow, rows_and_groups, viewer=user_id, moment=moment)
     return PacketPage(items, following)
 
 
@@ -460,10 +529,8 @@ def list_group_packets(
     rows = list(uow.session.scalars(query.order_by(RedPacket.id.desc()).limit(size + 1)))
     page = rows[:size]
     following = encode_cursor("pg", page[-1].id) if len(rows) > size else None
-    items = [
-        _view(uow, row, group.public_id, viewer=user_id, moment=moment, with_claims=False)
-        for row in page
-    ]
+    rows_and_group = [(row, group.public_id) for row in page]
+    items = _page_views(uow, rows_and_group, viewer=user_id, moment=moment)
     return PacketPage(items, following)
 
 

@@ -1,20 +1,26 @@
 """The red-packet use cases, in one place: groups from ``groups``, sending and
-viewing from ``packets``, claims and expiry from ``claims``.
+viewing from ``packets``, claims from ``claims``, expiry from ``expiry``.
 
 Functions take ``uow`` keyword-first and never commit; the caller runs each in one
 ``db.transact``. Sending confirms the sender's payment PIN first (``confirm_payment_pin``,
-its own transaction), as every money movement does. The periodic job that returns what is
-unclaimed is :func:`expire_packets` (``redpacket.expire`` in ``citywallet.tasks``).
+its own transaction), as every money movement does. A grab is two steps so that a refused
+one never writes: :func:`check_claim` in a read-only unit of work, then :func:`take_share`
+in one write transaction (:func:`grab` does both from a ``Database``; :func:`claim_packet`
+both in one unit of work). The periodic job that returns what is unclaimed is
+:func:`expire_packets` (``redpacket.expire`` in ``citywallet.tasks``).
 """
 
 from __future__ import annotations
 
 from citywallet.redpacket.claims import (
     ClaimResult,
+    ClaimTicket,
+    check_claim,
     claim_packet,
-    expire_packets,
-    return_transfer_id,
+    grab,
+    take_share,
 )
+from citywallet.redpacket.expiry import expire_packets, return_transfer_id
 from citywallet.redpacket.groups import (
     GroupPage,
     GroupView,
@@ -38,6 +44,7 @@ from citywallet.redpacket.packets import (
 
 __all__ = [
     "ClaimResult",
+    "ClaimTicket",
     "ClaimView",
     "GroupPage",
     "GroupView",
@@ -45,11 +52,13 @@ __all__ = [
     "PacketPage",
     "PacketView",
     "add_members",
+    "check_claim",
     "claim_packet",
     "create_group",
     "expire_packets",
     "get_group",
     "get_packet",
+    "grab",
     "list_group_packets",
     "list_groups",
     "list_packets",
@@ -57,4 +66,5 @@ __all__ = [
     "remove_member",
     "return_transfer_id",
     "send_packet",
+    "take_share",
 ]

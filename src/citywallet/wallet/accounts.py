@@ -97,9 +97,15 @@ def lock_wallets(uow: UnitOfWork, *, user_ids: Iterable[str]) -> dict[str, int]:
     wanted = sorted(set(user_ids))
     for user_id in wanted:
         ensure_wallet(uow, user_id=user_id)
+    return lock_opened_wallets(uow, user_ids=wanted)
+
+
+def lock_opened_wallets(uow: UnitOfWork, *, user_ids: Iterable[str]) -> dict[str, int]:
+    """Lock wallets known to be open (found by an earlier read: wallets are never deleted)
+    in ascending account order, in one statement; returns their ledger account ids."""
     rows = uow.session.execute(
         select(Wallet.user_id, Wallet.ledger_account_id)
-        .where(Wallet.user_id.in_(wanted))
+        .where(Wallet.user_id.in_(sorted(set(user_ids))))
         .order_by(Wallet.ledger_account_id)
         .with_for_update()
     ).all()

@@ -2,8 +2,8 @@
 
 - ``/app/redpackets``: packets open to the resident, received and sent
   (``redpacket.list_packets``); send one (``send_packet``, PIN, one-time key); open one
-  (``claim_packet``) with a short animation; the details list with every share and the
-  best-luck mark (``get_packet``).
+  (``grab``: read-only checks, then one write) with a short animation; the details list
+  with every share and the best-luck mark (``get_packet``).
 - ``/app/redpackets/groups``: the resident's groups (``list_groups``), create one
   (``create_group``), add members by phone (``add_members``), a group's packets
   (``list_group_packets``).
@@ -344,10 +344,8 @@ def open_packet(
     """Open a packet: the share moves into the wallet (once per person)."""
     runtime = runtime_of(request)
     try:
-        runtime.db.transact(
-            lambda uow: redpacket.claim_packet(
-                uow, user_id=viewer.user_id, packet_id=packet_id, settings=runtime.settings
-            )
+        redpacket.grab(
+            runtime.db, user_id=viewer.user_id, packet_id=packet_id, settings=runtime.settings
         )
     except DomainError as exc:
         if exc.code == "redpacket_already_claimed":  # a double submit: show the share
