@@ -66,8 +66,10 @@ class Runtime:
         """The ledger signing key (created on first use, then cached)."""
         with self._lock:
             if self._signer is None:
-                encryptor = self.encryptor
-                self._signer = self.db.transact(lambda uow: load_signer(uow, encryptor))
+                encryptor, origin = self.encryptor, self.settings.ledger_origin
+                self._signer = self.db.transact(
+                    lambda uow: load_signer(uow, encryptor, origin=origin)
+                )
             return self._signer
 
     def close(self) -> None:
