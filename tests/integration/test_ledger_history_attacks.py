@@ -25,6 +25,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from citywallet import cli
+from citywallet.api.app import create_app
 from citywallet.ledger import service as ledger
 from citywallet.ledger.blocks import load_signer
 from citywallet.ledger.log import WITNESS_TOPIC, sign_checkpoint
@@ -36,7 +37,10 @@ from citywallet.ledger.witness import read_checkpoints, witness_handler
 from citywallet.platform import outbox
 from citywallet.platform.config import get_settings
 from citywallet.platform.db import Database, UnitOfWork
+from citywallet.runtime import Runtime
 from tests.ledger_checks import TEST_KEYRING, assert_ledger_clean, test_encryptor
+from tests.redpacket_support import serve
+from tests.wallet_support import wallet_settings
 
 CNY = "CNY"
 
@@ -243,6 +247,15 @@ def test_honest_growth_stays_consistent_with_every_witnessed_checkpoint(
     code, output = _verify(runner, "--checkpoint", str(witness))
     assert code == 0, output
     assert "outside checkpoints" in output
+
+    # A checkpoint served at a URL (here the platform's own endpoint) works too.
+    runtime = Runtime(wallet_settings(tmp_path, db), db, test_encryptor())
+    with serve(create_app(runtime, start_worker=False)) as url:
+        code, output = _verify(runner, "--checkpoint", f"{url}/v1/ledger/checkpoint")
+        assert code == 0, output
+        code, output = _verify(runner, "--checkpoint", f"{url}/v1/ledger/checkpoint?size=5")
+        assert code == 1
+        assert "HTTP 404" in output
 
     # A single note kept in a file works too; one signed by another key is refused.
     single = tmp_path / "one.txt"

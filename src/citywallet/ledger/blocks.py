@@ -163,7 +163,7 @@ def seal_block(
             b"".join(leaves),
         ),
     )
-    start, _root = append_leaves(uow, leaves)
+    start = append_leaves(uow, leaves)
     positions = [(height, i, start + i, int(row[0])) for i, row in enumerate(rows)]
     if conn.dialect.name == "postgresql":
         heights, indexes, log_indexes, seqs = (list(c) for c in zip(*positions, strict=True))

@@ -70,8 +70,8 @@ def log_size(uow: UnitOfWork) -> int:
     return 0 if value is None else int(value) + 1
 
 
-def append_leaves(uow: UnitOfWork, leaves: Sequence[bytes]) -> tuple[int, bytes]:
-    """Append leaves to the log; returns the index of the first and the new root."""
+def append_leaves(uow: UnitOfWork, leaves: Sequence[bytes]) -> int:
+    """Append leaves to the log; returns the log index of the first."""
     size = log_size(uow)
     tree = CompactRange(size, _read_frontier(uow, size))
     rows = [
@@ -81,7 +81,7 @@ def append_leaves(uow: UnitOfWork, leaves: Sequence[bytes]) -> tuple[int, bytes]
     ]
     if rows:
         uow.session.execute(insert(TreeNode), rows)
-    return size, tree.root()
+    return size
 
 
 def publish_checkpoint(
