@@ -13,18 +13,18 @@ from citywallet.wallet import service as wallet
 from tests.e2e.conftest import Site
 from tests.e2e.test_app_pay_and_social import log_in
 from tests.ledger_checks import assert_ledger_clean
-from tests.wallet_support import PIN, make_resident, sandbox_bank
+from tests.wallet_support import PIN, Resident, make_resident, sandbox_bank
 
 STORED = "citywallet.ledger.checkpoint"
 
 
-def _top_up_and_seal(site: Site, who: object, amount: int) -> str:
+def _top_up_and_seal(site: Site, who: Resident, amount: int) -> str:
     runtime = site.runtime
     funding = wallet.top_up(
         site.db,
         bank=sandbox_bank(),
-        user_id=who.user_id,  # type: ignore[attr-defined]
-        card_id=who.card_id,  # type: ignore[attr-defined]
+        user_id=who.user_id,
+        card_id=who.card_id or "",
         amount=amount,
         pin=PIN,
         encryptor=runtime.encryptor,

@@ -190,7 +190,7 @@ def test_proofs_from_stored_nodes_equal_proofs_from_leaves(n: int, data: st.Data
 def test_subtree_nodes_are_aligned_perfect_subtrees_covering_the_range() -> None:
     for lo in range(0, 40):
         for hi in range(lo, 70):
-            covered = []
+            covered: list[int] = []
             for level, index in subtree_nodes(lo, hi):
                 covered.extend(range(index << level, (index + 1) << level))
             assert covered == list(range(lo, hi))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from citywallet.ledger.blocks import verify_blocks
 from citywallet.ledger.log import verify_log
@@ -54,9 +54,12 @@ def verify_ledger(
 
 def _check_unsealed_age(conn: Connection, report: VerifyReport, bound: int, now: int) -> None:
     """Check 8: the oldest unsealed transfer is younger than the bound."""
-    row = conn.exec_driver_sql(
-        "SELECT COUNT(*), MIN(timestamp) FROM ledger_transfers "
-        f"WHERE block_height IS NULL AND timestamp < {int(now - bound)}"
+    row = conn.execute(
+        text(
+            "SELECT COUNT(*), MIN(timestamp) FROM ledger_transfers "
+            "WHERE block_height IS NULL AND timestamp < :cutoff"
+        ),
+        {"cutoff": now - bound},
     ).one()
     if int(row[0]):
         age = (now - int(row[1])) / 1_000_000

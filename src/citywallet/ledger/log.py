@@ -29,8 +29,7 @@ from citywallet.ledger.merkle import (
     range_hashes,
     subtree_nodes,
 )
-from citywallet.ledger.models import Checkpoint as CheckpointRow
-from citywallet.ledger.models import TransferRow, TreeNode
+from citywallet.ledger.models import CheckpointRow, TransferRow, TreeNode
 from citywallet.ledger.service import transfer_hash
 from citywallet.ledger.types import ProgressFn, Transfer, VerifyReport
 from citywallet.ledger.verifier import (

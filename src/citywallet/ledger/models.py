@@ -132,7 +132,7 @@ class TreeNode(Base):
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
-class Checkpoint(Base):
+class CheckpointRow(Base):
     """Every checkpoint ever published (a signed note), so none can be quietly forgotten."""
 
     __tablename__ = "ledger_checkpoints"
