@@ -84,12 +84,35 @@ def _progress() -> Progress:
 
 
 @ledger_app.command("verify")
-def ledger_verify() -> None:
-    """Check every invariant, block, signature and sealed transfer; exit 1 on damage."""
+def ledger_verify(
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--checkpoint",
+            help="A checkpoint kept elsewhere: a witness file (every line is checked), a "
+            "file holding one signed note, or an http(s) URL serving one. Repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Check every invariant, block, signature, sealed transfer and checkpoint; exit 1 on damage."""
     from citywallet.ledger.audit import verify_ledger
+    from citywallet.ledger.verifier import ProofError, verify_checkpoint
 
     runtime = _runtime()
     signer = runtime.ledger_signer()
+    settings = runtime.settings
+    outside = []
+    for source in checkpoint or []:
+        try:
+            for note in _read_checkpoint_source(source):
+                outside.append(verify_checkpoint(note, signer.public_key, origin=signer.origin))
+        except (OSError, ValueError) as exc:  # ProofError is a ValueError
+            kind = "bad signature or format" if isinstance(exc, ProofError) else "unreadable"
+            console.print(f"[red]✗ checkpoint {source}: {kind}: {exc}[/]")
+            raise typer.Exit(1) from None
+    bound_us = int(
+        settings.seal_interval_seconds * settings.ledger_unsealed_bound_intervals * 1_000_000
+    )
     tasks: dict[str, TaskID] = {}
     with _progress() as progress:
 
@@ -99,7 +122,13 @@ def ledger_verify() -> None:
             progress.update(tasks[stage], completed=done, total=total)
 
         with runtime.db.uow(readonly=True) as uow:
-            result = verify_ledger(uow, public_key=signer.public_key, progress=report)
+            result = verify_ledger(
+                uow,
+                public_key=signer.public_key,
+                progress=report,
+                outside=outside,
+                max_unsealed_age_us=bound_us,
+            )
     table = Table(title="ledger verify")
     table.add_column("checked")
     table.add_column("count", justify="right")
@@ -108,26 +137,59 @@ def ledger_verify() -> None:
         ("transfers", result.transfers),
         ("blocks", result.blocks),
         ("sealed transfers", result.sealed_transfers),
+        ("outside checkpoints", len(outside)),
     ):
         table.add_row(name, f"{count:,}")
     console.print(table)
     if result.ok:
-        console.print("[green]ledger verified: books balance, every block and seal intact[/]")
+        console.print(
+            "[green]ledger verified: books balance, every block, seal and checkpoint intact[/]"
+        )
+        if not outside:
+            console.print(
+                "[yellow]no --checkpoint given: a rewrite resealed with the platform's own key "
+                "is only caught against a checkpoint kept elsewhere[/]"
+            )
         return
     for line in result.problems:
         console.print(f"[red]✗[/] {line}")
     raise typer.Exit(1)
 
 
+def _read_checkpoint_source(source: str) -> list[str]:
+    """The signed notes at a URL or in a file (a witness file, or one note)."""
+    from citywallet.ledger.witness import is_url, read_checkpoints
+
+    if is_url(source):
+        import httpx2
+
+        answer = httpx2.get(source, timeout=10.0, follow_redirects=False)
+        if answer.status_code != 200:
+            raise ValueError(f"HTTP {answer.status_code}")
+        text = answer.text
+    else:
+        text = Path(source).read_text(encoding="utf-8")
+    notes = read_checkpoints(text)
+    if not notes:
+        raise ValueError("no checkpoint in it")
+    return notes
+
+
 @ledger_app.command("seal")
 def ledger_seal() -> None:
-    """Seal every unsealed transfer into blocks now."""
+    """Seal every unsealed transfer into blocks now (and publish the checkpoint)."""
     from citywallet.ledger.blocks import seal_all
 
     runtime = _runtime()
     signer = runtime.ledger_signer()
+    settings = runtime.settings
     sealed = runtime.db.transact(
-        lambda uow: seal_all(uow, signer, max_transfers=runtime.settings.seal_max_transfers)
+        lambda uow: seal_all(
+            uow,
+            signer,
+            max_transfers=settings.seal_max_transfers,
+            witnesses=settings.ledger_witnesses,
+        )
     )
     console.print(f"sealed {sealed:,} transfers")
 

@@ -79,13 +79,17 @@ class Runtime:
         with self._lock:
             if self._signer is None:
                 seed = ledger_seed(self.settings)
+                origin = self.settings.ledger_origin
                 if seed is not None:
-                    self._signer = LedgerSigner(Ed25519PrivateKey.from_private_bytes(seed))
+                    key = Ed25519PrivateKey.from_private_bytes(seed)
+                    self._signer = LedgerSigner(key, origin=origin)
                 elif not self.settings.sandbox:
                     raise MissingKeys(LEDGER_KEY_MISSING)
                 else:
                     encryptor = self.encryptor
-                    self._signer = self.db.transact(lambda uow: load_signer(uow, encryptor))
+                    self._signer = self.db.transact(
+                        lambda uow: load_signer(uow, encryptor, origin=origin)
+                    )
             return self._signer
 
     def close(self) -> None:

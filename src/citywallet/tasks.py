@@ -6,11 +6,13 @@ from citywallet.campaign import service as campaigns
 from citywallet.campaign.notify import won_handler
 from citywallet.identity.codes import SMS_TOPIC, sms_outbox_handler
 from citywallet.ledger.blocks import seal_block
+from citywallet.ledger.log import WITNESS_TOPIC
 from citywallet.ledger.service import expire_pending
+from citywallet.ledger.witness import witness_handler
 from citywallet.merchant.auth import purge_nonces
 from citywallet.merchant.payments import close_expired_orders
 from citywallet.merchant.settlement import run_settlements
-from citywallet.merchant.webhooks import WEBHOOK_TOPIC, webhook_handler
+from citywallet.merchant.webhooks import WEBHOOK_TOPIC, post_guarded, webhook_handler
 from citywallet.platform import idempotency, outbox, ratelimit
 from citywallet.platform.db import Database
 from citywallet.platform.jobs import Worker, default_worker_id
@@ -27,13 +29,21 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     unclaimed of expired red packets, reclaim expired campaign red packets, purge
     idempotency keys, request nonces and rate-limit counters."""
     max_transfers = runtime.settings.seal_max_transfers
+    witnesses = runtime.settings.ledger_witnesses
 
     def expire(db: Database) -> int:
         return db.transact(lambda uow: expire_pending(uow))
 
     def seal(db: Database) -> int:
         signer = runtime.ledger_signer()
-        return db.transact(lambda uow: seal_block(uow, signer, max_transfers=max_transfers))
+        return db.transact(
+            lambda uow: seal_block(uow, signer, max_transfers=max_transfers, witnesses=witnesses)
+        )
+
+    def post_checkpoint(url: str, body: bytes) -> int:
+        # Witness webhooks pass the same SSRF guard as merchants' webhooks.
+        content_type = "text/plain; charset=utf-8"
+        return post_guarded(url, body, content_type=content_type, settings=runtime.settings)
 
     def deliver(db: Database) -> int:
         handlers = {
@@ -42,6 +52,7 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
             REMINDER_TOPIC: reminder_handler(db, runtime.sms, runtime.encryptor),
             WEBHOOK_TOPIC: webhook_handler(db, runtime.encryptor, runtime.settings),
             campaigns.WON_TOPIC: won_handler(db, runtime.sms, runtime.encryptor),
+            WITNESS_TOPIC: witness_handler(post_checkpoint),
         }
         return outbox.deliver_due(db, handlers=handlers)
 
@@ -80,7 +91,7 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
         return reclaimed
 
     worker.register_periodic("ledger.expire_pending", 1.0, expire)
-    worker.register_periodic("ledger.seal_block", 2.0, seal)
+    worker.register_periodic("ledger.seal_block", runtime.settings.seal_interval_seconds, seal)
     worker.register_periodic("outbox.deliver", 1.0, deliver)
     worker.register_periodic("idempotency.purge", 3600.0, purge)
     worker.register_periodic("ratelimit.purge", 3600.0, purge_rate_limits)

@@ -69,6 +69,8 @@ PUBLIC: frozenset[Route] = frozenset(
         ("GET", "/healthz"),
         ("GET", "/v1/ledger/public-key"),
         ("GET", "/v1/ledger/transfers/{transfer_id}/proof"),
+        ("GET", "/v1/ledger/checkpoint"),
+        ("GET", "/v1/ledger/consistency"),
         ("POST", "/v1/auth/sms-codes"),
         ("POST", "/v1/auth/register"),
         ("POST", "/v1/auth/login"),
@@ -763,6 +765,10 @@ def test_public_routes_answer_without_credentials(client: TestClient, runtime: R
         ("GET", "/v1/ledger/transfers/{transfer_id}/proof"): client.get(
             f"/v1/ledger/transfers/{transfer_id}/proof"
         ),
+        ("GET", "/v1/ledger/checkpoint"): client.get("/v1/ledger/checkpoint"),
+        ("GET", "/v1/ledger/consistency"): client.get(
+            "/v1/ledger/consistency", params={"from": 0, "to": 0}
+        ),
         ("POST", "/v1/auth/sms-codes"): client.post("/v1/auth/sms-codes", json={}),
         ("POST", "/v1/auth/register"): client.post("/v1/auth/register", json={}),
         ("POST", "/v1/auth/login"): client.post("/v1/auth/login", json={}),
@@ -777,6 +783,8 @@ def test_public_routes_answer_without_credentials(client: TestClient, runtime: R
     assert calls[("GET", "/v1/ledger/public-key")].status_code == 200
     # Not sealed yet (409 not_sealed_yet) or sealed (200): either way no session is asked.
     assert calls[("GET", "/v1/ledger/transfers/{transfer_id}/proof")].status_code in {200, 409}
+    assert calls[("GET", "/v1/ledger/checkpoint")].status_code in {200, 404}
+    assert calls[("GET", "/v1/ledger/consistency")].status_code == 200
     for route in PUBLIC:
         if route[0] == "POST":
             _problem(calls[route], 422, "validation_failed")

@@ -155,6 +155,7 @@ def test_changed_amount_is_named_by_content_and_counters(db: Database, books: Bo
     assert_problems(
         verify(db, books.public_key),
         ("transfer t02", "content changed", "block 0", "leaf 2"),
+        ("checkpoint 3", "first 3 transfers no longer hash", "rewritten", "2 later"),
         (f"account {books.alice}", "debits_posted stored", "give 12"),
         (f"account {books.bob}", "credits_posted stored", "give 17"),
     )
@@ -178,7 +179,9 @@ def test_changed_amount_with_rewritten_hash_is_caught_by_the_sealed_leaves(
         carol=books.carol,
     )
     assert_problems(
-        verify(db, books.public_key), ("transfer t03", "content changed", "block 1", "leaf 0")
+        verify(db, books.public_key),
+        ("transfer t03", "content changed", "block 1", "leaf 0"),
+        ("checkpoint 6", "first 6 transfers no longer hash", "rewritten", "1 later"),
     )
 
 
@@ -191,7 +194,9 @@ def test_changed_reference_of_a_sealed_transfer_is_named(db: Database, books: Bo
     # No counter moves, so only the seal can tell.
     tamper(db, "UPDATE ledger_transfers SET reference = 'ord_forged' WHERE id = 't06'")
     assert_problems(
-        verify(db, books.public_key), ("transfer t06", "content changed", "block 2", "leaf 0")
+        verify(db, books.public_key),
+        ("transfer t06", "content changed", "block 2", "leaf 0"),
+        ("checkpoint 9", "first 9 transfers no longer hash", "rewritten"),
     )
 
 
@@ -200,6 +205,8 @@ def test_deleted_sealed_transfer_is_named(db: Database, books: Books) -> None:
     assert_problems(
         verify(db, books.public_key),
         ("block 2", "sealed leaf 1", "has no transfer", "deleted"),
+        ("log", "position 7 is missing", "deleted"),
+        ("checkpoint 9", "log has only 7", "truncated"),
         (f"account {books.bob}", "debits_posted stored 750 but transfers give 700"),
         (f"account {books.alice}", "credits_posted stored 10150 but transfers give 10100"),
     )
@@ -211,6 +218,8 @@ def test_deleted_sealed_pending_transfer_is_named(db: Database, books: Books) ->
     assert_problems(
         verify(db, books.public_key),
         ("block 1", "sealed leaf 1", "deleted"),
+        ("log", "position 4 is missing", "deleted"),
+        ("checkpoint 6", "log has only 4", "truncated", "1 later"),
         ("transfer t05", "resolves t04", "missing"),
     )
 
@@ -289,6 +298,7 @@ def test_a_forged_transfer_slipped_into_a_block_is_named(db: Database, books: Bo
     assert_problems(
         verify(db, books.public_key),
         ("transfer forged", "claims leaf 3 of block 2", "only 3"),
+        ("log", "1 sealed transfers have no log position"),
         (f"account {books.alice}", "debits_posted"),
         (f"account {books.bank}", "credits_posted"),
     )
@@ -401,6 +411,7 @@ def test_verifying_with_another_public_key_fails_every_signature(
         ("block 0", "signature is not valid"),
         ("block 1", "signature is not valid"),
         ("block 2", "signature is not valid"),
+        ("checkpoint 3", "no valid signature by this public key", "nor 2 later"),
     )
 
 

@@ -8,27 +8,65 @@ Checks, each naming the damage it finds:
 5. every block: chain to its predecessor, signature, Merkle root over its sealed leaves;
 6. every sealed transfer: its content still hashes to the leaf sealed at its position, and no
    sealed leaf is missing (deleted) or out of place (reordered); no transfer claims a block
-   that is gone; every transfer not sealed yet still matches its stored hash.
+   that is gone; every transfer not sealed yet still matches its stored hash;
+7. the global log, recomputed from the transfers' own fields (not their stored hashes):
+   positions without gaps, the stored tree, every stored checkpoint, and every checkpoint
+   kept elsewhere (``outside``: a witness's copy) — the one check that catches a rewrite
+   resealed and re-signed with the platform's own key;
+8. with ``max_unsealed_age_us``: no transfer waits for its seal longer than that (a stalled
+   or withheld seal keeps transfers out of every checkpoint).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, text
 
 from citywallet.ledger.blocks import verify_blocks
+from citywallet.ledger.log import verify_log
 from citywallet.ledger.types import AccountFlags, ProgressFn, VerifyReport
+from citywallet.ledger.verifier import Checkpoint
+from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
 
 
 def verify_ledger(
-    uow: UnitOfWork, *, public_key: bytes | None = None, progress: ProgressFn | None = None
+    uow: UnitOfWork,
+    *,
+    public_key: bytes | None = None,
+    progress: ProgressFn | None = None,
+    outside: Sequence[Checkpoint] = (),
+    max_unsealed_age_us: int | None = None,
+    now: int | None = None,
 ) -> VerifyReport:
-    """Run every check; ``public_key`` (raw Ed25519) enables signature checks of blocks."""
+    """Run every check; ``public_key`` (raw Ed25519) enables signature checks of blocks and
+    checkpoints, ``outside`` holds the log to checkpoints kept elsewhere."""
     conn = uow.session.connection()
     report = VerifyReport()
     _check_counters(conn, report, progress)
     verify_blocks(uow, report, public_key=public_key, progress=progress)
+    verify_log(uow, report, public_key=public_key, outside=outside, progress=progress)
+    if max_unsealed_age_us is not None:
+        _check_unsealed_age(conn, report, max_unsealed_age_us, now_us() if now is None else now)
     return report
+
+
+def _check_unsealed_age(conn: Connection, report: VerifyReport, bound: int, now: int) -> None:
+    """Check 8: the oldest unsealed transfer is younger than the bound."""
+    row = conn.execute(
+        text(
+            "SELECT COUNT(*), MIN(timestamp) FROM ledger_transfers "
+            "WHERE block_height IS NULL AND timestamp < :cutoff"
+        ),
+        {"cutoff": now - bound},
+    ).one()
+    if int(row[0]):
+        age = (now - int(row[1])) / 1_000_000
+        report.problems.append(
+            f"sealing: {int(row[0])} transfers unsealed for longer than {bound / 1_000_000:g} s "
+            f"(the oldest for {age:.0f} s): sealing is stalled or withheld"
+        )
 
 
 _RECOMPUTE = """

@@ -2,13 +2,16 @@
 
 A block holds the RFC 6962 Merkle root of its transfers' leaf hashes (in ``seq`` order),
 the hash of the previous block's header and an Ed25519 signature over its own header.
-Sealing runs as a periodic job beside posting: it only reads unsealed transfers and writes
-their block position, so posting never waits for it.
+The same transfers are appended to the global log (``citywallet.ledger.log``), whose signed
+checkpoint is published in the same transaction. Sealing runs as a periodic job beside
+posting: it only reads unsealed transfers and writes their positions, so posting never
+waits for it.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +22,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import Connection
 
+from citywallet.ledger.log import (
+    append_leaves,
+    latest_checkpoint,
+    log_inclusion,
+    publish_checkpoint,
+)
 from citywallet.ledger.merkle import audit_path, merkle_root
 from citywallet.ledger.service import TRANSFER_COLUMNS, transfer_hash
 from citywallet.ledger.types import ProgressFn, Transfer, VerifyReport
-from citywallet.ledger.verifier import PROOF_FORMAT, block_header_bytes
+from citywallet.ledger.verifier import PROOF_FORMAT, block_header_bytes, parse_checkpoint
 from citywallet.platform.clock import now_us
 from citywallet.platform.crypto import Encryptor, get_or_create_secret
 from citywallet.platform.db import UnitOfWork
@@ -30,6 +39,7 @@ from citywallet.platform.db import UnitOfWork
 GENESIS_PREV_HASH = "0" * 64
 SIGNING_KEY_NAME = "ledger_signing_key"
 BLOCK_VERSION = 1
+DEFAULT_ORIGIN = "citywallet.example/ledger"
 
 
 class NotSealedYet(Exception):
@@ -41,6 +51,7 @@ class LedgerSigner:
     """The platform's ledger key: signs block headers."""
 
     private_key: Ed25519PrivateKey
+    origin: str = DEFAULT_ORIGIN  # the log's name in checkpoints, and the note key's name
 
     @property
     def public_key(self) -> bytes:
@@ -57,7 +68,9 @@ class LedgerSigner:
         return self.private_key.sign(message)
 
 
-def load_signer(uow: UnitOfWork, encryptor: Encryptor) -> LedgerSigner:
+def load_signer(
+    uow: UnitOfWork, encryptor: Encryptor, *, origin: str = DEFAULT_ORIGIN
+) -> LedgerSigner:
     """The ledger key, generated and stored encrypted on first use."""
 
     def create() -> tuple[bytes, str]:
@@ -66,7 +79,7 @@ def load_signer(uow: UnitOfWork, encryptor: Encryptor) -> LedgerSigner:
         return key.private_bytes_raw(), public.hex()
 
     raw, _public = get_or_create_secret(uow, encryptor, name=SIGNING_KEY_NAME, create=create)
-    return LedgerSigner(Ed25519PrivateKey.from_private_bytes(raw))
+    return LedgerSigner(Ed25519PrivateKey.from_private_bytes(raw), origin)
 
 
 def block_header(row: Any) -> dict[str, Any]:
@@ -91,8 +104,15 @@ class SealingRefused(Exception):
     """An unsealed transfer's stored hash no longer matches its content."""
 
 
-def seal_block(uow: UnitOfWork, signer: LedgerSigner, *, max_transfers: int = 10_000) -> int:
-    """Seal up to ``max_transfers`` unsealed transfers into the next block; returns how many."""
+def seal_block(
+    uow: UnitOfWork,
+    signer: LedgerSigner,
+    *,
+    max_transfers: int = 10_000,
+    witnesses: Sequence[str] = (),
+) -> int:
+    """Seal up to ``max_transfers`` unsealed transfers into the next block, append them to
+    the log and publish its checkpoint (queued for ``witnesses``); returns how many."""
     conn = uow.session.connection()
     rows = conn.exec_driver_sql(
         _sql(
@@ -103,6 +123,8 @@ def seal_block(uow: UnitOfWork, signer: LedgerSigner, *, max_transfers: int = 10
         (max_transfers,),
     ).all()
     if not rows:
+        # Nothing new; a log without a checkpoint yet (just migrated) still gets one.
+        publish_checkpoint(uow, signer, witnesses=witnesses)
         return 0
     leaves: list[bytes] = []
     for row in rows:
@@ -141,26 +163,36 @@ def seal_block(uow: UnitOfWork, signer: LedgerSigner, *, max_transfers: int = 10
             b"".join(leaves),
         ),
     )
-    positions = [(height, index, int(row[0])) for index, row in enumerate(rows)]
+    start = append_leaves(uow, leaves)
+    positions = [(height, i, start + i, int(row[0])) for i, row in enumerate(rows)]
     if conn.dialect.name == "postgresql":
-        heights, indexes, seqs = (list(c) for c in zip(*positions, strict=True))
+        heights, indexes, log_indexes, seqs = (list(c) for c in zip(*positions, strict=True))
         conn.exec_driver_sql(
-            "UPDATE ledger_transfers AS t SET block_height = v.h, leaf_index = v.i "
-            "FROM unnest(%s::bigint[], %s::int[], %s::bigint[]) AS v(h, i, s) WHERE t.seq = v.s",
-            (heights, indexes, seqs),
+            "UPDATE ledger_transfers AS t SET block_height = v.h, leaf_index = v.i, "
+            "log_index = v.g FROM unnest(%s::bigint[], %s::int[], %s::bigint[], %s::bigint[]) "
+            "AS v(h, i, g, s) WHERE t.seq = v.s",
+            (heights, indexes, log_indexes, seqs),
         )
     else:
         conn.exec_driver_sql(
-            "UPDATE ledger_transfers SET block_height = ?, leaf_index = ? WHERE seq = ?",
+            "UPDATE ledger_transfers SET block_height = ?, leaf_index = ?, log_index = ? "
+            "WHERE seq = ?",
             positions,
         )
+    publish_checkpoint(uow, signer, witnesses=witnesses)
     return len(rows)
 
 
-def seal_all(uow: UnitOfWork, signer: LedgerSigner, *, max_transfers: int = 10_000) -> int:
+def seal_all(
+    uow: UnitOfWork,
+    signer: LedgerSigner,
+    *,
+    max_transfers: int = 10_000,
+    witnesses: Sequence[str] = (),
+) -> int:
     """Seal until nothing is left; returns how many transfers were sealed."""
     total = 0
-    while sealed := seal_block(uow, signer, max_transfers=max_transfers):
+    while sealed := seal_block(uow, signer, max_transfers=max_transfers, witnesses=witnesses):
         total += sealed
     return total
 
@@ -172,7 +204,7 @@ def inclusion_proof(uow: UnitOfWork, *, transfer_id: str, signer: LedgerSigner) 
     """
     conn = uow.session.connection()
     row = conn.exec_driver_sql(
-        _sql(conn, "SELECT block_height, leaf_index FROM ledger_transfers WHERE id = ?"),
+        _sql(conn, "SELECT block_height, leaf_index, log_index FROM ledger_transfers WHERE id = ?"),
         (transfer_id,),
     ).first()
     if row is None:
@@ -184,7 +216,7 @@ def inclusion_proof(uow: UnitOfWork, *, transfer_id: str, signer: LedgerSigner) 
     ).one()
     leaves = _split_leaves(bytes(block.leaves))
     index = int(row[1])
-    return {
+    proof: dict[str, Any] = {
         "format": PROOF_FORMAT,
         "transfer_id": transfer_id,
         "leaf_index": index,
@@ -195,6 +227,17 @@ def inclusion_proof(uow: UnitOfWork, *, transfer_id: str, signer: LedgerSigner) 
         "signature": block.signature,
         "public_key": signer.public_key.hex(),
     }
+    note = latest_checkpoint(uow)
+    if row[2] is not None and note is not None:
+        size = parse_checkpoint(note)[0].tree_size
+        path = log_inclusion(uow, log_index=int(row[2]), tree_size=size)
+        proof["log"] = {
+            "leaf_index": int(row[2]),
+            "tree_size": size,
+            "audit_path": [h.hex() for h in path],
+            "checkpoint": note,
+        }
+    return proof
 
 
 def _split_leaves(blob: bytes) -> list[bytes]:

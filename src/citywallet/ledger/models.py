@@ -1,4 +1,5 @@
-"""Ledger tables: accounts with four counters, immutable transfers, sealed blocks."""
+"""Ledger tables: accounts with four counters, immutable transfers, sealed blocks, the
+global log's tree nodes and its published checkpoints."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
+    Text,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -69,6 +72,7 @@ class TransferRow(Base):
             postgresql_where=text("block_height IS NULL"),
             sqlite_where=text("block_height IS NULL"),
         ),
+        Index("uq_ledger_transfers_log_index", "log_index", unique=True),
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -86,6 +90,8 @@ class TransferRow(Base):
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     block_height: Mapped[int | None] = mapped_column(BigInteger)
     leaf_index: Mapped[int | None] = mapped_column(Integer)
+    # Position in the one growing log of all sealed transfers (blocks are consecutive runs).
+    log_index: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class PendingTimeout(Base):
@@ -114,3 +120,24 @@ class Block(Base):
     # The sealed leaf hashes in order, so verification can name a changed transfer even
     # when its stored hash was rewritten too.
     leaves: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TreeNode(Base):
+    """A complete subtree of the global log: level 0 are the leaves, level l covers 2^l."""
+
+    __tablename__ = "ledger_tree_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class CheckpointRow(Base):
+    """Every checkpoint ever published (a signed note), so none can be quietly forgotten."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)  # microseconds since the epoch
+    note: Mapped[str] = mapped_column(Text)

@@ -255,6 +255,26 @@ def _attempt(
     return outcome(status_code, "" if 200 <= status_code < 300 else f"HTTP {status_code}")
 
 
+def post_guarded(
+    url: str,
+    body: bytes,
+    *,
+    content_type: str,
+    settings: Settings,
+    transport: httpx2.BaseTransport | None = None,
+    resolve: netguard.Resolver = netguard.system_resolve,
+) -> int:
+    """POST to a URL the SSRF guard approves (addresses pinned, no redirects); the status.
+
+    Raises :class:`netguard.NetguardError` for a refused URL and httpx errors on failure.
+    """
+    destination = netguard.resolve_url(
+        url, allow_hosts=settings.webhook_allow_hosts, resolve=resolve
+    )
+    headers = {"Content-Type": content_type, "User-Agent": USER_AGENT}
+    return _post(destination, body, headers, settings, transport)
+
+
 def _post(
     destination: netguard.Destination,
     body: bytes,

@@ -39,6 +39,25 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     seal_max_transfers: int = 10_000
+    seal_interval_seconds: float = Field(
+        default=2.0, description="How often the worker seals new transfers into a block."
+    )
+    ledger_unsealed_bound_intervals: int = Field(
+        default=10,
+        description="`ledger verify` fails when a transfer has waited longer than this many "
+        "seal intervals for its seal.",
+    )
+    ledger_origin: str = Field(
+        default="citywallet.example/ledger",
+        pattern=r"^[^\s+]+$",
+        description="The log's name in its checkpoints (C2SP origin, also the note key name): "
+        "set it to your host and path; no spaces or '+'.",
+    )
+    ledger_witnesses: list[str] = Field(
+        default_factory=list,
+        description="Where each new checkpoint is pushed, as JSON: absolute file paths "
+        "(appended, one JSON line per checkpoint) and http(s) URLs (POSTed as text/plain).",
+    )
     worker_poll_seconds: float = 0.5
     run_worker_in_server: bool = True
 
