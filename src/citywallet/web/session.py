@@ -35,7 +35,7 @@ from citywallet.platform.errors import DomainError, Forbidden
 from citywallet.runtime import Runtime
 
 FORM_COOKIE = "cw_form"
-FORM_TOKEN_PURPOSE = "web-form-csrf"
+FORM_HASH_PURPOSE = "web-form-csrf"
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def safe_next(target: str | None, default: str = "/app") -> str:
 
 def signed_form_token(request: Request, nonce: str) -> str:
     """The signed-out form token for the ``cw_form`` value ``nonce`` (keyed by the server)."""
-    _kid, digest = runtime_of(request).encryptor.keyed_hash(FORM_TOKEN_PURPOSE, nonce)
+    _kid, digest = runtime_of(request).encryptor.keyed_hash(FORM_HASH_PURPOSE, nonce)
     return digest
 
 
