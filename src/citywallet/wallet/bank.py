@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Protocol
 
 from citywallet.platform.config import Settings
+from citywallet.platform.files import private_file
 from citywallet.wallet.rules import luhn_check_digit
 
 
@@ -172,6 +173,7 @@ class SandboxBank:
         self._lock = threading.Lock()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)  # card holders' names and numbers
         self._conn = sqlite3.connect(
             str(path) if path is not None else ":memory:",
             timeout=30,
