@@ -15,6 +15,7 @@ import citywallet
 from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
 from citywallet.platform import crypto
 from citywallet.platform.config import get_settings
+from citywallet.platform.files import private_dir
 from citywallet.platform.logging import configure_logging
 from citywallet.runtime import Runtime, UnsafeStart, refuse_unsafe_start
 from citywallet.schema import upgrade
@@ -68,7 +69,7 @@ def version() -> None:
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the latest)."""
     settings = get_settings()
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.var_dir)
     upgrade(settings.resolved_database_url, revision)
     console.print(f"[green]database at {revision}[/]")
 

@@ -22,6 +22,7 @@ from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.crypto import Encryptor, MissingKeys, ledger_seed, load_keyring
 from citywallet.platform.db import Database
 from citywallet.platform.errors import AdapterUnavailable
+from citywallet.platform.files import private_dir
 from citywallet.platform.outbox import OutboxHandler
 from citywallet.wallet.bank import Bank, make_bank
 
@@ -45,7 +46,7 @@ class Runtime:
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
         """Open the database and load the keys named by ``settings`` (default: environment)."""
         settings = settings or get_settings()
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.var_dir)
         database = Database(
             settings.resolved_database_url,
             pool_size=settings.db_pool_size,

@@ -21,6 +21,7 @@ import citywallet.platform.ratelimit
 import citywallet.redpacket.models
 import citywallet.wallet.models
 from citywallet.platform.db import Base
+from citywallet.platform.files import private_sqlite_file
 
 metadata = Base.metadata
 MIGRATIONS_DIR = Path(citywallet.__file__).resolve().parents[2] / "migrations"
@@ -36,4 +37,5 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision``."""
+    private_sqlite_file(url)
     command.upgrade(alembic_config(url), revision)

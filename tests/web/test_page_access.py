@@ -3,6 +3,8 @@ is covered the day it is added):
 
 - signed out, a private page sends the visitor to log in and back (303 → /login?next=…);
 - a form posted without its CSRF token answers 403 ``csrf_failed`` and changes nothing;
+- so does every form posted with a planted ``cw_form`` cookie and the token it names (an
+  arbitrary one, or a genuine signed-out pair), signed out and signed in;
 - operator pages answer 403 to a resident who is not an operator;
 - no page answers 500.
 
@@ -19,10 +21,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from citywallet.identity import attributes
+from citywallet.merchant import onboarding
+from citywallet.platform.db import UnitOfWork
 from citywallet.runtime import Runtime
+from citywallet.schema import metadata
+from citywallet.web.session import FORM_COOKIE
 from tests.identity_support import PASSWORD
 from tests.ledger_checks import assert_ledger_clean
-from tests.wallet_support import make_resident, sandbox_bank
+from tests.merchant_support import application
+from tests.wallet_support import Resident, make_resident, sandbox_bank
 
 PREFIXES = ("/app", "/merchant", "/operator")
 # GET pages anyone may open (each app adds its own here).
@@ -141,3 +148,117 @@ def test_operator_pages_refuse_residents(client: TestClient, runtime: Runtime) -
             answer = client.get(concrete(path))
             assert answer.status_code == 403, path
             assert 'data-code="operator_required"' in answer.text, path
+
+
+# --- planted cw_form cookies ----------------------------------------------------------------
+
+SIGNED_OUT_FORMS = {"/logout", "/app/signup", "/app/signup/code"}
+
+
+def row_counts(runtime: Runtime) -> dict[str, int]:
+    """How many rows every table holds (a refused form adds, and removes, none)."""
+    with runtime.db.uow(readonly=True) as uow:
+        return {
+            table.name: int(
+                uow.session.execute(text(f"SELECT COUNT(*) FROM {table.name}")).scalar_one()
+            )
+            for table in metadata.sorted_tables
+        }
+
+
+def genuine_signed_out_pair(client: TestClient) -> tuple[str, str]:
+    """A ``cw_form`` value and its form token as the server hands them to anyone (an
+    attacker fetches one for himself, then plants it)."""
+    fresh = TestClient(client.app, follow_redirects=False)
+    page = fresh.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    nonce = fresh.cookies.get(FORM_COOKIE)
+    assert nonce is not None
+    return nonce, token.group(1)
+
+
+def operator_with_a_shop(client: TestClient, runtime: Runtime) -> Resident:
+    """A resident who is an operator and owns an approved merchant, signed in on ``client``:
+    every form of the three apps gets as far as its CSRF check."""
+    person = make_resident(runtime.db, runtime.settings, runtime.encryptor, sandbox_bank(), 1)
+    body = application(person, 1)  # type: ignore[arg-type]
+    body.update(city_zh="深圳", city_en="Shenzhen")
+
+    def register(uow: UnitOfWork) -> onboarding.MerchantView:
+        return onboarding.register_merchant(
+            uow,
+            user_id=person.user_id,
+            application=onboarding.MerchantApplication(**body),
+            encryptor=runtime.encryptor,
+            settings=runtime.settings,
+        )
+
+    shop = runtime.db.transact(register)
+    runtime.db.transact(
+        lambda uow: onboarding.review_merchant(uow, merchant_id=shop.id, action="approve")
+    )
+    runtime.db.transact(
+        lambda uow: attributes.grant_operator(uow, user_id=person.user_id, actor="t")
+    )
+    form = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    signed_in = client.post(
+        "/login", data={"phone": person.phone, "password": PASSWORD, "csrf_token": token.group(1)}
+    )
+    assert signed_in.status_code == 303
+    return person
+
+
+def post_planted(client: TestClient, path: str, nonce: str, token: str, **data: str) -> str:
+    """Post ``path`` with ``cw_form=nonce`` planted and ``token`` as the form's token; the
+    refusal's code (asserting it is a 403)."""
+    client.cookies.set(FORM_COOKIE, nonce)
+    answer = client.post(concrete(path), data={"csrf_token": token, "amount": "1", **data})
+    codes = set(re.findall(r'data-code="([a-z_]+)"', answer.text))
+    assert answer.status_code == 403, (path, answer.status_code, codes)
+    assert codes == {"csrf_failed"}, (path, codes)
+    return codes.pop()
+
+
+def test_a_planted_form_cookie_opens_no_form_signed_out(
+    client: TestClient, runtime: Runtime
+) -> None:
+    person = make_resident(runtime.db, runtime.settings, runtime.encryptor, sandbox_bank(), 2)
+    login = {"phone": person.phone, "password": PASSWORD}
+    genuine = genuine_signed_out_pair(client)
+    posts = [path for method, path in page_routes(client) if method == "POST"]
+    before = row_counts(runtime)
+    for nonce, token in (("planted", "planted"), (genuine[0], genuine[0])):
+        post_planted(client, "/login", nonce, token, **login)
+        for path in SIGNED_OUT_FORMS:
+            post_planted(client, path, nonce, token, **login)
+        for path in posts:  # the rest need a session first
+            if path not in SIGNED_OUT_FORMS:
+                client.cookies.set(FORM_COOKIE, nonce)
+                answer = client.post(concrete(path), data={"csrf_token": token})
+                assert answer.status_code == 303, path
+                assert answer.headers["location"].startswith("/login?next="), path
+    assert "cw_session" not in client.cookies
+    assert row_counts(runtime) == before
+    assert_ledger_clean(runtime.db)
+
+
+def test_a_planted_form_cookie_opens_no_form_signed_in(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """Signed in, only the session's token counts: neither a made-up ``cw_form`` pair nor a
+    genuine signed-out one opens any form of the residents' app, the merchant console or
+    the operator console."""
+    operator_with_a_shop(client, runtime)
+    genuine = genuine_signed_out_pair(client)
+    posts = [path for method, path in page_routes(client) if method == "POST"]
+    assert len(posts) > 20
+    before = row_counts(runtime)
+    for nonce, token in (("planted", "planted"), genuine):
+        for path in posts:
+            post_planted(client, path, nonce, token, reason="x", pin="000000", name="g")
+    assert client.get("/app").status_code == 200  # still signed in: logout refused too
+    assert row_counts(runtime) == before
+    assert_ledger_clean(runtime.db)

@@ -25,7 +25,8 @@ from citywallet.api import (
     redpackets,
     wallet,
 )
-from citywallet.platform.config import get_settings
+from citywallet.api.middleware import BodyLimit, SecurityHeaders
+from citywallet.platform.config import Settings, get_settings
 from citywallet.runtime import Runtime, refuse_unsafe_start
 
 REQUESTS = Counter("citywallet_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -108,7 +109,19 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         structlog.contextvars.clear_contextvars()
         return response
 
+    install_guards(app, runtime.settings)
     return app
+
+
+def install_guards(app: FastAPI, settings: Settings) -> None:
+    """Outermost: the security headers, then the body caps (pure ASGI, see api/middleware)."""
+    caps = {
+        ("POST", "/app/scan/image"): settings.max_upload_bytes,
+        ("POST", "/v1/operator/campaigns"): settings.max_campaign_body_bytes,
+        ("POST", "/operator/campaigns"): settings.max_campaign_body_bytes,
+    }
+    app.add_middleware(BodyLimit, default=settings.max_body_bytes, caps=caps)
+    app.add_middleware(SecurityHeaders, hsts_max_age=settings.hsts_max_age_seconds)
 
 
 def create_app_from_env() -> FastAPI:

@@ -218,6 +218,28 @@ class Settings(BaseSettings):
         description="Production bank adapter: 'package.module:factory' (as sms_adapter).",
     )
 
+    # --- HTTP hardening: request body caps and security headers (docs/security.md) -------
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        description="Largest request body (bytes) of every route not named below; a larger "
+        "one, chunked or not, answers 413 payload_too_large before it is read.",
+    )
+    max_upload_bytes: int = Field(
+        default=9 * 1024 * 1024,
+        description="Largest body of the QR photo upload (POST /app/scan/image): "
+        "an 8 MB picture and the rest of its form.",
+    )
+    max_campaign_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        description="Largest body of a campaign's creation (POST /v1/operator/campaigns and "
+        "the console's form), which may list up to 100,000 merchant ids.",
+    )
+    hsts_max_age_seconds: int = Field(
+        default=365 * 24 * 3600,
+        description="Strict-Transport-Security max-age sent on responses served over HTTPS "
+        "(directly or through a trusted proxy); 0 sends none.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file under ``var_dir``."""

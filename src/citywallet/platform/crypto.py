@@ -25,6 +25,7 @@ from sqlalchemy import text
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.db import UnitOfWork
+from citywallet.platform.files import PRIVATE_FILE, private_dir, private_file
 
 ENVELOPE_VERSION = "v1"
 
@@ -79,6 +80,7 @@ def load_keyring(settings: Settings) -> Keyring:
                 "does not exist; production never generates keys)"
             )
         _write_key_file(path, {"current": "k1", "keys": {"k1": _new_key()}, "lookup": _new_key()})
+    private_file(path)  # tightens a key file made by hand or by an older version
     data = json.loads(path.read_text())
     keys = {kid: base64.b64decode(value) for kid, value in data["keys"].items()}
     lookup = data.get("lookup")
@@ -122,9 +124,10 @@ def _new_key() -> str:
 
 
 def _write_key_file(path: Path, data: dict[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)  # a leftover .tmp keeps its old mode through O_CREAT
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, indent=2)
     tmp.replace(path)

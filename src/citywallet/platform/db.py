@@ -21,6 +21,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from citywallet.platform.files import private_sqlite_file
+
 T = TypeVar("T")
 
 # An integer primary key that is BIGINT on PostgreSQL and the rowid alias on SQLite.
@@ -50,6 +52,7 @@ def make_engine(
 ) -> Engine:
     """Create an engine configured for CityWallet's transaction discipline."""
     if url.startswith("sqlite"):
+        private_sqlite_file(url)
         engine = create_engine(
             url,
             echo=echo,

@@ -41,6 +41,7 @@ from typing import Protocol, cast
 from citywallet.platform.adapters import load_adapter
 from citywallet.platform.config import Settings
 from citywallet.platform.errors import AdapterUnavailable
+from citywallet.platform.files import private_file
 from citywallet.wallet.rules import luhn_check_digit
 
 
@@ -178,6 +179,7 @@ class SandboxBank:
         self._lock = threading.Lock()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)  # card holders' names and numbers
         self._conn = sqlite3.connect(
             str(path) if path is not None else ":memory:",
             timeout=30,

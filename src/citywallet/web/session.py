@@ -3,13 +3,17 @@
 Pages use the API's cookie session (``cw_session``, HttpOnly, SameSite=Lax, Secure when the
 settings say the site is served over TLS). Every form posts a ``csrf_token`` field:
 
-- signed in: the session's own token (:func:`citywallet.identity.sessions.csrf_token_for`);
-- signed out (log in, sign up): a random token in the ``cw_form`` cookie, echoed by the form
-  (double submit).
+- signed in: the session's own token (:func:`citywallet.identity.sessions.csrf_token_for`),
+  and only that one;
+- signed out (log in, sign up): the ``cw_form`` cookie holds a random per-browser value and
+  the form's token is a keyed hash of it under a server key (a signed double submit), so
+  whoever can plant a cookie still cannot make a token that matches it.
 
-:func:`viewer` answers ``None`` when nobody is signed in; :func:`require_viewer` sends the
-visitor to the log-in page and back (``next``). A POST whose token does not match answers
-403 ``csrf_failed`` and changes nothing.
+Before the token, a form posted from another site is refused by what the browser says of
+the request's origin (:func:`refuse_cross_site`). :func:`viewer` answers ``None`` when
+nobody is signed in; :func:`require_viewer` sends the visitor to the log-in page and back
+(``next``). A refused POST answers 403 ``csrf_failed`` and changes nothing. docs/security.md
+("CSRF") explains the choices.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from citywallet.api.deps import CSRF_COOKIE, CSRF_FORM_FIELD, SESSION_COOKIE
+from citywallet.api.deps import CSRF_COOKIE, CSRF_FORM_FIELD, SAFE_METHODS, SESSION_COOKIE
 from citywallet.identity import attributes, sessions
 from citywallet.identity import service as identity
 from citywallet.identity.errors import AccountClosed, AccountFrozen
@@ -31,6 +35,7 @@ from citywallet.platform.errors import DomainError, Forbidden
 from citywallet.runtime import Runtime
 
 FORM_COOKIE = "cw_form"
+FORM_HASH_PURPOSE = "web-form-csrf"
 
 
 @dataclass(frozen=True)
@@ -128,22 +133,29 @@ def safe_next(target: str | None, default: str = "/app") -> str:
     return target
 
 
+def signed_form_token(request: Request, nonce: str) -> str:
+    """The signed-out form token for the ``cw_form`` value ``nonce`` (keyed by the server)."""
+    _kid, digest = runtime_of(request).encryptor.keyed_hash(FORM_HASH_PURPOSE, nonce)
+    return digest
+
+
 def form_token(request: Request) -> str:
-    """The CSRF token for a signed-out form (made now if the visitor has none)."""
-    token = request.cookies.get(FORM_COOKIE) or getattr(request.state, "new_form_token", None)
-    if not token:
-        token = secrets.token_urlsafe(24)
-        request.state.new_form_token = token
+    """The CSRF token for a signed-out form (a new ``cw_form`` value if the visitor has none)."""
+    nonce = request.cookies.get(FORM_COOKIE) or getattr(request.state, "new_form_nonce", None)
+    if not nonce:
+        nonce = secrets.token_urlsafe(24)
+        request.state.new_form_nonce = nonce
+    token = signed_form_token(request, nonce)
     request.state.csrf_token = token
     return token
 
 
 def keep_form_token(request: Request, response: Response) -> Response:
     """Set the ``cw_form`` cookie if :func:`form_token` made one for this response."""
-    token = getattr(request.state, "new_form_token", None)
-    if token:
+    nonce = getattr(request.state, "new_form_nonce", None)
+    if nonce:
         response.set_cookie(
-            FORM_COOKIE, token, httponly=True, samesite="strict", path="/",
+            FORM_COOKIE, nonce, httponly=True, samesite="strict", path="/",
             secure=runtime_of(request).settings.session_cookie_secure,
         )  # fmt: skip
     return response
@@ -154,16 +166,47 @@ class CsrfFailed(Forbidden):
     title = "Form expired"
 
 
+# Sec-Fetch-Site values of a request this site's own pages made (``none``: typed or bookmarked).
+SAME_ORIGIN_FETCH = frozenset({"same-origin", "none"})
+
+
+def refuse_cross_site(request: Request) -> None:
+    """Refuse an unsafe request another site made (403 ``csrf_failed``), a second line
+    behind the token: browsers say where a request comes from in ``Sec-Fetch-Site`` or,
+    older ones, ``Origin`` (checked against ``Host``); with neither, the token decides."""
+    if request.method in SAFE_METHODS:
+        return
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        if fetch_site.lower() not in SAME_ORIGIN_FETCH:
+            raise CsrfFailed("This form was sent from another site.")
+        return
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    host = request.headers.get("host", "")
+    if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
+        raise CsrfFailed("This form was sent from another site.")
+
+
+def expected_csrf_token(request: Request) -> str:
+    """The token this visitor's forms must carry: the session's when signed in (a
+    signed-out form's token never counts then), else the signed ``cw_form`` token."""
+    session = request.cookies.get(SESSION_COOKIE)
+    if session and viewer(request) is not None:
+        return sessions.csrf_token_for(session)
+    nonce = request.cookies.get(FORM_COOKIE)
+    return signed_form_token(request, nonce) if nonce else ""
+
+
 async def check_csrf(request: Request) -> dict[str, str]:
-    """The posted form's fields, after checking its CSRF token (403 ``csrf_failed``)."""
+    """The posted form's fields, after checking where it comes from and its CSRF token
+    (403 ``csrf_failed``)."""
+    refuse_cross_site(request)
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     sent = fields.pop(CSRF_FORM_FIELD, "")
-    token = request.cookies.get(SESSION_COOKIE)
-    expected = sessions.csrf_token_for(token) if token else request.cookies.get(FORM_COOKIE, "")
-    if token and not sessions.csrf_matches(token, sent):
-        # signed in since the form was shown: a signed-out form's token still counts
-        expected = request.cookies.get(FORM_COOKIE, "")
+    expected = expected_csrf_token(request)
     if not sent or not expected or not hmac.compare_digest(sent, expected):
         raise CsrfFailed("This form has expired: reload the page and try again.")
     return fields
