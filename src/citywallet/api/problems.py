@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from citywallet.platform.errors import DomainError, RateLimited
+from citywallet.platform.errors import PROBLEM_MEMBERS, DomainError, RateLimited
 from citywallet.platform.logging import get_logger
 
 PROBLEM_TYPE_BASE = "https://citywallet.dev/problems/"
@@ -17,9 +18,24 @@ log = get_logger("citywallet.api")
 
 
 def problem(
-    status: int, code: str, title: str, detail: str, *, instance: str | None = None, **extra: Any
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """A problem+json response; ``code`` is the stable identifier clients switch on."""
+    """A problem+json response; ``code`` is the stable identifier clients switch on.
+
+    ``extra`` members sit beside the standard ones and may not replace any of them
+    (``TypeError``); a ``retry_after`` extra is also sent as the ``Retry-After`` header.
+    """
+    extra = dict(extra or {})
+    taken = PROBLEM_MEMBERS.difference({"errors"}).intersection(extra)
+    if taken:
+        raise TypeError(f"extra members may not be named {', '.join(sorted(taken))}")
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
         "title": title,
@@ -30,11 +46,11 @@ def problem(
     if instance:
         body["instance"] = instance
     body.update(extra)
-    headers = {}
+    sent = dict(headers or {})
     if "retry_after" in extra:
-        headers["Retry-After"] = str(extra["retry_after"])
+        sent["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(
-        body, status_code=status, media_type="application/problem+json", headers=headers
+        body, status_code=status, media_type="application/problem+json", headers=sent
     )
 
 
@@ -43,7 +59,9 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     extra = dict(exc.extra)
     if isinstance(exc, RateLimited):
         extra["retry_after"] = exc.retry_after
-    return problem(exc.status, exc.code, exc.title, exc.detail, instance=request.url.path, **extra)
+    return problem(
+        exc.status, exc.code, exc.title, exc.detail, instance=request.url.path, extra=extra
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -58,7 +76,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         "Invalid request",
         "The request body or parameters are not valid.",
         instance=request.url.path,
-        errors=errors,
+        extra={"errors": errors},
     )
 
 
@@ -67,8 +85,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
         exc.status_code, f"http_{exc.status_code}"
     )
+    # Starlette's own headers must survive the mapping: a 405 carries ``Allow``.
     return problem(
-        exc.status_code, code, str(exc.detail), str(exc.detail), instance=request.url.path
+        exc.status_code,
+        code,
+        str(exc.detail),
+        str(exc.detail),
+        instance=request.url.path,
+        headers=exc.headers,
     )
 
 
