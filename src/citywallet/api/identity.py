@@ -5,8 +5,6 @@ Thin: parse, authenticate, call one service, shape the answer. See docs/identity
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -43,7 +41,6 @@ from citywallet.identity.schemas import (
     UserPublic,
 )
 from citywallet.platform.db import UnitOfWork
-from citywallet.platform.errors import InvalidInput
 from citywallet.platform.logging import get_logger
 from citywallet.runtime import Runtime
 
@@ -100,24 +97,6 @@ def _profile(runtime: Runtime, user_id: str) -> UserPublic:
         return UserPublic.of(
             service.get_profile(uow, user_id=user_id, thresholds=runtime.settings.tier_checks)
         )
-
-
-def _encode_cursor(position: int | None) -> str | None:
-    if position is None:
-        return None
-    return base64.urlsafe_b64encode(f"s{position}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("s") and raw[1:].isdigit():
-            return int(raw[1:])
-    except (binascii.Error, UnicodeDecodeError):
-        pass
-    raise InvalidInput("That cursor is not one we gave out.", code="invalid_cursor")
 
 
 # --- sign-up and login --------------------------------------------------------------------
@@ -247,12 +226,12 @@ def list_sessions(
 ) -> SessionPage:
     """Signed-in devices, newest first (``current`` marks this one)."""
     with runtime.db.uow(readonly=True) as uow:
-        views, position = sessions.list_sessions(
-            uow, user_id=auth.user_id, limit=limit, after=_decode_cursor(cursor)
+        views, following = sessions.list_sessions(
+            uow, user_id=auth.user_id, limit=limit, cursor=cursor
         )
     return SessionPage(
         items=[SessionPublic.of(v, current_id=auth.session_id) for v in views],
-        next_cursor=_encode_cursor(position),
+        next_cursor=following,
     )
 
 
