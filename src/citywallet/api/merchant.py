@@ -14,13 +14,13 @@ another merchant's id answers 404), call one service, render.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader
 
-from citywallet.api.deps import CurrentUser, RuntimeDep
+from citywallet.api.deps import CurrentUser, Day, RuntimeDep
 from citywallet.ledger import service as ledger
 from citywallet.merchant import (
     images,
@@ -78,7 +78,20 @@ SIGNED_RESPONSES: dict[int | str, dict[str, str]] = {
 }
 
 
-async def signed_merchant(request: Request, runtime: RuntimeDep) -> MerchantCaller:
+# Names the scheme in the OpenAPI document; ``signed_merchant`` checks the signature itself.
+SIGNATURE = APIKeyHeader(
+    name="Authorization",
+    scheme_name="merchantSignature",
+    description="CW1-HMAC-SHA256 or CW1-ED25519 request signature (docs/merchant-signing.md).",
+    auto_error=False,
+)
+
+
+async def signed_merchant(
+    request: Request,
+    runtime: RuntimeDep,
+    _documented: Annotated[str | None, Security(SIGNATURE)] = None,
+) -> MerchantCaller:
     """Authenticate a merchant server's signed request (the body is read once here)."""
     body = await request.body()
     raw_path = request.scope.get("raw_path")  # as sent: percent-encoding intact
@@ -532,7 +545,7 @@ def get_settlement(
 
 
 @server_router.get("/statements/{day}.csv", responses=SIGNED_RESPONSES, response_class=Response)
-def get_statement_csv(day: date, caller: SignedMerchant, runtime: RuntimeDep) -> Response:
+def get_statement_csv(day: Day, caller: SignedMerchant, runtime: RuntimeDep) -> Response:
     """One business day's statement as CSV (docs/merchant.md lists the columns)."""
     with runtime.db.uow(readonly=True) as uow:
         found = statements.statement(

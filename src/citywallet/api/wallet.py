@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from citywallet.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, RuntimeDep
+from citywallet.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, Day, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
 from citywallet.identity.service import confirm_payment_pin
 from citywallet.platform.clock import now_us
@@ -424,8 +424,8 @@ def list_transactions(
     auth: CurrentUser,
     runtime: RuntimeDep,
     kind: Annotated[list[str] | None, Query(description="Repeat to match several.")] = None,
-    date_from: Annotated[date | None, Query(description="First day (Beijing time).")] = None,
-    date_to: Annotated[date | None, Query(description="Last day, inclusive.")] = None,
+    date_from: Annotated[Day | None, Query(description="First day (Beijing time).")] = None,
+    date_to: Annotated[Day | None, Query(description="Last day, inclusive.")] = None,
     counterparty: Annotated[str | None, Query(max_length=40)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

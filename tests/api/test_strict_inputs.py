@@ -1,0 +1,48 @@
+"""Input that violates the OpenAPI schema is refused, and 405 says what is allowed (issue 12
+item 5: ``date_to=0`` and ``"enabled": 0`` were accepted)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from citywallet.runtime import Runtime
+from tests.ledger_checks import assert_ledger_clean
+from tests.merchant_support import PIN
+from tests.wallet_support import Person
+
+
+def test_days_are_iso_dates_not_numbers(client: TestClient, runtime: Runtime) -> None:
+    alice = Person(client, 1, card_ending=None)
+    for bad in ("0", "1700000000", "2026-1-5", "20260105"):
+        for name in ("date_from", "date_to"):
+            answer = alice.get("/v1/wallet/transactions", **{name: bad})
+            assert answer.status_code == 422, (name, bad, answer.text)
+            assert answer.json()["code"] == "validation_failed"
+    assert alice.get("/v1/wallet/transactions", date_to="2026-01-05").status_code == 200
+    assert_ledger_clean(runtime.db)
+
+
+def test_booleans_are_booleans(client: TestClient, runtime: Runtime) -> None:
+    alice = Person(client, 1, card_ending=None)
+    before = alice.get("/v1/paycode/prefs").json()
+    for bad in (0, 1, "true", "0", None):
+        body = {"enabled": bad, "per_payment": 100, "per_day": 1000, "pin": PIN}
+        answer = alice.client.put("/v1/paycode/prefs", json=body, headers=alice.headers)
+        assert answer.status_code == 422, (bad, answer.text)
+    assert alice.get("/v1/paycode/prefs").json() == before
+    body = {"enabled": False, "per_payment": 100, "per_day": 1000, "pin": PIN}
+    answer = alice.client.put("/v1/paycode/prefs", json=body, headers=alice.headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["enabled"] is False
+    assert_ledger_clean(runtime.db)
+
+
+def test_a_method_not_allowed_names_the_allowed_ones(client: TestClient) -> None:
+    answer = client.delete("/v1/auth/login")
+    assert answer.status_code == 405
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == "method_not_allowed"
+    assert answer.headers["allow"] == "POST"
+    put = client.put("/v1/wallet/transactions")
+    assert put.status_code == 405
+    assert put.headers["allow"] == "GET"
