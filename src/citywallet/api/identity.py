@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from citywallet.api import problems
 from citywallet.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -102,7 +103,9 @@ def _profile(runtime: Runtime, user_id: str) -> UserPublic:
 # --- sign-up and login --------------------------------------------------------------------
 
 
-@router.post("/auth/sms-codes", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/auth/sms-codes", status_code=status.HTTP_202_ACCEPTED, responses=problems.responses(429)
+)
 def request_sms_code(body: SmsCodeCreate, request: Request, runtime: RuntimeDep) -> SmsCodePublic:
     """Text a 6-digit code (sign-up or password reset). Limited per phone (1/min, 10/day)
     and per client IP; over the limit answers 429 ``sms_rate_limited`` with Retry-After."""
@@ -120,7 +123,9 @@ def request_sms_code(body: SmsCodeCreate, request: Request, runtime: RuntimeDep)
     return _deliver(runtime, runtime.db.transact(send))
 
 
-@router.post("/auth/register", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/auth/register", status_code=status.HTTP_201_CREATED, responses=problems.responses(409, 429)
+)
 def register(
     body: UserCreate, request: Request, response: Response, runtime: RuntimeDep
 ) -> AuthPublic:
@@ -138,7 +143,7 @@ def register(
     return _signed_in(runtime, response, result)
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", responses=problems.responses(401, 403, 429))
 def login(
     body: SessionCreate, request: Request, response: Response, runtime: RuntimeDep
 ) -> AuthPublic:
@@ -155,7 +160,11 @@ def login(
     return _signed_in(runtime, response, result)
 
 
-@router.post("/auth/password-reset", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/auth/password-reset",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems.responses(429),
+)
 def reset_password(body: PasswordReset, runtime: RuntimeDep) -> Response:
     """Set a new password with a ``reset_password`` SMS code; every session ends."""
     service.reset_password(
@@ -204,7 +213,9 @@ def me(auth: CurrentUser, runtime: RuntimeDep) -> UserPublic:
     return _profile(runtime, auth.user_id)
 
 
-@router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+@router.put(
+    "/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=problems.responses(429)
+)
 def change_password(body: PasswordUpdate, auth: CurrentUser, runtime: RuntimeDep) -> Response:
     """Change the password; every other session ends."""
     service.change_password(
@@ -247,7 +258,7 @@ def revoke_session(session_id: str, auth: CurrentUser, runtime: RuntimeDep) -> R
 # --- real name and tiers ------------------------------------------------------------------
 
 
-@router.post("/me/real-name")
+@router.post("/me/real-name", responses=problems.responses(409, 429, 503))
 def verify_real_name(body: RealNameCreate, auth: CurrentUser, runtime: RuntimeDep) -> UserPublic:
     """Verify name + resident ID with the national records (tier 1). One account per person:
     an ID number verified elsewhere answers 409 ``identity_already_used``."""
@@ -281,7 +292,11 @@ def upgrade_tier(auth: CurrentUser, runtime: RuntimeDep) -> TierPublic:
 # --- payment PIN --------------------------------------------------------------------------
 
 
-@router.post("/me/payment-pin", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/me/payment-pin",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems.responses(409, 429),
+)
 def set_payment_pin(body: PinCreate, auth: CurrentUser, runtime: RuntimeDep) -> Response:
     """Set the first payment PIN (6 digits, not an easy one); re-enter the login password."""
     service.check_password(runtime.db, user_id=auth.user_id, password=body.password)
@@ -293,7 +308,9 @@ def set_payment_pin(body: PinCreate, auth: CurrentUser, runtime: RuntimeDep) -> 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.put("/me/payment-pin", status_code=status.HTTP_204_NO_CONTENT)
+@router.put(
+    "/me/payment-pin", status_code=status.HTTP_204_NO_CONTENT, responses=problems.responses(429)
+)
 def change_payment_pin(body: PinUpdate, auth: CurrentUser, runtime: RuntimeDep) -> Response:
     """Change the PIN with the old one (wrong tries count toward the lock)."""
     pins.change_payment_pin(
@@ -307,7 +324,11 @@ def change_payment_pin(body: PinUpdate, auth: CurrentUser, runtime: RuntimeDep) 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/me/payment-pin/reset-code", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/me/payment-pin/reset-code",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems.responses(409, 429),
+)
 def send_pin_reset_code(request: Request, auth: CurrentUser, runtime: RuntimeDep) -> SmsCodePublic:
     """Text a code to reset the payment PIN to the account's phone."""
     sent = runtime.db.transact(
@@ -322,7 +343,11 @@ def send_pin_reset_code(request: Request, auth: CurrentUser, runtime: RuntimeDep
     return _deliver(runtime, sent)
 
 
-@router.post("/me/payment-pin/reset", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/me/payment-pin/reset",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems.responses(409, 429),
+)
 def reset_payment_pin(body: PinReset, auth: CurrentUser, runtime: RuntimeDep) -> Response:
     """Set a new PIN with the SMS code (also lifts a lock)."""
     pins.reset_payment_pin(

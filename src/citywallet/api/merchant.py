@@ -335,7 +335,14 @@ def revoke_api_key(
 # --- the merchant's server and POS (signed) ----------------------------------------------
 
 
-@server_router.post("/orders", responses=SIGNED_RESPONSES)
+@server_router.post(
+    "/orders",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": OrderPublic, "description": "The existing order of this out_trade_no."},
+        **SIGNED_RESPONSES,
+    },
+)
 def create_order(
     body: OrderCreate, caller: SignedMerchant, runtime: RuntimeDep, response: Response
 ) -> OrderPublic:

@@ -86,6 +86,8 @@ def _implied_statuses(operation: dict[str, Any], schemas: dict[str, Any]) -> set
     names = {p.get("name", "").lower() for p in parameters}
     if parameters or "requestBody" in operation:
         implied.add(422)
+    if "requestBody" in operation:
+        implied.add(400)  # a body that is not even text in its declared encoding
     schemes = {name for entry in operation.get("security", []) for name in entry}
     if schemes:
         implied.add(401)  # no or ended session, a bad signature
@@ -192,9 +194,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
-        exc.status_code, f"http_{exc.status_code}"
-    )
+    code = {
+        400: "bad_request",
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+    }.get(exc.status_code, f"http_{exc.status_code}")
     # Starlette's own headers must survive the mapping: a 405 carries ``Allow``.
     return problem(
         exc.status_code,
