@@ -274,7 +274,7 @@ def verify_real_name(body: RealNameCreate, auth: CurrentUser, runtime: RuntimeDe
     return _profile(runtime, auth.user_id)
 
 
-@router.post("/me/tier/upgrade")
+@router.post("/me/tier/upgrade", responses=problems.responses(409, 429, 503))
 def upgrade_tier(auth: CurrentUser, runtime: RuntimeDep) -> TierPublic:
     """Re-check the verified identity with the authority, then apply the tier the recorded
     external checks allow (binding a bank card adds checks)."""

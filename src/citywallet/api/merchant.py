@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, Security, stat
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
+from citywallet.api import problems
 from citywallet.api.deps import CurrentUser, Day, RuntimeDep
 from citywallet.ledger import service as ledger
 from citywallet.merchant import (
@@ -121,7 +122,7 @@ def _owned_pk(runtime: Runtime, user_id: str, merchant_id: str) -> int:
 # --- the owner's console ------------------------------------------------------------------
 
 
-@owner_router.post("", status_code=status.HTTP_201_CREATED)
+@owner_router.post("", status_code=status.HTTP_201_CREATED, responses=problems.responses(404, 409))
 def apply(body: MerchantCreate, auth: CurrentUser, runtime: RuntimeDep) -> MerchantPublic:
     """Apply to become a merchant; an operator reviews the application."""
     application = onboarding.MerchantApplication(**body.model_dump())
