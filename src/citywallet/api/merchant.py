@@ -87,6 +87,9 @@ SIGNATURE = APIKeyHeader(
     auto_error=False,
 )
 
+# A ``before`` that is not one of the caller's ids answers 404, as any other's id does.
+LIST_RESPONSES = {**SIGNED_RESPONSES, **problems.responses(404)}
+
 
 async def signed_merchant(
     request: Request,
@@ -369,7 +372,7 @@ def create_order(
     return OrderPublic.model_validate(view)
 
 
-@server_router.get("/orders", responses=SIGNED_RESPONSES)
+@server_router.get("/orders", responses=LIST_RESPONSES)
 def list_orders(
     caller: SignedMerchant,
     runtime: RuntimeDep,
@@ -484,7 +487,7 @@ def get_refund(refund_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> R
     return RefundPublic.model_validate(view)
 
 
-@server_router.get("/events", responses=SIGNED_RESPONSES)
+@server_router.get("/events", responses=LIST_RESPONSES)
 def list_events(
     caller: SignedMerchant,
     runtime: RuntimeDep,
@@ -522,7 +525,7 @@ def redeliver_event(event_id: str, caller: SignedMerchant, runtime: RuntimeDep) 
     return EventPublic.model_validate(view)
 
 
-@server_router.get("/settlements", responses=SIGNED_RESPONSES)
+@server_router.get("/settlements", responses=LIST_RESPONSES)
 def list_settlements(
     caller: SignedMerchant,
     runtime: RuntimeDep,

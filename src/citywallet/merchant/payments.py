@@ -40,9 +40,8 @@ from citywallet.money import Money
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor, get_or_create_secret
-from citywallet.platform.cursors import InvalidCursor
 from citywallet.platform.db import UnitOfWork
-from citywallet.platform.errors import Conflict, InvalidInput, NotFound
+from citywallet.platform.errors import Conflict, InvalidInput
 from citywallet.wallet import accounts, history, restricted
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.errors import InsufficientBalance, LimitExceeded
@@ -376,10 +375,7 @@ def list_orders(
     """The merchant's orders, newest first; ``before`` is the last id of the previous page."""
     query = select(Order).where(Order.merchant_id == merchant_pk)
     if before is not None:
-        try:
-            anchor = order_row(uow, merchant_pk=merchant_pk, order_id=before)
-        except NotFound:
-            raise InvalidCursor("``before`` is not one of your orders.") from None
+        anchor = order_row(uow, merchant_pk=merchant_pk, order_id=before)
         query = query.where(Order.id < anchor.id)
     rows = uow.session.scalars(query.order_by(Order.id.desc()).limit(max(1, min(limit, 100))))
     return [order_view(uow, r) for r in rows]

@@ -53,7 +53,6 @@ from citywallet.merchant.statements import (
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
-from citywallet.platform.cursors import InvalidCursor
 from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import NotFound
 from citywallet.platform.logging import get_logger
@@ -648,10 +647,7 @@ def list_settlements(
     of the previous page."""
     query = select(Settlement).where(Settlement.merchant_id == merchant_id)
     if before is not None:
-        try:
-            anchor = _settlement_row(uow, merchant_id, before)
-        except NotFound:
-            raise InvalidCursor("``before`` is not one of your settlements.") from None
+        anchor = _settlement_row(uow, merchant_id, before)
         query = query.where(Settlement.business_date < anchor.business_date)
     rows = uow.session.scalars(
         query.order_by(Settlement.business_date.desc()).limit(max(1, min(limit, 100)))

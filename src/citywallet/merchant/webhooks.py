@@ -33,9 +33,7 @@ from citywallet.platform import outbox, ratelimit
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import CryptoError, Encryptor
-from citywallet.platform.cursors import InvalidCursor
 from citywallet.platform.db import Database, UnitOfWork
-from citywallet.platform.errors import NotFound
 from citywallet.platform.outbox import SECOND_US
 from citywallet.wallet.people import new_id
 
@@ -360,10 +358,7 @@ def list_events(
     """The merchant's events, newest first; ``before`` is the last id of the previous page."""
     query = select(WebhookEvent).where(WebhookEvent.merchant_id == merchant_id)
     if before is not None:
-        try:
-            anchor = _event_row(uow, merchant_id, before)
-        except NotFound:
-            raise InvalidCursor("``before`` is not one of your events.") from None
+        anchor = _event_row(uow, merchant_id, before)
         query = query.where(WebhookEvent.id < anchor.id)
     rows = uow.session.scalars(
         query.order_by(WebhookEvent.id.desc()).limit(max(1, min(limit, 100)))
