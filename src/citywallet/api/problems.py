@@ -54,17 +54,10 @@ _REASONS = {
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
 
 
-def responses(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` entries for a router or route: problem+json for each status.
-
-    ``described`` adds a status with its own description (``_409="order_not_payable"``).
-    """
-    documented: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        documented[status] = {"model": Problem, "description": _REASONS.get(status, "Error.")}
-    for key, description in described.items():
-        documented[int(key.lstrip("_"))] = {"model": Problem, "description": description}
-    return documented
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for what a route answers beyond what ``_implied_statuses``
+    derives for it (409, 429, 503 …); each is documented as problem+json."""
+    return {s: {"model": Problem, "description": _REASONS.get(s, "Refused.")} for s in statuses}
 
 
 def _body_fields(operation: dict[str, Any], schemas: dict[str, Any]) -> set[str]:
