@@ -46,3 +46,8 @@ def test_a_method_not_allowed_names_the_allowed_ones(client: TestClient) -> None
     put = client.put("/v1/wallet/transactions")
     assert put.status_code == 405
     assert put.headers["allow"] == "GET"
+    page = client.put("/login")  # the pages' error page keeps the header too
+    assert page.status_code == 405
+    assert page.headers["allow"] == "GET, POST"  # two routes: Starlette named only one
+    pin = client.delete("/v1/me/payment-pin")
+    assert (pin.status_code, pin.headers["allow"]) == (405, "POST, PUT")

@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from citywallet.platform.errors import PROBLEM_MEMBERS, DomainError, RateLimited
 from citywallet.platform.logging import get_logger
@@ -193,15 +194,28 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         404: "not_found",
         405: "method_not_allowed",
     }.get(exc.status_code, f"http_{exc.status_code}")
-    # Starlette's own headers must survive the mapping: a 405 carries ``Allow``.
+    headers = dict(exc.headers or {})  # Starlette's own headers survive the mapping
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem(
         exc.status_code,
         code,
         str(exc.detail),
         str(exc.detail),
         instance=request.url.path,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route offers at this path (Starlette's ``Allow`` names only the
+    first route's, so ``DELETE /login`` would say ``GET`` though ``POST`` works too)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
