@@ -3,8 +3,11 @@ item 5: ``date_to=0`` and ``"enabled": 0`` were accepted)."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from citywallet.campaign.schemas import CampaignCreate, EligibilityIn
 from citywallet.runtime import Runtime
 from tests.ledger_checks import assert_ledger_clean
 from tests.merchant_support import PIN
@@ -51,3 +54,13 @@ def test_a_method_not_allowed_names_the_allowed_ones(client: TestClient) -> None
     assert page.headers["allow"] == "GET, POST"  # two routes: Starlette named only one
     pin = client.delete("/v1/me/payment-pin")
     assert (pin.status_code, pin.headers["allow"]) == (405, "POST, PUT")
+
+
+def test_campaign_inputs_say_what_they_accept() -> None:
+    """A tier is an integer, not ``true``; times are documented as both accepted spellings."""
+    for bad in (True, "2", 2.0):
+        with pytest.raises(ValidationError):
+            EligibilityIn.model_validate({"min_tier": bad})
+    assert EligibilityIn.model_validate({"min_tier": 2}).min_tier == 2
+    schema = CampaignCreate.model_json_schema()["properties"]["draw_at"]
+    assert {s["type"] for s in schema["anyOf"]} == {"string", "integer"}

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -35,7 +36,19 @@ def _epoch_seconds(value: Any) -> Any:
     return value
 
 
-TimeIn = Annotated[AwareDatetime, BeforeValidator(_epoch_seconds)]
+# The document says what is accepted: either spelling (docs/campaigns.md).
+TimeIn = Annotated[
+    AwareDatetime,
+    BeforeValidator(_epoch_seconds),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "integer", "description": "Seconds since the epoch."},
+            ]
+        }
+    ),
+]
 
 
 def micros(moment: datetime) -> int:
@@ -60,7 +73,7 @@ class PrizeIn(Strict):
 class EligibilityIn(Strict):
     """Who may register (a verified real name is always needed)."""
 
-    min_tier: int = Field(default=1, ge=1, le=3)
+    min_tier: int = Field(default=1, ge=1, le=3, strict=True)
     districts: list[str] = Field(default_factory=list, max_length=100)
     attributes: dict[str, str] = Field(default_factory=dict, examples=[{"social_insurance": "sz"}])
 
