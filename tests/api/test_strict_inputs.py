@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from citywallet.campaign.schemas import CampaignCreate, EligibilityIn
+from citywallet.campaign.schemas import MAX_EPOCH_SECONDS, CampaignCreate, EligibilityIn, TimeIn
 from citywallet.runtime import Runtime
 from tests.ledger_checks import assert_ledger_clean
 from tests.merchant_support import PIN
@@ -64,3 +64,12 @@ def test_campaign_inputs_say_what_they_accept() -> None:
     assert EligibilityIn.model_validate({"min_tier": 2}).min_tier == 2
     schema = CampaignCreate.model_json_schema()["properties"]["draw_at"]
     assert {s["type"] for s in schema["anyOf"]} == {"string", "integer"}
+
+
+def test_an_epoch_time_out_of_range_is_invalid_not_a_crash() -> None:
+    """Found by schemathesis: ``"draw_at": 10**20`` overflowed the clock (a 500)."""
+    adapter = TypeAdapter(TimeIn)
+    for bad in (10**20, -(10**20), -1, MAX_EPOCH_SECONDS + 1):
+        with pytest.raises(ValidationError):
+            adapter.validate_python(bad)
+    assert adapter.validate_python(MAX_EPOCH_SECONDS).year == 9999

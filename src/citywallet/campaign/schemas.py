@@ -28,10 +28,16 @@ from citywallet.platform.clock import to_datetime
 MAX_AMOUNT = 10**13  # fen: a hundred billion yuan
 
 
+MAX_EPOCH_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the last time a datetime holds
+
+
 def _epoch_seconds(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
+        # An out-of-range number must be a 422, not an OverflowError from the clock (a 500).
+        if not 0 <= value <= MAX_EPOCH_SECONDS:
+            raise ValueError(f"seconds since the epoch are 0 to {MAX_EPOCH_SECONDS}")
         return to_datetime(value * 1_000_000)
     return value
 
@@ -44,7 +50,12 @@ TimeIn = Annotated[
         {
             "anyOf": [
                 {"type": "string", "format": "date-time"},
-                {"type": "integer", "description": "Seconds since the epoch."},
+                {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_EPOCH_SECONDS,
+                    "description": "Seconds since the epoch.",
+                },
             ]
         }
     ),
