@@ -22,6 +22,9 @@ def test_days_are_iso_dates_not_numbers(client: TestClient, runtime: Runtime) ->
             assert answer.status_code == 422, (name, bad, answer.text)
             assert answer.json()["code"] == "validation_failed"
     assert alice.get("/v1/wallet/transactions", date_to="2026-01-05").status_code == 200
+    for edge in ("9999-12-31", "0001-01-01"):  # the last day had no next day: a 500
+        answer = alice.get("/v1/wallet/transactions", date_from=edge, date_to=edge)
+        assert answer.status_code == 200, (edge, answer.text)
     assert_ledger_clean(runtime.db)
 
 

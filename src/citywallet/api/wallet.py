@@ -437,7 +437,10 @@ def list_transactions(
             user_id=auth.user_id,
             kinds=kind or [],
             since=_day_start(date_from) if date_from else None,
-            until=_day_start(date_to + timedelta(days=1)) if date_to else None,
+            # The last day there is (9999-12-31) has no next day to stop at: no bound.
+            until=_day_start(date_to + timedelta(days=1))
+            if date_to and date_to < date.max
+            else None,
             counterparty=counterparty,
             cursor=cursor,
             limit=limit,
