@@ -286,7 +286,7 @@ def test_sessions_list_page_and_revoke_only_ones_own(
         )
     with db.uow(readonly=True) as uow:
         first, cursor = sessions.list_sessions(uow, user_id=alice.user.id, limit=3)
-        rest, end = sessions.list_sessions(uow, user_id=alice.user.id, limit=3, after=cursor)
+        rest, end = sessions.list_sessions(uow, user_id=alice.user.id, limit=3, cursor=cursor)
     assert len(first) == 3
     assert len(rest) == 2
     assert end is None

@@ -404,3 +404,73 @@ def test_foreign_guid_is_foreign(code: MerchantCode) -> None:
     account["00"] = "com.example.pay"
     forged = reencode(payload, **{"29": emv.encode_template(list(account.items()))})
     assert error_code(forged) == "qr_foreign"
+
+
+# --- well-formed EMVCo before "foreign" (issue 12 item 4) ----------------------------------
+
+FOREIGN_OBJECTS: list[tuple[str, str]] = [
+    ("00", "01"),
+    ("01", "11"),
+    ("26", "0015com.example.pay01062088120302S1"),
+    ("52", "5812"),
+    ("53", "156"),
+    ("58", "CN"),
+    ("59", "Shop"),
+    ("60", "Beijing"),
+]
+
+
+def foreign_without(*tags: str, **changes: str) -> str:
+    """A well-formed code of another network, with ``tags`` left out and ``changes`` made."""
+    objects = dict(FOREIGN_OBJECTS)
+    objects.update(changes)
+    return emv.encode_objects([(t, v) for t, v in objects.items() if t not in tags])
+
+
+def test_the_issue_example_without_an_account_is_malformed() -> None:
+    payload = "0002010102115204581253031565802CN5904Shop6007Beijing630496EE"
+    assert emv.decode_objects(payload)["63"] == "96EE"  # the CRC is right
+    assert error_code(payload) == "qr_malformed"
+
+
+def test_a_well_formed_foreign_code_is_foreign() -> None:
+    assert error_code(foreign_without()) == "qr_foreign"
+    assert error_code(foreign_without("01")) == "qr_foreign"  # ID 01 is optional in EMVCo
+    assert error_code(foreign_without("26", **{"02": "4000123456789017"})) == "qr_foreign"
+    assert error_code(foreign_without(**{"53": "840", "58": "US"})) == "qr_foreign"
+
+
+@pytest.mark.parametrize(
+    ("tags", "changes", "code"),
+    [
+        (("26",), {}, "qr_malformed"),  # no merchant account information at all
+        (("52",), {}, "qr_malformed"),
+        (("53",), {}, "qr_malformed"),
+        (("58",), {}, "qr_malformed"),
+        (("59",), {}, "qr_malformed"),
+        (("60",), {}, "qr_malformed"),
+        ((), {"26": "0106208812"}, "qr_malformed"),  # template 26–51 without its GUID (00)
+        ((), {"26": "0015com.example.pa"}, "qr_truncated"),  # a template ends inside a sub-ID
+        ((), {"01": "13"}, "qr_malformed"),  # point of initiation is 11 or 12
+        ((), {"52": "58A2"}, "qr_malformed"),
+        ((), {"53": "15"}, "qr_malformed"),
+        ((), {"58": "cn"}, "qr_malformed"),
+        ((), {"59": "S" * 26}, "qr_malformed"),
+        ((), {"60": "B" * 16}, "qr_malformed"),
+        ((), {"54": "12,30"}, "qr_malformed"),
+        ((), {"54": "1" * 14}, "qr_malformed"),
+        ((), {"62": "05"}, "qr_truncated"),  # a template ends inside a sub-ID
+        ((), {"64": "0002ZH"}, "qr_malformed"),  # the language template has a name (01)
+    ],
+)
+def test_foreign_codes_missing_or_breaking_mandatory_fields_are_malformed(
+    tags: tuple[str, ...], changes: dict[str, str], code: str
+) -> None:
+    assert error_code(foreign_without(*tags, **changes)) == code
+
+
+@pytest.mark.parametrize("tag", ["52", "53", "58", "59", "60"])
+def test_our_codes_missing_a_mandatory_field_are_malformed(tag: str) -> None:
+    objects = dict(emv.decode_objects(emv.build(DYNAMIC, key=KEY)))
+    del objects[tag], objects["63"]
+    assert error_code(emv.encode_objects(list(objects.items()))) == "qr_malformed"

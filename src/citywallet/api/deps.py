@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 
 from citywallet.identity import attributes, sessions
 from citywallet.platform.errors import Forbidden, Unauthorized
@@ -25,6 +29,18 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day(value: object) -> object:
+    # pydantic reads "0" or "1700000000" as a Unix time; a day in a URL is YYYY-MM-DD only.
+    if isinstance(value, str) and _ISO_DAY.fullmatch(value):
+        return value
+    raise ValueError("a day is written YYYY-MM-DD")
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
 
 
 def client_ip(request: Request) -> str:
@@ -53,10 +69,20 @@ async def _csrf_form_field(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# Names the scheme in the OpenAPI document (each operation lists who may call it);
+# ``current_user`` reads the header itself, so this never refuses anything on its own.
+BEARER = HTTPBearer(
+    scheme_name="session",
+    description="A session token from POST /v1/auth/login (pages use the session cookie).",
+    auto_error=False,
+)
+
+
 def current_user(
     request: Request,
     runtime: RuntimeDep,
     form_csrf: Annotated[str | None, Depends(_csrf_form_field)],
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> AuthContext:
     """Authenticate by ``Authorization: Bearer <token>`` or the session cookie.
 

@@ -5,12 +5,11 @@ Thin: parse, authenticate, call one service, shape the answer. See docs/identity
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from citywallet.api import problems
 from citywallet.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -43,7 +42,6 @@ from citywallet.identity.schemas import (
     UserPublic,
 )
 from citywallet.platform.db import UnitOfWork
-from citywallet.platform.errors import InvalidInput
 from citywallet.platform.logging import get_logger
 from citywallet.platform.outbox import OutboxHandler
 from citywallet.runtime import Runtime
@@ -102,28 +100,14 @@ def _profile(runtime: Runtime, user_id: str) -> UserPublic:
         )
 
 
-def _encode_cursor(position: int | None) -> str | None:
-    if position is None:
-        return None
-    return base64.urlsafe_b64encode(f"s{position}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("s") and raw[1:].isdigit():
-            return int(raw[1:])
-    except (binascii.Error, UnicodeDecodeError):
-        pass
-    raise InvalidInput("That cursor is not one we gave out.", code="invalid_cursor")
-
-
 # --- sign-up and login --------------------------------------------------------------------
 
 
-@router.post("/auth/sms-codes", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/auth/sms-codes",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems.responses(429, 503),
+)
 def request_sms_code(body: SmsCodeCreate, request: Request, runtime: RuntimeDep) -> SmsCodePublic:
     """Text a 6-digit code (sign-up or password reset). Limited per phone (1/min, 10/day)
     and per client IP; over the limit answers 429 ``sms_rate_limited`` with Retry-After.
@@ -143,7 +127,9 @@ def request_sms_code(body: SmsCodeCreate, request: Request, runtime: RuntimeDep)
     return _deliver(runtime, handler, runtime.db.transact(send))
 
 
-@router.post("/auth/register", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/auth/register", status_code=status.HTTP_201_CREATED, responses=problems.responses(409, 429)
+)
 def register(
     body: UserCreate, request: Request, response: Response, runtime: RuntimeDep
 ) -> AuthPublic:
@@ -161,7 +147,7 @@ def register(
     return _signed_in(runtime, response, result)
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", responses=problems.responses(401, 403, 429))
 def login(
     body: SessionCreate, request: Request, response: Response, runtime: RuntimeDep
 ) -> AuthPublic:
@@ -178,7 +164,11 @@ def login(
     return _signed_in(runtime, response, result)
 
 
-@router.post("/auth/password-reset", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/auth/password-reset",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems.responses(429),
+)
 def reset_password(body: PasswordReset, request: Request, runtime: RuntimeDep) -> Response:
     """Set a new password with a ``reset_password`` SMS code; every session ends."""
     service.reset_password(
@@ -228,7 +218,9 @@ def me(auth: CurrentUser, runtime: RuntimeDep) -> UserPublic:
     return _profile(runtime, auth.user_id)
 
 
-@router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+@router.put(
+    "/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=problems.responses(429)
+)
 def change_password(body: PasswordUpdate, auth: CurrentUser, runtime: RuntimeDep) -> Response:
     """Change the password; every other session ends."""
     service.change_password(
@@ -250,12 +242,12 @@ def list_sessions(
 ) -> SessionPage:
     """Signed-in devices, newest first (``current`` marks this one)."""
     with runtime.db.uow(readonly=True) as uow:
-        views, position = sessions.list_sessions(
-            uow, user_id=auth.user_id, limit=limit, after=_decode_cursor(cursor)
+        views, following = sessions.list_sessions(
+            uow, user_id=auth.user_id, limit=limit, cursor=cursor
         )
     return SessionPage(
         items=[SessionPublic.of(v, current_id=auth.session_id) for v in views],
-        next_cursor=_encode_cursor(position),
+        next_cursor=following,
     )
 
 
@@ -271,7 +263,7 @@ def revoke_session(session_id: str, auth: CurrentUser, runtime: RuntimeDep) -> R
 # --- real name and tiers ------------------------------------------------------------------
 
 
-@router.post("/me/real-name")
+@router.post("/me/real-name", responses=problems.responses(409, 429, 503))
 def verify_real_name(body: RealNameCreate, auth: CurrentUser, runtime: RuntimeDep) -> UserPublic:
     """Verify name + resident ID with the national records (tier 1). One account per person:
     an ID number verified elsewhere answers 409 ``identity_already_used``."""
@@ -287,7 +279,7 @@ def verify_real_name(body: RealNameCreate, auth: CurrentUser, runtime: RuntimeDe
     return _profile(runtime, auth.user_id)
 
 
-@router.post("/me/tier/upgrade")
+@router.post("/me/tier/upgrade", responses=problems.responses(409, 429, 503))
 def upgrade_tier(auth: CurrentUser, runtime: RuntimeDep) -> TierPublic:
     """Re-check the verified identity with the authority, then apply the tier the recorded
     external checks allow (binding a bank card adds checks)."""
@@ -305,7 +297,11 @@ def upgrade_tier(auth: CurrentUser, runtime: RuntimeDep) -> TierPublic:
 # --- payment PIN --------------------------------------------------------------------------
 
 
-@router.post("/me/payment-pin", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/me/payment-pin",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems.responses(409, 429),
+)
 def set_payment_pin(body: PinCreate, auth: CurrentUser, runtime: RuntimeDep) -> Response:
     """Set the first payment PIN (6 digits, not an easy one); re-enter the login password."""
     service.check_password(runtime.db, user_id=auth.user_id, password=body.password)
@@ -317,7 +313,9 @@ def set_payment_pin(body: PinCreate, auth: CurrentUser, runtime: RuntimeDep) -> 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.put("/me/payment-pin", status_code=status.HTTP_204_NO_CONTENT)
+@router.put(
+    "/me/payment-pin", status_code=status.HTTP_204_NO_CONTENT, responses=problems.responses(429)
+)
 def change_payment_pin(body: PinUpdate, auth: CurrentUser, runtime: RuntimeDep) -> Response:
     """Change the PIN with the old one (wrong tries count toward the lock)."""
     pins.change_payment_pin(
@@ -331,7 +329,11 @@ def change_payment_pin(body: PinUpdate, auth: CurrentUser, runtime: RuntimeDep) 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/me/payment-pin/reset-code", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/me/payment-pin/reset-code",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems.responses(409, 429, 503),
+)
 def send_pin_reset_code(request: Request, auth: CurrentUser, runtime: RuntimeDep) -> SmsCodePublic:
     """Text a code to reset the payment PIN to the account's phone."""
     handler = runtime.sms_handler()  # before anything is written
@@ -347,7 +349,11 @@ def send_pin_reset_code(request: Request, auth: CurrentUser, runtime: RuntimeDep
     return _deliver(runtime, handler, sent)
 
 
-@router.post("/me/payment-pin/reset", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/me/payment-pin/reset",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems.responses(409, 429),
+)
 def reset_payment_pin(body: PinReset, auth: CurrentUser, runtime: RuntimeDep) -> Response:
     """Set a new PIN with the SMS code (also lifts a lock)."""
     pins.reset_payment_pin(

@@ -14,13 +14,14 @@ another merchant's id answers 404), call one service, render.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader
 
-from citywallet.api.deps import CurrentUser, RuntimeDep
+from citywallet.api import problems
+from citywallet.api.deps import CurrentUser, Day, RuntimeDep
 from citywallet.ledger import service as ledger
 from citywallet.merchant import (
     images,
@@ -78,7 +79,23 @@ SIGNED_RESPONSES: dict[int | str, dict[str, str]] = {
 }
 
 
-async def signed_merchant(request: Request, runtime: RuntimeDep) -> MerchantCaller:
+# Names the scheme in the OpenAPI document; ``signed_merchant`` checks the signature itself.
+SIGNATURE = APIKeyHeader(
+    name="Authorization",
+    scheme_name="merchantSignature",
+    description="CW1-HMAC-SHA256 or CW1-ED25519 request signature (docs/merchant-signing.md).",
+    auto_error=False,
+)
+
+# A ``before`` that is not one of the caller's ids answers 404, as any other's id does.
+LIST_RESPONSES = {**SIGNED_RESPONSES, **problems.responses(404)}
+
+
+async def signed_merchant(
+    request: Request,
+    runtime: RuntimeDep,
+    _documented: Annotated[str | None, Security(SIGNATURE)] = None,
+) -> MerchantCaller:
     """Authenticate a merchant server's signed request (the body is read once here)."""
     body = await request.body()
     raw_path = request.scope.get("raw_path")  # as sent: percent-encoding intact
@@ -108,7 +125,7 @@ def _owned_pk(runtime: Runtime, user_id: str, merchant_id: str) -> int:
 # --- the owner's console ------------------------------------------------------------------
 
 
-@owner_router.post("", status_code=status.HTTP_201_CREATED)
+@owner_router.post("", status_code=status.HTTP_201_CREATED, responses=problems.responses(404, 409))
 def apply(body: MerchantCreate, auth: CurrentUser, runtime: RuntimeDep) -> MerchantPublic:
     """Apply to become a merchant; an operator reviews the application."""
     application = onboarding.MerchantApplication(**body.model_dump())
@@ -322,7 +339,14 @@ def revoke_api_key(
 # --- the merchant's server and POS (signed) ----------------------------------------------
 
 
-@server_router.post("/orders", responses=SIGNED_RESPONSES)
+@server_router.post(
+    "/orders",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": OrderPublic, "description": "The existing order of this out_trade_no."},
+        **SIGNED_RESPONSES,
+    },
+)
 def create_order(
     body: OrderCreate, caller: SignedMerchant, runtime: RuntimeDep, response: Response
 ) -> OrderPublic:
@@ -348,7 +372,7 @@ def create_order(
     return OrderPublic.model_validate(view)
 
 
-@server_router.get("/orders", responses=SIGNED_RESPONSES)
+@server_router.get("/orders", responses=LIST_RESPONSES)
 def list_orders(
     caller: SignedMerchant,
     runtime: RuntimeDep,
@@ -463,7 +487,7 @@ def get_refund(refund_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> R
     return RefundPublic.model_validate(view)
 
 
-@server_router.get("/events", responses=SIGNED_RESPONSES)
+@server_router.get("/events", responses=LIST_RESPONSES)
 def list_events(
     caller: SignedMerchant,
     runtime: RuntimeDep,
@@ -501,7 +525,7 @@ def redeliver_event(event_id: str, caller: SignedMerchant, runtime: RuntimeDep) 
     return EventPublic.model_validate(view)
 
 
-@server_router.get("/settlements", responses=SIGNED_RESPONSES)
+@server_router.get("/settlements", responses=LIST_RESPONSES)
 def list_settlements(
     caller: SignedMerchant,
     runtime: RuntimeDep,
@@ -532,7 +556,7 @@ def get_settlement(
 
 
 @server_router.get("/statements/{day}.csv", responses=SIGNED_RESPONSES, response_class=Response)
-def get_statement_csv(day: date, caller: SignedMerchant, runtime: RuntimeDep) -> Response:
+def get_statement_csv(day: Day, caller: SignedMerchant, runtime: RuntimeDep) -> Response:
     """One business day's statement as CSV (docs/merchant.md lists the columns)."""
     with runtime.db.uow(readonly=True) as uow:
         found = statements.statement(

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from citywallet.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, RuntimeDep
+from citywallet.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, Day, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
 from citywallet.identity.service import confirm_payment_pin
 from citywallet.platform.clock import now_us
@@ -63,6 +63,7 @@ MONEY_RESPONSES: dict[int | str, dict[str, str]] = {
 FUNDING_RESPONSES: dict[int | str, dict[str, str]] = {
     202: {"description": "The bank has not answered yet (status unknown)."},
     **MONEY_RESPONSES,
+    503: {"description": "No bank adapter is configured (adapter_unavailable); nothing stored."},
 }
 
 
@@ -425,8 +426,8 @@ def list_transactions(
     auth: CurrentUser,
     runtime: RuntimeDep,
     kind: Annotated[list[str] | None, Query(description="Repeat to match several.")] = None,
-    date_from: Annotated[date | None, Query(description="First day (Beijing time).")] = None,
-    date_to: Annotated[date | None, Query(description="Last day, inclusive.")] = None,
+    date_from: Annotated[Day | None, Query(description="First day (Beijing time).")] = None,
+    date_to: Annotated[Day | None, Query(description="Last day, inclusive.")] = None,
     counterparty: Annotated[str | None, Query(max_length=40)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -438,7 +439,10 @@ def list_transactions(
             user_id=auth.user_id,
             kinds=kind or [],
             since=_day_start(date_from) if date_from else None,
-            until=_day_start(date_to + timedelta(days=1)) if date_to else None,
+            # The last day there is (9999-12-31) has no next day to stop at: no bound.
+            until=_day_start(date_to + timedelta(days=1))
+            if date_to and date_to < date.max
+            else None,
             counterparty=counterparty,
             cursor=cursor,
             limit=limit,

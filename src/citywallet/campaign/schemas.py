@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -27,15 +28,38 @@ from citywallet.platform.clock import to_datetime
 MAX_AMOUNT = 10**13  # fen: a hundred billion yuan
 
 
+MAX_EPOCH_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the last time a datetime holds
+
+
 def _epoch_seconds(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
+        # An out-of-range number must be a 422, not an OverflowError from the clock (a 500).
+        if not 0 <= value <= MAX_EPOCH_SECONDS:
+            raise ValueError(f"seconds since the epoch are 0 to {MAX_EPOCH_SECONDS}")
         return to_datetime(value * 1_000_000)
     return value
 
 
-TimeIn = Annotated[AwareDatetime, BeforeValidator(_epoch_seconds)]
+# The document says what is accepted: either spelling (docs/campaigns.md).
+TimeIn = Annotated[
+    AwareDatetime,
+    BeforeValidator(_epoch_seconds),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_EPOCH_SECONDS,
+                    "description": "Seconds since the epoch.",
+                },
+            ]
+        }
+    ),
+]
 
 
 def micros(moment: datetime) -> int:
@@ -60,7 +84,7 @@ class PrizeIn(Strict):
 class EligibilityIn(Strict):
     """Who may register (a verified real name is always needed)."""
 
-    min_tier: int = Field(default=1, ge=1, le=3)
+    min_tier: int = Field(default=1, ge=1, le=3, strict=True)
     districts: list[str] = Field(default_factory=list, max_length=100)
     attributes: dict[str, str] = Field(default_factory=dict, examples=[{"social_insurance": "sz"}])
 

@@ -20,6 +20,7 @@ from citywallet.identity.errors import AccountClosed, AccountFrozen
 from citywallet.identity.models import LoginSession, User
 from citywallet.identity.queries import new_public_id, user_row
 from citywallet.platform.clock import now_us
+from citywallet.platform.cursors import decode_cursor, encode_cursor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import InvalidInput, NotFound
 
@@ -27,6 +28,7 @@ SECOND_US = 1_000_000
 TOKEN_PREFIX = "cws_"  # noqa: S105 — a prefix that makes leaked tokens recognisable
 TOUCH_EVERY_US = 60 * SECOND_US  # last_seen_at is refreshed at most once a minute
 KINDS = ("bearer", "cookie")
+CURSOR_TAG = "s1"  # the sessions list's cursors (citywallet.platform.cursors)
 CLOSED_REASON = "account_closed"  # why the sessions of an account its owner closed ended
 
 
@@ -171,8 +173,8 @@ def touch(uow: UnitOfWork, *, session_pk: int) -> None:
 
 
 def list_sessions(
-    uow: UnitOfWork, *, user_id: str, limit: int = 20, after: int | None = None
-) -> tuple[list[SessionView], int | None]:
+    uow: UnitOfWork, *, user_id: str, limit: int = 20, cursor: str | None = None
+) -> tuple[list[SessionView], str | None]:
     """The user's live sessions, newest first; returns a page and the cursor of the next."""
     user = user_row(uow, user_id)
     query = (
@@ -185,12 +187,12 @@ def list_sessions(
         .order_by(LoginSession.id.desc())
         .limit(limit + 1)
     )
-    if after is not None:
-        query = query.where(LoginSession.id < after)
+    if cursor is not None:
+        query = query.where(LoginSession.id < decode_cursor(CURSOR_TAG, cursor))
     rows = list(uow.session.scalars(query))
     page = rows[:limit]
     views = [_session_view(r) for r in page]
-    return views, (page[-1].id if len(rows) > limit else None)
+    return views, (encode_cursor(CURSOR_TAG, page[-1].id) if len(rows) > limit else None)
 
 
 def _session_view(r: LoginSession) -> SessionView:

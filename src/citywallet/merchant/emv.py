@@ -49,6 +49,17 @@ _CURRENCY = re.compile(r"[0-9]{3}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _ANS = re.compile(r"[\x20-\x7e]+")  # EMV "ans": printable ASCII
 _AMOUNT = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{2}")
+# EMVCo MPM: what any well-formed code has, whichever network it belongs to.
+_EMVCO_MANDATORY = ("52", "53", "58", "59", "60")
+_EMVCO_FORMATS = {
+    "01": re.compile(r"1[12]"),
+    "52": _MCC,
+    "53": _CURRENCY,
+    "54": re.compile(r"(?=.{1,13}$)[0-9]+(\.[0-9]*)?"),
+    "58": _COUNTRY,
+    "59": re.compile(r".{1,25}"),
+    "60": re.compile(r".{1,15}"),
+}
 _CRC_TAG = "6304"
 
 
@@ -316,6 +327,30 @@ def build(code: MerchantCode, *, key: bytes) -> str:
     return encode_objects(objects)
 
 
+def _check_emvco(objects: dict[str, str]) -> None:
+    """Refuse a payload that is not a well-formed EMVCo MPM code (before asking whose it is).
+
+    EMVCo requires at least one merchant account (IDs 02–51; 26–51 are templates whose
+    sub-ID 00 names the network), the MCC, currency, country, name and city; a code without
+    them is broken, not another network's (``qr_foreign`` is only for well-formed codes).
+    """
+    if not any(2 <= int(tag) <= 51 for tag in objects):
+        raise _malformed("The code has no merchant account information (IDs 02–51).")
+    missing = [tag for tag in _EMVCO_MANDATORY if tag not in objects]
+    if missing:
+        raise _malformed(f"The code lacks mandatory IDs {missing}.")
+    for tag, pattern in _EMVCO_FORMATS.items():
+        if tag in objects and not pattern.fullmatch(objects[tag]):
+            raise _malformed(f"ID {tag} is not in its EMVCo format.")
+    for tag, value in objects.items():
+        if 26 <= int(tag) <= 51 and "00" not in decode_template(value):
+            raise _malformed(f"Template {tag} does not name its network (sub-ID 00).")
+    if "62" in objects:
+        decode_template(objects["62"])
+    if "64" in objects and not {"00", "01"} <= set(decode_template(objects["64"])):
+        raise _malformed("Template 64 carries a language and a name.")
+
+
 def _our_account(objects: dict[str, str]) -> dict[str, str]:
     ours = []
     for tag, value in objects.items():
@@ -347,13 +382,13 @@ def _sub(objects: dict[str, str], tag: str, allowed: set[str]) -> dict[str, str]
 def parse(payload: str, *, key: bytes) -> MerchantCode:
     """The merchant code in ``payload``, if it is ours, intact and authentic; else EmvError."""
     objects = decode_objects(payload)
+    _check_emvco(objects)
     account = _our_account(objects)
     unknown = [tag for tag in objects if tag not in _KNOWN_IDS and tag not in _IGNORED_IDS]
     if unknown:
         raise _malformed(f"The code carries IDs this wallet does not support: {unknown}.")
-    missing = [tag for tag in ("01", "52", "53", "58", "59", "60") if tag not in objects]
-    if missing:
-        raise _malformed(f"The code lacks mandatory IDs {missing}.")
+    if "01" not in objects:  # optional in EMVCo; our codes always say static or dynamic
+        raise _malformed("The code lacks its point of initiation (ID 01).")
     if objects["53"] not in SUPPORTED_CURRENCIES:
         raise EmvError(
             f"Currency {objects['53']} is not supported (only 156, CNY).",

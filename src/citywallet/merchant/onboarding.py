@@ -290,7 +290,7 @@ def require_active(row: Merchant) -> None:
     if row.status != "active":
         raise MerchantNotActive(
             f"This merchant cannot take payments (it is {row.status.replace('_', ' ')}).",
-            status=row.status,
+            merchant_status=row.status,
         )
 
 

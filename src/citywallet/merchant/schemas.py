@@ -407,7 +407,7 @@ class CodePublic(BaseModel):
 class PrefsUpdate(Strict):
     """Password-free limits for payment codes."""
 
-    enabled: bool
+    enabled: bool = Field(strict=True)
     per_payment: int = Field(ge=0, le=MAX_AMOUNT, strict=True)
     per_day: int = Field(ge=0, le=MAX_AMOUNT, strict=True)
     pin: str = PinField

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+# The members of every problem+json body (RFC 9457 plus our ``code`` and the validation
+# ``errors``). An error's extra data sits beside them, so it may never take one of these
+# names: ``MerchantNotActive(status=…)`` once turned every refusal into a 500.
+PROBLEM_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "code", "errors"})
+
 
 class DomainError(Exception):
-    """A business rule said no. ``code`` is stable and documented; ``status`` is the HTTP status."""
+    """A business rule said no. ``code`` is stable and documented; ``status`` is the HTTP status.
+
+    ``extra`` is data the client may use (``retry_after``, ``attempts_left`` …); its names
+    must not be members of the problem (``PROBLEM_MEMBERS``), or construction fails.
+    """
 
     code = "domain_error"
     status = 400
     title = "Request refused"
 
     def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        taken = PROBLEM_MEMBERS.intersection(extra)
+        if taken:
+            raise TypeError(f"extra data may not be named {', '.join(sorted(taken))}")
         super().__init__(detail)
         self.detail = detail
         if code is not None:

@@ -18,6 +18,7 @@ from citywallet.identity.service import get_user
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.crypto import Encryptor
+from citywallet.platform.cursors import decode_cursor, encode_cursor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import InvalidInput
 from citywallet.redpacket.errors import (
@@ -28,7 +29,7 @@ from citywallet.redpacket.errors import (
     OwnerCannotLeave,
 )
 from citywallet.redpacket.models import RedPacketGroup, RedPacketGroupMember
-from citywallet.redpacket.paging import decode_cursor, encode_cursor, page_limit
+from citywallet.redpacket.paging import page_limit
 from citywallet.wallet.people import active_user, find_recipient, label, new_id
 
 NAME_MAX = 30

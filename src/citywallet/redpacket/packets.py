@@ -38,6 +38,7 @@ from citywallet.money import Money
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.crypto import Encryptor
+from citywallet.platform.cursors import decode_cursor, encode_cursor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
 from citywallet.redpacket.errors import (
@@ -50,7 +51,7 @@ from citywallet.redpacket.models import (
     RedPacketGroupMember,
     RedPacketShare,
 )
-from citywallet.redpacket.paging import decode_cursor, encode_cursor, page_limit
+from citywallet.redpacket.paging import page_limit
 from citywallet.redpacket.rules import validate_packet
 from citywallet.redpacket.shares import packet_shares
 from citywallet.wallet import accounts, history

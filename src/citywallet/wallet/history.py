@@ -8,8 +8,6 @@ transfer already sealed into a signed block (``not_sealed_yet`` for the newest o
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from citywallet.ledger import service as ledger
 from citywallet.ledger.blocks import LedgerSigner, NotSealedYet, inclusion_proof
 from citywallet.ledger.types import TransferFlags
 from citywallet.platform.clock import now_us
+from citywallet.platform.cursors import decode_cursor, encode_cursor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet.errors import TransactionNotFound
@@ -50,6 +49,7 @@ INCOMING = frozenset(
     }
 )
 MAX_PAGE = 100
+CURSOR_TAG = "h1"  # the history list's cursors (citywallet.platform.cursors)
 
 
 @dataclass(frozen=True)
@@ -168,23 +168,6 @@ def set_status(
     )
 
 
-def encode_cursor(row_id: int) -> str:
-    """An opaque cursor for the line after ``row_id``."""
-    return base64.urlsafe_b64encode(f"h1:{row_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The row id inside a cursor (``invalid_cursor`` if it is not one of ours)."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        tag, _, value = raw.partition(":")
-        if tag != "h1" or not value.isdigit():
-            raise ValueError(raw)
-        return int(value)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise InvalidInput("That cursor is not valid.", code="invalid_cursor") from None
-
-
 def list_history(
     uow: UnitOfWork,
     *,
@@ -215,10 +198,10 @@ def list_history(
     if counterparty is not None:
         query = query.where(Activity.counterparty_user_id == counterparty)
     if cursor is not None:
-        query = query.where(Activity.id < decode_cursor(cursor))
+        query = query.where(Activity.id < decode_cursor(CURSOR_TAG, cursor))
     rows = list(uow.session.scalars(query.order_by(Activity.id.desc()).limit(limit + 1)))
     page = rows[:limit]
-    following = encode_cursor(page[-1].id) if len(rows) > limit else None
+    following = encode_cursor(CURSOR_TAG, page[-1].id) if len(rows) > limit else None
     return HistoryPage([_view(r) for r in page], following)
 
 

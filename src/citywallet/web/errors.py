@@ -4,7 +4,7 @@ other request keeps the API's problem+json answer."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
 
 from fastapi import FastAPI, Request
@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from citywallet.api.problems import allowed_methods
 from citywallet.platform.errors import DomainError
 from citywallet.platform.logging import get_logger
 from citywallet.web.i18n import translations
@@ -30,7 +31,13 @@ def is_page(request: Request) -> bool:
     )
 
 
-def _page(request: Request, status: int, code: str, detail: str) -> Response:
+def _page(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     if not hasattr(request.state, "tr"):
         request.state.tr = translations("zh_CN")
     return render(
@@ -38,6 +45,7 @@ def _page(request: Request, status: int, code: str, detail: str) -> Response:
         "common/error.html",
         {"status": status, "code": code, "detail": detail},
         status_code=status,
+        headers=dict(headers or {}),
     )
 
 
@@ -62,7 +70,10 @@ def install(app: FastAPI) -> None:
             if isinstance(exc, DomainError):
                 return _page(request, exc.status, exc.code, exc.detail)
             if isinstance(exc, StarletteHTTPException):
-                return _page(request, exc.status_code, f"http_{exc.status_code}", "")
+                headers = dict(exc.headers or {})  # as on the API: a 405 names every method
+                if exc.status_code == 405:
+                    headers["Allow"] = ", ".join(allowed_methods(request))
+                return _page(request, exc.status_code, f"http_{exc.status_code}", "", headers)
             if isinstance(exc, RequestValidationError):
                 return _page(request, 422, "validation_failed", "")
             log.error("page_error", path=request.url.path, error=repr(exc))
