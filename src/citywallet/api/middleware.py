@@ -30,7 +30,7 @@ def _too_large(scope: Scope, cap: int) -> ASGIApp:
         "Payload too large",
         f"The request body is larger than {cap} bytes.",
         instance=scope.get("path"),
-        limit=cap,
+        extra={"limit": cap},
     )
     # The rest of the body is never read: the server must not wait for it on this connection.
     response.headers["Connection"] = "close"
