@@ -255,6 +255,34 @@ def test_draw_file_is_canonical_and_verifies() -> None:
     assert json.loads(data) == document
 
 
+# The canonical bytes of a small draw, written out by hand from docs/campaign-draw.md: keys
+# sorted at every level, no whitespace, ASCII only, one final line feed.
+PINNED_DRAW = (
+    b'{"campaign_id":"demo \\u7f57\\u6e56","format":"citywallet-campaign-draw/1",'
+    b'"list_hash":"127f9d203d89182b5be910abf08f28d7904a29fc6ba53cd5f57328af04f7ee06",'
+    b'"prizes":[300,100],"registrant_count":3,"registrations":["reg_a","reg_b","reg_c"],'
+    b'"seed":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",'
+    b'"seed_commitment":"630dcd2966c4336691125448bbb25b4ff412a49c732db2c8abc1b8581bd710dd",'
+    b'"winners":[{"prize":300,"rank":1,"registration_id":"reg_b",'
+    b'"ticket":"b6d2a660ebd83ab481619b5c41d48fbb789deba11e15206809647f3345b157b8"},'
+    b'{"prize":100,"rank":2,"registration_id":"reg_c",'
+    b'"ticket":"c1b9f77ecc37fe94fe885b44a1abbac99d6a000e15c7c35221ff0ad3a3112f9c"}]}\n'
+)
+
+
+def test_the_canonical_draw_bytes_are_pinned() -> None:
+    seed, ids, prizes = bytes(range(32)), ["reg_b", "reg_a", "reg_c"], [100, 300]
+    assert lottery.list_hash(ids) == hashlib.sha256(b"reg_a\nreg_b\nreg_c\n").hexdigest()
+    winners = reference_draw(seed, ids, prizes)
+    document = lottery.draw_file("demo 罗湖", seed, lottery.commitment(seed), ids, prizes, winners)
+    assert lottery.dump_draw_file(document) == PINNED_DRAW
+    assert both_verdicts(document) == []
+    # Insertion order does not matter: the bytes depend only on the content.
+    shuffled = dict(reversed(list(document.items())))
+    shuffled["winners"] = [dict(reversed(list(w.items()))) for w in document["winners"]]
+    assert lottery.dump_draw_file(shuffled) == PINNED_DRAW
+
+
 def test_draw_file_refuses_a_seed_that_does_not_open_the_commitment() -> None:
     seed = bytes(range(32))
     with pytest.raises(ValueError, match="does not open"):
@@ -365,6 +393,9 @@ TAMPERS: dict[str, tuple[Tamper, str]] = {
         "seed is not 64 lowercase hex",
     ),
     "prize as a boolean": (_set(("prizes", 0), True), "prizes is not a list of positive"),
+    "zero prize": (_set(("prizes", 9), 0), "prizes is not a list of positive integers"),
+    "negative prize": (_set(("prizes", 9), -6600), "prizes is not a list of positive integers"),
+    "negative count": (_set(("registrant_count",), -1), "registrant_count is not a non-negative"),
     "prize as a string": (_set(("winners", 0, "prize"), "52000"), "winners[0] is not an object"),
     "extra winner field": (_set(("winners", 0, "note"), "vip"), "winners[0] is not an object"),
     "registrations not strings": (_set(("registrations", 0), 5), "registrations is not a list"),

@@ -168,9 +168,7 @@ def test_a_retry_that_differs_in_any_field_is_another_transfer(change: dict[str,
 
 def test_a_post_may_omit_or_restate_what_it_inherits() -> None:
     omitted = replace(CAPTURE_SPEC, amount=None)
-    restated = replace(
-        CAPTURE_SPEC, debit_account_id=1, credit_account_id=2, ledger="CNY", code=7
-    )
+    restated = replace(CAPTURE_SPEC, debit_account_id=1, credit_account_id=2, ledger="CNY", code=7)
     for spec in (omitted, replace(CAPTURE_SPEC, amount=0), restated):
         assert same_fields(spec, CAPTURE)
     assert same_fields(replace(CAPTURE_SPEC, reference="order-1"), CAPTURE)

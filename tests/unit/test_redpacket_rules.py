@@ -344,3 +344,28 @@ def test_next_share_refuses_what_cannot_be_shared() -> None:
     assert caught.value.code == "share_too_small"
     with pytest.raises(InvalidInput):
         next_share("equal", 1, 2, rng)
+
+
+@pytest.mark.parametrize("kind", ["single", "equal", "lucky"])
+def test_no_kind_hands_out_a_share_below_the_minimum(kind: str) -> None:
+    """10 fen in 2 shares cannot give each at least 6 fen, whatever the kind."""
+    with pytest.raises(InvalidInput) as caught:
+        next_share(kind, 10, 2, random.Random(SEED), min_share=6)
+    assert caught.value.code == "share_too_small"
+    assert str(caught.value) == "Every share is at least 6 fen."
+    # Exactly enough is fine: each gets the minimum.
+    assert next_share(kind, 12, 2, random.Random(SEED), min_share=6) == 6
+
+
+@pytest.mark.parametrize("min_share", [0, -1])
+def test_a_minimum_share_below_one_fen_is_refused(min_share: int) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        next_share("equal", 10, 2, random.Random(SEED), min_share=min_share)
+    assert caught.value.code == "share_too_small"
+
+
+def test_next_share_with_the_default_minimum() -> None:
+    assert next_share("equal", 2, 2, random.Random(SEED)) == 1
+    assert next_share("single", 7, 1, random.Random(SEED)) == 7
+    assert next_share("equal", 7, 2, random.Random(SEED)) == 4  # the first gets the odd fen
+    assert next_share("lucky", 3, 1, random.Random(SEED)) == 3

@@ -15,6 +15,7 @@ from citywallet.wallet.rules import (
     ECNY_PRESET,
     PBOC_PRESET,
     FeeRule,
+    LimitsLeft,
     TierLimits,
     Usage,
     balance_refusal,
@@ -291,3 +292,63 @@ def test_periods_are_beijing_days_and_years() -> None:
     assert periods_at(at("2024-12-31T15:59:59")).day == "d:2024-12-31"  # 23:59:59 in Beijing
     new_year = periods_at(at("2024-12-31T16:00:00"))
     assert (new_year.day, new_year.year, new_year.lifetime) == ("d:2025-01-01", "y:2025", "life")
+
+
+@pytest.mark.parametrize(
+    ("limits", "usage", "code"),
+    [
+        (TierLimits(single=100), Usage(), "single_limit_exceeded"),
+        (TierLimits(daily=150), Usage(daily=50), "daily_limit_exceeded"),
+        (TierLimits(yearly=200), Usage(yearly=100), "yearly_limit_exceeded"),
+        (TierLimits(lifetime=1000), Usage(lifetime=900), "lifetime_limit_exceeded"),
+    ],
+)
+def test_paying_exactly_what_is_left_is_allowed(
+    limits: TierLimits, usage: Usage, code: str
+) -> None:
+    """Every limit is inclusive: 100 left pays 100, not 101."""
+    assert outflow_refusal(limits, usage, 100) is None
+    assert outflow_refusal(limits, usage, 101) == code
+    own_card = outflow_refusal(limits, usage, 101, own_card=True)
+    assert own_card == (code if code in ("single_limit_exceeded", "daily_limit_exceeded") else None)
+
+
+def test_the_first_limit_broken_is_the_one_named() -> None:
+    limits = TierLimits(single=10, daily=10, yearly=10, lifetime=10)
+    full = Usage(daily=10, yearly=10, lifetime=10)
+    assert outflow_refusal(limits, full, 11) == "single_limit_exceeded"
+    assert outflow_refusal(limits, full, 1) == "daily_limit_exceeded"
+    assert outflow_refusal(limits, Usage(yearly=10, lifetime=10), 1) == "yearly_limit_exceeded"
+    assert outflow_refusal(limits, Usage(lifetime=10), 1) == "lifetime_limit_exceeded"
+    assert outflow_refusal(TierLimits(), full, 10**15) is None
+
+
+def test_limits_left_reports_what_may_still_leave() -> None:
+    limits = TierLimits(single=500, daily=1_000, yearly=5_000, lifetime=9_000, balance=1)
+    left = limits_left(limits, Usage(daily=300, yearly=4_000, lifetime=9_500))
+    assert left == LimitsLeft(single=500, today=700, this_year=1_000, lifetime=0)
+    assert limits_left(limits, Usage()) == LimitsLeft(
+        single=500, today=1_000, this_year=5_000, lifetime=9_000
+    )
+    exact = limits_left(limits, Usage(daily=1_000, yearly=5_000, lifetime=9_000))
+    assert (exact.today, exact.this_year, exact.lifetime) == (0, 0, 0)
+    assert limits_left(TierLimits(), Usage(daily=5)) == LimitsLeft(None, None, None, None)
+
+
+@given(
+    st.builds(TierLimits, optional, optional, optional, optional),
+    st.builds(Usage, st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**7)),
+    st.integers(1, 10**7),
+)
+def test_what_is_left_is_exactly_what_may_be_paid(
+    limits: TierLimits, usage: Usage, amount: int
+) -> None:
+    """A payment passes exactly when it fits under every figure ``limits_left`` reports."""
+    left = limits_left(limits, usage)
+    fits = all(value is None or amount <= value for value in figures(left))
+    assert (outflow_refusal(limits, usage, amount) is None) == fits
+
+
+def figures(left: LimitsLeft) -> tuple[int | None, ...]:
+    """The four figures of a ``LimitsLeft``."""
+    return (left.single, left.today, left.this_year, left.lifetime)
