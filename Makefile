@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit serve bench clean
+.PHONY: demo test lint typecheck unit serve bench mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
+
+## Mutation testing of the pure money modules (docs/testing.md; slow, not part of CI):
+## make mutation  or  make mutation MUTATION_MODULES="money merchant.rules"
+MUTATION_MODULES ?= money ledger.posting wallet.rules merchant.rules merchant.emv redpacket.rules campaign.lottery
+MUTATION_CHILDREN ?= 2
+mutation: $(STAMP)
+	for module in $(MUTATION_MODULES); do \
+		nice $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) "citywallet.$$module.*" || exit 1; \
+	done
+	$(BIN)/python scripts/mutation_report.py --survivors
 
 serve: $(STAMP)
 	$(BIN)/citywallet serve

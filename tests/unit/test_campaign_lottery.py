@@ -613,6 +613,7 @@ def test_the_worked_example_in_the_docs(tmp_path: Path) -> None:
 # --- size --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # make mutation leaves it out: it prints timings and asserts what others do
 def test_timing_for_200000_registrations(capsys: pytest.CaptureFixture[str]) -> None:
     """Not a benchmark: prints how long 200,000 registrations take (Luohu is ten times that)."""
     ids = [f"reg_{n:08x}" for n in range(200_000)]
