@@ -33,9 +33,8 @@ unit: $(STAMP)
 MUTATION_MODULES ?= money ledger.posting wallet.rules merchant.rules merchant.emv redpacket.rules campaign.lottery
 MUTATION_CHILDREN ?= 2
 mutation: $(STAMP)
-	for module in $(MUTATION_MODULES); do \
-		nice $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) "citywallet.$$module.*" || exit 1; \
-	done
+	nice $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) \
+		$(foreach module,$(MUTATION_MODULES),"citywallet.$(module).*")
 	$(BIN)/python scripts/mutation_report.py --survivors
 
 serve: $(STAMP)

@@ -81,8 +81,9 @@ def test_refund_beyond_the_order_is_a_bug() -> None:
     ("amount", "fee", "refunded"), [(100, 1, -1), (0, 0, 0), (-5, 0, 0), (100, -1, 50)]
 )
 def test_fee_returned_refuses_impossible_orders(amount: int, fee: int, refunded: int) -> None:
-    with pytest.raises(ValueError, match="refunded must lie"):
+    with pytest.raises(ValueError) as caught:
         fee_returned(amount=amount, fee=fee, refunded=refunded)
+    assert str(caught.value) == "refunded must lie between 0 and the order amount"
 
 
 def test_fee_returned_edges() -> None:
@@ -97,8 +98,9 @@ def test_fee_returned_edges() -> None:
 
 @pytest.mark.parametrize(("amount", "rate_bp"), [(-1, 38), (100, -1), (-1, -1)])
 def test_fee_for_refuses_a_negative_amount_or_rate(amount: int, rate_bp: int) -> None:
-    with pytest.raises(ValueError, match="must not be negative"):
+    with pytest.raises(ValueError) as caught:
         fee_for(amount, rate_bp)
+    assert str(caught.value) == "amount and rate must not be negative"
 
 
 def test_fee_for_zero() -> None:

@@ -87,13 +87,15 @@ def test_format_then_parse_round_trips(amount: int, currency: str) -> None:
 
 @pytest.mark.parametrize("bad", [1.5, "12", True, None])
 def test_amounts_are_integers(bad: object) -> None:
-    with pytest.raises(MoneyError, match="integers of minor units"):
+    with pytest.raises(MoneyError) as caught:
         Money(bad)  # type: ignore[arg-type]
+    assert str(caught.value) == "amounts are integers of minor units"
 
 
 def test_unknown_currency() -> None:
-    with pytest.raises(MoneyError, match="unsupported currency 'XYZ'"):
+    with pytest.raises(MoneyError) as caught:
         Money(1, "XYZ")
+    assert str(caught.value) == "unsupported currency 'XYZ'"
 
 
 def test_money_orders_and_compares() -> None:
@@ -144,5 +146,6 @@ def test_allocate_is_exact_and_largest_remainder(total: int, weights: list[int])
 
 @pytest.mark.parametrize("weights", [[], [0], [0, 0], [-1, 2], [2, -1], [-1, -1]])
 def test_allocate_needs_non_negative_weights_with_a_positive_sum(weights: list[int]) -> None:
-    with pytest.raises(MoneyError, match="non-negative with a positive sum"):
+    with pytest.raises(MoneyError) as caught:
         allocate(10, weights)
+    assert str(caught.value) == "weights must be non-negative with a positive sum"
