@@ -81,9 +81,8 @@ def test_refund_beyond_the_order_is_a_bug() -> None:
     ("amount", "fee", "refunded"), [(100, 1, -1), (0, 0, 0), (-5, 0, 0), (100, -1, 50)]
 )
 def test_fee_returned_refuses_impossible_orders(amount: int, fee: int, refunded: int) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=r"^refunded must lie between 0 and the order amount$"):
         fee_returned(amount=amount, fee=fee, refunded=refunded)
-    assert str(caught.value) == "refunded must lie between 0 and the order amount"
 
 
 def test_fee_returned_edges() -> None:
@@ -98,9 +97,8 @@ def test_fee_returned_edges() -> None:
 
 @pytest.mark.parametrize(("amount", "rate_bp"), [(-1, 38), (100, -1), (-1, -1)])
 def test_fee_for_refuses_a_negative_amount_or_rate(amount: int, rate_bp: int) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=r"^amount and rate must not be negative$"):
         fee_for(amount, rate_bp)
-    assert str(caught.value) == "amount and rate must not be negative"
 
 
 def test_fee_for_zero() -> None:
@@ -176,3 +174,52 @@ def test_onboarding_fields() -> None:
     for wrong in ("short", "has space 123", "x" * 65, "中文订单号123"):
         with pytest.raises(InvalidInput):
             validate_out_no(wrong)
+
+
+def test_clean_text_latin_refusal_says_why() -> None:
+    with pytest.raises(InvalidInput) as bad:
+        clean_text("老王面馆", field="name", max_length=10, latin=True)
+    assert str(bad.value) == (
+        "name is written in Latin letters, digits and simple punctuation "
+        "(it is printed in the EMV code that any wallet can read)."
+    )
+
+
+@pytest.mark.parametrize("code", ["0742", "5812", "9999"])
+def test_validate_mcc_accepts_card_acceptor_codes(code: str) -> None:
+    assert validate_mcc(code) == code
+
+
+@pytest.mark.parametrize("code", ["0741", "0000", "581", "58123", "58a2", ""])
+def test_validate_mcc_refusals(code: str) -> None:
+    with pytest.raises(InvalidInput) as bad:
+        validate_mcc(code)
+    assert bad.value.code == "invalid_mcc"
+    assert str(bad.value) == (
+        "A merchant category code is four digits from 0742 to 9999 (ISO 18245)."
+    )
+
+
+def test_validate_uscc_refusal_says_why() -> None:
+    with pytest.raises(InvalidInput) as bad:
+        validate_uscc("91110108551385082A")
+    assert str(bad.value) == "That is not a valid unified social credit code (统一社会信用代码)."
+
+
+@pytest.mark.parametrize("value", ["a" * 6, "x" * 64, "A-b_c|d*e@1"])
+def test_validate_out_no_accepts_6_to_64_characters(value: str) -> None:
+    assert validate_out_no(value) == value
+    assert validate_out_no(value, field="out_refund_no") == value
+
+
+@pytest.mark.parametrize(
+    ("field", "code"), [(None, "invalid_out_trade_no"), ("out_refund_no", "invalid_out_refund_no")]
+)
+def test_validate_out_no_refusals_name_the_field(field: str | None, code: str) -> None:
+    for value in ("a" * 5, "x" * 65, "has space", "中文订单号123"):
+        kwargs = {} if field is None else {"field": field}
+        with pytest.raises(InvalidInput) as bad:
+            validate_out_no(value, **kwargs)
+        assert bad.value.code == code
+        name = field or "out_trade_no"
+        assert str(bad.value) == f"{name} is 6 to 64 characters: letters, digits and _-|*@."
