@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +19,7 @@ from citywallet.wallet.rules import (
     LimitsLeft,
     TierLimits,
     Usage,
+    WithdrawalFee,
     balance_refusal,
     bank_for,
     even_split,
@@ -352,3 +354,80 @@ def test_what_is_left_is_exactly_what_may_be_paid(
 def figures(left: LimitsLeft) -> tuple[int | None, ...]:
     """The four figures of a ``LimitsLeft``."""
     return (left.single, left.today, left.this_year, left.lifetime)
+
+
+@pytest.mark.parametrize(
+    ("call", "code", "message"),
+    [
+        (
+            lambda: normalize_card_number("6222 0212 3456 789"),
+            "invalid_card_number",
+            "A card number has 16 to 19 digits.",
+        ),
+        (
+            lambda: normalize_card_number("6222021234567890"),
+            "invalid_card_number",
+            "That card number is mistyped.",
+        ),
+        (
+            lambda: withdrawal_fee(0, free_quota_left=0, rule=DEFAULT_FEE),
+            "invalid_amount",
+            "The amount must be positive.",
+        ),
+        (lambda: validate_shares(0, [1]), "invalid_amount", "The total must be positive."),
+        (lambda: validate_shares(5, []), "invalid_share_count", "A split has 1 to 100 shares."),
+        (
+            lambda: validate_shares(5, [1] * 4, max_shares=3),
+            "invalid_share_count",
+            "A split has 1 to 3 shares.",
+        ),
+        (
+            lambda: validate_shares(5, [5, 0]),
+            "invalid_share_amount",
+            "Every share is at least 0.01.",
+        ),
+        (
+            lambda: validate_shares(5, [2, 2]),
+            "shares_do_not_sum_to_total",
+            "The shares add up to 4, not to the total 5.",
+        ),
+        (
+            lambda: even_split(5, 0),
+            "invalid_share_count",
+            "A split needs at least one person.",
+        ),
+        (lambda: even_split(2, 3), "invalid_share_amount", "Every share is at least 0.01."),
+    ],
+)
+def test_wallet_refusals_say_why(call: Callable[[], object], code: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        call()
+    assert (caught.value.code, str(caught.value)) == (code, message)
+
+
+def test_split_edges() -> None:
+    validate_shares(100, [1] * 100)  # 100 shares of a fen each: the most allowed
+    validate_shares(1, [1])
+    assert even_split(3, 3) == [1, 1, 1]
+    assert even_split(5, 1) == [5]
+
+
+def test_withdrawal_fee_edges() -> None:
+    rule = FeeRule(free_quota=0, rate_bp=10, minimum=10)
+    assert withdrawal_fee(1, free_quota_left=1, rule=rule) == WithdrawalFee(1, 0, 0)
+    assert withdrawal_fee(1, free_quota_left=-5, rule=rule) == WithdrawalFee(0, 1, 10)
+    assert withdrawal_fee(15_000, free_quota_left=0, rule=rule) == WithdrawalFee(0, 15_000, 15)
+    # 0.1 % of 14,500 fen is 14.5 fen, half up to 15; of 14,499 it is 14.499, down to 14.
+    assert withdrawal_fee(14_500, free_quota_left=0, rule=rule).fee == 15
+    assert withdrawal_fee(14_499, free_quota_left=0, rule=rule).fee == 14
+    assert withdrawal_fee(5_000, free_quota_left=0, rule=rule).fee == 10  # 5 fen: the minimum
+    assert FeeRule() == FeeRule(free_quota=100_000, rate_bp=10, minimum=10)
+
+
+def test_card_helpers_edges() -> None:
+    assert mask_card("6222021234567890123") == "622202*********0123"
+    assert bank_for("6222021234567890123") is BINS["622202"]
+    assert bank_for("4111111111111111") is None
+    assert not luhn_valid("")
+    assert not luhn_valid("１２３")  # full-width digits are digits, but not ASCII
+    assert luhn_check_digit("7992739871") == "3"
