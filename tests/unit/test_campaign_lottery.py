@@ -636,3 +636,93 @@ def test_timing_for_200000_registrations(capsys: pytest.CaptureFixture[str]) -> 
             f"\n[campaign lottery] 200,000 registrations, 5,000 prizes: draw {drawn:.2f} s, "
             f"verify_draw {verified:.2f} s, drawcheck {checked:.2f} s"
         )
+
+
+# --- every refusal in full ---------------------------------------------------------------------
+
+WINNER_SHAPE = (
+    "is not an object with exactly an integer rank and prize and a string registration_id "
+    "and ticket"
+)
+MESSAGES: dict[str, tuple[Tamper, str]] = {
+    "commitment": (_set(("seed_commitment",), "0" * 64), "seed_commitment is not SHA-256(seed)"),
+    "order": (lambda doc: doc["prizes"].reverse(), "prizes are not listed largest first"),
+    "campaign": (
+        _set(("campaign_id",), 7),
+        "malformed draw file: campaign_id is not a non-empty string",
+    ),
+    "hex": (
+        _set(("list_hash",), "F" * 64),
+        "malformed draw file: list_hash is not 64 lowercase hex digits",
+    ),
+    "count": (
+        _set(("registrant_count",), "60"),
+        "malformed draw file: registrant_count is not a non-negative integer",
+    ),
+    "registrations": (
+        _set(("registrations",), "reg_1"),
+        "malformed draw file: registrations is not a list of strings",
+    ),
+    "prizes": (
+        _set(("prizes",), 52000),
+        "malformed draw file: prizes is not a list of positive integers",
+    ),
+    "zero prize": (
+        _set(("prizes", 0), 0),
+        "malformed draw file: prizes is not a list of positive integers",
+    ),
+    "winners": (_set(("winners",), {}), "malformed draw file: winners is not a list"),
+    "winner": (_set(("winners", 3), []), f"malformed draw file: winners[3] {WINNER_SHAPE}"),
+    "rank": (_set(("winners", 0, "rank"), "1"), f"malformed draw file: winners[0] {WINNER_SHAPE}"),
+    "id": (
+        lambda doc: doc["registrations"].append("reg\tx"),
+        "registration id 'reg\\tx' is not 1 to 128 printable ASCII characters without spaces",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_every_problem_is_reported_in_full(name: str, good_document: dict[str, Any]) -> None:
+    tamper, message = MESSAGES[name]
+    document = copy.deepcopy(good_document)
+    tamper(document)
+    assert both_verdicts(document)[0] == message
+
+
+def test_draw_file_and_draw_refusals_in_full() -> None:
+    seed = bytes(range(32))
+    with pytest.raises(ValueError, match=r"^the seed does not open the published commitment$"):
+        lottery.draw_file("c", seed, lottery.commitment(bytes(32)), ["reg_a"], [1], [])
+    for campaign_id in ("", None):
+        with pytest.raises(ValueError, match=r"^the campaign id must be a non-empty string$"):
+            lottery.draw_file(campaign_id, seed, lottery.commitment(seed), [], [1], [])  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"^every prize must be a positive integer amount in minor units$"
+    ):
+        lottery.draw(seed, ["reg_a"], [0])
+    with pytest.raises(ValueError, match=r"^the seed must be 32 bytes$"):
+        lottery.draw(seed[:31], ["reg_a"], [1])
+    with pytest.raises(ValueError, match=r"^registrant 'reg_a' is listed more than once$"):
+        lottery.draw(seed, ["reg_a", "reg_b", "reg_a"], [1])
+    with pytest.raises(ValueError, match=r"^registration id 5 is not 1 to 128 printable ASCII"):
+        lottery.list_hash(["reg_a", 5])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"^registration id 'a b' is not 1 to 128 printable"):
+        lottery.ticket(seed, "a b")
+
+
+def test_registration_ids_at_their_limits() -> None:
+    longest = "~" * 128
+    assert lottery.is_valid_registration_id(longest)
+    assert lottery.is_valid_registration_id("!")
+    assert not lottery.is_valid_registration_id(longest + "~")
+    assert not lottery.is_valid_registration_id("")
+    assert not lottery.is_valid_registration_id("é")
+    seed = bytes(range(32))
+    assert (
+        lottery.ticket(seed, longest) == hmac.new(seed, longest.encode(), hashlib.sha256).digest()
+    )
+    assert [w.registration_id for w in lottery.draw(seed, [longest, "!"], [5, 5])] == sorted(
+        [longest, "!"], key=lambda i: (lottery.ticket(seed, i), i)
+    )
+    with pytest.raises(ValueError, match=r"is not 1 to 128 printable ASCII characters"):
+        lottery.draw(seed, [longest + "~"], [5])
