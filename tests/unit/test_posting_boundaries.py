@@ -14,6 +14,7 @@ import pytest
 from citywallet.ledger.posting import apply_batch, same_fields, validate_static
 from citywallet.ledger.types import (
     MAX_AMOUNT,
+    MAX_ID_LENGTH,
     AccountFlags,
     AccountState,
     PendingState,
@@ -258,3 +259,152 @@ def test_only_system_batches_may_expire_and_system_is_off_by_default() -> None:
     outcome = apply_batch([expire], {1: account(1), 2: account(2)}, {}, pendings, now=due)
     assert outcome.results == [Result.FLAGS_RESERVED]
     assert pendings["h"].status is PendingStatus.PENDING
+
+
+# --- static checks at their edges ---------------------------------------------------------------
+
+PLAIN = TransferSpec("t", 1, 2, 1, "CNY", 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "result"),
+    [
+        ({"id": "x" * MAX_ID_LENGTH}, Result.OK),
+        ({"id": "x" * (MAX_ID_LENGTH + 1)}, Result.ID_TOO_LONG),
+        ({"id": ""}, Result.ID_MUST_NOT_BE_EMPTY),
+        ({"amount": MAX_AMOUNT}, Result.OK),
+        ({"amount": MAX_AMOUNT + 1}, Result.AMOUNT_TOO_LARGE),
+        ({"amount": 0}, Result.AMOUNT_MUST_BE_POSITIVE),
+        ({"amount": -1}, Result.AMOUNT_MUST_BE_POSITIVE),
+        ({"amount": None}, Result.AMOUNT_MUST_BE_POSITIVE),
+        ({"timeout": -1}, Result.TIMEOUT_MUST_NOT_BE_NEGATIVE),
+        ({"timeout": 1}, Result.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER),
+        ({"flags": PENDING, "timeout": 1}, Result.OK),
+        ({"flags": PENDING, "timeout": -1}, Result.TIMEOUT_MUST_NOT_BE_NEGATIVE),
+        ({"flags": PENDING | POST}, Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE),
+        ({"flags": POST | VOID, "pending_id": "h"}, Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE),
+        ({"flags": PENDING | VOID}, Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE),
+        ({"flags": LINKED | PENDING}, Result.OK),
+        ({"pending_id": "h"}, Result.PENDING_ID_MUST_BE_EMPTY),
+        ({"credit_account_id": 1}, Result.ACCOUNTS_MUST_BE_DIFFERENT),
+        ({"code": 0}, Result.CODE_MUST_NOT_BE_ZERO),
+        ({"flags": POST}, Result.PENDING_ID_REQUIRED),
+        ({"flags": VOID, "pending_id": ""}, Result.PENDING_ID_REQUIRED),
+        ({"flags": POST, "pending_id": "h", "amount": -1}, Result.AMOUNT_MUST_BE_POSITIVE),
+        ({"flags": POST, "pending_id": "h", "amount": 0}, Result.OK),
+        ({"flags": POST, "pending_id": "h", "amount": None, "code": 0}, Result.OK),
+        ({"flags": POST, "pending_id": "h", "amount": MAX_AMOUNT + 1}, Result.AMOUNT_TOO_LARGE),
+    ],
+)
+def test_validate_static_edges(change: dict[str, object], result: Result) -> None:
+    assert validate_static(replace(PLAIN, **change)) is result
+
+
+@pytest.mark.parametrize("system", [False, True])
+def test_expired_needs_void(system: bool) -> None:
+    for flags in (EXPIRED, EXPIRED | POST, EXPIRED | PENDING):
+        spec = TransferSpec("x", 1, 2, 1, "CNY", 1, flags=flags, pending_id="h")
+        expected = Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE if system else Result.FLAGS_RESERVED
+        assert validate_static(spec, system=system) is expected
+
+
+# --- resolving a pending transfer ---------------------------------------------------------------
+
+
+def _resolve(
+    spec: TransferSpec, now: int = T0
+) -> tuple[Result, Transfer | None, dict[int, AccountState], PendingState]:
+    """Apply ``spec`` to HOLD (10 fen from account 1 to 2, pending); what came of it."""
+    states = {
+        1: AccountState(1, "CNY", int(NO_OVERDRAFT), debits_pending=10, credits_posted=10),
+        2: AccountState(2, "CNY", 0, credits_pending=10),
+    }
+    pendings = {"h": PendingState(HOLD)}
+    outcome = apply_batch([spec], states, {}, pendings, now=now)
+    created = outcome.created[0] if outcome.created else None
+    return outcome.results[0], created, states, pendings["h"]
+
+
+def test_posting_exactly_the_pending_amount_and_no_more() -> None:
+    result, created, states, state = _resolve(
+        TransferSpec("p", flags=POST, pending_id="h", amount=10)
+    )
+    assert result is Result.OK
+    assert created is not None
+    assert created.amount == 10
+    assert (states[1].debits_pending, states[1].debits_posted) == (0, 10)
+    assert (states[2].credits_pending, states[2].credits_posted) == (0, 10)
+    assert state.status is PendingStatus.POSTED
+    result, created, states, state = _resolve(
+        TransferSpec("p", flags=POST, pending_id="h", amount=11)
+    )
+    assert (result, created, state.status) == (
+        Result.EXCEEDS_PENDING_TRANSFER_AMOUNT,
+        None,
+        PendingStatus.PENDING,
+    )
+    assert (states[1].debits_pending, states[1].debits_posted) == (10, 0)
+
+
+def test_a_partial_post_releases_the_rest() -> None:
+    result, created, states, _ = _resolve(TransferSpec("p", flags=POST, pending_id="h", amount=4))
+    assert result is Result.OK
+    assert created == Transfer(
+        id="p",
+        debit_account_id=1,
+        credit_account_id=2,
+        amount=4,
+        ledger="CNY",
+        code=7,
+        flags=int(POST),
+        pending_id="h",
+        timeout=0,
+        reference="order-1",
+        timestamp=T0,
+    )
+    assert (states[1].debits_pending, states[1].debits_posted) == (0, 4)
+    assert (states[2].credits_pending, states[2].credits_posted) == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("amount", "ok"), [(None, True), (0, True), (10, True), (9, False), (11, False)]
+)
+def test_a_void_may_restate_only_the_whole_amount(amount: int | None, ok: bool) -> None:
+    result, created, states, state = _resolve(
+        TransferSpec("v", flags=VOID, pending_id="h", amount=amount, reference="undo")
+    )
+    if not ok:
+        assert (result, state.status) == (
+            Result.EXCEEDS_PENDING_TRANSFER_AMOUNT,
+            PendingStatus.PENDING,
+        )
+        return
+    assert result is Result.OK
+    assert created is not None
+    assert (created.amount, created.reference, created.timeout) == (10, "undo", 0)
+    assert (states[1].debits_pending, states[1].debits_posted) == (0, 0)
+    assert (states[2].credits_pending, states[2].credits_posted) == (0, 0)
+    assert state.status is PendingStatus.VOIDED
+
+
+@pytest.mark.parametrize(
+    ("change", "result"),
+    [
+        ({"debit_account_id": 3}, Result.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT),
+        ({"credit_account_id": 3}, Result.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT),
+        ({"ledger": "HKD"}, Result.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER),
+        ({"code": 8}, Result.PENDING_TRANSFER_HAS_DIFFERENT_CODE),
+        ({"debit_account_id": 1, "credit_account_id": 2, "ledger": "CNY", "code": 7}, Result.OK),
+    ],
+)
+def test_a_post_may_restate_but_not_change_the_pending_fields(
+    change: dict[str, object], result: Result
+) -> None:
+    spec = replace(TransferSpec("p", flags=POST, pending_id="h"), **change)
+    assert _resolve(spec)[0] is result
+
+
+def test_a_pending_transfer_expires_at_exactly_its_timeout() -> None:
+    post = TransferSpec("p", flags=POST, pending_id="h")
+    assert _resolve(post, now=T0 + 60 * SECOND - 1)[0] is Result.OK
+    assert _resolve(post, now=T0 + 60 * SECOND)[0] is Result.PENDING_TRANSFER_EXPIRED
