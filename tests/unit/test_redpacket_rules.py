@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from citywallet.platform.errors import InvalidInput
 from citywallet.redpacket.rules import (
+    KINDS,
     MAX_PACKET,
     MAX_SHARES,
     MIN_SHARE,
@@ -369,3 +370,30 @@ def test_next_share_with_the_default_minimum() -> None:
     assert next_share("single", 7, 1, random.Random(SEED)) == 7
     assert next_share("equal", 7, 2, random.Random(SEED)) == 4  # the first gets the odd fen
     assert next_share("lucky", 3, 1, random.Random(SEED)) == 3
+
+
+@pytest.mark.parametrize(
+    ("total", "shares", "options", "message"),
+    [
+        (0, 1, {}, "The amount must be positive."),
+        (100, 0, {}, "A red packet has at least one share."),
+        (MAX_PACKET + 1, 1, {}, "A red packet holds at most 200.00 yuan."),
+        (10_000, MAX_SHARES + 1, {}, "A red packet has at most 100 shares."),
+        (100, 6, {"members": 5}, "More shares (6) than the group has members (5)."),
+        (9, 10, {}, "Every share is at least 0.01 yuan."),
+        (1_001, 10, {"cap": 100}, "10 shares of at most 1.00 yuan cannot hold 10.01 yuan."),
+        (10, 1, {"cap": -5}, "1 shares of at most 0.00 yuan cannot hold 0.10 yuan."),
+    ],
+)
+def test_validate_packet_says_why(
+    total: int, shares: int, options: dict[str, int], message: str
+) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        validate_packet(total, shares, **options)
+    assert str(exc.value) == message
+
+
+def test_unknown_kind_is_a_bug() -> None:
+    with pytest.raises(ValueError, match=r"^unknown red-packet kind 'huge'$"):
+        next_share("huge", 100, 2, random.Random(SEED))
+    assert KINDS == ("single", "equal", "lucky")
