@@ -421,6 +421,9 @@ def test_withdrawal_fee_edges() -> None:
     assert withdrawal_fee(14_500, free_quota_left=0, rule=rule).fee == 15
     assert withdrawal_fee(14_499, free_quota_left=0, rule=rule).fee == 14
     assert withdrawal_fee(5_000, free_quota_left=0, rule=rule).fee == 10  # 5 fen: the minimum
+    one_bp = FeeRule(free_quota=0, rate_bp=1, minimum=0)
+    assert withdrawal_fee(14_999, free_quota_left=0, rule=one_bp).fee == 1  # 1.4999 fen
+    assert withdrawal_fee(15_000, free_quota_left=0, rule=one_bp).fee == 2  # 1.5 fen
     assert FeeRule() == FeeRule(free_quota=100_000, rate_bp=10, minimum=10)
 
 
