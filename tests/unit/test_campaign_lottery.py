@@ -726,3 +726,9 @@ def test_registration_ids_at_their_limits() -> None:
     )
     with pytest.raises(ValueError, match=r"is not 1 to 128 printable ASCII characters"):
         lottery.draw(seed, [longest + "~"], [5])
+
+
+def test_a_prize_of_one_fen_is_a_prize() -> None:
+    document = make_document(bytes(range(32)), ["reg_a", "reg_b"], [1, 2])
+    assert document["prizes"] == [2, 1]
+    assert both_verdicts(document) == []
