@@ -732,3 +732,8 @@ def test_a_prize_of_one_fen_is_a_prize() -> None:
     document = make_document(bytes(range(32)), ["reg_a", "reg_b"], [1, 2])
     assert document["prizes"] == [2, 1]
     assert both_verdicts(document) == []
+
+
+def test_the_bad_id_is_named_not_the_first_one() -> None:
+    with pytest.raises(ValueError, match=r"^registration id 'a b' is not 1 to 128 printable"):
+        lottery.draw(bytes(32), ["reg_a", "a b", "reg_c"], [1])
