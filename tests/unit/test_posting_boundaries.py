@@ -408,3 +408,18 @@ def test_a_pending_transfer_expires_at_exactly_its_timeout() -> None:
     post = TransferSpec("p", flags=POST, pending_id="h")
     assert _resolve(post, now=T0 + 60 * SECOND - 1)[0] is Result.OK
     assert _resolve(post, now=T0 + 60 * SECOND)[0] is Result.PENDING_TRANSFER_EXPIRED
+
+
+def test_a_failed_chain_gives_the_pending_transfer_its_status_back() -> None:
+    states = {1: account(1), 2: account(2), 3: account(3, NO_OVERDRAFT)}
+    states[1].debits_pending = states[2].credits_pending = 10
+    pendings = {"h": PendingState(HOLD)}
+    chain = [
+        TransferSpec("p", flags=POST | LINKED, pending_id="h"),
+        TransferSpec("overdraw", 3, 2, 1, "CNY", 1),  # account 3 holds nothing
+    ]
+    outcome = apply_batch(chain, states, {}, pendings, now=T0)
+    assert outcome.results == [Result.LINKED_EVENT_FAILED, Result.EXCEEDS_CREDITS]
+    assert pendings["h"].status is PendingStatus.PENDING
+    assert (states[1].debits_pending, states[1].debits_posted) == (10, 0)
+    assert outcome.resolved_pending_ids == set()
