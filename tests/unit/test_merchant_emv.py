@@ -634,3 +634,15 @@ def test_our_template_twice_says_so() -> None:
         "qr_malformed",
         "The code carries our account template twice.",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "refusal"),
+    [
+        ("0002ZH590", ("qr_truncated", "The payload ends inside a data object.")),
+        ("0002ZH5901", ("qr_truncated", "ID 59 runs past the end.")),  # exactly 4 left
+        ("0002ZH5900", ("qr_malformed", "ID 59 has no valid length.")),
+    ],
+)
+def test_a_template_ending_early_says_where(value: str, refusal: tuple[str, str]) -> None:
+    assert _refusal(emv.decode_template, value) == refusal
