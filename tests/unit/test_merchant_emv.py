@@ -646,3 +646,10 @@ def test_our_template_twice_says_so() -> None:
 )
 def test_a_template_ending_early_says_where(value: str, refusal: tuple[str, str]) -> None:
     assert _refusal(emv.decode_template, value) == refusal
+
+
+def test_a_code_from_another_country_keeps_its_country() -> None:
+    code = dataclasses.replace(DYNAMIC, country="HK", merchant_city="HONG KONG")
+    payload = emv.build(code, key=KEY)
+    assert emv.decode_objects(payload)["58"] == "HK"
+    assert emv.parse(payload, key=KEY) == code
