@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 from collections.abc import Callable
 
 import pytest
@@ -653,3 +655,26 @@ def test_a_code_from_another_country_keeps_its_country() -> None:
     payload = emv.build(code, key=KEY)
     assert emv.decode_objects(payload)["58"] == "HK"
     assert emv.parse(payload, key=KEY) == code
+
+
+@pytest.mark.parametrize("code", [STATIC, DYNAMIC])
+def test_the_mac_is_hmac_sha256_over_the_fields_one_per_line(code: MerchantCode) -> None:
+    """Recomputed from the rule as written: a versioned label, then every field; None is ""."""
+    fields = [
+        "CW-EMV-MAC-1",
+        code.merchant_id,
+        code.store_id,
+        code.mcc,
+        code.currency,
+        code.country,
+        "" if code.amount is None else str(code.amount),
+        code.order_ref or "",
+        code.terminal or "",
+        code.merchant_name,
+        code.merchant_city,
+        code.name_zh,
+        code.city_zh,
+    ]
+    mac = hmac.new(KEY, "\n".join(fields).encode("utf-8"), hashlib.sha256).hexdigest()
+    account = emv.decode_template(emv.decode_objects(emv.build(code, key=KEY))["29"])
+    assert account["03"] == mac[:16].upper()
