@@ -3,7 +3,8 @@
 Reads mutmut's result files (``mutants/**/*.py.meta``) and prints, for each mutated module,
 how many mutants were killed, survived or had no test, and the kill rate: killed (a test
 failed or timed out) over every mutant checked, so a mutant no test reaches counts as a
-survivor. Exits 1 if a module is below ``--fail-under`` percent.
+survivor; mutants not checked yet (an interrupted run) are left out and shown apart.
+Exits 1 if a module is below ``--fail-under`` percent.
 """
 
 from __future__ import annotations
@@ -39,19 +40,21 @@ def main() -> int:
         print("No mutmut results: run `make mutation` first.", file=sys.stderr)
         return 1
     below = []
-    print(f"{'module':<28}{'mutants':>8}{'killed':>8}{'survived':>9}{'no test':>8}{'rate':>8}")
+    header = f"{'module':<24}{'mutants':>8}{'checked':>8}{'killed':>8}{'survived':>9}{'no test':>8}"
+    print(header + f"{'rate':>8}")
     for meta in metas:
         module = meta.relative_to(root / "citywallet").as_posix().removesuffix(".meta")
         counts = module_counts(meta)
         killed = sum(counts[s] for s in DETECTED)
         missed = sum(counts[s] for s in UNDETECTED)
         checked = killed + missed
+        total = sum(counts.values())
         if checked == 0:
-            print(f"{module:<28}{sum(counts.values()):>8}   (not run yet)")
+            print(f"{module:<24}{total:>8}{0:>8}   (not run yet)")
             continue
         rate = 100 * killed / checked
         print(
-            f"{module:<28}{checked:>8}{killed:>8}{missed - counts['no tests']:>9}"
+            f"{module:<24}{total:>8}{checked:>8}{killed:>8}{missed - counts['no tests']:>9}"
             f"{counts['no tests']:>8}{rate:>7.1f}%"
         )
         if rate < args.fail_under:
