@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 LOCK   := requirements/dev.lock
 COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal --python-version 3.11
 
-.PHONY: demo test lint typecheck unit serve bench clean lock
+.PHONY: demo test lint typecheck unit serve bench mutation clean lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
+
+## Mutation testing of the pure money modules (docs/testing.md; slow, not part of CI):
+## make mutation  or  make mutation MUTATION_MODULES="money merchant.rules"
+MUTATION_MODULES ?= money ledger.posting wallet.rules merchant.rules merchant.emv redpacket.rules campaign.lottery
+MUTATION_CHILDREN ?= 2
+mutation: $(STAMP)
+	nice $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) \
+		$(foreach module,$(MUTATION_MODULES),"citywallet.$(module).*")
+	$(BIN)/python scripts/mutation_report.py --survivors
 
 serve: $(STAMP)
 	$(BIN)/citywallet serve

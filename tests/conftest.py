@@ -32,7 +32,10 @@ BACKENDS = os.environ.get("CITYWALLET_TEST_BACKENDS", "sqlite,postgresql").split
 # Tests never assert timings: a property test on a loaded machine (the suite runs in
 # parallel) must not fail for taking longer than Hypothesis's default 200 ms per example.
 hypothesis_settings.register_profile("citywallet", deadline=None)
-hypothesis_settings.load_profile("citywallet")
+# make mutation runs the unit tests once per mutant: property tests that do not set their own
+# max_examples try 25 examples instead of 100 there.
+hypothesis_settings.register_profile("mutation", deadline=None, max_examples=25)
+hypothesis_settings.load_profile("mutation" if "MUTANT_UNDER_TEST" in os.environ else "citywallet")
 
 
 def _worker() -> str:

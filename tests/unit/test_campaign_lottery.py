@@ -255,6 +255,34 @@ def test_draw_file_is_canonical_and_verifies() -> None:
     assert json.loads(data) == document
 
 
+# The canonical bytes of a small draw, written out by hand from docs/campaign-draw.md: keys
+# sorted at every level, no whitespace, ASCII only, one final line feed.
+PINNED_DRAW = (
+    b'{"campaign_id":"demo \\u7f57\\u6e56","format":"citywallet-campaign-draw/1",'
+    b'"list_hash":"127f9d203d89182b5be910abf08f28d7904a29fc6ba53cd5f57328af04f7ee06",'
+    b'"prizes":[300,100],"registrant_count":3,"registrations":["reg_a","reg_b","reg_c"],'
+    b'"seed":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",'
+    b'"seed_commitment":"630dcd2966c4336691125448bbb25b4ff412a49c732db2c8abc1b8581bd710dd",'
+    b'"winners":[{"prize":300,"rank":1,"registration_id":"reg_b",'
+    b'"ticket":"b6d2a660ebd83ab481619b5c41d48fbb789deba11e15206809647f3345b157b8"},'
+    b'{"prize":100,"rank":2,"registration_id":"reg_c",'
+    b'"ticket":"c1b9f77ecc37fe94fe885b44a1abbac99d6a000e15c7c35221ff0ad3a3112f9c"}]}\n'
+)
+
+
+def test_the_canonical_draw_bytes_are_pinned() -> None:
+    seed, ids, prizes = bytes(range(32)), ["reg_b", "reg_a", "reg_c"], [100, 300]
+    assert lottery.list_hash(ids) == hashlib.sha256(b"reg_a\nreg_b\nreg_c\n").hexdigest()
+    winners = reference_draw(seed, ids, prizes)
+    document = lottery.draw_file("demo 罗湖", seed, lottery.commitment(seed), ids, prizes, winners)
+    assert lottery.dump_draw_file(document) == PINNED_DRAW
+    assert both_verdicts(document) == []
+    # Insertion order does not matter: the bytes depend only on the content.
+    shuffled = dict(reversed(list(document.items())))
+    shuffled["winners"] = [dict(reversed(list(w.items()))) for w in document["winners"]]
+    assert lottery.dump_draw_file(shuffled) == PINNED_DRAW
+
+
 def test_draw_file_refuses_a_seed_that_does_not_open_the_commitment() -> None:
     seed = bytes(range(32))
     with pytest.raises(ValueError, match="does not open"):
@@ -365,6 +393,9 @@ TAMPERS: dict[str, tuple[Tamper, str]] = {
         "seed is not 64 lowercase hex",
     ),
     "prize as a boolean": (_set(("prizes", 0), True), "prizes is not a list of positive"),
+    "zero prize": (_set(("prizes", 9), 0), "prizes is not a list of positive integers"),
+    "negative prize": (_set(("prizes", 9), -6600), "prizes is not a list of positive integers"),
+    "negative count": (_set(("registrant_count",), -1), "registrant_count is not a non-negative"),
     "prize as a string": (_set(("winners", 0, "prize"), "52000"), "winners[0] is not an object"),
     "extra winner field": (_set(("winners", 0, "note"), "vip"), "winners[0] is not an object"),
     "registrations not strings": (_set(("registrations", 0), 5), "registrations is not a list"),
@@ -582,6 +613,7 @@ def test_the_worked_example_in_the_docs(tmp_path: Path) -> None:
 # --- size --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # make mutation leaves it out: it prints timings and asserts what others do
 def test_timing_for_200000_registrations(capsys: pytest.CaptureFixture[str]) -> None:
     """Not a benchmark: prints how long 200,000 registrations take (Luohu is ten times that)."""
     ids = [f"reg_{n:08x}" for n in range(200_000)]
@@ -604,3 +636,104 @@ def test_timing_for_200000_registrations(capsys: pytest.CaptureFixture[str]) -> 
             f"\n[campaign lottery] 200,000 registrations, 5,000 prizes: draw {drawn:.2f} s, "
             f"verify_draw {verified:.2f} s, drawcheck {checked:.2f} s"
         )
+
+
+# --- every refusal in full ---------------------------------------------------------------------
+
+WINNER_SHAPE = (
+    "is not an object with exactly an integer rank and prize and a string registration_id "
+    "and ticket"
+)
+MESSAGES: dict[str, tuple[Tamper, str]] = {
+    "commitment": (_set(("seed_commitment",), "0" * 64), "seed_commitment is not SHA-256(seed)"),
+    "order": (lambda doc: doc["prizes"].reverse(), "prizes are not listed largest first"),
+    "campaign": (
+        _set(("campaign_id",), 7),
+        "malformed draw file: campaign_id is not a non-empty string",
+    ),
+    "hex": (
+        _set(("list_hash",), "F" * 64),
+        "malformed draw file: list_hash is not 64 lowercase hex digits",
+    ),
+    "count": (
+        _set(("registrant_count",), "60"),
+        "malformed draw file: registrant_count is not a non-negative integer",
+    ),
+    "registrations": (
+        _set(("registrations",), "reg_1"),
+        "malformed draw file: registrations is not a list of strings",
+    ),
+    "prizes": (
+        _set(("prizes",), 52000),
+        "malformed draw file: prizes is not a list of positive integers",
+    ),
+    "zero prize": (
+        _set(("prizes", 0), 0),
+        "malformed draw file: prizes is not a list of positive integers",
+    ),
+    "winners": (_set(("winners",), {}), "malformed draw file: winners is not a list"),
+    "winner": (_set(("winners", 3), []), f"malformed draw file: winners[3] {WINNER_SHAPE}"),
+    "rank": (_set(("winners", 0, "rank"), "1"), f"malformed draw file: winners[0] {WINNER_SHAPE}"),
+    "id": (
+        lambda doc: doc["registrations"].append("reg\tx"),
+        "registration id 'reg\\tx' is not 1 to 128 printable ASCII characters without spaces",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_every_problem_is_reported_in_full(name: str, good_document: dict[str, Any]) -> None:
+    tamper, message = MESSAGES[name]
+    document = copy.deepcopy(good_document)
+    tamper(document)
+    assert both_verdicts(document)[0] == message
+
+
+def test_draw_file_and_draw_refusals_in_full() -> None:
+    seed = bytes(range(32))
+    with pytest.raises(ValueError, match=r"^the seed does not open the published commitment$"):
+        lottery.draw_file("c", seed, lottery.commitment(bytes(32)), ["reg_a"], [1], [])
+    for campaign_id in ("", None):
+        with pytest.raises(ValueError, match=r"^the campaign id must be a non-empty string$"):
+            lottery.draw_file(campaign_id, seed, lottery.commitment(seed), [], [1], [])  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"^every prize must be a positive integer amount in minor units$"
+    ):
+        lottery.draw(seed, ["reg_a"], [0])
+    with pytest.raises(ValueError, match=r"^the seed must be 32 bytes$"):
+        lottery.draw(seed[:31], ["reg_a"], [1])
+    with pytest.raises(ValueError, match=r"^registrant 'reg_a' is listed more than once$"):
+        lottery.draw(seed, ["reg_a", "reg_b", "reg_a"], [1])
+    with pytest.raises(ValueError, match=r"^registration id 5 is not 1 to 128 printable ASCII"):
+        lottery.list_hash(["reg_a", 5])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"^registration id 'a b' is not 1 to 128 printable"):
+        lottery.ticket(seed, "a b")
+
+
+def test_registration_ids_at_their_limits() -> None:
+    longest = "~" * 128
+    assert lottery.is_valid_registration_id(longest)
+    assert lottery.is_valid_registration_id("!")
+    assert not lottery.is_valid_registration_id(longest + "~")
+    assert not lottery.is_valid_registration_id("")
+    assert not lottery.is_valid_registration_id("é")
+    seed = bytes(range(32))
+    assert (
+        lottery.ticket(seed, longest) == hmac.new(seed, longest.encode(), hashlib.sha256).digest()
+    )
+    assert [w.registration_id for w in lottery.draw(seed, [longest, "!"], [5, 5])] == sorted(
+        [longest, "!"], key=lambda i: (lottery.ticket(seed, i), i)
+    )
+    with pytest.raises(ValueError, match=r"is not 1 to 128 printable ASCII characters"):
+        lottery.draw(seed, [longest + "~"], [5])
+
+
+def test_a_prize_of_one_fen_is_a_prize() -> None:
+    document = make_document(bytes(range(32)), ["reg_a", "reg_b"], [1, 2])
+    assert document["prizes"] == [2, 1]
+    assert both_verdicts(document) == []
+
+
+def test_the_bad_id_is_named_not_the_first_one() -> None:
+    with pytest.raises(ValueError, match=r"^registration id 'a b' is not 1 to 128 printable"):
+        lottery.draw(bytes(32), ["reg_a", "a b", "reg_c"], [1])

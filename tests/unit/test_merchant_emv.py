@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -474,3 +477,274 @@ def test_our_codes_missing_a_mandatory_field_are_malformed(tag: str) -> None:
     objects = dict(emv.decode_objects(emv.build(DYNAMIC, key=KEY)))
     del objects[tag], objects["63"]
     assert error_code(emv.encode_objects(list(objects.items()))) == "qr_malformed"
+
+
+# --- boundaries -----------------------------------------------------------------------------
+
+
+def _refusal(make: Callable[..., object], *args: object, **kwargs: object) -> tuple[str, str]:
+    """The code and message of the EmvError that ``make(*args, **kwargs)`` raises."""
+    with pytest.raises(EmvError) as caught:
+        make(*args, **kwargs)
+    return caught.value.code, str(caught.value)
+
+
+def test_values_and_payloads_may_be_exactly_as_long_as_allowed() -> None:
+    assert emv.encode_template([("59", "x" * 99)]) == "5999" + "x" * 99
+    assert _refusal(emv.encode_template, [("59", "x" * 100)]) == (
+        "qr_too_long",
+        "ID 59 is longer than 99 characters.",
+    )
+    # 000201 (6) + four objects of 103 characters (412) + one of 86 + the CRC object (8) = 512
+    filler = [(f"{80 + i}", "x" * 99) for i in range(4)]
+    exact = emv.encode_objects([("00", "01"), *filler, ("84", "x" * 82)])
+    assert len(exact) == emv.MAX_PAYLOAD
+    assert emv.decode_objects(exact)["84"] == "x" * 82
+    assert _refusal(emv.encode_objects, [("00", "01"), *filler, ("84", "x" * 83)]) == (
+        "qr_too_long",
+        "The payload exceeds 512 characters.",
+    )
+    assert _refusal(emv.decode_objects, exact[:-12] + "x" + exact[-12:]) == (
+        "qr_too_long",
+        "The payload exceeds 512 characters.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("objects", "refusal"),
+    [
+        ([("59", "A")], ("qr_malformed", "A payload starts with ID 00 = 01.")),
+        ([], ("qr_malformed", "A payload starts with ID 00 = 01.")),
+        ([("00", "02")], ("qr_malformed", "A payload starts with ID 00 = 01.")),
+        (
+            [("00", "01"), ("63", "ABCD")],
+            ("qr_malformed", "ID 63 (the CRC) is appended, not given."),
+        ),
+        ([("00", "01"), ("5", "A")], ("qr_malformed", "ID '5' is not two digits.")),
+        ([("00", "01"), ("59", "")], ("qr_malformed", "ID 59 has an empty value.")),
+        ([("00", "01"), ("59", "A"), ("59", "B")], ("qr_duplicate_id", "ID 59 appears twice.")),
+    ],
+)
+def test_encode_objects_refusals(objects: list[tuple[str, str]], refusal: tuple[str, str]) -> None:
+    assert _refusal(emv.encode_objects, objects) == refusal
+
+
+@pytest.mark.parametrize(
+    ("payload", "refusal"),
+    [
+        ("0", ("qr_truncated", "The payload ends after its first characters.")),
+        ("00020", ("qr_truncated", "The payload ends after its first characters.")),
+        ("", ("qr_not_emv", "This is not an EMV payment code.")),
+        ("000301", ("qr_not_emv", "This is not an EMV payment code.")),
+        ("000201590", ("qr_truncated", "The payload ends inside a data object.")),
+        ("0002015904abc", ("qr_truncated", "ID 59 runs past the end.")),
+        ("000201" + "5904abcd", ("qr_truncated", "The payload ends before its CRC (ID 63).")),
+        (with_crc("000201" + "5A04abcd"), ("qr_malformed", "'5A' is not a two-digit ID.")),
+        (with_crc("000201" + "5900"), ("qr_malformed", "ID 59 has no valid length.")),
+        (
+            with_crc("000201" + "5904abcd")[:-4] + "0000",
+            ("qr_crc_mismatch", "The code's checksum does not match; scan it again."),
+        ),
+        (
+            "000201" + "6303ABC",
+            ("qr_malformed", "The CRC (ID 63) is not the last four characters."),
+        ),
+        (
+            "000201" + "6304ABCD" + "5904abcd",
+            ("qr_malformed", "The CRC (ID 63) is not the last four characters."),
+        ),
+        (
+            "000201" + "5902\ud800x6304ABCD",
+            ("qr_malformed", "The payload is not valid Unicode text."),
+        ),
+        (with_crc("000201" + "5904abcd5904abcd"), ("qr_duplicate_id", "ID 59 appears twice.")),
+    ],
+)
+def test_decode_objects_refusals_say_why(payload: str, refusal: tuple[str, str]) -> None:
+    assert _refusal(emv.decode_objects, payload) == refusal
+
+
+def test_names_keys_amounts_and_ids_at_their_limits() -> None:
+    longest = dataclasses.replace(
+        DYNAMIC,
+        merchant_id="m" * 29,
+        store_id="s" * 20,  # 49 characters together: the room left in the template
+        merchant_name="N" * 25,
+        merchant_city="C" * 15,
+        name_zh="名" * 25,
+        city_zh="城" * 15,
+        amount=10**12 - 1,  # 9999999999.99: 13 characters
+        order_ref="o" * 25,
+        terminal="t" * 25,
+    )
+    key = bytes(16)
+    assert emv.parse(emv.build(longest, key=key), key=key) == longest
+    assert emv.decode_objects(emv.build(longest, key=key))["54"] == "9999999999.99"
+    assert _refusal(dataclasses.replace, longest, store_id="s" * 21) == (
+        "qr_too_long",
+        "merchant_id and store_id have 49 characters together.",
+    )
+    assert _refusal(dataclasses.replace, longest, amount=10**12) == (
+        "qr_malformed",
+        "amount has at most 13 characters as yuan.",
+    )
+    assert _refusal(emv.build, longest, key=bytes(15)) == (
+        "qr_key_invalid",
+        "The QR key has at least 16 bytes.",
+    )
+    for field, limit in (
+        ("merchant_name", 25),
+        ("merchant_city", 15),
+        ("name_zh", 25),
+        ("city_zh", 15),
+        ("order_ref", 25),
+        ("terminal", 25),
+    ):
+        assert _refusal(dataclasses.replace, longest, **{field: "x" * (limit + 1)}) == (
+            "qr_malformed",
+            f"{field} has 1 to {limit} characters.",
+        )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"amount": True}, "amount is a positive number of fen."),
+        ({"amount": 1.5}, "amount is a positive number of fen."),
+        ({"amount": 0}, "amount is a positive number of fen."),
+        ({"amount": 100, "order_ref": None}, "A dynamic code carries an order reference."),
+        ({"amount": None, "order_ref": "ord_1"}, "A static code has no order reference."),
+        ({"store_id": "sto 1"}, "store_id is letters, digits, '_' and '-'."),
+        ({"merchant_id": ""}, "merchant_id is letters, digits, '_' and '-'."),
+        ({"mcc": "58a2"}, "mcc is four digits (ISO 18245)."),
+        ({"country": "CHN"}, "country is two upper-case letters (ISO 3166-1)."),
+        ({"merchant_city": "北京"}, "merchant_city is printable ASCII only."),
+        ({"order_ref": "订单"}, "order_ref is printable ASCII only."),
+        ({"name_zh": "老王\u200b面馆"}, "name_zh contains control or unassigned characters."),
+        ({"city_zh": "北\x7f京"}, "city_zh contains control or unassigned characters."),
+        (
+            {"name_zh": "", "city_zh": "北京"},
+            "city_zh needs name_zh (ID 64 always carries a name).",
+        ),
+    ],
+)
+def test_invalid_codes_say_why(changes: dict[str, object], message: str) -> None:
+    assert _refusal(dataclasses.replace, DYNAMIC, **changes) == ("qr_malformed", message)
+
+
+def test_an_unsupported_currency_says_so() -> None:
+    assert _refusal(dataclasses.replace, DYNAMIC, currency="84") == (
+        "qr_unsupported_currency",
+        "Currency '84' is not supported (only 156, CNY).",
+    )
+    payload = reencode(emv.build(DYNAMIC, key=KEY), **{"53": "840"})
+    assert _refusal(emv.parse, payload, key=KEY) == (
+        "qr_unsupported_currency",
+        "Currency 840 is not supported (only 156, CNY).",
+    )
+
+
+@pytest.mark.parametrize(("tag", "ours"), [("26", True), ("51", True), ("25", False)])
+def test_our_account_template_may_sit_in_any_merchant_account_id(tag: str, ours: bool) -> None:
+    """IDs 26–51 hold merchant account templates; 02–25 are the card networks' accounts."""
+    payload = emv.build(STATIC, key=KEY)
+    objects = {k: v for k, v in emv.decode_objects(payload).items() if k not in ("29", "63")}
+    objects[tag] = emv.decode_objects(payload)["29"]
+    moved = emv.encode_objects(list(objects.items()))
+    if ours:
+        assert emv.parse(moved, key=KEY) == STATIC
+    else:
+        assert _refusal(emv.parse, moved, key=KEY) == (
+            "qr_foreign",
+            "This code belongs to another payment network; pay it with that network's app.",
+        )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"55": "01"}, "The code carries IDs this wallet does not support: ['55']."),
+        ({"65": "x"}, "The code carries IDs this wallet does not support: ['65']."),
+        (
+            {"01": "11"},
+            "The point of initiation does not match the amount (11 static, 12 dynamic).",
+        ),
+        ({"54": "12.3"}, "The amount is yuan with exactly two decimals."),
+        ({"64": "0002EN0104老王面馆"}, "Template 64 carries language ZH and a name."),
+        (
+            {"62": "0524ord_Zx1Cv2Bn3Mm4Kk5Jj6Hh0102X1"},
+            "Template 62 carries sub-IDs this wallet does not read.",
+        ),
+        ({"29": "0018org.citywallet.pay0101X"}, "Our account template has exactly sub-IDs 00–03."),
+    ],
+)
+def test_parse_refusals_say_why(changes: dict[str, str], message: str) -> None:
+    payload = reencode(emv.build(DYNAMIC, key=KEY), **changes)
+    assert _refusal(emv.parse, payload, key=KEY) == ("qr_malformed", message)
+
+
+@pytest.mark.parametrize("tag", ["01", "52", "53", "58", "59", "60"])
+def test_every_mandatory_id_is_required(tag: str) -> None:
+    payload = emv.build(STATIC, key=KEY)
+    objects = {k: v for k, v in emv.decode_objects(payload).items() if k not in (tag, "63")}
+    code, message = _refusal(emv.parse, emv.encode_objects(list(objects.items())), key=KEY)
+    assert (code, message) == ("qr_malformed", f"The code lacks mandatory IDs ['{tag}'].")
+
+
+def test_a_tampered_code_says_so() -> None:
+    payload = reencode(emv.build(DYNAMIC, key=KEY), **{"59": "LAO WANG NOODLEZ"})
+    assert _refusal(emv.parse, payload, key=KEY) == (
+        "qr_tampered",
+        "This code was not issued by CityWallet or has been altered.",
+    )
+
+
+def test_our_template_twice_says_so() -> None:
+    payload = emv.build(DYNAMIC, key=KEY)
+    twice = reencode(payload, **{"30": emv.decode_objects(payload)["29"]})
+    assert _refusal(emv.parse, twice, key=KEY) == (
+        "qr_malformed",
+        "The code carries our account template twice.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "refusal"),
+    [
+        ("0002ZH590", ("qr_truncated", "The payload ends inside a data object.")),
+        ("0002ZH5901", ("qr_truncated", "ID 59 runs past the end.")),  # exactly 4 left
+        ("0002ZH5900", ("qr_malformed", "ID 59 has no valid length.")),
+    ],
+)
+def test_a_template_ending_early_says_where(value: str, refusal: tuple[str, str]) -> None:
+    assert _refusal(emv.decode_template, value) == refusal
+
+
+def test_a_code_from_another_country_keeps_its_country() -> None:
+    code = dataclasses.replace(DYNAMIC, country="HK", merchant_city="HONG KONG")
+    payload = emv.build(code, key=KEY)
+    assert emv.decode_objects(payload)["58"] == "HK"
+    assert emv.parse(payload, key=KEY) == code
+
+
+@pytest.mark.parametrize("code", [STATIC, DYNAMIC])
+def test_the_mac_is_hmac_sha256_over_the_fields_one_per_line(code: MerchantCode) -> None:
+    """Recomputed from the rule as written: a versioned label, then every field; None is ""."""
+    fields = [
+        "CW-EMV-MAC-1",
+        code.merchant_id,
+        code.store_id,
+        code.mcc,
+        code.currency,
+        code.country,
+        "" if code.amount is None else str(code.amount),
+        code.order_ref or "",
+        code.terminal or "",
+        code.merchant_name,
+        code.merchant_city,
+        code.name_zh,
+        code.city_zh,
+    ]
+    mac = hmac.new(KEY, "\n".join(fields).encode("utf-8"), hashlib.sha256).hexdigest()
+    account = emv.decode_template(emv.decode_objects(emv.build(code, key=KEY))["29"])
+    assert account["03"] == mac[:16].upper()

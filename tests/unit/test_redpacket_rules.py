@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from citywallet.platform.errors import InvalidInput
 from citywallet.redpacket.rules import (
+    KINDS,
     MAX_PACKET,
     MAX_SHARES,
     MIN_SHARE,
@@ -344,3 +345,55 @@ def test_next_share_refuses_what_cannot_be_shared() -> None:
     assert caught.value.code == "share_too_small"
     with pytest.raises(InvalidInput):
         next_share("equal", 1, 2, rng)
+
+
+@pytest.mark.parametrize("kind", ["single", "equal", "lucky"])
+def test_no_kind_hands_out_a_share_below_the_minimum(kind: str) -> None:
+    """10 fen in 2 shares cannot give each at least 6 fen, whatever the kind."""
+    with pytest.raises(InvalidInput) as caught:
+        next_share(kind, 10, 2, random.Random(SEED), min_share=6)
+    assert caught.value.code == "share_too_small"
+    assert str(caught.value) == "Every share is at least 6 fen."
+    # Exactly enough is fine: each gets the minimum.
+    assert next_share(kind, 12, 2, random.Random(SEED), min_share=6) == 6
+
+
+@pytest.mark.parametrize("min_share", [0, -1])
+def test_a_minimum_share_below_one_fen_is_refused(min_share: int) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        next_share("equal", 10, 2, random.Random(SEED), min_share=min_share)
+    assert caught.value.code == "share_too_small"
+
+
+def test_next_share_with_the_default_minimum() -> None:
+    assert next_share("equal", 2, 2, random.Random(SEED)) == 1
+    assert next_share("single", 7, 1, random.Random(SEED)) == 7
+    assert next_share("equal", 7, 2, random.Random(SEED)) == 4  # the first gets the odd fen
+    assert next_share("lucky", 3, 1, random.Random(SEED)) == 3
+
+
+@pytest.mark.parametrize(
+    ("total", "shares", "options", "message"),
+    [
+        (0, 1, {}, "The amount must be positive."),
+        (100, 0, {}, "A red packet has at least one share."),
+        (MAX_PACKET + 1, 1, {}, "A red packet holds at most 200.00 yuan."),
+        (10_000, MAX_SHARES + 1, {}, "A red packet has at most 100 shares."),
+        (100, 6, {"members": 5}, "More shares (6) than the group has members (5)."),
+        (9, 10, {}, "Every share is at least 0.01 yuan."),
+        (1_001, 10, {"cap": 100}, "10 shares of at most 1.00 yuan cannot hold 10.01 yuan."),
+        (10, 1, {"cap": -5}, "1 shares of at most 0.00 yuan cannot hold 0.10 yuan."),
+    ],
+)
+def test_validate_packet_says_why(
+    total: int, shares: int, options: dict[str, int], message: str
+) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        validate_packet(total, shares, **options)
+    assert str(exc.value) == message
+
+
+def test_unknown_kind_is_a_bug() -> None:
+    with pytest.raises(ValueError, match=r"^unknown red-packet kind 'huge'$"):
+        next_share("huge", 100, 2, random.Random(SEED))
+    assert KINDS == ("single", "equal", "lucky")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -15,8 +16,10 @@ from citywallet.wallet.rules import (
     ECNY_PRESET,
     PBOC_PRESET,
     FeeRule,
+    LimitsLeft,
     TierLimits,
     Usage,
+    WithdrawalFee,
     balance_refusal,
     bank_for,
     even_split,
@@ -291,3 +294,143 @@ def test_periods_are_beijing_days_and_years() -> None:
     assert periods_at(at("2024-12-31T15:59:59")).day == "d:2024-12-31"  # 23:59:59 in Beijing
     new_year = periods_at(at("2024-12-31T16:00:00"))
     assert (new_year.day, new_year.year, new_year.lifetime) == ("d:2025-01-01", "y:2025", "life")
+
+
+@pytest.mark.parametrize(
+    ("limits", "usage", "code"),
+    [
+        (TierLimits(single=100), Usage(), "single_limit_exceeded"),
+        (TierLimits(daily=150), Usage(daily=50), "daily_limit_exceeded"),
+        (TierLimits(yearly=200), Usage(yearly=100), "yearly_limit_exceeded"),
+        (TierLimits(lifetime=1000), Usage(lifetime=900), "lifetime_limit_exceeded"),
+    ],
+)
+def test_paying_exactly_what_is_left_is_allowed(
+    limits: TierLimits, usage: Usage, code: str
+) -> None:
+    """Every limit is inclusive: 100 left pays 100, not 101."""
+    assert outflow_refusal(limits, usage, 100) is None
+    assert outflow_refusal(limits, usage, 101) == code
+    own_card = outflow_refusal(limits, usage, 101, own_card=True)
+    assert own_card == (code if code in ("single_limit_exceeded", "daily_limit_exceeded") else None)
+
+
+def test_the_first_limit_broken_is_the_one_named() -> None:
+    limits = TierLimits(single=10, daily=10, yearly=10, lifetime=10)
+    full = Usage(daily=10, yearly=10, lifetime=10)
+    assert outflow_refusal(limits, full, 11) == "single_limit_exceeded"
+    assert outflow_refusal(limits, full, 1) == "daily_limit_exceeded"
+    assert outflow_refusal(limits, Usage(yearly=10, lifetime=10), 1) == "yearly_limit_exceeded"
+    assert outflow_refusal(limits, Usage(lifetime=10), 1) == "lifetime_limit_exceeded"
+    assert outflow_refusal(TierLimits(), full, 10**15) is None
+
+
+def test_limits_left_reports_what_may_still_leave() -> None:
+    limits = TierLimits(single=500, daily=1_000, yearly=5_000, lifetime=9_000, balance=1)
+    left = limits_left(limits, Usage(daily=300, yearly=4_000, lifetime=9_500))
+    assert left == LimitsLeft(single=500, today=700, this_year=1_000, lifetime=0)
+    assert limits_left(limits, Usage()) == LimitsLeft(
+        single=500, today=1_000, this_year=5_000, lifetime=9_000
+    )
+    exact = limits_left(limits, Usage(daily=1_000, yearly=5_000, lifetime=9_000))
+    assert (exact.today, exact.this_year, exact.lifetime) == (0, 0, 0)
+    assert limits_left(TierLimits(), Usage(daily=5)) == LimitsLeft(None, None, None, None)
+
+
+@given(
+    st.builds(TierLimits, optional, optional, optional, optional),
+    st.builds(Usage, st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**7)),
+    st.integers(1, 10**7),
+)
+def test_what_is_left_is_exactly_what_may_be_paid(
+    limits: TierLimits, usage: Usage, amount: int
+) -> None:
+    """A payment passes exactly when it fits under every figure ``limits_left`` reports."""
+    left = limits_left(limits, usage)
+    fits = all(value is None or amount <= value for value in figures(left))
+    assert (outflow_refusal(limits, usage, amount) is None) == fits
+
+
+def figures(left: LimitsLeft) -> tuple[int | None, ...]:
+    """The four figures of a ``LimitsLeft``."""
+    return (left.single, left.today, left.this_year, left.lifetime)
+
+
+@pytest.mark.parametrize(
+    ("call", "code", "message"),
+    [
+        (
+            lambda: normalize_card_number("6222 0212 3456 789"),
+            "invalid_card_number",
+            "A card number has 16 to 19 digits.",
+        ),
+        (
+            lambda: normalize_card_number("6222021234567890"),
+            "invalid_card_number",
+            "That card number is mistyped.",
+        ),
+        (
+            lambda: withdrawal_fee(0, free_quota_left=0, rule=DEFAULT_FEE),
+            "invalid_amount",
+            "The amount must be positive.",
+        ),
+        (lambda: validate_shares(0, [1]), "invalid_amount", "The total must be positive."),
+        (lambda: validate_shares(5, []), "invalid_share_count", "A split has 1 to 100 shares."),
+        (
+            lambda: validate_shares(5, [1] * 4, max_shares=3),
+            "invalid_share_count",
+            "A split has 1 to 3 shares.",
+        ),
+        (
+            lambda: validate_shares(5, [5, 0]),
+            "invalid_share_amount",
+            "Every share is at least 0.01.",
+        ),
+        (
+            lambda: validate_shares(5, [2, 2]),
+            "shares_do_not_sum_to_total",
+            "The shares add up to 4, not to the total 5.",
+        ),
+        (
+            lambda: even_split(5, 0),
+            "invalid_share_count",
+            "A split needs at least one person.",
+        ),
+        (lambda: even_split(2, 3), "invalid_share_amount", "Every share is at least 0.01."),
+    ],
+)
+def test_wallet_refusals_say_why(call: Callable[[], object], code: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        call()
+    assert (caught.value.code, str(caught.value)) == (code, message)
+
+
+def test_split_edges() -> None:
+    validate_shares(100, [1] * 100)  # 100 shares of a fen each: the most allowed
+    validate_shares(1, [1])
+    assert even_split(3, 3) == [1, 1, 1]
+    assert even_split(5, 1) == [5]
+
+
+def test_withdrawal_fee_edges() -> None:
+    rule = FeeRule(free_quota=0, rate_bp=10, minimum=10)
+    assert withdrawal_fee(1, free_quota_left=1, rule=rule) == WithdrawalFee(1, 0, 0)
+    assert withdrawal_fee(1, free_quota_left=-5, rule=rule) == WithdrawalFee(0, 1, 10)
+    assert withdrawal_fee(15_000, free_quota_left=0, rule=rule) == WithdrawalFee(0, 15_000, 15)
+    # 0.1 % of 14,500 fen is 14.5 fen, half up to 15; of 14,499 it is 14.499, down to 14.
+    assert withdrawal_fee(14_500, free_quota_left=0, rule=rule).fee == 15
+    assert withdrawal_fee(14_499, free_quota_left=0, rule=rule).fee == 14
+    assert withdrawal_fee(5_000, free_quota_left=0, rule=rule).fee == 10  # 5 fen: the minimum
+    one_bp = FeeRule(free_quota=0, rate_bp=1, minimum=0)
+    assert withdrawal_fee(14_999, free_quota_left=0, rule=one_bp).fee == 1  # 1.4999 fen
+    assert withdrawal_fee(15_000, free_quota_left=0, rule=one_bp).fee == 2  # 1.5 fen
+    assert FeeRule() == FeeRule(free_quota=100_000, rate_bp=10, minimum=10)
+
+
+def test_card_helpers_edges() -> None:
+    assert mask_card("6222021234567890123") == "622202*********0123"
+    assert bank_for("6222021234567890123") is BINS["622202"]
+    assert bank_for("4111111111111111") is None
+    assert not luhn_valid("")
+    assert not luhn_valid("１２３")  # full-width digits are digits, but not ASCII
+    assert luhn_check_digit("7992739871") == "3"
