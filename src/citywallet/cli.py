@@ -298,6 +298,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our masking handler, not its own
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted,
     )
@@ -420,6 +421,7 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our masking handler, not its own
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted,
     )

@@ -22,7 +22,14 @@ def bare_root() -> Iterator[logging.Logger]:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     quiet = {name: logging.getLogger(name).level for name in ("httpx2", "httpcore2")}
+    # An in-process uvicorn of an earlier test gave its loggers handlers of their own;
+    # `citywallet serve` runs uvicorn with log_config=None, so there they propagate to root.
+    servers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved_servers = [(lg.handlers[:], lg.propagate, lg.level) for lg in servers]
     root.handlers.clear()
+    for lg in servers:
+        lg.handlers.clear()
+        lg.propagate, lg.level = True, logging.NOTSET
     try:
         yield root
     finally:
@@ -30,6 +37,8 @@ def bare_root() -> Iterator[logging.Logger]:
         root.setLevel(saved_level)
         for name, level in quiet.items():
             logging.getLogger(name).setLevel(level)
+        for lg, (handlers, propagate, level) in zip(servers, saved_servers, strict=True):
+            lg.handlers[:], lg.propagate, lg.level = handlers, propagate, level
 
 
 def test_standard_library_lines_are_masked(capfd: pytest.CaptureFixture[str]) -> None:

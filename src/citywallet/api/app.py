@@ -27,6 +27,7 @@ from citywallet.api import (
 )
 from citywallet.api.middleware import BodyLimit, SecurityHeaders
 from citywallet.platform.config import Settings, get_settings
+from citywallet.platform.logging import configure_logging
 from citywallet.runtime import Runtime, refuse_unsafe_start
 
 REQUESTS = Counter("citywallet_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -127,6 +128,8 @@ def install_guards(app: FastAPI, settings: Settings) -> None:
 def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (reads settings from the environment); refuses an
     unsafe production start even when uvicorn is run without ``citywallet serve``."""
-    refuse_unsafe_start(get_settings())
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)  # each server process
+    refuse_unsafe_start(settings)
     runtime = Runtime.from_settings()
     return create_app(runtime, start_worker=runtime.settings.run_worker_in_server)

@@ -40,6 +40,7 @@ GENESIS_PREV_HASH = "0" * 64
 SIGNING_KEY_NAME = "ledger_signing_key"
 BLOCK_VERSION = 1
 DEFAULT_ORIGIN = "citywallet.example/ledger"
+SEAL_LOCK_ID = 0x6C656467  # "ledg": the advisory lock that orders sealers on PostgreSQL
 
 
 class NotSealedYet(Exception):
@@ -114,6 +115,10 @@ def seal_block(
     """Seal up to ``max_transfers`` unsealed transfers into the next block, append them to
     the log and publish its checkpoint (queued for ``witnesses``); returns how many."""
     conn = uow.session.connection()
+    if conn.dialect.name == "postgresql":
+        # Sealers take turns (a worker's periodic seal and `ledger seal` by hand may meet);
+        # posting never waits on this lock. SQLite's writer lock already serialises them.
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (SEAL_LOCK_ID,))
     rows = conn.exec_driver_sql(
         _sql(
             conn,
