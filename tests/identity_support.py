@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from stdnum.cn import ric
 
@@ -94,3 +97,23 @@ def sign_up(
         settings=settings,
         encryptor=encryptor,
     )
+
+
+def in_threads(fn: Callable[[int], Any], n: int) -> list[Any]:
+    """Run ``fn(i)`` in ``n`` threads released together; returns results or exceptions."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -18,7 +18,7 @@ from citywallet.platform.config import Settings
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from tests.identity_support import sign_up, test_settings
-from tests.ledger_checks import test_encryptor
+from tests.ledger_checks import assert_ledger_clean, test_encryptor
 
 TABLES = (
     "identity_sms_codes",
@@ -27,6 +27,7 @@ TABLES = (
     "identity_payment_pins",
     "platform_idempotency_keys",
     "wallet_fundings",
+    "ledger_transfers",
 )
 
 
@@ -85,3 +86,4 @@ def test_a_top_up_without_a_bank_is_503_before_the_pin_is_checked(
     assert _rows(db) == before
     with db.engine.connect() as conn:  # the wrong PIN was never tried
         assert conn.execute(text("SELECT failed_attempts FROM identity_payment_pins")).scalar() == 0
+    assert_ledger_clean(db)

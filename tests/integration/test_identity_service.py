@@ -3,8 +3,6 @@ PIN lockout, freezing, rate limits, encryption at rest."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from citywallet.platform.db import Database
 from citywallet.platform.errors import Conflict, DomainError, InvalidInput, RateLimited
 from tests.identity_support import (
     PASSWORD,
+    in_threads,
     last_code,
     resident_id,
     send_code,
@@ -59,26 +58,6 @@ def _verify(db: Database, settings: Settings, enc: Encryptor, user_id: str, **kw
     return service.verify_real_name(
         db, user_id=user_id, verifier=VERIFIER, settings=settings, encryptor=enc, **values
     )
-
-
-def _in_threads(n: int, fn: Callable[[int], Any]) -> list[Any]:
-    """Run ``fn(i)`` in ``n`` threads released together; returns results or exceptions."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 # --- SMS codes and sign-up ----------------------------------------------------------------
@@ -353,7 +332,7 @@ def test_racing_verifications_of_one_id_number_leave_one_winner(
     relaxed = test_settings(tmp_path, db)
     phones = [f"1390000{i:04d}" for i in range(6)]
     users = [sign_up(db, relaxed, enc, phone).user for phone in phones]
-    results = _in_threads(len(users), lambda i: _verify(db, relaxed, enc, users[i].id))
+    results = in_threads(lambda i: _verify(db, relaxed, enc, users[i].id), len(users))
     winners = [r for r in results if not isinstance(r, Exception)]
     losers = [r for r in results if isinstance(r, Exception)]
     assert len(winners) == 1
@@ -478,8 +457,8 @@ def test_concurrent_wrong_pins_cannot_exceed_the_limit(
 ) -> None:
     user = sign_up(db, settings, enc, PHONE).user
     _set_pin(db, user.id)
-    results = _in_threads(
-        12, lambda _i: service.confirm_payment_pin(db, user_id=user.id, pin="739164")
+    results = in_threads(
+        lambda _i: service.confirm_payment_pin(db, user_id=user.id, pin="739164"), 12
     )
     incorrect = [r for r in results if isinstance(r, PinIncorrect)]
     locked = [r for r in results if isinstance(r, PinLocked)]
@@ -591,7 +570,7 @@ def test_rate_limit_windows_open_at_the_first_hit(db: Database) -> None:
 
 def test_concurrent_hits_take_exactly_the_limit(db: Database) -> None:
     rule = ratelimit.Rule("test_race", 5, 60)
-    results = _in_threads(16, lambda _i: db.transact(lambda uow: ratelimit.hit(uow, rule, "k")))
+    results = in_threads(lambda _i: db.transact(lambda uow: ratelimit.hit(uow, rule, "k")), 16)
     assert sum(r is None for r in results) == 5
     assert all(isinstance(r, RateLimited) for r in results if r is not None)
 

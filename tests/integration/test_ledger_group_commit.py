@@ -11,54 +11,13 @@ import pytest
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.groupcommit import PostingQueue
-from citywallet.ledger.service import AccountSpec
 from citywallet.ledger.types import (
-    AccountCode,
-    AccountFlags,
     Result,
-    TransferCode,
     TransferFlags,
-    TransferSpec,
 )
 from citywallet.platform.db import Database
 from tests.ledger_checks import assert_ledger_clean
-
-NO_OVERDRAFT = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
-
-
-def _accounts(db: Database, customers: int, funding: int) -> tuple[int, list[int]]:
-    """A bank account and ``customers`` accounts funded with ``funding`` each."""
-
-    def create(uow):  # type: ignore[no-untyped-def]
-        bank = ledger.create_accounts(
-            uow, accounts=[AccountSpec("CNY", AccountCode.BANK_SETTLEMENT)]
-        )[0]
-        ids = ledger.create_accounts(
-            uow,
-            accounts=[
-                AccountSpec("CNY", AccountCode.CUSTOMER_WALLET, NO_OVERDRAFT)
-                for _ in range(customers)
-            ],
-        )
-        results = ledger.post(
-            uow, transfers=[_spec(f"fund-{i}", bank, i, funding) for i in ids], system=False
-        )
-        assert set(results) == {Result.OK}
-        return bank, ids
-
-    return db.transact(create)
-
-
-def _spec(tid: str, debit: int, credit: int, amount: int, flags: int = 0) -> TransferSpec:
-    return TransferSpec(
-        id=tid,
-        debit_account_id=debit,
-        credit_account_id=credit,
-        amount=amount,
-        ledger="CNY",
-        code=TransferCode.P2P,
-        flags=flags,
-    )
+from tests.ledger_support import funded_accounts, p2p
 
 
 def _balances(db: Database, ids: list[int]) -> dict[int, int]:
@@ -70,11 +29,11 @@ def _balances(db: Database, ids: list[int]) -> dict[int, int]:
 def test_waiting_requests_commit_as_one_batch_each_with_its_own_result(db: Database) -> None:
     """Eight requests queued while the committer is stopped go out in one transaction; the
     one that would overdraw is refused alone, and an open chain does not link into a neighbour."""
-    _bank, (a, b, c) = _accounts(db, 3, 1_000)
+    _bank, (a, b, c) = funded_accounts(db, 3, 1_000)
     queue = PostingQueue(db, start=False)
-    requests = [[_spec(f"ok-{i}", a, b, 10)] for i in range(6)]
-    requests.append([_spec("too-much", c, a, 5_000)])  # exceeds c's credits
-    requests.append([_spec("open", b, c, 1, TransferFlags.LINKED)])  # an open chain
+    requests = [[p2p(f"ok-{i}", a, b, 10)] for i in range(6)]
+    requests.append([p2p("too-much", c, a, 5_000)])  # exceeds c's credits
+    requests.append([p2p("open", b, c, 1, TransferFlags.LINKED)])  # an open chain
     answers: dict[int, list[Result]] = {}
 
     def submit(i: int) -> None:
@@ -104,7 +63,7 @@ def test_waiting_requests_commit_as_one_batch_each_with_its_own_result(db: Datab
 def test_results_match_posting_alone_under_concurrency(db: Database) -> None:
     """Many threads post single transfers and linked pairs through one queue; every
     acknowledged transfer is on the books once, nothing else is, and no account overdraws."""
-    _bank, ids = _accounts(db, 10, 500)
+    _bank, ids = funded_accounts(db, 10, 500)
     queue = PostingQueue(db)
     acknowledged: list[str] = []
     refused: list[str] = []
@@ -117,11 +76,11 @@ def test_results_match_posting_alone_under_concurrency(db: Database) -> None:
             tid = f"t{seed}-{n}-{uuid.uuid4().hex[:6]}"
             if n % 5 == 0:  # a linked pair: both or neither
                 specs = [
-                    _spec(tid + "a", debit, credit, rnd.randint(1, 300), TransferFlags.LINKED),
-                    _spec(tid + "b", credit, third, rnd.randint(1, 300)),
+                    p2p(tid + "a", debit, credit, rnd.randint(1, 300), TransferFlags.LINKED),
+                    p2p(tid + "b", credit, third, rnd.randint(1, 300)),
                 ]
             else:
-                specs = [_spec(tid, debit, credit, rnd.randint(1, 300))]
+                specs = [p2p(tid, debit, credit, rnd.randint(1, 300))]
             results = queue.post(specs)
             assert len(results) == len(specs)
             assert len(set(results)) == 1 or Result.LINKED_EVENT_FAILED in results
@@ -150,11 +109,11 @@ def test_a_failed_commit_fails_every_request_of_its_batch_and_the_queue_carries_
     db: Database,
 ) -> None:
     """An exception in the batch's transaction reaches each waiter; nothing of it is stored."""
-    _bank, (a, b) = _accounts(db, 2, 100)
+    _bank, (a, b) = funded_accounts(db, 2, 100)
     queue = PostingQueue(db)
     with pytest.raises(TypeError):  # the batch's transaction raises while posting
-        queue.post([_spec("bad", a, b, "not-an-int")])  # type: ignore[arg-type]
-    assert queue.post([_spec("good", a, b, 7)]) == [Result.OK]
+        queue.post([p2p("bad", a, b, "not-an-int")])  # type: ignore[arg-type]
+    assert queue.post([p2p("good", a, b, 7)]) == [Result.OK]
     queue.close()
     assert _balances(db, [a, b]) == {a: 93, b: 107}
     assert_ledger_clean(db)

@@ -8,19 +8,19 @@ from citywallet.ledger import service as ledger
 from citywallet.ledger.blocks import load_signer, seal_block
 from citywallet.ledger.types import Result
 from citywallet.platform.db import Database
-from tests.integration.test_ledger_group_commit import _accounts, _spec
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
+from tests.ledger_support import funded_accounts, p2p
 
 
 def test_concurrent_sealers_never_collide(db: Database) -> None:
-    _bank, (a, b) = _accounts(db, 2, 10_000)
+    _bank, (a, b) = funded_accounts(db, 2, 10_000)
     signer = db.transact(lambda uow: load_signer(uow, test_encryptor()))
     sealed: list[int] = []
     errors: list[BaseException] = []
     for round_ in range(5):
         results = db.transact(
             lambda uow, r=round_: ledger.post(
-                uow, transfers=[_spec(f"r{r}-{i}", a, b, 1) for i in range(20)]
+                uow, transfers=[p2p(f"r{r}-{i}", a, b, 1) for i in range(20)]
             )
         )
         assert set(results) == {Result.OK}

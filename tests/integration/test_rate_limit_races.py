@@ -4,7 +4,6 @@ with 429 before any work (issue 12, item 7)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database
 from citywallet.platform.errors import DomainError, RateLimited
 from citywallet.platform.models import OutboxMessage
-from tests.identity_support import PASSWORD, sign_up, test_settings
+from tests.identity_support import PASSWORD, in_threads, sign_up, test_settings
 from tests.ledger_checks import test_encryptor
 
 PARALLEL = 40
@@ -36,24 +35,9 @@ def enc() -> Encryptor:
     return encryptor
 
 
-def _in_threads(fn: Callable[[int], Any], n: int = PARALLEL) -> list[Any]:
-    """Run ``fn(i)`` in ``n`` threads released together; returns results or exceptions."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+def _in_threads(fn: Callable[[int], Any]) -> list[Any]:
+    """``PARALLEL`` attempts at once."""
+    return in_threads(fn, PARALLEL)
 
 
 def _codes(results: list[Any]) -> dict[str, int]:
