@@ -465,6 +465,9 @@ def bench_settings(url: str, var_dir: Path, keys: Keys, **extra: Any) -> Setting
         "sandbox_verifier_latency_ms": 0,
         "sandbox_bank_latency_ms": 0,
         "merchant_auto_approve": False,
+        # the set-up signs every resident up from one address: the per-address limit on
+        # SMS code checks (60/h) would stop it at the 61st
+        "sms_verify_per_ip_per_hour": 1_000_000,
     }
     values.update(extra)
     return Settings(**values)
