@@ -30,6 +30,7 @@ from typing import Annotated, TypeVar
 from fastapi import Header, Request, Response
 from pydantic import BaseModel
 
+from citywallet.identity.service import run_confirmed
 from citywallet.platform import idempotency
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, DomainError
@@ -147,7 +148,11 @@ class Idempotent:
     # --- running ------------------------------------------------------------------------
 
     def run(self, fn: Callable[[UnitOfWork], R], render: Callable[[R], Rendered]) -> Response:
-        """Claim the key, do ``fn`` and store its rendered response in one transaction."""
+        """Claim the key, do ``fn`` and store its rendered response in one transaction.
+
+        A key used before replays its response before ``fn`` runs (so a replay neither needs
+        nor spends a PIN try). ``fn`` may check the payment PIN inside (``check_pin``): a
+        wrong one rolls everything back, the key included, and is counted on its own."""
 
         def attempt(uow: UnitOfWork) -> tuple[idempotency.StoredResponse, bool]:
             stored = self._begin(uow)
@@ -157,7 +162,9 @@ class Idempotent:
             self._finish(uow, response)
             return response, False
 
-        stored, replayed = self.runtime.db.transact(attempt)
+        stored, replayed = run_confirmed(
+            self.runtime.db, attempt, settings=self.runtime.settings
+        )
         return self._response(stored, replayed=replayed)
 
     def start(self, fn: Callable[[UnitOfWork], R]) -> R | Response:

@@ -304,9 +304,6 @@ def create_transfer(
 ) -> Response:
     """Send money to another resident by user id or mobile number, with a note."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
-    if (replayed := call.replay()) is not None:
-        return replayed
-    _confirm_pin(runtime, auth.user_id, body.pin)
     return call.run(
         lambda uow: wallet.send_transfer(
             uow,
@@ -317,6 +314,7 @@ def create_transfer(
             note=body.note,
             encryptor=runtime.encryptor,
             settings=runtime.settings,
+            pin=body.pin,
         ),
         lambda view: (status.HTTP_201_CREATED, TransferPublic.of(view)),
     )
@@ -377,12 +375,14 @@ def pay_share(
 ) -> Response:
     """Pay your share to the split's creator."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
-    if (replayed := call.replay()) is not None:
-        return replayed
-    _confirm_pin(runtime, auth.user_id, body.pin)
     return call.run(
         lambda uow: wallet.pay_share(
-            uow, user_id=auth.user_id, split_id=split_id, settings=runtime.settings
+            uow,
+            user_id=auth.user_id,
+            split_id=split_id,
+            settings=runtime.settings,
+            pin=body.pin,
+            encryptor=runtime.encryptor,
         ),
         lambda view: (status.HTTP_200_OK, SplitPublic.of(view)),
     )

@@ -11,13 +11,14 @@ would add nothing and cost every payment tens of milliseconds.
 from __future__ import annotations
 
 import hmac
-
-from sqlalchemy import select
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 from citywallet.identity import codes, keys
 from citywallet.identity.errors import PinIncorrect, PinLocked, PinNotSet
 from citywallet.identity.models import PaymentPin, RealName, User
-from citywallet.identity.queries import active_user_row, add_event
+from citywallet.identity.queries import active_user_row, add_event, user_row
 from citywallet.identity.rules import birth_date_of, pin_weakness
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings, get_settings
@@ -27,6 +28,7 @@ from citywallet.platform.errors import Conflict, InvalidInput
 from citywallet.platform.logging import get_logger
 
 SECOND_US = 1_000_000
+T = TypeVar("T")
 PIN_PURPOSE = "payment-pin"
 log = get_logger(__name__)
 
@@ -144,43 +146,81 @@ def reset_payment_pin(
     db.transact(reset)
 
 
-def confirm_payment_pin(
-    db: Database,
-    *,
-    user_id: str,
-    pin: str,
-    settings: Settings | None = None,
-    encryptor: Encryptor | None = None,
-) -> None:
-    """Check the payment PIN in a transaction of its own, so a wrong try is counted even
-    though the payment then fails. Raises ``pin_not_set`` (409), ``pin_incorrect`` (403,
-    ``attempts_left``), ``pin_locked`` (423, ``retry_after``) or ``account_frozen`` (403).
-    """
-    cfg = settings if settings is not None else get_settings()
-    enc = keys.encryptor_or_default(encryptor)
+@dataclass(frozen=True)
+class PinState:
+    """A user's payment-PIN row as a payment reads it (``pin_hash`` None: no PIN set)."""
 
-    def attempt(uow: UnitOfWork) -> tuple[str, int]:
-        user = active_user_row(uow, user_id)
-        row = uow.session.scalar(
-            select(PaymentPin).where(PaymentPin.user_id == user.id).with_for_update()
-        )
-        if row is None:
-            return "not_set", 0
+    user_pk: int
+    user_id: str
+    pin_hash: str | None
+    key_id: str | None
+    failed_attempts: int
+    locked_until: int | None
+
+
+class PinMismatch(Exception):
+    """A wrong PIN inside a payment's transaction: the caller rolls the payment back, then
+    counts the try in a transaction of its own (:func:`run_confirmed`)."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(user_id)
+        self.user_id = user_id
+
+
+def check_pin(
+    uow: UnitOfWork, state: PinState, pin: str, *, encryptor: Encryptor | None = None
+) -> None:
+    """Check the payment PIN inside the transaction that moves the money. Raises
+    ``pin_not_set`` (409), ``pin_locked`` (423, ``retry_after``), ``pin_reset_required``
+    or, for a wrong PIN, :class:`PinMismatch`, which :func:`run_confirmed` turns into a
+    counted ``pin_incorrect``. A correct PIN writes only when a failed try or an old key
+    must be cleared (nothing on the common path)."""
+    enc = keys.encryptor_or_default(encryptor)
+    if state.pin_hash is None or state.key_id is None:
+        raise PinNotSet("Set a payment PIN first.")
+    moment = now_us()
+    if state.locked_until is not None and state.locked_until > moment:
+        raise _locked(state.user_id, -(-(state.locked_until - moment) // SECOND_US))
+    try:
+        _, expected = enc.keyed_hash(PIN_PURPOSE, f"{state.user_id}:{pin}", key_id=state.key_id)
+    except CryptoError:  # its key was dropped from the ring: only a reset helps
+        raise Conflict("Reset your payment PIN by SMS.", code="pin_reset_required") from None
+    if not hmac.compare_digest(expected, state.pin_hash):
+        raise PinMismatch(state.user_id)
+    stale_key = state.key_id != enc.keyring.current
+    if state.failed_attempts or state.locked_until is not None or stale_key:
+        row = uow.session.get(PaymentPin, state.user_pk, with_for_update=True)
+        assert row is not None
+        row.failed_attempts, row.locked_until = 0, None
+        if stale_key:
+            row.key_id, row.pin_hash = enc.keyed_hash(PIN_PURPOSE, f"{state.user_id}:{pin}")
+        uow.session.flush()
+
+
+def _locked(user_id: str, retry_after: int) -> PinLocked:
+    log.warning("payment pin locked", user_id=user_id, retry_after=retry_after)
+    return PinLocked(
+        "Too many wrong PINs: the payment PIN is locked. Wait, or reset it by SMS.",
+        retry_after=retry_after,
+    )
+
+
+def count_wrong_pin(db: Database, *, user_id: str, settings: Settings | None = None) -> Exception:
+    """Count a wrong PIN in a small transaction of its own (the payment has rolled back);
+    returns the refusal to raise: ``pin_incorrect`` with ``attempts_left``, or
+    ``pin_locked`` when this try used the last attempt."""
+    cfg = settings if settings is not None else get_settings()
+
+    def count(uow: UnitOfWork) -> tuple[str, int]:
+        user = user_row(uow, user_id)
+        row = uow.session.get(PaymentPin, user.id, with_for_update=True)
+        if row is None:  # reset meanwhile
+            return "wrong", cfg.pin_max_attempts
         moment = now_us()
         if row.locked_until is not None:
-            if row.locked_until > moment:
+            if row.locked_until > moment:  # a concurrent wrong try locked it
                 return "locked", -(-(row.locked_until - moment) // SECOND_US)
-            row.locked_until, row.failed_attempts = None, 0  # the lock has run out
-        try:
-            _, expected = _pin_hash(enc, user, pin, key_id=row.key_id)
-        except CryptoError:  # its key was dropped from the ring: only a reset helps
-            return "unverifiable", 0
-        if hmac.compare_digest(expected, row.pin_hash):
-            if row.failed_attempts:
-                row.failed_attempts = 0
-            if row.key_id != enc.keyring.current:
-                row.key_id, row.pin_hash = _pin_hash(enc, user, pin)
-            return "ok", 0
+            row.locked_until, row.failed_attempts = None, 0
         row.failed_attempts += 1
         row.updated_at = moment
         if row.failed_attempts >= cfg.pin_max_attempts:
@@ -189,17 +229,49 @@ def confirm_payment_pin(
             return "locked", cfg.pin_lock_seconds
         return "wrong", cfg.pin_max_attempts - row.failed_attempts
 
-    outcome, value = db.transact(attempt)
-    if outcome == "ok":
-        return
-    if outcome == "not_set":
-        raise PinNotSet("Set a payment PIN first.")
+    outcome, value = db.transact(count)
     if outcome == "locked":
-        log.warning("payment pin locked", user_id=user_id, retry_after=value)
-        raise PinLocked(
-            "Too many wrong PINs: the payment PIN is locked. Wait, or reset it by SMS.",
-            retry_after=value,
-        )
-    if outcome == "unverifiable":
-        raise Conflict("Reset your payment PIN by SMS.", code="pin_reset_required")
-    raise PinIncorrect("Wrong payment PIN.", attempts_left=value)
+        return _locked(user_id, value)
+    return PinIncorrect("Wrong payment PIN.", attempts_left=value)
+
+
+def run_confirmed(
+    db: Database, fn: Callable[[UnitOfWork], T], *, settings: Settings | None = None
+) -> T:
+    """``db.transact(fn)`` for a use case that checks the PIN inside its transaction
+    (:func:`check_pin`): a wrong PIN rolls everything back and is then counted on its own."""
+    try:
+        return db.transact(fn)
+    except PinMismatch as wrong:
+        raise count_wrong_pin(db, user_id=wrong.user_id, settings=settings) from None
+
+
+def pin_state_of(uow: UnitOfWork, user: User) -> PinState:
+    """The PIN state of a user row read on its own (routes that are not payments)."""
+    row = uow.session.get(PaymentPin, user.id)
+    if row is None:
+        return PinState(user.id, user.public_id, None, None, 0, None)
+    return PinState(
+        user.id, user.public_id, row.pin_hash, row.key_id, row.failed_attempts, row.locked_until
+    )
+
+
+def confirm_payment_pin(
+    db: Database,
+    *,
+    user_id: str,
+    pin: str,
+    settings: Settings | None = None,
+    encryptor: Encryptor | None = None,
+) -> None:
+    """Check the payment PIN in a transaction of its own, for a request whose work is not
+    a payment (changing settings with the PIN). Raises ``pin_not_set`` (409),
+    ``pin_incorrect`` (403, ``attempts_left``), ``pin_locked`` (423, ``retry_after``) or
+    ``account_frozen`` (403). Payments check it inside their own transaction instead
+    (:func:`check_pin`)."""
+
+    def attempt(uow: UnitOfWork) -> None:
+        user = active_user_row(uow, user_id)
+        check_pin(uow, pin_state_of(uow, user), pin, encryptor=encryptor)
+
+    run_confirmed(db, attempt, settings=settings)

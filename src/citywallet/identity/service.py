@@ -16,17 +16,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
+from typing import Any, Unpack
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.identity import codes, keys, sessions
 from citywallet.identity.errors import AccountClosed, AccountFrozen, IdentityServiceUnavailable
 from citywallet.identity.gateways import IdentityVerifier
 from citywallet.identity.models import ExternalCheck, PaymentPin, RealName, User
-from citywallet.identity.pins import confirm_payment_pin as confirm_payment_pin  # the contract
+from citywallet.identity.pins import (  # the contract
+    PinMismatch as PinMismatch,
+)
+from citywallet.identity.pins import (
+    PinState,
+)
+from citywallet.identity.pins import check_pin as check_pin
+from citywallet.identity.pins import confirm_payment_pin as confirm_payment_pin
+from citywallet.identity.pins import run_confirmed as run_confirmed
 from citywallet.identity.queries import active_user_row, add_event, new_public_id, user_row
 from citywallet.identity.rules import (
     checks_to_next_tier,
@@ -135,6 +144,61 @@ def _view_of(uow: UnitOfWork, user: User) -> UserView:
 
 
 # --- the contract -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mover:
+    """A resident about to move money, with their PIN state: what a payment reads of
+    identity, in one statement joined to the feature's own rows (:func:`mover_select`)."""
+
+    user: UserView
+    pin: PinState
+
+
+def mover_select() -> Select[Unpack[tuple[Any, ...]]]:
+    """The columns of a :class:`Mover` (users, their masked real name and PIN), for a
+    feature to join its own rows to and filter on ``user_id`` or ``phone_hash``; read the
+    rows back with :func:`mover_of`."""
+    return (
+        select(
+            User.id.label("user_pk"),
+            User.public_id.label("user_id"),
+            User.phone_hash.label("phone_hash"),
+            User.phone_masked,
+            User.status,
+            User.tier,
+            RealName.name_masked,
+            PaymentPin.pin_hash,
+            PaymentPin.key_id,
+            PaymentPin.failed_attempts,
+            PaymentPin.locked_until,
+        )
+        .outerjoin(RealName, RealName.user_id == User.id)
+        .outerjoin(PaymentPin, PaymentPin.user_id == User.id)
+    )
+
+
+def mover_of(row: Any) -> Mover:
+    """The :class:`Mover` of a row selected with :func:`mover_select`'s columns."""
+    user = UserView(
+        id=row.user_id,
+        phone_masked=row.phone_masked,
+        status=row.status,
+        tier=row.tier,
+        real_name_verified=row.name_masked is not None,
+        name_masked=row.name_masked,
+    )
+    pin = PinState(
+        row.user_pk, row.user_id, row.pin_hash, row.key_id, row.failed_attempts or 0,
+        row.locked_until,
+    )  # fmt: skip
+    return Mover(user, pin)
+
+
+def phone_lookup_hash(phone: str, encryptor: Encryptor | None = None) -> str:
+    """The lookup hash a user's phone is found by (``invalid_phone`` if it is no mainland
+    mobile number), for :func:`mover_select`'s ``phone_hash``."""
+    return keys.phone_hash(keys.encryptor_or_default(encryptor), normalize_phone(phone))
 
 
 def get_user(uow: UnitOfWork, *, user_id: str) -> UserView:

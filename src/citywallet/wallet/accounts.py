@@ -13,6 +13,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags
@@ -130,6 +132,33 @@ def lock_usage(uow: UnitOfWork, *, user_id: str, periods: Sequence[str]) -> dict
         .where(LimitUsage.user_id == user_id, LimitUsage.period.in_(list(periods)))
         .order_by(LimitUsage.period)
         .with_for_update()
+    ).all()
+    return {str(period): int(amount) for period, amount in rows}
+
+
+def count_usage(uow: UnitOfWork, *, user_id: str, changes: Mapping[str, int]) -> dict[str, int]:
+    """Add ``changes`` to the user's usage rows (created at zero) and return the new amounts:
+    one upsert whose row locks reserve the slot before any other work of the transaction.
+    The caller compares the result with its limits and raises to roll the count back."""
+    periods = sorted(changes)  # one lock order for every payer's rows
+    if not periods:
+        return {}
+    moment = now_us()
+    dialect_insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
+    statement = dialect_insert(LimitUsage).values(
+        [
+            {"user_id": user_id, "period": p, "amount": changes[p], "updated_at": moment}
+            for p in periods
+        ]
+    )
+    rows = uow.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[LimitUsage.user_id, LimitUsage.period],
+            set_={
+                "amount": LimitUsage.amount + statement.excluded.amount,
+                "updated_at": statement.excluded.updated_at,
+            },
+        ).returning(LimitUsage.period, LimitUsage.amount)
     ).all()
     return {str(period): int(amount) for period, amount in rows}
 

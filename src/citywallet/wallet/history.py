@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.blocks import LedgerSigner, NotSealedYet, inclusion_proof
@@ -117,6 +117,54 @@ def _view(row: Activity) -> ActivityView:
     )
 
 
+@dataclass(frozen=True)
+class Line:
+    """One history line to write (see :func:`record`)."""
+
+    user_id: str
+    object_id: str
+    kind: str
+    amount: int
+    currency: str
+    status: str
+    transfer_ids: Sequence[str]
+    fee: int = 0
+    counterparty_user_id: str | None = None
+    counterparty_label: str = ""
+    note: str = ""
+    reference: str | None = None
+
+
+def record_many(uow: UnitOfWork, lines: Sequence[Line]) -> None:
+    """Add lines to users' history in one statement (in the transaction that moves the
+    money)."""
+    moment = now_us()
+    rows: list[dict[str, Any]] = []
+    for line in lines:
+        if line.kind not in KINDS:
+            raise ValueError(f"unknown history kind {line.kind!r}")
+        rows.append(
+            {
+                "user_id": line.user_id,
+                "object_id": line.object_id,
+                "kind": line.kind,
+                "amount": line.amount,
+                "fee": line.fee,
+                "currency": line.currency,
+                "status": line.status,
+                "counterparty_user_id": line.counterparty_user_id,
+                "counterparty_label": line.counterparty_label[:100],
+                "note": line.note,
+                "reference": line.reference,
+                "transfer_ids": json.dumps(list(line.transfer_ids)),
+                "created_at": moment,
+                "updated_at": moment,
+            }
+        )
+    if rows:
+        uow.session.execute(insert(Activity), rows)
+
+
 def record(
     uow: UnitOfWork,
     *,
@@ -134,27 +182,15 @@ def record(
     reference: str | None = None,
 ) -> None:
     """Add a line to a user's history (in the transaction that moves the money)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown history kind {kind!r}")
-    moment = now_us()
-    uow.session.add(
-        Activity(
-            user_id=user_id,
-            object_id=object_id,
-            kind=kind,
-            amount=amount,
-            fee=fee,
-            currency=currency,
-            status=status,
-            counterparty_user_id=counterparty_user_id,
-            counterparty_label=counterparty_label[:100],
-            note=note,
-            reference=reference,
-            transfer_ids=json.dumps(list(transfer_ids)),
-            created_at=moment,
-            updated_at=moment,
-        )
-    )
+    record_many(
+        uow,
+        [
+            Line(
+                user_id, object_id, kind, amount, currency, status, transfer_ids, fee,
+                counterparty_user_id, counterparty_label, note, reference,
+            )
+        ],
+    )  # fmt: skip
 
 
 def set_status(

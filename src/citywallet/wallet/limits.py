@@ -1,14 +1,18 @@
 """Tier limits enforced inside the transaction that moves the money.
 
-:func:`reserve_outflow` locks the payer's usage rows (day, year, lifetime), checks the
-tier's limits against them and adds the amount, all before the ledger posting of the same
-transaction: two concurrent payments cannot both take the last of a limit. Other features
+:func:`reserve_outflow` counts the amount in the payer's usage rows (day, year, lifetime)
+with one upsert that locks them, then checks the tier's limits against what it returned, all
+before the ledger posting of the same transaction: two concurrent payments cannot both take
+the last of a limit, and a refusal's rollback takes the count back. Other features
 that spend a resident's balance (merchant payments, red packets) call it the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from citywallet.ledger.service import AccountView
+from citywallet.ledger.types import AccountState
 from citywallet.money import Money
 from citywallet.platform.config import Settings
 from citywallet.platform.db import UnitOfWork
@@ -69,19 +73,25 @@ def reserve_outflow(
     settings: Settings,
     moment: int,
     own_card: bool = False,
+    caps: Mapping[str, int] | None = None,
 ) -> Periods:
-    """Check ``amount`` against the user's limits and count it, under the usage-row locks.
-
-    Lock the wallets involved first (:func:`accounts.lock_wallets`). ``own_card``: a
-    withdrawal to the user's own card, outside the yearly and lifetime totals. Raises
-    :class:`LimitExceeded` with the limit's code; returns the periods it was counted in.
+    """Count ``amount`` against the user's limits and check them: one upsert of the usage
+    rows (day, year, lifetime), whose row locks make the reservation atomic, so two
+    concurrent payments cannot both take the last of a limit. A refusal raises
+    :class:`LimitExceeded` with the limit's code, and the transaction's rollback takes the
+    count back. ``own_card``: a withdrawal to the user's own card, outside the yearly and
+    lifetime totals. ``caps``: further usage rows counted and checked the same way (a period
+    key and its cap: the static-code daily cap, the password-free allowance), refused with
+    ``static_code_limit_exceeded``. Returns the periods it was counted in.
     """
     periods = periods_at(moment)
-    rows = accounts.lock_usage(
-        uow, user_id=user_id, periods=[periods.day, periods.year, periods.lifetime]
+    counted = [periods.day] if own_card else [periods.day, periods.year, periods.lifetime]
+    extra = dict(caps or {})
+    after = accounts.count_usage(
+        uow, user_id=user_id, changes=dict.fromkeys([*counted, *extra], amount)
     )
     limits = limits_for(tier, settings)
-    usage = _usage(rows, periods)
+    usage = _usage({period: after[period] - amount for period in counted}, periods)
     refusal = outflow_refusal(limits, usage, amount, own_card=own_card)
     if refusal is not None:
         left = limits_left(limits, usage)
@@ -91,10 +101,15 @@ def reserve_outflow(
             tier=tier,
             left=_left_of(refusal, left),
         )
-    changes = {periods.day: amount}
-    if not own_card:
-        changes |= {periods.year: amount, periods.lifetime: amount}
-    accounts.add_usage(uow, user_id=user_id, changes=changes)
+    for period, cap in extra.items():
+        if after[period] > cap:
+            left_today = max(0, cap - (after[period] - amount))
+            raise LimitExceeded(
+                f"Static merchant codes may take at most {Money(cap)} a day from you "
+                f"({Money(left_today)} left today); scan the merchant's order code instead.",
+                code="static_code_limit_exceeded",
+                left=left_today,
+            )
     return periods
 
 
@@ -110,7 +125,7 @@ def _left_of(refusal: str, left: LimitsLeft) -> int | None:
 def check_inflow(
     *,
     tier: int,
-    account: AccountView,
+    account: AccountView | AccountState,
     amount: int,
     settings: Settings,
     recipient: bool = False,

@@ -1,22 +1,24 @@
 """Money between residents: P2P transfers and AA split bills.
 
-Every payment here is one transaction: lock both wallets (ascending account order), check
-and count the payer's tier limits and the payee's balance limit, post one ledger transfer,
-write both history lines. The caller has confirmed the payer's PIN just before.
+Every payment here is one transaction: read both residents with the payer's PIN state and
+lock both wallets (ascending account order) in one statement, check the PIN, count and check
+the payer's tier limits (one upsert), post one ledger transfer whose account lock also
+checks the payee's balance limit, write both history lines (one statement). A wrong PIN
+rolls it all back and is counted on its own (``identity.run_confirmed``).
 A split share is paid with the share's id as the ledger transfer id, so even a bug could
 not pay one share twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from citywallet.identity.service import UserView, get_user
 from citywallet.ledger import service as ledger
-from citywallet.ledger.types import Result, TransferCode, TransferSpec
+from citywallet.ledger.types import AccountState, Result, TransferCode, TransferSpec
 from citywallet.money import Money
 from citywallet.platform import outbox
 from citywallet.platform.clock import now_us
@@ -24,14 +26,13 @@ from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput, RateLimited
-from citywallet.wallet import accounts, history
+from citywallet.wallet import history
 from citywallet.wallet.accounts import CURRENCY
-from citywallet.wallet.closure import wallet_closed
 from citywallet.wallet.errors import InsufficientBalance, SplitNotFound
 from citywallet.wallet.funding import validate_amount
 from citywallet.wallet.limits import check_inflow, reserve_outflow
 from citywallet.wallet.models import Split, SplitShare
-from citywallet.wallet.people import active_user, find_recipient, label, new_id
+from citywallet.wallet.people import Party, active_user, find_recipient, label, lock_parties, new_id
 from citywallet.wallet.rules import even_split, validate_shares
 
 NOTE_MAX = 100
@@ -63,59 +64,98 @@ def _note(note: str) -> str:
 def _pay(
     uow: UnitOfWork,
     *,
-    payer: UserView,
-    payee: UserView,
+    payer: Party,
+    payee: Party,
     amount: int,
     transfer_id: str,
     reference: str,
     settings: Settings,
 ) -> None:
-    """Move ``amount`` from payer to payee under locks and limits (both must be active)."""
-    unavailable = Conflict(
-        "The recipient cannot receive money right now.", code="recipient_unavailable"
-    )
-    if payee.status != "active":  # frozen, or closed by its owner
-        raise unavailable
-    wallets = accounts.lock_wallets(uow, user_ids=[payer.id, payee.id])
-    if wallet_closed(uow, user_id=payee.id):  # closed while we waited for the lock
-        raise unavailable
-    moment = now_us()
+    """Move ``amount`` from payer to payee (wallets locked by :func:`lock_parties`) under
+    the payer's limits and the payee's balance limit: the usage upsert, then the ledger
+    post, whose account lock also reads the balances the limits look at."""
+    if payee.user.status != "active" or payee.wallet_closed:  # frozen, or closed by its owner
+        raise Conflict(
+            "The recipient cannot receive money right now.", code="recipient_unavailable"
+        )
     reserve_outflow(
-        uow, user_id=payer.id, tier=payer.tier, amount=amount, settings=settings, moment=moment
-    )
-    views = ledger.get_accounts(uow, ids=wallets.values())
-    payer_account, payee_account = views[wallets[payer.id]], views[wallets[payee.id]]
-    check_inflow(
-        tier=payee.tier,
-        account=payee_account,
+        uow,
+        user_id=payer.user.id,
+        tier=payer.user.tier,
         amount=amount,
         settings=settings,
-        recipient=True,
+        moment=now_us(),
     )
-    if payer_account.available < amount:
-        raise InsufficientBalance(
-            f"The wallet's available balance does not cover {Money(amount)}.",
-            available=payer_account.available,
-            needed=amount,
+
+    def guard(locked: Mapping[int, AccountState]) -> None:
+        check_inflow(
+            tier=payee.user.tier,
+            account=locked[payee.account_id],
+            amount=amount,
+            settings=settings,
+            recipient=True,
         )
+        available = locked[payer.account_id].available
+        if available < amount:
+            raise InsufficientBalance(
+                f"The wallet's available balance does not cover {Money(amount)}.",
+                available=available,
+                needed=amount,
+            )
+
     [result] = ledger.post(
         uow,
         transfers=[
             TransferSpec(
                 id=transfer_id,
-                debit_account_id=wallets[payer.id],
-                credit_account_id=wallets[payee.id],
+                debit_account_id=payer.account_id,
+                credit_account_id=payee.account_id,
                 amount=amount,
                 ledger=CURRENCY,
                 code=TransferCode.P2P,
                 reference=reference,
             )
         ],
+        fresh=True,
+        guard=guard,
     )
     if result is Result.EXCEEDS_CREDITS:
         raise InsufficientBalance("The wallet's available balance does not cover the amount.")
     if not result.on_books:
         raise RuntimeError(f"ledger refused payment {transfer_id}: {result.value}")
+
+
+def _both_lines(
+    uow: UnitOfWork,
+    *,
+    payer: UserView,
+    payee: UserView,
+    kinds: tuple[str, str],
+    object_id: str,
+    amount: int,
+    note: str,
+    reference: str | None = None,
+) -> None:
+    """The payer's and the payee's history lines of one payment (one statement)."""
+    history.record_many(
+        uow,
+        [
+            history.Line(
+                user_id=side.id,
+                object_id=object_id,
+                kind=kind,
+                amount=amount,
+                currency=CURRENCY,
+                status="succeeded",
+                transfer_ids=(object_id,),
+                counterparty_user_id=other.id,
+                counterparty_label=label(other),
+                note=note,
+                reference=reference,
+            )
+            for side, other, kind in ((payer, payee, kinds[0]), (payee, payer, kinds[1]))
+        ],
+    )
 
 
 def send_transfer(
@@ -128,14 +168,17 @@ def send_transfer(
     note: str = "",
     currency: str = CURRENCY,
     settings: Settings | None = None,
+    pin: str | None = None,
 ) -> TransferView:
-    """Send money to another resident, by user id or mobile number (PIN confirmed before)."""
+    """Send money to another resident, by user id or mobile number. With ``pin``, the
+    payment PIN is checked in this transaction (run it with ``identity.run_confirmed``);
+    without, the caller confirmed it before."""
     cfg = settings if settings is not None else get_settings()
     validate_amount(amount, currency)
     clean_note = _note(note)
-    payer = active_user(uow, user_id)
-    payee = find_recipient(uow, to, encryptor)
-    if payee.id == payer.id:
+    payer, payee = lock_parties(uow, user_id=user_id, to=to, pin=pin, encryptor=encryptor)
+    assert payee is not None
+    if payee.user.id == payer.user.id:
         raise InvalidInput("You cannot send money to yourself.", code="cannot_pay_self")
     transfer_id = new_id("p2p")
     _pay(
@@ -147,23 +190,24 @@ def send_transfer(
         reference=transfer_id,
         settings=cfg,
     )
-    for side, other, kind in ((payer, payee, "transfer_out"), (payee, payer, "transfer_in")):
-        history.record(
-            uow,
-            user_id=side.id,
-            object_id=transfer_id,
-            kind=kind,
-            amount=amount,
-            currency=CURRENCY,
-            status="succeeded",
-            transfer_ids=[transfer_id],
-            counterparty_user_id=other.id,
-            counterparty_label=label(other),
-            note=clean_note,
-        )
-    uow.session.flush()
+    _both_lines(
+        uow,
+        payer=payer.user,
+        payee=payee.user,
+        kinds=("transfer_out", "transfer_in"),
+        object_id=transfer_id,
+        amount=amount,
+        note=clean_note,
+    )
     return TransferView(
-        transfer_id, amount, CURRENCY, payee.id, label(payee), clean_note, "succeeded", now_us()
+        transfer_id,
+        amount,
+        CURRENCY,
+        payee.user.id,
+        label(payee.user),
+        clean_note,
+        "succeeded",
+        now_us(),
     )
 
 
@@ -358,9 +402,16 @@ def list_splits(uow: UnitOfWork, *, user_id: str, limit: int = 20) -> list[Split
 
 
 def pay_share(
-    uow: UnitOfWork, *, user_id: str, split_id: str, settings: Settings | None = None
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    split_id: str,
+    settings: Settings | None = None,
+    pin: str | None = None,
+    encryptor: Encryptor | None = None,
 ) -> SplitView:
-    """Pay the user's share of a split to its creator (PIN confirmed before)."""
+    """Pay the user's share of a split to its creator. With ``pin``, the payment PIN is
+    checked in this transaction (``identity.run_confirmed``); without, it was before."""
     cfg = settings if settings is not None else get_settings()
     split = _split_row(uow, user_id=user_id, split_id=split_id, for_update=True)
     share = next((s for s in _shares(uow, split, for_update=True) if s.user_id == user_id), None)
@@ -370,8 +421,10 @@ def pay_share(
         raise Conflict("Your share is already paid.", code="share_already_paid")
     if share.status == "cancelled" or split.status == "cancelled":
         raise Conflict("This split bill was cancelled.", code="split_cancelled")
-    payer = active_user(uow, user_id)
-    creator = get_user(uow, user_id=split.creator_id)
+    payer, creator = lock_parties(
+        uow, user_id=user_id, to=split.creator_id, pin=pin, encryptor=encryptor
+    )
+    assert creator is not None
     _pay(
         uow,
         payer=payer,
@@ -384,27 +437,19 @@ def pay_share(
     moment = now_us()
     share.status, share.paid_at, share.transfer_id = "paid", moment, share.public_id
     split.updated_at = moment
-    for side, other, kind in (
-        (payer, creator, "split_payment"),
-        (creator, payer, "split_collection"),
-    ):
-        history.record(
-            uow,
-            user_id=side.id,
-            object_id=share.public_id,
-            kind=kind,
-            amount=share.amount,
-            currency=CURRENCY,
-            status="succeeded",
-            transfer_ids=[share.public_id],
-            counterparty_user_id=other.id,
-            counterparty_label=label(other),
-            note=split.note,
-            reference=split.public_id,
-        )
+    _both_lines(
+        uow,
+        payer=payer.user,
+        payee=creator.user,
+        kinds=("split_payment", "split_collection"),
+        object_id=share.public_id,
+        amount=share.amount,
+        note=split.note,
+        reference=split.public_id,
+    )
     uow.session.flush()
     _refresh_status(uow, split)
-    return _split_view(uow, split, {payer.id: payer, creator.id: creator})
+    return _split_view(uow, split, {payer.user.id: payer.user, creator.user.id: creator.user})
 
 
 def cancel_split(
