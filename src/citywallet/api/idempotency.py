@@ -162,9 +162,7 @@ class Idempotent:
             self._finish(uow, response)
             return response, False
 
-        stored, replayed = run_confirmed(
-            self.runtime.db, attempt, settings=self.runtime.settings
-        )
+        stored, replayed = run_confirmed(self.runtime.db, attempt, settings=self.runtime.settings)
         return self._response(stored, replayed=replayed)
 
     def start(self, fn: Callable[[UnitOfWork], R]) -> R | Response:

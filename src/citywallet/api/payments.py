@@ -72,9 +72,6 @@ def pay_scan(
     """Pay a scanned merchant code with your PIN: a dynamic code pays its order, a static
     code pays the ``amount`` you enter (static codes: at most 500 yuan a day)."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
-    if (replayed := call.replay()) is not None:
-        return replayed
-    _confirm_pin(runtime, auth.user_id, body.pin)
     return call.run(
         lambda uow: payments.pay_scan(
             uow,
@@ -84,6 +81,7 @@ def pay_scan(
             note=body.note,
             encryptor=runtime.encryptor,
             settings=runtime.settings,
+            pin=body.pin,
         ),
         lambda view: (status.HTTP_201_CREATED, PaymentPublic.model_validate(view)),
     )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
-from typing import Any, Unpack
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -155,7 +155,7 @@ class Mover:
     pin: PinState
 
 
-def mover_select() -> Select[Unpack[tuple[Any, ...]]]:
+def mover_select() -> Select[*tuple[Any, ...]]:
     """The columns of a :class:`Mover` (users, their masked real name and PIN), for a
     feature to join its own rows to and filter on ``user_id`` or ``phone_hash``; read the
     rows back with :func:`mover_of`."""

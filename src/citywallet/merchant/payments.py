@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.identity.service import UserView
@@ -37,23 +37,25 @@ from citywallet.merchant.onboarding import (
 )
 from citywallet.merchant.rules import fee_for, validate_out_no
 from citywallet.money import Money
+from citywallet.platform.cache import TtlCache
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor, get_or_create_secret
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
-from citywallet.wallet import accounts, history, restricted
+from citywallet.wallet import history, restricted
 from citywallet.wallet.accounts import CURRENCY
-from citywallet.wallet.errors import InsufficientBalance, LimitExceeded
+from citywallet.wallet.errors import InsufficientBalance
 from citywallet.wallet.funding import validate_amount
 from citywallet.wallet.limits import reserve_outflow
-from citywallet.wallet.people import active_user, new_id
+from citywallet.wallet.people import Party, active_user, lock_parties, new_id
 from citywallet.wallet.rules import CHINA, Shop
 
 SECOND_US = 1_000_000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 QR_KEY_NAME = "merchant.qr_mac"
 MAX_PREVIEW_AMOUNT = 10**12  # a static code's amount is not known yet: show all usable
+FACTS_TTL_SECONDS = 30.0
 
 
 def shop_of(merchant: Merchant) -> Shop:
@@ -120,12 +122,63 @@ class PaymentView:
 # --- the QR key and codes -----------------------------------------------------------------
 
 
+_QR_KEYS: TtlCache[bytes] = TtlCache("merchant.qr_key", ttl=None)  # a key never changes
+_FACTS: TtlCache[MerchantFacts] = TtlCache("merchant.facts", ttl=FACTS_TTL_SECONDS)
+
+
 def qr_key(uow: UnitOfWork, encryptor: Encryptor) -> bytes:
-    """The platform's key that authenticates the merchant codes it prints."""
-    secret, _ = get_or_create_secret(
-        uow, encryptor, name=QR_KEY_NAME, create=lambda: (secrets.token_bytes(32), None)
-    )
-    return secret
+    """The platform's key that authenticates the merchant codes it prints (read once per
+    process and database)."""
+
+    def load() -> bytes:
+        secret, _ = get_or_create_secret(
+            uow, encryptor, name=QR_KEY_NAME, create=lambda: (secrets.token_bytes(32), None)
+        )
+        return secret
+
+    return _QR_KEYS.get(uow, id(encryptor), load)
+
+
+@dataclass(frozen=True)
+class MerchantFacts:
+    """What a payment needs of its merchant that rarely changes, cached per process for
+    ``FACTS_TTL_SECONDS``: a change of fee rate or webhook URL applies to payments within
+    that time. Whether the merchant may take payments is **not** cached: the payment's own
+    order statement checks its status."""
+
+    id: int
+    public_id: str
+    owner_user_id: str
+    name_zh: str
+    district: str
+    mcc: str
+    fee_rate_bp: int
+    receivable_account_id: int
+    fee_account_id: int
+    notify_url: str | None
+
+    @property
+    def shop(self) -> Shop:
+        """Where restricted money looks whether it may be spent here."""
+        return Shop(self.public_id, self.district, self.mcc)
+
+
+def merchant_facts(uow: UnitOfWork, *, merchant_id: str) -> MerchantFacts:
+    """A merchant's facts by public id (``merchant_not_found`` otherwise)."""
+
+    def load() -> MerchantFacts:
+        row = merchant_by_public_id(uow, merchant_id)
+        return MerchantFacts(
+            row.id, row.public_id, row.owner_user_id, row.name_zh, row.district, row.mcc,
+            row.fee_rate_bp, row.receivable_account_id, row.fee_account_id, row.notify_url,
+        )  # fmt: skip
+
+    return _FACTS.get(uow, merchant_id, load)
+
+
+def forget_merchant(uow: UnitOfWork, merchant_id: str) -> None:
+    """Drop a merchant's cached facts (its fee rate or webhook URL changed)."""
+    _FACTS.forget(uow, merchant_id)
 
 
 def _code_for(
@@ -435,6 +488,196 @@ def close_expired_orders(uow: UnitOfWork, *, now: int | None = None, limit: int 
 # --- paying -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How a payment's amount is split: restricted money first, then the payer's own,
+    less the merchant's fee; the linked ledger legs that move it."""
+
+    draws: list[restricted.Draw]
+    own: int
+    covered: int
+    fee: int
+    legs: list[TransferSpec]
+    paid_legs: list[str]
+
+
+def _plan(
+    uow: UnitOfWork,
+    *,
+    payer: Party,
+    merchant: MerchantFacts,
+    order_id: str,
+    amount: int,
+    moment: int,
+) -> _Plan:
+    """Plan a payment of ``amount`` (restricted balances are read and locked only for a
+    payer who holds any)."""
+    if payer.user.id == merchant.owner_user_id:
+        raise InvalidInput("You cannot pay your own merchant.", code="cannot_pay_self")
+    draws = (
+        restricted.plan_spend(
+            uow, user_id=payer.user.id, shop=merchant.shop, amount=amount, moment=moment
+        )
+        if payer.has_restricted
+        else []
+    )
+    covered = sum(d.amount for d in draws)
+    own = amount - covered
+    fee = fee_for(amount, merchant.fee_rate_bp)
+
+    def leg(suffix: str, debit: int, credit: int, part: int, code: TransferCode) -> TransferSpec:
+        return TransferSpec(
+            id=f"{order_id}.{suffix}",
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=part,
+            ledger=CURRENCY,
+            code=code,
+            reference=order_id,
+        )
+
+    receivable = merchant.receivable_account_id
+    legs = [
+        leg(f"rp{i}", d.account_id, receivable, d.amount, TransferCode.PAYMENT)
+        for i, d in enumerate(draws)
+    ]
+    if own:
+        legs.append(leg("pay", payer.account_id, receivable, own, TransferCode.PAYMENT))
+    paid_legs = [x.id for x in legs]
+    if fee:
+        legs.append(leg("fee", receivable, merchant.fee_account_id, fee, TransferCode.FEE))
+    return _Plan(draws, own, covered, fee, linked(legs), paid_legs)
+
+
+def _settle(
+    uow: UnitOfWork,
+    *,
+    plan: _Plan,
+    payer: Party,
+    merchant: MerchantFacts,
+    order: PaidOrder,
+    settings: Settings,
+    moment: int,
+    caps: dict[str, int] | None = None,
+) -> None:
+    """The rest of a payment whose order row this transaction has just moved to ``paid``:
+    count the limits (one upsert; ``caps``: further daily caps counted with the whole
+    amount), remember restricted spending, the payer's history line, the merchant's
+    webhook event (only when it has a URL), and last the ledger post (the merchant's
+    accounts are locked from there to the commit)."""
+    if plan.own or caps:  # tier limits count the payer's own money, not a campaign's
+        reserve_outflow(
+            uow,
+            user_id=payer.user.id,
+            tier=payer.user.tier,
+            amount=plan.own,
+            settings=settings,
+            moment=moment,
+            caps=caps,
+            capped_amount=order.amount,
+        )
+    if plan.draws:
+        restricted.record_spend(
+            uow,
+            draws=plan.draws,
+            transfer_ids=plan.paid_legs[: len(plan.draws)],
+            payment_ref=order.id,
+            shop=merchant.shop,
+            own_amount=plan.own,
+            moment=moment,
+        )
+    history.record(
+        uow,
+        user_id=payer.user.id,
+        object_id=order.id,
+        kind="merchant_payment",
+        amount=order.amount,
+        currency=CURRENCY,
+        status="succeeded",
+        transfer_ids=plan.paid_legs,
+        counterparty_label=merchant.name_zh,
+        note=order.description[:100],
+        reference=merchant.public_id,
+    )
+    if order.notify_url or merchant.notify_url:
+        webhooks.emit(
+            uow,
+            merchant=merchant,
+            type="payment.succeeded",
+            object_id=order.id,
+            data=order_data(order.view(merchant, plan.fee)),
+            url=order.notify_url,
+        )
+    results = ledger.post(uow, transfers=plan.legs, fresh=True)
+    if Result.EXCEEDS_CREDITS in results:
+        covered = plan.covered
+        part = f" (the {Money(covered)} red-packet balance covers the rest)" if covered else ""
+        raise InsufficientBalance(
+            f"The wallet's available balance does not cover {Money(plan.own)}{part}."
+        )
+    if not all(r.on_books for r in results):
+        raise RuntimeError(f"ledger refused payment of {order.id}: {results}")
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    """An order as the statement that marked it paid returned it."""
+
+    id: str
+    amount: int
+    description: str
+    out_trade_no: str
+    notify_url: str | None
+    channel: str
+    paid_at: int
+    created_at: int
+    expires_at: int
+    store_id: str | None = None
+    terminal_id: str | None = None
+
+    def view(self, merchant: MerchantFacts, fee: int) -> OrderView:
+        """The merchant's view of it (for its webhook event)."""
+        return OrderView(
+            id=self.id,
+            merchant_id=merchant.public_id,
+            store_id=self.store_id,
+            terminal_id=self.terminal_id,
+            out_trade_no=self.out_trade_no,
+            amount=self.amount,
+            currency=CURRENCY,
+            description=self.description,
+            channel=self.channel,
+            status="paid",
+            fee=fee,
+            refunded_amount=0,
+            refunded_fee=0,
+            expires_at=self.expires_at,
+            paid_at=self.paid_at,
+            closed_at=None,
+            created_at=self.created_at,
+            decline_code=None,
+            qr_payload=None,
+        )
+
+
+def _paid_values(plan: _Plan, payer: Party, channel: str, moment: int) -> dict[str, Any]:
+    return {
+        "status": "paid",
+        "channel": channel,
+        "payer_user_id": payer.user.id,
+        "fee": plan.fee,
+        "restricted_amount": plan.covered,
+        "transfer_ids": json.dumps([leg.id for leg in plan.legs]),
+        "decline_code": None,
+        "paid_at": moment,
+        "updated_at": moment,
+    }
+
+
+def _active(merchant_pk: int) -> Any:
+    return exists().where(Merchant.id == merchant_pk, Merchant.status == "active")
+
+
 def pay_order(
     uow: UnitOfWork,
     *,
@@ -445,113 +688,27 @@ def pay_order(
     settings: Settings,
     extra_usage: dict[str, int] | None = None,
 ) -> None:
-    """Move the order's amount from the payer to the merchant, less the fee (order locked).
-
-    ``extra_usage`` counts the amount in further usage rows (static-code cap, password-free
-    allowance) under the same locks; each entry maps a period key to its cap.
-    """
+    """Pay an order this transaction holds locked (a payment-code charge): the payer's
+    wallet is locked here, then as :func:`pay_scan`."""
     require_active(merchant)
-    if payer.id == merchant.owner_user_id:
-        raise InvalidInput("You cannot pay your own merchant.", code="cannot_pay_self")
+    party, _ = lock_parties(uow, user_id=payer.id)
+    facts = merchant_facts(uow, merchant_id=merchant.public_id)
     moment = now_us()
-    wallets = accounts.lock_wallets(uow, user_ids=[payer.id])
-    shop = shop_of(merchant)
-    draws = restricted.plan_spend(
-        uow, user_id=payer.id, shop=shop, amount=order.amount, moment=moment
-    )
-    covered = sum(d.amount for d in draws)
-    own = order.amount - covered
-    if own:  # tier limits count the payer's own money, not a campaign's
-        reserve_outflow(
-            uow, user_id=payer.id, tier=payer.tier, amount=own, settings=settings, moment=moment
-        )
-    if extra_usage:
-        _count_extra(uow, payer.id, order.amount, extra_usage)
-    fee = fee_for(order.amount, merchant.fee_rate_bp)
-    legs = [
-        TransferSpec(
-            id=f"{order.public_id}.rp{index}",
-            debit_account_id=draw.account_id,
-            credit_account_id=merchant.receivable_account_id,
-            amount=draw.amount,
-            ledger=CURRENCY,
-            code=TransferCode.PAYMENT,
-            reference=order.public_id,
-        )
-        for index, draw in enumerate(draws)
-    ]
-    if own:
-        legs.append(
-            TransferSpec(
-                id=f"{order.public_id}.pay",
-                debit_account_id=wallets[payer.id],
-                credit_account_id=merchant.receivable_account_id,
-                amount=own,
-                ledger=CURRENCY,
-                code=TransferCode.PAYMENT,
-                reference=order.public_id,
-            )
-        )
-    paid_legs = [leg.id for leg in legs]
-    if fee:
-        legs.append(
-            TransferSpec(
-                id=f"{order.public_id}.fee",
-                debit_account_id=merchant.receivable_account_id,
-                credit_account_id=merchant.fee_account_id,
-                amount=fee,
-                ledger=CURRENCY,
-                code=TransferCode.FEE,
-                reference=order.public_id,
-            )
-        )
-    legs = linked(legs)
-    restricted.record_spend(
-        uow,
-        draws=draws,
-        transfer_ids=paid_legs[: len(draws)],
-        payment_ref=order.public_id,
-        shop=shop,
-        own_amount=own,
+    plan = _plan(
+        uow, payer=party, merchant=facts, order_id=order.public_id, amount=order.amount,
         moment=moment,
-    )
-    order.restricted_amount = covered
-    order.status, order.channel, order.payer_user_id = "paid", channel, payer.id
-    order.fee, order.paid_at, order.updated_at = fee, moment, moment
-    order.decline_code = None
-    order.transfer_ids = json.dumps([leg.id for leg in legs])
-    history.record(
-        uow,
-        user_id=payer.id,
-        object_id=order.public_id,
-        kind="merchant_payment",
-        amount=order.amount,
-        currency=CURRENCY,
-        status="succeeded",
-        transfer_ids=paid_legs,
-        counterparty_label=merchant.name_zh,
-        note=order.description[:100],
-        reference=merchant.public_id,
-    )
+    )  # fmt: skip
+    for name, value in _paid_values(plan, party, channel, moment).items():
+        setattr(order, name, value)
     uow.session.flush()
-    webhooks.emit(
-        uow,
-        merchant=merchant,
-        type="payment.succeeded",
-        object_id=order.public_id,
-        data=order_data(order_view(uow, order)),
-        url=order.notify_url,
-    )
-    # Last: the merchant's accounts are locked from here to the commit, so every other
-    # write of this payment is already done (a refusal rolls them all back).
-    results = ledger.post(uow, transfers=legs)
-    if Result.EXCEEDS_CREDITS in results:
-        part = f" (the {Money(covered)} red-packet balance covers the rest)" if covered else ""
-        raise InsufficientBalance(
-            f"The wallet's available balance does not cover {Money(own)}{part}."
-        )
-    if not all(r.on_books for r in results):
-        raise RuntimeError(f"ledger refused payment of {order.public_id}: {results}")
+    paid = PaidOrder(
+        order.public_id, order.amount, order.description, order.out_trade_no, order.notify_url,
+        channel, moment, order.created_at, order.expires_at,
+    )  # fmt: skip
+    _settle(
+        uow, plan=plan, payer=party, merchant=facts, order=paid, settings=settings,
+        moment=moment, caps=extra_usage,
+    )  # fmt: skip
 
 
 def linked(legs: list[TransferSpec]) -> list[TransferSpec]:
@@ -560,20 +717,6 @@ def linked(legs: list[TransferSpec]) -> list[TransferSpec]:
         replace(leg, flags=leg.flags | TransferFlags.LINKED) if i < len(legs) - 1 else leg
         for i, leg in enumerate(legs)
     ]
-
-
-def _count_extra(uow: UnitOfWork, user_id: str, amount: int, caps: dict[str, int]) -> None:
-    rows = accounts.lock_usage(uow, user_id=user_id, periods=sorted(caps))
-    for period, cap in caps.items():
-        if rows.get(period, 0) + amount > cap:
-            left = max(0, cap - rows.get(period, 0))
-            raise LimitExceeded(
-                f"Static merchant codes may take at most {Money(cap)} a day from you "
-                f"({Money(left)} left today); scan the merchant's order code instead.",
-                code="static_code_limit_exceeded",
-                left=left,
-            )
-    accounts.add_usage(uow, user_id=user_id, changes=dict.fromkeys(caps, amount))
 
 
 def day_key(prefix: str, moment: int) -> str:
@@ -596,7 +739,7 @@ def preview_scan(
     store = store_row(uow, merchant_pk=merchant.id, store_id=code.store_id)
     order = None
     if code.order_ref is not None:
-        order = _payable_order(uow, merchant, code, for_update=False)
+        order = _payable_order(uow, merchant.id, code, now_us())
     usable = restricted.usable_amount(
         uow,
         user_id=user_id,
@@ -618,18 +761,18 @@ def preview_scan(
     )
 
 
-def _payable_order(
-    uow: UnitOfWork, merchant: Merchant, code: emv.MerchantCode, *, for_update: bool
-) -> Order:
+def _payable_order(uow: UnitOfWork, merchant_pk: int, code: emv.MerchantCode, moment: int) -> Order:
+    """The code's order, refusing one that cannot be paid (``qr_tampered``,
+    ``order_paid``, ``order_closed``, ``order_expired``)."""
     assert code.order_ref is not None
-    order = order_row(uow, merchant_pk=merchant.id, order_id=code.order_ref, for_update=for_update)
+    order = order_row(uow, merchant_pk=merchant_pk, order_id=code.order_ref)
     if order.amount != code.amount:
         raise InvalidInput("This code does not match its order.", code="qr_tampered")
     if order.status == "paid":
         raise OrderNotPayable("This order is paid already.", code="order_paid")
     if order.status != "created":
         raise OrderNotPayable("This order is closed.", code="order_closed")
-    if order.expires_at <= now_us():
+    if order.expires_at <= moment:
         raise OrderNotPayable("This order has expired.", code="order_expired")
     return order
 
@@ -643,56 +786,145 @@ def pay_scan(
     settings: Settings,
     amount: int | None = None,
     note: str = "",
+    pin: str | None = None,
 ) -> PaymentView:
-    """Pay a scanned merchant code (PIN confirmed before): a dynamic code pays its order, a
-    static code pays ``amount`` into a new order of that store."""
-    payer = active_user(uow, user_id)
+    """Pay a scanned merchant code: a dynamic code pays its order, a static code pays
+    ``amount`` into a new order of that store. With ``pin``, the payment PIN is checked in
+    this transaction (run it with ``identity.run_confirmed``); without, it was before.
+
+    One transaction, and on the common path (a payer without restricted money, a merchant
+    without a webhook URL) these statements: the payer with PIN and wallet lock; the order
+    moved to ``paid`` (dynamic: an UPDATE that also checks amount, expiry and the
+    merchant's status; static: an INSERT that checks the merchant and store); the usage
+    upsert; the ledger's account lock and write; the history line. A refusal reads more
+    to say why, after the fact."""
+    payer, _ = lock_parties(uow, user_id=user_id, pin=pin, encryptor=encryptor)
     code = _decode(uow, payload, encryptor)
-    merchant = merchant_by_public_id(uow, code.merchant_id)
-    require_active(merchant)
+    merchant = merchant_facts(uow, merchant_id=code.merchant_id)
+    moment = now_us()
     if code.order_ref is not None:
         if amount is not None and amount != code.amount:
             raise InvalidInput("This code's order fixes the amount.", code="amount_mismatch")
-        order = _payable_order(uow, merchant, code, for_update=True)
-        pay_order(
-            uow,
-            order=order,
-            merchant=merchant,
-            payer=payer,
-            channel="dynamic_qr",
-            settings=settings,
-        )
-        return _payment_view(merchant, order)
-    if amount is None:
-        raise InvalidInput("Enter the amount to pay at this counter.", code="amount_required")
-    validate_amount(amount, CURRENCY)
-    store = store_row(uow, merchant_pk=merchant.id, store_id=code.store_id)
-    moment = now_us()
-    order = Order(
-        public_id=new_id("ord"),
-        merchant_id=merchant.id,
-        store_id=store.id,
-        out_trade_no=f"SQ{moment}{secrets.randbelow(10**6):06d}",
-        amount=amount,
+        assert code.amount is not None
+        plan = _plan(
+            uow, payer=payer, merchant=merchant, order_id=code.order_ref, amount=code.amount,
+            moment=moment,
+        )  # fmt: skip
+        paid = _claim_dynamic(uow, merchant, code, plan, payer, moment)
+    else:
+        if amount is None:
+            raise InvalidInput("Enter the amount to pay at this counter.", code="amount_required")
+        validate_amount(amount, CURRENCY)
+        order_id = new_id("ord")
+        plan = _plan(
+            uow, payer=payer, merchant=merchant, order_id=order_id, amount=amount,
+            moment=moment,
+        )  # fmt: skip
+        paid = _insert_static(uow, merchant, code, plan, payer, order_id, amount, note, moment)
+    caps = None if code.order_ref else {day_key("sq", moment): settings.static_qr_daily_cap}
+    _settle(
+        uow, plan=plan, payer=payer, merchant=merchant, order=paid, settings=settings,
+        moment=moment, caps=caps,
+    )  # fmt: skip
+    return PaymentView(
+        order_id=paid.id,
+        merchant_id=merchant.public_id,
+        merchant_name=merchant.name_zh,
+        amount=paid.amount,
+        restricted_amount=plan.covered,
         currency=CURRENCY,
-        description=" ".join(note.split())[:128],
-        status="created",
-        expires_at=moment,
-        created_at=moment,
-        updated_at=moment,
+        status="paid",
+        channel=paid.channel,
+        paid_at=moment,
     )
-    uow.session.add(order)
-    uow.session.flush()
-    pay_order(
-        uow,
-        order=order,
-        merchant=merchant,
-        payer=payer,
-        channel="static_qr",
-        settings=settings,
-        extra_usage={day_key("sq", moment): settings.static_qr_daily_cap},
+
+
+def _claim_dynamic(
+    uow: UnitOfWork,
+    merchant: MerchantFacts,
+    code: emv.MerchantCode,
+    plan: _Plan,
+    payer: Party,
+    moment: int,
+) -> PaidOrder:
+    """Move the code's order from ``created`` to ``paid`` in one UPDATE that checks its
+    amount, expiry and merchant; when it matches nothing, say why."""
+    row = uow.session.execute(
+        update(Order)
+        .where(
+            Order.public_id == code.order_ref,
+            Order.merchant_id == merchant.id,
+            Order.status == "created",
+            Order.amount == code.amount,
+            Order.expires_at > moment,
+            _active(merchant.id),
+        )
+        .values(_paid_values(plan, payer, "dynamic_qr", moment))
+        .returning(
+            Order.description,
+            Order.out_trade_no,
+            Order.notify_url,
+            Order.created_at,
+            Order.expires_at,
+        )
+    ).first()
+    if row is None:
+        require_active(merchant_by_pk(uow, merchant.id))
+        _payable_order(uow, merchant.id, code, moment)
+        raise OrderNotPayable("This order cannot be paid now.", code="order_closed")
+    assert code.order_ref is not None
+    assert code.amount is not None
+    return PaidOrder(
+        code.order_ref, code.amount, row.description, row.out_trade_no, row.notify_url,
+        "dynamic_qr", moment, row.created_at, row.expires_at,
+    )  # fmt: skip
+
+
+def _insert_static(
+    uow: UnitOfWork,
+    merchant: MerchantFacts,
+    code: emv.MerchantCode,
+    plan: _Plan,
+    payer: Party,
+    order_id: str,
+    amount: int,
+    note: str,
+    moment: int,
+) -> PaidOrder:
+    """A static code's order, inserted already ``paid`` by one INSERT … SELECT that checks
+    the merchant is active and the store is its own; when it inserts nothing, say why."""
+    description = " ".join(note.split())[:128]
+    store = (
+        select(Store.id)
+        .where(Store.public_id == code.store_id, Store.merchant_id == merchant.id)
+        .scalar_subquery()
     )
-    return _payment_view(merchant, order)
+    values: dict[str, Any] = {
+        "public_id": order_id,
+        "merchant_id": merchant.id,
+        "out_trade_no": f"SQ{moment}{secrets.randbelow(10**6):06d}",
+        "amount": amount,
+        "currency": CURRENCY,
+        "description": description,
+        "expires_at": moment,
+        "created_at": moment,
+        **_paid_values(plan, payer, "static_qr", moment),
+    }
+    names = [*values, "store_id"]
+    source = select(*(literal(v, Order.__table__.c[k].type) for k, v in values.items()), store)
+    inserted = uow.session.execute(
+        insert(Order)
+        .from_select(names, source.where(_active(merchant.id), store.is_not(None)))
+        .returning(Order.id)
+    ).first()
+    if inserted is None:
+        require_active(merchant_by_pk(uow, merchant.id))
+        store_row(uow, merchant_pk=merchant.id, store_id=code.store_id)
+        raise AssertionError("the static order was not inserted")  # pragma: no cover
+    return PaidOrder(
+        order_id, amount, description, values["out_trade_no"], None, "static_qr", moment,
+        moment, moment, code.store_id,
+    )  # fmt: skip
 
 
 def resident_payment(uow: UnitOfWork, *, user_id: str, order_id: str) -> PaymentView:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import structlog
@@ -93,10 +93,20 @@ class EventDetail(EventView):
 # --- emitting -----------------------------------------------------------------------------
 
 
+class EventSource(Protocol):
+    """The merchant an event belongs to: a row, or a payment's cached facts."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def notify_url(self) -> str | None: ...
+
+
 def emit(
     uow: UnitOfWork,
     *,
-    merchant: Merchant,
+    merchant: EventSource,
     type: str,
     object_id: str,
     data: dict[str, Any],

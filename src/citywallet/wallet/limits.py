@@ -74,21 +74,27 @@ def reserve_outflow(
     moment: int,
     own_card: bool = False,
     caps: Mapping[str, int] | None = None,
+    capped_amount: int | None = None,
 ) -> Periods:
     """Count ``amount`` against the user's limits and check them: one upsert of the usage
-    rows (day, year, lifetime), whose row locks make the reservation atomic, so two
-    concurrent payments cannot both take the last of a limit. A refusal raises
-    :class:`LimitExceeded` with the limit's code, and the transaction's rollback takes the
-    count back. ``own_card``: a withdrawal to the user's own card, outside the yearly and
-    lifetime totals. ``caps``: further usage rows counted and checked the same way (a period
-    key and its cap: the static-code daily cap, the password-free allowance), refused with
-    ``static_code_limit_exceeded``. Returns the periods it was counted in.
+        rows (day, year, lifetime), whose row locks make the reservation atomic, so two
+        concurrent payments cannot both take the last of a limit. A refusal raises
+        :class:`LimitExceeded` with the limit's code, and the transaction's rollback takes the
+        count back. ``own_card``: a withdrawal to the user's own card, outside the yearly and
+        lifetime totals. ``caps``: further usage rows counted and checked the same way (a period
+        key and its cap: the static-code daily cap, the password-free allowance), refused with
+        ``static_code_limit_exceeded``; they count ``capped_amount`` (default ``amount``: a
+    payment's whole amount where ``amount`` is only the payer's own part). Returns the periods
+    it was counted in.
     """
     periods = periods_at(moment)
     counted = [periods.day] if own_card else [periods.day, periods.year, periods.lifetime]
     extra = dict(caps or {})
+    capped = amount if capped_amount is None else capped_amount
     after = accounts.count_usage(
-        uow, user_id=user_id, changes=dict.fromkeys([*counted, *extra], amount)
+        uow,
+        user_id=user_id,
+        changes=dict.fromkeys(counted, amount) | dict.fromkeys(extra, capped),
     )
     limits = limits_for(tier, settings)
     usage = _usage({period: after[period] - amount for period in counted}, periods)
@@ -103,7 +109,7 @@ def reserve_outflow(
         )
     for period, cap in extra.items():
         if after[period] > cap:
-            left_today = max(0, cap - (after[period] - amount))
+            left_today = max(0, cap - (after[period] - capped))
             raise LimitExceeded(
                 f"Static merchant codes may take at most {Money(cap)} a day from you "
                 f"({Money(left_today)} left today); scan the merchant's order code instead.",
