@@ -114,12 +114,14 @@ def confirm(
 ) -> Response:
     """Confirm a payment-code charge with your PIN: it is paid now."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
-    if (replayed := call.replay()) is not None:
-        return replayed
-    _confirm_pin(runtime, auth.user_id, body.pin)
     return call.run(
         lambda uow: paycodes.confirm_charge(
-            uow, user_id=auth.user_id, order_id=order_id, settings=runtime.settings
+            uow,
+            user_id=auth.user_id,
+            order_id=order_id,
+            settings=runtime.settings,
+            pin=body.pin,
+            encryptor=runtime.encryptor,
         ),
         lambda view: (status.HTTP_200_OK, PaymentPublic.model_validate(view)),
     )

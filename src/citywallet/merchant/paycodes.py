@@ -435,14 +435,28 @@ def pending_confirmations(uow: UnitOfWork, *, user_id: str) -> list[PaymentView]
 
 
 def confirm_charge(
-    uow: UnitOfWork, *, user_id: str, order_id: str, settings: Settings
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    order_id: str,
+    settings: Settings,
+    pin: str | None = None,
+    encryptor: Encryptor | None = None,
 ) -> PaymentView:
-    """Pay a charge that waited for confirmation (PIN confirmed before)."""
+    """Pay a charge that waited for confirmation. With ``pin``, the payment PIN is checked
+    in this transaction (``identity.run_confirmed``); without, it was before."""
     order = _awaiting(uow, user_id, order_id)
     merchant = merchant_by_pk(uow, order.merchant_id)
     payer = active_user(uow, user_id)
     pay_order(
-        uow, order=order, merchant=merchant, payer=payer, channel="paycode", settings=settings
+        uow,
+        order=order,
+        merchant=merchant,
+        payer=payer,
+        channel="paycode",
+        settings=settings,
+        pin=pin,
+        encryptor=encryptor,
     )
     return _payment_view(merchant, order)
 

@@ -687,11 +687,13 @@ def pay_order(
     channel: str,
     settings: Settings,
     extra_usage: dict[str, int] | None = None,
+    pin: str | None = None,
+    encryptor: Encryptor | None = None,
 ) -> None:
     """Pay an order this transaction holds locked (a payment-code charge): the payer's
-    wallet is locked here, then as :func:`pay_scan`."""
+    wallet is locked here (and their ``pin`` checked, if given), then as :func:`pay_scan`."""
     require_active(merchant)
-    party, _ = lock_parties(uow, user_id=payer.id)
+    party, _ = lock_parties(uow, user_id=payer.id, pin=pin, encryptor=encryptor)
     facts = merchant_facts(uow, merchant_id=merchant.public_id)
     moment = now_us()
     plan = _plan(
