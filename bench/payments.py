@@ -74,6 +74,7 @@ from sqlalchemy import create_engine, insert, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from stdnum.cn import ric, uscc
 
+from bench import tools
 from citywallet.identity import codes
 from citywallet.identity import service as identity
 from citywallet.identity.gateways import (
@@ -98,8 +99,6 @@ from citywallet.runtime import Runtime
 from citywallet.schema import metadata, upgrade
 from citywallet.wallet import cards, funding
 from citywallet.wallet.bank import SandboxBank, sandbox_card_number
-
-from bench import tools
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -812,7 +811,8 @@ def seed(
     # what its orders and payment-code charges can cost (a device pays at most once per
     # 60-s step), what its transfers can send, and 100 yuan more
     steps = args.duration // 60 + 2
-    charges = -(-args.paycode_devices // args.residents) * steps if "paycode" in args.kind_list else 0
+    devices = args.paycode_devices if "paycode" in args.kind_list else 0
+    charges = -(-devices // args.residents) * steps
     sent = -(-args.p2p_transfers // args.residents)
     top_up = (per_resident + charges) * MAX_ORDER + sent * MAX_P2P + 10_000
     task = progress.add_task(f"{name}: top-ups", total=len(payers), rate="")
@@ -874,9 +874,7 @@ def seed(
         p2p_transfers=args.p2p_transfers,
         paycode_devices=len(devices),
     )
-    return seeded, PaycodeSetup(
-        devices=devices, keys=[(m.key_id, m.key_secret) for m in merchants]
-    )
+    return seeded, PaycodeSetup(devices=devices, keys=[(m.key_id, m.key_secret) for m in merchants])
 
 
 def write_transfers(args: argparse.Namespace, payers: list[Resident], lines: Path) -> None:
@@ -1370,9 +1368,7 @@ def run_case(
     """Fresh copy of the seeded database, a server, wrk on /healthz then on every kind of
     payment (RSS of every worker sampled throughout), the counts and the ledger check."""
     runs = 1 + len(args.kind_list)
-    task: TaskID = progress.add_task(
-        f"{case.label}: starting", total=runs * args.duration, rate=""
-    )
+    task: TaskID = progress.add_task(f"{case.label}: starting", total=runs * args.duration, rate="")
     try:
         if args.wait_idle > 0:
             progress.update(task, description=f"{case.label}: waiting for an idle machine")
@@ -1384,9 +1380,10 @@ def run_case(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a") as log:
             log.write(f"=== {case.label} ===\n")
-        with running_server(
-            args.app, env, case.server_workers, log_path, args.server
-        ) as (base, server):
+        with running_server(args.app, env, case.server_workers, log_path, args.server) as (
+            base,
+            server,
+        ):
             sampler = tools.MemorySampler(
                 lambda: tools.server_workers(server.pid), args.memory_interval
             ).start()
@@ -1589,9 +1586,7 @@ def check_case(backend: Backend, case: CaseResult, encryptor: Encryptor) -> None
         problems.append(f"GET /healthz: {case.healthz.unexpected} unexpected answers")
     paid_orders = counts["scan"] + counts["paycode"]
     if case.payment_transfers != paid_orders:
-        problems.append(
-            f"{paid_orders} paid orders but {case.payment_transfers} payment transfers"
-        )
+        problems.append(f"{paid_orders} paid orders but {case.payment_transfers} payment transfers")
     if case.memory_growing:
         case.notes.append(
             f"a server worker's RSS grew by more than {tools.GROWTH_WARNING_MIB:.0f} MiB"
@@ -1611,108 +1606,126 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 COLUMNS = (
     ("backend", "left"),
-    ("server workers", "right"),
+    ("server", "left"),
+    ("workers", "right"),
     ("conns", "right"),
+    ("kind", "left"),
     ("healthz req/s", "right"),
-    ("payments req/s", "right"),
-    ("paid orders/s", "right"),
+    ("req/s", "right"),
+    ("paid/s", "right"),
     ("mean ms", "right"),
     ("p50 ms", "right"),
-    ("p90 ms", "right"),
     ("p99 ms", "right"),
     ("errors", "right"),
     ("paid/healthz", "right"),
     ("cores srv/db/other", "right"),
     ("CPU ms/paid srv/db", "right"),
-    ("≥1,000/s & p99≤100 ms", "left"),
+    ("peak RSS MiB/worker", "right"),
+    ("≥0.4×healthz & p99≤100 ms", "left"),
 )
 
 
-def _cells(r: CaseResult) -> list[str]:
-    h, p = r.healthz, r.payments
-    if r.error is not None and (h is None or p is None):
-        return [r.backend, str(r.server_workers), str(r.connections)] + ["—"] * 11 + ["ERROR"]
-    assert h is not None
-    assert p is not None
-    cpu = p.cpu
-    cores = (
-        f"{cpu['server_cores']:.2f}/{cpu['postgres_cores']:.2f}/{cpu['other_cores']:.2f}"
-        if cpu
-        else "—"
+def _verdict(k: KindResult) -> str:
+    if k.error is not None or k.run is None:
+        return "ERROR"
+    if k.target_met:
+        return "yes"
+    misses = []
+    if (k.ratio_vs_healthz or 0.0) < TARGET_RATIO:
+        misses.append("ratio")
+    if k.run.p99_ms > TARGET_P99_MS:
+        misses.append("p99")
+    return "no: " + ", ".join(misses)
+
+
+def _rows(r: CaseResult) -> list[list[str]]:
+    """One row per kind of the case (one ERROR row when the case never ran a kind)."""
+    head = [r.backend, r.server, str(r.server_workers), str(r.connections)]
+    h = r.healthz
+    healthz = _fmt(h.requests_per_s) if h is not None else "—"
+    if not r.kinds:
+        return [[*head, "—", healthz] + ["—"] * (len(COLUMNS) - 7) + ["ERROR"]]
+    rows = []
+    for name, k in r.kinds.items():
+        p = k.run
+        if p is None:
+            rows.append([*head, name, healthz] + ["—"] * (len(COLUMNS) - 7) + ["ERROR"])
+            continue
+        cpu = p.cpu
+        cores = (
+            f"{cpu['server_cores']:.2f}/{cpu['postgres_cores']:.2f}/{cpu['other_cores']:.2f}"
+            if cpu
+            else "—"
+        )
+        peaks = "/".join(f"{w['peak_mib']:.0f}" for w in k.memory) or "—"
+        rows.append(
+            [
+                *head,
+                name,
+                healthz,
+                _fmt(p.requests_per_s),
+                _fmt(k.paid_per_s),
+                _fmt(p.little_ms, 1),
+                _fmt(p.p50_ms, 1),
+                _fmt(p.p99_ms, 1),
+                f"{p.errors:,}",
+                _fmt(k.ratio_vs_healthz, 3),
+                cores,
+                f"{_fmt(k.server_cpu_ms_per_payment, 1)}/{_fmt(k.db_cpu_ms_per_payment, 1)}",
+                peaks,
+                "ERROR" if r.error is not None and _verdict(k) == "yes" else _verdict(k),
+            ]
+        )
+    return rows
+
+
+def render(results: list[CaseResult], caption: str) -> Table:
+    """The results as a Rich table, the run's identity as its caption."""
+    table = Table(
+        title="Payments through the HTTP API (wrk), beside GET /healthz",
+        caption=caption,
+        header_style="bold",
     )
-    if r.error is not None:
-        met = "ERROR"
-    elif r.target_met:
-        met = "yes"
-    else:
-        misses = []
-        if r.paid_per_s < TARGET_PAID_PER_S:
-            misses.append("rate")
-        if p.p99_ms > TARGET_P99_MS:
-            misses.append("p99")
-        met = "no: " + ", ".join(misses)
-    return [
-        r.backend,
-        str(r.server_workers),
-        str(r.connections),
-        _fmt(h.requests_per_s),
-        _fmt(p.requests_per_s),
-        _fmt(r.paid_per_s),
-        _fmt(p.little_ms, 1),
-        _fmt(p.p50_ms, 1),
-        _fmt(p.p90_ms, 1),
-        _fmt(p.p99_ms, 1),
-        f"{p.errors:,}",
-        _fmt(r.ratio_vs_healthz, 3),
-        cores,
-        f"{_fmt(r.server_cpu_ms_per_payment, 1)}/{_fmt(r.db_cpu_ms_per_payment, 1)}",
-        met,
-    ]
-
-
-def render(results: list[CaseResult]) -> Table:
-    """The results as a Rich table."""
-    table = Table(title="QR payments through the HTTP API (wrk)", header_style="bold")
     for name, justify in COLUMNS:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in results:
-        cells = _cells(r)
-        met = cells[-1]
-        if met == "yes":
-            cells[-1] = "[green]yes[/green]"
-        elif met.startswith(("no", "ERROR")):
-            cells[-1] = f"[red]{met}[/red]"
-        table.add_row(*cells)
+        for cells in _rows(r):
+            met = cells[-1]
+            if met == "yes":
+                cells[-1] = "[green]yes[/green]"
+            elif met.startswith(("no", "ERROR")):
+                cells[-1] = f"[red]{met}[/red]"
+            table.add_row(*cells)
     return table
 
 
-def markdown_table(results: list[CaseResult]) -> str:
-    """The same table in Markdown (for docs/benchmarks.md)."""
+def render_memory(results: list[CaseResult], caption: str) -> Table:
+    """Every server worker's RSS over each whole case (all runs, /healthz included)."""
+    table = Table(title="Server memory per worker (RSS)", caption=caption, header_style="bold")
+    for name in tools.MEMORY_COLUMNS:
+        table.add_column(name, justify="left" if name in ("case", "worker") else "right")
+    for row in memory_rows(results):
+        table.add_row(*row)
+    return table
+
+
+def memory_rows(results: list[CaseResult]) -> list[list[str]]:
+    """The memory table's rows: per case, per worker."""
+    rows = []
+    for r in results:
+        summary = [
+            tools.WorkerMemory(**{k: v for k, v in w.items() if k != "growing"}) for w in r.memory
+        ]
+        rows += tools.memory_rows(r.label, summary)
+    return rows
+
+
+def markdown_table(results: list[CaseResult], caption: str) -> str:
+    """The same table in Markdown (for docs/benchmarks.md), the caption under it."""
     head = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
     rule = "|" + "|".join("---" if j == "left" else "--:" for _, j in COLUMNS) + "|"
-    rows = ["| " + " | ".join(_cells(r)) + " |" for r in results]
-    return "\n".join([head, rule, *rows])
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None
-    return out.stdout.strip() or None
-
-
-def _load() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
+    rows = ["| " + " | ".join(cells) + " |" for r in results for cells in _rows(r)]
+    return "\n".join([head, rule, *rows, "", caption])
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -1758,17 +1771,25 @@ def main(argv: list[str] | None = None) -> int:
     keys = Keys.new()
     meta: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": tools.git_commit(REPO_ROOT),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "load_average_before": _load(),
+        "machine": tools.machine(),
+        "load_average_before": tools.load_average(),
         "duration_s": args.duration,
         "quick": args.quick,
+        "kinds": args.kind_list,
+        "server": args.server,
         "residents": args.residents,
         "merchants": args.merchants,
         "orders": args.orders,
+        "p2p_transfers": args.p2p_transfers,
+        "paycode_devices": args.paycode_devices if "paycode" in args.kind_list else 0,
         "order_amounts_fen": [MIN_ORDER, MAX_ORDER],
+        "p2p_amounts_fen": [MIN_P2P, MAX_P2P],
+        "memory_interval_s": args.memory_interval,
+        "memory_growth_warning_mib": tools.GROWTH_WARNING_MIB,
         "wrk": wrk,
         "wrk_threads": args.threads,
         "app_factory": args.app,
@@ -1802,8 +1823,11 @@ def main(argv: list[str] | None = None) -> int:
                 else SqliteBackend(args.sqlite_path)
             )
             try:
-                seeded = prepare(backend, args, ctx, progress)
-                seeds[name] = asdict(seeded) | {"lines": str(seeded.lines)}
+                seeded, setup = prepare(backend, args, ctx, progress)
+                seeds[name] = asdict(seeded) | {
+                    "lines": str(seeded.lines),
+                    "p2p_lines": str(seeded.p2p_lines),
+                }
                 if isinstance(backend, PostgresBackend):
                     meta["postgresql"] = backend.server_info()
             except Exception as exc:  # unreachable server, broken set-up: report, go on
@@ -1816,13 +1840,14 @@ def main(argv: list[str] | None = None) -> int:
                     for connections in args.connection_list:
                         case = CaseResult(
                             backend=name,
+                            server=args.server,
                             server_workers=workers,
                             connections=connections,
                             wrk_threads=min(args.threads, connections),
                             duration_s=args.duration,
                             db_pool_size=pool_size_for(workers),
                         )
-                        run_case(backend, seeded, case, args, ctx, progress)
+                        run_case(backend, seeded, setup, case, args, ctx, progress)
                         results.append(case)
                         if case.error:
                             problems.append(f"{case.label}: {case.error}")
@@ -1832,10 +1857,21 @@ def main(argv: list[str] | None = None) -> int:
                 backend.close(keep=args.keep_db)
         wrk_outputs = ctx.wrk_outputs
         meta["profiles"] = ctx.profiles
-    meta["load_average_after"] = _load()
+        profiles = ctx.profiles
+    meta["load_average_after"] = tools.load_average()
     meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     meta["seeds"] = seeds
-    console.print(render(results))
+    caption = tools.run_caption(
+        commit=meta["git_commit"],
+        load_before=meta["load_average_before"],
+        load_after=meta["load_average_after"],
+        cores=meta["cpus"],
+        baseline="GET /healthz",
+    )
+    meta["caption"] = caption
+    console.print(render(results, caption))
+    if any(r.memory for r in results):
+        console.print(render_memory(results, caption))
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     for problem in problems:
@@ -1845,11 +1881,15 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "meta": meta,
-                "targets": {"paid_orders_per_s": TARGET_PAID_PER_S, "p99_ms": TARGET_P99_MS},
+                "targets": {"ratio_vs_healthz": TARGET_RATIO, "p99_ms": TARGET_P99_MS},
                 "results": [asdict(r) | {"case": r.label} for r in results],
+                "memory_growth": [
+                    {"case": r.label, "workers": r.memory, "growing": r.memory_growing}
+                    for r in results
+                ],
                 "problems": problems,
                 "notes": notes,
-                "markdown": markdown_table(results),
+                "markdown": markdown_table(results, caption),
                 "wrk_output": wrk_outputs,
             },
             indent=2,
@@ -1860,7 +1900,7 @@ def main(argv: list[str] | None = None) -> int:
     disturbed = [
         f"{r.label} {name} ({run.cpu['other_cores']:.2f})"
         for r in results
-        for name, run in (("healthz", r.healthz), ("payments", r.payments))
+        for name, run in [("healthz", r.healthz)] + [(n, k.run) for n, k in r.kinds.items()]
         if run is not None and run.cpu.get("other_cores", 0.0) > OTHER_CORES_WARNING
     ]
     if disturbed:
@@ -1869,13 +1909,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{', '.join(disturbed)} (cores); those figures are lower than an idle "
             "machine's (--wait-idle helps on shared machines)[/yellow]"
         )
-    console.print(
-        f"load average before/after: {meta['load_average_before']} / "
-        f"{meta['load_average_after']} on {meta['cpus']} CPUs; JSON: {out}"
-    )
+    for r in results:
+        for w in r.memory:
+            console.print(
+                f"memory {r.label} worker pid {w['pid']}: {w['start_mib']:.1f} → "
+                f"{w['end_mib']:.1f} MiB over {w['seconds']:.0f} s (growth "
+                f"{w['growth_mib']:+.1f} MiB, trend {w['slope_mib_per_min']:+.2f} MiB/min"
+                f"{', GROWING' if w['growing'] else ''})"
+            )
+    for label, path in profiles.items():
+        console.print(f"profile {label}: {path}")
+    console.print(f"{caption}; JSON: {out}")
     if problems or not results:
         return 1
-    missed = [r for r in results if not r.target_met]
+    missed = [k for r in results for k in r.kinds.values() if not k.target_met]
     return 2 if args.strict and missed else 0
 
 
@@ -1884,7 +1931,7 @@ def prepare(
     args: argparse.Namespace,
     ctx: RunContext,
     progress: Progress,
-) -> Seeded:
+) -> tuple[Seeded, PaycodeSetup]:
     """Create, migrate and seed the backend's seed database; write its request lines."""
     progress.console.log(f"{backend.name}: creating and seeding the database")
     backend.create_seed()
