@@ -1610,18 +1610,18 @@ COLUMNS = (
     ("workers", "right"),
     ("conns", "right"),
     ("kind", "left"),
-    ("healthz req/s", "right"),
+    ("healthz/s", "right"),
     ("req/s", "right"),
     ("paid/s", "right"),
     ("mean ms", "right"),
     ("p50 ms", "right"),
     ("p99 ms", "right"),
     ("errors", "right"),
-    ("paid/healthz", "right"),
-    ("cores srv/db/other", "right"),
+    ("÷healthz", "right"),
+    ("cores srv/db/oth", "right"),
     ("CPU ms/paid srv/db", "right"),
-    ("peak RSS MiB/worker", "right"),
-    ("≥0.4×healthz & p99≤100 ms", "left"),
+    ("RSS peak MiB", "right"),
+    ("target ≥0.4×, p99≤100", "left"),
 )
 
 
