@@ -1720,6 +1720,23 @@ def memory_rows(results: list[CaseResult]) -> list[list[str]]:
     return rows
 
 
+def memory_lines(results: list[CaseResult]) -> list[str]:
+    """One line per worker and run: the growth of each kind's run (with ``--duration 300``,
+    the 5-minute check) and of the whole case."""
+    lines = []
+    for r in results:
+        stretches = [(name, k.memory) for name, k in r.kinds.items()]
+        for name, workers in [*stretches, ("whole case", r.memory)]:
+            for i, w in enumerate(workers, start=1):
+                lines.append(
+                    f"memory {r.label} {name}, worker {i} (pid {w['pid']}): "
+                    f"{w['start_mib']:.1f} → {w['end_mib']:.1f} MiB over {w['seconds']:.0f} s, "
+                    f"peak {w['peak_mib']:.1f}; growth {w['growth_mib']:+.1f} MiB, trend "
+                    f"{w['slope_mib_per_min']:+.2f} MiB/min{', GROWING' if w['growing'] else ''}"
+                )
+    return lines
+
+
 def markdown_table(results: list[CaseResult], caption: str) -> str:
     """The same table in Markdown (for docs/benchmarks.md), the caption under it."""
     head = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
@@ -1909,14 +1926,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{', '.join(disturbed)} (cores); those figures are lower than an idle "
             "machine's (--wait-idle helps on shared machines)[/yellow]"
         )
-    for r in results:
-        for w in r.memory:
-            console.print(
-                f"memory {r.label} worker pid {w['pid']}: {w['start_mib']:.1f} → "
-                f"{w['end_mib']:.1f} MiB over {w['seconds']:.0f} s (growth "
-                f"{w['growth_mib']:+.1f} MiB, trend {w['slope_mib_per_min']:+.2f} MiB/min"
-                f"{', GROWING' if w['growing'] else ''})"
-            )
+    for line in memory_lines(results):
+        console.print(line)
     for label, path in profiles.items():
         console.print(f"profile {label}: {path}")
     console.print(f"{caption}; JSON: {out}")

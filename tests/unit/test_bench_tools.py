@@ -441,3 +441,17 @@ def test_charge_lines_are_signed_current_codes(tmp_path: Path) -> None:
         assert payments.MIN_ORDER <= body["amount"] <= payments.MAX_ORDER
         numbers.add(body["out_trade_no"])
     assert len(numbers) == 6
+
+
+def test_memory_lines_give_each_kinds_growth_and_the_whole_case() -> None:
+    case = _case()
+    for k in case.kinds.values():
+        k.memory = tools.memory_json(
+            tools.summarize_memory({9: [(0.0, 100 * MIB), (300.0, 100.5 * MIB)]})
+        )
+    lines = payments.memory_lines([case])
+    assert len(lines) == 4  # three kinds and the whole case, one worker each
+    assert lines[0].startswith("memory postgresql w=2 c=16 scan, worker 1 (pid 9): 100.0 → 100.5")
+    assert "growth +0.5 MiB" in lines[0]
+    assert "GROWING" not in lines[0]
+    assert "whole case" in lines[-1]
