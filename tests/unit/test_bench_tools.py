@@ -455,3 +455,13 @@ def test_memory_lines_give_each_kinds_growth_and_the_whole_case() -> None:
     assert "growth +0.5 MiB" in lines[0]
     assert "GROWING" not in lines[0]
     assert "whole case" in lines[-1]
+
+
+@given(st.integers(1, 10**8 - 1), st.integers(1, 10**9))
+def test_fast_code_is_paycode_generate(slot_number: int, step: int) -> None:
+    secret = paycode.new_secret()
+    slot = f"{slot_number:08d}"
+    key = payments._totp_key(secret)
+    assert payments.fast_code(key, slot, step) == paycode.generate(
+        secret, slot, step * paycode.STEP_SECONDS
+    )
