@@ -55,6 +55,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, insert
 from sqlalchemy.engine import URL, make_url
 
+from bench import tools
 from citywallet.ledger import service as ledger
 from citywallet.ledger.groupcommit import PostingQueue
 from citywallet.ledger.models import Account
@@ -116,6 +117,7 @@ class CaseResult:
     ratio_vs_uniform: float | None = None
     targets: list[Target] = field(default_factory=list)
     error: str | None = None
+    profile: str | None = None  # --profile: py-spy of this process during the measured run
 
     @property
     def label(self) -> str:
@@ -185,6 +187,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pgbench", default="/usr/bin/pgbench", help="pgbench executable")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the PG database")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record each of our cases (this process, all threads) with py-spy beside the JSON",
+    )
+    parser.add_argument(
+        "--profile-format",
+        choices=sorted(tools.PROFILE_FORMATS),
+        default="flamegraph",
+        help="py-spy output: flamegraph (SVG), speedscope (JSON) or raw (collapsed stacks)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.quick:
         args.duration = min(args.duration, 0.5)
@@ -677,9 +690,9 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def render(results: list[CaseResult]) -> Table:
-    """The results as a Rich table."""
-    table = Table(title="Ledger posting throughput", header_style="bold")
+def render(results: list[CaseResult], caption: str = "") -> Table:
+    """The results as a Rich table, the run's identity as its caption."""
+    table = Table(title="Ledger posting throughput", caption=caption, header_style="bold")
     for name, justify in (
         ("backend", "left"),
         ("case", "left"),
@@ -744,27 +757,6 @@ def markdown_table(results: list[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None
-    return out.stdout.strip() or None
-
-
-def _load() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -799,11 +791,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     meta: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": tools.git_commit(REPO_ROOT),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "load_average_before": _load(),
+        "machine": tools.machine(),
+        "load_average_before": tools.load_average(),
         "duration_s": args.duration,
         "quick": args.quick,
         "customer_accounts": args.accounts,
@@ -842,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for spec in cases:
                     progress.update(overall, description=f"{backend_name} ({len(results)} done)")
-                    result = _run_case(backend, spec, args, progress)
+                    result = _run_case(backend, spec, args, progress, out)
                     results.append(result)
                     if result.error:
                         problems.append(f"{spec.description}: {result.error}")
@@ -850,9 +843,19 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 backend.close()
     evaluate(results)
-    meta["load_average_after"] = _load()
+    meta["load_average_after"] = tools.load_average()
     meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    console.print(render(results))
+    caption = tools.run_caption(
+        commit=meta["git_commit"],
+        load_before=meta["load_average_before"],
+        load_after=meta["load_average_after"],
+        cores=meta["cpus"],
+        baseline="raw SQL (pgbench) and the uniform case",
+    )
+    meta["caption"] = caption
+    meta["profiles"] = {f"{r.backend} {r.label} w={r.workers} b={r.batch}": r.profile
+                        for r in results if r.profile}  # fmt: skip
+    console.print(render(results, caption))
     for problem in problems:
         console.print(f"[red]problem:[/red] {problem}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -862,16 +865,15 @@ def main(argv: list[str] | None = None) -> int:
                 "meta": meta,
                 "results": [asdict(r) | {"case": r.label} for r in results],
                 "problems": problems,
-                "markdown": markdown_table(results),
+                "markdown": markdown_table(results) + "\n\n" + caption,
             },
             indent=2,
         )
         + "\n"
     )
-    console.print(
-        f"load average before/after: {meta['load_average_before']} / "
-        f"{meta['load_average_after']} on {meta['cpus']} CPUs; JSON: {out}"
-    )
+    for label, path in meta["profiles"].items():
+        console.print(f"profile {label}: {path}")
+    console.print(f"{caption}; JSON: {out}")
     if problems:
         return 1
     missed = [t for r in results for t in r.targets if t.met is not True]
@@ -879,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_case(
-    backend: Backend, spec: CaseSpec, args: argparse.Namespace, progress: Progress
+    backend: Backend, spec: CaseSpec, args: argparse.Namespace, progress: Progress, out: Path
 ) -> CaseResult:
     """Reset the database, create and fund fresh accounts, measure, check the books."""
     task: TaskID = progress.add_task(spec.description, total=args.duration, rate="setting up")
@@ -901,7 +903,28 @@ def _run_case(
                     backend, spec, accounts, args.duration, args.pgbench, args.quick, tick
                 )
             else:
-                result = run_ours(db, spec, accounts, args.duration, tick)
+                name = (
+                    f"{spec.backend}-{spec.engine}-{spec.distribution}"
+                    f"-w{spec.workers}-b{spec.batch}"
+                )
+                profile = (
+                    tools.Profile(
+                        os.getpid(),
+                        tools.profile_path(out, name, args.profile_format),
+                        fmt=args.profile_format,
+                    ).start()
+                    if args.profile
+                    else None
+                )
+                try:
+                    result = run_ours(db, spec, accounts, args.duration, tick)
+                finally:
+                    if profile is not None:
+                        path = profile.finish()
+                        if path is None:
+                            progress.console.log(f"{spec.description}: {profile.problem}")
+                if profile is not None:
+                    result.profile = path
             if result.error is None:
                 result.error = check_books(db, accounts, result.transfers)
         finally:

@@ -1,26 +1,40 @@
-"""Payments benchmark: dynamic-QR payments per second through the real HTTP server.
+"""Payments benchmark: payments per second through the real HTTP server, three kinds.
 
 ``citywallet bench payments`` (or ``python -m bench.payments``) measures, on PostgreSQL and
-SQLite, how many merchant orders residents pay per second with ``POST /v1/payments/scan``
-(session token, ``Idempotency-Key``, payment PIN, the order's EMV payload), served by
-``uvicorn citywallet.api.app:create_app_from_env --factory --workers N`` on loopback and
-loaded by ``wrk`` (a separate process, ``bench/wrk/payments.lua``), beside ``GET /healthz``
-on the same server in the same run.
+SQLite, how many payments per second the server completes for each kind, beside
+``GET /healthz`` on the same server in the same run:
+
+* ``scan``: residents pay merchant orders with ``POST /v1/payments/scan`` (session token,
+  ``Idempotency-Key``, payment PIN, the order's EMV payload);
+* ``paycode``: merchants' servers charge residents' payment codes with the signed
+  ``POST /v1/merchant/payments/code`` (HMAC key, a fresh nonce, the code of the current
+  60-second step; amounts under the password-free limit, so no confirmation is asked);
+* ``p2p``: residents send each other money with ``POST /v1/wallet/transfers`` (bearer,
+  ``Idempotency-Key``, PIN).
+
+The server is ``uvicorn citywallet.api.app:create_app_from_env --factory --workers N`` (or
+``citywallet serve --server granian --workers N``) on loopback, loaded by ``wrk`` (a separate
+process, ``bench/wrk/payments.lua``). The resident memory of every server worker is sampled
+through every case, and ``--profile`` records each kind's run with py-spy.
 
 Set-up, in-process, once per database (then copied for every case, so each case starts from
 the same fresh database): migrate; sign up residents through the real services (SMS code,
 sign-up, real name with the sandbox verifier, payment PIN, a sandbox card, a top-up through
-a sandbox bank that never sleeps), register and approve merchants, then bulk-insert the
-orders (far more than can be paid in the run) and compute each one's dynamic QR payload as
-``citywallet.merchant.payments`` does (checked against ``order_view`` on a sample). The
-paid-order count in the database is the ground truth; after each case the ledger is
-verified. Results go to a Rich table and a JSON file; see docs/benchmarks.md.
+a sandbox bank that never sleeps), register and approve merchants (each with an HMAC API
+key), then bulk-insert the orders (far more than can be paid in the run) and compute each
+one's dynamic QR payload as ``citywallet.merchant.payments`` does (checked against
+``order_view`` on a sample), and bulk-insert payment-code devices (a device pays once per
+60-second step, so there are many per resident). The database is the ground truth (paid
+orders per channel, P2P transfers); after each case the ledger is verified. Results go to
+Rich tables and a JSON file; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import hmac
 import importlib
 import json
 import os
@@ -29,6 +43,7 @@ import random
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -40,7 +55,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -61,6 +76,7 @@ from sqlalchemy import create_engine, insert, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from stdnum.cn import ric, uscc
 
+from bench import tools
 from citywallet.identity import codes
 from citywallet.identity import service as identity
 from citywallet.identity.gateways import (
@@ -73,9 +89,9 @@ from citywallet.identity.rules import normalize_phone
 from citywallet.ledger.audit import verify_ledger
 from citywallet.ledger.blocks import load_signer
 from citywallet.ledger.types import TransferCode
-from citywallet.merchant import emv, onboarding
+from citywallet.merchant import emv, onboarding, paycode, signing
 from citywallet.merchant import payments as merchant_payments
-from citywallet.merchant.models import Order, Store
+from citywallet.merchant.models import Order, PaycodeDevice, Store
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor, parse_keyring
@@ -100,9 +116,44 @@ SEED_THREADS = 4  # residents are signed up in parallel (argon2 releases the GIL
 OTHER_CORES_WARNING = 0.3  # cores busy outside the server, database and wrk: a disturbed run
 PG_CONNECTION_BUDGET = 60  # server connections allowed in total (max_connections is 100 here)
 
-# Target from the issue.
-TARGET_PAID_PER_S = 1000.0
+P2P_RATE_CAP = 3000  # transfers per second of run time the request lines provide
+PAYCODE_DEVICES = 60_000  # a device pays once per 60-s step: up to 1,000 charges/s
+QUICK_PAYCODE_DEVICES = 6_000
+MIN_P2P, MAX_P2P = 100, 500  # fen
+# a resident's password-free payment-code spending per day (default 1,000 yuan) would stop
+# the charges of a long run; the bench server lifts it (the limit is still read and counted)
+PAYCODE_FREE_PER_DAY = 10**12
+
+# Targets from issue 13: each kind at 16 connections, 2 server workers, PostgreSQL.
+TARGET_RATIO = 0.4  # payments/s ÷ GET /healthz req/s of the same run
 TARGET_P99_MS = 100.0
+
+
+# --- kinds of payment -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of payment: its route, the status a success answers, how wrk sends it."""
+
+    name: str
+    method_path: str
+    path: str
+    expected_status: int
+    mode: str  # "bearer" (token TAB body lines) or "signed" (step TAB authorization TAB body)
+
+
+KINDS: dict[str, Kind] = {
+    "scan": Kind("scan", "POST /v1/payments/scan", "/v1/payments/scan", 201, "bearer"),
+    "paycode": Kind(
+        "paycode",
+        "POST /v1/merchant/payments/code",
+        "/v1/merchant/payments/code",
+        200,
+        "signed",
+    ),
+    "p2p": Kind("p2p", "POST /v1/wallet/transfers", "/v1/wallet/transfers", 201, "bearer"),
+}
 
 
 # --- results --------------------------------------------------------------------------------
@@ -144,37 +195,53 @@ class WrkResult:
 
 
 @dataclass
+class KindResult:
+    """One kind of payment measured in one case."""
+
+    kind: str
+    route: str
+    run: WrkResult | None = None
+    paid: int = 0  # in the database: the ground truth
+    paid_per_s: float = 0.0
+    ratio_vs_healthz: float | None = None
+    in_flight_at_end: int = 0  # paid in the database but no success seen by wrk (cut off)
+    server_cpu_ms_per_payment: float | None = None  # the server processes' CPU per payment
+    db_cpu_ms_per_payment: float | None = None  # PostgreSQL's CPU per payment
+    memory: list[dict[str, Any]] = field(default_factory=list)  # per worker during this run
+    profile: str | None = None  # py-spy output beside the JSON (--profile)
+    target_met: bool | None = None
+    error: str | None = None
+
+
+@dataclass
 class CaseResult:
-    """One measured case: a server configuration under one connection count."""
+    """One measured case: a server configuration under one connection count, every kind."""
 
     backend: str
+    server: str
     server_workers: int
     connections: int
     wrk_threads: int
     duration_s: float
     db_pool_size: int
     healthz: WrkResult | None = None
-    payments: WrkResult | None = None
-    paid_orders: int = 0
-    paid_per_s: float = 0.0
-    ratio_vs_healthz: float | None = None
-    in_flight_at_end: int = 0  # paid in the database but no 201 seen by wrk (cut off)
-    server_log_tail: str = ""  # when the server answered other than 201
+    kinds: dict[str, KindResult] = field(default_factory=dict)
+    memory: list[dict[str, Any]] = field(default_factory=list)  # per worker, the whole case
+    memory_growing: bool = False  # a worker grew by more than tools.GROWTH_WARNING_MIB
+    server_log_tail: str = ""  # when the server answered other than expected
     busy_cores_before: float | None = None  # with --wait-idle: cores busy just before the case
     calibration_ms: float | None = None  # this machine's speed just before: see calibrate()
     notes: list[str] = field(default_factory=list)  # worth knowing, not a failure
-    server_cpu_ms_per_payment: float | None = None  # the uvicorn processes' CPU per paid order
-    db_cpu_ms_per_payment: float | None = None  # PostgreSQL's CPU per paid order
     payment_transfers: int = 0
     ledger_ok: bool | None = None
     ledger_problems: list[str] = field(default_factory=list)
-    target_met: bool | None = None
     error: str | None = None
 
     @property
     def label(self) -> str:
         """The case name used in messages."""
-        return f"{self.backend} w={self.server_workers} c={self.connections}"
+        server = "" if self.server == "uvicorn" else f" {self.server}"
+        return f"{self.backend}{server} w={self.server_workers} c={self.connections}"
 
 
 @dataclass
@@ -189,6 +256,17 @@ class Seeded:
     tiers: dict[str, int]
     top_up_per_resident: int
     payload_checks: int
+    p2p_lines: Path
+    p2p_transfers: int
+    paycode_devices: int
+
+
+@dataclass(frozen=True)
+class PaycodeSetup:
+    """What signing payment-code charges needs (kept out of the JSON: secrets)."""
+
+    devices: list[tuple[str, str]]  # (slot, TOTP secret), device j belongs to payer j % n
+    keys: list[tuple[str, str]]  # (key id, HMAC secret) per merchant
 
 
 @dataclass(frozen=True)
@@ -258,9 +336,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep-db", action="store_true", help="keep the databases at the end")
     parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help=f"kinds of payment, comma-separated ({','.join(KINDS)})",
+    )
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "granian"),
+        default="uvicorn",
+        help="uvicorn (as `uvicorn --factory --workers N`) or granian (through "
+        "`citywallet serve --server granian --workers N`)",
+    )
+    parser.add_argument(
+        "--paycode-devices",
+        type=int,
+        default=None,
+        help=f"payment-code devices, each paying once per 60-s step "
+        f"({PAYCODE_DEVICES:,}; --quick {QUICK_PAYCODE_DEVICES:,})",
+    )
+    parser.add_argument(
+        "--memory-interval",
+        type=float,
+        default=1.0,
+        help="seconds between RSS samples of every server worker",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
-        help="record the server's payments run with py-spy (collapsed stacks next to the JSON)",
+        help="record every kind's run with py-spy (all server workers) beside the JSON",
+    )
+    parser.add_argument(
+        "--profile-format",
+        choices=sorted(tools.PROFILE_FORMATS),
+        default="flamegraph",
+        help="py-spy output: flamegraph (SVG), speedscope (JSON) or raw (collapsed stacks)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 2 when the target is missed")
     args = parser.parse_args(list(argv) if argv is not None else None)
@@ -279,7 +388,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.residents < 2 or args.merchants < 1 or args.threads < 1:
         parser.error("--residents >= 2, --merchants >= 1, --threads >= 1")
     args.backend_list = ["postgresql", "sqlite"] if args.db == "both" else [args.db]
-    args.orders = ORDER_RATE_CAP * args.duration
+    args.kind_list = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [k for k in args.kind_list if k not in KINDS]
+    if unknown or not args.kind_list:
+        parser.error(f"--kinds takes {', '.join(KINDS)}, not {args.kinds!r}")
+    if args.paycode_devices is None:
+        args.paycode_devices = QUICK_PAYCODE_DEVICES if args.quick else PAYCODE_DEVICES
+    if args.paycode_devices < 1 or args.memory_interval <= 0:
+        parser.error("--paycode-devices >= 1, --memory-interval > 0")
+    args.orders = ORDER_RATE_CAP * args.duration if "scan" in args.kind_list else 0
+    args.p2p_transfers = P2P_RATE_CAP * args.duration if "p2p" in args.kind_list else 0
     return args
 
 
@@ -474,7 +592,7 @@ def bench_settings(url: str, var_dir: Path, keys: Keys, **extra: Any) -> Setting
 
 
 def server_environment(url: str, var_dir: Path, keys: Keys, pool_size: int) -> dict[str, str]:
-    """The uvicorn process's environment: the same database, keys and mode as the set-up."""
+    """The server process's environment: the same database, keys and mode as the set-up."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWALLET_")}
     env.update(
         {
@@ -486,6 +604,7 @@ def server_environment(url: str, var_dir: Path, keys: Keys, pool_size: int) -> d
             "CITYWALLET_LOG_LEVEL": "WARNING",
             "CITYWALLET_SANDBOX": "true",
             "CITYWALLET_DB_POOL_SIZE": str(pool_size),
+            "CITYWALLET_PAYCODE_FREE_PER_DAY": str(PAYCODE_FREE_PER_DAY),
         }
     )
     return env
@@ -590,6 +709,8 @@ class MerchantData:
     city_en: str
     name_zh: str
     city_zh: str
+    key_id: str  # an HMAC API key of the merchant's server (payment-code charges)
+    key_secret: str
 
 
 def make_merchant(runtime: Runtime, owner: Resident, i: int) -> MerchantData:
@@ -618,6 +739,15 @@ def make_merchant(runtime: Runtime, owner: Resident, i: int) -> MerchantData:
             uow, merchant_id=view.id, action="approve", reason="benchmark", actor="bench"
         )
     )
+    api_key = runtime.db.transact(
+        lambda uow: onboarding.create_api_key(
+            uow,
+            merchant_pk=onboarding.merchant_by_public_id(uow, view.id).id,
+            scheme="hmac-sha256",
+            label="bench",
+            encryptor=enc,
+        )
+    )
     with runtime.db.uow(readonly=True) as uow:
         merchant = onboarding.merchant_by_public_id(uow, view.id)
         store = uow.session.scalars(
@@ -633,6 +763,8 @@ def make_merchant(runtime: Runtime, owner: Resident, i: int) -> MerchantData:
             city_en=merchant.city_en,
             name_zh=merchant.name_zh,
             city_zh=merchant.city_zh,
+            key_id=api_key.key.id,
+            key_secret=api_key.secret,
         )
 
 
@@ -655,8 +787,9 @@ def dynamic_payload(m: MerchantData, order_id: str, amount: int, key: bytes) -> 
 
 def seed(
     runtime: Runtime, args: argparse.Namespace, lines: Path, progress: Progress, name: str
-) -> Seeded:
-    """Residents, merchants and orders in the database; the wrk request lines in ``lines``."""
+) -> tuple[Seeded, PaycodeSetup]:
+    """Residents, merchants, orders and payment-code devices in the database; the wrk
+    request lines of scan payments in ``lines``, of P2P transfers beside it."""
     started = time.perf_counter()
     bank = sandbox_bank()
     owners = args.merchants
@@ -677,7 +810,13 @@ def seed(
     payers, owner_people = people[: args.residents], people[args.residents :]
 
     per_resident = -(-args.orders // args.residents)
-    top_up = per_resident * MAX_ORDER + 10_000  # what its orders can cost, and 100 yuan more
+    # what its orders and payment-code charges can cost (a device pays at most once per
+    # 60-s step), what its transfers can send, and 100 yuan more
+    steps = args.duration // 60 + 2
+    devices = args.paycode_devices if "paycode" in args.kind_list else 0
+    charges = -(-devices // args.residents) * steps
+    sent = -(-args.p2p_transfers // args.residents)
+    top_up = (per_resident + charges) * MAX_ORDER + sent * MAX_P2P + 10_000
     task = progress.add_task(f"{name}: top-ups", total=len(payers), rate="")
 
     def fund(person: Resident) -> None:
@@ -709,6 +848,11 @@ def seed(
     key = runtime.db.transact(lambda uow: merchant_payments.qr_key(uow, enc))
     runtime.ledger_signer()  # created now, so the server and the verification share it
     checks = write_orders(runtime, args, payers, merchants, key, lines, progress, name)
+    p2p_lines = lines.with_name(lines.stem + "-p2p.tsv")
+    write_transfers(args, payers, p2p_lines)
+    devices = (
+        insert_devices(runtime, args, payers, progress, name) if "paycode" in args.kind_list else []
+    )
     with runtime.db.uow(readonly=True) as uow:
         tiers = {
             str(tier): int(n)
@@ -719,7 +863,7 @@ def seed(
     if runtime.db.dialect == "postgresql":
         with runtime.db.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-    return Seeded(
+    seeded = Seeded(
         residents=len(payers),
         merchants=len(merchants),
         orders=args.orders,
@@ -728,7 +872,132 @@ def seed(
         tiers=tiers,
         top_up_per_resident=top_up,
         payload_checks=checks,
+        p2p_lines=p2p_lines,
+        p2p_transfers=args.p2p_transfers,
+        paycode_devices=len(devices),
     )
+    return seeded, PaycodeSetup(devices=devices, keys=[(m.key_id, m.key_secret) for m in merchants])
+
+
+def write_transfers(args: argparse.Namespace, payers: list[Resident], lines: Path) -> None:
+    """One request line per P2P transfer (``token TAB body``): payer i sends to another
+    resident, the pairs shifting every round of payers, small amounts (no rows: the server
+    makes the transfers)."""
+    rng = random.Random(20261207)
+    n = len(payers)
+    with lines.open("w", encoding="utf-8") as out:
+        for i in range(args.p2p_transfers):
+            payer = payers[i % n]
+            payee = payers[(i % n + 1 + (i // n) % (n - 1)) % n]  # never the payer
+            body = {"to": payee.user_id, "amount": rng.randint(MIN_P2P, MAX_P2P), "pin": PIN}
+            out.write(f"{payer.token}\t{json.dumps(body)}\n")
+
+
+def insert_devices(
+    runtime: Runtime,
+    args: argparse.Namespace,
+    payers: list[Resident],
+    progress: Progress,
+    name: str,
+    batch: int = 5000,
+) -> list[tuple[str, str]]:
+    """Bulk-insert ``args.paycode_devices`` active devices, device j of payer j % n, as
+    ``paycodes.register_device`` makes them (its 5-devices cap is bypassed: a device pays
+    once per 60-s step, a run needs thousands). Returns their (slot, secret)."""
+    enc = runtime.encryptor
+    moment = now_us()
+    slots = random.Random(20261207).sample(range(1, 10**paycode.SLOT_DIGITS), args.paycode_devices)
+    devices: list[tuple[str, str]] = []
+    task = progress.add_task(f"{name}: payment-code devices", total=args.paycode_devices, rate="")
+    for start in range(0, args.paycode_devices, batch):
+        rows = []
+        for j in range(start, min(start + batch, args.paycode_devices)):
+            public_id = "dev_" + secrets.token_urlsafe(15)
+            slot, secret = f"{slots[j]:0{paycode.SLOT_DIGITS}d}", paycode.new_secret()
+            rows.append(
+                {
+                    "public_id": public_id,
+                    "user_id": payers[j % len(payers)].user_id,
+                    "label": "bench",
+                    "slot": slot,
+                    "secret_enc": enc.encrypt(secret.encode(), aad=public_id.encode()),
+                    "last_counter": 0,
+                    "failures": 0,
+                    "locked_until": None,
+                    "status": "active",
+                    "created_at": moment,
+                }
+            )
+            devices.append((slot, secret))
+        runtime.db.transact(lambda uow, r=rows: uow.session.execute(insert(PaycodeDevice), r))  # type: ignore[misc]
+        progress.advance(task, len(rows))
+    progress.remove_task(task)
+    return devices
+
+
+def write_charges(
+    setup: PaycodeSetup,
+    lines: Path,
+    *,
+    first_step: int,
+    last_step: int,
+    tag: str,
+    merchants: int,
+) -> int:
+    """The signed payment-code charges of time steps ``first_step..last_step`` (one per
+    device and step), one line each: ``step TAB Authorization TAB body``. Device j is
+    charged by merchant (j + step) mod m; the signature's timestamp is the middle of the
+    step, so it stays inside the server's window whenever the line is used. Returns the
+    number of lines."""
+    path = KINDS["paycode"].path
+    rng = random.Random(first_step)
+    written = 0
+    totp_keys = [_totp_key(secret) for _slot, secret in setup.devices]
+    if setup.devices:  # the fast codes are paycode.generate's, or the run would be refused
+        slot, secret = setup.devices[0]
+        at = first_step * paycode.STEP_SECONDS
+        if fast_code(totp_keys[0], slot, first_step) != paycode.generate(secret, slot, at):
+            raise RuntimeError("write_charges: the payment codes differ from paycode.generate")
+    with lines.open("w", encoding="ascii") as out:
+        for step in range(first_step, last_step + 1):
+            timestamp = step * paycode.STEP_SECONDS + paycode.STEP_SECONDS // 2
+            for j, (slot, _secret) in enumerate(setup.devices):
+                key_id, key_secret = setup.keys[(j + step) % merchants]
+                body = json.dumps(
+                    {
+                        "code": fast_code(totp_keys[j], slot, step),
+                        "amount": rng.randint(MIN_ORDER, MAX_ORDER),
+                        "out_trade_no": f"PC{tag}-{step}-{j}",
+                    },
+                    separators=(",", ":"),
+                ).encode()
+                nonce = secrets.token_urlsafe(12)
+                message = signing.canonical_request("POST", path, timestamp, nonce, body)
+                authorization = signing.format_authorization(
+                    "CW1-HMAC-SHA256",
+                    key_id,
+                    timestamp,
+                    nonce,
+                    signing.sign_hmac(key_secret, message),
+                )
+                out.write(f"{step}\t{authorization}\t{body.decode()}\n")
+                written += 1
+    return written
+
+
+def _totp_key(secret: str) -> bytes:
+    return base64.b32decode(secret + "=" * (-len(secret) % 8), casefold=True)
+
+
+def fast_code(key: bytes, slot: str, step: int) -> str:
+    """``paycode.generate`` for a decoded key (RFC 6238 with HMAC-SHA-256, 8 digits): pyotp
+    decodes the base32 secret on every call, which made signing a run's charges take
+    minutes. ``write_charges`` checks it against ``paycode.generate``, and so do the tests."""
+    digest = hmac.new(key, step.to_bytes(8, "big"), hashlib.sha256).digest()
+    offset = digest[-1] & 0x0F
+    otp = (int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFFFFFF) % 10**paycode.OTP_DIGITS
+    body = f"{paycode.PREFIX}{slot}{otp:0{paycode.OTP_DIGITS}d}"
+    return body + paycode.luhn_check_digit(body)
 
 
 def write_orders(
@@ -816,17 +1085,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def running_server(
-    factory: str, env: dict[str, str], workers: int, log_path: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """uvicorn on a free loopback port until the block ends; yields (base URL, process)."""
-    port = free_port()
-    command = [
+def server_command(server: str, factory: str, port: int, workers: int) -> list[str]:
+    """The command that serves ``factory`` on loopback: uvicorn directly (as always), or
+    granian through ``citywallet serve --server granian`` (best effort: that option is new)."""
+    if server == "granian":
+        beside = Path(sys.executable).parent / "citywallet"
+        cli = [str(beside)] if beside.exists() else [sys.executable, "-m", "citywallet.cli"]
+        return [
+            *cli, "serve", "--server", "granian", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers),
+        ]  # fmt: skip
+    return [
         sys.executable, "-m", "uvicorn", factory, "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
+
+
+@contextmanager
+def running_server(
+    factory: str, env: dict[str, str], workers: int, log_path: Path, server: str = "uvicorn"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The server on a free loopback port until the block ends; yields (base URL, process)."""
+    port = free_port()
+    command = server_command(server, factory, port, workers)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -836,12 +1118,16 @@ def running_server(
         _wait_ready(base, process, log_path, workers)
         yield base, process
     finally:
-        process.terminate()  # uvicorn's supervisor stops its workers gracefully
+        workers_started = tools.descendants(process.pid)
+        process.terminate()  # the supervisor stops its workers gracefully
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+            for pid in workers_started:  # the workers of the supervisor just killed
+                with suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes], log_path: Path, workers: int) -> None:
@@ -850,7 +1136,7 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], log_path: Path, wor
         if process.poll() is not None:
             raise RuntimeError(f"the server exited ({process.returncode}): {_tail(log_path)}")
         # uvicorn runs a single worker in its own process, more as child processes
-        if workers == 1 or len(_children(process.pid)) >= workers:
+        if workers == 1 or len(tools.server_workers(process.pid)) >= workers:
             try:
                 with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:
                     if answer.status == 200:
@@ -867,14 +1153,6 @@ def _tail(path: Path, chars: int = 1500) -> str:
         return path.read_text(errors="replace")[-chars:]
     except OSError:
         return ""
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [int(p) for p in found]
 
 
 # --- CPU accounting (Linux /proc; empty elsewhere) ------------------------------------------
@@ -950,7 +1228,7 @@ class CpuMeter:
     """Cores kept busy during a run: the server's processes, PostgreSQL, wrk, the machine."""
 
     def __init__(self, server_pid: int, pg_pids: Callable[[], set[int]]) -> None:
-        self.server = [server_pid, *_children(server_pid)]
+        self.server = [server_pid, *tools.descendants(server_pid)]
         self.pg_pids = pg_pids
         self.started = time.perf_counter()
         try:
@@ -1001,6 +1279,7 @@ def run_wrk(
     threads: int,
     duration: int,
     script_args: Sequence[str] = (),
+    expected_status: int = 200,
     server_pid: int,
     pg_pids: Callable[[], set[int]],
     tick: Callable[[float], None],
@@ -1028,12 +1307,24 @@ def run_wrk(
         + (after.children_system - before.children_system)
     )
     output = stdout + (f"\n[stderr]\n{stderr}" if stderr.strip() else "")
-    stats = _STATS.search(stdout)
-    if process.returncode != 0 or stats is None:
+    if process.returncode != 0 or _STATS.search(stdout) is None:
         raise RuntimeError(f"wrk exit {process.returncode}: {output.strip()[-600:]}")
+    result = parse_wrk_output(stdout, connections=connections, expected_status=expected_status)
+    result.cpu = cpu
+    return result, output
+
+
+def parse_wrk_output(stdout: str, *, connections: int, expected_status: int) -> WrkResult:
+    """The figures of one run from the ``CW_`` lines our wrk scripts print.
+
+    A thread that ran out of lines sends ``GET /healthz`` (counted as ``exhausted``): its 200
+    answers are neither successes nor, when successes are not 200, unexpected answers."""
+    stats = _STATS.search(stdout)
+    if stats is None:
+        raise ValueError("no CW_STATS line in the wrk output")
     values = {k: float(v) for k, v in (item.split("=") for item in stats.group(1).split())}
     statuses_line = _STATUSES.search(stdout)
-    statuses = {}
+    statuses: dict[str, int] = {}
     if statuses_line is not None:
         for item in statuses_line.group(1).split(","):
             if ":" in item:
@@ -1044,20 +1335,29 @@ def run_wrk(
     requests = int(values["requests"])
     seconds = values["duration_us"] / 1e6
     unexpected, exhausted = int(values["non_expected"]), int(values["exhausted"])
-    ok = requests - unexpected - exhausted
-    result = WrkResult(
+    if exhausted and expected_status != 200:  # the spare GETs answered 200: not unexpected
+        unexpected = max(0, unexpected - exhausted)
+        left = statuses.get("200", 0) - exhausted
+        if left > 0:
+            statuses["200"] = left
+        else:
+            statuses.pop("200", None)
+    ok = max(0, requests - unexpected - exhausted)
+    return WrkResult(
         requests=requests,
         seconds=round(seconds, 3),
-        requests_per_s=round(requests / seconds, 1),
+        requests_per_s=round(requests / seconds, 1) if seconds else 0.0,
         ok=ok,
-        ok_per_s=round(ok / seconds, 1),
+        ok_per_s=round(ok / seconds, 1) if seconds else 0.0,
         p50_ms=round(values["p50_us"] / 1000, 2),
         p90_ms=round(values["p90_us"] / 1000, 2),
         p99_ms=round(values["p99_us"] / 1000, 2),
         p999_ms=round(values["p999_us"] / 1000, 2),
         max_ms=round(values["max_us"] / 1000, 2),
         mean_ms=round(values["mean_us"] / 1000, 2),
-        little_ms=round(1000 * connections / (requests / seconds), 2) if requests else 0.0,
+        little_ms=round(1000 * connections / (requests / seconds), 2)
+        if requests and seconds
+        else 0.0,
         unexpected=unexpected,
         statuses=statuses,
         socket_errors={
@@ -1066,9 +1366,7 @@ def run_wrk(
         exhausted=exhausted,
         sample=(sample.group(1).strip() if sample else "")[:300],
         wrk_requests_per_s=float(rps.group(1)) if rps else None,
-        cpu=cpu,
     )
-    return result, output
 
 
 # --- one case -------------------------------------------------------------------------------
@@ -1083,14 +1381,16 @@ def pool_size_for(workers: int) -> int:
 def run_case(
     backend: Backend,
     seeded: Seeded,
+    setup: PaycodeSetup,
     case: CaseResult,
     args: argparse.Namespace,
     ctx: RunContext,
     progress: Progress,
 ) -> None:
-    """Fresh copy of the seeded database, a server, wrk on /healthz then on payments,
-    the paid-order count and the ledger check."""
-    task: TaskID = progress.add_task(f"{case.label}: starting", total=2 * args.duration, rate="")
+    """Fresh copy of the seeded database, a server, wrk on /healthz then on every kind of
+    payment (RSS of every worker sampled throughout), the counts and the ledger check."""
+    runs = 1 + len(args.kind_list)
+    task: TaskID = progress.add_task(f"{case.label}: starting", total=runs * args.duration, rate="")
     try:
         if args.wait_idle > 0:
             progress.update(task, description=f"{case.label}: waiting for an idle machine")
@@ -1102,40 +1402,45 @@ def run_case(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a") as log:
             log.write(f"=== {case.label} ===\n")
-        with running_server(args.app, env, case.server_workers, log_path) as (base, server):
+        with running_server(args.app, env, case.server_workers, log_path, args.server) as (
+            base,
+            server,
+        ):
+            sampler = tools.MemorySampler(
+                lambda: tools.server_workers(server.pid), args.memory_interval
+            ).start()
+            try:
 
-            def tick(offset: float, name: str) -> Callable[[float], None]:
-                def update(elapsed: float) -> None:
-                    progress.update(
-                        task,
-                        description=f"{case.label}: {name}",
-                        completed=min(offset + elapsed, 2 * args.duration),
-                    )
+                def tick(offset: float, name: str) -> Callable[[float], None]:
+                    def update(elapsed: float) -> None:
+                        progress.update(
+                            task,
+                            description=f"{case.label}: {name}",
+                            completed=min(offset + elapsed, runs * args.duration),
+                        )
 
-                return update
+                    return update
 
-            case.healthz, out_h = run_wrk(
-                ctx.wrk, f"{base}/healthz", WRK_DIR / "healthz.lua",
-                connections=case.connections, threads=case.wrk_threads,
-                duration=args.duration, server_pid=server.pid, pg_pids=backend.server_pids,
-                tick=tick(0, "GET /healthz"),
-            )  # fmt: skip
-            tag = f"{case.backend[:2]}{case.server_workers}x{case.connections}-{ctx.stamp}"
-            time.sleep(1.0)  # let the server settle between the two runs
-            spy = start_profile(ctx, case, server.pid, args.duration) if args.profile else None
-            case.payments, out_p = run_wrk(
-                ctx.wrk, base, WRK_DIR / "payments.lua",
-                connections=case.connections, threads=case.wrk_threads, duration=args.duration,
-                script_args=[str(seeded.lines), str(case.wrk_threads), tag],
-                server_pid=server.pid, pg_pids=backend.server_pids,
-                tick=tick(args.duration, "POST /v1/payments/scan"),
-            )  # fmt: skip
-            ctx.wrk_outputs[case.label] = {"healthz": out_h, "payments": out_p}
-            if spy is not None:
-                spy.wait(timeout=60)
+                case.healthz, out_h = run_wrk(
+                    ctx.wrk, f"{base}/healthz", WRK_DIR / "healthz.lua",
+                    connections=case.connections, threads=case.wrk_threads,
+                    duration=args.duration, server_pid=server.pid, pg_pids=backend.server_pids,
+                    tick=tick(0, "GET /healthz"),
+                )  # fmt: skip
+                ctx.wrk_outputs.setdefault(case.label, {})["healthz"] = out_h
+                for n, name in enumerate(args.kind_list, start=1):
+                    progress.update(task, description=f"{case.label}: {name}: preparing")
+                    run_kind(
+                        name, base, server.pid, backend, seeded, setup, case, args, ctx,
+                        sampler, tick(n * args.duration, KINDS[name].method_path),
+                    )  # fmt: skip
+            finally:
+                summary = tools.summarize_memory(sampler.stop())
+                case.memory = tools.memory_json(summary)
+                case.memory_growing = any(w.growing for w in summary)
         progress.update(task, description=f"{case.label}: checking the books")
         check_case(backend, case, ctx.keys.encryptor)
-        if case.payments is not None and case.payments.statuses:
+        if any(k.run is not None and k.run.statuses for k in case.kinds.values()):
             case.server_log_tail = _tail(log_path, 1200)
     except Exception as exc:  # a case that cannot run is reported, the others still run
         case.error = f"{exc.__class__.__name__}: {exc}"[:800]
@@ -1143,90 +1448,171 @@ def run_case(
         progress.remove_task(task)
 
 
-def py_spy() -> str | None:
-    """py-spy beside this interpreter (pip install py-spy into the venv) or on PATH."""
-    beside = Path(sys.executable).parent / "py-spy"
-    return str(beside) if beside.exists() else shutil.which("py-spy")
-
-
-def start_profile(
-    ctx: RunContext, case: CaseResult, pid: int, duration: int
-) -> subprocess.Popen[bytes] | None:
-    """Sample the server's processes during the payments run (collapsed stacks, no pauses)."""
-    executable = py_spy()
-    if executable is None:
-        return None
-    out = ctx.out.with_name(
-        f"{ctx.out.stem}-{case.backend}-w{case.server_workers}-c{case.connections}.txt"
+def run_kind(
+    name: str,
+    base: str,
+    server_pid: int,
+    backend: Backend,
+    seeded: Seeded,
+    setup: PaycodeSetup,
+    case: CaseResult,
+    args: argparse.Namespace,
+    ctx: RunContext,
+    sampler: tools.MemorySampler,
+    tick: Callable[[float], None],
+) -> None:
+    """One kind's wrk run on the running server (profiled with --profile)."""
+    kind = KINDS[name]
+    result = KindResult(kind=name, route=kind.method_path)
+    case.kinds[name] = result
+    tag = f"{case.backend[:2]}{case.server_workers}x{case.connections}-{ctx.stamp}"
+    if name == "scan":
+        lines = seeded.lines
+    elif name == "p2p":
+        lines = seeded.p2p_lines
+    else:
+        lines = ctx.var_dir / f"charges-{case.backend}.tsv"
+        moment = time.time()
+        write_charges(
+            setup,
+            lines,
+            first_step=paycode.counter_at(moment),
+            last_step=paycode.counter_at(moment + args.duration + 60),
+            tag=tag.replace("T", "").replace("Z", ""),
+            merchants=len(setup.keys),
+        )
+    time.sleep(1.0)  # let the server settle between two runs
+    since = sampler.now()
+    profile = (
+        tools.Profile(
+            server_pid,
+            tools.profile_path(
+                ctx.out,
+                f"{case.backend}-{case.server}-w{case.server_workers}-c{case.connections}-{name}",
+                args.profile_format,
+            ),
+            fmt=args.profile_format,
+            subprocesses=True,
+        ).start()
+        if args.profile
+        else None
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        executable, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--gil",
-        "--rate", "250", "--duration", str(duration), "--format", "raw", "--output", str(out),
-    ]  # fmt: skip
-    ctx.profiles[case.label] = str(out)
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        result.run, output = run_wrk(
+            ctx.wrk, base, WRK_DIR / "payments.lua",
+            connections=case.connections, threads=case.wrk_threads, duration=args.duration,
+            script_args=[
+                str(lines), str(case.wrk_threads), f"{tag}-{name}", kind.path,
+                str(kind.expected_status), kind.mode,
+            ],
+            expected_status=kind.expected_status,
+            server_pid=server_pid, pg_pids=backend.server_pids, tick=tick,
+        )  # fmt: skip
+        ctx.wrk_outputs.setdefault(case.label, {})[name] = output
+    except Exception as exc:  # this kind failed; the others still run
+        result.error = f"{exc.__class__.__name__}: {exc}"[:800]
+    finally:
+        if profile is not None:
+            result.profile = profile.finish()
+            if result.profile is not None:
+                ctx.profiles[f"{case.label} {name}"] = result.profile
+            if profile.problem:
+                case.notes.append(f"{name}: profile: {profile.problem}")
+    result.memory = tools.memory_json(
+        tools.summarize_memory(sampler.snapshot(), since=since, until=sampler.now())
+    )
 
 
-def check_case(backend: Backend, case: CaseResult, encryptor: Encryptor) -> None:
-    """Count paid orders (the ground truth), their ledger transfers; verify the ledger."""
-    assert case.payments is not None
-    assert case.healthz is not None
+def ground_truth(backend: Backend, encryptor: Encryptor) -> tuple[dict[str, int], int, Any]:
+    """Successes per kind in the database, payment transfers, and the ledger's verification."""
     db = Database(backend.url, pool_size=1)
     try:
         with db.uow(readonly=True) as uow:
-            case.paid_orders = int(
-                uow.session.execute(
-                    text("SELECT COUNT(*) FROM merchant_orders WHERE status = 'paid'")
-                ).scalar_one()
-            )
-            case.payment_transfers = int(
-                uow.session.execute(
-                    text("SELECT COUNT(*) FROM ledger_transfers WHERE code = :code"),
-                    {"code": int(TransferCode.PAYMENT)},
-                ).scalar_one()
-            )
+
+            def count(sql: str, **params: Any) -> int:
+                return int(uow.session.execute(text(sql), params).scalar_one())
+
+            paid = "SELECT COUNT(*) FROM merchant_orders WHERE status = 'paid' AND channel = :c"
+            transfers = "SELECT COUNT(*) FROM ledger_transfers WHERE code = :code"
+            counts = {
+                "scan": count(paid, c="dynamic_qr"),
+                "paycode": count(paid, c="paycode"),
+                "p2p": count(transfers, code=int(TransferCode.P2P)),
+            }
+            payment_transfers = count(transfers, code=int(TransferCode.PAYMENT))
             signer = load_signer(uow, encryptor)  # made by the set-up: only read here
             report = verify_ledger(uow, public_key=signer.public_key)
     finally:
         db.dispose()
-    case.ledger_ok = report.ok
-    case.ledger_problems = report.problems[:20]
-    case.paid_per_s = round(case.paid_orders / case.payments.seconds, 1)
-    case.in_flight_at_end = case.paid_orders - case.payments.ok
-    cpu = case.payments.cpu
-    if cpu and case.paid_orders:
-        per = 1000 * case.payments.seconds / case.paid_orders
-        case.server_cpu_ms_per_payment = round(cpu["server_cores"] * per, 1)
-        if case.backend == "postgresql":
-            case.db_cpu_ms_per_payment = round(cpu["postgres_cores"] * per, 1)
-    if case.healthz.requests_per_s > 0:
-        case.ratio_vs_healthz = round(case.paid_per_s / case.healthz.requests_per_s, 3)
-    case.target_met = case.paid_per_s >= TARGET_PAID_PER_S and case.payments.p99_ms <= (
-        TARGET_P99_MS
+    return counts, payment_transfers, report
+
+
+def score_kind(
+    result: KindResult, *, paid: int, healthz_rps: float, connections: int, backend: str
+) -> list[str]:
+    """Fill in a kind's figures from its database count; returns what does not check out."""
+    run = result.run
+    assert run is not None
+    result.paid = paid
+    result.paid_per_s = round(paid / run.seconds, 1) if run.seconds else 0.0
+    result.in_flight_at_end = paid - run.ok
+    cpu = run.cpu
+    if cpu and paid:
+        per = 1000 * run.seconds / paid
+        result.server_cpu_ms_per_payment = round(cpu["server_cores"] * per, 1)
+        if backend == "postgresql":
+            result.db_cpu_ms_per_payment = round(cpu["postgres_cores"] * per, 1)
+    if healthz_rps > 0:
+        result.ratio_vs_healthz = round(result.paid_per_s / healthz_rps, 3)
+    result.target_met = (result.ratio_vs_healthz or 0.0) >= TARGET_RATIO and (
+        run.p99_ms <= TARGET_P99_MS
     )
     problems = []
-    if case.payment_transfers != case.paid_orders:
-        problems.append(
-            f"{case.paid_orders} paid orders but {case.payment_transfers} payment transfers"
-        )
     # wrk stops with a request in flight on every connection, and a request it gave up on
-    # (timeout) may still be paid: both are paid without a 201 seen
-    cut_off = case.connections + sum(case.payments.socket_errors.values())
-    if not 0 <= case.in_flight_at_end <= cut_off:
+    # (timeout) may still be paid: both are paid without a success seen
+    cut_off = connections + sum(run.socket_errors.values())
+    if not 0 <= result.in_flight_at_end <= cut_off:
+        problems.append(f"{result.kind}: {paid} paid in the database, {run.ok} successes seen")
+    if run.unexpected:
         problems.append(
-            f"{case.paid_orders} paid orders in the database, {case.payments.ok} 201 answers"
+            f"{result.kind}: {run.unexpected} unexpected answers {run.statuses}; first: "
+            f"{run.sample[:200]}"
         )
-    for name, run in (("GET /healthz", case.healthz), ("payments", case.payments)):
-        if run.unexpected:
-            problems.append(
-                f"{name}: {run.unexpected} unexpected answers {run.statuses}; first: "
-                f"{run.sample[:200]}"
-            )
-        if run.socket_errors:  # overload (e.g. requests slower than wrk's 10 s), not a bug
-            case.notes.append(f"{name}: wrk socket errors {run.socket_errors}")
-    if case.payments.exhausted:
-        problems.append(f"wrk ran out of unpaid orders ({case.payments.exhausted} requests)")
+    if run.exhausted:
+        problems.append(f"{result.kind}: wrk ran out of request lines ({run.exhausted})")
+    return problems
+
+
+def check_case(backend: Backend, case: CaseResult, encryptor: Encryptor) -> None:
+    """Count successes per kind (the ground truth), the payment transfers; verify the ledger."""
+    assert case.healthz is not None
+    counts, case.payment_transfers, report = ground_truth(backend, encryptor)
+    case.ledger_ok = report.ok
+    case.ledger_problems = report.problems[:20]
+    problems = []
+    for name, result in case.kinds.items():
+        if result.run is None:
+            if result.error:
+                problems.append(f"{name}: {result.error}")
+            continue
+        problems += score_kind(
+            result,
+            paid=counts[name],
+            healthz_rps=case.healthz.requests_per_s,
+            connections=case.connections,
+            backend=case.backend,
+        )
+        if result.run.socket_errors:  # overload (e.g. requests slower than wrk's 10 s)
+            case.notes.append(f"{name}: wrk socket errors {result.run.socket_errors}")
+    if case.healthz.unexpected:
+        problems.append(f"GET /healthz: {case.healthz.unexpected} unexpected answers")
+    paid_orders = counts["scan"] + counts["paycode"]
+    if case.payment_transfers != paid_orders:
+        problems.append(f"{paid_orders} paid orders but {case.payment_transfers} payment transfers")
+    if case.memory_growing:
+        case.notes.append(
+            f"a server worker's RSS grew by more than {tools.GROWTH_WARNING_MIB:.0f} MiB"
+        )
     if not report.ok:
         problems.append("ledger verify: " + "; ".join(report.problems[:3]))
     if problems:
@@ -1242,108 +1628,143 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 COLUMNS = (
     ("backend", "left"),
-    ("server workers", "right"),
+    ("server", "left"),
+    ("workers", "right"),
     ("conns", "right"),
-    ("healthz req/s", "right"),
-    ("payments req/s", "right"),
-    ("paid orders/s", "right"),
+    ("kind", "left"),
+    ("healthz/s", "right"),
+    ("req/s", "right"),
+    ("paid/s", "right"),
     ("mean ms", "right"),
     ("p50 ms", "right"),
-    ("p90 ms", "right"),
     ("p99 ms", "right"),
     ("errors", "right"),
-    ("paid/healthz", "right"),
-    ("cores srv/db/other", "right"),
+    ("÷healthz", "right"),
+    ("cores srv/db/oth", "right"),
     ("CPU ms/paid srv/db", "right"),
-    ("≥1,000/s & p99≤100 ms", "left"),
+    ("RSS peak MiB", "right"),
+    ("target ≥0.4×, p99≤100", "left"),
 )
 
 
-def _cells(r: CaseResult) -> list[str]:
-    h, p = r.healthz, r.payments
-    if r.error is not None and (h is None or p is None):
-        return [r.backend, str(r.server_workers), str(r.connections)] + ["—"] * 11 + ["ERROR"]
-    assert h is not None
-    assert p is not None
-    cpu = p.cpu
-    cores = (
-        f"{cpu['server_cores']:.2f}/{cpu['postgres_cores']:.2f}/{cpu['other_cores']:.2f}"
-        if cpu
-        else "—"
+def _verdict(k: KindResult) -> str:
+    if k.error is not None or k.run is None:
+        return "ERROR"
+    if k.target_met:
+        return "yes"
+    misses = []
+    if (k.ratio_vs_healthz or 0.0) < TARGET_RATIO:
+        misses.append("ratio")
+    if k.run.p99_ms > TARGET_P99_MS:
+        misses.append("p99")
+    return "no: " + ", ".join(misses)
+
+
+def _rows(r: CaseResult) -> list[list[str]]:
+    """One row per kind of the case (one ERROR row when the case never ran a kind)."""
+    head = [r.backend, r.server, str(r.server_workers), str(r.connections)]
+    h = r.healthz
+    healthz = _fmt(h.requests_per_s) if h is not None else "—"
+    if not r.kinds:
+        return [[*head, "—", healthz] + ["—"] * (len(COLUMNS) - 7) + ["ERROR"]]
+    rows = []
+    for name, k in r.kinds.items():
+        p = k.run
+        if p is None:
+            rows.append([*head, name, healthz] + ["—"] * (len(COLUMNS) - 7) + ["ERROR"])
+            continue
+        cpu = p.cpu
+        cores = (
+            f"{cpu['server_cores']:.2f}/{cpu['postgres_cores']:.2f}/{cpu['other_cores']:.2f}"
+            if cpu
+            else "—"
+        )
+        peaks = "/".join(f"{w['peak_mib']:.0f}" for w in k.memory) or "—"
+        rows.append(
+            [
+                *head,
+                name,
+                healthz,
+                _fmt(p.requests_per_s),
+                _fmt(k.paid_per_s),
+                _fmt(p.little_ms, 1),
+                _fmt(p.p50_ms, 1),
+                _fmt(p.p99_ms, 1),
+                f"{p.errors:,}",
+                _fmt(k.ratio_vs_healthz, 3),
+                cores,
+                f"{_fmt(k.server_cpu_ms_per_payment, 1)}/{_fmt(k.db_cpu_ms_per_payment, 1)}",
+                peaks,
+                "ERROR" if r.error is not None and _verdict(k) == "yes" else _verdict(k),
+            ]
+        )
+    return rows
+
+
+def render(results: list[CaseResult], caption: str) -> Table:
+    """The results as a Rich table, the run's identity as its caption."""
+    table = Table(
+        title="Payments through the HTTP API (wrk), beside GET /healthz",
+        caption=caption,
+        header_style="bold",
     )
-    if r.error is not None:
-        met = "ERROR"
-    elif r.target_met:
-        met = "yes"
-    else:
-        misses = []
-        if r.paid_per_s < TARGET_PAID_PER_S:
-            misses.append("rate")
-        if p.p99_ms > TARGET_P99_MS:
-            misses.append("p99")
-        met = "no: " + ", ".join(misses)
-    return [
-        r.backend,
-        str(r.server_workers),
-        str(r.connections),
-        _fmt(h.requests_per_s),
-        _fmt(p.requests_per_s),
-        _fmt(r.paid_per_s),
-        _fmt(p.little_ms, 1),
-        _fmt(p.p50_ms, 1),
-        _fmt(p.p90_ms, 1),
-        _fmt(p.p99_ms, 1),
-        f"{p.errors:,}",
-        _fmt(r.ratio_vs_healthz, 3),
-        cores,
-        f"{_fmt(r.server_cpu_ms_per_payment, 1)}/{_fmt(r.db_cpu_ms_per_payment, 1)}",
-        met,
-    ]
-
-
-def render(results: list[CaseResult]) -> Table:
-    """The results as a Rich table."""
-    table = Table(title="QR payments through the HTTP API (wrk)", header_style="bold")
     for name, justify in COLUMNS:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in results:
-        cells = _cells(r)
-        met = cells[-1]
-        if met == "yes":
-            cells[-1] = "[green]yes[/green]"
-        elif met.startswith(("no", "ERROR")):
-            cells[-1] = f"[red]{met}[/red]"
-        table.add_row(*cells)
+        for cells in _rows(r):
+            met = cells[-1]
+            if met == "yes":
+                cells[-1] = "[green]yes[/green]"
+            elif met.startswith(("no", "ERROR")):
+                cells[-1] = f"[red]{met}[/red]"
+            table.add_row(*cells)
     return table
 
 
-def markdown_table(results: list[CaseResult]) -> str:
-    """The same table in Markdown (for docs/benchmarks.md)."""
+def render_memory(results: list[CaseResult], caption: str) -> Table:
+    """Every server worker's RSS over each whole case (all runs, /healthz included)."""
+    table = Table(title="Server memory per worker (RSS)", caption=caption, header_style="bold")
+    for name in tools.MEMORY_COLUMNS:
+        table.add_column(name, justify="left" if name in ("case", "worker") else "right")
+    for row in memory_rows(results):
+        table.add_row(*row)
+    return table
+
+
+def memory_rows(results: list[CaseResult]) -> list[list[str]]:
+    """The memory table's rows: per case, per worker."""
+    rows = []
+    for r in results:
+        summary = [
+            tools.WorkerMemory(**{k: v for k, v in w.items() if k != "growing"}) for w in r.memory
+        ]
+        rows += tools.memory_rows(r.label, summary)
+    return rows
+
+
+def memory_lines(results: list[CaseResult]) -> list[str]:
+    """One line per worker and run: the growth of each kind's run (with ``--duration 300``,
+    the 5-minute check) and of the whole case."""
+    lines = []
+    for r in results:
+        stretches = [(name, k.memory) for name, k in r.kinds.items()]
+        for name, workers in [*stretches, ("whole case", r.memory)]:
+            for i, w in enumerate(workers, start=1):
+                lines.append(
+                    f"memory {r.label} {name}, worker {i} (pid {w['pid']}): "
+                    f"{w['start_mib']:.1f} → {w['end_mib']:.1f} MiB over {w['seconds']:.0f} s, "
+                    f"peak {w['peak_mib']:.1f}; growth {w['growth_mib']:+.1f} MiB, trend "
+                    f"{w['slope_mib_per_min']:+.2f} MiB/min{', GROWING' if w['growing'] else ''}"
+                )
+    return lines
+
+
+def markdown_table(results: list[CaseResult], caption: str) -> str:
+    """The same table in Markdown (for docs/benchmarks.md), the caption under it."""
     head = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
     rule = "|" + "|".join("---" if j == "left" else "--:" for _, j in COLUMNS) + "|"
-    rows = ["| " + " | ".join(_cells(r)) + " |" for r in results]
-    return "\n".join([head, rule, *rows])
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None
-    return out.stdout.strip() or None
-
-
-def _load() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
+    rows = ["| " + " | ".join(cells) + " |" for r in results for cells in _rows(r)]
+    return "\n".join([head, rule, *rows, "", caption])
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -1368,7 +1789,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console()
     if not console.is_terminal:  # a log file or pipe: keep table rows on one line
-        console = Console(width=max(console.width, 160))
+        console = Console(width=max(console.width, 220))
     wrk = args.wrk or shutil.which("wrk")
     if wrk is None or not Path(wrk).exists():
         console.print(
@@ -1389,17 +1810,25 @@ def main(argv: list[str] | None = None) -> int:
     keys = Keys.new()
     meta: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": tools.git_commit(REPO_ROOT),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "load_average_before": _load(),
+        "machine": tools.machine(),
+        "load_average_before": tools.load_average(),
         "duration_s": args.duration,
         "quick": args.quick,
+        "kinds": args.kind_list,
+        "server": args.server,
         "residents": args.residents,
         "merchants": args.merchants,
         "orders": args.orders,
+        "p2p_transfers": args.p2p_transfers,
+        "paycode_devices": args.paycode_devices if "paycode" in args.kind_list else 0,
         "order_amounts_fen": [MIN_ORDER, MAX_ORDER],
+        "p2p_amounts_fen": [MIN_P2P, MAX_P2P],
+        "memory_interval_s": args.memory_interval,
+        "memory_growth_warning_mib": tools.GROWTH_WARNING_MIB,
         "wrk": wrk,
         "wrk_threads": args.threads,
         "app_factory": args.app,
@@ -1433,8 +1862,11 @@ def main(argv: list[str] | None = None) -> int:
                 else SqliteBackend(args.sqlite_path)
             )
             try:
-                seeded = prepare(backend, args, ctx, progress)
-                seeds[name] = asdict(seeded) | {"lines": str(seeded.lines)}
+                seeded, setup = prepare(backend, args, ctx, progress)
+                seeds[name] = asdict(seeded) | {
+                    "lines": str(seeded.lines),
+                    "p2p_lines": str(seeded.p2p_lines),
+                }
                 if isinstance(backend, PostgresBackend):
                     meta["postgresql"] = backend.server_info()
             except Exception as exc:  # unreachable server, broken set-up: report, go on
@@ -1447,13 +1879,14 @@ def main(argv: list[str] | None = None) -> int:
                     for connections in args.connection_list:
                         case = CaseResult(
                             backend=name,
+                            server=args.server,
                             server_workers=workers,
                             connections=connections,
                             wrk_threads=min(args.threads, connections),
                             duration_s=args.duration,
                             db_pool_size=pool_size_for(workers),
                         )
-                        run_case(backend, seeded, case, args, ctx, progress)
+                        run_case(backend, seeded, setup, case, args, ctx, progress)
                         results.append(case)
                         if case.error:
                             problems.append(f"{case.label}: {case.error}")
@@ -1463,10 +1896,21 @@ def main(argv: list[str] | None = None) -> int:
                 backend.close(keep=args.keep_db)
         wrk_outputs = ctx.wrk_outputs
         meta["profiles"] = ctx.profiles
-    meta["load_average_after"] = _load()
+        profiles = ctx.profiles
+    meta["load_average_after"] = tools.load_average()
     meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     meta["seeds"] = seeds
-    console.print(render(results))
+    caption = tools.run_caption(
+        commit=meta["git_commit"],
+        load_before=meta["load_average_before"],
+        load_after=meta["load_average_after"],
+        cores=meta["cpus"],
+        baseline="GET /healthz",
+    )
+    meta["caption"] = caption
+    console.print(render(results, caption))
+    if any(r.memory for r in results):
+        console.print(render_memory(results, caption))
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     for problem in problems:
@@ -1476,11 +1920,15 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "meta": meta,
-                "targets": {"paid_orders_per_s": TARGET_PAID_PER_S, "p99_ms": TARGET_P99_MS},
+                "targets": {"ratio_vs_healthz": TARGET_RATIO, "p99_ms": TARGET_P99_MS},
                 "results": [asdict(r) | {"case": r.label} for r in results],
+                "memory_growth": [
+                    {"case": r.label, "workers": r.memory, "growing": r.memory_growing}
+                    for r in results
+                ],
                 "problems": problems,
                 "notes": notes,
-                "markdown": markdown_table(results),
+                "markdown": markdown_table(results, caption),
                 "wrk_output": wrk_outputs,
             },
             indent=2,
@@ -1491,7 +1939,7 @@ def main(argv: list[str] | None = None) -> int:
     disturbed = [
         f"{r.label} {name} ({run.cpu['other_cores']:.2f})"
         for r in results
-        for name, run in (("healthz", r.healthz), ("payments", r.payments))
+        for name, run in [("healthz", r.healthz)] + [(n, k.run) for n, k in r.kinds.items()]
         if run is not None and run.cpu.get("other_cores", 0.0) > OTHER_CORES_WARNING
     ]
     if disturbed:
@@ -1500,13 +1948,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{', '.join(disturbed)} (cores); those figures are lower than an idle "
             "machine's (--wait-idle helps on shared machines)[/yellow]"
         )
-    console.print(
-        f"load average before/after: {meta['load_average_before']} / "
-        f"{meta['load_average_after']} on {meta['cpus']} CPUs; JSON: {out}"
-    )
+    for line in memory_lines(results):
+        console.print(line)
+    for label, path in profiles.items():
+        console.print(f"profile {label}: {path}")
+    console.print(f"{caption}; JSON: {out}")
     if problems or not results:
         return 1
-    missed = [r for r in results if not r.target_met]
+    missed = [k for r in results for k in r.kinds.values() if not k.target_met]
     return 2 if args.strict and missed else 0
 
 
@@ -1515,7 +1964,7 @@ def prepare(
     args: argparse.Namespace,
     ctx: RunContext,
     progress: Progress,
-) -> Seeded:
+) -> tuple[Seeded, PaycodeSetup]:
     """Create, migrate and seed the backend's seed database; write its request lines."""
     progress.console.log(f"{backend.name}: creating and seeding the database")
     backend.create_seed()

@@ -61,6 +61,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from bench import tools
 from citywallet.campaign import service as campaigns
 from citywallet.campaign.rules import Applicant, Eligibility
 from citywallet.identity import sessions
@@ -123,6 +124,8 @@ class GrabResult:
     concurrency: int
     error_sample: str = ""
     redis_ratio: float | None = None  # redis claims/s ÷ these claims/s
+    ratio_vs_redis: float | None = None  # these claims/s ÷ redis claims/s (issue 13's form)
+    profile: str | None = None  # --profile: py-spy during this case
     check: str = ""  # what the database (or Redis) says after the run
 
 
@@ -571,8 +574,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(env: dict[str, str], workers: int, log_path: Path) -> Iterator[int]:
-    """uvicorn on a free loopback port until the block ends; yields the port."""
+def running_server(env: dict[str, str], workers: int, log_path: Path) -> Iterator[tuple[int, int]]:
+    """uvicorn on a free loopback port until the block ends; yields the port and its pid."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", APP_FACTORY, "--factory",
@@ -599,7 +602,7 @@ def running_server(env: dict[str, str], workers: int, log_path: Path) -> Iterato
                 raise RuntimeError("the server did not answer /healthz within 60 s")
             time.sleep(0.2)
         time.sleep(1.0 if workers > 1 else 0.2)  # every worker has bound and warmed up
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         try:
@@ -861,6 +864,7 @@ def grab_rows(results: list[GrabResult]) -> list[list[str]]:
             f"{r.p50_ms:,.1f}",
             f"{r.p99_ms:,.1f}",
             "—" if r.redis_ratio is None else f"{r.redis_ratio:,.1f}×",
+            "—" if r.ratio_vs_redis is None else f"{r.ratio_vs_redis:,.3f}",
             r.check,
         ]
         for r in results
@@ -869,7 +873,7 @@ def grab_rows(results: list[GrabResult]) -> list[list[str]]:
 
 GRAB_HEADERS = [
     "backend", "path", "shape", "packets×shares", "threads", "grabs", "claimed", "errors",
-    "claims/s", "grabs/s", "p50 ms", "p99 ms", "redis ÷ ours", "check",
+    "claims/s", "grabs/s", "p50 ms", "p99 ms", "redis ÷ ours", "ours ÷ redis", "check",
 ]  # fmt: skip
 CAMPAIGN_HEADERS = ["step", "items", "seconds", "per second", "note"]
 
@@ -901,9 +905,11 @@ def campaign_rows(result: CampaignResult) -> list[list[str]]:
     return rows
 
 
-def rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
-    """A Rich table."""
-    table = Table(title=title)
+def rich_table(
+    title: str, headers: list[str], rows: list[list[str]], caption: str | None = None
+) -> Table:
+    """A Rich table (the run's identity as its caption)."""
+    table = Table(title=title, caption=caption)
     for h in headers:
         table.add_column(
             h,
@@ -957,6 +963,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="'' skips the baseline")
     parser.add_argument("--out", default=None, help="JSON (bench/results/redpackets-<ts>.json)")
     parser.add_argument("--keep-db", action="store_true", help="keep the databases")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record every grab case (this process, or every server worker over HTTP) and "
+        "the campaign with py-spy beside the JSON",
+    )
+    parser.add_argument(
+        "--profile-format",
+        choices=sorted(tools.PROFILE_FORMATS),
+        default="flamegraph",
+        help="py-spy output: flamegraph (SVG), speedscope (JSON) or raw (collapsed stacks)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.claimants is None:
         args.claimants = 1000
@@ -974,21 +992,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def _git_commit() -> str:
+@contextmanager
+def profiled(
+    args: argparse.Namespace, pid: int, name: str, *, subprocesses: bool = False
+) -> Iterator[list[str | None]]:
+    """With --profile, py-spy records ``pid`` while the block runs; yields a one-item list
+    that holds the profile's path afterwards (None without --profile or py-spy)."""
+    found: list[str | None] = [None]
+    if not args.profile:
+        yield found
+        return
+    profile = tools.Profile(
+        pid,
+        tools.profile_path(args.out_path, name, args.profile_format),
+        fmt=args.profile_format,
+        subprocesses=subprocesses,
+    ).start()
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        return ""
+        yield found
+    finally:
+        found[0] = profile.finish()
+        if profile.problem:
+            print(f"profile {name}: {profile.problem}", file=sys.stderr)
 
 
 def grabs(
@@ -1004,14 +1029,20 @@ def grabs(
                 cases = [(shape, send_packets(world, n, s), s) for shape, n, s in shapes]
                 if path == "in-process":
                     for shape, ids, s in cases:
-                        results.append(in_process_case(world, shape, ids, s, args.threads))
+                        name = f"{backend}-in-process-{shape}"
+                        with profiled(args, os.getpid(), name) as profile:
+                            results.append(in_process_case(world, shape, ids, s, args.threads))
+                        results[-1].profile = profile[0]
                         console.print(f"  {_line(results[-1])}")
                 else:
                     env = server_environment(world.url, var_dir, keys, world.settings)
                     log = var_dir / "redpackets-server.log"
-                    with running_server(env, args.server_workers, log) as port:
+                    with running_server(env, args.server_workers, log) as (port, pid):
                         for shape, ids, s in cases:
-                            results.append(http_case(world, port, shape, ids, s, args.threads))
+                            name = f"{backend}-http-{shape}"
+                            with profiled(args, pid, name, subprocesses=True) as profile:
+                                results.append(http_case(world, port, shape, ids, s, args.threads))
+                            results[-1].profile = profile[0]
                             console.print(f"  {_line(results[-1])}")
         finally:
             world.db.engine.dispose()
@@ -1029,6 +1060,8 @@ def grabs(
         for r in results:
             if r.claims_per_s:
                 r.redis_ratio = baseline[r.shape].claims_per_s / r.claims_per_s
+            if baseline[r.shape].claims_per_s:
+                r.ratio_vs_redis = round(r.claims_per_s / baseline[r.shape].claims_per_s, 3)
         results.extend(baseline.values())
         client.close()
     return results
@@ -1048,26 +1081,45 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=max(Console().width, 180))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else BENCH_DIR / "results" / f"redpackets-{stamp}.json"
+    args.out_path = out
     var_dir = REPO_ROOT / "var" / "bench"
     var_dir.mkdir(parents=True, exist_ok=True)
     keys = Keys.new()
-    load_before = _load()
-    commit = _git_commit()  # at the start: the code that runs
-    console.print(f"load average before: {load_before} on {os.cpu_count()} CPUs")
+    load_before = tools.load_average()
+    commit = tools.git_commit(REPO_ROOT)  # at the start: the code that runs
+    console.print(f"commit {commit}; load average before: {load_before} on {os.cpu_count()} CPUs")
     grab_results: list[GrabResult] = []
     campaign: CampaignResult | None = None
     if "grabs" in args.part_list:
         console.rule("A. red-packet grabs")
         grab_results = grabs(args, keys, var_dir, console)
-        console.print(rich_table("Red-packet grabs", GRAB_HEADERS, grab_rows(grab_results)))
+    campaign_profile: list[str | None] = [None]
     if "campaign" in args.part_list:
         console.rule("B. campaign on PostgreSQL")
-        campaign = campaign_run(args, keys, console)
+        with profiled(args, os.getpid(), "campaign") as campaign_profile:
+            campaign = campaign_run(args, keys, console)
+    load_after = tools.load_average()
+    caption = tools.run_caption(
+        commit=commit,
+        load_before=load_before,
+        load_after=load_after,
+        cores=os.cpu_count(),
+        baseline="the Redis Lua grab",
+    )
+    if grab_results:
         console.print(
-            rich_table("Campaign (PostgreSQL)", CAMPAIGN_HEADERS, campaign_rows(campaign))
+            rich_table("Red-packet grabs", GRAB_HEADERS, grab_rows(grab_results), caption)
         )
-    load_after = _load()
-    console.print(f"load average after: {load_after}")
+    if campaign is not None:
+        console.print(
+            rich_table("Campaign (PostgreSQL)", CAMPAIGN_HEADERS, campaign_rows(campaign), caption)
+        )
+    profiles = {f"{r.backend} {r.path} {r.shape}": r.profile for r in grab_results if r.profile}
+    if campaign_profile[0]:
+        profiles["campaign"] = campaign_profile[0]
+    for label, path in profiles.items():
+        console.print(f"profile {label}: {path}")
+    console.print(caption)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
@@ -1076,14 +1128,19 @@ def main(argv: list[str] | None = None) -> int:
                 "started": stamp,
                 "quick": args.quick,
                 "git_commit": commit,
+                "caption": caption,
+                "profiles": profiles,
                 "machine": {
+                    **tools.machine(),
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
                     "load_before": load_before,
                     "load_after": load_after,
                     "wrk": shutil.which("wrk"),
                 },
-                "options": {k: v for k, v in vars(args).items() if "url" not in k},
+                "options": {
+                    k: v for k, v in vars(args).items() if "url" not in k and k != "out_path"
+                },
                 "grabs": [asdict(r) for r in grab_results],
                 "campaign": None if campaign is None else asdict(campaign),
                 "markdown": "\n\n".join(
@@ -1093,6 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
                         if campaign is None
                         else [markdown(CAMPAIGN_HEADERS, campaign_rows(campaign))]
                     )
+                    + [caption]
                 ),
             },
             ensure_ascii=False,

@@ -261,7 +261,7 @@ def bench_ledger(ctx: typer.Context) -> None:
     "payments", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )
 def bench_payments(ctx: typer.Context) -> None:
-    """QR payments/s through the HTTP API (uvicorn + wrk) beside GET /healthz; -- --help."""
+    """Scan, payment-code and P2P payments/s over HTTP (wrk) beside GET /healthz; -- --help."""
     sys.path.insert(0, str(REPO_ROOT))
     from bench.payments import main
 
