@@ -16,12 +16,14 @@ Authentication adds at most one read-only transaction (none when its cache is wa
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
 
+from citywallet.merchant import paycode
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from tests.ledger_checks import assert_ledger_clean
@@ -109,6 +111,36 @@ def test_a_transfer_is_one_transaction_within_budget(world: World, db: Database)
     assert sent.status_code == 201, sent.text
     _one_payment(tally, db.dialect)
     assert bob.wallet()["balance"] == 1_00 + 3_00
+    assert_ledger_clean(db)
+
+
+def test_a_payment_code_charge_is_one_transaction_within_budget(world: World, db: Database) -> None:
+    alice, shop = world.alice, world.shop
+    device = alice.post("/v1/paycode/devices", {"label": "phone"}).json()
+    secret, slot = device["secret"], device["slot"]
+
+    def charge(step: int, amount: int, no: str):  # type: ignore[no-untyped-def]
+        code = paycode.generate(secret, slot, step * paycode.STEP_SECONDS)
+        body = {"code": code, "amount": amount, "out_trade_no": no}
+        with counted(db) as tally:
+            response = shop.api.post("/v1/merchant/payments/code", body)
+        return tally, response
+
+    step = int(time.time() // paycode.STEP_SECONDS)
+    warm = charge(step - 1, 1_00, "POS-WARM-1")[1]  # warms the key, device, merchant caches
+    assert warm.json()["status"] == "paid", warm.text
+    tally, paid = charge(step, 2_50, "POS-000001")
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "paid"
+    assert tally.read == [], [t.statements for t in tally.read]
+    [write] = tally.write
+    assert len(write.statements) <= BUDGET[db.dialect], "\n".join(write.statements)
+
+    tally, retry = charge(step, 2_50, "POS-000001")  # the POS lost the answer
+    assert retry.json()["id"] == paid.json()["id"]
+    tally, used = charge(step, 2_50, "POS-000002")  # the same code again
+    assert (used.status_code, used.json()["reason"]) == (402, "paycode_used")
+    assert alice.wallet()["balance"] == 1_000_00 - 1_00 - 2_50
     assert_ledger_clean(db)
 
 

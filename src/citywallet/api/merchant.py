@@ -97,6 +97,19 @@ async def signed_merchant(
     _documented: Annotated[str | None, Security(SIGNATURE)] = None,
 ) -> MerchantCaller:
     """Authenticate a merchant server's signed request (the body is read once here)."""
+    return await _signed(request, runtime, defer_nonce=False)
+
+
+async def signed_merchant_deferred(
+    request: Request,
+    runtime: RuntimeDep,
+    _documented: Annotated[str | None, Security(SIGNATURE)] = None,
+) -> MerchantCaller:
+    """As :func:`signed_merchant`, leaving the nonce for the route's own transaction."""
+    return await _signed(request, runtime, defer_nonce=True)
+
+
+async def _signed(request: Request, runtime: Runtime, *, defer_nonce: bool) -> MerchantCaller:
     body = await request.body()
     raw_path = request.scope.get("raw_path")  # as sent: percent-encoding intact
     path = raw_path.decode("latin-1") if raw_path else request.url.path
@@ -111,10 +124,12 @@ async def signed_merchant(
         body=body,
         encryptor=runtime.encryptor,
         settings=runtime.settings,
+        defer_nonce=defer_nonce,
     )
 
 
 SignedMerchant = Annotated[MerchantCaller, Depends(signed_merchant)]
+SignedMerchantDeferred = Annotated[MerchantCaller, Depends(signed_merchant_deferred)]
 
 
 def _owned_pk(runtime: Runtime, user_id: str, merchant_id: str) -> int:
@@ -427,7 +442,9 @@ def close_order(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> O
         402: {"description": "payment_declined, with ``reason``."},
     },
 )
-def charge_code(body: CodeCharge, caller: SignedMerchant, runtime: RuntimeDep) -> OrderPublic:
+def charge_code(
+    body: CodeCharge, caller: SignedMerchantDeferred, runtime: RuntimeDep
+) -> OrderPublic:
     """Charge a customer's payment code: the order is ``paid``, or
     ``awaiting_confirmation`` (poll it or wait for the webhook); a refusal is 402
     ``payment_declined`` with a ``reason``. Retrying with the same ``out_trade_no`` is safe."""
@@ -443,6 +460,7 @@ def charge_code(body: CodeCharge, caller: SignedMerchant, runtime: RuntimeDep) -
         notify_url=body.notify_url,
         encryptor=runtime.encryptor,
         settings=runtime.settings,
+        nonce=caller.nonce,
     )
     return OrderPublic.model_validate(view)
 

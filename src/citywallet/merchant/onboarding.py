@@ -23,6 +23,7 @@ from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags
 from citywallet.merchant import signing
 from citywallet.merchant.errors import MerchantNotActive, MerchantNotFound, StoreNotFound
+from citywallet.merchant.facts import forget_merchant
 from citywallet.merchant.models import ApiKey, Merchant, Store, Terminal
 from citywallet.merchant.netguard import NetguardError, check_url
 from citywallet.merchant.rules import (
@@ -339,6 +340,7 @@ def update_merchant(
     row = owned_merchant(uow, user_id=user_id, merchant_id=merchant_id, for_update=True)
     row.notify_url, row.updated_at = valid_notify_url(notify_url, settings), now_us()
     uow.session.flush()
+    forget_merchant(uow, row)
     return merchant_view(row)
 
 

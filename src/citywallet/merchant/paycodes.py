@@ -14,32 +14,35 @@ with the PIN in the app; the POS polls the order or receives the webhook.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import or_, select, update
 
-from citywallet.identity.errors import AccountFrozen
-from citywallet.identity.service import get_user
+from citywallet.identity.errors import AccountClosed, AccountFrozen
 from citywallet.merchant import paycode
+from citywallet.merchant.auth import PendingNonce, spend_alone, spend_nonce
 from citywallet.merchant.errors import OrderNotFound, OrderNotPayable
-from citywallet.merchant.models import Order, PaycodeDevice, PaycodePrefs, Store
-from citywallet.merchant.onboarding import (
-    merchant_by_pk,
-    require_active,
-    store_row,
-    terminal_row,
-    valid_notify_url,
-)
+from citywallet.merchant.facts import MerchantFacts, merchant_facts
+from citywallet.merchant.models import Order, PaycodeDevice, PaycodePrefs, Store, Terminal
+from citywallet.merchant.onboarding import merchant_by_pk, require_active, valid_notify_url
 from citywallet.merchant.payments import (
     OrderView,
+    PaidOrder,
     PaymentView,
     _close,
     _payment_view,
     day_key,
+    insert_order,
+    new_order,
     order_view,
+    paid_values,
     pay_order,
+    place,
+    plan_payment,
+    settle_payment,
 )
-from citywallet.merchant.rules import validate_out_no
+from citywallet.merchant.rules import OrderStatus, clean_description, validate_out_no
+from citywallet.platform.cache import TtlCache
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
@@ -48,7 +51,8 @@ from citywallet.platform.errors import Conflict, DomainError, InvalidInput, NotF
 from citywallet.wallet.accounts import CURRENCY, read_usage
 from citywallet.wallet.errors import InsufficientBalance, LimitExceeded
 from citywallet.wallet.funding import validate_amount
-from citywallet.wallet.people import active_user, new_id
+from citywallet.wallet.limits import CAP_EXCEEDED
+from citywallet.wallet.people import active_user, lock_parties, new_id
 
 SECOND_US = 1_000_000
 LOCK_SECONDS = 600
@@ -246,6 +250,89 @@ def set_prefs(
 # --- the merchant's POS charges a code ----------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Device:
+    """What never changes about a payment-code device (cached per process by slot): whose
+    it is and its secret. Whether it is active, locked or the code used is checked by the
+    statement that marks the code used."""
+
+    pk: int
+    user_id: str
+    secret: str
+
+
+_DEVICES: TtlCache[_Device] = TtlCache("merchant.paycode_devices", ttl=300.0)
+
+
+class _NoDevice(Exception):
+    """Not cached: a device registered a moment later must work at once."""
+
+
+class _OverFreeCap(Exception):
+    """A password-free charge over the day's password-free total: charge it again as one
+    waiting for confirmation (a second transaction, on this rare path only)."""
+
+
+class _Taken(Exception):
+    """The ``out_trade_no`` is taken (a POS retrying), or nothing was inserted: say why
+    after the rollback."""
+
+
+def _device(uow: UnitOfWork, slot: str, encryptor: Encryptor) -> _Device | None:
+    def load() -> _Device:
+        row = uow.session.execute(
+            select(
+                PaycodeDevice.id,
+                PaycodeDevice.public_id,
+                PaycodeDevice.user_id,
+                PaycodeDevice.secret_enc,
+            ).where(PaycodeDevice.slot == slot)
+        ).first()
+        if row is None:
+            raise _NoDevice
+        secret = encryptor.decrypt(row.secret_enc, aad=row.public_id.encode()).decode()
+        return _Device(row.id, row.user_id, secret)
+
+    try:
+        return _DEVICES.get(uow, slot, load)
+    except _NoDevice:
+        return None
+
+
+def _use_code(uow: UnitOfWork, device: _Device, counter: int, moment: int) -> Any:
+    """Mark the code's time step used, in one UPDATE that checks the device is active, not
+    locked and the step newer than any paid before; returns the payer's password-free
+    limits (``None`` when the code cannot be used: :func:`_why_not` says why)."""
+
+    def pref(column: Any) -> Any:
+        return select(column).where(PaycodePrefs.user_id == PaycodeDevice.user_id).scalar_subquery()
+
+    return uow.session.execute(
+        update(PaycodeDevice)
+        .where(
+            PaycodeDevice.id == device.pk,
+            PaycodeDevice.status == "active",
+            PaycodeDevice.last_counter < counter,
+            or_(PaycodeDevice.locked_until.is_(None), PaycodeDevice.locked_until <= moment),
+        )
+        .values(last_counter=counter, failures=0)
+        .returning(
+            pref(PaycodePrefs.enabled),
+            pref(PaycodePrefs.per_payment),
+            pref(PaycodePrefs.per_day),
+        )
+    ).first()
+
+
+def _why_not(uow: UnitOfWork, device: _Device, moment: int) -> _CodeRejected:
+    row = uow.session.get(PaycodeDevice, device.pk)
+    if row is None or row.status != "active":
+        return _CodeRejected(None, "paycode_invalid")
+    if row.locked_until is not None and row.locked_until > moment:
+        return _CodeRejected(None, "paycode_locked")
+    return _CodeRejected(device.pk, "paycode_used")
+
+
 def charge(
     db: Database,
     *,
@@ -259,11 +346,23 @@ def charge(
     store_id: str | None = None,
     terminal_id: str | None = None,
     notify_url: str | None = None,
+    nonce: PendingNonce | None = None,
 ) -> OrderView:
     """Charge a scanned payment code: the order comes back ``paid`` or
-    ``awaiting_confirmation``; a refusal raises ``payment_declined`` with a reason."""
+    ``awaiting_confirmation``; a refusal raises ``payment_declined`` with a reason.
+
+    One transaction; on the common path (a password-free amount, no restricted money, no
+    webhook URL) its statements are: the request's ``nonce`` spent (when the route defers
+    it: :func:`~citywallet.merchant.auth.authenticate`), the code's step marked used (which
+    also reads the payer's password-free limits), the payer read and their wallet locked,
+    the order inserted already paid (checking the merchant, store and ``out_trade_no``),
+    the usage upsert, the ledger's lock and write, the history line. Every refusal rolls it
+    all back, then spends the nonce on its own, and a wrong code counts against the device.
+    """
     validate_amount(amount, CURRENCY)
     validate_out_no(out_trade_no)
+    clean = clean_description(description)
+    url = valid_notify_url(notify_url, settings)
     digits = "".join(code.split())
     foreign = paycode.foreign_wallet(digits)
     if foreign is not None:
@@ -278,114 +377,185 @@ def charge(
     except paycode.PaycodeError as exc:
         raise InvalidInput(str(exc), code=exc.code) from exc
 
-    def attempt(uow: UnitOfWork) -> OrderView:
-        merchant = merchant_by_pk(uow, merchant_pk)
-        require_active(merchant)
-        existing = uow.session.scalar(
-            select(Order).where(
-                Order.merchant_id == merchant_pk, Order.out_trade_no == out_trade_no
-            )
-        )
-        if existing is not None:  # the POS retrying after a lost answer
-            if existing.amount != amount or existing.channel != "paycode":
-                raise Conflict(
-                    "This out_trade_no belongs to another order.", code="out_trade_no_exists"
-                )
-            return order_view(uow, existing)
-        device = _verify(uow, slot, otp, encryptor)
-        payer = get_user(uow, user_id=device.user_id)
-        store = (
-            store_row(uow, merchant_pk=merchant_pk, store_id=store_id)
-            if store_id
-            else uow.session.scalar(
-                select(Store).where(Store.merchant_id == merchant_pk).order_by(Store.id).limit(1)
-            )
-        )
-        terminal = (
-            terminal_row(uow, store_pk=store.id, terminal_id=terminal_id)
-            if terminal_id and store
-            else None
-        )
+    def attempt(uow: UnitOfWork, *, free_allowed: bool) -> OrderView:
+        if nonce is not None:
+            spend_nonce(uow, nonce)
+        device = _device(uow, slot, encryptor)
+        if device is None:
+            raise _CodeRejected(None, "paycode_invalid")
         moment = now_us()
-        order = Order(
-            public_id=new_id("ord"),
-            merchant_id=merchant_pk,
-            store_id=store.id if store else None,
-            terminal_id=terminal.id if terminal else None,
+        counter = paycode.verify(device.secret, otp, moment / SECOND_US)
+        if counter is None:
+            raise _CodeRejected(device.pk, "paycode_invalid")
+        limits = _use_code(uow, device, counter, moment)
+        if limits is None:
+            _DEVICES.forget(uow, slot)
+            raise _why_not(uow, device, moment)
+        enabled, per_payment, per_day = limits
+        if enabled is None:  # no row: the defaults
+            enabled = True
+            per_payment = settings.paycode_free_per_payment
+            per_day = settings.paycode_free_per_day
+        payer, _ = lock_parties(uow, user_id=device.user_id)
+        merchant = merchant_facts(uow, merchant_pk=merchant_pk)
+        values = new_order(
+            merchant_pk=merchant_pk,
             out_trade_no=out_trade_no,
             amount=amount,
-            currency=CURRENCY,
-            description=" ".join(description.split())[:128],
-            channel="paycode",
-            status="created",
+            description=clean,
+            moment=moment,
             expires_at=moment + settings.paycode_confirm_seconds * SECOND_US,
-            notify_url=valid_notify_url(notify_url, settings),
-            payer_user_id=payer.id,
-            created_at=moment,
-            updated_at=moment,
+            status=OrderStatus.AWAITING_CONFIRMATION,
+            channel="paycode",
+            notify_url=url,
+            payer_user_id=payer.user.id,
         )
-        uow.session.add(order)
-        uow.session.flush()
-        prefs = _prefs_row(uow, payer.id, settings)
-        if prefs.enabled and amount <= prefs.per_payment:
-            key = day_key("pf", moment)
-            if read_usage(uow, user_id=payer.id, periods=[key])[key] + amount <= prefs.per_day:
-                if payer.status == "frozen":
-                    raise AccountFrozen("This account is frozen: it cannot move money.")
-                pay_order(
-                    uow,
-                    order=order,
-                    merchant=merchant,
-                    payer=payer,
-                    channel="paycode",
-                    settings=settings,
-                    extra_usage={key: prefs.per_day},
-                )
-                return order_view(uow, order)
-        order.status = "awaiting_confirmation"
-        uow.session.flush()
-        return order_view(uow, order)
+        plan = None
+        if free_allowed and enabled and amount <= per_payment:
+            plan = plan_payment(
+                uow,
+                payer=payer,
+                merchant=merchant,
+                order_id=values["public_id"],
+                amount=amount,
+                moment=moment,
+            )
+            values |= paid_values(plan, payer, "paycode", moment)
+        store, terminal = _place_subqueries(merchant_pk, store_id, terminal_id)
+        inserted = insert_order(
+            uow, values, store=store, terminal=terminal, on_conflict_nothing=True
+        )
+        if inserted is None:
+            raise _Taken
+        if plan is None:
+            return _awaiting_view(values, merchant, store_id, terminal_id)
+        paid = PaidOrder(
+            id=values["public_id"],
+            amount=amount,
+            description=clean,
+            out_trade_no=out_trade_no,
+            notify_url=url,
+            channel="paycode",
+            paid_at=moment,
+            created_at=moment,
+            expires_at=values["expires_at"],
+            store_id=store_id,
+            terminal_id=terminal_id,
+        )
+        try:
+            settle_payment(
+                uow,
+                plan=plan,
+                payer=payer,
+                merchant=merchant,
+                order=paid,
+                settings=settings,
+                moment=moment,
+                caps={day_key("pf", moment): per_day},
+            )
+        except LimitExceeded as exc:
+            if exc.code == CAP_EXCEEDED:  # the password-free day's total: ask the payer
+                raise _OverFreeCap from None
+            raise
+        return paid.view(merchant, plan.fee)
+
+    def spend_alone_if_deferred() -> None:
+        if nonce is not None:
+            spend_alone(db, nonce)
 
     try:
-        return db.transact(attempt)
-    except _CodeRejected as rejected:
-        device_pk = rejected.device_pk
+        try:
+            return db.transact(lambda uow: attempt(uow, free_allowed=True))
+        except _OverFreeCap:
+            return db.transact(lambda uow: attempt(uow, free_allowed=False))
+    except (_Taken, _CodeRejected) as refused:
+        spend_alone_if_deferred()
+        existing = _existing(db, merchant_pk, out_trade_no, amount)
+        if existing is not None:  # the POS retrying after a lost answer
+            return existing
+        if isinstance(refused, _Taken):  # the merchant, store or terminal: say which
+            with db.uow(readonly=True) as uow:
+                require_active(merchant_by_pk(uow, merchant_pk))
+                place(uow, merchant_pk, store_id, terminal_id)
+            raise Conflict(
+                "An order with this out_trade_no is being charged; query it.",
+                code="out_trade_no_exists",
+            ) from None
+        device_pk = refused.device_pk
         if device_pk is not None:
             db.transact(lambda uow: _count_failure(uow, device_pk, settings))
         raise PaymentDeclined(
             "The payment code is not valid; ask the customer to refresh it.",
-            reason=rejected.reason,
+            reason=refused.reason,
         ) from None
-    except (InsufficientBalance, LimitExceeded, AccountFrozen) as exc:
+    except (InsufficientBalance, LimitExceeded, AccountFrozen, AccountClosed) as exc:
+        spend_alone_if_deferred()
         raise PaymentDeclined(exc.detail, reason=exc.code) from None
-    except IntegrityError:  # a concurrent charge with the same out_trade_no won
-        raise Conflict(
-            "An order with this out_trade_no is being charged; query it.",
-            code="out_trade_no_exists",
-        ) from None
+    except DomainError:
+        spend_alone_if_deferred()
+        raise
 
 
-def _verify(uow: UnitOfWork, slot: str, otp: str, encryptor: Encryptor) -> PaycodeDevice:
-    device = uow.session.scalar(
-        select(PaycodeDevice)
-        .where(PaycodeDevice.slot == slot)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+def _existing(db: Database, merchant_pk: int, out_trade_no: str, amount: int) -> OrderView | None:
+    """The order a POS already made with this ``out_trade_no``, if any (``None``)."""
+    with db.uow(readonly=True) as uow:
+        row = uow.session.scalar(
+            select(Order).where(
+                Order.merchant_id == merchant_pk, Order.out_trade_no == out_trade_no
+            )
+        )
+        if row is None:
+            return None
+        if row.amount != amount or row.channel != "paycode":
+            raise Conflict(
+                "This out_trade_no belongs to another order.", code="out_trade_no_exists"
+            )
+        return order_view(uow, row)
+
+
+def _place_subqueries(
+    merchant_pk: int, store_id: str | None, terminal_id: str | None
+) -> tuple[Any, Any]:
+    """The store (given, or the merchant's first) and the terminal, as scalar subqueries
+    of the order's INSERT."""
+    stores = select(Store.id).where(Store.merchant_id == merchant_pk)
+    if store_id:
+        stores = stores.where(Store.public_id == store_id)
+    store = stores.order_by(Store.id).limit(1).scalar_subquery()
+    if not terminal_id:
+        return store, None
+    terminal = (
+        select(Terminal.id)
+        .where(Terminal.public_id == terminal_id, Terminal.store_id == store)
+        .scalar_subquery()
     )
-    if device is None or device.status != "active":
-        raise _CodeRejected(None, "paycode_invalid")
-    moment = now_us()
-    if device.locked_until is not None and device.locked_until > moment:
-        raise _CodeRejected(None, "paycode_locked")
-    secret = encryptor.decrypt(device.secret_enc, aad=device.public_id.encode()).decode()
-    counter = paycode.verify(secret, otp, moment / SECOND_US)
-    if counter is None:
-        raise _CodeRejected(device.id, "paycode_invalid")
-    if counter <= device.last_counter:
-        raise _CodeRejected(device.id, "paycode_used")
-    device.last_counter, device.failures = counter, 0
-    uow.session.flush()
-    return device
+    return store, terminal
+
+
+def _awaiting_view(
+    values: dict[str, Any], merchant: MerchantFacts, store_id: str | None, terminal_id: str | None
+) -> OrderView:
+    return OrderView(
+        id=values["public_id"],
+        merchant_id=merchant.public_id,
+        store_id=store_id,
+        terminal_id=terminal_id,
+        out_trade_no=values["out_trade_no"],
+        amount=values["amount"],
+        currency=CURRENCY,
+        description=values["description"],
+        channel="paycode",
+        status=values["status"],
+        fee=0,
+        refunded_amount=0,
+        refunded_fee=0,
+        expires_at=values["expires_at"],
+        paid_at=None,
+        closed_at=None,
+        created_at=values["created_at"],
+        decline_code=None,
+        qr_payload=None,
+    )
 
 
 def _count_failure(uow: UnitOfWork, device_pk: int, settings: Settings) -> None:
@@ -410,7 +580,7 @@ def _awaiting(uow: UnitOfWork, user_id: str, order_id: str) -> Order:
     )
     if order is None:
         raise OrderNotFound("No such payment.")
-    if order.status != "awaiting_confirmation":
+    if order.status != OrderStatus.AWAITING_CONFIRMATION:
         raise OrderNotPayable(
             f"This payment is {order.status.replace('_', ' ')}; nothing to confirm.",
             code="nothing_to_confirm",
@@ -426,7 +596,7 @@ def pending_confirmations(uow: UnitOfWork, *, user_id: str) -> list[PaymentView]
         select(Order)
         .where(
             Order.payer_user_id == user_id,
-            Order.status == "awaiting_confirmation",
+            Order.status == OrderStatus.AWAITING_CONFIRMATION,
             Order.expires_at > now_us(),
         )
         .order_by(Order.id.desc())

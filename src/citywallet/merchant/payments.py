@@ -18,7 +18,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, literal, select, update
+from sqlalchemy import exists, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.identity.service import UserView
@@ -26,6 +28,7 @@ from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode, TransferFlags, TransferSpec
 from citywallet.merchant import emv, webhooks
 from citywallet.merchant.errors import OrderNotFound, OrderNotPayable
+from citywallet.merchant.facts import MerchantFacts, merchant_facts
 from citywallet.merchant.models import Merchant, Order, Store, Terminal
 from citywallet.merchant.onboarding import (
     merchant_by_pk,
@@ -35,7 +38,7 @@ from citywallet.merchant.onboarding import (
     terminal_row,
     valid_notify_url,
 )
-from citywallet.merchant.rules import fee_for, validate_out_no
+from citywallet.merchant.rules import OrderStatus, clean_description, fee_for, validate_out_no
 from citywallet.money import Money
 from citywallet.platform.cache import TtlCache
 from citywallet.platform.clock import now_us
@@ -55,7 +58,6 @@ SECOND_US = 1_000_000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 QR_KEY_NAME = "merchant.qr_mac"
 MAX_PREVIEW_AMOUNT = 10**12  # a static code's amount is not known yet: show all usable
-FACTS_TTL_SECONDS = 30.0
 
 
 def shop_of(merchant: Merchant) -> Shop:
@@ -123,7 +125,6 @@ class PaymentView:
 
 
 _QR_KEYS: TtlCache[bytes] = TtlCache("merchant.qr_key", ttl=None)  # a key never changes
-_FACTS: TtlCache[MerchantFacts] = TtlCache("merchant.facts", ttl=FACTS_TTL_SECONDS)
 
 
 def qr_key(uow: UnitOfWork, encryptor: Encryptor) -> bytes:
@@ -137,48 +138,6 @@ def qr_key(uow: UnitOfWork, encryptor: Encryptor) -> bytes:
         return secret
 
     return _QR_KEYS.get(uow, id(encryptor), load)
-
-
-@dataclass(frozen=True)
-class MerchantFacts:
-    """What a payment needs of its merchant that rarely changes, cached per process for
-    ``FACTS_TTL_SECONDS``: a change of fee rate or webhook URL applies to payments within
-    that time. Whether the merchant may take payments is **not** cached: the payment's own
-    order statement checks its status."""
-
-    id: int
-    public_id: str
-    owner_user_id: str
-    name_zh: str
-    district: str
-    mcc: str
-    fee_rate_bp: int
-    receivable_account_id: int
-    fee_account_id: int
-    notify_url: str | None
-
-    @property
-    def shop(self) -> Shop:
-        """Where restricted money looks whether it may be spent here."""
-        return Shop(self.public_id, self.district, self.mcc)
-
-
-def merchant_facts(uow: UnitOfWork, *, merchant_id: str) -> MerchantFacts:
-    """A merchant's facts by public id (``merchant_not_found`` otherwise)."""
-
-    def load() -> MerchantFacts:
-        row = merchant_by_public_id(uow, merchant_id)
-        return MerchantFacts(
-            row.id, row.public_id, row.owner_user_id, row.name_zh, row.district, row.mcc,
-            row.fee_rate_bp, row.receivable_account_id, row.fee_account_id, row.notify_url,
-        )  # fmt: skip
-
-    return _FACTS.get(uow, merchant_id, load)
-
-
-def forget_merchant(uow: UnitOfWork, merchant_id: str) -> None:
-    """Drop a merchant's cached facts (its fee rate or webhook URL changed)."""
-    _FACTS.forget(uow, merchant_id)
 
 
 def _code_for(
@@ -211,7 +170,7 @@ def static_code(uow: UnitOfWork, *, merchant_pk: int, store_id: str, encryptor: 
 
 
 def _dynamic_code(uow: UnitOfWork, order: Order, encryptor: Encryptor) -> str | None:
-    if order.status != "created" or order.store_id is None:
+    if order.status != OrderStatus.CREATED or order.store_id is None:
         return None
     merchant = merchant_by_pk(uow, order.merchant_id)
     store = uow.session.get(Store, order.store_id)
@@ -356,36 +315,20 @@ def create_order(
     ttl = expires_in if expires_in is not None else settings.order_ttl_seconds
     if not 60 <= ttl <= MAX_TTL_SECONDS:
         raise InvalidInput("An order expires in 1 minute to 7 days.", code="invalid_expiry")
-    if len(description) > 128:
-        raise InvalidInput("A description has at most 128 characters.", code="invalid_description")
-    store = (
-        store_row(uow, merchant_pk=merchant_pk, store_id=store_id)
-        if store_id
-        else uow.session.scalar(
-            select(Store).where(Store.merchant_id == merchant_pk).order_by(Store.id).limit(1)
-        )
-    )
-    terminal = (
-        terminal_row(uow, store_pk=store.id, terminal_id=terminal_id)
-        if terminal_id and store
-        else None
-    )
+    store, terminal = place(uow, merchant_pk, store_id, terminal_id)
     moment = now_us()
     order = Order(
-        public_id=new_id("ord"),
-        merchant_id=merchant_pk,
-        store_id=store.id if store else None,
-        terminal_id=terminal.id if terminal else None,
-        out_trade_no=out_trade_no,
-        amount=amount,
-        currency=CURRENCY,
-        description=description.strip(),
-        channel=None,
-        status="created",
-        expires_at=moment + ttl * SECOND_US,
-        notify_url=valid_notify_url(notify_url, settings),
-        created_at=moment,
-        updated_at=moment,
+        **new_order(
+            merchant_pk=merchant_pk,
+            out_trade_no=out_trade_no,
+            amount=amount,
+            description=description,
+            moment=moment,
+            expires_at=moment + ttl * SECOND_US,
+            notify_url=valid_notify_url(notify_url, settings),
+        ),
+        store_id=store,
+        terminal_id=terminal,
     )
     uow.session.add(order)
     try:
@@ -398,10 +341,64 @@ def create_order(
     return order_view(uow, order, encryptor), True
 
 
+def new_order(
+    *,
+    merchant_pk: int,
+    out_trade_no: str,
+    amount: int,
+    description: str,
+    moment: int,
+    expires_at: int,
+    status: OrderStatus = OrderStatus.CREATED,
+    channel: str | None = None,
+    notify_url: str | None = None,
+    payer_user_id: str | None = None,
+    public_id: str | None = None,
+) -> dict[str, Any]:
+    """The one factory of an order's row, whoever makes it (a merchant's API order, a static
+    code's payment, a payment-code charge): a new id, the cleaned description
+    (:func:`~citywallet.merchant.rules.clean_description`), the times. The caller adds the
+    store and terminal (ids or subqueries)."""
+    return {
+        "public_id": public_id or new_id("ord"),
+        "merchant_id": merchant_pk,
+        "out_trade_no": out_trade_no,
+        "amount": amount,
+        "currency": CURRENCY,
+        "description": clean_description(description),
+        "channel": channel,
+        "status": status,
+        "expires_at": expires_at,
+        "notify_url": notify_url,
+        "payer_user_id": payer_user_id,
+        "created_at": moment,
+        "updated_at": moment,
+    }
+
+
+def place(
+    uow: UnitOfWork, merchant_pk: int, store_id: str | None, terminal_id: str | None
+) -> tuple[int | None, int | None]:
+    """The store (given, or the merchant's first) and terminal an order is made at."""
+    store = (
+        store_row(uow, merchant_pk=merchant_pk, store_id=store_id)
+        if store_id
+        else uow.session.scalar(
+            select(Store).where(Store.merchant_id == merchant_pk).order_by(Store.id).limit(1)
+        )
+    )
+    terminal = (
+        terminal_row(uow, store_pk=store.id, terminal_id=terminal_id)
+        if terminal_id and store
+        else None
+    )
+    return (store.id if store else None), (terminal.id if terminal else None)
+
+
 def _same_order(
     uow: UnitOfWork, order: Order, amount: int, description: str, encryptor: Encryptor
 ) -> OrderView:
-    if order.amount != amount or order.description != description.strip():
+    if order.amount != amount or order.description != clean_description(description):
         raise Conflict(
             "This out_trade_no belongs to another order (different amount or description).",
             code="out_trade_no_exists",
@@ -445,15 +442,15 @@ def close_order(
     order = order_row(
         uow, merchant_pk=merchant_pk, order_id=order_id, out_trade_no=out_trade_no, for_update=True
     )
-    if order.status == "paid":
+    if order.status == OrderStatus.PAID:
         raise Conflict("A paid order cannot be closed; refund it instead.", code="order_paid")
-    if order.status != "closed":
+    if order.status != OrderStatus.CLOSED:
         _close(uow, order, now_us())
     return order_view(uow, order)
 
 
 def _close(uow: UnitOfWork, order: Order, moment: int) -> None:
-    order.status, order.closed_at, order.updated_at = "closed", moment, moment
+    order.status, order.closed_at, order.updated_at = OrderStatus.CLOSED, moment, moment
     uow.session.flush()
     merchant = merchant_by_pk(uow, order.merchant_id)
     view = order_view(uow, order)
@@ -473,7 +470,7 @@ def close_expired_orders(uow: UnitOfWork, *, now: int | None = None, limit: int 
     rows = uow.session.scalars(
         select(Order)
         .where(
-            Order.status.in_(("created", "awaiting_confirmation")),
+            Order.status.in_((OrderStatus.CREATED, OrderStatus.AWAITING_CONFIRMATION)),
             Order.expires_at <= moment,
         )
         .order_by(Order.id)
@@ -501,7 +498,7 @@ class _Plan:
     paid_legs: list[str]
 
 
-def _plan(
+def plan_payment(
     uow: UnitOfWork,
     *,
     payer: Party,
@@ -549,7 +546,7 @@ def _plan(
     return _Plan(draws, own, covered, fee, linked(legs), paid_legs)
 
 
-def _settle(
+def settle_payment(
     uow: UnitOfWork,
     *,
     plan: _Plan,
@@ -647,7 +644,7 @@ class PaidOrder:
             currency=CURRENCY,
             description=self.description,
             channel=self.channel,
-            status="paid",
+            status=OrderStatus.PAID,
             fee=fee,
             refunded_amount=0,
             refunded_fee=0,
@@ -660,9 +657,9 @@ class PaidOrder:
         )
 
 
-def _paid_values(plan: _Plan, payer: Party, channel: str, moment: int) -> dict[str, Any]:
+def paid_values(plan: _Plan, payer: Party, channel: str, moment: int) -> dict[str, Any]:
     return {
-        "status": "paid",
+        "status": OrderStatus.PAID,
         "channel": channel,
         "payer_user_id": payer.user.id,
         "fee": plan.fee,
@@ -696,18 +693,18 @@ def pay_order(
     party, _ = lock_parties(uow, user_id=payer.id, pin=pin, encryptor=encryptor)
     facts = merchant_facts(uow, merchant_id=merchant.public_id)
     moment = now_us()
-    plan = _plan(
+    plan = plan_payment(
         uow, payer=party, merchant=facts, order_id=order.public_id, amount=order.amount,
         moment=moment,
     )  # fmt: skip
-    for name, value in _paid_values(plan, party, channel, moment).items():
+    for name, value in paid_values(plan, party, channel, moment).items():
         setattr(order, name, value)
     uow.session.flush()
     paid = PaidOrder(
         order.public_id, order.amount, order.description, order.out_trade_no, order.notify_url,
         channel, moment, order.created_at, order.expires_at,
     )  # fmt: skip
-    _settle(
+    settle_payment(
         uow, plan=plan, payer=party, merchant=facts, order=paid, settings=settings,
         moment=moment, caps=extra_usage,
     )  # fmt: skip
@@ -770,9 +767,9 @@ def _payable_order(uow: UnitOfWork, merchant_pk: int, code: emv.MerchantCode, mo
     order = order_row(uow, merchant_pk=merchant_pk, order_id=code.order_ref)
     if order.amount != code.amount:
         raise InvalidInput("This code does not match its order.", code="qr_tampered")
-    if order.status == "paid":
+    if order.status == OrderStatus.PAID:
         raise OrderNotPayable("This order is paid already.", code="order_paid")
-    if order.status != "created":
+    if order.status != OrderStatus.CREATED:
         raise OrderNotPayable("This order is closed.", code="order_closed")
     if order.expires_at <= moment:
         raise OrderNotPayable("This order has expired.", code="order_expired")
@@ -808,7 +805,7 @@ def pay_scan(
         if amount is not None and amount != code.amount:
             raise InvalidInput("This code's order fixes the amount.", code="amount_mismatch")
         assert code.amount is not None
-        plan = _plan(
+        plan = plan_payment(
             uow, payer=payer, merchant=merchant, order_id=code.order_ref, amount=code.amount,
             moment=moment,
         )  # fmt: skip
@@ -818,13 +815,13 @@ def pay_scan(
             raise InvalidInput("Enter the amount to pay at this counter.", code="amount_required")
         validate_amount(amount, CURRENCY)
         order_id = new_id("ord")
-        plan = _plan(
+        plan = plan_payment(
             uow, payer=payer, merchant=merchant, order_id=order_id, amount=amount,
             moment=moment,
         )  # fmt: skip
         paid = _insert_static(uow, merchant, code, plan, payer, order_id, amount, note, moment)
     caps = None if code.order_ref else {day_key("sq", moment): settings.static_qr_daily_cap}
-    _settle(
+    settle_payment(
         uow, plan=plan, payer=payer, merchant=merchant, order=paid, settings=settings,
         moment=moment, caps=caps,
     )  # fmt: skip
@@ -835,7 +832,7 @@ def pay_scan(
         amount=paid.amount,
         restricted_amount=plan.covered,
         currency=CURRENCY,
-        status="paid",
+        status=OrderStatus.PAID,
         channel=paid.channel,
         paid_at=moment,
     )
@@ -856,12 +853,12 @@ def _claim_dynamic(
         .where(
             Order.public_id == code.order_ref,
             Order.merchant_id == merchant.id,
-            Order.status == "created",
+            Order.status == OrderStatus.CREATED,
             Order.amount == code.amount,
             Order.expires_at > moment,
             _active(merchant.id),
         )
-        .values(_paid_values(plan, payer, "dynamic_qr", moment))
+        .values(paid_values(plan, payer, "dynamic_qr", moment))
         .returning(
             Order.description,
             Order.out_trade_no,
@@ -895,38 +892,54 @@ def _insert_static(
 ) -> PaidOrder:
     """A static code's order, inserted already ``paid`` by one INSERT … SELECT that checks
     the merchant is active and the store is its own; when it inserts nothing, say why."""
-    description = " ".join(note.split())[:128]
     store = (
         select(Store.id)
         .where(Store.public_id == code.store_id, Store.merchant_id == merchant.id)
         .scalar_subquery()
     )
-    values: dict[str, Any] = {
-        "public_id": order_id,
-        "merchant_id": merchant.id,
-        "out_trade_no": f"SQ{moment}{secrets.randbelow(10**6):06d}",
-        "amount": amount,
-        "currency": CURRENCY,
-        "description": description,
-        "expires_at": moment,
-        "created_at": moment,
-        **_paid_values(plan, payer, "static_qr", moment),
-    }
-    names = [*values, "store_id"]
-    source = select(*(literal(v, Order.__table__.c[k].type) for k, v in values.items()), store)
-    inserted = uow.session.execute(
-        insert(Order)
-        .from_select(names, source.where(_active(merchant.id), store.is_not(None)))
-        .returning(Order.id)
-    ).first()
-    if inserted is None:
+    values = new_order(
+        public_id=order_id,
+        merchant_pk=merchant.id,
+        out_trade_no=f"SQ{moment}{secrets.randbelow(10**6):06d}",
+        amount=amount,
+        description=note,
+        moment=moment,
+        expires_at=moment,
+    ) | paid_values(plan, payer, "static_qr", moment)
+    if insert_order(uow, values, store=store) is None:
         require_active(merchant_by_pk(uow, merchant.id))
         store_row(uow, merchant_pk=merchant.id, store_id=code.store_id)
         raise AssertionError("the static order was not inserted")  # pragma: no cover
     return PaidOrder(
-        order_id, amount, description, values["out_trade_no"], None, "static_qr", moment,
-        moment, moment, code.store_id,
+        order_id, amount, values["description"], values["out_trade_no"], None, "static_qr",
+        moment, moment, moment, code.store_id,
     )  # fmt: skip
+
+
+def insert_order(
+    uow: UnitOfWork,
+    values: dict[str, Any],
+    *,
+    store: Any,
+    terminal: Any = None,
+    on_conflict_nothing: bool = False,
+) -> int | None:
+    """Insert an order row (from :func:`new_order`) in one INSERT … SELECT that inserts
+    nothing unless its merchant is active and its store (and terminal, if given: scalar
+    subqueries) exist; with ``on_conflict_nothing`` a taken ``out_trade_no`` inserts
+    nothing too. Returns its key, or ``None`` when nothing was inserted."""
+    columns = Order.__table__.c
+    cells = [literal(v, columns[k].type) for k, v in values.items()]
+    source = select(*cells, store, terminal if terminal is not None else literal(None))
+    source = source.where(_active(values["merchant_id"]), store.is_not(None))
+    if terminal is not None:
+        source = source.where(terminal.is_not(None))
+    dialect_insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
+    statement = dialect_insert(Order).from_select([*values, "store_id", "terminal_id"], source)
+    if on_conflict_nothing:
+        statement = statement.on_conflict_do_nothing(index_elements=["merchant_id", "out_trade_no"])
+    row = uow.session.execute(statement.returning(Order.id)).first()
+    return None if row is None else int(row[0])
 
 
 def resident_payment(uow: UnitOfWork, *, user_id: str, order_id: str) -> PaymentView:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from enum import StrEnum
 
 from stdnum.cn import uscc
 from stdnum.exceptions import ValidationError
@@ -59,6 +60,29 @@ def clean_text(value: str, *, field: str, max_length: int, latin: bool = False) 
             f"{field} is written in Latin letters, digits and simple punctuation "
             "(it is printed in the EMV code that any wallet can read).",
             code="invalid_merchant_field",
+        )
+    return clean
+
+
+DESCRIPTION_MAX = 128
+
+
+class OrderStatus(StrEnum):
+    """Where an order stands (stored as its value)."""
+
+    CREATED = "created"  # its dynamic code can be paid until it expires
+    AWAITING_CONFIRMATION = "awaiting_confirmation"  # a payment-code charge above the limits
+    PAID = "paid"  # refunds keep it paid (``refunded_amount`` says how much went back)
+    CLOSED = "closed"  # closed by the merchant, declined by the payer, or expired
+
+
+def clean_description(value: str) -> str:
+    """An order's description as every way of making an order stores it: NFC-normalised
+    and single-spaced, possibly empty, at most 128 characters (``invalid_description``)."""
+    clean = " ".join(unicodedata.normalize("NFC", value).split())
+    if len(clean) > DESCRIPTION_MAX:
+        raise InvalidInput(
+            f"A description has at most {DESCRIPTION_MAX} characters.", code="invalid_description"
         )
     return clean
 

@@ -35,11 +35,18 @@ class TtlCache(Generic[V]):
         )
         self._lock = threading.Lock()
 
-    def _entries(self, uow: UnitOfWork) -> dict[Hashable, tuple[float, V]]:
-        engine = uow.session.get_bind()
+    def _entries(self, where: UnitOfWork | Engine) -> dict[Hashable, tuple[float, V]]:
+        engine = where if isinstance(where, Engine) else where.session.get_bind()
         assert isinstance(engine, Engine)
         with self._lock:
             return self._by_engine.setdefault(engine, {})
+
+    def peek(self, engine: Engine, key: Hashable) -> V | None:
+        """The cached value if there is a fresh one (no unit of work needed), else None."""
+        found = self._entries(engine).get(key)
+        if found is not None and (self.ttl is None or found[0] > time.monotonic()):
+            return found[1]
+        return None
 
     def get(self, uow: UnitOfWork, key: Hashable, load: Callable[[], V]) -> V:
         """The cached value, or ``load()`` (in ``uow``) remembered."""

@@ -31,6 +31,8 @@ from citywallet.wallet.rules import (
     tier_limits,
 )
 
+CAP_EXCEEDED = "static_code_limit_exceeded"  # the refusal of a further daily cap (``caps``)
+
 _WHAT = {
     "single_limit_exceeded": "the most one payment may be",
     "daily_limit_exceeded": "what is left of today's limit",
@@ -113,7 +115,7 @@ def reserve_outflow(
             raise LimitExceeded(
                 f"Static merchant codes may take at most {Money(cap)} a day from you "
                 f"({Money(left_today)} left today); scan the merchant's order code instead.",
-                code="static_code_limit_exceeded",
+                code=CAP_EXCEEDED,
                 left=left_today,
             )
     return periods
