@@ -22,7 +22,6 @@ the body, and formatting differences in the JSON do not count as a different req
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Annotated, TypeVar
@@ -85,11 +84,9 @@ class Idempotent:
                 "An Idempotency-Key is 1 to 128 printable ASCII characters without spaces.",
                 code="idempotency_key_invalid",
             )
-        canonical = json.dumps(
-            body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        fingerprint = idempotency.fingerprint(
+            runtime.encryptor, request.method, request.url.path, body.model_dump(mode="json")
         )
-        raw = idempotency.request_fingerprint(request.method, request.url.path, canonical.encode())
-        fingerprint = runtime.encryptor.lookup_hash(f"idempotency:{raw}")
         return cls(runtime, scope=scope, key=key, fingerprint=fingerprint)
 
     # --- replays ------------------------------------------------------------------------
@@ -155,12 +152,13 @@ class Idempotent:
         wrong one rolls everything back, the key included, and is counted on its own."""
 
         def attempt(uow: UnitOfWork) -> tuple[idempotency.StoredResponse, bool]:
-            stored = self._begin(uow)
-            if stored is not None:
-                return stored, True
-            response = self._stored(render(fn(uow)))
-            self._finish(uow, response)
-            return response, False
+            return idempotency.claim_then(
+                uow,
+                scope=self.scope,
+                key=self.key,
+                request_hash=self.fingerprint,
+                work=lambda uow: self._stored(render(fn(uow))),
+            )
 
         stored, replayed = run_confirmed(self.runtime.db, attempt, settings=self.runtime.settings)
         return self._response(stored, replayed=replayed)

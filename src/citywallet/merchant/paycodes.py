@@ -47,7 +47,7 @@ from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
-from citywallet.platform.errors import Conflict, DomainError, InvalidInput, NotFound
+from citywallet.platform.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized
 from citywallet.wallet.accounts import CURRENCY, read_usage
 from citywallet.wallet.errors import InsufficientBalance, LimitExceeded
 from citywallet.wallet.funding import validate_amount
@@ -359,27 +359,15 @@ def charge(
     the usage upsert, the ledger's lock and write, the history line. Every refusal rolls it
     all back, then spends the nonce on its own, and a wrong code counts against the device.
     """
-    validate_amount(amount, CURRENCY)
-    validate_out_no(out_trade_no)
-    clean = clean_description(description)
-    url = valid_notify_url(notify_url, settings)
-    digits = "".join(code.split())
-    foreign = paycode.foreign_wallet(digits)
-    if foreign is not None:
-        raise InvalidInput(
-            f"This is a {foreign.replace('_', ' ')} payment code; charge it through that "
-            "wallet's acquirer.",
-            code="paycode_foreign",
-            wallet=foreign,
-        )
-    try:
-        slot, otp = paycode.parse(digits)
-    except paycode.PaycodeError as exc:
-        raise InvalidInput(str(exc), code=exc.code) from exc
 
     def attempt(uow: UnitOfWork, *, free_allowed: bool) -> OrderView:
-        if nonce is not None:
+        if nonce is not None:  # first: a revoked key is refused before the body is read
             spend_nonce(uow, nonce)
+        validate_amount(amount, CURRENCY)
+        validate_out_no(out_trade_no)
+        clean = clean_description(description)
+        url = valid_notify_url(notify_url, settings)
+        slot, otp = _parse(code)
         device = _device(uow, slot, encryptor)
         if device is None:
             raise _CodeRejected(None, "paycode_invalid")
@@ -491,9 +479,29 @@ def charge(
     except (InsufficientBalance, LimitExceeded, AccountFrozen, AccountClosed) as exc:
         spend_alone_if_deferred()
         raise PaymentDeclined(exc.detail, reason=exc.code) from None
+    except Unauthorized:  # the nonce or key itself was refused: nothing to spend
+        raise
     except DomainError:
         spend_alone_if_deferred()
         raise
+
+
+def _parse(code: str) -> tuple[str, str]:
+    """A scanned code's device slot and one-time number (``paycode_foreign`` for another
+    wallet's code, ``paycode_malformed`` and the like for a misread one)."""
+    digits = "".join(code.split())
+    foreign = paycode.foreign_wallet(digits)
+    if foreign is not None:
+        raise InvalidInput(
+            f"This is a {foreign.replace('_', ' ')} payment code; charge it through that "
+            "wallet's acquirer.",
+            code="paycode_foreign",
+            wallet=foreign,
+        )
+    try:
+        return paycode.parse(digits)
+    except paycode.PaycodeError as exc:
+        raise InvalidInput(str(exc), code=exc.code) from exc
 
 
 def _existing(db: Database, merchant_pk: int, out_trade_no: str, amount: int) -> OrderView | None:

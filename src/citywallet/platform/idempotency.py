@@ -1,6 +1,7 @@
 """``Idempotency-Key`` handling for money-moving requests, inside the request's transaction.
 
-The edge calls :func:`begin` first thing in the unit of work. It inserts the key row before
+The edge (the API's ``Idempotent``, the pages' ``forms.once``) runs :func:`claim_then`,
+which calls :func:`begin` first thing in the unit of work. It inserts the key row before
 anything else happens, so a concurrent request with the same key waits — on PostgreSQL at
 the unique key until the first transaction ends, on SQLite at the ``BEGIN IMMEDIATE``
 writer lock — and then sees the stored response. The use case runs, :func:`finish` stores
@@ -13,11 +14,15 @@ again; to make a refusal replayable too, store it from a fresh unit of work with
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 
 from citywallet.platform.clock import now_us
+from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
 
@@ -48,6 +53,35 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
+
+
+def fingerprint(encryptor: Encryptor, method: str, path: str, fields: Mapping[str, Any]) -> str:
+    """The stored fingerprint of a request: a keyed hash of its method, path and parsed
+    body (canonical JSON), so formatting does not count as another request and the stored
+    value reveals nothing about a PIN in the body. The API and the pages both use it."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    raw = request_fingerprint(method, path, canonical.encode())
+    return encryptor.lookup_hash(f"idempotency:{raw}")
+
+
+def claim_then(
+    uow: UnitOfWork,
+    *,
+    scope: str,
+    key: str,
+    request_hash: str,
+    work: Callable[[UnitOfWork], StoredResponse],
+) -> tuple[StoredResponse, bool]:
+    """The one shape of an idempotent use case, for the API and the pages alike: claim
+    ``key`` as the transaction's first statement, do ``work`` and store its response in the
+    same transaction. Returns ``(response, replayed)``: a key used before returns its stored
+    response without running ``work`` (so a replay needs no PIN and moves nothing)."""
+    stored = begin(uow, scope=scope, key=key, request_hash=request_hash)
+    if stored is not None:
+        return stored, True
+    response = work(uow)
+    finish(uow, scope=scope, key=key, status_code=response.status_code, body=response.body)
+    return response, False
 
 
 def begin(uow: UnitOfWork, *, scope: str, key: str, request_hash: str) -> StoredResponse | None:

@@ -3,7 +3,6 @@ in yuan, the PIN check, doing the work once per key, and the redirect with a fla
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from urllib.parse import quote
 
 from fastapi.responses import RedirectResponse
 
-from citywallet.identity.pins import confirm_payment_pin
+from citywallet.identity.pins import confirm_payment_pin, run_confirmed
 from citywallet.money import Money, MoneyError
 from citywallet.platform import idempotency
 from citywallet.platform.db import UnitOfWork
@@ -62,41 +61,40 @@ def once(
     key: str,
     action: str,
     fields: dict[str, str],
-    pin: str | None,
     work: Callable[[UnitOfWork], str],
+    pin: str | None = None,
 ) -> str:
-    """Run ``work`` (moves money, returns the id to show) once per one-time ``key``.
-
-    The key is stored with the outcome in ``platform.idempotency``, in the transaction of
-    ``work``; its fingerprint binds it to ``action`` and ``fields``. A repeated key returns
-    the first outcome without checking the PIN or moving money again. ``pin`` (if given) is
-    confirmed first, in its own transaction. A malformed key is ``form_key_invalid``."""
+    """Run ``work`` (moves money, returns the id to show) once per one-time ``key``, as the
+    API's ``Idempotent`` does (``platform.idempotency.claim_then``): the key is claimed and
+    the outcome stored in the transaction of ``work``; its fingerprint binds it to
+    ``action`` and ``fields``. A repeated key returns the first outcome without checking the
+    PIN or moving money again. ``work`` checks the payment PIN inside its transaction (the
+    services take ``pin=``); a wrong one rolls it back and is counted on its own. ``pin``
+    here is for work that cannot check it inside: it is confirmed first, in its own
+    transaction. A malformed key is ``form_key_invalid``."""
     if not key_ok(key):
         raise InvalidInput("This form has expired: reload the page.", code="form_key_invalid")
-    canonical = json.dumps(
-        {k: v for k, v in sorted(fields.items()) if k not in ("pin", "key")},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    raw = idempotency.request_fingerprint("POST", f"web:{action}", canonical.encode())
-    fingerprint = runtime.encryptor.lookup_hash(f"idempotency:{raw}")
+    shown = {k: v for k, v in fields.items() if k not in ("pin", "key")}
+    fingerprint = idempotency.fingerprint(runtime.encryptor, "POST", f"web:{action}", shown)
     scope = f"web:{user_id}"[:64]
-    with runtime.db.uow() as uow:  # rolled back: only looks
-        stored = idempotency.begin(uow, scope=scope, key=key, request_hash=fingerprint)
-    if stored is not None:
-        return stored.body.decode()
     if pin is not None:
+        with runtime.db.uow() as uow:  # rolled back: only looks
+            stored = idempotency.begin(uow, scope=scope, key=key, request_hash=fingerprint)
+        if stored is not None:
+            return stored.body.decode()
         confirm_pin(runtime, user_id, pin)
 
-    def attempt(uow: UnitOfWork) -> str:
-        again = idempotency.begin(uow, scope=scope, key=key, request_hash=fingerprint)
-        if again is not None:
-            return again.body.decode()
-        outcome = work(uow)
-        idempotency.finish(uow, scope=scope, key=key, status_code=303, body=outcome.encode())
-        return outcome
+    def attempt(uow: UnitOfWork) -> tuple[idempotency.StoredResponse, bool]:
+        return idempotency.claim_then(
+            uow,
+            scope=scope,
+            key=key,
+            request_hash=fingerprint,
+            work=lambda uow: idempotency.StoredResponse(303, work(uow).encode()),
+        )
 
-    return runtime.db.transact(attempt)
+    stored, _ = run_confirmed(runtime.db, attempt, settings=runtime.settings)
+    return stored.body.decode()
 
 
 def done(url: str, message: str) -> RedirectResponse:

@@ -372,7 +372,6 @@ def transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             key=key,
             action="transfer",
             fields={"to": form["to"], "amount": str(amount), "note": form["note"]},
-            pin=fields.get("pin", ""),
             work=lambda uow: (
                 wallet.send_transfer(
                     uow,
@@ -382,6 +381,7 @@ def transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
                     note=form["note"],
                     encryptor=runtime.encryptor,
                     settings=runtime.settings,
+                    pin=fields.get("pin", ""),
                 ).id
             ),
         )
@@ -502,10 +502,14 @@ def pay_share(split_id: str, request: Request, who: ViewerDep, fields: FormField
             key=key,
             action="share",
             fields={"split_id": split_id},
-            pin=fields.get("pin", ""),
             work=lambda uow: (
                 wallet.pay_share(
-                    uow, user_id=who.user_id, split_id=split_id, settings=runtime.settings
+                    uow,
+                    user_id=who.user_id,
+                    split_id=split_id,
+                    settings=runtime.settings,
+                    pin=fields.get("pin", ""),
+                    encryptor=runtime.encryptor,
                 ).id
             ),
         )

@@ -188,7 +188,6 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
             key=key,
             action="scan_pay",
             fields={"payload": payload, "amount": str(amount), "note": note},
-            pin=fields.get("pin", ""),
             work=lambda uow: (
                 payments.pay_scan(
                     uow,
@@ -198,6 +197,7 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
                     note=note,
                     encryptor=runtime.encryptor,
                     settings=runtime.settings,
+                    pin=fields.get("pin", ""),
                 ).order_id
             ),
         )
@@ -378,10 +378,14 @@ def paycode_confirm(
             key=key,
             action=f"paycode_confirm:{order_id}",
             fields={"order_id": order_id},
-            pin=fields.get("pin", ""),
             work=lambda uow: (
                 paycodes.confirm_charge(
-                    uow, user_id=viewer.user_id, order_id=order_id, settings=runtime.settings
+                    uow,
+                    user_id=viewer.user_id,
+                    order_id=order_id,
+                    settings=runtime.settings,
+                    pin=fields.get("pin", ""),
+                    encryptor=runtime.encryptor,
                 ).order_id
             ),
         )
