@@ -42,8 +42,9 @@ from sqlalchemy import and_, func, or_, select, text
 from citywallet.identity.keys import encryptor_or_default
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode, TransferFlags, TransferSpec
-from citywallet.merchant.errors import MerchantNotFound
+from citywallet.merchant.errors import SettlementNotFound
 from citywallet.merchant.models import Merchant, Settlement
+from citywallet.merchant.onboarding import merchant_by_pk
 from citywallet.merchant.statements import (
     account_movements,
     business_day,
@@ -54,7 +55,6 @@ from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
-from citywallet.platform.errors import NotFound
 from citywallet.platform.logging import get_logger
 from citywallet.wallet import accounts
 from citywallet.wallet.accounts import CURRENCY
@@ -68,12 +68,6 @@ NO_RECORD = "bank_has_no_record"  # the bank never received the attempt: retry a
 SETTLED_MERCHANTS = ("active", "suspended", "closed")
 BATCH = 500  # settlements per phase and pass; the rest wait for the next pass
 log = get_logger(__name__)
-
-
-class SettlementNotFound(NotFound):
-    """No such settlement of this merchant."""
-
-    code = "settlement_not_found"
 
 
 @dataclass(frozen=True)
@@ -93,6 +87,15 @@ class SettlementView:
     created_at: int
     updated_at: int
     paid_at: int | None
+
+
+@dataclass(frozen=True)
+class MerchantBalance:
+    """What the platform owes a merchant: not yet settled, and on its way to the bank."""
+
+    currency: str
+    receivable: int
+    in_settlement: int
 
 
 @dataclass
@@ -412,9 +415,7 @@ def sweep_day(
 ) -> SettlementView | None:
     """Create the merchant's settlement for ``day`` and sweep its amount to the settlement
     account; None when the day is settled already."""
-    merchant = uow.session.get(Merchant, merchant_id)
-    if merchant is None:
-        raise MerchantNotFound("No such merchant.")
+    merchant = merchant_by_pk(uow, merchant_id)
     receivable, payable = merchant.receivable_account_id, merchant.settlement_account_id
     _lock_ledger_accounts(uow, [receivable, payable])
     exists = uow.session.scalar(
@@ -603,6 +604,15 @@ def _require_on_books(result: Result, what: str) -> None:
 
 
 # --- reading -----------------------------------------------------------------------------
+
+
+def merchant_balance(uow: UnitOfWork, *, merchant_pk: int) -> MerchantBalance:
+    """The merchant's receivable (not yet swept) and settlement (on its way to the bank)
+    balances."""
+    row = merchant_by_pk(uow, merchant_pk)
+    receivable, settling = row.receivable_account_id, row.settlement_account_id
+    found = ledger.get_accounts(uow, ids=[receivable, settling])
+    return MerchantBalance(CURRENCY, found[receivable].balance, found[settling].balance)
 
 
 def settlement_view(row: Settlement) -> SettlementView:
