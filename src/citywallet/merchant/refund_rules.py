@@ -146,40 +146,31 @@ def refund_legs(
     campaign reclaim). ``givebacks`` must add up to the restricted part."""
     if sum(g.amount for g in givebacks) != split.restricted:
         raise ValueError("the givebacks must add up to the restricted part of the refund")
+
+    def leg(suffix: str, debit: int, credit: int, amount: int, code: int) -> TransferSpec:
+        return TransferSpec(
+            id=f"{refund_id}.{suffix}",
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=amount,
+            ledger=currency,
+            code=code,
+            reference=refund_id,
+        )
+
+    receivable = accounts.receivable
     legs = []
     if split.fee_back:
-        legs.append(
-            TransferSpec(
-                id=f"{refund_id}.fee",
-                debit_account_id=accounts.fee,
-                credit_account_id=accounts.receivable,
-                amount=split.fee_back,
-                ledger=currency,
-                code=TransferCode.FEE,
-                reference=refund_id,
-            )
-        )
+        legs.append(leg("fee", accounts.fee, receivable, split.fee_back, TransferCode.FEE))
     if split.own:
-        legs.append(
-            TransferSpec(
-                id=f"{refund_id}.refund",
-                debit_account_id=accounts.receivable,
-                credit_account_id=accounts.payer,
-                amount=split.own,
-                ledger=currency,
-                code=TransferCode.REFUND,
-                reference=refund_id,
-            )
-        )
+        legs.append(leg("refund", receivable, accounts.payer, split.own, TransferCode.REFUND))
     legs.extend(
-        TransferSpec(
-            id=f"{refund_id}.rp{index}",
-            debit_account_id=accounts.receivable,
-            credit_account_id=giveback.account_id,
-            amount=giveback.amount,
-            ledger=currency,
-            code=TransferCode.CAMPAIGN_RECLAIM if giveback.to_funder else TransferCode.REFUND,
-            reference=refund_id,
+        leg(
+            f"rp{index}",
+            receivable,
+            giveback.account_id,
+            giveback.amount,
+            TransferCode.CAMPAIGN_RECLAIM if giveback.to_funder else TransferCode.REFUND,
         )
         for index, giveback in enumerate(givebacks)
     )

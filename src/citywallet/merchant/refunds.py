@@ -21,6 +21,7 @@ from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode
 from citywallet.merchant import webhooks
 from citywallet.merchant.errors import MerchantBalanceInsufficient, RefundNotFound
+from citywallet.merchant.lookup import one_row
 from citywallet.merchant.models import Order, Refund
 from citywallet.merchant.onboarding import merchant_by_pk
 from citywallet.merchant.payments import linked, order_row
@@ -234,9 +235,7 @@ def get_refund(
         query = query.where(Refund.out_refund_no == out_refund_no)
     else:
         raise InvalidInput("Give the refund id or out_refund_no.", code="refund_reference_required")
-    refund = uow.session.scalar(query)
-    if refund is None:
-        raise RefundNotFound("No such refund.")
+    refund = one_row(uow, query, RefundNotFound("No such refund."))
     order = uow.session.get(Order, refund.order_id)
     assert order is not None
     return _view(refund, order)

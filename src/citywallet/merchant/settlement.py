@@ -43,6 +43,7 @@ from citywallet.identity.keys import encryptor_or_default
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode, TransferFlags, TransferSpec
 from citywallet.merchant.errors import SettlementNotFound
+from citywallet.merchant.lookup import one_row, page_limit
 from citywallet.merchant.models import Merchant, Settlement
 from citywallet.merchant.onboarding import merchant_by_pk
 from citywallet.merchant.statements import (
@@ -524,7 +525,7 @@ def start_payout(
     row.attempts, row.status, row.bank_reference = attempt, "processing", reference
     row.failure_code = row.next_attempt_at = None
     row.updated_at = now
-    row.transfer_ids = json.dumps([*json.loads(row.transfer_ids), payout_id])
+    _add_transfer_id(row, payout_id)
     uow.session.flush()
     return PayoutRequest(row.id, row.public_id, reference, row.amount, card, merchant.card_holder)
 
@@ -557,14 +558,12 @@ def apply_answer(
     """Apply the bank's answer about attempt ``reference``: post the hold (paid), void it
     (failed, retried later) or keep it (unknown). Returns the settlement and whether this
     call changed or confirmed an open attempt (False: it was settled already)."""
-    row = uow.session.scalar(
-        select(Settlement)
-        .where(Settlement.id == settlement_pk)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    row = one_row(
+        uow,
+        select(Settlement).where(Settlement.id == settlement_pk),
+        SettlementNotFound("No such settlement."),
+        for_update=True,
     )
-    if row is None:
-        raise SettlementNotFound("No such settlement.")
     if row.bank_reference != reference or row.status not in ("processing", "unknown"):
         return settlement_view(row), False
     if answer.status in (BankStatus.UNKNOWN, BankStatus.NOT_FOUND):
@@ -585,7 +584,7 @@ def apply_answer(
     _require_on_books(result, f"settling the payout of {row.public_id}")
     row.bank_ref = answer.bank_ref
     row.updated_at = now
-    row.transfer_ids = json.dumps([*json.loads(row.transfer_ids), resolution.id])
+    _add_transfer_id(row, resolution.id)
     if succeeded:
         row.status, row.paid_at = "paid", now
         row.failure_code = row.next_attempt_at = None
@@ -596,6 +595,10 @@ def apply_answer(
         row.next_attempt_at = now + wait * SECOND_US
     uow.session.flush()
     return settlement_view(row), True
+
+
+def _add_transfer_id(row: Settlement, transfer_id: str) -> None:
+    row.transfer_ids = json.dumps([*json.loads(row.transfer_ids), transfer_id])
 
 
 def _require_on_books(result: Result, what: str) -> None:
@@ -635,14 +638,13 @@ def settlement_view(row: Settlement) -> SettlementView:
 
 
 def _settlement_row(uow: UnitOfWork, merchant_id: int, settlement_id: str) -> Settlement:
-    row = uow.session.scalar(
+    return one_row(
+        uow,
         select(Settlement).where(
             Settlement.merchant_id == merchant_id, Settlement.public_id == settlement_id
-        )
+        ),
+        SettlementNotFound("No such settlement."),
     )
-    if row is None:
-        raise SettlementNotFound("No such settlement.")
-    return row
 
 
 def get_settlement(uow: UnitOfWork, *, merchant_id: int, settlement_id: str) -> SettlementView:
@@ -660,6 +662,6 @@ def list_settlements(
         anchor = _settlement_row(uow, merchant_id, before)
         query = query.where(Settlement.business_date < anchor.business_date)
     rows = uow.session.scalars(
-        query.order_by(Settlement.business_date.desc()).limit(max(1, min(limit, 100)))
+        query.order_by(Settlement.business_date.desc()).limit(page_limit(limit))
     )
     return [settlement_view(r) for r in rows]
