@@ -1,6 +1,5 @@
 """Refund rules (merchant.refund_rules, pure): what a refund may take, the fee it returns,
-the own and restricted parts, and the ledger legs that move them; and where restricted
-money goes back (wallet.rules.returns_to_balance)."""
+the own and restricted parts, and the ledger legs that move them."""
 
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ from citywallet.merchant.refund_rules import (
 )
 from citywallet.merchant.rules import fee_for
 from citywallet.platform.errors import Conflict, InvalidInput
-from citywallet.wallet.rules import returns_to_balance
 
 ACCOUNTS = RefundAccounts(fee=1, receivable=2, payer=3)
 FUNDER, BALANCE = 40, 50
@@ -224,20 +222,3 @@ def test_legs_example() -> None:
         "rfd_y", RefundSplit(5, 0, 0, 5), ACCOUNTS, [Back(BALANCE, 5, False)], currency="CNY"
     )
     assert [leg.id for leg in only] == ["rfd_y.rp0"]
-
-
-# --- where restricted money goes back ------------------------------------------------------
-
-
-@given(st.booleans(), st.integers(0, 10**15), st.integers(0, 10**15))
-def test_restricted_money_returns_to_its_balance_only_while_valid(
-    active: bool, valid_until: int, moment: int
-) -> None:
-    back = returns_to_balance(active=active, valid_until=valid_until, moment=moment)
-    assert back == (active and moment < valid_until)
-
-
-def test_restricted_money_return_edges() -> None:
-    assert returns_to_balance(active=True, valid_until=100, moment=99)
-    assert not returns_to_balance(active=True, valid_until=100, moment=100)  # expired: funder
-    assert not returns_to_balance(active=False, valid_until=100, moment=0)  # reclaimed: funder
