@@ -13,40 +13,13 @@ from citywallet.merchant.errors import MerchantNotFound
 from citywallet.merchant.payments import pay_scan  # a resident's payment: not on the face yet
 from citywallet.merchant.refund_rules import Paid, split_refund
 from citywallet.merchant.rules import fee_for
-from citywallet.platform.config import Settings
-from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database
 from citywallet.wallet import service as wallet
-from citywallet.wallet.bank import SandboxBank
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.merchant_support import USCCS
+from tests.merchant_support import register
 from tests.wallet_support import PIN, balance, make_resident, sandbox_bank, wallet_settings
 
 RATE_BP = 38  # the default fee rate
-
-
-def _apply(
-    db: Database, settings: Settings, enc: Encryptor, bank: SandboxBank, n: int
-) -> merchants.MerchantView:
-    owner = make_resident(db, settings, enc, bank, 100 + n)
-    application = merchants.MerchantApplication(
-        name_zh="东门小吃",
-        name_en="Dongmen Snacks",
-        city_zh="深圳",
-        city_en="Shenzhen",
-        uscc=USCCS[n],
-        mcc="5814",
-        district="罗湖区",
-        address="东门路1号",
-        contact_name="张三",
-        contact_phone=owner.phone,
-        settlement_card_id=str(owner.card_id),
-    )
-    return db.transact(
-        lambda uow: merchants.register_merchant(
-            uow, user_id=owner.user_id, application=application, encryptor=enc, settings=settings
-        )
-    )
 
 
 def _pk(db: Database, merchant_id: str) -> int:
@@ -61,8 +34,7 @@ def _balance(db: Database, merchant_pk: int) -> merchants.MerchantBalance:
 
 def test_balance_follows_payments_and_refunds(db: Database, tmp_path: Path) -> None:
     settings, enc, bank = wallet_settings(tmp_path, db), test_encryptor(), sandbox_bank()
-    view = _apply(db, settings, enc, bank, 0)
-    db.transact(lambda uow: merchants.review_merchant(uow, merchant_id=view.id, action="approve"))
+    view = register(db, settings, enc, make_resident(db, settings, enc, bank, 100), approve=True)
     merchant_pk = _pk(db, view.id)
     assert _balance(db, merchant_pk) == merchants.MerchantBalance("CNY", 0, 0)
     payer = make_resident(db, settings, enc, bank, 1)
@@ -129,9 +101,10 @@ def test_balance_of_an_unknown_merchant(db: Database) -> None:
 
 def test_merchants_by_status_lists_every_merchant_when_asked(db: Database, tmp_path: Path) -> None:
     settings, enc, bank = wallet_settings(tmp_path, db), test_encryptor(), sandbox_bank()
-    first = _apply(db, settings, enc, bank, 0)
-    second = _apply(db, settings, enc, bank, 1)
-    db.transact(lambda uow: merchants.review_merchant(uow, merchant_id=second.id, action="approve"))
+    first = register(db, settings, enc, make_resident(db, settings, enc, bank, 100), 0)
+    second = register(
+        db, settings, enc, make_resident(db, settings, enc, bank, 101), 1, approve=True
+    )
     with db.uow(readonly=True) as uow:
         every = merchants.merchants_by_status(uow, status=None, limit=None)
         one = merchants.merchants_by_status(uow, status=None, limit=1)
