@@ -39,7 +39,7 @@ unit: $(STAMP)
 
 ## Mutation testing of the pure money modules (docs/testing.md; slow, not part of CI):
 ## make mutation  or  make mutation MUTATION_MODULES="money merchant.rules"
-MUTATION_MODULES ?= money ledger.posting wallet.rules merchant.rules merchant.emv redpacket.rules campaign.lottery
+MUTATION_MODULES ?= money ledger.posting wallet.rules merchant.rules merchant.refund_rules merchant.emv redpacket.rules campaign.lottery
 MUTATION_CHILDREN ?= 2
 mutation: $(STAMP)
 	nice $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) \

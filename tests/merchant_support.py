@@ -11,8 +11,12 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 
 from citywallet.merchant import onboarding, signing
+from citywallet.merchant import service as merchants
+from citywallet.platform.config import Settings
+from citywallet.platform.crypto import Encryptor
+from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
-from tests.wallet_support import Person
+from tests.wallet_support import Person, Resident
 
 # Valid unified social credit codes (check digit computed by python-stdnum's algorithm).
 USCCS = [
@@ -80,6 +84,47 @@ def application(owner: Person, n: int = 0, **overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def register(
+    db: Database,
+    settings: Settings,
+    encryptor: Encryptor,
+    owner: Resident,
+    n: int = 0,
+    *,
+    approve: bool = False,
+) -> merchants.MerchantView:
+    """Merchant number ``n`` (``USCCS[n]``) owned by ``owner``, through the service;
+    approved by an operator if asked."""
+    assert owner.card_id is not None
+    application = merchants.MerchantApplication(
+        name_zh="东门小吃",
+        name_en="Dongmen Snacks",
+        city_zh="深圳",
+        city_en="Shenzhen",
+        uscc=USCCS[n],
+        mcc="5814",
+        district="罗湖区",
+        address="东门路1号",
+        contact_name="张三",
+        contact_phone=owner.phone,
+        settlement_card_id=owner.card_id,
+    )
+    view = db.transact(
+        lambda uow: merchants.register_merchant(
+            uow,
+            user_id=owner.user_id,
+            application=application,
+            encryptor=encryptor,
+            settings=settings,
+        )
+    )
+    if not approve:
+        return view
+    return db.transact(
+        lambda uow: merchants.review_merchant(uow, merchant_id=view.id, action="approve")
+    )
 
 
 class ShopOwner:

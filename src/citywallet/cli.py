@@ -543,21 +543,16 @@ def merchant_list(
     status: Annotated[str | None, typer.Option(help="Only merchants in this status.")] = None,
 ) -> None:
     """Merchants, oldest first (e.g. --status pending_review for the review queue)."""
-    from sqlalchemy import select
-
-    from citywallet.merchant.models import Merchant
+    from citywallet.merchant.service import merchants_by_status
 
     runtime = _runtime()
     table = Table(title="merchants")
     for column in ("id", "name", "uscc", "mcc", "status", "fee (bp)", "T+n"):
         table.add_column(column)
     with runtime.db.uow(readonly=True) as uow:
-        query = select(Merchant).order_by(Merchant.id)
-        if status:
-            query = query.where(Merchant.status == status)
-        for m in uow.session.scalars(query):
+        for m in merchants_by_status(uow, status=status or None, limit=None):
             table.add_row(
-                m.public_id,
+                m.id,
                 m.name_zh,
                 m.uscc,
                 m.mcc,
@@ -575,7 +570,7 @@ def merchant_review(
     reason: Annotated[str, typer.Option(help="Why (kept with the merchant).")] = "",
 ) -> None:
     """An operator's decision on a merchant."""
-    from citywallet.merchant.onboarding import TRANSITIONS, review_merchant
+    from citywallet.merchant.service import TRANSITIONS, review_merchant
     from citywallet.platform.errors import DomainError
 
     if action not in TRANSITIONS:
@@ -607,7 +602,7 @@ def merchant_settle(
     """Pay merchants what is due (T+n) to their bank cards; safe to re-run."""
     from datetime import date
 
-    from citywallet.merchant.settlement import run_settlements
+    from citywallet.merchant.service import run_settlements
 
     runtime = _runtime()
     with _progress() as progress:
@@ -627,8 +622,7 @@ def merchant_statement(merchant_id: str, day: str) -> None:
     """Print a merchant's daily statement (CSV) for YYYY-MM-DD."""
     from datetime import date
 
-    from citywallet.merchant.onboarding import merchant_by_public_id
-    from citywallet.merchant.statements import statement, statement_csv
+    from citywallet.merchant.service import merchant_by_public_id, statement, statement_csv
 
     runtime = _runtime()
     with runtime.db.uow(readonly=True) as uow:

@@ -9,10 +9,14 @@ from citywallet.ledger.blocks import seal_block
 from citywallet.ledger.log import WITNESS_TOPIC
 from citywallet.ledger.service import expire_pending
 from citywallet.ledger.witness import witness_handler
-from citywallet.merchant.auth import purge_nonces
-from citywallet.merchant.payments import close_expired_orders
-from citywallet.merchant.settlement import run_settlements
-from citywallet.merchant.webhooks import WEBHOOK_TOPIC, post_guarded, webhook_handler
+from citywallet.merchant.service import (
+    WEBHOOK_TOPIC,
+    close_expired_orders,
+    post_guarded,
+    purge_nonces,
+    run_settlements,
+    webhook_handler,
+)
 from citywallet.platform import idempotency, outbox, ratelimit
 from citywallet.platform.db import Database
 from citywallet.platform.jobs import Worker, default_worker_id

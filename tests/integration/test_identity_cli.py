@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +10,10 @@ from typer.testing import CliRunner
 
 from citywallet import cli
 from citywallet.identity import service
-from citywallet.platform.config import get_settings
 from citywallet.platform.db import Database
+from tests.cli_support import cli_runner
 from tests.identity_support import send_code, sign_up, test_settings
-from tests.ledger_checks import TEST_KEYRING, test_encryptor
+from tests.ledger_checks import test_encryptor
 
 PHONE = "13800138000"
 
@@ -22,18 +21,7 @@ PHONE = "13800138000"
 @pytest.fixture
 def runner(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     """The CLI on the test database with the test keys (schema built from the models)."""
-    key = base64.b64encode(TEST_KEYRING.keys["t1"]).decode()
-    monkeypatch.setenv("CITYWALLET_DATABASE_URL", db.url)
-    monkeypatch.setenv("CITYWALLET_VAR_DIR", str(tmp_path))
-    monkeypatch.setenv("CITYWALLET_MASTER_KEYS", f"t1:{key}")
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(cli, "upgrade", lambda _url: None)  # the schema is built from the models
-    # structlog would keep CliRunner's captured stderr, closed once a command returns.
-    monkeypatch.setattr(cli, "configure_logging", lambda **_kw: None)
-    monkeypatch.setattr(cli.console, "width", 200)
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
+    yield from cli_runner(db, tmp_path, monkeypatch)
 
 
 def test_users_list_find_freeze_unfreeze(runner: CliRunner, db: Database, tmp_path: Path) -> None:

@@ -27,11 +27,11 @@ from citywallet.ledger.types import (
 )
 from citywallet.merchant import settlement as settlements
 from citywallet.merchant import statements
+from citywallet.merchant.errors import SettlementNotFound
 from citywallet.merchant.models import Merchant, Order, Refund, Settlement
 from citywallet.merchant.rules import fee_back, fee_for
 from citywallet.merchant.settlement import (
     RETRY_FIRST_SECONDS,
-    SettlementNotFound,
     SettlementReport,
     SettlementView,
     run_settlements,

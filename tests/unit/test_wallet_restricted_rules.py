@@ -1,6 +1,7 @@
 """Pure rules of restricted money (wallet.rules): where it may be spent (``usable_at``), which
 balances pay first (``spend_first``), how a refund splits between the payer's own money and
-restricted money (``refund_parts``) and which earlier uses give it back (``return_order``)."""
+restricted money (``refund_parts``), which earlier uses give it back (``return_order``) and to
+which account (``returns_to_balance``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from citywallet.wallet.rules import Pot, Scope, Shop, refund_parts, return_order, spend_first
+from citywallet.wallet.rules import (
+    Pot,
+    Scope,
+    Shop,
+    refund_parts,
+    return_order,
+    returns_to_balance,
+    spend_first,
+)
 from citywallet.wallet.rules import usable_at as usable
 
 amounts = st.integers(min_value=1, max_value=10**9)
@@ -289,3 +298,20 @@ def test_usable_at_lists_combine_with_and() -> None:
     assert not usable(luohu_food, Shop("mch_here", "罗湖区", "5942"), amount=1, moment=5)
     listed = Scope(frozenset({"mch_other"}), frozenset(), frozenset(), **window)
     assert not usable(listed, SHOP, amount=1, moment=5)
+
+
+# --- returns_to_balance -------------------------------------------------------------------
+
+
+@given(st.booleans(), st.integers(0, 10**15), st.integers(0, 10**15))
+def test_restricted_money_returns_to_its_balance_only_while_valid(
+    active: bool, valid_until: int, moment: int
+) -> None:
+    back = returns_to_balance(active=active, valid_until=valid_until, moment=moment)
+    assert back == (active and moment < valid_until)
+
+
+def test_restricted_money_return_edges() -> None:
+    assert returns_to_balance(active=True, valid_until=100, moment=99)
+    assert not returns_to_balance(active=True, valid_until=100, moment=100)  # expired: funder
+    assert not returns_to_balance(active=False, valid_until=100, moment=0)  # reclaimed: funder

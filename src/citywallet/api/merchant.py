@@ -22,18 +22,8 @@ from fastapi.security import APIKeyHeader
 
 from citywallet.api import problems
 from citywallet.api.deps import CurrentUser, Day, RuntimeDep
-from citywallet.ledger import service as ledger
-from citywallet.merchant import (
-    images,
-    onboarding,
-    paycodes,
-    payments,
-    refunds,
-    statements,
-    webhooks,
-)
-from citywallet.merchant import settlement as settlements
-from citywallet.merchant.auth import MerchantCaller, authenticate
+from citywallet.merchant import images
+from citywallet.merchant import service as merchants
 from citywallet.merchant.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -63,10 +53,10 @@ from citywallet.merchant.schemas import (
     TerminalCreate,
     WebhookSecretPublic,
 )
+from citywallet.merchant.service import MerchantCaller
 from citywallet.platform import ratelimit
 from citywallet.platform.db import UnitOfWork
 from citywallet.runtime import Runtime
-from citywallet.wallet.accounts import CURRENCY
 
 owner_router = APIRouter(prefix="/v1/merchants", tags=["merchant console"])
 server_router = APIRouter(prefix="/v1/merchant", tags=["merchant API (signed)"])
@@ -116,7 +106,7 @@ async def _signed(request: Request, runtime: Runtime, *, defer_nonce: bool) -> M
     if request.url.query:
         path += f"?{request.url.query}"
     return await run_in_threadpool(
-        authenticate,
+        merchants.authenticate,
         runtime.db,
         authorization=request.headers.get("authorization"),
         method=request.method,
@@ -134,7 +124,7 @@ SignedMerchantDeferred = Annotated[MerchantCaller, Depends(signed_merchant_defer
 
 def _owned_pk(runtime: Runtime, user_id: str, merchant_id: str) -> int:
     with runtime.db.uow(readonly=True) as uow:
-        return onboarding.owned_merchant(uow, user_id=user_id, merchant_id=merchant_id).id
+        return merchants.owned_merchant(uow, user_id=user_id, merchant_id=merchant_id).id
 
 
 # --- the owner's console ------------------------------------------------------------------
@@ -143,9 +133,9 @@ def _owned_pk(runtime: Runtime, user_id: str, merchant_id: str) -> int:
 @owner_router.post("", status_code=status.HTTP_201_CREATED, responses=problems.responses(404, 409))
 def apply(body: MerchantCreate, auth: CurrentUser, runtime: RuntimeDep) -> MerchantPublic:
     """Apply to become a merchant; an operator reviews the application."""
-    application = onboarding.MerchantApplication(**body.model_dump())
+    application = merchants.MerchantApplication(**body.model_dump())
     view = runtime.db.transact(
-        lambda uow: onboarding.register_merchant(
+        lambda uow: merchants.register_merchant(
             uow,
             user_id=auth.user_id,
             application=application,
@@ -160,7 +150,7 @@ def apply(body: MerchantCreate, auth: CurrentUser, runtime: RuntimeDep) -> Merch
 def list_merchants(auth: CurrentUser, runtime: RuntimeDep) -> MerchantList:
     """The merchants you own."""
     with runtime.db.uow(readonly=True) as uow:
-        views = onboarding.list_merchants(uow, user_id=auth.user_id)
+        views = merchants.list_merchants(uow, user_id=auth.user_id)
     return MerchantList(items=[MerchantPublic.model_validate(v) for v in views])
 
 
@@ -168,8 +158,8 @@ def list_merchants(auth: CurrentUser, runtime: RuntimeDep) -> MerchantList:
 def get_merchant(merchant_id: str, auth: CurrentUser, runtime: RuntimeDep) -> MerchantPublic:
     """One of your merchants."""
     with runtime.db.uow(readonly=True) as uow:
-        row = onboarding.owned_merchant(uow, user_id=auth.user_id, merchant_id=merchant_id)
-        return MerchantPublic.model_validate(onboarding.merchant_view(row))
+        row = merchants.owned_merchant(uow, user_id=auth.user_id, merchant_id=merchant_id)
+        return MerchantPublic.model_validate(merchants.merchant_view(row))
 
 
 @owner_router.patch("/{merchant_id}")
@@ -178,7 +168,7 @@ def update_merchant(
 ) -> MerchantPublic:
     """Change the default notify URL (loopback and private addresses are refused)."""
     view = runtime.db.transact(
-        lambda uow: onboarding.update_merchant(
+        lambda uow: merchants.update_merchant(
             uow,
             user_id=auth.user_id,
             merchant_id=merchant_id,
@@ -193,14 +183,9 @@ def update_merchant(
 def get_balance(merchant_id: str, auth: CurrentUser, runtime: RuntimeDep) -> BalancePublic:
     """Money the platform owes you: not yet settled, and on its way to your bank."""
     with runtime.db.uow(readonly=True) as uow:
-        row = onboarding.owned_merchant(uow, user_id=auth.user_id, merchant_id=merchant_id)
-        receivable, settling = row.receivable_account_id, row.settlement_account_id
-        found = ledger.get_accounts(uow, ids=[receivable, settling])
-    return BalancePublic(
-        currency=CURRENCY,
-        receivable=found[receivable].balance,
-        in_settlement=found[settling].balance,
-    )
+        row = merchants.owned_merchant(uow, user_id=auth.user_id, merchant_id=merchant_id)
+        balance = merchants.merchant_balance(uow, merchant_pk=row.id)
+    return BalancePublic(**vars(balance))
 
 
 @owner_router.get("/{merchant_id}/webhook-secret")
@@ -209,7 +194,7 @@ def get_webhook_secret(
 ) -> WebhookSecretPublic:
     """The secret your server verifies webhooks with."""
     with runtime.db.uow(readonly=True) as uow:
-        secret = onboarding.webhook_secret(
+        secret = merchants.webhook_secret(
             uow, user_id=auth.user_id, merchant_id=merchant_id, encryptor=runtime.encryptor
         )
     return WebhookSecretPublic(secret=secret)
@@ -221,7 +206,7 @@ def rotate_webhook_secret(
 ) -> WebhookSecretPublic:
     """Replace the webhook secret (events not yet delivered are signed with the new one)."""
     secret = runtime.db.transact(
-        lambda uow: onboarding.webhook_secret(
+        lambda uow: merchants.webhook_secret(
             uow,
             user_id=auth.user_id,
             merchant_id=merchant_id,
@@ -237,7 +222,7 @@ def list_stores(merchant_id: str, auth: CurrentUser, runtime: RuntimeDep) -> Sto
     """Your stores and their terminals."""
     pk = _owned_pk(runtime, auth.user_id, merchant_id)
     with runtime.db.uow(readonly=True) as uow:
-        views = onboarding.list_stores(uow, merchant_pk=pk)
+        views = merchants.list_stores(uow, merchant_pk=pk)
     return StoreList(items=[StorePublic.of(v) for v in views])
 
 
@@ -247,9 +232,7 @@ def add_store(
 ) -> StorePublic:
     """Open another store."""
     pk = _owned_pk(runtime, auth.user_id, merchant_id)
-    view = runtime.db.transact(
-        lambda uow: onboarding.add_store(uow, merchant_pk=pk, name=body.name)
-    )
+    view = runtime.db.transact(lambda uow: merchants.add_store(uow, merchant_pk=pk, name=body.name))
     return StorePublic.of(view)
 
 
@@ -262,9 +245,7 @@ def add_terminal(
     """Register a till or POS in a store."""
     pk = _owned_pk(runtime, auth.user_id, merchant_id)
     view = runtime.db.transact(
-        lambda uow: onboarding.add_terminal(
-            uow, merchant_pk=pk, store_id=store_id, label=body.label
-        )
+        lambda uow: merchants.add_terminal(uow, merchant_pk=pk, store_id=store_id, label=body.label)
     )
     return StorePublic.of(view)
 
@@ -272,7 +253,7 @@ def add_terminal(
 def _static_payload(runtime: Runtime, user_id: str, merchant_id: str, store_id: str) -> str:
     pk = _owned_pk(runtime, user_id, merchant_id)
     return runtime.db.transact(  # the QR key is created on first use
-        lambda uow: payments.static_code(
+        lambda uow: merchants.static_code(
             uow, merchant_pk=pk, store_id=store_id, encryptor=runtime.encryptor
         )
     )
@@ -321,7 +302,7 @@ def list_api_keys(merchant_id: str, auth: CurrentUser, runtime: RuntimeDep) -> A
     """Your API keys (never their secrets)."""
     pk = _owned_pk(runtime, auth.user_id, merchant_id)
     with runtime.db.uow(readonly=True) as uow:
-        views = onboarding.list_api_keys(uow, merchant_pk=pk)
+        views = merchants.list_api_keys(uow, merchant_pk=pk)
     return ApiKeyList(items=[ApiKeyPublic.model_validate(v) for v in views])
 
 
@@ -332,7 +313,7 @@ def create_api_key(
     """A new key for your server or POS; its secret is in this answer only."""
     pk = _owned_pk(runtime, auth.user_id, merchant_id)
     new = runtime.db.transact(
-        lambda uow: onboarding.create_api_key(
+        lambda uow: merchants.create_api_key(
             uow, merchant_pk=pk, scheme=body.scheme, label=body.label, encryptor=runtime.encryptor
         )
     )
@@ -346,7 +327,7 @@ def revoke_api_key(
     """Stop accepting a key at once."""
     pk = _owned_pk(runtime, auth.user_id, merchant_id)
     view = runtime.db.transact(
-        lambda uow: onboarding.revoke_api_key(uow, merchant_pk=pk, key_id=key_id)
+        lambda uow: merchants.revoke_api_key(uow, merchant_pk=pk, key_id=key_id)
     )
     return ApiKeyPublic.model_validate(view)
 
@@ -368,7 +349,7 @@ def create_order(
     """Create an order; show ``qr_payload`` as a QR code. The same ``out_trade_no`` with
     the same amount and description returns the existing order (200 instead of 201)."""
     view, created = runtime.db.transact(
-        lambda uow: payments.create_order(
+        lambda uow: merchants.create_order(
             uow,
             merchant_pk=caller.merchant_pk,
             out_trade_no=body.out_trade_no,
@@ -396,7 +377,7 @@ def list_orders(
 ) -> OrderList:
     """Your orders, newest first; pass the last id as ``before`` for the next page."""
     with runtime.db.uow(readonly=True) as uow:
-        views = payments.list_orders(
+        views = merchants.list_orders(
             uow, merchant_pk=caller.merchant_pk, limit=limit, before=before
         )
     return OrderList(
@@ -411,7 +392,7 @@ def get_order_by_number(
 ) -> OrderPublic:
     """An order by your own order number."""
     with runtime.db.uow(readonly=True) as uow:
-        view = payments.get_order(uow, merchant_pk=caller.merchant_pk, out_trade_no=out_trade_no)
+        view = merchants.get_order(uow, merchant_pk=caller.merchant_pk, out_trade_no=out_trade_no)
     return OrderPublic.model_validate(view)
 
 
@@ -419,7 +400,7 @@ def get_order_by_number(
 def get_order(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> OrderPublic:
     """An order by our id (with its dynamic code while it can be paid)."""
     view = runtime.db.transact(
-        lambda uow: payments.get_order(
+        lambda uow: merchants.get_order(
             uow, merchant_pk=caller.merchant_pk, order_id=order_id, encryptor=runtime.encryptor
         )
     )
@@ -430,7 +411,7 @@ def get_order(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> Ord
 def close_order(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> OrderPublic:
     """Close an unpaid order so it can no longer be paid."""
     view = runtime.db.transact(
-        lambda uow: payments.close_order(uow, merchant_pk=caller.merchant_pk, order_id=order_id)
+        lambda uow: merchants.close_order(uow, merchant_pk=caller.merchant_pk, order_id=order_id)
     )
     return OrderPublic.model_validate(view)
 
@@ -448,7 +429,7 @@ def charge_code(
     """Charge a customer's payment code: the order is ``paid``, or
     ``awaiting_confirmation`` (poll it or wait for the webhook); a refusal is 402
     ``payment_declined`` with a ``reason``. Retrying with the same ``out_trade_no`` is safe."""
-    view = paycodes.charge(
+    view = merchants.charge(
         runtime.db,
         merchant_pk=caller.merchant_pk,
         code=body.code,
@@ -476,7 +457,7 @@ def create_refund(
     """Refund part or all of a paid order. The same ``out_refund_no`` returns the refund
     made before (200); 409 ``refund_exceeds_paid`` or ``merchant_balance_insufficient``."""
     view, created = runtime.db.transact(
-        lambda uow: refunds.refund_order(
+        lambda uow: merchants.refund_order(
             uow,
             merchant_pk=caller.merchant_pk,
             order_id=order_id,
@@ -493,7 +474,7 @@ def create_refund(
 def list_refunds(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> RefundList:
     """An order's refunds, oldest first."""
     with runtime.db.uow(readonly=True) as uow:
-        views = refunds.list_refunds(uow, merchant_pk=caller.merchant_pk, order_id=order_id)
+        views = merchants.list_refunds(uow, merchant_pk=caller.merchant_pk, order_id=order_id)
     return RefundList(items=[RefundPublic.model_validate(v) for v in views])
 
 
@@ -501,7 +482,7 @@ def list_refunds(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> 
 def get_refund(refund_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> RefundPublic:
     """A refund by our id."""
     with runtime.db.uow(readonly=True) as uow:
-        view = refunds.get_refund(uow, merchant_pk=caller.merchant_pk, refund_id=refund_id)
+        view = merchants.get_refund(uow, merchant_pk=caller.merchant_pk, refund_id=refund_id)
     return RefundPublic.model_validate(view)
 
 
@@ -514,7 +495,7 @@ def list_events(
 ) -> EventList:
     """Your webhook events, newest first."""
     with runtime.db.uow(readonly=True) as uow:
-        views = webhooks.list_events(
+        views = merchants.list_events(
             uow, merchant_id=caller.merchant_pk, limit=limit, before=before
         )
     return EventList(
@@ -527,7 +508,7 @@ def list_events(
 def get_event(event_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> EventDetailPublic:
     """An event with the exact body sent and every delivery attempt."""
     with runtime.db.uow(readonly=True) as uow:
-        view = webhooks.get_event(uow, merchant_id=caller.merchant_pk, event_id=event_id)
+        view = merchants.get_event(uow, merchant_id=caller.merchant_pk, event_id=event_id)
     return EventDetailPublic.model_validate(view)
 
 
@@ -535,9 +516,9 @@ def get_event(event_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> Eve
 def redeliver_event(event_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> EventPublic:
     """Send an event again (receivers dedupe by its id); at most 60 an hour."""
 
-    def again(uow: UnitOfWork) -> webhooks.EventView:
-        ratelimit.hit(uow, webhooks.REDELIVERIES, caller.merchant_id)
-        return webhooks.redeliver(uow, merchant_id=caller.merchant_pk, event_id=event_id)
+    def again(uow: UnitOfWork) -> merchants.EventView:
+        ratelimit.hit(uow, merchants.REDELIVERIES, caller.merchant_id)
+        return merchants.redeliver(uow, merchant_id=caller.merchant_pk, event_id=event_id)
 
     view = runtime.db.transact(again)
     return EventPublic.model_validate(view)
@@ -552,7 +533,7 @@ def list_settlements(
 ) -> SettlementList:
     """Payouts to your bank card, latest business day first."""
     with runtime.db.uow(readonly=True) as uow:
-        views = settlements.list_settlements(
+        views = merchants.list_settlements(
             uow, merchant_id=caller.merchant_pk, limit=limit, before=before
         )
     return SettlementList(
@@ -567,7 +548,7 @@ def get_settlement(
 ) -> SettlementPublic:
     """One payout."""
     with runtime.db.uow(readonly=True) as uow:
-        view = settlements.get_settlement(
+        view = merchants.get_settlement(
             uow, merchant_id=caller.merchant_pk, settlement_id=settlement_id
         )
     return SettlementPublic.model_validate(view)
@@ -577,11 +558,11 @@ def get_settlement(
 def get_statement_csv(day: Day, caller: SignedMerchant, runtime: RuntimeDep) -> Response:
     """One business day's statement as CSV (docs/merchant.md lists the columns)."""
     with runtime.db.uow(readonly=True) as uow:
-        found = statements.statement(
+        found = merchants.statement(
             uow, merchant_id=caller.merchant_pk, day=day, settings=runtime.settings
         )
     return Response(
-        statements.statement_csv(found),
+        merchants.statement_csv(found),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{caller.merchant_id}-{day}.csv"'},
     )

@@ -29,6 +29,12 @@ class RefundNotFound(NotFound):
     code = "refund_not_found"
 
 
+class SettlementNotFound(NotFound):
+    """No such settlement of this merchant."""
+
+    code = "settlement_not_found"
+
+
 class EventNotFound(NotFound):
     """No such webhook event of this merchant."""
 

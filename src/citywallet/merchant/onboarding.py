@@ -24,6 +24,7 @@ from citywallet.ledger.types import AccountCode, AccountFlags
 from citywallet.merchant import signing
 from citywallet.merchant.errors import MerchantNotActive, MerchantNotFound, StoreNotFound
 from citywallet.merchant.facts import forget_merchant
+from citywallet.merchant.lookup import one_row
 from citywallet.merchant.models import ApiKey, Merchant, Store, Terminal
 from citywallet.merchant.netguard import NetguardError, check_url
 from citywallet.merchant.rules import (
@@ -259,15 +260,14 @@ def owned_merchant(
     uow: UnitOfWork, *, user_id: str, merchant_id: str, for_update: bool = False
 ) -> Merchant:
     """The owner's merchant (``merchant_not_found`` for anyone else's)."""
-    query = select(Merchant).where(
-        Merchant.public_id == merchant_id, Merchant.owner_user_id == user_id
+    return one_row(
+        uow,
+        select(Merchant).where(
+            Merchant.public_id == merchant_id, Merchant.owner_user_id == user_id
+        ),
+        MerchantNotFound("No such merchant."),
+        for_update=for_update,
     )
-    if for_update:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    row = uow.session.scalar(query)
-    if row is None:
-        raise MerchantNotFound("No such merchant.")
-    return row
 
 
 def merchant_by_pk(uow: UnitOfWork, merchant_pk: int) -> Merchant:
@@ -278,12 +278,16 @@ def merchant_by_pk(uow: UnitOfWork, merchant_pk: int) -> Merchant:
     return row
 
 
-def merchant_by_public_id(uow: UnitOfWork, merchant_id: str) -> Merchant:
+def merchant_by_public_id(
+    uow: UnitOfWork, merchant_id: str, *, for_update: bool = False
+) -> Merchant:
     """A merchant by public id (operators, payment codes)."""
-    row = uow.session.scalar(select(Merchant).where(Merchant.public_id == merchant_id))
-    if row is None:
-        raise MerchantNotFound("No such merchant.")
-    return row
+    return one_row(
+        uow,
+        select(Merchant).where(Merchant.public_id == merchant_id),
+        MerchantNotFound("No such merchant."),
+        for_update=for_update,
+    )
 
 
 def require_active(row: Merchant) -> None:
@@ -308,11 +312,7 @@ def review_merchant(
 ) -> MerchantView:
     """An operator's decision on a merchant (approve, reject, suspend, reactivate, close);
     logged with the operator's name."""
-    row = uow.session.scalar(
-        select(Merchant).where(Merchant.public_id == merchant_id).with_for_update()
-    )
-    if row is None:
-        raise MerchantNotFound("No such merchant.")
+    row = merchant_by_public_id(uow, merchant_id, for_update=True)
     allowed, target = TRANSITIONS[action]
     if row.status not in allowed:
         raise Conflict(
@@ -378,22 +378,20 @@ def _store_view(uow: UnitOfWork, merchant: Merchant, store: Store) -> StoreView:
 
 def store_row(uow: UnitOfWork, *, merchant_pk: int, store_id: str) -> Store:
     """A store of the merchant (``store_not_found`` otherwise)."""
-    row = uow.session.scalar(
-        select(Store).where(Store.public_id == store_id, Store.merchant_id == merchant_pk)
+    return one_row(
+        uow,
+        select(Store).where(Store.public_id == store_id, Store.merchant_id == merchant_pk),
+        StoreNotFound("No such store."),
     )
-    if row is None:
-        raise StoreNotFound("No such store.")
-    return row
 
 
 def terminal_row(uow: UnitOfWork, *, store_pk: int, terminal_id: str) -> Terminal:
     """A terminal of the store (``store_not_found`` otherwise: terminals live in stores)."""
-    row = uow.session.scalar(
-        select(Terminal).where(Terminal.public_id == terminal_id, Terminal.store_id == store_pk)
+    return one_row(
+        uow,
+        select(Terminal).where(Terminal.public_id == terminal_id, Terminal.store_id == store_pk),
+        StoreNotFound("No such terminal in this store.", code="terminal_not_found"),
     )
-    if row is None:
-        raise StoreNotFound("No such terminal in this store.", code="terminal_not_found")
-    return row
 
 
 def list_stores(uow: UnitOfWork, *, merchant_pk: int) -> list[StoreView]:

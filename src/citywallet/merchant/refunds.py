@@ -18,13 +18,22 @@ from typing import Any
 from sqlalchemy import select
 
 from citywallet.ledger import service as ledger
-from citywallet.ledger.types import Result, TransferCode, TransferSpec
+from citywallet.ledger.types import Result, TransferCode
 from citywallet.merchant import webhooks
 from citywallet.merchant.errors import MerchantBalanceInsufficient, RefundNotFound
+from citywallet.merchant.lookup import one_row
 from citywallet.merchant.models import Order, Refund
 from citywallet.merchant.onboarding import merchant_by_pk
 from citywallet.merchant.payments import linked, order_row
-from citywallet.merchant.rules import fee_back, validate_out_no
+from citywallet.merchant.refund_rules import (
+    Paid,
+    RefundAccounts,
+    check_amount,
+    refund_legs,
+    refundable_payer,
+    split_refund,
+)
+from citywallet.merchant.rules import validate_out_no
 from citywallet.money import Money
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
@@ -68,6 +77,16 @@ def _view(refund: Refund, order: Order) -> RefundView:
     )
 
 
+def _paid(order: Order) -> Paid:
+    return Paid(
+        amount=order.amount,
+        fee=order.fee,
+        restricted=order.restricted_amount,
+        refunded=order.refunded_amount,
+        restricted_refunded=order.restricted_refunded,
+    )
+
+
 def refund_data(view: RefundView) -> dict[str, Any]:
     """A refund as webhook events carry it."""
     return {
@@ -100,8 +119,7 @@ def refund_order(
     before; with another order or amount it is refused (``out_refund_no_exists``).
     """
     validate_out_no(out_refund_no, field="out_refund_no")
-    if amount <= 0:
-        raise InvalidInput("A refund amount is a positive number of fen.", code="invalid_amount")
+    check_amount(amount)
     order = order_row(
         uow, merchant_pk=merchant_pk, order_id=order_id, out_trade_no=out_trade_no, for_update=True
     )
@@ -116,30 +134,13 @@ def refund_order(
                 "This out_refund_no belongs to another refund.", code="out_refund_no_exists"
             )
         return _view(existing, order), False
-    if order.status != "paid" or order.payer_user_id is None:
-        raise Conflict("Only a paid order can be refunded.", code="order_not_paid")
-    left = order.amount - order.refunded_amount
-    if amount > left:
-        raise Conflict(
-            f"Only {Money(left)} of this order is left to refund.",
-            code="refund_exceeds_paid",
-            refundable=left,
-        )
+    payer = refundable_payer(status=order.status, payer_user_id=order.payer_user_id)
+    split = split_refund(_paid(order), amount)
     merchant = merchant_by_pk(uow, merchant_pk)
-    back = fee_back(
-        amount=order.amount, fee=order.fee, refunded_before=order.refunded_amount, refund=amount
-    )
     public_id = new_id("rfd")
-    wallets = accounts.lock_wallets(uow, user_ids=[order.payer_user_id])
+    wallets = accounts.lock_wallets(uow, user_ids=[payer])
     moment = now_us()
-    own, restricted_part = restricted.split_refund(
-        amount=amount,
-        paid=order.amount,
-        restricted_paid=order.restricted_amount,
-        refunded=order.refunded_amount,
-        restricted_refunded=order.restricted_refunded,
-    )
-    if own and wallet_closed(uow, user_id=order.payer_user_id):
+    if split.own and wallet_closed(uow, user_id=payer):
         # as WeChat Pay's USER_ACCOUNT_ABNORMAL: the payer's own money has nowhere to go
         raise Conflict(
             "The payer has closed their wallet: refund their own money another way.",
@@ -147,51 +148,24 @@ def refund_order(
         )
     givebacks = (
         restricted.plan_return(
-            uow, payment_ref=order.public_id, amount=restricted_part, moment=moment
+            uow, payment_ref=order.public_id, amount=split.restricted, moment=moment
         )
-        if restricted_part
+        if split.restricted
         else []
     )
-    legs = []
-    if back:
-        legs.append(
-            TransferSpec(
-                id=f"{public_id}.fee",
-                debit_account_id=merchant.fee_account_id,
-                credit_account_id=merchant.receivable_account_id,
-                amount=back,
-                ledger=CURRENCY,
-                code=TransferCode.FEE,
-                reference=public_id,
-            )
+    legs = linked(
+        refund_legs(
+            public_id,
+            split,
+            RefundAccounts(
+                fee=merchant.fee_account_id,
+                receivable=merchant.receivable_account_id,
+                payer=wallets[payer],
+            ),
+            givebacks,
+            currency=CURRENCY,
         )
-    if own:
-        legs.append(
-            TransferSpec(
-                id=f"{public_id}.refund",
-                debit_account_id=merchant.receivable_account_id,
-                credit_account_id=wallets[order.payer_user_id],
-                amount=own,
-                ledger=CURRENCY,
-                code=TransferCode.REFUND,
-                reference=public_id,
-            )
-        )
-    # the restricted part goes back to the red-packet balance while it is valid, else to
-    # the campaign's funder account (the money is the funder's again)
-    legs.extend(
-        TransferSpec(
-            id=f"{public_id}.rp{index}",
-            debit_account_id=merchant.receivable_account_id,
-            credit_account_id=giveback.account_id,
-            amount=giveback.amount,
-            ledger=CURRENCY,
-            code=TransferCode.CAMPAIGN_RECLAIM if giveback.to_funder else TransferCode.REFUND,
-            reference=public_id,
-        )
-        for index, giveback in enumerate(givebacks)
     )
-    legs = linked(legs)
     restricted.record_return(uow, givebacks=givebacks, moment=moment)
     refund = Refund(
         public_id=public_id,
@@ -199,8 +173,8 @@ def refund_order(
         order_id=order.id,
         out_refund_no=out_refund_no,
         amount=amount,
-        fee_back=back,
-        restricted_amount=restricted_part,
+        fee_back=split.fee_back,
+        restricted_amount=split.restricted,
         reason=" ".join(reason.split())[:REASON_MAX],
         status="succeeded",
         transfer_ids=json.dumps([leg.id for leg in legs]),
@@ -208,12 +182,12 @@ def refund_order(
     )
     uow.session.add(refund)
     order.refunded_amount += amount
-    order.refunded_fee += back
-    order.restricted_refunded += restricted_part
+    order.refunded_fee += split.fee_back
+    order.restricted_refunded += split.restricted
     order.updated_at = moment
     history.record(
         uow,
-        user_id=order.payer_user_id,
+        user_id=payer,
         object_id=public_id,
         kind="merchant_refund",
         amount=amount,
@@ -261,9 +235,7 @@ def get_refund(
         query = query.where(Refund.out_refund_no == out_refund_no)
     else:
         raise InvalidInput("Give the refund id or out_refund_no.", code="refund_reference_required")
-    refund = uow.session.scalar(query)
-    if refund is None:
-        raise RefundNotFound("No such refund.")
+    refund = one_row(uow, query, RefundNotFound("No such refund."))
     order = uow.session.get(Order, refund.order_id)
     assert order is not None
     return _view(refund, order)

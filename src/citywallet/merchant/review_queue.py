@@ -11,13 +11,13 @@ from citywallet.platform.db import UnitOfWork
 
 
 def merchants_by_status(
-    uow: UnitOfWork, *, status: str = "pending_review", limit: int = 100
+    uow: UnitOfWork, *, status: str | None = "pending_review", limit: int | None = 100
 ) -> list[MerchantView]:
-    """Merchants in ``status`` (default: waiting for review), oldest first; an unknown
-    status gives nothing."""
-    if status not in MERCHANT_STATUSES:
-        return []
-    rows = uow.session.scalars(
-        select(Merchant).where(Merchant.status == status).order_by(Merchant.id).limit(limit)
-    )
-    return [merchant_view(row) for row in rows]
+    """Merchants in ``status`` (default: waiting for review; None: every merchant), oldest
+    first, at most ``limit`` (None: all); an unknown status gives nothing."""
+    query = select(Merchant).order_by(Merchant.id).limit(limit)
+    if status is not None:
+        if status not in MERCHANT_STATUSES:
+            return []
+        query = query.where(Merchant.status == status)
+    return [merchant_view(row) for row in uow.session.scalars(query)]

@@ -42,8 +42,10 @@ from sqlalchemy import and_, func, or_, select, text
 from citywallet.identity.keys import encryptor_or_default
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode, TransferFlags, TransferSpec
-from citywallet.merchant.errors import MerchantNotFound
+from citywallet.merchant.errors import SettlementNotFound
+from citywallet.merchant.lookup import one_row, page_limit
 from citywallet.merchant.models import Merchant, Settlement
+from citywallet.merchant.onboarding import merchant_by_pk
 from citywallet.merchant.statements import (
     account_movements,
     business_day,
@@ -54,7 +56,6 @@ from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
-from citywallet.platform.errors import NotFound
 from citywallet.platform.logging import get_logger
 from citywallet.wallet import accounts
 from citywallet.wallet.accounts import CURRENCY
@@ -68,12 +69,6 @@ NO_RECORD = "bank_has_no_record"  # the bank never received the attempt: retry a
 SETTLED_MERCHANTS = ("active", "suspended", "closed")
 BATCH = 500  # settlements per phase and pass; the rest wait for the next pass
 log = get_logger(__name__)
-
-
-class SettlementNotFound(NotFound):
-    """No such settlement of this merchant."""
-
-    code = "settlement_not_found"
 
 
 @dataclass(frozen=True)
@@ -93,6 +88,15 @@ class SettlementView:
     created_at: int
     updated_at: int
     paid_at: int | None
+
+
+@dataclass(frozen=True)
+class MerchantBalance:
+    """What the platform owes a merchant: not yet settled, and on its way to the bank."""
+
+    currency: str
+    receivable: int
+    in_settlement: int
 
 
 @dataclass
@@ -412,9 +416,7 @@ def sweep_day(
 ) -> SettlementView | None:
     """Create the merchant's settlement for ``day`` and sweep its amount to the settlement
     account; None when the day is settled already."""
-    merchant = uow.session.get(Merchant, merchant_id)
-    if merchant is None:
-        raise MerchantNotFound("No such merchant.")
+    merchant = merchant_by_pk(uow, merchant_id)
     receivable, payable = merchant.receivable_account_id, merchant.settlement_account_id
     _lock_ledger_accounts(uow, [receivable, payable])
     exists = uow.session.scalar(
@@ -523,7 +525,7 @@ def start_payout(
     row.attempts, row.status, row.bank_reference = attempt, "processing", reference
     row.failure_code = row.next_attempt_at = None
     row.updated_at = now
-    row.transfer_ids = json.dumps([*json.loads(row.transfer_ids), payout_id])
+    _add_transfer_id(row, payout_id)
     uow.session.flush()
     return PayoutRequest(row.id, row.public_id, reference, row.amount, card, merchant.card_holder)
 
@@ -556,14 +558,12 @@ def apply_answer(
     """Apply the bank's answer about attempt ``reference``: post the hold (paid), void it
     (failed, retried later) or keep it (unknown). Returns the settlement and whether this
     call changed or confirmed an open attempt (False: it was settled already)."""
-    row = uow.session.scalar(
-        select(Settlement)
-        .where(Settlement.id == settlement_pk)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    row = one_row(
+        uow,
+        select(Settlement).where(Settlement.id == settlement_pk),
+        SettlementNotFound("No such settlement."),
+        for_update=True,
     )
-    if row is None:
-        raise SettlementNotFound("No such settlement.")
     if row.bank_reference != reference or row.status not in ("processing", "unknown"):
         return settlement_view(row), False
     if answer.status in (BankStatus.UNKNOWN, BankStatus.NOT_FOUND):
@@ -584,7 +584,7 @@ def apply_answer(
     _require_on_books(result, f"settling the payout of {row.public_id}")
     row.bank_ref = answer.bank_ref
     row.updated_at = now
-    row.transfer_ids = json.dumps([*json.loads(row.transfer_ids), resolution.id])
+    _add_transfer_id(row, resolution.id)
     if succeeded:
         row.status, row.paid_at = "paid", now
         row.failure_code = row.next_attempt_at = None
@@ -597,12 +597,25 @@ def apply_answer(
     return settlement_view(row), True
 
 
+def _add_transfer_id(row: Settlement, transfer_id: str) -> None:
+    row.transfer_ids = json.dumps([*json.loads(row.transfer_ids), transfer_id])
+
+
 def _require_on_books(result: Result, what: str) -> None:
     if not result.on_books:
         raise RuntimeError(f"ledger refused {what}: {result.value}")
 
 
 # --- reading -----------------------------------------------------------------------------
+
+
+def merchant_balance(uow: UnitOfWork, *, merchant_pk: int) -> MerchantBalance:
+    """The merchant's receivable (not yet swept) and settlement (on its way to the bank)
+    balances."""
+    row = merchant_by_pk(uow, merchant_pk)
+    receivable, settling = row.receivable_account_id, row.settlement_account_id
+    found = ledger.get_accounts(uow, ids=[receivable, settling])
+    return MerchantBalance(CURRENCY, found[receivable].balance, found[settling].balance)
 
 
 def settlement_view(row: Settlement) -> SettlementView:
@@ -625,14 +638,13 @@ def settlement_view(row: Settlement) -> SettlementView:
 
 
 def _settlement_row(uow: UnitOfWork, merchant_id: int, settlement_id: str) -> Settlement:
-    row = uow.session.scalar(
+    return one_row(
+        uow,
         select(Settlement).where(
             Settlement.merchant_id == merchant_id, Settlement.public_id == settlement_id
-        )
+        ),
+        SettlementNotFound("No such settlement."),
     )
-    if row is None:
-        raise SettlementNotFound("No such settlement.")
-    return row
 
 
 def get_settlement(uow: UnitOfWork, *, merchant_id: int, settlement_id: str) -> SettlementView:
@@ -650,6 +662,6 @@ def list_settlements(
         anchor = _settlement_row(uow, merchant_id, before)
         query = query.where(Settlement.business_date < anchor.business_date)
     rows = uow.session.scalars(
-        query.order_by(Settlement.business_date.desc()).limit(max(1, min(limit, 100)))
+        query.order_by(Settlement.business_date.desc()).limit(page_limit(limit))
     )
     return [settlement_view(r) for r in rows]

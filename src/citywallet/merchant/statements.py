@@ -41,8 +41,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, text
 
 from citywallet.ledger.types import TransferCode, TransferFlags
-from citywallet.merchant.errors import MerchantNotFound
-from citywallet.merchant.models import Merchant, Order, Refund, Settlement
+from citywallet.merchant.models import Order, Refund, Settlement
+from citywallet.merchant.onboarding import merchant_by_pk
 from citywallet.platform.config import Settings
 from citywallet.platform.db import UnitOfWork
 from citywallet.wallet.accounts import CURRENCY
@@ -202,9 +202,7 @@ class Statement:
 
 def statement(uow: UnitOfWork, *, merchant_id: int, day: date, settings: Settings) -> Statement:
     """The merchant's statement for one business day, from the ledger."""
-    merchant = uow.session.get(Merchant, merchant_id)
-    if merchant is None:
-        raise MerchantNotFound("No such merchant.")
+    merchant = merchant_by_pk(uow, merchant_id)
     zone = business_zone(settings)
     start, end = day_window(day, zone)
     account = merchant.receivable_account_id

@@ -28,6 +28,7 @@ from sqlalchemy import func, select, update
 
 from citywallet.merchant import netguard, signing
 from citywallet.merchant.errors import EventNotFound
+from citywallet.merchant.lookup import one_row, page_limit
 from citywallet.merchant.models import Merchant, WebhookDelivery, WebhookEvent
 from citywallet.platform import outbox, ratelimit
 from citywallet.platform.clock import now_us
@@ -244,21 +245,23 @@ def _attempt(
         secret = encryptor.decrypt(job.secret_enc, aad=job.merchant_public_id.encode()).decode()
     except (CryptoError, ValueError):
         return outcome(None, "the merchant's signing secret cannot be read")
-    try:
-        destination = netguard.resolve_url(
-            job.url, allow_hosts=settings.webhook_allow_hosts, resolve=resolve
-        )
-    except netguard.NetguardError as exc:
-        return outcome(None, f"{exc.code}: {exc}")
     headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
         "CityWallet-Event-Id": job.public_id,
         "CityWallet-Event-Type": job.type,
         signing.WEBHOOK_HEADER: signing.webhook_signature(secret, moment // SECOND_US, job.body),
     }
     try:
-        status_code = _post(destination, job.body, headers, settings, transport)
+        status_code = post_guarded(
+            job.url,
+            job.body,
+            content_type="application/json",
+            headers=headers,
+            settings=settings,
+            transport=transport,
+            resolve=resolve,
+        )
+    except netguard.NetguardError as exc:
+        return outcome(None, f"{exc.code}: {exc}")
     except Exception as exc:  # whatever went wrong is the merchant's to read in the log
         name = exc.__class__.__name__
         return outcome(None, f"{name}: {exc}" if str(exc) else name)
@@ -271,18 +274,21 @@ def post_guarded(
     *,
     content_type: str,
     settings: Settings,
+    headers: dict[str, str] | None = None,
     transport: httpx2.BaseTransport | None = None,
     resolve: netguard.Resolver = netguard.system_resolve,
 ) -> int:
     """POST to a URL the SSRF guard approves (addresses pinned, no redirects); the status.
+    ``headers`` go beside ``Content-Type`` and our ``User-Agent`` (webhook deliveries
+    add the event's and its signature).
 
     Raises :class:`netguard.NetguardError` for a refused URL and httpx errors on failure.
     """
     destination = netguard.resolve_url(
         url, allow_hosts=settings.webhook_allow_hosts, resolve=resolve
     )
-    headers = {"Content-Type": content_type, "User-Agent": USER_AGENT}
-    return _post(destination, body, headers, settings, transport)
+    sent = {"Content-Type": content_type, "User-Agent": USER_AGENT, **(headers or {})}
+    return _post(destination, body, sent, settings, transport)
 
 
 def _post(
@@ -390,9 +396,7 @@ def list_events(
     if before is not None:
         anchor = _event_row(uow, merchant_id, before)
         query = query.where(WebhookEvent.id < anchor.id)
-    rows = uow.session.scalars(
-        query.order_by(WebhookEvent.id.desc()).limit(max(1, min(limit, 100)))
-    )
+    rows = uow.session.scalars(query.order_by(WebhookEvent.id.desc()).limit(page_limit(limit)))
     return [_view(r) for r in rows]
 
 
@@ -425,15 +429,14 @@ def redeliver(uow: UnitOfWork, *, merchant_id: int, event_id: str) -> EventView:
 def _event_row(
     uow: UnitOfWork, merchant_id: int, event_id: str, *, for_update: bool = False
 ) -> WebhookEvent:
-    query = select(WebhookEvent).where(
-        WebhookEvent.public_id == event_id, WebhookEvent.merchant_id == merchant_id
+    return one_row(
+        uow,
+        select(WebhookEvent).where(
+            WebhookEvent.public_id == event_id, WebhookEvent.merchant_id == merchant_id
+        ),
+        EventNotFound("No such webhook event."),
+        for_update=for_update,
     )
-    if for_update:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    row = uow.session.scalar(query)
-    if row is None:
-        raise EventNotFound("No such webhook event.")
-    return row
 
 
 def _view(row: WebhookEvent) -> EventView:

@@ -40,8 +40,8 @@ from citywallet.wallet.rules import (
     Pot,
     Scope,
     Shop,
-    refund_parts,
     return_order,
+    returns_to_balance,
     spend_first,
     usable_at,
 )
@@ -354,20 +354,6 @@ def record_spend(
     uow.session.flush()
 
 
-def split_refund(
-    *, amount: int, paid: int, restricted_paid: int, refunded: int, restricted_refunded: int
-) -> tuple[int, int]:
-    """(own, restricted) parts of a refund of ``amount`` of a payment of ``paid`` of which
-    ``restricted_paid`` was restricted money: the payer's own money comes back first."""
-    return refund_parts(
-        amount=amount,
-        own_paid=paid - restricted_paid,
-        own_returned=refunded - restricted_refunded,
-        restricted_paid=restricted_paid,
-        restricted_returned=restricted_refunded,
-    )
-
-
 def plan_return(uow: UnitOfWork, *, payment_ref: str, amount: int, moment: int) -> list[Giveback]:
     """Lock a payment's uses and their balances and say where ``amount`` of restricted money
     goes back: to the balance while it is active and its source valid, else to the funder."""
@@ -406,7 +392,9 @@ def plan_return(uow: UnitOfWork, *, payment_ref: str, amount: int, moment: int) 
     for use_id, part in parts:
         balance = balances[by_id[use_id].balance_id]
         source = sources[balance.source_id]
-        valid = balance.status == "active" and moment < source.valid_until
+        valid = returns_to_balance(
+            active=balance.status == "active", valid_until=source.valid_until, moment=moment
+        )
         account = balance.ledger_account_id if valid else source.funder_account_id
         givebacks.append(Giveback(use_id, account, part, not valid))
     return givebacks

@@ -396,3 +396,11 @@ def return_order(uses: Sequence[tuple[int, int]], amount: int) -> list[tuple[int
     if left:
         raise ValueError("the uses cannot give back that much")
     return parts
+
+
+def returns_to_balance(*, active: bool, valid_until: int, moment: int) -> bool:
+    """Whether restricted money a refund gives back at ``moment`` goes to the balance it was
+    spent from: only while that balance is active and its source still valid. Otherwise
+    (expired, or reclaimed when the wallet closed) it goes to the source's funder, whose
+    money it is again."""
+    return active and moment < valid_until

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from citywallet.merchant import onboarding, webhooks
+from citywallet.merchant import service as merchants
 from citywallet.platform import ratelimit
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError
@@ -28,14 +28,14 @@ def _page(
 ) -> Response:
     runtime = runtime_of(request)
     with runtime.db.uow(readonly=True) as uow:
-        keys = onboarding.list_api_keys(uow, merchant_pk=console.pk)
-        secret = onboarding.webhook_secret(
+        keys = merchants.list_api_keys(uow, merchant_pk=console.pk)
+        secret = merchants.webhook_secret(
             uow,
             user_id=console.viewer.user_id,
             merchant_id=console.merchant.id,
             encryptor=runtime.encryptor,
         )
-        events = webhooks.list_events(uow, merchant_id=console.pk, limit=5)
+        events = merchants.list_events(uow, merchant_id=console.pk, limit=5)
     return render(
         request,
         "merchant/developers.html",
@@ -69,7 +69,7 @@ def create_key(request: Request, console: ConsoleDep, fields: FormFields) -> Res
         scheme = "hmac-sha256"
     try:
         new = runtime.db.transact(
-            lambda uow: onboarding.create_api_key(
+            lambda uow: merchants.create_api_key(
                 uow,
                 merchant_pk=console.pk,
                 scheme="ed25519" if scheme == "ed25519" else "hmac-sha256",
@@ -91,7 +91,7 @@ def create_key(request: Request, console: ConsoleDep, fields: FormFields) -> Res
 def revoke_key(request: Request, key_id: str, console: ConsoleDep, _csrf: FormFields) -> Response:
     """Stop accepting a key at once."""
     runtime_of(request).db.transact(
-        lambda uow: onboarding.revoke_api_key(uow, merchant_pk=console.pk, key_id=key_id)
+        lambda uow: merchants.revoke_api_key(uow, merchant_pk=console.pk, key_id=key_id)
     )
     return RedirectResponse("/merchant/developers?done=Key+revoked", status_code=303)
 
@@ -103,7 +103,7 @@ def set_webhook(request: Request, console: ConsoleDep, fields: FormFields) -> Re
     url = fields.get("notify_url", "")
     try:
         runtime.db.transact(
-            lambda uow: onboarding.update_merchant(
+            lambda uow: merchants.update_merchant(
                 uow,
                 user_id=console.viewer.user_id,
                 merchant_id=console.merchant.id,
@@ -124,7 +124,7 @@ def rotate_secret(request: Request, console: ConsoleDep, _csrf: FormFields) -> R
     """Replace the webhook secret."""
     runtime = runtime_of(request)
     runtime.db.transact(
-        lambda uow: onboarding.webhook_secret(
+        lambda uow: merchants.webhook_secret(
             uow,
             user_id=console.viewer.user_id,
             merchant_id=console.merchant.id,
@@ -139,7 +139,7 @@ def rotate_secret(request: Request, console: ConsoleDep, _csrf: FormFields) -> R
 def events(request: Request, console: ConsoleDep, before: str | None = None) -> Response:
     """Every webhook event, newest first."""
     with runtime_of(request).db.uow(readonly=True) as uow:
-        found = webhooks.list_events(
+        found = merchants.list_events(
             uow, merchant_id=console.pk, limit=PER_PAGE, before=before or None
         )
     return render(
@@ -158,7 +158,7 @@ def events(request: Request, console: ConsoleDep, before: str | None = None) -> 
 def event_detail(request: Request, event_id: str, console: ConsoleDep) -> Response:
     """An event with the exact body sent and its delivery attempts."""
     with runtime_of(request).db.uow(readonly=True) as uow:
-        found = webhooks.get_event(uow, merchant_id=console.pk, event_id=event_id)
+        found = merchants.get_event(uow, merchant_id=console.pk, event_id=event_id)
     return render(
         request,
         "merchant/event.html",
@@ -170,9 +170,9 @@ def event_detail(request: Request, event_id: str, console: ConsoleDep) -> Respon
 def redeliver(request: Request, event_id: str, console: ConsoleDep, _csrf: FormFields) -> Response:
     """Send an event again (at most 60 an hour)."""
 
-    def again(uow: UnitOfWork) -> webhooks.EventView:
-        ratelimit.hit(uow, webhooks.REDELIVERIES, console.merchant.id)
-        return webhooks.redeliver(uow, merchant_id=console.pk, event_id=event_id)
+    def again(uow: UnitOfWork) -> merchants.EventView:
+        ratelimit.hit(uow, merchants.REDELIVERIES, console.merchant.id)
+        return merchants.redeliver(uow, merchant_id=console.pk, event_id=event_id)
 
     runtime_of(request).db.transact(again)
     return RedirectResponse(

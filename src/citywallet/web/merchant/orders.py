@@ -9,9 +9,7 @@ from datetime import date
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from citywallet.merchant import payments, refunds
-from citywallet.merchant.console import ORDER_STATUSES, OrderSearch, search_orders
-from citywallet.merchant.refunds import RefundView
+from citywallet.merchant import service as merchants
 from citywallet.platform.errors import DomainError, InvalidInput
 from citywallet.web.forms import parse_amount
 from citywallet.web.merchant.shared import (
@@ -50,14 +48,14 @@ def order_list(
 ) -> Response:
     """Your orders, newest first, found by id or order number, status and dates."""
     runtime = runtime_of(request)
-    search = OrderSearch(
+    search = merchants.OrderSearch(
         text=q[:64],
-        status=status if status in ORDER_STATUSES else "",
+        status=status if status in merchants.ORDER_STATUSES else "",
         since=_day(since),
         until=_day(until),
     )
     with runtime.db.uow(readonly=True) as uow:
-        found = search_orders(
+        found = merchants.search_orders(
             uow, merchant_pk=console.pk, search=search, settings=runtime.settings, page=page
         )
     query = {
@@ -73,7 +71,7 @@ def order_list(
             "merchant": console.merchant,
             "found": found,
             "query": query,
-            "statuses": [(s, ORDER_STATUS_LABELS[s]) for s in ORDER_STATUSES],
+            "statuses": [(s, ORDER_STATUS_LABELS[s]) for s in merchants.ORDER_STATUSES],
             "labels": ORDER_STATUS_LABELS,
         },
     )
@@ -88,8 +86,8 @@ def _detail(
     status_code: int = 200,
 ) -> Response:
     with runtime_of(request).db.uow(readonly=True) as uow:
-        view = payments.get_order(uow, merchant_pk=console.pk, order_id=order_id)
-        made = refunds.list_refunds(uow, merchant_pk=console.pk, order_id=order_id)
+        view = merchants.get_order(uow, merchant_pk=console.pk, order_id=order_id)
+        made = merchants.list_refunds(uow, merchant_pk=console.pk, order_id=order_id)
     return render(
         request,
         "merchant/order.html",
@@ -133,7 +131,7 @@ def refund_confirm(
     """Check the refund and ask to confirm it (nothing moves yet)."""
     form = _refund_form({"amount": amount, "reason": reason, "out_refund_no": out_refund_no})
     with runtime_of(request).db.uow(readonly=True) as uow:
-        view = payments.get_order(uow, merchant_pk=console.pk, order_id=order_id)
+        view = merchants.get_order(uow, merchant_pk=console.pk, order_id=order_id)
     try:
         fen = parse_amount(form["amount"])
         if view.status != "paid" or fen > view.amount - view.refunded_amount:
@@ -155,11 +153,11 @@ def refund(request: Request, order_id: str, console: ConsoleDep, fields: FormFie
     """Refund the confirmed amount (the same form sent twice refunds once)."""
     form = _refund_form(fields)
     runtime = runtime_of(request)
-    made: RefundView
+    made: merchants.RefundView
     try:
         amount = parse_amount(form["amount"])
         made, _created = runtime.db.transact(
-            lambda uow: refunds.refund_order(
+            lambda uow: merchants.refund_order(
                 uow,
                 merchant_pk=console.pk,
                 order_id=order_id,

@@ -10,9 +10,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from citywallet.ledger import service as ledger
-from citywallet.merchant import onboarding
-from citywallet.merchant.models import Merchant
+from citywallet.merchant.service import (
+    MerchantApplication,
+    merchant_balance,
+    owned_merchant,
+    register_merchant,
+)
 from citywallet.platform.errors import DomainError
 from citywallet.wallet import cards
 from citywallet.web.merchant import developers, finance, orders, stores
@@ -55,11 +58,7 @@ def overview(request: Request, viewer: ViewerDep) -> Response:
         return RedirectResponse("/merchant/apply", status_code=303)
     runtime = runtime_of(request)
     with runtime.db.uow(readonly=True) as uow:
-        row = uow.session.get(Merchant, pk)
-        assert row is not None
-        found = ledger.get_accounts(uow, ids=[row.receivable_account_id, row.settlement_account_id])
-        receivable = found[row.receivable_account_id].balance
-        settling = found[row.settlement_account_id].balance
+        balance = merchant_balance(uow, merchant_pk=pk)
     return render(
         request,
         "merchant/overview.html",
@@ -67,8 +66,8 @@ def overview(request: Request, viewer: ViewerDep) -> Response:
             "merchant": merchant,
             "merchants": merchants,
             "status_label": STATUS_LABELS.get(merchant.status, merchant.status),
-            "receivable": receivable,
-            "in_settlement": settling,
+            "receivable": balance.receivable,
+            "in_settlement": balance.in_settlement,
         },
     )
 
@@ -78,7 +77,7 @@ def select(request: Request, viewer: ViewerDep, fields: FormFields) -> Response:
     """Show another of your merchants (another resident's answers 404)."""
     merchant_id = fields.get("merchant_id", "")
     with runtime_of(request).db.uow(readonly=True) as uow:
-        onboarding.owned_merchant(uow, user_id=viewer.user_id, merchant_id=merchant_id)
+        owned_merchant(uow, user_id=viewer.user_id, merchant_id=merchant_id)
     response = RedirectResponse("/merchant", status_code=303)
     response.set_cookie(
         MERCHANT_COOKIE, merchant_id, httponly=True, samesite="lax", path="/merchant",
@@ -123,14 +122,14 @@ def apply_form(request: Request, viewer: ViewerDep) -> Response:
 def apply(request: Request, viewer: ViewerDep, fields: FormFields) -> Response:
     """Send the application; an operator reviews it."""
     form = {name: fields.get(name, "") for name in APPLICATION_FIELDS}
-    application = onboarding.MerchantApplication(
+    application = MerchantApplication(
         **{k: v for k, v in form.items() if k != "notify_url"},
         notify_url=form["notify_url"] or None,
     )
     runtime = runtime_of(request)
     try:
         view = runtime.db.transact(
-            lambda uow: onboarding.register_merchant(
+            lambda uow: register_merchant(
                 uow,
                 user_id=viewer.user_id,
                 application=application,

@@ -14,9 +14,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from citywallet.merchant import onboarding
 from citywallet.merchant.errors import MerchantNotFound
-from citywallet.merchant.onboarding import MerchantView
+from citywallet.merchant.service import (
+    MerchantView,
+    list_merchants,
+    merchant_view,
+    owned_merchant,
+)
 from citywallet.web.i18n import N_
 from citywallet.web.session import Viewer, require_viewer, runtime_of
 
@@ -86,13 +90,13 @@ def owned(request: Request, viewer: Viewer) -> tuple[list[MerchantView], Merchan
     runtime = runtime_of(request)
     chosen = request.cookies.get(MERCHANT_COOKIE, "")
     with runtime.db.uow(readonly=True) as uow:
-        merchants = onboarding.list_merchants(uow, user_id=viewer.user_id)
+        merchants = list_merchants(uow, user_id=viewer.user_id)
         ids = [m.id for m in merchants]
         if not merchants:
             return [], None, 0
         merchant_id = chosen if chosen in ids else ids[0]
-        row = onboarding.owned_merchant(uow, user_id=viewer.user_id, merchant_id=merchant_id)
-        return merchants, onboarding.merchant_view(row), row.id
+        row = owned_merchant(uow, user_id=viewer.user_id, merchant_id=merchant_id)
+        return merchants, merchant_view(row), row.id
 
 
 def require_console(request: Request) -> Console:

@@ -7,9 +7,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from citywallet.merchant import images, onboarding, paycodes, payments
-from citywallet.merchant.console import qr_pdf
-from citywallet.merchant.payments import OrderView
+from citywallet.merchant import images
+from citywallet.merchant import service as merchants
 from citywallet.platform.errors import DomainError
 from citywallet.web.forms import parse_amount
 from citywallet.web.merchant.shared import (
@@ -42,7 +41,7 @@ def _stores_page(
     status_code: int = 200,
 ) -> Response:
     with runtime_of(request).db.uow(readonly=True) as uow:
-        found = onboarding.list_stores(uow, merchant_pk=console.pk)
+        found = merchants.list_stores(uow, merchant_pk=console.pk)
     return render(
         request,
         "merchant/stores.html",
@@ -68,7 +67,7 @@ def add_store(request: Request, console: ConsoleDep, fields: FormFields) -> Resp
     name = fields.get("name", "")
     try:
         runtime_of(request).db.transact(
-            lambda uow: onboarding.add_store(uow, merchant_pk=console.pk, name=name)
+            lambda uow: merchants.add_store(uow, merchant_pk=console.pk, name=name)
         )
     except DomainError as exc:
         errors = field_errors(exc, {"invalid_merchant_field": "name", "too_many_stores": "name"})
@@ -79,7 +78,7 @@ def add_store(request: Request, console: ConsoleDep, fields: FormFields) -> Resp
 def _static_payload(request: Request, console: Console, store_id: str) -> str:
     runtime = runtime_of(request)
     return runtime.db.transact(  # the QR key is created on first use
-        lambda uow: payments.static_code(
+        lambda uow: merchants.static_code(
             uow, merchant_pk=console.pk, store_id=store_id, encryptor=runtime.encryptor
         )
     )
@@ -115,14 +114,14 @@ def code_svg(
 def code_pdf(request: Request, store_id: str, console: ConsoleDep) -> Response:
     """The store's static code as a one-page PDF."""
     payload = _static_payload(request, console, store_id)
-    return _download(qr_pdf(payload), "application/pdf", f"{store_id}.pdf")
+    return _download(merchants.qr_pdf(payload), "application/pdf", f"{store_id}.pdf")
 
 
 @router.get("/stores/{store_id}/print")
 def print_code(request: Request, store_id: str, console: ConsoleDep) -> Response:
     """A page to print and put at the counter: the code, the merchant's and store's names."""
     with runtime_of(request).db.uow(readonly=True) as uow:
-        store = onboarding.store_row(uow, merchant_pk=console.pk, store_id=store_id)
+        store = merchants.store_row(uow, merchant_pk=console.pk, store_id=store_id)
         name = store.name
     _static_payload(request, console, store_id)
     return render(
@@ -143,7 +142,7 @@ def _cashier_page(
     status_code: int = 200,
 ) -> Response:
     with runtime_of(request).db.uow(readonly=True) as uow:
-        found = onboarding.list_stores(uow, merchant_pk=console.pk)
+        found = merchants.list_stores(uow, merchant_pk=console.pk)
     return render(
         request,
         "merchant/cashier.html",
@@ -173,7 +172,7 @@ def cashier_order(request: Request, console: ConsoleDep, fields: FormFields) -> 
     try:
         amount = parse_amount(form["amount"])
         view, _created = runtime.db.transact(
-            lambda uow: payments.create_order(
+            lambda uow: merchants.create_order(
                 uow,
                 merchant_pk=console.pk,
                 out_trade_no=fields.get("out_trade_no") or one_time_key("C"),
@@ -197,7 +196,7 @@ def cashier_charge(request: Request, console: ConsoleDep, fields: FormFields) ->
     form = {"charge_amount": fields.get("charge_amount", ""), "code": fields.get("code", "")}
     try:
         amount = parse_amount(form["charge_amount"])
-        view = paycodes.charge(
+        view = merchants.charge(
             runtime.db,
             merchant_pk=console.pk,
             code=form["code"],
@@ -213,10 +212,10 @@ def cashier_charge(request: Request, console: ConsoleDep, fields: FormFields) ->
     return RedirectResponse(f"/merchant/cashier/orders/{view.id}", status_code=303)
 
 
-def _order(request: Request, console: Console, order_id: str) -> OrderView:
+def _order(request: Request, console: Console, order_id: str) -> merchants.OrderView:
     runtime = runtime_of(request)
     return runtime.db.transact(
-        lambda uow: payments.get_order(
+        lambda uow: merchants.get_order(
             uow, merchant_pk=console.pk, order_id=order_id, encryptor=runtime.encryptor
         )
     )
@@ -250,5 +249,5 @@ def cashier_code(request: Request, order_id: str, console: ConsoleDep) -> Respon
 def cashier_status(request: Request, order_id: str, console: ConsoleDep) -> JSONResponse:
     """The order's status, for the cashier page's polling."""
     with runtime_of(request).db.uow(readonly=True) as uow:
-        view = payments.get_order(uow, merchant_pk=console.pk, order_id=order_id)
+        view = merchants.get_order(uow, merchant_pk=console.pk, order_id=order_id)
     return JSONResponse({"id": view.id, "status": view.status})

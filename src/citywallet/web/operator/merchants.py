@@ -9,8 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from citywallet.identity import audit
-from citywallet.merchant import onboarding, review_queue
-from citywallet.merchant.models import MERCHANT_STATUSES
+from citywallet.merchant.service import (
+    MERCHANT_STATUSES,
+    Review,
+    merchants_by_status,
+    review_merchant,
+)
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError, InvalidInput
 from citywallet.web.forms import done
@@ -20,7 +24,7 @@ from citywallet.web.session import FormFields, OperatorDep, runtime_of
 from citywallet.web.templating import render
 
 router = APIRouter()
-ACTIONS: dict[str, tuple[onboarding.Review, bool, str]] = {
+ACTIONS: dict[str, tuple[Review, bool, str]] = {
     # action: (review, reason required, flash)
     "approve": ("approve", False, N_("The merchant is approved.")),
     "reject": ("reject", True, N_("The application is rejected.")),
@@ -33,7 +37,7 @@ def _list_page(
     request: Request, status: str, extra: dict[str, Any] | None = None, code: int = 200
 ) -> Response:
     with runtime_of(request).db.uow(readonly=True) as uow:
-        merchants = review_queue.merchants_by_status(uow, status=status)
+        merchants = merchants_by_status(uow, status=status)
     context: dict[str, Any] = {
         "status": status,
         "statuses": MERCHANT_STATUSES,
@@ -67,7 +71,7 @@ def review(
     def work(uow: UnitOfWork) -> None:
         if needs_reason and not reason:
             raise InvalidInput("Say why.", code="reason_required")
-        onboarding.review_merchant(
+        review_merchant(
             uow, merchant_id=merchant_id, action=decision, reason=reason, actor=actor.ref
         )
         audit.record(

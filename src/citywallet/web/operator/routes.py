@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from citywallet.campaign import service as campaigns
 from citywallet.identity import audit
-from citywallet.merchant import review_queue
+from citywallet.merchant.service import merchants_by_status
 from citywallet.web.operator import audit_log, ledger, merchants, residents
 from citywallet.web.operator import campaigns as campaign_pages
 from citywallet.web.operator.shared import LABELS
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/operator", include_in_schema=False)
 def home(request: Request, _viewer: OperatorDep) -> Response:
     """What needs attention: merchants to review, campaigns, the latest actions."""
     with runtime_of(request).db.uow(readonly=True) as uow:
-        waiting = review_queue.merchants_by_status(uow, status="pending_review", limit=200)
+        waiting = merchants_by_status(uow, status="pending_review", limit=200)
         running = campaigns.list_campaigns(uow, include_draft=True)[:10]
         latest, _ = audit.list_entries(uow, limit=10)
     return render(request, "operator/home.html",

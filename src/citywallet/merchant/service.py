@@ -1,0 +1,151 @@
+"""The merchant use cases, in one place: applying, reviewing and managing a merchant, its
+stores, terminals and API keys from ``onboarding`` (the review queue from
+``review_queue``); orders and their codes from ``payments``, payment-code charges from
+``paycodes``; refunds from ``refunds``; webhook events from ``webhooks``; the balance,
+settlements and payouts from ``settlement``; daily statements from ``statements``; the
+console's order search and printable code from ``console``; signed-request checks from
+``auth``.
+
+Functions taking ``uow`` never commit; the caller runs each in one ``db.transact`` (or a
+read-only ``db.uow``). Those taking ``db`` are the periodic jobs, which run their own
+short transactions because they call the bank or a merchant's server in between
+(:func:`run_settlements`; :func:`webhook_handler` is the outbox handler of
+:data:`WEBHOOK_TOPIC`). The pure rules (fees, refunds, field checks) are in ``rules`` and
+``refund_rules``; the refusals in ``errors``.
+"""
+
+from __future__ import annotations
+
+from citywallet.merchant.auth import MerchantCaller, authenticate, purge_nonces
+from citywallet.merchant.console import (
+    ORDER_STATUSES,
+    OrderPage,
+    OrderSearch,
+    qr_pdf,
+    search_orders,
+)
+from citywallet.merchant.models import MERCHANT_STATUSES
+from citywallet.merchant.onboarding import (
+    TRANSITIONS,
+    ApiKeyView,
+    MerchantApplication,
+    MerchantView,
+    NewApiKey,
+    Review,
+    StoreView,
+    add_store,
+    add_terminal,
+    create_api_key,
+    list_api_keys,
+    list_merchants,
+    list_stores,
+    merchant_by_public_id,
+    merchant_view,
+    owned_merchant,
+    register_merchant,
+    review_merchant,
+    revoke_api_key,
+    store_row,
+    update_merchant,
+    webhook_secret,
+)
+from citywallet.merchant.paycodes import charge
+from citywallet.merchant.payments import (
+    OrderView,
+    close_expired_orders,
+    close_order,
+    create_order,
+    get_order,
+    list_orders,
+    static_code,
+)
+from citywallet.merchant.refunds import RefundView, get_refund, list_refunds, refund_order
+from citywallet.merchant.review_queue import merchants_by_status
+from citywallet.merchant.settlement import (
+    MerchantBalance,
+    SettlementReport,
+    SettlementView,
+    get_settlement,
+    list_settlements,
+    merchant_balance,
+    run_settlements,
+)
+from citywallet.merchant.statements import Statement, business_zone, statement, statement_csv
+from citywallet.merchant.webhooks import (
+    REDELIVERIES,
+    WEBHOOK_TOPIC,
+    EventDetail,
+    EventView,
+    get_event,
+    list_events,
+    post_guarded,
+    redeliver,
+    webhook_handler,
+)
+
+__all__ = [
+    "MERCHANT_STATUSES",
+    "ORDER_STATUSES",
+    "REDELIVERIES",
+    "TRANSITIONS",
+    "WEBHOOK_TOPIC",
+    "ApiKeyView",
+    "EventDetail",
+    "EventView",
+    "MerchantApplication",
+    "MerchantBalance",
+    "MerchantCaller",
+    "MerchantView",
+    "NewApiKey",
+    "OrderPage",
+    "OrderSearch",
+    "OrderView",
+    "RefundView",
+    "Review",
+    "SettlementReport",
+    "SettlementView",
+    "Statement",
+    "StoreView",
+    "add_store",
+    "add_terminal",
+    "authenticate",
+    "business_zone",
+    "charge",
+    "close_expired_orders",
+    "close_order",
+    "create_api_key",
+    "create_order",
+    "get_event",
+    "get_order",
+    "get_refund",
+    "get_settlement",
+    "list_api_keys",
+    "list_events",
+    "list_merchants",
+    "list_orders",
+    "list_refunds",
+    "list_settlements",
+    "list_stores",
+    "merchant_balance",
+    "merchant_by_public_id",
+    "merchant_view",
+    "merchants_by_status",
+    "owned_merchant",
+    "post_guarded",
+    "purge_nonces",
+    "qr_pdf",
+    "redeliver",
+    "refund_order",
+    "register_merchant",
+    "review_merchant",
+    "revoke_api_key",
+    "run_settlements",
+    "search_orders",
+    "statement",
+    "statement_csv",
+    "static_code",
+    "store_row",
+    "update_merchant",
+    "webhook_handler",
+    "webhook_secret",
+]
