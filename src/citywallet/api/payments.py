@@ -12,7 +12,8 @@ from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent
 from citywallet.api.wallet import MONEY_RESPONSES
 from citywallet.identity.service import confirm_payment_pin
-from citywallet.merchant import images, paycodes, payments
+from citywallet.merchant import images
+from citywallet.merchant import service as merchants
 from citywallet.merchant.schemas import (
     CodePublic,
     DeviceCreate,
@@ -49,7 +50,7 @@ def preview_scan(
     A foreign or altered code is refused (``qr_foreign``, ``qr_crc_mismatch``,
     ``qr_tampered``, …)."""
     view = runtime.db.transact(
-        lambda uow: payments.preview_scan(
+        lambda uow: merchants.preview_scan(
             uow, user_id=auth.user_id, payload=body.payload, encryptor=runtime.encryptor
         )
     )
@@ -73,7 +74,7 @@ def pay_scan(
     code pays the ``amount`` you enter (static codes: at most 500 yuan a day)."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
     return call.run(
-        lambda uow: payments.pay_scan(
+        lambda uow: merchants.pay_scan(
             uow,
             user_id=auth.user_id,
             payload=body.payload,
@@ -91,7 +92,7 @@ def pay_scan(
 def pending(auth: CurrentUser, runtime: RuntimeDep) -> PaymentList:
     """Payment-code charges above your password-free limits, waiting for you to confirm."""
     with runtime.db.uow(readonly=True) as uow:
-        views = paycodes.pending_confirmations(uow, user_id=auth.user_id)
+        views = merchants.pending_confirmations(uow, user_id=auth.user_id)
     return PaymentList(items=[PaymentPublic.model_validate(v) for v in views])
 
 
@@ -99,7 +100,7 @@ def pending(auth: CurrentUser, runtime: RuntimeDep) -> PaymentList:
 def get_payment(order_id: str, auth: CurrentUser, runtime: RuntimeDep) -> PaymentPublic:
     """A payment you made (or are asked to confirm)."""
     with runtime.db.uow(readonly=True) as uow:
-        view = payments.resident_payment(uow, user_id=auth.user_id, order_id=order_id)
+        view = merchants.resident_payment(uow, user_id=auth.user_id, order_id=order_id)
     return PaymentPublic.model_validate(view)
 
 
@@ -115,7 +116,7 @@ def confirm(
     """Confirm a payment-code charge with your PIN: it is paid now."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
     return call.run(
-        lambda uow: paycodes.confirm_charge(
+        lambda uow: merchants.confirm_charge(
             uow,
             user_id=auth.user_id,
             order_id=order_id,
@@ -131,7 +132,7 @@ def confirm(
 def decline(order_id: str, auth: CurrentUser, runtime: RuntimeDep) -> PaymentPublic:
     """Refuse a payment-code charge; the merchant's order closes."""
     view = runtime.db.transact(
-        lambda uow: paycodes.decline_charge(uow, user_id=auth.user_id, order_id=order_id)
+        lambda uow: merchants.decline_charge(uow, user_id=auth.user_id, order_id=order_id)
     )
     return PaymentPublic.model_validate(view)
 
@@ -143,7 +144,7 @@ def decline(order_id: str, auth: CurrentUser, runtime: RuntimeDep) -> PaymentPub
 def register_device(body: DeviceCreate, auth: CurrentUser, runtime: RuntimeDep) -> DeviceCreated:
     """Register this device to show payment codes; keep the secret on the device."""
     new = runtime.db.transact(
-        lambda uow: paycodes.register_device(
+        lambda uow: merchants.register_device(
             uow, user_id=auth.user_id, label=body.label, encryptor=runtime.encryptor
         )
     )
@@ -156,7 +157,7 @@ def register_device(body: DeviceCreate, auth: CurrentUser, runtime: RuntimeDep) 
 def list_devices(auth: CurrentUser, runtime: RuntimeDep) -> DeviceList:
     """Your payment-code devices."""
     with runtime.db.uow(readonly=True) as uow:
-        views = paycodes.list_devices(uow, user_id=auth.user_id)
+        views = merchants.list_devices(uow, user_id=auth.user_id)
     return DeviceList(items=[DevicePublic.model_validate(v) for v in views])
 
 
@@ -164,14 +165,14 @@ def list_devices(auth: CurrentUser, runtime: RuntimeDep) -> DeviceList:
 def revoke_device(device_id: str, auth: CurrentUser, runtime: RuntimeDep) -> DevicePublic:
     """Stop accepting a device's codes (a lost phone)."""
     view = runtime.db.transact(
-        lambda uow: paycodes.revoke_device(uow, user_id=auth.user_id, device_id=device_id)
+        lambda uow: merchants.revoke_device(uow, user_id=auth.user_id, device_id=device_id)
     )
     return DevicePublic.model_validate(view)
 
 
-def _code(runtime: Runtime, user_id: str, device_id: str) -> paycodes.CodeView:
+def _code(runtime: Runtime, user_id: str, device_id: str) -> merchants.CodeView:
     with runtime.db.uow(readonly=True) as uow:
-        return paycodes.current_code(
+        return merchants.current_code(
             uow, user_id=user_id, device_id=device_id, encryptor=runtime.encryptor
         )
 
@@ -221,7 +222,7 @@ def current_qr(device_id: str, auth: CurrentUser, runtime: RuntimeDep) -> Respon
 def get_prefs(auth: CurrentUser, runtime: RuntimeDep) -> PrefsPublic:
     """Your password-free limits for payment codes."""
     with runtime.db.uow(readonly=True) as uow:
-        view = paycodes.get_prefs(uow, user_id=auth.user_id, settings=runtime.settings)
+        view = merchants.get_prefs(uow, user_id=auth.user_id, settings=runtime.settings)
     return PrefsPublic.model_validate(view)
 
 
@@ -230,7 +231,7 @@ def set_prefs(body: PrefsUpdate, auth: CurrentUser, runtime: RuntimeDep) -> Pref
     """Change your password-free limits (with your PIN)."""
     _confirm_pin(runtime, auth.user_id, body.pin)
     view = runtime.db.transact(
-        lambda uow: paycodes.set_prefs(
+        lambda uow: merchants.set_prefs(
             uow,
             user_id=auth.user_id,
             enabled=body.enabled,

@@ -18,11 +18,12 @@ from sqlalchemy import func, or_, select
 from citywallet.merchant.images import QUIET_ZONE
 from citywallet.merchant.models import Order
 from citywallet.merchant.payments import OrderView, order_view
+from citywallet.merchant.rules import OrderStatus
 from citywallet.merchant.statements import business_zone, day_window
 from citywallet.platform.config import Settings
 from citywallet.platform.db import UnitOfWork
 
-ORDER_STATUSES = ("created", "awaiting_confirmation", "paid", "closed")
+ORDER_STATUSES = tuple(OrderStatus)
 PER_PAGE = 20
 
 

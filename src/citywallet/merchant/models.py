@@ -25,11 +25,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from citywallet.merchant.rules import OrderStatus
 from citywallet.platform.crypto import register_encrypted_column
 from citywallet.platform.db import Base, BigId
 
 MERCHANT_STATUSES = ("pending_review", "active", "suspended", "closed", "rejected")
-ORDER_STATUSES = ("created", "awaiting_confirmation", "paid", "closed")
+ORDER_STATUSES = tuple(OrderStatus)  # the values the status check constraint allows
 
 
 class Merchant(Base):

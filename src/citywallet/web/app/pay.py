@@ -2,10 +2,10 @@
 
 - ``/app/scan``: scan a merchant's QR with the camera (BarcodeDetector, where the browser has
   it), upload a photo of it (decoded here with zxing-cpp), or paste its payload; then
-  ``/app/scan/preview`` shows whom and how much (``payments.preview_scan``), the PIN form
-  pays it (``payments.pay_scan``) and ``/app/scan/paid/{order}`` shows the result.
+  ``/app/scan/preview`` shows whom and how much (``merchants.preview_scan``), the PIN form
+  pays it (``merchants.pay_scan``) and ``/app/scan/paid/{order}`` shows the result.
 - ``/app/paycode``: the payment code as a Code 128 barcode and a QR that refresh every
-  minute (``paycodes.current_code`` for a device registered for this web app), and charges
+  minute (``merchants.current_code`` for a device registered for this web app), and charges
   above the password-free limits waiting for the resident's PIN (``confirm_charge``) or
   refusal (``decline_charge``).
 
@@ -21,8 +21,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from citywallet.merchant import images, paycodes, payments
-from citywallet.merchant.paycodes import DeviceView
+from citywallet.merchant import images
+from citywallet.merchant import service as merchants
+from citywallet.merchant.service import DeviceView
 from citywallet.platform.errors import DomainError, InvalidInput
 from citywallet.runtime import Runtime
 from citywallet.web.forms import done, key_or_new, new_key, once, parse_amount
@@ -115,9 +116,9 @@ def scan_image(
     return RedirectResponse(f"/app/scan/preview?payload={quote(payload, safe='')}", 303)
 
 
-def _preview(runtime: Runtime, user_id: str, payload: str) -> payments.ScanPreview:
+def _preview(runtime: Runtime, user_id: str, payload: str) -> merchants.ScanPreview:
     return runtime.db.transact(
-        lambda uow: payments.preview_scan(
+        lambda uow: merchants.preview_scan(
             uow, user_id=user_id, payload=payload, encryptor=runtime.encryptor
         )
     )
@@ -125,7 +126,7 @@ def _preview(runtime: Runtime, user_id: str, payload: str) -> payments.ScanPrevi
 
 def _preview_page(
     request: Request,
-    preview: payments.ScanPreview,
+    preview: merchants.ScanPreview,
     payload: str,
     *,
     key: str,
@@ -189,7 +190,7 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
             action="scan_pay",
             fields={"payload": payload, "amount": str(amount), "note": note},
             work=lambda uow: (
-                payments.pay_scan(
+                merchants.pay_scan(
                     uow,
                     user_id=viewer.user_id,
                     payload=payload,
@@ -227,7 +228,7 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
 def scan_paid(order_id: str, request: Request, viewer: ViewerDep) -> Response:
     """The result of a payment the resident made (another resident's: 404)."""
     with runtime_of(request).db.uow(readonly=True) as uow:
-        view = payments.resident_payment(uow, user_id=viewer.user_id, order_id=order_id)
+        view = merchants.resident_payment(uow, user_id=viewer.user_id, order_id=order_id)
     return render(request, "app/pay_result.html", {"payment": view})
 
 
@@ -236,7 +237,7 @@ def scan_paid(order_id: str, request: Request, viewer: ViewerDep) -> Response:
 
 def _web_device(runtime: Runtime, user_id: str) -> DeviceView | None:
     with runtime.db.uow(readonly=True) as uow:
-        devices = paycodes.list_devices(uow, user_id=user_id)
+        devices = merchants.list_devices(uow, user_id=user_id)
     for device in devices:
         if device.status == "active" and device.label == WEB_DEVICE_LABEL:
             return device
@@ -251,12 +252,12 @@ def paycode(request: Request, viewer: ViewerDep) -> Response:
     code = None
     if device is not None:
         with runtime.db.uow(readonly=True) as uow:
-            code = paycodes.current_code(
+            code = merchants.current_code(
                 uow, user_id=viewer.user_id, device_id=device.id, encryptor=runtime.encryptor
             )
     with runtime.db.uow(readonly=True) as uow:
-        pending = paycodes.pending_confirmations(uow, user_id=viewer.user_id)
-        prefs = paycodes.get_prefs(uow, user_id=viewer.user_id, settings=runtime.settings)
+        pending = merchants.pending_confirmations(uow, user_id=viewer.user_id)
+        prefs = merchants.get_prefs(uow, user_id=viewer.user_id, settings=runtime.settings)
     return render(
         request,
         "app/paycode.html",
@@ -271,7 +272,7 @@ def paycode_turn_on(request: Request, viewer: ViewerDep, _fields: FormFields) ->
     if _web_device(runtime, viewer.user_id) is None:
         try:
             runtime.db.transact(
-                lambda uow: paycodes.register_device(
+                lambda uow: merchants.register_device(
                     uow,
                     user_id=viewer.user_id,
                     label=WEB_DEVICE_LABEL,
@@ -280,8 +281,8 @@ def paycode_turn_on(request: Request, viewer: ViewerDep, _fields: FormFields) ->
             )
         except DomainError as exc:
             with runtime.db.uow(readonly=True) as uow:
-                pending = paycodes.pending_confirmations(uow, user_id=viewer.user_id)
-                prefs = paycodes.get_prefs(uow, user_id=viewer.user_id, settings=runtime.settings)
+                pending = merchants.pending_confirmations(uow, user_id=viewer.user_id)
+                prefs = merchants.get_prefs(uow, user_id=viewer.user_id, settings=runtime.settings)
             return render(
                 request,
                 "app/paycode.html",
@@ -297,9 +298,9 @@ def paycode_turn_on(request: Request, viewer: ViewerDep, _fields: FormFields) ->
     return done("/app/paycode", "Payment code turned on for this browser.")
 
 
-def _code(runtime: Runtime, user_id: str, device_id: str) -> paycodes.CodeView:
+def _code(runtime: Runtime, user_id: str, device_id: str) -> merchants.CodeView:
     with runtime.db.uow(readonly=True) as uow:
-        return paycodes.current_code(
+        return merchants.current_code(
             uow, user_id=user_id, device_id=device_id, encryptor=runtime.encryptor
         )
 
@@ -313,7 +314,7 @@ def paycode_json(device_id: str, request: Request, viewer: ViewerDep) -> JSONRes
     runtime = runtime_of(request)
     view = _code(runtime, viewer.user_id, device_id)
     with runtime.db.uow(readonly=True) as uow:
-        pending = paycodes.pending_confirmations(uow, user_id=viewer.user_id)
+        pending = merchants.pending_confirmations(uow, user_id=viewer.user_id)
     return JSONResponse(
         {
             "code": view.code,
@@ -343,7 +344,7 @@ CONFIRM_FIELDS = {"pin_incorrect": "pin", "pin_locked": "pin", "pin_not_set": "p
 
 def _pending_page(
     request: Request,
-    payment: payments.PaymentView,
+    payment: merchants.PaymentView,
     *,
     key: str,
     errors: dict[str, DomainError],
@@ -361,7 +362,7 @@ def _pending_page(
 def paycode_confirm_page(order_id: str, request: Request, viewer: ViewerDep) -> Response:
     """A charge above the password-free limits: confirm with the PIN, or decline."""
     with runtime_of(request).db.uow(readonly=True) as uow:
-        view = payments.resident_payment(uow, user_id=viewer.user_id, order_id=order_id)
+        view = merchants.resident_payment(uow, user_id=viewer.user_id, order_id=order_id)
     return _pending_page(request, view, key=new_key(), errors={})
 
 
@@ -379,7 +380,7 @@ def paycode_confirm(
             action=f"paycode_confirm:{order_id}",
             fields={"order_id": order_id},
             work=lambda uow: (
-                paycodes.confirm_charge(
+                merchants.confirm_charge(
                     uow,
                     user_id=viewer.user_id,
                     order_id=order_id,
@@ -391,7 +392,7 @@ def paycode_confirm(
         )
     except DomainError as exc:
         with runtime.db.uow(readonly=True) as uow:
-            view = payments.resident_payment(uow, user_id=viewer.user_id, order_id=order_id)
+            view = merchants.resident_payment(uow, user_id=viewer.user_id, order_id=order_id)
         return _pending_page(
             request,
             view,
@@ -409,11 +410,11 @@ def paycode_decline(
     runtime = runtime_of(request)
     try:
         runtime.db.transact(
-            lambda uow: paycodes.decline_charge(uow, user_id=viewer.user_id, order_id=order_id)
+            lambda uow: merchants.decline_charge(uow, user_id=viewer.user_id, order_id=order_id)
         )
     except DomainError as exc:
         with runtime.db.uow(readonly=True) as uow:
-            view = payments.resident_payment(uow, user_id=viewer.user_id, order_id=order_id)
+            view = merchants.resident_payment(uow, user_id=viewer.user_id, order_id=order_id)
         return _pending_page(
             request, view, key=new_key(), errors=field_errors(exc, {}), status_code=exc.status
         )
