@@ -180,7 +180,8 @@ def test_the_resident_page_reads_the_stored_position(db: Database) -> None:
     db.transact(shift)
     with db.uow(readonly=True) as uow:
         after = resident.draw_check(uow, campaign_id=cid, user_id=user_id)
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     assert after.position == before.position + 1000
     assert (after.total, after.winners) == (30, 20)
     # A campaign drawn before positions were stored: the page computes the same position.

@@ -664,7 +664,12 @@ def _stream_registrations(uow: UnitOfWork, campaign_pk: int) -> tuple[list[int],
     PostgreSQL (pages of 50,000 rows, no ORM objects)."""
     pks: list[int] = []
     ids: list[str] = []
-    result = uow.session.connection().execute(
+    conn = uow.session.connection()
+    if uow.dialect == "postgresql":
+        # A cursor is planned for its first rows (cursor_tuple_fraction 0.1): an index walk
+        # with a heap visit per row, 14 x slower here than the scan the whole list needs.
+        conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+    result = conn.execute(
         select(Registration.id, Registration.public_id)
         .where(Registration.campaign_id == campaign_pk)
         .execution_options(stream_results=True, yield_per=50_000)
@@ -684,7 +689,8 @@ def _store_winners(uow: UnitOfWork, winners: list[tuple[int, int, int]]) -> None
         conn.exec_driver_sql(
             "UPDATE campaign_registrations AS r SET status = 'won', rank = v.rank, "
             "prize = v.prize FROM unnest(%(ids)s::bigint[], %(ranks)s::int[], "
-            "%(prizes)s::bigint[]) AS v(id, rank, prize) WHERE r.id = v.id",
+            "%(prizes)s::bigint[]) AS v(id, rank, prize) WHERE r.id = v.id "
+            "AND r.id = ANY(%(ids)s::bigint[])",  # rows by the primary key, not a scan of all
             {
                 "ids": [pk for pk, _, _ in winners],
                 "ranks": [rank for _, rank, _ in winners],
@@ -820,10 +826,10 @@ def issue_batch(uow: UnitOfWork, *, campaign_id: str, limit: int = 10_000) -> in
     )
     moment = now_us()
     done = [pk for pk, _, _, _ in pending]
-    if uow.dialect == "postgresql":  # one statement from an array, not an IN list per id
+    if uow.dialect == "postgresql":  # one statement with an array, not an IN list of 10,000
         uow.session.connection().exec_driver_sql(
-            "UPDATE campaign_registrations AS r SET issued_at = %(now)s "
-            "FROM unnest(%(ids)s::bigint[]) AS v(id) WHERE r.id = v.id",
+            "UPDATE campaign_registrations SET issued_at = %(now)s "
+            "WHERE id = ANY(%(ids)s::bigint[])",  # by the primary key: no scan of 2 M rows
             {"now": moment, "ids": done},
         )
     else:
