@@ -482,8 +482,11 @@ def register(
     uow: UnitOfWork, *, campaign_id: str, user_id: str, now: int | None = None
 ) -> tuple[RegistrationView, bool]:
     """Register the resident (once per person, by resident ID number); returns the
-    registration and whether it is new. Registering again returns the same one."""
+    registration and whether it is new. Registering again returns the same one. A draft
+    is not there for residents (``campaign_not_found``)."""
     row = campaign_row(uow, campaign_id, lock="key_share")
+    if row.status == "draft":
+        raise CampaignNotFound("No such campaign.")
     moment = now if now is not None else now_us()
     who = applicant(uow, user_id=user_id)
     if who.id_hash is not None:
