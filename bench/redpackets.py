@@ -1142,7 +1142,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=10_000, help="register_many batch size")
     parser.add_argument("--issue-batch", type=int, default=10_000, help="issue/reclaim batch")
     parser.add_argument(
-        "--http-residents", type=int, default=None, help="campaign HTTP case residents (5000)"
+        "--http-residents", type=int, default=None, help="campaign HTTP case residents (2000)"
     )
     parser.add_argument("--http-connections", type=int, default=16, help="campaign HTTP case")
     parser.add_argument("--http-seconds", type=int, default=8, help="each wrk run, campaign")
@@ -1164,7 +1164,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.winners is None:
         args.winners = 5_000 if args.quick else 50_000
     if args.http_residents is None:
-        args.http_residents = 2_000 if args.quick else 5_000
+        args.http_residents = 1_000 if args.quick else 2_000
     args.part_list = [p.strip() for p in args.parts.split(",") if p.strip()]
     args.path_list = [p.strip() for p in args.paths.split(",") if p.strip()]
     args.backend_list = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
