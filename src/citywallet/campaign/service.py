@@ -14,7 +14,13 @@ spent is enforced by the wallet and the merchant payment path, not here.
 Registration takes a ``FOR KEY SHARE`` lock on the campaign row for its transaction, and
 closing takes ``FOR UPDATE``: closing waits for registrations in flight, and none can
 slip in after the list hash is computed. Nothing else is written to the campaign row
-while registrations pour in (no counter: a 1.9-million burst would queue on it).
+while registrations pour in: the running count is a striped counter beside it
+(``campaign_registration_counts``, one random stripe of 16 per registration, in the
+registration's transaction), so a 1.9-million burst does not queue on one row.
+
+The draw stores every registration's position (``campaign_draw_positions``, ``COPY``);
+issuance and reclaim work on batches with set-based statements over column arrays, the
+ledger postings going through ``ledger.post`` like any batch (docs/campaigns.md).
 """
 
 from __future__ import annotations
