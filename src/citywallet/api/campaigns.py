@@ -100,7 +100,9 @@ def register(
     the same registration with 200)."""
 
     def work(uow: UnitOfWork) -> tuple[campaigns.RegistrationView, bool]:
-        return campaigns.register(uow, campaign_id=campaign_id, user_id=auth.user_id)  # drafts: 404
+        return campaigns.register(
+            uow, campaign_id=campaign_id, user_id=auth.user_id, hide_draft=True
+        )
 
     view, created = runtime.db.transact(work)
     if not created:

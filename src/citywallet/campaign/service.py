@@ -485,13 +485,19 @@ def applicant(uow: UnitOfWork, *, user_id: str) -> Applicant:
 
 
 def register(
-    uow: UnitOfWork, *, campaign_id: str, user_id: str, now: int | None = None
+    uow: UnitOfWork,
+    *,
+    campaign_id: str,
+    user_id: str,
+    now: int | None = None,
+    hide_draft: bool = False,
 ) -> tuple[RegistrationView, bool]:
     """Register the resident (once per person, by resident ID number); returns the
-    registration and whether it is new. Registering again returns the same one. A draft
-    is not there for residents (``campaign_not_found``)."""
+    registration and whether it is new. Registering again returns the same one. A draft is
+    ``registration_closed``, or ``campaign_not_found`` with ``hide_draft`` (the API, where
+    residents do not see drafts)."""
     row = campaign_row(uow, campaign_id, lock="key_share")
-    if row.status == "draft":
+    if hide_draft and row.status == "draft":
         raise CampaignNotFound("No such campaign.")
     moment = now if now is not None else now_us()
     who = applicant(uow, user_id=user_id)
