@@ -665,8 +665,9 @@ def draw(
     if lottery.list_hash(ids) != row.list_hash:
         raise RuntimeError(f"registrations of {campaign_id} changed after closing")
     winners, positions = lottery.ranking(seed, ids, prize_list(json.loads(row.prizes)))
-    pk_of = dict(zip(ids, pks, strict=True)) if winners else {}
-    _store_winners(uow, [(pk_of[w.registration_id], w.rank, w.prize) for w in winners])
+    count = len(winners)  # the winners hold positions 1..count, in rank order
+    won = sorted((p, pk) for pk, p in zip(pks, positions, strict=True) if p <= count)
+    _store_winners(uow, [(pk, rank, winners[rank - 1].prize) for rank, pk in won])
     _store_positions(uow, pks, positions)
     row.seed_hex, row.winners, row.drawn_at = seed.hex(), len(winners), moment
     uow.session.flush()
@@ -675,23 +676,34 @@ def draw(
 
 
 def _stream_registrations(uow: UnitOfWork, campaign_pk: int) -> tuple[list[int], list[str]]:
-    """Every registration's row id and public id, read through a server-side cursor on
-    PostgreSQL (pages of 50,000 rows, no ORM objects)."""
+    """Every registration's row id and public id. PostgreSQL streams them with ``COPY …
+    TO STDOUT`` (no row objects: 2 million rows through a cursor were 20 s of Python row
+    handling); SQLite reads them with a plain query."""
+    if uow.dialect == "postgresql":
+        driver = uow.session.connection().connection.driver_connection
+        assert driver is not None
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(
+                "COPY (SELECT id, public_id FROM campaign_registrations "
+                "WHERE campaign_id = %s) TO STDOUT",
+                (campaign_pk,),
+            ) as copy,
+        ):
+            data = b"".join(bytes(block) for block in copy)
+        if b"\\" not in data:  # no escaped characters (ids are printable ASCII): split
+            fields = data.decode().replace("\t", "\n").split("\n")[:-1]
+            return [int(pk) for pk in fields[0::2]], fields[1::2]
+    rows = uow.session.connection().execute(
+        select(Registration.id, Registration.public_id).where(
+            Registration.campaign_id == campaign_pk
+        )
+    )
     pks: list[int] = []
     ids: list[str] = []
-    conn = uow.session.connection()
-    if uow.dialect == "postgresql":
-        # A cursor is planned for its first rows (cursor_tuple_fraction 0.1): an index walk
-        # with a heap visit per row, 14 x slower here than the scan the whole list needs.
-        conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-    result = conn.execute(
-        select(Registration.id, Registration.public_id)
-        .where(Registration.campaign_id == campaign_pk)
-        .execution_options(stream_results=True, yield_per=50_000)
-    )
-    for page in result.partitions():
-        pks.extend(int(pk) for pk, _ in page)
-        ids.extend(public_id for _, public_id in page)
+    for pk, public_id in rows:
+        pks.append(int(pk))
+        ids.append(public_id)
     return pks, ids
 
 
@@ -814,6 +826,7 @@ def issue_batch(uow: UnitOfWork, *, campaign_id: str, limit: int = 10_000) -> in
             .where(
                 Registration.campaign_id == row.id,
                 Registration.status == "won",
+                Registration.rank.is_not(None),  # the (campaign, rank) index, even on stale stats
                 Registration.issued_at.is_(None),
             )
             .order_by(Registration.rank)
