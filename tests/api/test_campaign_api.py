@@ -230,7 +230,16 @@ def test_a_registration_is_one_transaction_of_few_statements(
     operator = _operator(client, runtime)
     people = [Person(client, n, card_ending=None) for n in range(3)]
     t0 = now_us()
-    cid = _ok(operator.post("/v1/operator/campaigns", _body(t0, eligibility={})), 201)["id"]
+    hour, two = _iso(t0 + 3_600_000_000), _iso(t0 + 7_200_000_000)  # a window, whatever the load
+    body = _body(
+        t0,
+        eligibility={},
+        registration_closes_at=hour,
+        draw_at=hour,
+        valid_from=hour,
+        valid_until=two,
+    )
+    cid = _ok(operator.post("/v1/operator/campaigns", body), 201)["id"]
     _ok(operator.post(f"/v1/operator/campaigns/{cid}/open"))
     _ok(people[0].post(f"/v1/campaigns/{cid}/registrations"), 201)  # warm the caches
     statements: list[str] = []
