@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from sqlalchemy import event
 
 from citywallet.campaign import drawcheck, lottery
 from citywallet.identity import attributes, audit
@@ -219,3 +220,50 @@ def test_operator_routes_refuse_residents_and_revoked_operators(
         lambda uow: attributes.revoke_operator(uow, user_id=operator.user_id, actor="test")
     )
     _problem(operator.get("/v1/operator/campaigns"), 403, "operator_required")
+
+
+def test_a_registration_is_one_transaction_of_few_statements(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """The registration route: one write transaction; the statements counted (a count, not a
+    timing): no live count of the registrations, the counter is one upsert."""
+    operator = _operator(client, runtime)
+    people = [Person(client, n, card_ending=None) for n in range(3)]
+    t0 = now_us()
+    hour, two = _iso(t0 + 3_600_000_000), _iso(t0 + 7_200_000_000)  # a window, whatever the load
+    body = _body(
+        t0,
+        eligibility={},
+        registration_closes_at=hour,
+        draw_at=hour,
+        valid_from=hour,
+        valid_until=two,
+    )
+    cid = _ok(operator.post("/v1/operator/campaigns", body), 201)["id"]
+    _ok(operator.post(f"/v1/operator/campaigns/{cid}/open"))
+    _ok(people[0].post(f"/v1/campaigns/{cid}/registrations"), 201)  # warm the caches
+    statements: list[str] = []
+    begins: list[int] = []
+
+    def on_begin(conn: Any) -> None:
+        begins.append(1)
+
+    def on_statement(*args: Any) -> None:
+        sql = str(args[2]).lstrip().upper()
+        if not sql.startswith(("BEGIN", "PRAGMA", "SELECT 1")):
+            statements.append(sql)
+
+    engine = runtime.db.engine
+    event.listen(engine, "begin", on_begin)
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        _ok(people[1].post(f"/v1/campaigns/{cid}/registrations"), 201)
+    finally:
+        event.remove(engine, "begin", on_begin)
+        event.remove(engine, "before_cursor_execute", on_statement)
+
+    assert not any("COUNT(" in s for s in statements)
+    assert sum("CAMPAIGN_REGISTRATION_COUNTS" in s for s in statements) == 1
+    assert len(begins) <= 2
+    assert len(statements) <= 8, statements  # session, campaign, 3 × resident, 3 writes
+    assert _ok(people[2].get(f"/v1/campaigns/{cid}"))["registrations"] == 2

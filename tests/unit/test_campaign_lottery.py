@@ -146,6 +146,34 @@ def test_draw_is_the_plain_rule(seed: bytes, ids: list[str], prizes: list[int]) 
 
 
 @given(seeds, id_lists, prize_lists, st.randoms())
+def test_ranking_is_the_draw_and_every_position(
+    seed: bytes, ids: list[str], prizes: list[int], rnd: random.Random
+) -> None:
+    winners, positions = lottery.ranking(seed, ids, prizes)
+    assert winners == lottery.draw(seed, ids, prizes)
+    # the position is the place in the plain rule's order: by (ticket, id), 1 = lowest
+    everyone = sorted(ids, key=lambda i: (hmac.new(seed, i.encode(), hashlib.sha256).digest(), i))
+    assert positions == [everyone.index(i) + 1 for i in ids]
+    assert sorted(positions) == list(range(1, len(ids) + 1))
+    assert all(positions[ids.index(w.registration_id)] == w.rank for w in winners)
+    shuffled = ids[:]
+    rnd.shuffle(shuffled)
+    again_winners, again = lottery.ranking(seed, shuffled, prizes)
+    assert again_winners == winners
+    assert dict(zip(shuffled, again, strict=True)) == dict(zip(ids, positions, strict=True))
+
+
+def test_ranking_refuses_what_the_draw_refuses() -> None:
+    for bad in (["a", "a"], ["a b"], [""]):
+        with pytest.raises(ValueError):  # noqa: PT011 - the message is the draw's
+            lottery.ranking(bytes(32), bad, [1])
+    with pytest.raises(ValueError, match="seed"):
+        lottery.ranking(b"short", ["a"], [1])
+    with pytest.raises(ValueError, match="prize"):
+        lottery.ranking(bytes(32), ["a"], [0])
+
+
+@given(seeds, id_lists, prize_lists, st.randoms())
 def test_draw_is_deterministic_and_ignores_input_order(
     seed: bytes, ids: list[str], prizes: list[int], rnd: random.Random
 ) -> None:

@@ -100,8 +100,9 @@ def register(
     the same registration with 200)."""
 
     def work(uow: UnitOfWork) -> tuple[campaigns.RegistrationView, bool]:
-        campaigns.get_campaign(uow, campaign_id=campaign_id)  # drafts: 404
-        return campaigns.register(uow, campaign_id=campaign_id, user_id=auth.user_id)
+        return campaigns.register(
+            uow, campaign_id=campaign_id, user_id=auth.user_id, hide_draft=True
+        )
 
     view, created = runtime.db.transact(work)
     if not created:

@@ -28,7 +28,7 @@ import itertools
 import json
 import operator
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,35 @@ def draw(seed: bytes, registration_ids: Sequence[str], prizes: Sequence[int]) ->
     if len(set(ids)) != len(ids):
         _refuse_duplicates(sorted(ids))
     return _draw(seed, encoded, ranked_prizes)
+
+
+def ranking(
+    seed: bytes, registration_ids: Sequence[str], prizes: Sequence[int]
+) -> tuple[list[Winner], list[int]]:
+    """The draw and every registration's position: ``(winners, positions)``.
+
+    ``winners`` is exactly :func:`draw`; ``positions[i]`` is the place of
+    ``registration_ids[i]`` among all tickets (1 = the lowest ticket, ties by id), so the
+    first K positions are the winners' ranks. Stored at the draw, the positions let a
+    resident's page show their place without hashing every registration again.
+    """
+    _check_seed(seed)
+    ranked_prizes = _canonical_prizes(prizes)
+    ids = list(registration_ids)
+    encoded = _encode_ids(ids)
+    if len(set(ids)) != len(ids):
+        _refuse_duplicates(sorted(ids))
+    key_of = _sort_key(seed)
+    keys = list(map(key_of, encoded))
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    positions = [0] * len(keys)
+    for position, index in enumerate(order, start=1):
+        positions[index] = position
+    count = min(len(ranked_prizes), len(keys))
+    winners = [
+        _winner(rank, keys[index], ranked_prizes) for rank, index in enumerate(order[:count], 1)
+    ]
+    return winners, positions
 
 
 def draw_file(
@@ -267,27 +296,45 @@ def _list_hash_of_sorted(encoded: Sequence[bytes]) -> str:
     return digest.hexdigest()
 
 
+def _sort_key(seed: bytes) -> Callable[[bytes], bytes]:
+    """A registration's sort key, ticket ‖ id (one bytes object: by ticket, then by id).
+
+    HMAC (RFC 2104) with the two key-dependent SHA-256 states computed once: copying a hash
+    state is several times faster than setting up an HMAC per registration.
+    """
+    key_block = seed.ljust(_SHA256_BLOCK, b"\0")
+    inner_copy = hashlib.sha256(key_block.translate(_IPAD)).copy
+    outer_copy = hashlib.sha256(key_block.translate(_OPAD)).copy
+
+    def key_of(message: bytes) -> bytes:
+        inner_hash = inner_copy()
+        inner_hash.update(message)
+        outer_hash = outer_copy()
+        outer_hash.update(inner_hash.digest())
+        return outer_hash.digest() + message
+
+    return key_of
+
+
+def _winner(rank: int, key: bytes, ranked_prizes: Sequence[int]) -> Winner:
+    return Winner(
+        rank=rank,
+        registration_id=key[_TICKET_BYTES:].decode("ascii"),
+        ticket=key[:_TICKET_BYTES].hex(),
+        prize=ranked_prizes[rank - 1],
+    )
+
+
 def _draw(seed: bytes, encoded: Sequence[bytes], ranked_prizes: Sequence[int]) -> list[Winner]:
     """Rank the registrations (valid, distinct ids as ASCII bytes) and hand out the prizes."""
     count = min(len(ranked_prizes), len(encoded))
     if count == 0:
         return []
-    # HMAC (RFC 2104) with the two key-dependent SHA-256 states computed once: copying a
-    # hash state is several times faster than setting up an HMAC per registration.
-    key_block = seed.ljust(_SHA256_BLOCK, b"\0")
-    inner_copy = hashlib.sha256(key_block.translate(_IPAD)).copy
-    outer_copy = hashlib.sha256(key_block.translate(_OPAD)).copy
-    # Each registration's sort key is ticket ‖ id (one bytes object: by ticket, then by id).
     # Keep the keys below a cut; whenever 2 × count have piled up, keep the best count and
     # lower the cut to the worst of them. Cheaper than a heap: few keys ever pass the cut.
     cut = b"\xff" * (_TICKET_BYTES + 1)  # above every key: id bytes are at most 0x7e
     best: list[bytes] = []
-    for message in encoded:
-        inner_hash = inner_copy()
-        inner_hash.update(message)
-        outer_hash = outer_copy()
-        outer_hash.update(inner_hash.digest())
-        key = outer_hash.digest() + message
+    for key in map(_sort_key(seed), encoded):
         if key < cut:
             best.append(key)
             if len(best) == 2 * count:
@@ -296,15 +343,7 @@ def _draw(seed: bytes, encoded: Sequence[bytes], ranked_prizes: Sequence[int]) -
                 cut = best[-1]
     best.sort()
     del best[count:]
-    return [
-        Winner(
-            rank=rank,
-            registration_id=key[_TICKET_BYTES:].decode("ascii"),
-            ticket=key[:_TICKET_BYTES].hex(),
-            prize=ranked_prizes[rank - 1],
-        )
-        for rank, key in enumerate(best, start=1)
-    ]
+    return [_winner(rank, key, ranked_prizes) for rank, key in enumerate(best, start=1)]
 
 
 def _is_hex64(value: object) -> bool:

@@ -102,6 +102,36 @@ class Registration(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class RegistrationCount(Base):
+    """The registration counter of a campaign, striped: a registration adds one to a random
+    stripe in its own transaction, a reader sums the stripes. Concurrent registrations
+    rarely wait on the same row, and ``GET /v1/campaigns`` reads a few rows instead of
+    counting every registration."""
+
+    __tablename__ = "campaign_registration_counts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign_campaigns.id"), primary_key=True, autoincrement=False
+    )
+    stripe: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    registrations: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DrawPosition(Base):
+    """A registration's place among all tickets of its campaign's draw (1 = the lowest
+    ticket; the first K are the winners' ranks), written once, at the draw (bulk ``COPY``
+    on PostgreSQL), so the resident's draw check reads one row instead of hashing every
+    registration. No foreign key: 2 million rows are checked by the draw itself (one per
+    registration it read) rather than by a trigger per row."""
+
+    __tablename__ = "campaign_draw_positions"
+
+    registration_id: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False
+    )  # campaign_registrations.id
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
 register_encrypted_column(
     "campaign_campaigns", "public_id", "funder_bank_account_enc", aad_is_key=True
 )

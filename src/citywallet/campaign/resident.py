@@ -2,7 +2,8 @@
 all tickets) and where a campaign's red packets can be spent.
 
 Read-only queries over the campaign service's own rules (:mod:`citywallet.campaign.lottery`):
-nothing here changes state.
+nothing here changes state. The position was stored at the draw
+(:func:`citywallet.campaign.service.draw`), so a page view reads one row.
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from citywallet.campaign import lottery
-from citywallet.campaign.service import campaign_row, my_registration, registration_ids
+from citywallet.campaign.models import Registration
+from citywallet.campaign.service import (
+    campaign_row,
+    draw_position,
+    my_registration,
+    registration_ids,
+)
 from citywallet.merchant.errors import MerchantNotFound
 from citywallet.merchant.onboarding import merchant_by_public_id
 from citywallet.platform.db import UnitOfWork
@@ -40,15 +49,22 @@ class DrawCheck:
 
 def draw_check(uow: UnitOfWork, *, campaign_id: str, user_id: str) -> DrawCheck | None:
     """The resident's draw check, or ``None`` before the draw (``registration_not_found``
-    if they did not register). Computes every registration's ticket: O(registrations)."""
+    if they did not register). The position is the one stored at the draw (one row); only
+    for a campaign drawn before positions were stored is it computed from every ticket."""
     row = campaign_row(uow, campaign_id)
     mine = my_registration(uow, campaign_id=campaign_id, user_id=user_id)
     if row.seed_hex is None or row.list_hash is None or mine.ticket is None:
         return None
-    seed = bytes.fromhex(row.seed_hex)
-    own = (bytes.fromhex(mine.ticket), mine.id)
-    ids = registration_ids(uow, row.id)
-    below = sum(1 for rid in ids if (lottery.ticket(seed, rid), rid) < own)
+    entry_pk = uow.session.scalar(select(Registration.id).where(Registration.public_id == mine.id))
+    assert entry_pk is not None
+    position = draw_position(uow, registration_pk=entry_pk)
+    total = row.registrations
+    if position is None:
+        seed = bytes.fromhex(row.seed_hex)
+        own = (bytes.fromhex(mine.ticket), mine.id)
+        ids = registration_ids(uow, row.id)
+        position = 1 + sum(1 for rid in ids if (lottery.ticket(seed, rid), rid) < own)
+        total = len(ids)
     return DrawCheck(
         campaign_id=row.public_id,
         registration_id=mine.id,
@@ -59,8 +75,8 @@ def draw_check(uow: UnitOfWork, *, campaign_id: str, user_id: str) -> DrawCheck 
         seed_commitment=row.seed_commitment,
         list_hash=row.list_hash,
         ticket=mine.ticket,
-        position=below + 1,
-        total=len(ids),
+        position=position,
+        total=total,
         winners=row.winners,
     )
 
