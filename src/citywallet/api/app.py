@@ -1,15 +1,16 @@
-"""The FastAPI application factory: routers, problem+json errors, request metrics."""
+"""The FastAPI application factory: routers, problem+json errors, request metrics.
+
+Every middleware is pure ASGI (api/middleware.py, web/__init__.py): outermost the security
+headers, then the body caps, the request id and metrics, the pages' language and headers."""
 
 from __future__ import annotations
 
 import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
-from fastapi import FastAPI, Request, Response
+import anyio.to_thread
+from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 
 import citywallet
@@ -25,7 +26,7 @@ from citywallet.api import (
     redpackets,
     wallet,
 )
-from citywallet.api.middleware import BodyLimit, SecurityHeaders
+from citywallet.api.middleware import BodyLimit, RequestObserver, SecurityHeaders
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.logging import configure_logging
 from citywallet.runtime import Runtime, refuse_unsafe_start
@@ -50,6 +51,11 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes and dependencies run on anyio's worker threads: bounded by a setting
+        # (docs/operations.md, "Threads and connections").
+        anyio.to_thread.current_default_thread_limiter().total_tokens = (
+            runtime.settings.http_threads
+        )
         stop = threading.Event()
         thread = None
         if start_worker:
@@ -94,22 +100,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         app.include_router(identity.dev_router)
     web.install(app)  # the pages (after the API's error handlers, which it wraps)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        LATENCY.labels(request.method, template).observe(time.perf_counter() - started)
-        REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-        response.headers["x-request-id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        return response
-
+    app.add_middleware(RequestObserver, requests=REQUESTS, latency=LATENCY)
     install_guards(app, runtime.settings)
     return app
 

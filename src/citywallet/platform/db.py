@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import BigInteger, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from citywallet.platform.files import private_sqlite_file
@@ -48,9 +48,21 @@ class Base(DeclarativeBase):
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, pre_ping: bool = True, echo: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    pre_ping: bool = False,
+    recycle_seconds: int = 1800,
+    ping_idle_seconds: float = 10.0,
+    echo: bool = False,
 ) -> Engine:
-    """Create an engine configured for CityWallet's transaction discipline."""
+    """Create an engine configured for CityWallet's transaction discipline.
+
+    PostgreSQL connections are not pinged on every checkout (``pre_ping``, one round trip
+    per transaction, off by default): they are replaced after ``recycle_seconds`` and pinged
+    only when they sat unused for ``ping_idle_seconds`` (docs/operations.md, "Database
+    connections": how a dead connection after a database restart is handled).
+    """
     if url.startswith("sqlite"):
         private_sqlite_file(url)
         engine = create_engine(
@@ -62,16 +74,46 @@ def make_engine(
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size * 2,
-        # A round trip per checkout that survives database restarts; about 10 % of a single
-        # transfer's time (docs/benchmarks.md). Operators may trade it off.
         pool_pre_ping=pre_ping,
+        pool_recycle=recycle_seconds,
         isolation_level="READ COMMITTED",
     )
+    if not pre_ping and ping_idle_seconds > 0:
+        _ping_when_idle(engine, ping_idle_seconds)
+    return engine
+
+
+IDLE_SINCE = "citywallet_idle_since"
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled connection at checkout only if it sat unused ``idle_seconds`` or more:
+    under load connections never wait that long, so the hot path pays no round trip; after
+    a quiet spell (a database restart, a firewall dropping idle connections) a dead one is
+    replaced before any request sees it."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # The pool drops this connection and checks out (or opens) another.
+                raise DisconnectionError("a pooled connection died while idle") from exc
+            raise
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -121,9 +163,23 @@ class UnitOfWork:
 class Database:
     """An engine plus unit-of-work factory; one per process and database URL."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, pre_ping: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pre_ping: bool = False,
+        recycle_seconds: int = 1800,
+        ping_idle_seconds: float = 10.0,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size, pre_ping=pre_ping)
+        self.engine = make_engine(
+            url,
+            pool_size=pool_size,
+            pre_ping=pre_ping,
+            recycle_seconds=recycle_seconds,
+            ping_idle_seconds=ping_idle_seconds,
+        )
 
     @property
     def dialect(self) -> str:

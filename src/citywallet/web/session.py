@@ -27,7 +27,13 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from citywallet.api.deps import CSRF_COOKIE, CSRF_FORM_FIELD, SAFE_METHODS, SESSION_COOKIE
+from citywallet.api.deps import (
+    CSRF_COOKIE,
+    CSRF_FORM_FIELD,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    session_cache_of,
+)
 from citywallet.identity import attributes, sessions
 from citywallet.identity import service as identity
 from citywallet.identity.errors import AccountClosed, AccountFrozen
@@ -76,17 +82,22 @@ def viewer(request: Request) -> Viewer | None:
     if not token:
         return None
     runtime = runtime_of(request)
+    cache = session_cache_of(runtime)  # the API's: one revocation drops both
     try:
+        auth = sessions.cached(cache, token=token) or sessions.look_up(
+            runtime.db, cache, token=token
+        )
+        if auth is None or auth.kind != "cookie":
+            return None
         with runtime.db.uow(readonly=True) as uow:
-            auth = sessions.authenticate(uow, token=token)
-            if auth is None or auth.kind != "cookie":
-                return None
             user = identity.get_user(uow, user_id=auth.user_id)
             operator = attributes.is_operator(uow, user_id=auth.user_id)
     except (AccountFrozen, AccountClosed):
         return None
+    if user.status in ("frozen", "closed"):
+        return None  # frozen or closed in another process within the cache's lifetime
     if auth.needs_touch:
-        runtime.db.transact(lambda uow: sessions.touch(uow, session_pk=auth.session_pk))
+        sessions.record_use(runtime.db, cache, token=token, found=auth)
     found = Viewer(
         user_id=user.id,
         session_id=auth.session_id,
