@@ -222,7 +222,8 @@ def test_request_ids_metrics_and_page_headers(client: TestClient) -> None:
     given = client.get("/healthz", headers={"X-Request-ID": "req-123"})
     assert given.headers["x-request-id"] == "req-123"
     made = {client.get(path).headers["x-request-id"] for path in ("/healthz", "/v1/nope", "/login")}
-    assert len(made) == 3 and all(len(i) == 32 for i in made)
+    assert len(made) == 3
+    assert all(len(i) == 32 for i in made)
     assert client.post(LOGIN, json={"phone": "1", "password": "x"}).status_code == 422
     metrics = client.get("/metrics").text
     for line in (

@@ -5,7 +5,9 @@ once and the pool is renewed. SQLite has no server connection to lose."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from citywallet.platform.db import Database, UnitOfWork
 
@@ -37,18 +39,13 @@ def test_a_connection_that_died_while_idle_is_replaced_before_use(pg_url: str) -
 
 
 def test_without_the_idle_check_a_dead_connection_fails_once(pg_url: str) -> None:
-    from sqlalchemy.exc import OperationalError
-
     db = Database(pg_url, pool_size=1, ping_idle_seconds=0)
     try:
         first = db.transact(_backend_pid)
         _kill(pg_url, first)
-        try:
+        with pytest.raises(OperationalError) as failed:
             db.transact(_backend_pid)
-        except OperationalError as exc:
-            assert exc.connection_invalidated
-        else:
-            raise AssertionError("the dead connection was used")
+        assert failed.value.connection_invalidated
         assert db.transact(_backend_pid) != first  # the pool was renewed
     finally:
         db.dispose()
@@ -57,7 +54,7 @@ def test_without_the_idle_check_a_dead_connection_fails_once(pg_url: str) -> Non
 def test_the_engine_does_not_ping_on_every_checkout(pg_url: str) -> None:
     db = Database(pg_url, pool_size=1)
     try:
-        assert db.engine.pool._pre_ping is False  # noqa: SLF001 — the option under test
-        assert db.engine.pool._recycle == 1800  # noqa: SLF001
+        assert db.engine.pool._pre_ping is False
+        assert db.engine.pool._recycle == 1800
     finally:
         db.dispose()

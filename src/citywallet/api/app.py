@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp
 
 import citywallet
 from citywallet import web
@@ -124,3 +125,17 @@ def create_app_from_env() -> FastAPI:
     refuse_unsafe_start(settings)
     runtime = Runtime.from_settings()
     return create_app(runtime, start_worker=runtime.settings.run_worker_in_server)
+
+
+def create_app_behind_proxies() -> ASGIApp:
+    """:func:`create_app_from_env` for servers without forwarded-header handling of their
+    own (``citywallet serve --server granian``): ``X-Forwarded-For``/``-Proto`` are
+    believed from ``CITYWALLET_TRUSTED_PROXIES`` only, by uvicorn's middleware (what
+    ``citywallet serve`` gives uvicorn), and from no one when it is empty."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = create_app_from_env()
+    trusted = [e.strip() for e in get_settings().trusted_proxies.split(",") if e.strip()]
+    if not trusted:
+        return app
+    return ProxyHeadersMiddleware(app, trusted_hosts=trusted)
