@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -240,3 +241,29 @@ def test_request_ids_metrics_and_page_headers(client: TestClient) -> None:
     assert 'lang="en"' in page.text
     api = client.get("/healthz")
     assert "content-security-policy" not in api.headers
+
+
+def test_the_granian_factory_believes_forwarded_headers_from_trusted_proxies_only(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --server granian`` serves ``create_app_behind_proxies``: the scheme a proxy
+    forwards counts (here: HSTS over HTTPS) only when the peer is a trusted proxy."""
+    from citywallet.api.app import create_app_behind_proxies
+    from citywallet.platform.config import get_settings
+
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    monkeypatch.setenv("CITYWALLET_DATABASE_URL", db.url)
+    monkeypatch.setenv("CITYWALLET_VAR_DIR", str(tmp_path))
+    for trusted, believed in (("", False), ("10.0.0.1", False), ("testclient", True)):
+        monkeypatch.setenv("CITYWALLET_TRUSTED_PROXIES", trusted)
+        get_settings.cache_clear()
+        app = create_app_behind_proxies()
+        try:
+            with TestClient(app) as client:
+                answer = client.get("/healthz", headers=forwarded)
+            assert answer.status_code == 200
+            assert ("strict-transport-security" in answer.headers) is believed, trusted
+        finally:
+            get_settings.cache_clear()
+            inner = getattr(app, "app", app)
+            inner.state.runtime.close()

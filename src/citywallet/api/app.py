@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -138,4 +139,5 @@ def create_app_behind_proxies() -> ASGIApp:
     trusted = [e.strip() for e in get_settings().trusted_proxies.split(",") if e.strip()]
     if not trusted:
         return app
-    return ProxyHeadersMiddleware(app, trusted_hosts=trusted)
+    # uvicorn types ASGI apps more narrowly than Starlette: the same protocol.
+    return cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=trusted))

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from citywallet.api.deps import (
     CSRF_COOKIE,
@@ -217,7 +218,8 @@ async def check_csrf(request: Request) -> dict[str, str]:
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     sent = fields.pop(CSRF_FORM_FIELD, "")
-    expected = expected_csrf_token(request)
+    # Who is signed in may need the database: on a worker thread, never the event loop.
+    expected = await run_in_threadpool(expected_csrf_token, request)
     if not sent or not expected or not hmac.compare_digest(sent, expected):
         raise CsrfFailed("This form has expired: reload the page and try again.")
     return fields
