@@ -1,7 +1,9 @@
 """Pooled PostgreSQL connections without a ping per checkout (docs/operations.md,
 "Database connections"): a connection that died while idle (a database restart, a
-firewall) is replaced before anyone uses it; without the idle check the first use fails
-once and the pool is renewed. SQLite has no server connection to lose."""
+firewall) is replaced before anyone uses it; without the idle check a bare unit of work
+fails once and the pool is renewed, and ``Database.transact`` runs a transaction again, once, when its very first statement
+found the connection dead (nothing of it reached the database), never after a statement
+succeeded. SQLite has no server connection to lose."""
 
 from __future__ import annotations
 
@@ -38,15 +40,41 @@ def test_a_connection_that_died_while_idle_is_replaced_before_use(pg_url: str) -
         db.dispose()
 
 
-def test_without_the_idle_check_a_dead_connection_fails_once(pg_url: str) -> None:
+def test_without_the_idle_check_a_transaction_reconnects_once(pg_url: str) -> None:
     db = Database(pg_url, pool_size=1, ping_idle_seconds=0)
     try:
         first = db.transact(_backend_pid)
         _kill(pg_url, first)
-        with pytest.raises(OperationalError) as failed:
-            db.transact(_backend_pid)
+        # transact: the first statement found the connection dead; nothing of the
+        # transaction reached the database, so it runs again on a new connection.
+        second = db.transact(_backend_pid)
+        assert second != first
+        _kill(pg_url, second)
+        # A bare unit of work has no one to retry it: it fails once, and the pool renews.
+        with pytest.raises(OperationalError) as failed, db.uow(readonly=True) as uow:
+            _backend_pid(uow)
         assert failed.value.connection_invalidated
-        assert db.transact(_backend_pid) != first  # the pool was renewed
+        assert db.transact(_backend_pid) not in (first, second)
+    finally:
+        db.dispose()
+
+
+def test_a_transaction_that_already_ran_a_statement_is_not_retried(pg_url: str) -> None:
+    db = Database(pg_url, pool_size=1, ping_idle_seconds=0)
+    calls = []
+
+    def dies_midway(uow: UnitOfWork) -> int:
+        calls.append(1)
+        pid = _backend_pid(uow)
+        _kill(pg_url, pid)
+        return _backend_pid(uow)  # the connection is gone now
+
+    try:
+        with pytest.raises(OperationalError) as failed:
+            db.transact(dies_midway)
+        assert failed.value.connection_invalidated
+        assert len(calls) == 1  # the outcome is the caller's to decide, not retried
+        assert db.transact(_backend_pid) > 0
     finally:
         db.dispose()
 

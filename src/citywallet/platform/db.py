@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, Engine, MetaData, create_engine, event
@@ -85,7 +85,17 @@ def make_engine(
     )
     if not pre_ping and ping_idle_seconds > 0:
         _ping_when_idle(engine, ping_idle_seconds)
+    event.listen(engine, "after_cursor_execute", _mark_ran)
     return engine
+
+
+RAN = "citywallet_ran"  # the connection's info: the running unit of work's "a statement ran"
+
+
+def _mark_ran(conn: Connection, *_args: Any) -> None:
+    ran = conn.info.get(RAN)
+    if ran is not None and not ran:
+        ran.append(True)
 
 
 IDLE_SINCE = "citywallet_idle_since"
@@ -145,6 +155,8 @@ class UnitOfWork:
     """One database transaction. Services receive it; only the caller commits."""
 
     session: Session
+    # PostgreSQL: non-empty once a statement of this transaction succeeded (see transact).
+    ran: list[bool] | None = field(default=None, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -191,11 +203,14 @@ class Database:
         """Open a unit of work; rolls back unless the caller committed."""
         session = Session(self.engine, expire_on_commit=False, autoflush=False)
         if readonly:
-            session.connection(execution_options={"readonly": True})
+            conn = session.connection(execution_options={"readonly": True})
         else:
-            session.connection()  # begin now: BEGIN IMMEDIATE on SQLite
+            conn = session.connection()  # begin now: BEGIN IMMEDIATE on SQLite
+        ran: list[bool] | None = None
+        if not is_sqlite(conn):
+            ran = conn.info[RAN] = []
         try:
-            yield UnitOfWork(session)
+            yield UnitOfWork(session, ran)
         finally:
             session.rollback()
             session.close()
@@ -203,22 +218,36 @@ class Database:
     def transact(
         self, fn: Callable[[UnitOfWork], T], *, attempts: int = 8, readonly: bool = False
     ) -> T:
-        """Run ``fn`` in a unit of work and commit; retry on serialization failure/deadlock."""
-        for attempt in range(1, attempts + 1):
+        """Run ``fn`` in a unit of work and commit; retry on serialization failure/deadlock,
+        and once when the connection turned out dead before any statement of the
+        transaction succeeded (a database restart: nothing of it reached the database)."""
+        attempt, reconnected = 0, False
+        while True:
+            attempt += 1
+            current: UnitOfWork | None = None
             try:
                 with self.uow(readonly=readonly) as uow:
+                    current = uow
                     result = fn(uow)
                     uow.commit()
                     return result
             except DBAPIError as exc:
-                if attempt == attempts or not is_retryable(exc):
+                if not reconnected and _died_before_any_statement(exc, current):
+                    reconnected, attempt = True, attempt - 1  # the pool now opens a new one
+                    continue
+                if attempt >= attempts or not is_retryable(exc):
                     raise
                 time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311
-        raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def _died_before_any_statement(exc: DBAPIError, uow: UnitOfWork | None) -> bool:
+    """A lost connection (the pool has invalidated it) and no statement of the transaction
+    had succeeded: the server never committed anything of it."""
+    return bool(exc.connection_invalidated) and uow is not None and uow.ran == []
 
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
