@@ -1,9 +1,9 @@
 """Pooled PostgreSQL connections without a ping per checkout (docs/operations.md,
 "Database connections"): a connection that died while idle (a database restart, a
-firewall) is replaced before anyone uses it; without the idle check a bare unit of work
-fails once and the pool is renewed, and ``Database.transact`` runs a transaction again, once, when its very first statement
-found the connection dead (nothing of it reached the database), never after a statement
-succeeded. SQLite has no server connection to lose."""
+firewall) is replaced before anyone uses it. Without the idle check a bare unit of work
+fails once and the pool is renewed, while ``Database.transact`` runs a transaction again,
+once, when its very first statement found the connection dead (nothing of it reached the
+database), never after a statement succeeded. SQLite has no server connection to lose."""
 
 from __future__ import annotations
 
