@@ -97,3 +97,15 @@ def test_a_zero_ttl_caches_nothing(key: int, user: int) -> None:
     cache = SessionCache(ttl_seconds=0, max_entries=BOUND)
     assert not cache.put(str(key), entry(key, user), generation=cache.generation)
     assert cache.get(str(key)) is None
+
+
+@given(st.integers(1, 20), st.floats(TTL, 100))
+def test_expired_entries_go_when_new_ones_come(count: int, later: float) -> None:
+    clock = Clock()
+    cache = SessionCache(ttl_seconds=TTL, max_entries=1000, clock=clock)
+    for key in range(count):
+        assert cache.put(str(key), entry(key, 0), generation=cache.generation)
+    assert len(cache) == count
+    clock.now += later  # every one of them expired, none was asked for since
+    assert cache.put("new", entry(99, 1), generation=cache.generation)
+    assert len(cache) == 1

@@ -10,7 +10,8 @@ A hit answers "who is calling" without any SQL. What makes it safe
   process) removes the entries at once, and a lookup that began before the drop cannot put
   its (possibly stale) answer back: :meth:`SessionCache.put` takes the generation read
   before the lookup and refuses it when a drop happened since;
-- the cache is bounded (``max_entries``; the oldest entries go first).
+- the cache is bounded (``max_entries``; the oldest entries go first), and each new entry
+  first clears the expired ones, so it holds about (sessions seen per second × TTL).
 """
 
 from __future__ import annotations
@@ -79,10 +80,16 @@ class SessionCache:
         with self._lock:
             if generation != self._generation:
                 return False
+            now = self._clock()
             self._entries.pop(key, None)
-            while len(self._entries) >= self.max_entries:
-                del self._entries[next(iter(self._entries))]  # the oldest
-            self._entries[key] = (self._clock() + self.ttl, value)
+            # Entries are kept in the order they were put, which is their deadlines' order:
+            # the expired ones are at the front, then the oldest live ones.
+            while self._entries:
+                first = next(iter(self._entries))
+                if self._entries[first][0] > now and len(self._entries) < self.max_entries:
+                    break
+                del self._entries[first]
+            self._entries[key] = (now + self.ttl, value)
         return True
 
     def touched(self, key: str, last_seen_at: int) -> None:
