@@ -279,18 +279,34 @@ def bench_redpackets(ctx: typer.Context) -> None:
     raise typer.Exit(main(list(ctx.args)))
 
 
+SERVERS = ("uvicorn", "granian")
+
+
 @app.command()
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+    server: Annotated[
+        str,
+        typer.Option(
+            help="HTTP server: uvicorn (default) or granian (pip install 'citywallet[granian]'); "
+            "docs/operations.md compares them."
+        ),
+    ] = "uvicorn",
 ) -> None:
     """Run the HTTP server (migrates first)."""
-    import uvicorn
-
+    if server not in SERVERS:
+        typer.echo(f"citywallet: --server is one of {', '.join(SERVERS)}", err=True)
+        raise typer.Exit(2)
     _refuse_unsafe_start()
     trusted = _trusted_proxies()
     _runtime().close()
+    if server == "granian":
+        _serve_granian(host, port, workers)
+        return
+    import uvicorn
+
     uvicorn.run(
         "citywallet.api.app:create_app_from_env",
         factory=True,
@@ -302,6 +318,34 @@ def serve(
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted,
     )
+
+
+def _serve_granian(host: str, port: int, workers: int) -> None:
+    """granian's ASGI interface on the same app; the forwarded headers are handled in the
+    app (uvicorn's own middleware, the same trusted addresses), its log lines go through our
+    masking handler like uvicorn's."""
+    try:
+        from granian.constants import Interfaces  # type: ignore[import-not-found,unused-ignore]
+        from granian.log import LogLevels  # type: ignore[import-not-found,unused-ignore]
+        from granian.server import Server  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        typer.echo(
+            "citywallet: granian is not installed: pip install 'citywallet[granian]'", err=True
+        )
+        raise typer.Exit(78) from None
+    quiet = {"handlers": [], "level": "WARNING", "propagate": True}
+    Server(
+        "citywallet.api.app:create_app_behind_proxies",
+        factory=True,
+        address=host,
+        port=port,
+        workers=workers,
+        interface=Interfaces.ASGI,
+        blocking_threads=1,  # the ASGI interface runs the event loop on one thread per worker
+        log_level=LogLevels.warning,
+        log_dictconfig={"loggers": {"_granian": quiet, "granian.access": quiet}},
+        respawn_failed_workers=True,
+    ).serve()
 
 
 def _refuse_unsafe_start() -> None:

@@ -51,6 +51,8 @@ class Runtime:
             settings.resolved_database_url,
             pool_size=settings.db_pool_size,
             pre_ping=settings.db_pool_pre_ping,
+            recycle_seconds=settings.db_pool_recycle_seconds,
+            ping_idle_seconds=settings.db_ping_idle_seconds,
         )
         return cls(settings, database, Encryptor(load_keyring(settings)))
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -203,3 +204,66 @@ def test_hsts_only_over_https(runtime: Runtime, db: Database, tmp_path: Path) ->
     off = Settings(var_dir=tmp_path, database_url=db.url, hsts_max_age_seconds=0)
     with TestClient(create_app(Runtime(off, db, test_encryptor())), base_url="https://t") as c:
         assert "strict-transport-security" not in c.get("/healthz").headers
+
+
+# --- the middleware stack: pure ASGI, request ids, metrics, page headers ---------------------
+
+
+def test_every_middleware_is_pure_asgi(runtime: Runtime) -> None:
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    app = create_app(runtime)
+    assert app.user_middleware, "the stack is installed"
+    for middleware in app.user_middleware:
+        assert isinstance(middleware.cls, type)
+        assert not issubclass(middleware.cls, BaseHTTPMiddleware), middleware.cls
+
+
+def test_request_ids_metrics_and_page_headers(client: TestClient) -> None:
+    given = client.get("/healthz", headers={"X-Request-ID": "req-123"})
+    assert given.headers["x-request-id"] == "req-123"
+    made = {client.get(path).headers["x-request-id"] for path in ("/healthz", "/v1/nope", "/login")}
+    assert len(made) == 3
+    assert all(len(i) == 32 for i in made)
+    assert client.post(LOGIN, json={"phone": "1", "password": "x"}).status_code == 422
+    metrics = client.get("/metrics").text
+    for line in (
+        'citywallet_http_requests_total{method="GET",route="/healthz",status="200"}',
+        'citywallet_http_requests_total{method="POST",route="/v1/auth/login",status="422"}',
+        'citywallet_http_requests_total{method="GET",route="unmatched",status="404"}',
+        'citywallet_http_request_seconds_count{method="GET",route="/login"}',
+    ):
+        assert line in metrics, line
+    page = client.get("/login", headers={"Accept-Language": "en"})
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assert page.headers["referrer-policy"] == "same-origin"
+    assert page.headers["vary"] == "Accept-Language, Cookie"
+    assert 'lang="en"' in page.text
+    api = client.get("/healthz")
+    assert "content-security-policy" not in api.headers
+
+
+def test_the_granian_factory_believes_forwarded_headers_from_trusted_proxies_only(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --server granian`` serves ``create_app_behind_proxies``: the scheme a proxy
+    forwards counts (here: HSTS over HTTPS) only when the peer is a trusted proxy."""
+    from citywallet.api.app import create_app_behind_proxies
+    from citywallet.platform.config import get_settings
+
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    monkeypatch.setenv("CITYWALLET_DATABASE_URL", db.url)
+    monkeypatch.setenv("CITYWALLET_VAR_DIR", str(tmp_path))
+    for trusted, believed in (("", False), ("10.0.0.1", False), ("testclient", True)):
+        monkeypatch.setenv("CITYWALLET_TRUSTED_PROXIES", trusted)
+        get_settings.cache_clear()
+        app = create_app_behind_proxies()
+        try:
+            with TestClient(app) as client:
+                answer = client.get("/healthz", headers=forwarded)
+            assert answer.status_code == 200
+            assert ("strict-transport-security" in answer.headers) is believed, trusted
+        finally:
+            get_settings.cache_clear()
+            inner = getattr(app, "app", app)
+            inner.state.runtime.close()

@@ -1,16 +1,19 @@
-"""The FastAPI application factory: routers, problem+json errors, request metrics."""
+"""The FastAPI application factory: routers, problem+json errors, request metrics.
+
+Every middleware is pure ASGI (api/middleware.py, web/__init__.py): outermost the security
+headers, then the body caps, the request id and metrics, the pages' language and headers."""
 
 from __future__ import annotations
 
 import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
-import structlog
-from fastapi import FastAPI, Request, Response
+import anyio.to_thread
+from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp
 
 import citywallet
 from citywallet import web
@@ -25,7 +28,7 @@ from citywallet.api import (
     redpackets,
     wallet,
 )
-from citywallet.api.middleware import BodyLimit, SecurityHeaders
+from citywallet.api.middleware import BodyLimit, RequestObserver, SecurityHeaders
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.logging import configure_logging
 from citywallet.runtime import Runtime, refuse_unsafe_start
@@ -50,6 +53,11 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes and dependencies run on anyio's worker threads: bounded by a setting
+        # (docs/operations.md, "Threads and connections").
+        anyio.to_thread.current_default_thread_limiter().total_tokens = (
+            runtime.settings.http_threads
+        )
         stop = threading.Event()
         thread = None
         if start_worker:
@@ -94,22 +102,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         app.include_router(identity.dev_router)
     web.install(app)  # the pages (after the API's error handlers, which it wraps)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        LATENCY.labels(request.method, template).observe(time.perf_counter() - started)
-        REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-        response.headers["x-request-id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        return response
-
+    app.add_middleware(RequestObserver, requests=REQUESTS, latency=LATENCY)
     install_guards(app, runtime.settings)
     return app
 
@@ -133,3 +126,18 @@ def create_app_from_env() -> FastAPI:
     refuse_unsafe_start(settings)
     runtime = Runtime.from_settings()
     return create_app(runtime, start_worker=runtime.settings.run_worker_in_server)
+
+
+def create_app_behind_proxies() -> ASGIApp:
+    """:func:`create_app_from_env` for servers without forwarded-header handling of their
+    own (``citywallet serve --server granian``): ``X-Forwarded-For``/``-Proto`` are
+    believed from ``CITYWALLET_TRUSTED_PROXIES`` only, by uvicorn's middleware (what
+    ``citywallet serve`` gives uvicorn), and from no one when it is empty."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = create_app_from_env()
+    trusted = [e.strip() for e in get_settings().trusted_proxies.split(",") if e.strip()]
+    if not trusted:
+        return app
+    # uvicorn types ASGI apps more narrowly than Starlette: the same protocol.
+    return cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=trusted))

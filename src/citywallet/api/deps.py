@@ -10,8 +10,10 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
+from starlette.concurrency import run_in_threadpool
 
 from citywallet.identity import attributes, sessions
+from citywallet.identity.session_cache import SessionCache
 from citywallet.platform.errors import Forbidden, Unauthorized
 from citywallet.runtime import Runtime
 
@@ -22,8 +24,8 @@ CSRF_FORM_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The runtime the app was built with."""
+async def get_runtime(request: Request) -> Runtime:
+    """The runtime the app was built with (async: no worker thread for a lookup)."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -78,7 +80,7 @@ BEARER = HTTPBearer(
 )
 
 
-def current_user(
+async def current_user(
     request: Request,
     runtime: RuntimeDep,
     form_csrf: Annotated[str | None, Depends(_csrf_form_field)],
@@ -89,6 +91,9 @@ def current_user(
     Cookie sessions must echo their CSRF token (header ``X-CSRF-Token`` or form field
     ``csrf_token``) on unsafe methods; browsers attach cookies to cross-site requests,
     never an Authorization header, so bearer requests need no such check.
+
+    A session this process looked up in the last ``session_cache_seconds`` is answered from
+    its cache without any SQL or worker thread (docs/security.md, "Session cache").
     """
     header = request.headers.get("authorization")
     if header is not None:
@@ -101,8 +106,10 @@ def current_user(
         if not cookie:
             raise Unauthorized("Sign in first.")
         token, via_cookie = cookie, True
-    with runtime.db.uow(readonly=True) as uow:
-        found = sessions.authenticate(uow, token=token)
+    cache = session_cache_of(runtime)
+    found = sessions.cached(cache, token=token)
+    if found is None:
+        found = await run_in_threadpool(sessions.look_up, runtime.db, cache, token=token)
     if found is None or found.kind != ("cookie" if via_cookie else "bearer"):
         raise Unauthorized("The session has ended or is not valid; sign in again.")
     if via_cookie and request.method not in SAFE_METHODS:
@@ -112,8 +119,18 @@ def current_user(
                 f"Missing or wrong CSRF token: send the {CSRF_HEADER} header.", code="csrf_failed"
             )
     if found.needs_touch:
-        runtime.db.transact(lambda uow: sessions.touch(uow, session_pk=found.session_pk))
+        await run_in_threadpool(sessions.record_use, runtime.db, cache, token=token, found=found)
     return AuthContext(found.user_id, found.session_id, via_cookie)
+
+
+def session_cache_of(runtime: Runtime) -> SessionCache:
+    """This process's session cache for the runtime's database."""
+    settings = runtime.settings
+    return sessions.session_cache(
+        runtime.db,
+        ttl_seconds=settings.session_cache_seconds,
+        max_entries=settings.session_cache_size,
+    )
 
 
 CurrentUser = Annotated[AuthContext, Depends(current_user)]

@@ -1,15 +1,22 @@
-"""Pure ASGI middleware in front of every route: request body caps and security headers.
+"""Pure ASGI middleware in front of every route: request body caps, security headers,
+request ids with the request metrics.
 
-Pure ASGI (not ``@app.middleware("http")``) because both must see the raw byte stream and
-the response's start message: the body cap counts bytes as they arrive, before any route
-or form parser holds them in memory. docs/security.md ("Request size", "Headers and files")
-explains the choices.
+Pure ASGI (never ``@app.middleware("http")`` / ``BaseHTTPMiddleware``, which runs the rest of
+the app in a task of its own behind memory streams on every request): the body cap must see
+the raw byte stream, counting bytes as they arrive, before any route or form parser holds
+them in memory, and every piece only needs the response's start message. docs/security.md
+("Request size", "Headers and files") explains the choices; docs/operations.md the
+per-request cost.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Mapping
 
+import structlog
+from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -128,3 +135,49 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class RequestObserver:
+    """Request ids, structured-log context and the request metrics, as pure ASGI.
+
+    Every response carries ``X-Request-ID`` (the caller's, else a new one), bound to the log
+    context for the request's lifetime; each request is counted and timed by method, route
+    template and status (an exception that escapes the app counts as 500).
+    """
+
+    def __init__(self, app: ASGIApp, *, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.latency.labels(method, template).observe(time.perf_counter() - started)
+            self.requests.labels(method, template, str(status)).inc()
+            structlog.contextvars.clear_contextvars()

@@ -4,6 +4,10 @@ The token is 32 random bytes; only its SHA-256 is stored (a stolen database does
 working tokens, and a high-entropy token needs no slow hash). A cookie session's CSRF token
 is derived from the session token (HMAC), so it needs no storage and changes with the
 session; unsafe requests authenticated by the cookie must echo it (see ``api/deps.py``).
+
+Each server process remembers the sessions it looked up for a few seconds
+(:mod:`citywallet.identity.session_cache`, :func:`cached` / :func:`look_up`); ending a
+session here drops it from that cache when its transaction commits.
 """
 
 from __future__ import annotations
@@ -12,16 +16,21 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, event, select, update
 
 from citywallet.identity.errors import AccountClosed, AccountFrozen
 from citywallet.identity.models import LoginSession, User
 from citywallet.identity.queries import new_public_id, user_row
+from citywallet.identity.session_cache import CachedSession, SessionCache
 from citywallet.platform.clock import now_us
 from citywallet.platform.cursors import decode_cursor, encode_cursor
-from citywallet.platform.db import UnitOfWork
+from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import InvalidInput, NotFound
 
 SECOND_US = 1_000_000
@@ -135,6 +144,11 @@ def _device_from_agent(user_agent: str) -> str:
 def authenticate(uow: UnitOfWork, *, token: str) -> Authenticated | None:
     """The live session of ``token``, or ``None``; a frozen account raises ``AccountFrozen``,
     a closed one ``AccountClosed``."""
+    found = _read_session(uow, token)
+    return None if found is None else _authenticated(found, now_us())
+
+
+def _read_session(uow: UnitOfWork, token: str) -> CachedSession | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
     moment = now_us()
@@ -156,12 +170,24 @@ def authenticate(uow: UnitOfWork, *, token: str) -> Authenticated | None:
         raise AccountClosed("This account is closed.")
     if session.revoked_at is not None:
         return None
-    return Authenticated(
+    return CachedSession(
         user_id=user_id,
+        user_pk=session.user_id,
         session_id=session.public_id,
         session_pk=session.id,
         kind=session.kind,
-        needs_touch=moment - session.last_seen_at >= TOUCH_EVERY_US,
+        expires_at=session.expires_at,
+        last_seen_at=session.last_seen_at,
+    )
+
+
+def _authenticated(found: CachedSession, moment: int) -> Authenticated:
+    return Authenticated(
+        user_id=found.user_id,
+        session_id=found.session_id,
+        session_pk=found.session_pk,
+        kind=found.kind,
+        needs_touch=moment - found.last_seen_at >= TOUCH_EVERY_US,
     )
 
 
@@ -170,6 +196,67 @@ def touch(uow: UnitOfWork, *, session_pk: int) -> None:
     uow.session.execute(
         update(LoginSession).where(LoginSession.id == session_pk).values(last_seen_at=now_us())
     )
+
+
+# --- the per-process session cache (identity/session_cache.py, docs/security.md) ----------
+
+# One cache per engine: a process has one per database; tests that build two runtimes on
+# one database (two "processes") get two.
+_CACHES: WeakKeyDictionary[Engine, SessionCache] = WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def session_cache(db: Database, *, ttl_seconds: float, max_entries: int) -> SessionCache:
+    """The session cache of ``db``'s engine (made on first use with these limits)."""
+    cache = _CACHES.get(db.engine)
+    if cache is None:
+        with _CACHES_LOCK:
+            cache = _CACHES.get(db.engine)
+            if cache is None:
+                cache = SessionCache(ttl_seconds=ttl_seconds, max_entries=max_entries)
+                _CACHES[db.engine] = cache
+    return cache
+
+
+def cached(cache: SessionCache, *, token: str) -> Authenticated | None:
+    """The session of ``token`` if the cache knows it and it has not expired: no SQL at
+    all. ``None`` means "ask the database" (:func:`look_up`), not "signed out"."""
+    found = cache.get(token_hash(token))
+    if found is None:
+        return None
+    moment = now_us()
+    if found.expires_at <= moment:
+        return None
+    return _authenticated(found, moment)
+
+
+def look_up(db: Database, cache: SessionCache, *, token: str) -> Authenticated | None:
+    """:func:`authenticate` in a read-only transaction of its own, remembering a live
+    session in ``cache`` (unless it was dropped meanwhile)."""
+    generation = cache.generation
+    with db.uow(readonly=True) as uow:
+        found = _read_session(uow, token)
+    if found is None:
+        return None
+    cache.put(token_hash(token), found, generation=generation)
+    return _authenticated(found, now_us())
+
+
+def record_use(db: Database, cache: SessionCache, *, token: str, found: Authenticated) -> None:
+    """Refresh the session's ``last_seen_at`` (at most once a minute, see ``needs_touch``)."""
+    moment = now_us()
+    db.transact(lambda uow: touch(uow, session_pk=found.session_pk))
+    cache.touched(token_hash(token), moment)
+
+
+def _forget(uow: UnitOfWork, which: Callable[[CachedSession], bool]) -> None:
+    """Drop the cached sessions ``which`` selects now and again when this transaction
+    commits (a lookup between the two reads the old rows; its answer is refused then)."""
+    cache = _CACHES.get(cast(Engine, uow.session.get_bind()))
+    if cache is None:
+        return
+    cache.drop(which)
+    event.listen(uow.session, "after_commit", lambda _session: cache.drop(which), once=True)
 
 
 def list_sessions(
@@ -222,6 +309,8 @@ def revoke_session(
         raise SessionNotFound("No such session.")
     session.revoked_at = now_us()
     session.revoked_reason = reason
+    pk = session.id
+    _forget(uow, lambda cached: cached.session_pk == pk)
 
 
 def revoke_all(
@@ -236,4 +325,5 @@ def revoke_all(
     if keep_session_id is not None:
         query = query.where(LoginSession.public_id != keep_session_id)
     result = uow.session.execute(query)
+    _forget(uow, lambda cached: cached.user_pk == user_pk)
     return int(getattr(result, "rowcount", 0) or 0)

@@ -23,8 +23,19 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = 10
     db_pool_pre_ping: bool = Field(
-        default=True,
-        description="Check each pooled PostgreSQL connection before use (one round trip).",
+        default=False,
+        description="Check every pooled PostgreSQL connection before each use (one round "
+        "trip per transaction). Off: see db_pool_recycle_seconds and db_ping_idle_seconds.",
+    )
+    db_pool_recycle_seconds: int = Field(
+        default=1800,
+        description="Replace a pooled PostgreSQL connection this old at its next checkout "
+        "(-1: never).",
+    )
+    db_ping_idle_seconds: float = Field(
+        default=10.0,
+        description="Check a pooled PostgreSQL connection that sat unused this long before "
+        "handing it out (connections in steady use are never pinged; 0: never).",
     )
     master_keys: str = Field(
         default="",
@@ -238,6 +249,25 @@ class Settings(BaseSettings):
         default=365 * 24 * 3600,
         description="Strict-Transport-Security max-age sent on responses served over HTTPS "
         "(directly or through a trusted proxy); 0 sends none.",
+    )
+
+    # --- the web layer's per-request cost (docs/operations.md, docs/security.md) ---------
+    http_threads: int = Field(
+        default=40,
+        ge=1,
+        description="Worker threads per server process for synchronous routes and "
+        "dependencies (anyio's default limiter); more threads than pooled connections "
+        "(db_pool_size, overflow 2x) only queue on the pool.",
+    )
+    session_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a server process trusts a session it looked up without asking "
+        "the database again (0: always ask). Revocations in the same process take effect at "
+        "once, in other processes within this time; money paths re-read the account anyway.",
+    )
+    session_cache_size: int = Field(
+        default=100_000, ge=1, description="Most sessions one server process keeps cached."
     )
 
     @property

@@ -12,13 +12,13 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from citywallet.platform.files import private_sqlite_file
@@ -48,9 +48,21 @@ class Base(DeclarativeBase):
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, pre_ping: bool = True, echo: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    pre_ping: bool = False,
+    recycle_seconds: int = 1800,
+    ping_idle_seconds: float = 10.0,
+    echo: bool = False,
 ) -> Engine:
-    """Create an engine configured for CityWallet's transaction discipline."""
+    """Create an engine configured for CityWallet's transaction discipline.
+
+    PostgreSQL connections are not pinged on every checkout (``pre_ping``, one round trip
+    per transaction, off by default): they are replaced after ``recycle_seconds`` and pinged
+    only when they sat unused for ``ping_idle_seconds`` (docs/operations.md, "Database
+    connections": how a dead connection after a database restart is handled).
+    """
     if url.startswith("sqlite"):
         private_sqlite_file(url)
         engine = create_engine(
@@ -62,16 +74,56 @@ def make_engine(
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size * 2,
-        # A round trip per checkout that survives database restarts; about 10 % of a single
-        # transfer's time (docs/benchmarks.md). Operators may trade it off.
         pool_pre_ping=pre_ping,
+        pool_recycle=recycle_seconds,
         isolation_level="READ COMMITTED",
     )
+    if not pre_ping and ping_idle_seconds > 0:
+        _ping_when_idle(engine, ping_idle_seconds)
+    event.listen(engine, "after_cursor_execute", _mark_ran)
+    return engine
+
+
+RAN = "citywallet_ran"  # the connection's info: the running unit of work's "a statement ran"
+
+
+def _mark_ran(conn: Connection, *_args: Any) -> None:
+    ran = conn.info.get(RAN)
+    if ran is not None and not ran:
+        ran.append(True)
+
+
+IDLE_SINCE = "citywallet_idle_since"
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled connection at checkout only if it sat unused ``idle_seconds`` or more:
+    under load connections never wait that long, so the hot path pays no round trip; after
+    a quiet spell (a database restart, a firewall dropping idle connections) a dead one is
+    replaced before any request sees it."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # The pool drops this connection and checks out (or opens) another.
+                raise DisconnectionError("a pooled connection died while idle") from exc
+            raise
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -103,6 +155,8 @@ class UnitOfWork:
     """One database transaction. Services receive it; only the caller commits."""
 
     session: Session
+    # PostgreSQL: non-empty once a statement of this transaction succeeded (see transact).
+    ran: list[bool] | None = field(default=None, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -121,9 +175,23 @@ class UnitOfWork:
 class Database:
     """An engine plus unit-of-work factory; one per process and database URL."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, pre_ping: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pre_ping: bool = False,
+        recycle_seconds: int = 1800,
+        ping_idle_seconds: float = 10.0,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size, pre_ping=pre_ping)
+        self.engine = make_engine(
+            url,
+            pool_size=pool_size,
+            pre_ping=pre_ping,
+            recycle_seconds=recycle_seconds,
+            ping_idle_seconds=ping_idle_seconds,
+        )
 
     @property
     def dialect(self) -> str:
@@ -135,11 +203,14 @@ class Database:
         """Open a unit of work; rolls back unless the caller committed."""
         session = Session(self.engine, expire_on_commit=False, autoflush=False)
         if readonly:
-            session.connection(execution_options={"readonly": True})
+            conn = session.connection(execution_options={"readonly": True})
         else:
-            session.connection()  # begin now: BEGIN IMMEDIATE on SQLite
+            conn = session.connection()  # begin now: BEGIN IMMEDIATE on SQLite
+        ran: list[bool] | None = None
+        if not is_sqlite(conn):
+            ran = conn.info[RAN] = []
         try:
-            yield UnitOfWork(session)
+            yield UnitOfWork(session, ran)
         finally:
             session.rollback()
             session.close()
@@ -147,22 +218,36 @@ class Database:
     def transact(
         self, fn: Callable[[UnitOfWork], T], *, attempts: int = 8, readonly: bool = False
     ) -> T:
-        """Run ``fn`` in a unit of work and commit; retry on serialization failure/deadlock."""
-        for attempt in range(1, attempts + 1):
+        """Run ``fn`` in a unit of work and commit; retry on serialization failure/deadlock,
+        and once when the connection turned out dead before any statement of the
+        transaction succeeded (a database restart: nothing of it reached the database)."""
+        attempt, reconnected = 0, False
+        while True:
+            attempt += 1
+            current: UnitOfWork | None = None
             try:
                 with self.uow(readonly=readonly) as uow:
+                    current = uow
                     result = fn(uow)
                     uow.commit()
                     return result
             except DBAPIError as exc:
-                if attempt == attempts or not is_retryable(exc):
+                if not reconnected and _died_before_any_statement(exc, current):
+                    reconnected, attempt = True, attempt - 1  # the pool now opens a new one
+                    continue
+                if attempt >= attempts or not is_retryable(exc):
                     raise
                 time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311
-        raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def _died_before_any_statement(exc: DBAPIError, uow: UnitOfWork | None) -> bool:
+    """A lost connection (the pool has invalidated it) and no statement of the transaction
+    had succeeded: the server never committed anything of it."""
+    return bool(exc.connection_invalidated) and uow is not None and uow.ran == []
 
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected

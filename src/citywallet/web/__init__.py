@@ -11,11 +11,12 @@ language switch (:mod:`.common`). See docs/web.md.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citywallet.web import errors
 from citywallet.web.i18n import LANG_COOKIE, negotiate, translations
@@ -44,21 +45,39 @@ def install(app: FastAPI) -> None:
     app.include_router(operator.router)
     errors.install(app)
 
-    @app.middleware("http")
-    async def pages(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        page = errors.is_page(request)
-        if page:
-            lang = negotiate(
-                request.cookies.get(LANG_COOKIE), request.headers.get("accept-language")
-            )
-            request.state.tr = translations(lang)
-        response = await call_next(request)
-        if page:
-            response.headers.setdefault("Content-Security-Policy", CSP)
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            response.headers.setdefault("Cache-Control", "no-store")
-            response.headers.setdefault("Vary", "Accept-Language, Cookie")
-        return response
+    app.add_middleware(PageMiddleware)
+
+
+# The headers every page gets unless its route set its own.
+PAGE_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("Cache-Control", "no-store"),
+    ("Vary", "Accept-Language, Cookie"),
+)
+
+
+class PageMiddleware:
+    """For page requests (pure ASGI): the visitor's language in ``request.state.tr`` before
+    the route runs, and the pages' security headers on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not errors.is_page_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        lang = negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
+        scope.setdefault("state", {})["tr"] = translations(lang)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in PAGE_HEADERS:
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

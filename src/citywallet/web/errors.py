@@ -25,7 +25,11 @@ Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def is_page(request: Request) -> bool:
-    path = request.url.path
+    return is_page_path(request.url.path)
+
+
+def is_page_path(path: str) -> bool:
+    """Whether ``path`` is one of the pages' (an HTML answer) rather than the API's."""
     return path == "/" or any(
         path == prefix or path.startswith(prefix + "/") for prefix in PAGE_PREFIXES
     )

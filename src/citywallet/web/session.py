@@ -26,8 +26,15 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from citywallet.api.deps import CSRF_COOKIE, CSRF_FORM_FIELD, SAFE_METHODS, SESSION_COOKIE
+from citywallet.api.deps import (
+    CSRF_COOKIE,
+    CSRF_FORM_FIELD,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    session_cache_of,
+)
 from citywallet.identity import attributes, sessions
 from citywallet.identity import service as identity
 from citywallet.identity.errors import AccountClosed, AccountFrozen
@@ -76,17 +83,22 @@ def viewer(request: Request) -> Viewer | None:
     if not token:
         return None
     runtime = runtime_of(request)
+    cache = session_cache_of(runtime)  # the API's: one revocation drops both
     try:
+        auth = sessions.cached(cache, token=token) or sessions.look_up(
+            runtime.db, cache, token=token
+        )
+        if auth is None or auth.kind != "cookie":
+            return None
         with runtime.db.uow(readonly=True) as uow:
-            auth = sessions.authenticate(uow, token=token)
-            if auth is None or auth.kind != "cookie":
-                return None
             user = identity.get_user(uow, user_id=auth.user_id)
             operator = attributes.is_operator(uow, user_id=auth.user_id)
     except (AccountFrozen, AccountClosed):
         return None
+    if user.status in ("frozen", "closed"):
+        return None  # frozen or closed in another process within the cache's lifetime
     if auth.needs_touch:
-        runtime.db.transact(lambda uow: sessions.touch(uow, session_pk=auth.session_pk))
+        sessions.record_use(runtime.db, cache, token=token, found=auth)
     found = Viewer(
         user_id=user.id,
         session_id=auth.session_id,
@@ -206,7 +218,8 @@ async def check_csrf(request: Request) -> dict[str, str]:
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     sent = fields.pop(CSRF_FORM_FIELD, "")
-    expected = expected_csrf_token(request)
+    # Who is signed in may need the database: on a worker thread, never the event loop.
+    expected = await run_in_threadpool(expected_csrf_token, request)
     if not sent or not expected or not hmac.compare_digest(sent, expected):
         raise CsrfFailed("This form has expired: reload the page and try again.")
     return fields
