@@ -1,24 +1,34 @@
 """Claiming a red packet: a grab.
 
-Every share is a row made at sending (:mod:`.packets`), and a grab never reads a packet
-under a lock nor writes its row (that row would be the one hot spot every claim of the
-packet queues for). A grab has two steps:
+Every share is a row made at sending (:mod:`.packets`), paid from one of the packet's escrow
+stripes (:mod:`.plan`), and a grab never reads a packet under a lock nor writes its row
+(that row would be the one hot spot every claim of the packet queues for). The hot path is
+Core SQL only (no ORM objects). A grab has two steps:
 
-1. :func:`check_claim`, read only: the claimer, and in one statement the packet with the
-   claimer's group role, the share they already hold and whether a share is still free.
-   Every refusal that does not depend on a race is decided here — not found, not claimable,
-   already claimed, empty (the packet row's ``status`` is the finished flag, written once by
-   the claim that empties the packet), expired — so a refused grab never opens a write
-   transaction (on SQLite it never takes the writer lock).
+1. :func:`check_claim`, read only, **one statement**: the claimer (active, tier, masked name
+   and phone) with their wallet's id, the packet, the claimer's group role, the share they
+   already hold and whether a share is still free. Every refusal that does not depend on a
+   race is decided here — not found, not claimable, already claimed, empty, expired — so a
+   refused grab never opens a write transaction (on SQLite it never takes the writer lock).
+   A packet seen finished or refunded is remembered by the process (a packet never
+   reopens): later grabs of it skip the packet and its shares and read only the claimer,
+   their role and their own share.
 2. :func:`take_share`, one write transaction: the claimer's wallet lock and balance only if
    their tier has a balance limit; ``UPDATE redpacket_shares … WHERE id = (SELECT … ORDER
    BY position LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING`` takes the first free share
    without waiting for the claims that hold others (``UNIQUE (packet_id, user_id)`` refuses
    a second share to the same person); the history line; and last the ledger posting from
-   the packet's escrow, so the escrow row — the one lock all claims of a packet share — is
-   held only from the posting to the commit. Under that lock every earlier posting has
-   committed, so the claim whose posting leaves the escrow at 0 is the packet's last, exactly
-   one per packet: it closes the packet (status, totals, best luck from the shares).
+   the share's escrow stripe, so that stripe's row is locked only from the posting to the
+   commit. Consecutive positions are paid from different stripes, so the claims in flight
+   at one moment rarely queue on one escrow row.
+
+**Closing a packet.** Under a stripe's lock every earlier posting on it has committed, so
+the claim whose posting leaves a stripe at 0 is that stripe's last: exactly one per
+stripe. With one stripe it is the packet's last claim and closes the packet (status,
+totals, best luck from the shares). With several, each stripe's last claim locks the packet
+row (a handful per packet, never every claim) and reads the shares: the last of them to get
+the lock sees every other claim committed — they all posted on a stripe whose last claim
+held that lock until its commit — and closes the packet if no share is left: exactly one.
 
 :func:`grab` runs step 1 in a read-only unit of work and step 2 in ``db.transact``; the API
 runs step 2 inside its idempotency transaction; :func:`claim_packet` runs both in one unit
@@ -30,11 +40,15 @@ Lock order: wallet rows, share rows, ledger accounts, packet rows (:mod:`.expiry
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Row, ScalarSelect, Select, exists, select, update
+from sqlalchemy import ColumnElement, Row, ScalarSelect, Select, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
+from citywallet.identity.errors import AccountClosed, AccountFrozen, UserNotFound
+from citywallet.identity.service import UserView, user_facts
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode, TransferSpec
 from citywallet.platform.clock import now_us
@@ -49,11 +63,12 @@ from citywallet.redpacket.errors import (
 )
 from citywallet.redpacket.models import RedPacket, RedPacketGroupMember, RedPacketShare
 from citywallet.redpacket.packets import ClaimView
+from citywallet.redpacket.plan import escrow_stripes
 from citywallet.redpacket.rules import best_luck
 from citywallet.wallet import accounts, history
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.limits import check_inflow, limits_for
-from citywallet.wallet.people import active_user, label, new_id
+from citywallet.wallet.people import label, new_id
 
 
 @dataclass(frozen=True)
@@ -91,32 +106,120 @@ class ClaimTicket:
 
 # --- step 1: the read-only checks ---------------------------------------------------------
 
+_PACKET = RedPacket.__table__.c
+_SHARE = RedPacketShare.__table__.c
+_MEMBER = RedPacketGroupMember.__table__.c
+_PACKET_COLUMNS = (
+    _PACKET.id,
+    _PACKET.public_id,
+    _PACKET.kind,
+    _PACKET.total,
+    _PACKET.shares,
+    _PACKET.currency,
+    _PACKET.escrow_account_id,
+    _PACKET.expires_at,
+    _PACKET.sender_id,
+    _PACKET.sender_label,
+    _PACKET.greeting,
+    _PACKET.recipient_id,
+    _PACKET.group_id,
+    _PACKET.status,
+)
+CLOSED_CACHE_SIZE = 10_000  # packets remembered as finished or refunded, per process
 
-def _look(user_id: str) -> Select[RedPacket, str | None, int | None, bool]:
-    """The packet with what decides a grab of ``user_id``, in one statement."""
-    role = (
-        select(RedPacketGroupMember.role)
-        .where(
-            RedPacketGroupMember.group_id == RedPacket.group_id,
-            RedPacketGroupMember.user_id == user_id,
-        )
+
+@dataclass(frozen=True, slots=True)
+class _Packet:
+    """The packet's fields a grab reads (all fixed at sending except ``status``)."""
+
+    id: int
+    public_id: str
+    kind: str
+    total: int
+    shares: int
+    currency: str
+    escrow_account_id: int
+    expires_at: int
+    sender_id: str
+    sender_label: str
+    greeting: str
+    recipient_id: str | None
+    group_id: int | None
+    status: str
+
+
+class ClosedPackets:
+    """Packets known finished or refunded in this process (they never reopen), oldest
+    forgotten first. A grab of one skips the packet and its shares."""
+
+    def __init__(self, size: int = CLOSED_CACHE_SIZE) -> None:
+        self._size = size
+        self._packets: dict[str, _Packet] = {}
+        self._lock = threading.Lock()
+
+    def get(self, packet_id: str) -> _Packet | None:
+        return self._packets.get(packet_id)
+
+    def add(self, packet: _Packet) -> None:
+        with self._lock:
+            while len(self._packets) >= self._size:
+                del self._packets[next(iter(self._packets))]
+            self._packets[packet.public_id] = packet
+
+    def clear(self) -> None:
+        with self._lock:
+            self._packets.clear()
+
+
+CLOSED = ClosedPackets()
+
+
+def _role(group_pk: ColumnElement[int | None] | int | None, user_id: str) -> ScalarSelect[str]:
+    return (
+        select(_MEMBER.role)
+        .where(_MEMBER.group_id == group_pk, _MEMBER.user_id == user_id)
         .scalar_subquery()
     )
-    mine = (
-        select(RedPacketShare.id)
-        .where(RedPacketShare.packet_id == RedPacket.id, RedPacketShare.user_id == user_id)
+
+
+def _mine(packet_pk: ColumnElement[int] | int, user_id: str) -> ScalarSelect[int]:
+    return (
+        select(_SHARE.id)
+        .where(_SHARE.packet_id == packet_pk, _SHARE.user_id == user_id)
         .scalar_subquery()
     )
+
+
+def _look(user_id: str, packet_id: str, closed: _Packet | None) -> Select[Any]:
+    """The claimer with their wallet, and the packet with what decides their grab (only the
+    claimer's role and share if the packet is known closed): one statement. Columns: the
+    claimer's five facts, the wallet id, role, mine, then (packet not known closed) free and
+    the packet's columns (NULL if there is no such packet)."""
+    claimer = user_facts(user_id)
+    facts = (
+        claimer.c.id,
+        claimer.c.status,
+        claimer.c.tier,
+        claimer.c.phone_masked,
+        claimer.c.name_masked,
+        accounts.wallet_id_of(claimer.c.id),
+    )
+    if closed is not None:
+        return select(*facts, _role(closed.group_id, user_id), _mine(closed.id, user_id))
     free = exists().where(
-        RedPacketShare.packet_id == RedPacket.id,
-        RedPacketShare.user_id.is_(None),
-        RedPacketShare.refunded_at.is_(None),
+        _SHARE.packet_id == _PACKET.id, _SHARE.user_id.is_(None), _SHARE.refunded_at.is_(None)
     )
-    return select(RedPacket, role, mine, free)
+    return select(
+        *facts,
+        _role(_PACKET.group_id, user_id),
+        _mine(_PACKET.id, user_id),
+        free,
+        *_PACKET_COLUMNS,
+    ).select_from(claimer.outerjoin(RedPacket.__table__, _PACKET.public_id == packet_id))
 
 
 def _refuse(
-    row: RedPacket, *, user_id: str, role: str | None, claimed: bool, free: bool, moment: int
+    row: _Packet, *, user_id: str, role: str | None, claimed: bool, free: bool, moment: int
 ) -> None:
     """Raise what a grab is refused for, in the documented order; return if it may go on."""
     if user_id not in (row.sender_id, row.recipient_id) and role is None and not claimed:
@@ -139,28 +242,42 @@ def check_claim(
     """Decide from a read-only look whether ``user_id`` may open the packet now (raising the
     refusal if not); the ticket is what :func:`take_share` needs."""
     moment = now if now is not None else now_us()
-    claimer = active_user(uow, user_id)
-    found = uow.session.execute(_look(claimer.id).where(RedPacket.public_id == packet_id)).first()
+    closed = CLOSED.get(packet_id)
+    found = uow.session.connection().execute(_look(user_id, packet_id, closed)).first()
     if found is None:
-        raise PacketNotFound("No such red packet.")
-    row, role, mine, free = found
-    _refuse(row, user_id=claimer.id, role=role, claimed=mine is not None, free=free, moment=moment)
+        raise UserNotFound("No such user.")
+    user, status, tier, phone_masked, name_masked, wallet_id, role, mine = found[:8]
+    if status == "frozen":
+        raise AccountFrozen("This account is frozen: it cannot move money.")
+    if status == "closed":
+        raise AccountClosed("This account is closed: it cannot move money.")
+    if closed is None:
+        free, *columns = found[8:]
+        if columns[0] is None:
+            raise PacketNotFound("No such red packet.")
+        packet = _Packet(*columns)
+        if packet.status != "active":
+            CLOSED.add(packet)
+    else:
+        packet, free = closed, False
+    claimer = UserView(user, phone_masked, status, tier, name_masked is not None, name_masked)
+    _refuse(packet, user_id=user, role=role, claimed=mine is not None, free=free, moment=moment)
     return ClaimTicket(
-        packet_pk=row.id,
-        packet_id=row.public_id,
-        kind=row.kind,
-        total=row.total,
-        shares=row.shares,
-        currency=row.currency,
-        escrow_account_id=row.escrow_account_id,
-        expires_at=row.expires_at,
-        sender_id=row.sender_id,
-        sender_label=row.sender_label,
-        greeting=row.greeting,
+        packet_pk=packet.id,
+        packet_id=packet.public_id,
+        kind=packet.kind,
+        total=packet.total,
+        shares=packet.shares,
+        currency=packet.currency,
+        escrow_account_id=packet.escrow_account_id,
+        expires_at=packet.expires_at,
+        sender_id=packet.sender_id,
+        sender_label=packet.sender_label,
+        greeting=packet.greeting,
         user_id=claimer.id,
         label=label(claimer),
         tier=claimer.tier,
-        wallet_id=accounts.find_wallet(uow, user_id=claimer.id),
+        wallet_id=wallet_id,
         moment=moment,
     )
 
@@ -168,41 +285,43 @@ def check_claim(
 # --- step 2: taking a share ---------------------------------------------------------------
 
 
-def _free_shares(packet_pk: int) -> Select[int]:
+def _free_shares(packet_pk: int) -> Select[Any]:
     return (
-        select(RedPacketShare.id)
+        select(_SHARE.id)
         .where(
-            RedPacketShare.packet_id == packet_pk,
-            RedPacketShare.user_id.is_(None),
-            RedPacketShare.refunded_at.is_(None),
+            _SHARE.packet_id == packet_pk, _SHARE.user_id.is_(None), _SHARE.refunded_at.is_(None)
         )
-        .order_by(RedPacketShare.position)
+        .order_by(_SHARE.position)
         .limit(1)
     )
 
 
 def _claim_share(
-    uow: UnitOfWork, ticket: ClaimTicket, claim_id: str, share: ScalarSelect[int] | int
-) -> Row[int, int] | None:
-    """Write the claimer into ``share``; its (position, amount), or None if it was gone."""
+    uow: UnitOfWork, ticket: ClaimTicket, claim_id: str, share: ScalarSelect[Any] | int
+) -> Row[Any] | None:
+    """Write the claimer into ``share``; its (position, amount, stripe), or None if it was
+    gone."""
     try:
-        return uow.session.execute(
-            update(RedPacketShare)
-            .where(RedPacketShare.id == share)
-            .values(
-                user_id=ticket.user_id,
-                public_id=claim_id,
-                label=ticket.label,
-                claimed_at=ticket.moment,
+        return (
+            uow.session.connection()
+            .execute(
+                update(RedPacketShare.__table__)
+                .where(_SHARE.id == share)
+                .values(
+                    user_id=ticket.user_id,
+                    public_id=claim_id,
+                    label=ticket.label,
+                    claimed_at=ticket.moment,
+                )
+                .returning(_SHARE.position, _SHARE.amount, _SHARE.account_id)
             )
-            .returning(RedPacketShare.position, RedPacketShare.amount)
-            .execution_options(synchronize_session=False)
-        ).first()
+            .first()
+        )
     except IntegrityError:  # UNIQUE (packet_id, user_id): their other grab took one first
         raise AlreadyClaimed("You have already opened this red packet.") from None
 
 
-def _take_free_share(uow: UnitOfWork, ticket: ClaimTicket, claim_id: str) -> Row[int, int] | None:
+def _take_free_share(uow: UnitOfWork, ticket: ClaimTicket, claim_id: str) -> Row[Any] | None:
     """The first free share nobody else holds, else — after waiting for the holders (claims
     in flight, the expiry job) — one a holder let go of; None if the packet has none left."""
     taken = _claim_share(
@@ -215,31 +334,42 @@ def _take_free_share(uow: UnitOfWork, ticket: ClaimTicket, claim_id: str) -> Row
         return taken
     # Rare: every free share is held by a transaction in flight. Wait for them: a claim
     # refused for its claimer's tier lets its share go, and the job's refund must show.
-    let_go = uow.session.scalar(_free_shares(ticket.packet_pk).with_for_update())
+    let_go = uow.session.connection().scalar(_free_shares(ticket.packet_pk).with_for_update())
     return None if let_go is None else _claim_share(uow, ticket, claim_id, let_go)
 
 
 def _refuse_none_left(uow: UnitOfWork, ticket: ClaimTicket) -> None:
     """No share was left for a grab that passed the checks: expired or empty, as it ended."""
-    status = uow.session.scalar(select(RedPacket.status).where(RedPacket.id == ticket.packet_pk))
+    status = uow.session.connection().scalar(
+        select(_PACKET.status).where(_PACKET.id == ticket.packet_pk)
+    )
     if status == "refunded" or ticket.moment >= ticket.expires_at:
         raise PacketExpired("This red packet has expired; what was left went back to the sender.")
     raise PacketEmpty("Every share of this red packet has been claimed.")
 
 
-def _finish(uow: UnitOfWork, ticket: ClaimTicket) -> str | None:
-    """Close a packet whose last share this claim took: status, totals and best luck (lucky
-    packets) on its row. Returns the best-luck claim id."""
-    everyone = uow.session.execute(
-        select(RedPacketShare.public_id, RedPacketShare.amount)
-        .where(RedPacketShare.packet_id == ticket.packet_pk)
-        .order_by(RedPacketShare.position)
+def _finish(uow: UnitOfWork, ticket: ClaimTicket, *, striped: bool) -> tuple[bool, str | None]:
+    """Close the packet if this claim, the last of its stripe, left no share free: status,
+    totals and best luck (lucky packets) on its row. Returns (closed, best-luck claim id).
+
+    With several stripes the packet row is locked first (the last claims of the stripes
+    queue here), and the shares are read after the lock: the last to get it sees all the
+    other claims committed."""
+    conn = uow.session.connection()
+    if striped and uow.dialect == "postgresql":
+        conn.execute(select(_PACKET.id).where(_PACKET.id == ticket.packet_pk).with_for_update())
+    everyone = conn.execute(
+        select(_SHARE.public_id, _SHARE.amount)
+        .where(_SHARE.packet_id == ticket.packet_pk)
+        .order_by(_SHARE.position)
     ).all()
+    if any(claim_id is None for claim_id, _amount in everyone):
+        return False, None  # another stripe still pays out (or a claim in flight)
     best = best_luck([amount for _id, amount in everyone]) if ticket.kind == "lucky" else None
     best_id = None if best is None else everyone[best][0]
-    uow.session.execute(
-        update(RedPacket)
-        .where(RedPacket.id == ticket.packet_pk)
+    conn.execute(
+        update(RedPacket.__table__)
+        .where(_PACKET.id == ticket.packet_pk)
         .values(
             status="finished",
             finished_at=ticket.moment,
@@ -247,15 +377,14 @@ def _finish(uow: UnitOfWork, ticket: ClaimTicket) -> str | None:
             claimed_amount=ticket.total,
             best_luck_claim_id=best_id,
         )
-        .execution_options(synchronize_session=False)
     )
-    return best_id
+    return True, best_id
 
 
 def take_share(
     uow: UnitOfWork, *, ticket: ClaimTicket, settings: Settings | None = None
 ) -> ClaimResult:
-    """Take the first free share of a checked grab and pay it from the packet's escrow into
+    """Take the first free share of a checked grab and pay it from its escrow stripe into
     the claimer's wallet. If the claimer's tier cannot hold it (balance limit), nothing is
     taken and the share stays for others."""
     cfg = settings if settings is not None else get_settings()
@@ -273,11 +402,11 @@ def take_share(
     if taken is None:
         _refuse_none_left(uow, ticket)
         raise AssertionError("unreachable")
-    position, amount = taken
+    position, amount, stripe = taken
     if account is not None:
         check_inflow(tier=ticket.tier, account=account, amount=amount, settings=cfg)
     transfer_id = f"{ticket.packet_id}.claim.{position}"
-    history.record(
+    history.record_now(
         uow,
         user_id=ticket.user_id,
         object_id=claim_id,
@@ -291,13 +420,13 @@ def take_share(
         note=ticket.greeting,
         reference=ticket.packet_id,
     )
-    uow.session.flush()  # the history line now: the posting, and the escrow lock, come last
+    # The posting last: the stripe's lock is held only from here to the commit.
     [result] = ledger.post(
         uow,
         transfers=[
             TransferSpec(
                 id=transfer_id,
-                debit_account_id=ticket.escrow_account_id,
+                debit_account_id=stripe,
                 credit_account_id=wallet,
                 amount=amount,
                 ledger=CURRENCY,
@@ -308,9 +437,11 @@ def take_share(
     )
     if result is not Result.OK:  # one share per position and row: anything else is a bug
         raise RuntimeError(f"ledger refused red packet claim {transfer_id}: {result.value}")
-    escrow = ledger.get_account(uow, account_id=ticket.escrow_account_id)
-    finished = escrow is not None and escrow.balance == 0  # read under the escrow's lock
-    best_id = _finish(uow, ticket) if finished else None
+    escrow = ledger.get_account(uow, account_id=stripe)
+    finished, best_id = False, None
+    if escrow is not None and escrow.balance == 0:  # read under the stripe's lock
+        striped = stripe != ticket.escrow_account_id or escrow_stripes(ticket.shares) > 1
+        finished, best_id = _finish(uow, ticket, striped=striped)
     claim = ClaimView(
         id=claim_id,
         packet_id=ticket.packet_id,

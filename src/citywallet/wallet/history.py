@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.blocks import LedgerSigner, NotSealedYet, inclusion_proof
@@ -144,6 +144,46 @@ def record(
             kind=kind,
             amount=amount,
             fee=fee,
+            currency=currency,
+            status=status,
+            counterparty_user_id=counterparty_user_id,
+            counterparty_label=counterparty_label[:100],
+            note=note,
+            reference=reference,
+            transfer_ids=json.dumps(list(transfer_ids)),
+            created_at=moment,
+            updated_at=moment,
+        )
+    )
+
+
+def record_now(
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    object_id: str,
+    kind: str,
+    amount: int,
+    currency: str,
+    status: str,
+    transfer_ids: Sequence[str],
+    counterparty_user_id: str | None = None,
+    counterparty_label: str = "",
+    note: str = "",
+    reference: str | None = None,
+) -> None:
+    """:func:`record`, written at once with one Core ``INSERT`` (no ORM object, no flush):
+    for hot paths that write nothing else through the session."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown history kind {kind!r}")
+    moment = now_us()
+    uow.session.execute(
+        insert(Activity).values(
+            user_id=user_id,
+            object_id=object_id,
+            kind=kind,
+            amount=amount,
+            fee=0,
             currency=currency,
             status=status,
             counterparty_user_id=counterparty_user_id,
