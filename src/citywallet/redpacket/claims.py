@@ -46,7 +46,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, ScalarSelect, Select, exists, select, update
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Label,
+    Row,
+    ScalarSelect,
+    Select,
+    String,
+    cast,
+    exists,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -299,29 +312,75 @@ def _free_shares(packet_pk: int) -> Select[Any]:
     )
 
 
+def _received_line(ticket: ClaimTicket, claim_id: str, taken: CTE) -> Select[Any]:
+    """The claimer's history line for the share ``taken`` returns, as columns of a SELECT
+    (what :func:`history.record_now` writes, built in SQL from the share's position)."""
+    moment = ticket.moment
+
+    def value(v: object, name: str) -> Label[Any]:
+        return literal(v).label(name)
+
+    transfer_ids = (
+        literal(f'["{ticket.packet_id}.claim.') + cast(taken.c.position, String) + literal('"]')
+    )
+    return select(
+        value(ticket.user_id, "user_id"),
+        value(claim_id, "object_id"),
+        value("redpacket_received", "kind"),
+        taken.c.amount.label("amount"),
+        value(0, "fee"),
+        value(CURRENCY, "currency"),
+        value("succeeded", "status"),
+        value(ticket.sender_id, "counterparty_user_id"),
+        value(ticket.sender_label[:100], "counterparty_label"),
+        value(ticket.greeting, "note"),
+        value(ticket.packet_id, "reference"),
+        transfer_ids.label("transfer_ids"),
+        value(moment, "created_at"),
+        value(moment, "updated_at"),
+    ).select_from(taken)
+
+
 def _claim_share(
     uow: UnitOfWork, ticket: ClaimTicket, claim_id: str, share: ScalarSelect[Any] | int
 ) -> Row[Any] | None:
-    """Write the claimer into ``share``; its (position, amount, stripe), or None if it was
-    gone."""
-    try:
-        return (
-            uow.session.connection()
-            .execute(
-                update(RedPacketShare.__table__)
-                .where(_SHARE.id == share)
-                .values(
-                    user_id=ticket.user_id,
-                    public_id=claim_id,
-                    label=ticket.label,
-                    claimed_at=ticket.moment,
-                )
-                .returning(_SHARE.position, _SHARE.amount, _SHARE.account_id)
-            )
-            .first()
+    """Write the claimer into ``share`` and their history line; the share's (position,
+    amount, stripe), or None if it was gone. On PostgreSQL one statement (the line is
+    inserted by a data-modifying CTE); on SQLite two."""
+    take = (
+        update(RedPacketShare.__table__)
+        .where(_SHARE.id == share)
+        .values(
+            user_id=ticket.user_id, public_id=claim_id, label=ticket.label, claimed_at=ticket.moment
         )
+        .returning(_SHARE.position, _SHARE.amount, _SHARE.account_id)
+    )
+    conn = uow.session.connection()
+    try:
+        if uow.dialect == "postgresql":
+            taken = take.cte("taken")
+            line = history.insert_lines(_received_line(ticket, claim_id, taken)).cte("line")
+            statement = select(taken.c.position, taken.c.amount, taken.c.account_id).add_cte(line)
+            return conn.execute(statement).first()
+        row = conn.execute(take).first()
     except IntegrityError:  # UNIQUE (packet_id, user_id): their other grab took one first
         raise AlreadyClaimed("You have already opened this red packet.") from None
+    if row is not None:
+        history.record_now(
+            uow,
+            user_id=ticket.user_id,
+            object_id=claim_id,
+            kind="redpacket_received",
+            amount=row.amount,
+            currency=CURRENCY,
+            status="succeeded",
+            transfer_ids=[f"{ticket.packet_id}.claim.{row.position}"],
+            counterparty_user_id=ticket.sender_id,
+            counterparty_label=ticket.sender_label,
+            note=ticket.greeting,
+            reference=ticket.packet_id,
+        )
+    return row
 
 
 def _take_free_share(uow: UnitOfWork, ticket: ClaimTicket, claim_id: str) -> Row[Any] | None:
@@ -409,20 +468,6 @@ def take_share(
     if account is not None:
         check_inflow(tier=ticket.tier, account=account, amount=amount, settings=cfg)
     transfer_id = f"{ticket.packet_id}.claim.{position}"
-    history.record_now(
-        uow,
-        user_id=ticket.user_id,
-        object_id=claim_id,
-        kind="redpacket_received",
-        amount=amount,
-        currency=CURRENCY,
-        status="succeeded",
-        transfer_ids=[transfer_id],
-        counterparty_user_id=ticket.sender_id,
-        counterparty_label=ticket.sender_label,
-        note=ticket.greeting,
-        reference=ticket.packet_id,
-    )
     # The posting last: the stripe's lock is held only from here to the commit.
     [result] = ledger.post(
         uow,
