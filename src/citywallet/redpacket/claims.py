@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from typing import cast as typed
 
 from sqlalchemy import (
     CTE,
@@ -54,6 +55,7 @@ from sqlalchemy import (
     ScalarSelect,
     Select,
     String,
+    Table,
     cast,
     exists,
     literal,
@@ -122,9 +124,11 @@ class ClaimTicket:
 
 # --- step 1: the read-only checks ---------------------------------------------------------
 
-_PACKET = RedPacket.__table__.c
-_SHARE = RedPacketShare.__table__.c
-_MEMBER = RedPacketGroupMember.__table__.c
+_PACKETS = typed(Table, RedPacket.__table__)
+_SHARES = typed(Table, RedPacketShare.__table__)
+_PACKET = _PACKETS.c
+_SHARE = _SHARES.c
+_MEMBER = typed(Table, RedPacketGroupMember.__table__).c
 _PACKET_COLUMNS = (
     _PACKET.id,
     _PACKET.public_id,
@@ -231,7 +235,7 @@ def _look(user_id: str, packet_id: str, closed: _Packet | None) -> Select[Any]:
         _mine(_PACKET.id, user_id),
         free,
         *_PACKET_COLUMNS,
-    ).select_from(claimer.outerjoin(RedPacket.__table__, _PACKET.public_id == packet_id))
+    ).select_from(claimer.outerjoin(_PACKETS, _PACKET.public_id == packet_id))
 
 
 def _refuse(
@@ -343,12 +347,12 @@ def _received_line(ticket: ClaimTicket, claim_id: str, taken: CTE) -> Select[Any
 
 def _claim_share(
     uow: UnitOfWork, ticket: ClaimTicket, claim_id: str, share: ScalarSelect[Any] | int
-) -> Row[Any] | None:
+) -> Row[int, int, int] | None:
     """Write the claimer into ``share`` and their history line; the share's (position,
     amount, stripe), or None if it was gone. On PostgreSQL one statement (the line is
     inserted by a data-modifying CTE); on SQLite two."""
     take = (
-        update(RedPacketShare.__table__)
+        update(_SHARES)
         .where(_SHARE.id == share)
         .values(
             user_id=ticket.user_id, public_id=claim_id, label=ticket.label, claimed_at=ticket.moment
@@ -383,7 +387,9 @@ def _claim_share(
     return row
 
 
-def _take_free_share(uow: UnitOfWork, ticket: ClaimTicket, claim_id: str) -> Row[Any] | None:
+def _take_free_share(
+    uow: UnitOfWork, ticket: ClaimTicket, claim_id: str
+) -> Row[int, int, int] | None:
     """The first free share nobody else holds, else — after waiting for the holders (claims
     in flight, the expiry job) — one a holder let go of; None if the packet has none left."""
     taken = _claim_share(
@@ -430,7 +436,7 @@ def _finish(uow: UnitOfWork, ticket: ClaimTicket, *, striped: bool) -> tuple[boo
     best = best_luck([amount for _id, amount in everyone]) if ticket.kind == "lucky" else None
     best_id = None if best is None else everyone[best][0]
     conn.execute(
-        update(RedPacket.__table__)
+        update(_PACKETS)
         .where(_PACKET.id == ticket.packet_pk)
         .values(
             status="finished",

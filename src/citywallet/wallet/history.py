@@ -201,7 +201,7 @@ def insert_lines(source: Select[Any]) -> Insert:
     """``INSERT`` history lines from ``source``, whose columns are labelled as the history's
     columns (``user_id``, ``object_id``, ``kind``, …): for a feature that writes its line in
     the same statement as its own change (a data-modifying CTE on PostgreSQL)."""
-    names = [column.name for column in source.selected_columns]  # type: ignore[attr-defined]
+    names = [column.name for column in source.selected_columns]
     return insert(Activity).from_select(names, source)
 
 
