@@ -75,8 +75,9 @@ def _returns(
             code=TransferCode.REDPACKET_RETURN,
             reference=packet.public_id,
         )
-        for k, (stripe, (_count, left)) in enumerate(sorted(stripes.items()), start=1)
-        if stripe != main
+        for k, (stripe, (_count, left)) in enumerate(
+            sorted((s, held) for s, held in stripes.items() if s != main), start=1
+        )
     ]
     specs.append(
         TransferSpec(
