@@ -19,7 +19,7 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Subquery, func, select
+from sqlalchemy import ColumnElement, Subquery, func, select
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.identity import codes, keys, sessions
@@ -142,10 +142,11 @@ def get_user(uow: UnitOfWork, *, user_id: str) -> UserView:
     return _view_of(uow, user_row(uow, user_id))
 
 
-def user_facts(user_id: str) -> Subquery:
+def user_facts(user_id: str | ColumnElement[str]) -> Subquery:
     """The user's public facts as a one-row subquery (``id``, ``status``, ``tier``,
     ``phone_masked``, ``name_masked``: NULL without a verified real name), for a feature
-    that decides a request in one statement of its own (the red-packet grab)."""
+    that decides a request in one statement of its own (the red-packet grab). ``user_id``
+    may be a bound parameter, for a statement built once."""
     return (
         select(
             User.public_id.label("id"),

@@ -41,7 +41,7 @@ Lock order: wallet rows, share rows, ledger accounts, packet rows (:mod:`.expiry
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -49,13 +49,17 @@ from typing import cast as typed
 
 from sqlalchemy import (
     CTE,
-    ColumnElement,
+    BigInteger,
+    ClauseElement,
+    Connection,
+    CursorResult,
+    Integer,
     Label,
-    Row,
     ScalarSelect,
     Select,
     String,
     Table,
+    bindparam,
     cast,
     exists,
     literal,
@@ -64,6 +68,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from citywallet.identity.errors import AccountClosed, AccountFrozen, UserNotFound
 from citywallet.identity.service import UserView, user_facts
@@ -194,7 +199,36 @@ class ClosedPackets:
 CLOSED = ClosedPackets()
 
 
-def _role(group_pk: ColumnElement[int | None] | int | None, user_id: str) -> ScalarSelect[str]:
+class Prepared:
+    """A Core statement built once and compiled once per dialect, then run as driver SQL
+    with its parameters: no statement construction, cache-key computation or result
+    processing per call (what a hot path otherwise pays for every grab). Only for
+    statements whose parameters and results need no type processing (ints, strings)."""
+
+    def __init__(self, build: Callable[[], ClauseElement]) -> None:
+        self._build = build
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+    def run(self, conn: Connection, **params: Any) -> CursorResult[Any]:
+        entry = self._compiled.get(conn.dialect.name)
+        if entry is None:
+            compiled = typed(SQLCompiler, self._build().compile(dialect=conn.dialect))
+            order = tuple(compiled.positiontup) if compiled.positiontup else None
+            entry = (str(compiled), order, dict(compiled.params))
+            self._compiled[conn.dialect.name] = entry
+        sql, order, defaults = entry
+        values = {**defaults, **params}
+        if order is None:
+            return conn.exec_driver_sql(sql, values)
+        return conn.exec_driver_sql(sql, tuple(values[name] for name in order))
+
+    def first(self, conn: Connection, **params: Any) -> tuple[Any, ...] | None:
+        """The first row as a plain tuple, or None."""
+        row = self.run(conn, **params).first()
+        return None if row is None else tuple(row)
+
+
+def _role(group_pk: Any, user_id: Any) -> ScalarSelect[str]:
     return (
         select(_MEMBER.role)
         .where(_MEMBER.group_id == group_pk, _MEMBER.user_id == user_id)
@@ -202,7 +236,7 @@ def _role(group_pk: ColumnElement[int | None] | int | None, user_id: str) -> Sca
     )
 
 
-def _mine(packet_pk: ColumnElement[int] | int, user_id: str) -> ScalarSelect[int]:
+def _mine(packet_pk: Any, user_id: Any) -> ScalarSelect[int]:
     return (
         select(_SHARE.id)
         .where(_SHARE.packet_id == packet_pk, _SHARE.user_id == user_id)
@@ -210,12 +244,14 @@ def _mine(packet_pk: ColumnElement[int] | int, user_id: str) -> ScalarSelect[int
     )
 
 
-def _look(user_id: str, packet_id: str, closed: _Packet | None) -> Select[Any]:
-    """The claimer with their wallet, and the packet with what decides their grab (only the
-    claimer's role and share if the packet is known closed): one statement. Columns: the
-    claimer's five facts, the wallet id, role, mine, then (packet not known closed) free and
-    the packet's columns (NULL if there is no such packet)."""
-    claimer = user_facts(user_id)
+def _look(closed: bool) -> ClauseElement:
+    """The claimer (``:user``) with their wallet, and the packet (``:packet``) with what
+    decides their grab — or, for a packet known closed (``:packet_pk``, ``:group_pk``), only
+    the claimer's role and share: one statement. Columns: the claimer's five facts, the
+    wallet id, role, mine, then (packet not known closed) free and the packet's columns
+    (NULL if there is no such packet)."""
+    user = bindparam("user", type_=String)
+    claimer = user_facts(user)
     facts = (
         claimer.c.id,
         claimer.c.status,
@@ -224,18 +260,24 @@ def _look(user_id: str, packet_id: str, closed: _Packet | None) -> Select[Any]:
         claimer.c.name_masked,
         accounts.wallet_id_of(claimer.c.id),
     )
-    if closed is not None:
-        return select(*facts, _role(closed.group_id, user_id), _mine(closed.id, user_id))
+    if closed:
+        group_pk = bindparam("group_pk", type_=Integer)
+        packet_pk = bindparam("packet_pk", type_=Integer)
+        return select(*facts, _role(group_pk, user), _mine(packet_pk, user))
     free = exists().where(
         _SHARE.packet_id == _PACKET.id, _SHARE.user_id.is_(None), _SHARE.refunded_at.is_(None)
     )
     return select(
         *facts,
-        _role(_PACKET.group_id, user_id),
-        _mine(_PACKET.id, user_id),
+        _role(_PACKET.group_id, user),
+        _mine(_PACKET.id, user),
         free,
         *_PACKET_COLUMNS,
-    ).select_from(claimer.outerjoin(_PACKETS, _PACKET.public_id == packet_id))
+    ).select_from(claimer.outerjoin(_PACKETS, _PACKET.public_id == bindparam("packet")))
+
+
+_LOOK_OPEN = Prepared(lambda: _look(closed=False))
+_LOOK_CLOSED = Prepared(lambda: _look(closed=True))
 
 
 def _refuse(
@@ -263,7 +305,13 @@ def check_claim(
     refusal if not); the ticket is what :func:`take_share` needs."""
     moment = now if now is not None else now_us()
     closed = CLOSED.get(packet_id)
-    found = uow.session.connection().execute(_look(user_id, packet_id, closed)).first()
+    conn = uow.session.connection()
+    if closed is None:
+        found = _LOOK_OPEN.first(conn, user=user_id, packet=packet_id)
+    else:
+        found = _LOOK_CLOSED.first(
+            conn, user=user_id, group_pk=closed.group_id, packet_pk=closed.id
+        )
     if found is None:
         raise UserNotFound("No such user.")
     user, status, tier, phone_masked, name_masked, wallet_id, role, mine = found[:8]
@@ -305,7 +353,7 @@ def check_claim(
 # --- step 2: taking a share ---------------------------------------------------------------
 
 
-def _free_shares(packet_pk: int) -> Select[Any]:
+def _free_shares(packet_pk: Any) -> Select[Any]:
     return (
         select(_SHARE.id)
         .where(
@@ -316,88 +364,125 @@ def _free_shares(packet_pk: int) -> Select[Any]:
     )
 
 
-def _received_line(ticket: ClaimTicket, claim_id: str, taken: CTE) -> Select[Any]:
-    """The claimer's history line for the share ``taken`` returns, as columns of a SELECT
-    (what :func:`history.record_now` writes, built in SQL from the share's position)."""
-    moment = ticket.moment
+def _received_line(taken: CTE) -> Select[Any]:
+    """The claimer's history line for the share ``taken`` returns, as the columns of a
+    SELECT: what :func:`history.record_now` writes, its transfer id built in SQL from the
+    share's position (``:prefix`` is ``'["rpk_X.claim.'``)."""
 
-    def value(v: object, name: str) -> Label[Any]:
-        return literal(v).label(name)
+    def value(name: str, type_: Any = String) -> Label[Any]:
+        return bindparam(name, type_=type_).label(name)
 
-    transfer_ids = (
-        literal(f'["{ticket.packet_id}.claim.') + cast(taken.c.position, String) + literal('"]')
-    )
+    transfer_ids = bindparam("prefix", type_=String) + cast(taken.c.position, String) + '"]'
     return select(
-        value(ticket.user_id, "user_id"),
-        value(claim_id, "object_id"),
-        value("redpacket_received", "kind"),
+        value("user_id"),
+        value("object_id"),
+        literal("redpacket_received").label("kind"),
         taken.c.amount.label("amount"),
-        value(0, "fee"),
-        value(CURRENCY, "currency"),
-        value("succeeded", "status"),
-        value(ticket.sender_id, "counterparty_user_id"),
-        value(ticket.sender_label[:100], "counterparty_label"),
-        value(ticket.greeting, "note"),
-        value(ticket.packet_id, "reference"),
+        literal(0).label("fee"),
+        literal(CURRENCY).label("currency"),
+        literal("succeeded").label("status"),
+        value("counterparty_user_id"),
+        value("counterparty_label"),
+        value("note"),
+        value("reference"),
         transfer_ids.label("transfer_ids"),
-        value(moment, "created_at"),
-        value(moment, "updated_at"),
+        value("created_at", BigInteger),
+        value("updated_at", BigInteger),
     ).select_from(taken)
 
 
-def _claim_share(
-    uow: UnitOfWork, ticket: ClaimTicket, claim_id: str, share: ScalarSelect[Any] | int
-) -> Row[int, int, int] | None:
-    """Write the claimer into ``share`` and their history line; the share's (position,
-    amount, stripe), or None if it was gone. On PostgreSQL one statement (the line is
-    inserted by a data-modifying CTE); on SQLite two."""
+def _take(*, skip_locked: bool, with_line: bool) -> ClauseElement:
+    """Write the claimer into a share and return its (position, amount, stripe): the first
+    free one nobody else holds (``skip_locked``, ``:packet_pk``) or the one named
+    (``:share``); ``with_line`` (PostgreSQL) adds their history line in the same statement,
+    a data-modifying CTE."""
+    share: Any = (
+        _free_shares(bindparam("packet_pk")).with_for_update(skip_locked=True).scalar_subquery()
+        if skip_locked
+        else bindparam("share")
+    )
     take = (
         update(_SHARES)
         .where(_SHARE.id == share)
         .values(
-            user_id=ticket.user_id, public_id=claim_id, label=ticket.label, claimed_at=ticket.moment
+            user_id=bindparam("user_id"),
+            public_id=bindparam("object_id"),
+            label=bindparam("claim_label"),
+            claimed_at=bindparam("created_at"),
         )
         .returning(_SHARE.position, _SHARE.amount, _SHARE.account_id)
     )
-    conn = uow.session.connection()
+    if not with_line:
+        return take
+    taken = take.cte("taken")
+    line = history.insert_lines(_received_line(taken)).cte("line")
+    return select(taken.c.position, taken.c.amount, taken.c.account_id).add_cte(line)
+
+
+def _prepared_take(skip_locked: bool, with_line: bool) -> Prepared:
+    return Prepared(lambda: _take(skip_locked=skip_locked, with_line=with_line))
+
+
+_TAKE = {
+    (skip, line): _prepared_take(skip, line) for skip in (True, False) for line in (True, False)
+}
+
+
+def _claim_share(
+    uow: UnitOfWork, ticket: ClaimTicket, claim_id: str, share: int | None
+) -> tuple[int, int, int] | None:
+    """Write the claimer into ``share`` (None: the first free one nobody holds) and their
+    history line; the share's (position, amount, stripe), or None if none was taken. On
+    PostgreSQL one statement (the line rides in a data-modifying CTE); on SQLite two."""
+    with_line = uow.dialect == "postgresql"
+    params: dict[str, Any] = {
+        "user_id": ticket.user_id,
+        "object_id": claim_id,
+        "claim_label": ticket.label,
+        "created_at": ticket.moment,
+    }
+    if share is None:
+        params["packet_pk"] = ticket.packet_pk
+    else:
+        params["share"] = share
+    if with_line:
+        params.update(
+            updated_at=ticket.moment,
+            counterparty_user_id=ticket.sender_id,
+            counterparty_label=ticket.sender_label[:100],
+            note=ticket.greeting,
+            reference=ticket.packet_id,
+            prefix=f'["{ticket.packet_id}.claim.',
+        )
+    statement = _TAKE[(share is None, with_line)]
     try:
-        if uow.dialect == "postgresql":
-            taken = take.cte("taken")
-            line = history.insert_lines(_received_line(ticket, claim_id, taken)).cte("line")
-            statement = select(taken.c.position, taken.c.amount, taken.c.account_id).add_cte(line)
-            return conn.execute(statement).first()
-        row = conn.execute(take).first()
+        row = statement.first(uow.session.connection(), **params)
     except IntegrityError:  # UNIQUE (packet_id, user_id): their other grab took one first
         raise AlreadyClaimed("You have already opened this red packet.") from None
-    if row is not None:
+    if row is not None and not with_line:
         history.record_now(
             uow,
             user_id=ticket.user_id,
             object_id=claim_id,
             kind="redpacket_received",
-            amount=row.amount,
+            amount=row[1],
             currency=CURRENCY,
             status="succeeded",
-            transfer_ids=[f"{ticket.packet_id}.claim.{row.position}"],
+            transfer_ids=[f"{ticket.packet_id}.claim.{row[0]}"],
             counterparty_user_id=ticket.sender_id,
             counterparty_label=ticket.sender_label,
             note=ticket.greeting,
             reference=ticket.packet_id,
         )
-    return row
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
 
 
 def _take_free_share(
     uow: UnitOfWork, ticket: ClaimTicket, claim_id: str
-) -> Row[int, int, int] | None:
+) -> tuple[int, int, int] | None:
     """The first free share nobody else holds, else — after waiting for the holders (claims
     in flight, the expiry job) — one a holder let go of; None if the packet has none left."""
-    taken = _claim_share(
-        uow,
-        ticket,
-        claim_id,
-        _free_shares(ticket.packet_pk).with_for_update(skip_locked=True).scalar_subquery(),
-    )
+    taken = _claim_share(uow, ticket, claim_id, None)
     if taken is not None or uow.dialect != "postgresql":  # SQLite: this writer is alone
         return taken
     # Rare: every free share is held by a transaction in flight. Wait for them: a claim
