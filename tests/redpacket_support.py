@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from citywallet.identity import sessions
 from citywallet.identity.keys import phone_hash
@@ -271,14 +271,19 @@ def refused(code: str, fn: Callable[[], object]) -> DomainError:
 
 
 def escrow_balance(db: Database, packet_id: str) -> int:
-    """The balance of a packet's escrow account."""
+    """What a packet's escrow accounts hold together (one, or its stripes)."""
     with db.uow(readonly=True) as uow:
-        account_id = ledger.find_account(uow, owner_ref=packet_id)
-        assert account_id is not None
-        view = ledger.get_account(uow, account_id=account_id)
-    assert view is not None
-    assert view.code == AccountCode.REDPACKET_ESCROW
-    return view.balance
+        ids = [
+            int(i)
+            for (i,) in uow.session.execute(
+                text("SELECT id FROM ledger_accounts WHERE owner_ref = :p"), {"p": packet_id}
+            )
+        ]
+        views = ledger.get_accounts(uow, ids=ids)
+    assert ids
+    assert len(views) == len(ids)
+    assert all(view.code == AccountCode.REDPACKET_ESCROW for view in views.values())
+    return sum(view.balance for view in views.values())
 
 
 @contextmanager

@@ -236,9 +236,10 @@ def claim_packet(
     call = Idempotent.of(
         runtime, request, scope=auth.user_id, key=idempotency_key, body=body or ClaimCreate()
     )
-    # The checks read only, so a refused grab (empty, already claimed, expired) writes
-    # nothing; a retry of a claim that succeeded is refused by them and replays instead.
-    with runtime.db.uow(readonly=True) as uow:
+    # The checks read only (in autocommit on PostgreSQL), so a refused grab (empty, already
+    # claimed, expired) writes nothing; a retry of a claim that succeeded is refused by them
+    # and replays instead.
+    with redpacket.checking(runtime.db) as uow:
         try:
             ticket = redpacket.check_claim(uow, user_id=auth.user_id, packet_id=packet_id)
         except DomainError:

@@ -5,7 +5,10 @@ sender: ``UPDATE redpacket_shares SET refunded_at … WHERE user_id IS NULL AND 
 NULL`` waits, on PostgreSQL, for claims holding a share and passes over the shares they
 took, so a last claim and the job never both get a share (a claim finding no share left
 answers ``redpacket_expired``). The refund's ledger id is the packet's own
-(``rpk_X.return``), so a second refund would be refused by the ledger anyway.
+(``rpk_X.return``), so a second refund would be refused by the ledger anyway. A packet paid
+from several escrow stripes (:mod:`.plan`) first gathers every other stripe's remainder into
+stripe 0 (``rpk_X.gather.K``), which returns the whole remainder to the sender, in the same
+ledger batch: each stripe's balance is checked against the shares it still held.
 Lock order as for claims: the senders' wallets, the shares, the ledger accounts, the packet
 rows; then the senders' limit-usage rows, which every user of them reaches through the
 sender's wallet lock first.
@@ -33,10 +36,10 @@ def return_transfer_id(packet_id: str) -> str:
 
 def _refund_free_shares(
     uow: UnitOfWork, packets: Sequence[RedPacket], moment: int
-) -> dict[int, tuple[int, int]]:
-    """Mark every share nobody took refunded; (shares, amount) refunded per packet pk. On
-    PostgreSQL the UPDATE waits for claims holding a share and then passes over the shares
-    they took; a share a claim let go of is refunded."""
+) -> dict[int, dict[int, tuple[int, int]]]:
+    """Mark every share nobody took refunded; per packet pk, per escrow stripe, the
+    (shares, amount) refunded. On PostgreSQL the UPDATE waits for claims holding a share
+    and then passes over the shares they took; a share a claim let go of is refunded."""
     rows = uow.session.execute(
         update(RedPacketShare)
         .where(
@@ -45,14 +48,49 @@ def _refund_free_shares(
             RedPacketShare.refunded_at.is_(None),
         )
         .values(refunded_at=moment)
-        .returning(RedPacketShare.packet_id, RedPacketShare.amount)
+        .returning(RedPacketShare.packet_id, RedPacketShare.account_id, RedPacketShare.amount)
         .execution_options(synchronize_session=False)
     ).all()
-    back: dict[int, tuple[int, int]] = {}
-    for packet_pk, amount in rows:
-        count, total = back.get(packet_pk, (0, 0))
-        back[packet_pk] = (count + 1, total + amount)
+    back: dict[int, dict[int, tuple[int, int]]] = {}
+    for packet_pk, stripe, amount in rows:
+        stripes = back.setdefault(packet_pk, {})
+        count, total = stripes.get(stripe, (0, 0))
+        stripes[stripe] = (count + 1, total + amount)
     return back
+
+
+def _returns(
+    packet: RedPacket, stripes: dict[int, tuple[int, int]], wallet: int
+) -> list[TransferSpec]:
+    """The other stripes' remainders into stripe 0, then stripe 0's whole remainder to the
+    sender (the last transfer)."""
+    main = packet.escrow_account_id
+    specs = [
+        TransferSpec(
+            id=f"{packet.public_id}.gather.{k}",
+            debit_account_id=stripe,
+            credit_account_id=main,
+            amount=left,
+            ledger=CURRENCY,
+            code=TransferCode.REDPACKET_RETURN,
+            reference=packet.public_id,
+        )
+        for k, (stripe, (_count, left)) in enumerate(
+            sorted((s, held) for s, held in stripes.items() if s != main), start=1
+        )
+    ]
+    specs.append(
+        TransferSpec(
+            id=return_transfer_id(packet.public_id),
+            debit_account_id=main,
+            credit_account_id=wallet,
+            amount=sum(left for _count, left in stripes.values()),
+            ledger=CURRENCY,
+            code=TransferCode.REDPACKET_RETURN,
+            reference=packet.public_id,
+        )
+    )
+    return specs
 
 
 def expire_packets(uow: UnitOfWork, *, now: int | None = None, limit: int = 100) -> int:
@@ -78,30 +116,20 @@ def expire_packets(uow: UnitOfWork, *, now: int | None = None, limit: int = 100)
     packets = [p for p in due if p.id in back]
     if not packets:
         return 0
-    escrows = ledger.get_accounts(uow, ids=[p.escrow_account_id for p in packets])
+    escrows = ledger.get_accounts(uow, ids=[k for p in packets for k in back[p.id]])
     for packet in packets:
-        left = back[packet.id][1]
-        if escrows[packet.escrow_account_id].balance != left:
-            raise RuntimeError(f"escrow of {packet.public_id} does not hold its remainder {left}")
-    results = ledger.post(
-        uow,
-        transfers=[
-            TransferSpec(
-                id=return_transfer_id(p.public_id),
-                debit_account_id=p.escrow_account_id,
-                credit_account_id=wallets[p.sender_id],
-                amount=back[p.id][1],
-                ledger=CURRENCY,
-                code=TransferCode.REDPACKET_RETURN,
-                reference=p.public_id,
-            )
-            for p in packets
-        ],
-    )
-    for packet, result in zip(packets, results, strict=True):
-        if not result.on_books:
-            raise RuntimeError(f"ledger refused the return of {packet.public_id}: {result.value}")
-        unclaimed, left = back[packet.id]
+        for stripe, (_count, left) in back[packet.id].items():
+            if escrows[stripe].balance != left:
+                raise RuntimeError(
+                    f"escrow {stripe} of {packet.public_id} does not hold its remainder {left}"
+                )
+    plans = [_returns(p, back[p.id], wallets[p.sender_id]) for p in packets]
+    results = ledger.post(uow, transfers=[spec for plan in plans for spec in plan])
+    if not all(result.on_books for result in results):
+        raise RuntimeError(f"ledger refused a red-packet return: {[r.value for r in results]}")
+    for packet in packets:
+        unclaimed = sum(count for count, _left in back[packet.id].values())
+        left = sum(amount for _count, amount in back[packet.id].values())
         packet.status, packet.refund_amount, packet.refunded_at = "refunded", left, moment
         packet.claimed_count, packet.claimed_amount = packet.shares - unclaimed, packet.total - left
         history.record(

@@ -1,7 +1,9 @@
 """Red-packet tables: groups and their members, packets, their shares.
 
-Money lives in the ledger: each packet has an escrow account of its own (code
-``REDPACKET_ESCROW``, owner ``rpk_…``) that the sender funds and every claim draws from.
+Money lives in the ledger: each packet has escrow accounts of its own (code
+``REDPACKET_ESCROW``, owner ``rpk_…``; one, or a few "stripes" for a large packet, see
+:mod:`.plan`) that the sender funds and claims draw from; each share names the stripe that
+pays it (``account_id``).
 These tables hold what the ledger must not know: who may claim, who did, the greeting.
 Every share is a row made at sending, and a claim updates only its share, never the packet
 row (which would be a hot row every claim of the packet queues for). The packet's totals
@@ -150,6 +152,7 @@ class RedPacketShare(Base):
     packet_id: Mapped[int] = mapped_column(ForeignKey("redpackets.id"))
     position: Mapped[int] = mapped_column(Integer)  # 1 for the share the first claim takes
     amount: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[int] = mapped_column(BigInteger)  # the escrow stripe that pays it
     public_id: Mapped[str | None] = mapped_column(String(40), unique=True)  # rpc_…, claimed
     user_id: Mapped[str | None] = mapped_column(String(40))
     label: Mapped[str | None] = mapped_column(String(100))  # masked name and phone, claimed

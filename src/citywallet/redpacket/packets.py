@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, exists, func, insert, select
 
 from citywallet.ledger import service as ledger
+from citywallet.ledger.service import AccountSpec
 from citywallet.ledger.types import AccountCode, AccountFlags, Result, TransferCode, TransferSpec
 from citywallet.money import Money
 from citywallet.platform.clock import now_us
@@ -52,8 +53,12 @@ from citywallet.redpacket.models import (
     RedPacketShare,
 )
 from citywallet.redpacket.paging import page_limit
-from citywallet.redpacket.rules import validate_packet
-from citywallet.redpacket.shares import packet_shares
+from citywallet.redpacket.plan import (
+    PacketPlan,
+    choose_kind,
+    clean_greeting,
+    plan_packet,
+)
 from citywallet.wallet import accounts, history
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.errors import InsufficientBalance
@@ -61,8 +66,6 @@ from citywallet.wallet.funding import validate_amount
 from citywallet.wallet.limits import reserve_outflow
 from citywallet.wallet.people import active_user, find_recipient, label, new_id
 
-GREETING_MAX = 40
-DEFAULT_GREETING = "恭喜发财，大吉大利"
 SECOND_US = 1_000_000
 ROLES = ("sent", "received", "available")
 _SYSTEM_RANDOM = random.SystemRandom()  # shares must not be predictable
@@ -121,15 +124,6 @@ class PacketPage:
 
     items: list[PacketView]
     next_cursor: str | None
-
-
-def _greeting(greeting: str) -> str:
-    clean = " ".join(greeting.split()) or DEFAULT_GREETING
-    if len(clean) > GREETING_MAX:
-        raise InvalidInput(
-            f"A greeting has at most {GREETING_MAX} characters.", code="greeting_too_long"
-        )
-    return clean
 
 
 def _status(row: RedPacket, moment: int) -> str:
@@ -291,26 +285,17 @@ def send_packet(
     user id or phone number; kind ``single``) or to a group the sender belongs to
     (``group_id``; ``shares`` shares, kind ``lucky`` by default or ``equal``). The money
     leaves the sender's wallet for the packet's escrow now, within the sender's limits, and
-    every share is drawn now (``shares.packet_shares``), one row each."""
+    every share is drawn now (:func:`.plan.plan_packet`), one row each, each paid from one of
+    the packet's escrow stripes. The rules are :mod:`.plan`'s; this is the database part."""
     cfg = settings if settings is not None else get_settings()
     validate_amount(amount, currency)
-    if (to is None) == (group_id is None):
-        raise InvalidInput(
-            "Send a red packet either to one person (to) or to a group (group_id).",
-            code="redpacket_target_required",
-        )
-    chosen = kind or ("single" if to is not None else "lucky")
-    clean_greeting = _greeting(greeting)
+    chosen = choose_kind(to=to, group_id=group_id, kind=kind, shares=shares)
+    clean = clean_greeting(greeting)
     sender = active_user(uow, user_id)
     group: RedPacketGroup | None = None
     recipient_id: str | None = None
     members: int | None = None
     if to is not None:
-        if chosen != "single" or shares != 1:
-            raise InvalidInput(
-                "A red packet to one person is one share of a fixed amount (kind 'single').",
-                code="invalid_redpacket_kind",
-            )
         recipient = find_recipient(uow, to, encryptor)
         if recipient.id == sender.id:
             raise InvalidInput("You cannot send a red packet to yourself.", code="cannot_pay_self")
@@ -320,23 +305,19 @@ def send_packet(
             )
         recipient_id, target_label = recipient.id, label(recipient)
     else:
-        if chosen not in ("equal", "lucky"):
-            raise InvalidInput(
-                "A red packet to a group is 'lucky' or 'equal'.", code="invalid_redpacket_kind"
-            )
         group, _role = member_group(uow, user_id=sender.id, group_id=str(group_id))
         members, target_label = member_count(uow, group_pk=group.id), group.name
-    validate_packet(
-        amount,
-        shares,
+    plan = plan_packet(
+        kind=chosen,
+        amount=amount,
+        shares=shares,
+        greeting=clean,
+        rng=rng or _SYSTEM_RANDOM,
         max_total=cfg.redpacket_max_total,
         max_shares=cfg.redpacket_max_shares,
+        min_share=cfg.redpacket_min_share,
         members=members,
     )
-    if amount < shares * cfg.redpacket_min_share:
-        raise InvalidInput(
-            f"Every share is at least {Money(cfg.redpacket_min_share)}.", code="share_too_small"
-        )
 
     packet_id = new_id("rpk")
     moment = now if now is not None else now_us()
@@ -351,32 +332,24 @@ def send_packet(
             available=0 if view is None else view.available,
             needed=amount,
         )
-    escrow = ledger.create_account(
+    stripes = ledger.create_accounts(
         uow,
-        ledger=CURRENCY,
-        code=AccountCode.REDPACKET_ESCROW,
-        flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
-        owner_ref=packet_id,
+        accounts=[
+            AccountSpec(
+                CURRENCY,
+                AccountCode.REDPACKET_ESCROW,
+                AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+                packet_id,
+            )
+        ]
+        * plan.stripes,
     )
     fund_id = f"{packet_id}.fund"
-    [result] = ledger.post(
-        uow,
-        transfers=[
-            TransferSpec(
-                id=fund_id,
-                debit_account_id=wallet,
-                credit_account_id=escrow,
-                amount=amount,
-                ledger=CURRENCY,
-                code=TransferCode.REDPACKET_FUND,
-                reference=packet_id,
-            )
-        ],
-    )
-    if result is Result.EXCEEDS_CREDITS:
+    results = ledger.post(uow, transfers=_funding(packet_id, wallet, amount, stripes, plan))
+    if results[0] is Result.EXCEEDS_CREDITS:
         raise InsufficientBalance("The wallet's available balance does not cover the amount.")
-    if result is not Result.OK:
-        raise RuntimeError(f"ledger refused red packet {fund_id}: {result.value}")
+    if any(result is not Result.OK for result in results):
+        raise RuntimeError(f"ledger refused red packet {fund_id}: {[r.value for r in results]}")
     row = RedPacket(
         public_id=packet_id,
         sender_id=sender.id,
@@ -389,8 +362,8 @@ def send_packet(
         shares=shares,
         min_share=cfg.redpacket_min_share,
         currency=CURRENCY,
-        greeting=clean_greeting,
-        escrow_account_id=escrow,
+        greeting=plan.greeting,
+        escrow_account_id=stripes[0],
         status="active",
         claimed_count=0,
         claimed_amount=0,
@@ -402,14 +375,13 @@ def send_packet(
     )
     uow.session.add(row)
     uow.session.flush()  # the packet's id, for its shares
-    amounts = packet_shares(
-        chosen, amount, shares, rng or _SYSTEM_RANDOM, min_share=cfg.redpacket_min_share
-    )
     uow.session.execute(
         insert(RedPacketShare),
         [
-            {"packet_id": row.id, "position": position, "amount": share}
-            for position, share in enumerate(amounts, start=1)
+            {"packet_id": row.id, "position": position, "amount": share, "account_id": stripes[k]}
+            for position, (share, k) in enumerate(
+                zip(plan.amounts, plan.stripe_of_share, strict=True), start=1
+            )
         ],
     )
     history.record(
@@ -423,12 +395,43 @@ def send_packet(
         transfer_ids=[fund_id],
         counterparty_user_id=recipient_id,
         counterparty_label=target_label,
-        note=clean_greeting,
+        note=plan.greeting,
         reference=packet_id,
     )
     uow.session.flush()
     group_public = None if group is None else group.public_id
     return _full_view(uow, row, group_public, viewer=sender.id, moment=moment)
+
+
+def _funding(
+    packet_id: str, wallet: int, amount: int, stripes: list[int], plan: PacketPlan
+) -> list[TransferSpec]:
+    """The sender's wallet funds stripe 0 (``rpk_X.fund``, the whole amount), which funds
+    every other stripe with what its shares hold (``rpk_X.stripe.K``)."""
+    specs = [
+        TransferSpec(
+            id=f"{packet_id}.fund",
+            debit_account_id=wallet,
+            credit_account_id=stripes[0],
+            amount=amount,
+            ledger=CURRENCY,
+            code=TransferCode.REDPACKET_FUND,
+            reference=packet_id,
+        )
+    ]
+    for k, held in enumerate(plan.stripe_totals[1:], start=1):
+        specs.append(
+            TransferSpec(
+                id=f"{packet_id}.stripe.{k}",
+                debit_account_id=stripes[0],
+                credit_account_id=stripes[k],
+                amount=held,
+                ledger=CURRENCY,
+                code=TransferCode.REDPACKET_FUND,
+                reference=packet_id,
+            )
+        )
+    return specs
 
 
 # --- seeing -------------------------------------------------------------------------------

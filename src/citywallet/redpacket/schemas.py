@@ -10,12 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from citywallet.platform.clock import to_datetime
 from citywallet.redpacket.claims import ClaimResult
 from citywallet.redpacket.groups import NAME_MAX, GroupPage, GroupView, MemberView
-from citywallet.redpacket.packets import (
-    GREETING_MAX,
-    ClaimView,
-    PacketPage,
-    PacketView,
-)
+from citywallet.redpacket.packets import ClaimView, PacketPage, PacketView
+from citywallet.redpacket.plan import GREETING_MAX
 from citywallet.wallet.funding import MAX_AMOUNT
 
 PinField = Field(pattern=r"^[0-9]{6}$", description="The payment PIN.", examples=["502817"])

@@ -4,7 +4,8 @@ viewing from ``packets``, claims from ``claims``, expiry from ``expiry``.
 Functions take ``uow`` keyword-first and never commit; the caller runs each in one
 ``db.transact``. Sending confirms the sender's payment PIN first (``confirm_payment_pin``,
 its own transaction), as every money movement does. A grab is two steps so that a refused
-one never writes: :func:`check_claim` in a read-only unit of work, then :func:`take_share`
+one never writes: :func:`check_claim` in a read-only unit of work (:func:`checking`:
+autocommit on PostgreSQL), then :func:`take_share`
 in one write transaction (:func:`grab` does both from a ``Database``; :func:`claim_packet`
 both in one unit of work). The periodic job that returns what is unclaimed is
 :func:`expire_packets` (``redpacket.expire`` in ``citywallet.tasks``).
@@ -16,6 +17,7 @@ from citywallet.redpacket.claims import (
     ClaimResult,
     ClaimTicket,
     check_claim,
+    checking,
     claim_packet,
     grab,
     take_share,
@@ -53,6 +55,7 @@ __all__ = [
     "PacketView",
     "add_members",
     "check_claim",
+    "checking",
     "claim_packet",
     "create_group",
     "expire_packets",

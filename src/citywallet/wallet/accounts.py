@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -68,6 +68,12 @@ def find_wallet(uow: UnitOfWork, *, user_id: str) -> int | None:
         select(Wallet.ledger_account_id).where(Wallet.user_id == user_id)
     )
     return found
+
+
+def wallet_id_of(user_id: ColumnElement[str] | str) -> ScalarSelect[int]:
+    """The user's wallet account id as a scalar subquery (NULL if never opened), for a
+    feature that reads it inside a statement of its own."""
+    return select(Wallet.ledger_account_id).where(Wallet.user_id == user_id).scalar_subquery()
 
 
 def ensure_wallet(uow: UnitOfWork, *, user_id: str) -> int:

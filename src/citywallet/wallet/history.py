@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Insert, Select, insert, select, update
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.blocks import LedgerSigner, NotSealedYet, inclusion_proof
@@ -191,6 +191,14 @@ def record(
             )
         ],
     )  # fmt: skip
+
+
+def insert_lines(source: Select[Any]) -> Insert:
+    """``INSERT`` history lines from ``source``, whose columns are labelled as the history's
+    columns (``user_id``, ``object_id``, ``kind``, …): for a feature that writes its line in
+    the same statement as its own change (a data-modifying CTE on PostgreSQL)."""
+    names = [column.name for column in source.selected_columns]
+    return insert(Activity).from_select(names, source)
 
 
 def set_status(
