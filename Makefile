@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml $(LOCK)
 ## Refresh the lock files after changing pyproject.toml's dependencies (needs PyPI)
 lock: $(STAMP)
 	$(COMPILE) -o requirements/runtime.lock
-	$(COMPILE) --extra dev -o $(LOCK)
+	$(COMPILE) --extra dev --extra granian -o $(LOCK)
 
 ## Install, seed demo data, print URLs and logins, and serve on http://127.0.0.1:8000
 demo: $(STAMP)
