@@ -159,16 +159,20 @@ def spend_nonce(uow: UnitOfWork, pending: PendingNonce) -> None:
     still active (``nonce_reused``, ``api_key_invalid``). Concurrent requests with the
     same nonce wait on the unique index; all but the first are refused."""
     try:
-        inserted = uow.session.execute(
-            insert(Nonce)
-            .from_select(
-                ["key_id", "nonce", "expires_at"],
-                select(
-                    literal(pending.key_pk), literal(pending.nonce), literal(pending.expires_at)
-                ).where(exists().where(ApiKey.id == pending.key_pk, ApiKey.status == "active")),
+        inserted = (
+            uow.session.connection()
+            .execute(
+                insert(Nonce)
+                .from_select(
+                    ["key_id", "nonce", "expires_at"],
+                    select(
+                        literal(pending.key_pk), literal(pending.nonce), literal(pending.expires_at)
+                    ).where(exists().where(ApiKey.id == pending.key_pk, ApiKey.status == "active")),
+                )
+                .returning(Nonce.key_id)
             )
-            .returning(Nonce.key_id)
-        ).first()
+            .first()
+        )
     except IntegrityError:
         raise _refuse("This nonce was used already.", "nonce_reused") from None
     if inserted is None:
@@ -176,7 +180,7 @@ def spend_nonce(uow: UnitOfWork, pending: PendingNonce) -> None:
 
     def touch() -> int:  # at most once a minute per process: keeps hot keys write-light
         moment = now_us()
-        uow.session.execute(
+        uow.session.connection().execute(
             update(ApiKey).where(ApiKey.id == pending.key_pk).values(last_used_at=moment)
         )
         return moment

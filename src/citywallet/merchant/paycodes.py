@@ -307,21 +307,25 @@ def _use_code(uow: UnitOfWork, device: _Device, counter: int, moment: int) -> An
     def pref(column: Any) -> Any:
         return select(column).where(PaycodePrefs.user_id == PaycodeDevice.user_id).scalar_subquery()
 
-    return uow.session.execute(
-        update(PaycodeDevice)
-        .where(
-            PaycodeDevice.id == device.pk,
-            PaycodeDevice.status == "active",
-            PaycodeDevice.last_counter < counter,
-            or_(PaycodeDevice.locked_until.is_(None), PaycodeDevice.locked_until <= moment),
+    return (
+        uow.session.connection()
+        .execute(
+            update(PaycodeDevice)
+            .where(
+                PaycodeDevice.id == device.pk,
+                PaycodeDevice.status == "active",
+                PaycodeDevice.last_counter < counter,
+                or_(PaycodeDevice.locked_until.is_(None), PaycodeDevice.locked_until <= moment),
+            )
+            .values(last_counter=counter, failures=0)
+            .returning(
+                pref(PaycodePrefs.enabled),
+                pref(PaycodePrefs.per_payment),
+                pref(PaycodePrefs.per_day),
+            )
         )
-        .values(last_counter=counter, failures=0)
-        .returning(
-            pref(PaycodePrefs.enabled),
-            pref(PaycodePrefs.per_payment),
-            pref(PaycodePrefs.per_day),
-        )
-    ).first()
+        .first()
+    )
 
 
 def _why_not(uow: UnitOfWork, device: _Device, moment: int) -> _CodeRejected:

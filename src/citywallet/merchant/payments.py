@@ -848,25 +848,29 @@ def _claim_dynamic(
 ) -> PaidOrder:
     """Move the code's order from ``created`` to ``paid`` in one UPDATE that checks its
     amount, expiry and merchant; when it matches nothing, say why."""
-    row = uow.session.execute(
-        update(Order)
-        .where(
-            Order.public_id == code.order_ref,
-            Order.merchant_id == merchant.id,
-            Order.status == OrderStatus.CREATED,
-            Order.amount == code.amount,
-            Order.expires_at > moment,
-            _active(merchant.id),
+    row = (
+        uow.session.connection()
+        .execute(
+            update(Order)
+            .where(
+                Order.public_id == code.order_ref,
+                Order.merchant_id == merchant.id,
+                Order.status == OrderStatus.CREATED,
+                Order.amount == code.amount,
+                Order.expires_at > moment,
+                _active(merchant.id),
+            )
+            .values(paid_values(plan, payer, "dynamic_qr", moment))
+            .returning(
+                Order.description,
+                Order.out_trade_no,
+                Order.notify_url,
+                Order.created_at,
+                Order.expires_at,
+            )
         )
-        .values(paid_values(plan, payer, "dynamic_qr", moment))
-        .returning(
-            Order.description,
-            Order.out_trade_no,
-            Order.notify_url,
-            Order.created_at,
-            Order.expires_at,
-        )
-    ).first()
+        .first()
+    )
     if row is None:
         require_active(merchant_by_pk(uow, merchant.id))
         _payable_order(uow, merchant.id, code, moment)
@@ -938,7 +942,7 @@ def insert_order(
     statement = dialect_insert(Order).from_select([*values, "store_id", "terminal_id"], source)
     if on_conflict_nothing:
         statement = statement.on_conflict_do_nothing(index_elements=["merchant_id", "out_trade_no"])
-    row = uow.session.execute(statement.returning(Order.id)).first()
+    row = uow.session.connection().execute(statement.returning(Order.id)).first()
     return None if row is None else int(row[0])
 
 

@@ -10,11 +10,10 @@ already serialises every writer.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import ColumnElement, ScalarSelect, bindparam, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags
@@ -142,30 +141,38 @@ def lock_usage(uow: UnitOfWork, *, user_id: str, periods: Sequence[str]) -> dict
     return {str(period): int(amount) for period, amount in rows}
 
 
+# One statement text per dialect whatever the number of rows (the periods and amounts travel
+# as one JSON object), so it is parsed once and never compiled per request; the rows are
+# locked in key order, the same order for every payer.
+_COUNT_USAGE = {
+    "postgresql": text(
+        "INSERT INTO wallet_limit_usage (user_id, period, amount, updated_at) "
+        "SELECT :u, key, value::bigint, :t FROM jsonb_each_text(CAST(:changes AS jsonb)) "
+        "ORDER BY key "
+        "ON CONFLICT (user_id, period) DO UPDATE SET "
+        "amount = wallet_limit_usage.amount + excluded.amount, updated_at = excluded.updated_at "
+        "RETURNING period, amount"
+    ),
+    "sqlite": text(
+        "INSERT INTO wallet_limit_usage (user_id, period, amount, updated_at) "
+        "SELECT :u, key, value, :t FROM json_each(:changes) WHERE true ORDER BY key "
+        "ON CONFLICT (user_id, period) DO UPDATE SET "
+        "amount = wallet_limit_usage.amount + excluded.amount, updated_at = excluded.updated_at "
+        "RETURNING period, amount"
+    ),
+}
+
+
 def count_usage(uow: UnitOfWork, *, user_id: str, changes: Mapping[str, int]) -> dict[str, int]:
     """Add ``changes`` to the user's usage rows (created at zero) and return the new amounts:
     one upsert whose row locks reserve the slot before any other work of the transaction.
     The caller compares the result with its limits and raises to roll the count back."""
-    periods = sorted(changes)  # one lock order for every payer's rows
-    if not periods:
+    if not changes:
         return {}
-    moment = now_us()
-    dialect_insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
-    statement = dialect_insert(LimitUsage).values(
-        [
-            {"user_id": user_id, "period": p, "amount": changes[p], "updated_at": moment}
-            for p in periods
-        ]
+    rows = uow.session.connection().execute(
+        _COUNT_USAGE[uow.dialect],
+        {"u": user_id, "t": now_us(), "changes": json.dumps(dict(changes), sort_keys=True)},
     )
-    rows = uow.session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[LimitUsage.user_id, LimitUsage.period],
-            set_={
-                "amount": LimitUsage.amount + statement.excluded.amount,
-                "updated_at": statement.excluded.updated_at,
-            },
-        ).returning(LimitUsage.period, LimitUsage.amount)
-    ).all()
     return {str(period): int(amount) for period, amount in rows}
 
 

@@ -161,8 +161,8 @@ def record_many(uow: UnitOfWork, lines: Sequence[Line]) -> None:
                 "updated_at": moment,
             }
         )
-    if rows:
-        uow.session.execute(insert(Activity), rows)
+    if rows:  # Core, not the ORM's bulk path: compiled once, one statement for all rows
+        uow.session.connection().execute(insert(Activity), rows)
 
 
 def record(
