@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, literal, select, update
+from sqlalchemy import exists, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -838,6 +838,21 @@ def pay_scan(
     )
 
 
+# One fixed statement (parsed once, never compiled per payment): the order moves from
+# created to paid only if it is this merchant's, unpaid, of the code's amount, unexpired, and
+# the merchant may take payments.
+_CLAIM_DYNAMIC = text(
+    "UPDATE merchant_orders SET status = :status, channel = :channel, "
+    "payer_user_id = :payer_user_id, fee = :fee, restricted_amount = :restricted_amount, "
+    "transfer_ids = :transfer_ids, decline_code = :decline_code, paid_at = :paid_at, "
+    "updated_at = :updated_at "
+    "WHERE public_id = :ref AND merchant_id = :merchant AND status = :created "
+    "AND amount = :amount AND expires_at > :now AND EXISTS (SELECT 1 FROM merchant_merchants "
+    "WHERE id = :merchant AND status = 'active') "
+    "RETURNING description, out_trade_no, notify_url, created_at, expires_at"
+)
+
+
 def _claim_dynamic(
     uow: UnitOfWork,
     merchant: MerchantFacts,
@@ -848,26 +863,19 @@ def _claim_dynamic(
 ) -> PaidOrder:
     """Move the code's order from ``created`` to ``paid`` in one UPDATE that checks its
     amount, expiry and merchant; when it matches nothing, say why."""
+    values = paid_values(plan, payer, "dynamic_qr", moment)
     row = (
         uow.session.connection()
         .execute(
-            update(Order)
-            .where(
-                Order.public_id == code.order_ref,
-                Order.merchant_id == merchant.id,
-                Order.status == OrderStatus.CREATED,
-                Order.amount == code.amount,
-                Order.expires_at > moment,
-                _active(merchant.id),
-            )
-            .values(paid_values(plan, payer, "dynamic_qr", moment))
-            .returning(
-                Order.description,
-                Order.out_trade_no,
-                Order.notify_url,
-                Order.created_at,
-                Order.expires_at,
-            )
+            _CLAIM_DYNAMIC,
+            {
+                **values,
+                "ref": code.order_ref,
+                "merchant": merchant.id,
+                "created": OrderStatus.CREATED,
+                "amount": code.amount,
+                "now": moment,
+            },
         )
         .first()
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import exists, or_
+from sqlalchemy import Select, bindparam, exists, or_
 
 from citywallet.identity.errors import AccountClosed, AccountFrozen, UserNotFound
 from citywallet.identity.service import (
@@ -71,31 +73,9 @@ def lock_parties(
     if to is not None and not to.startswith("usr_"):
         payee_hash = phone_lookup_hash(to, encryptor)
     for attempt in range(2):
-        query = mover_select()
-        cols = query.selected_columns
-        matches = cols.user_id == user_id
-        if to is not None:
-            matches = or_(
-                matches, cols.phone_hash == payee_hash if payee_hash else cols.user_id == to
-            )
-        restricted = (
-            exists()
-            .where(
-                RestrictedBalance.user_id == Wallet.user_id, RestrictedBalance.status == "active"
-            )
-            .label("has_restricted")
-        )
-        rows = (
-            uow.session.connection()
-            .execute(
-                query.add_columns(Wallet.ledger_account_id, Wallet.closed_at, restricted)
-                .join(Wallet, Wallet.user_id == cols.user_id)
-                .where(matches)
-                .order_by(Wallet.ledger_account_id)
-                .with_for_update(of=Wallet)
-            )
-            .all()
-        )
+        by = "none" if to is None else ("phone" if payee_hash else "id")
+        params = {"payer": user_id, "payee": payee_hash or to}
+        rows = uow.session.connection().execute(_parties_statement(by), params).all()
         payer_row = next((r for r in rows if r.user_id == user_id), None)
         payee_row = next((r for r in rows if r.user_id != user_id), None)
         themself = payer_row is not None and (to == user_id or payee_hash == payer_row.phone_hash)
@@ -117,6 +97,32 @@ def lock_parties(
             raise RecipientNotFound("Nobody has a wallet with that id or phone number.")
         payee = _party(payee_row)
     return _party(payer_row), payee
+
+
+@cache
+def _parties_statement(by: str) -> Select[Any]:
+    """The statement of :func:`lock_parties`, built once per shape (``by``: no payee, a
+    payee by user id, a payee by phone hash) with bound parameters, so a payment neither
+    builds nor compiles it."""
+    query = mover_select()
+    cols = query.selected_columns
+    matches = cols.user_id == bindparam("payer")
+    if by == "id":
+        matches = or_(matches, cols.user_id == bindparam("payee"))
+    elif by == "phone":
+        matches = or_(matches, cols.phone_hash == bindparam("payee"))
+    restricted = (
+        exists()
+        .where(RestrictedBalance.user_id == Wallet.user_id, RestrictedBalance.status == "active")
+        .label("has_restricted")
+    )
+    return (
+        query.add_columns(Wallet.ledger_account_id, Wallet.closed_at, restricted)
+        .join(Wallet, Wallet.user_id == cols.user_id)
+        .where(matches)
+        .order_by(Wallet.ledger_account_id)
+        .with_for_update(of=Wallet)
+    )
 
 
 def _party(row: object) -> Party:
