@@ -814,7 +814,7 @@ def http_registration_case(
     settings = bench_settings(url, var_dir, keys, 1, 1)
     env = server_environment(url, var_dir, keys, settings)
     connections = args.http_connections
-    with running_server(env, args.server_workers, var_dir / "campaign-server.log") as port:
+    with running_server(env, args.server_workers, var_dir / "campaign-server.log") as (port, _pid):
         base = f"http://127.0.0.1:{port}"
         health, _ = wrk_stats(
             wrk, f"{base}/healthz", WRK_HEALTHZ, connections=connections, seconds=args.http_seconds
