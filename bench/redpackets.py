@@ -1303,7 +1303,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before=load_before,
         load_after=load_after,
         cores=os.cpu_count(),
-        baseline="the Redis Lua grab",
+        baseline="the Redis Lua grab (grabs) and GET /healthz of the same server (HTTP cases)",
     )
     if grab_results:
         console.print(
