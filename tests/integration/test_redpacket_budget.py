@@ -18,18 +18,13 @@ never a timing): SQLAlchemy's engine events see every statement and every transa
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
 
 from citywallet.api.app import create_app
 from citywallet.platform.clock import now_us
@@ -39,6 +34,7 @@ from citywallet.redpacket import service as redpacket
 from citywallet.runtime import Runtime
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.redpacket_support import Claimant, Env, bulk_residents, join_group
+from tests.statement_count import Tally, Transaction, counted
 from tests.wallet_support import sandbox_bank, wallet_settings
 
 YUAN = 100
@@ -47,67 +43,6 @@ CHECK_BUDGET = 1  # one statement: the claimer, their wallet id, the packet with
 CLAIM_BUDGET = {"postgresql": 7, "sqlite": 9}
 IDEMPOTENCY = 2
 AUTH_BUDGET = 1  # the bearer session with its user
-WRITES = ("INSERT", "UPDATE", "DELETE")
-
-
-@dataclass
-class Transaction:
-    """One database transaction as the engine events saw it."""
-
-    readonly: bool
-    statements: list[str] = field(default_factory=list)
-
-    @property
-    def writes(self) -> bool:
-        """Whether it is a write transaction: begun as one, or it wrote or locked a row."""
-        return not self.readonly or any(
-            s.lstrip().upper().startswith(WRITES) or "FOR UPDATE" in s.upper()
-            for s in self.statements
-        )
-
-
-@dataclass
-class Tally:
-    """The transactions of one measured call."""
-
-    transactions: list[Transaction] = field(default_factory=list)
-
-    @property
-    def write(self) -> list[Transaction]:
-        """The write transactions."""
-        return [t for t in self.transactions if t.writes]
-
-    @property
-    def read(self) -> list[Transaction]:
-        """The read-only transactions."""
-        return [t for t in self.transactions if not t.writes]
-
-
-@contextmanager
-def counted(db: Database) -> Iterator[Tally]:
-    """Count the transactions and statements ``db`` runs inside the block (any thread)."""
-    tally, open_by_connection, lock = Tally(), {}, threading.Lock()
-
-    def begin(conn: Connection) -> None:
-        transaction = Transaction(readonly=bool(conn.get_execution_options().get("readonly")))
-        with lock:
-            open_by_connection[id(conn)] = transaction
-            tally.transactions.append(transaction)
-
-    def statement(conn: Connection, _cursor: Any, sql: str, *_args: Any) -> None:
-        if sql.lstrip().upper().startswith(("BEGIN", "PRAGMA")):  # SQLite's own BEGIN
-            return
-        with lock:
-            open_by_connection[id(conn)].statements.append(sql)
-
-    listeners = [("begin", begin), ("before_cursor_execute", statement)]
-    for name, fn in listeners:
-        event.listen(db.engine, name, fn)
-    try:
-        yield tally
-    finally:
-        for name, fn in listeners:
-            event.remove(db.engine, name, fn)
 
 
 @dataclass
