@@ -3,7 +3,8 @@
 Thin adapters: parse, authorise (a group or packet is looked up together with the caller's
 right to see it, so an outsider gets 404), call one service, render. Sending and claiming
 move money: both require an ``Idempotency-Key`` (:class:`~citywallet.api.idempotency.
-Idempotent`); sending also confirms the payment PIN. A claim runs its checks read only and
+Idempotent`); sending also checks the payment PIN, inside that one transaction (a wrong PIN
+rolls it back and is counted on its own). A claim runs its checks read only and
 then takes its share in the idempotency transaction (docs/redpackets.md, "Grabs").
 """
 
@@ -15,7 +16,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent
-from citywallet.identity.service import confirm_payment_pin
 from citywallet.platform.errors import DomainError
 from citywallet.redpacket import service as redpacket
 from citywallet.redpacket.schemas import (
@@ -164,15 +164,6 @@ def send_packet(
     """Send a red packet to one person or to a group you belong to; the money leaves your
     wallet now and what is unclaimed comes back after 24 hours."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
-    if (replayed := call.replay()) is not None:
-        return replayed
-    confirm_payment_pin(
-        runtime.db,
-        user_id=auth.user_id,
-        pin=body.pin,
-        settings=runtime.settings,
-        encryptor=runtime.encryptor,
-    )
     return call.run(
         lambda uow: redpacket.send_packet(
             uow,
@@ -186,6 +177,7 @@ def send_packet(
             greeting=body.greeting,
             encryptor=runtime.encryptor,
             settings=runtime.settings,
+            pin=body.pin,
         ),
         lambda view: (status.HTTP_201_CREATED, PacketPublic.of(view)),
     )

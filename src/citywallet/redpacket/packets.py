@@ -59,12 +59,12 @@ from citywallet.redpacket.plan import (
     clean_greeting,
     plan_packet,
 )
-from citywallet.wallet import accounts, history
+from citywallet.wallet import history
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.errors import InsufficientBalance
 from citywallet.wallet.funding import validate_amount
 from citywallet.wallet.limits import reserve_outflow
-from citywallet.wallet.people import active_user, find_recipient, label, new_id
+from citywallet.wallet.people import find_recipient, label, lock_parties, new_id
 
 SECOND_US = 1_000_000
 ROLES = ("sent", "received", "available")
@@ -280,18 +280,23 @@ def send_packet(
     settings: Settings | None = None,
     rng: random.Random | None = None,
     now: int | None = None,
+    pin: str | None = None,
 ) -> PacketView:
-    """Send a red packet of ``amount`` fen (PIN confirmed before): to one person (``to``: a
-    user id or phone number; kind ``single``) or to a group the sender belongs to
-    (``group_id``; ``shares`` shares, kind ``lucky`` by default or ``equal``). The money
-    leaves the sender's wallet for the packet's escrow now, within the sender's limits, and
-    every share is drawn now (:func:`.plan.plan_packet`), one row each, each paid from one of
-    the packet's escrow stripes. The rules are :mod:`.plan`'s; this is the database part."""
+    """Send a red packet of ``amount`` fen: to one person (``to``: a user id or phone
+    number; kind ``single``) or to a group the sender belongs to (``group_id``; ``shares``
+    shares, kind ``lucky`` by default or ``equal``). With ``pin``, the payment PIN is checked
+    in this transaction, together with the sender's wallet lock (run it with
+    ``identity.run_confirmed``: a wrong PIN rolls everything back and is counted on its
+    own); without, it was before. The money leaves the sender's wallet for the packet's
+    escrow now, within the sender's limits, and every share is drawn now
+    (:func:`.plan.plan_packet`), one row each, each paid from one of the packet's escrow
+    stripes. The rules are :mod:`.plan`'s; this is the database part."""
     cfg = settings if settings is not None else get_settings()
     validate_amount(amount, currency)
     chosen = choose_kind(to=to, group_id=group_id, kind=kind, shares=shares)
     clean = clean_greeting(greeting)
-    sender = active_user(uow, user_id)
+    payer, _ = lock_parties(uow, user_id=user_id, pin=pin, encryptor=encryptor)
+    sender, wallet = payer.user, payer.account_id
     group: RedPacketGroup | None = None
     recipient_id: str | None = None
     members: int | None = None
@@ -321,7 +326,6 @@ def send_packet(
 
     packet_id = new_id("rpk")
     moment = now if now is not None else now_us()
-    wallet = accounts.lock_wallets(uow, user_ids=[sender.id])[sender.id]
     periods = reserve_outflow(
         uow, user_id=sender.id, tier=sender.tier, amount=amount, settings=cfg, moment=moment
     )

@@ -2,12 +2,12 @@
 viewing from ``packets``, claims from ``claims``, expiry from ``expiry``.
 
 Functions take ``uow`` keyword-first and never commit; the caller runs each in one
-``db.transact``. Sending confirms the sender's payment PIN first (``confirm_payment_pin``,
-its own transaction), as every money movement does. A grab is two steps so that a refused
-one never writes: :func:`check_claim` in a read-only unit of work (:func:`checking`:
-autocommit on PostgreSQL), then :func:`take_share`
-in one write transaction (:func:`grab` does both from a ``Database``; :func:`claim_packet`
-both in one unit of work). The periodic job that returns what is unclaimed is
+``db.transact``. Sending checks the sender's payment PIN inside its transaction
+(``send_packet(pin=…)`` under ``identity.run_confirmed``), as every payment does. A grab
+is two steps so that a refused one never writes: :func:`check_claim` in a read-only unit
+of work (:func:`checking`: autocommit on PostgreSQL), then :func:`take_share` in one write
+transaction (:func:`grab` does both from a ``Database``; :func:`claim_packet` both in one
+unit of work). The periodic job that returns what is unclaimed is
 :func:`expire_packets` (``redpacket.expire`` in ``citywallet.tasks``).
 """
 

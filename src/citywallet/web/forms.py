@@ -62,27 +62,19 @@ def once(
     action: str,
     fields: dict[str, str],
     work: Callable[[UnitOfWork], str],
-    pin: str | None = None,
 ) -> str:
     """Run ``work`` (moves money, returns the id to show) once per one-time ``key``, as the
     API's ``Idempotent`` does (``platform.idempotency.claim_then``): the key is claimed and
     the outcome stored in the transaction of ``work``; its fingerprint binds it to
     ``action`` and ``fields``. A repeated key returns the first outcome without checking the
     PIN or moving money again. ``work`` checks the payment PIN inside its transaction (the
-    services take ``pin=``); a wrong one rolls it back and is counted on its own. ``pin``
-    here is for work that cannot check it inside: it is confirmed first, in its own
-    transaction. A malformed key is ``form_key_invalid``."""
+    services take ``pin=``); a wrong one rolls it back and is counted on its own. A
+    malformed key is ``form_key_invalid``."""
     if not key_ok(key):
         raise InvalidInput("This form has expired: reload the page.", code="form_key_invalid")
     shown = {k: v for k, v in fields.items() if k not in ("pin", "key")}
     fingerprint = idempotency.fingerprint(runtime.encryptor, "POST", f"web:{action}", shown)
     scope = f"web:{user_id}"[:64]
-    if pin is not None:
-        with runtime.db.uow() as uow:  # rolled back: only looks
-            stored = idempotency.begin(uow, scope=scope, key=key, request_hash=fingerprint)
-        if stored is not None:
-            return stored.body.decode()
-        confirm_pin(runtime, user_id, pin)
 
     def attempt(uow: UnitOfWork) -> tuple[idempotency.StoredResponse, bool]:
         return idempotency.claim_then(

@@ -163,7 +163,6 @@ def send(request: Request, viewer: ViewerDep, fields: FormFields) -> Response:
                 "shares": str(shares),
                 "greeting": greeting,
             },
-            pin=fields.get("pin", ""),
             work=lambda uow: (
                 redpacket.send_packet(
                     uow,
@@ -176,6 +175,7 @@ def send(request: Request, viewer: ViewerDep, fields: FormFields) -> Response:
                     greeting=greeting,
                     encryptor=runtime.encryptor,
                     settings=runtime.settings,
+                    pin=fields.get("pin", ""),
                 ).id
             ),
         )
