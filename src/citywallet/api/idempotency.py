@@ -165,7 +165,9 @@ class Idempotent:
 
     def start(self, fn: Callable[[UnitOfWork], R]) -> R | Response:
         """First of two transactions: claim the key together with ``fn``'s effects (the key
-        stays in progress). A key already finished returns its stored response instead."""
+        stays in progress). A key already finished returns its stored response instead
+        (before ``fn`` runs: a replay needs no PIN). ``fn`` may check the PIN inside, as in
+        :meth:`run`."""
 
         def attempt(uow: UnitOfWork) -> R | Response:
             stored = self._begin(uow)
@@ -173,7 +175,7 @@ class Idempotent:
                 return self._response(stored, replayed=True)
             return fn(uow)
 
-        return self.runtime.db.transact(attempt)
+        return run_confirmed(self.runtime.db, attempt, settings=self.runtime.settings)
 
     def complete(self, fn: Callable[[UnitOfWork], R], render: Callable[[R], Rendered]) -> Response:
         """Last of two transactions: ``fn``'s effects and the stored response commit together

@@ -15,10 +15,9 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from citywallet.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, Day, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
-from citywallet.identity.service import confirm_payment_pin
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
-from citywallet.platform.errors import InvalidInput
+from citywallet.platform.errors import Conflict, InvalidInput
 from citywallet.runtime import Runtime
 from citywallet.wallet import service as wallet
 from citywallet.wallet.errors import TransactionNotFound
@@ -65,12 +64,6 @@ FUNDING_RESPONSES: dict[int | str, dict[str, str]] = {
     **MONEY_RESPONSES,
     503: {"description": "No bank adapter is configured (adapter_unavailable); nothing stored."},
 }
-
-
-def _confirm_pin(runtime: Runtime, user_id: str, pin: str) -> None:
-    confirm_payment_pin(
-        runtime.db, user_id=user_id, pin=pin, settings=runtime.settings, encryptor=runtime.encryptor
-    )
 
 
 # --- the wallet ---------------------------------------------------------------------------
@@ -192,22 +185,27 @@ def _fund(
             return None
         return _funding_rendered(found)
 
-    if (replayed := call.replay(recover=recover)) is not None:
-        return replayed
-    _confirm_pin(runtime, auth.user_id, body.pin)
     start = wallet.start_topup if kind == "topup" else wallet.start_withdrawal
-    started = call.start(
-        lambda uow: start(
-            uow,
-            user_id=auth.user_id,
-            card_id=body.card_id,
-            amount=body.amount,
-            currency=body.currency,
-            encryptor=runtime.encryptor,
-            settings=runtime.settings,
-            idempotency_key=call.key,
+    try:
+        started = call.start(
+            lambda uow: start(
+                uow,
+                user_id=auth.user_id,
+                card_id=body.card_id,
+                amount=body.amount,
+                currency=body.currency,
+                encryptor=runtime.encryptor,
+                settings=runtime.settings,
+                idempotency_key=call.key,
+                pin=body.pin,
+            )
         )
-    )
+    except Conflict as exc:  # a duplicate of a request still waiting for the bank
+        if exc.code != "idempotency_key_in_progress":
+            raise
+        if (replayed := call.replay(recover=recover)) is None:
+            raise
+        return replayed
     if isinstance(started, Response):
         return started
     answer = wallet.ask_bank(bank, started)
@@ -493,11 +491,10 @@ def close_wallet(
     waiting for the bank; unused campaign red packets go back to their funders. Every
     session ends (cookies are cleared), logins answer 403 ``account_closed``."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
-    if (replayed := call.replay()) is not None:
-        return replayed
-    _confirm_pin(runtime, auth.user_id, body.pin)
     response = call.run(
-        lambda uow: wallet.close_wallet(uow, user_id=auth.user_id, actor="user"),
+        lambda uow: wallet.close_wallet(
+            uow, user_id=auth.user_id, actor="user", pin=body.pin, encryptor=runtime.encryptor
+        ),
         lambda view: (status.HTTP_200_OK, WalletClosedPublic.of(view)),
     )
     if auth.via_cookie:

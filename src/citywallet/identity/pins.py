@@ -256,6 +256,16 @@ def pin_state_of(uow: UnitOfWork, user: User) -> PinState:
     )
 
 
+def verify_pin(
+    uow: UnitOfWork, *, user_id: str, pin: str, encryptor: Encryptor | None = None
+) -> None:
+    """Check an active user's payment PIN inside ``uow``, for a use case that has not read
+    the PIN state with its own rows (top-up, withdrawal, closing): run the use case with
+    :func:`run_confirmed`, so a wrong PIN rolls it back and is counted on its own."""
+    user = active_user_row(uow, user_id)
+    check_pin(uow, pin_state_of(uow, user), pin, encryptor=encryptor)
+
+
 def confirm_payment_pin(
     db: Database,
     *,
@@ -270,8 +280,8 @@ def confirm_payment_pin(
     ``account_frozen`` (403). Payments check it inside their own transaction instead
     (:func:`check_pin`)."""
 
-    def attempt(uow: UnitOfWork) -> None:
-        user = active_user_row(uow, user_id)
-        check_pin(uow, pin_state_of(uow, user), pin, encryptor=encryptor)
-
-    run_confirmed(db, attempt, settings=settings)
+    run_confirmed(
+        db,
+        lambda uow: verify_pin(uow, user_id=user_id, pin=pin, encryptor=encryptor),
+        settings=settings,
+    )

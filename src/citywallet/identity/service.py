@@ -36,6 +36,7 @@ from citywallet.identity.pins import (
 from citywallet.identity.pins import check_pin as check_pin
 from citywallet.identity.pins import confirm_payment_pin as confirm_payment_pin
 from citywallet.identity.pins import run_confirmed as run_confirmed
+from citywallet.identity.pins import verify_pin as verify_pin
 from citywallet.identity.queries import active_user_row, add_event, new_public_id, user_row
 from citywallet.identity.rules import (
     checks_to_next_tier,

@@ -3,6 +3,8 @@
 DOMAIN §5: unused campaign money goes back to the funder at expiry, "also when a resident
 closed the wallet early". Closing is one transaction:
 
+0. with the owner's ``pin``, check the payment PIN (a wrong one rolls it all back and is
+   counted on its own: ``identity.run_confirmed``);
 1. refuse a frozen or closed account (``account_frozen`` / ``account_closed``, 403);
 2. lock the wallet row — the lock every money movement of this resident takes first, so
    none of their payments, transfers or refunds runs meanwhile;
@@ -30,10 +32,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from citywallet.identity.service import close_account
+from citywallet.identity.service import close_account, verify_pin
 from citywallet.ledger import service as ledger
 from citywallet.money import Money
 from citywallet.platform.clock import now_us
+from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict
 from citywallet.wallet import accounts, restricted
@@ -94,11 +97,20 @@ def closed_among(uow: UnitOfWork, *, user_ids: Sequence[str]) -> set[str]:
 
 
 def close_wallet(
-    uow: UnitOfWork, *, user_id: str, actor: str = "user", now: int | None = None
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    actor: str = "user",
+    now: int | None = None,
+    pin: str | None = None,
+    encryptor: Encryptor | None = None,
 ) -> ClosureView:
-    """Close the resident's wallet and account for good (payment PIN confirmed before):
-    the own balance must be zero with nothing pending; restricted money goes back to its
-    funders."""
+    """Close the resident's wallet and account for good: the own balance must be zero with
+    nothing pending; restricted money goes back to its funders. With ``pin``, the payment
+    PIN is checked in this transaction (``identity.run_confirmed``); without, it was before
+    (or an operator closes it)."""
+    if pin is not None:
+        verify_pin(uow, user_id=user_id, pin=pin, encryptor=encryptor)
     active_user(uow, user_id)
     moment = now if now is not None else now_us()
     wallet_account = accounts.lock_wallets(uow, user_ids=[user_id])[user_id]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import and_, or_, select
 
-from citywallet.identity.service import confirm_payment_pin
+from citywallet.identity.service import run_confirmed, verify_pin
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode, TransferFlags, TransferSpec
 from citywallet.platform.clock import now_us
@@ -147,10 +147,14 @@ def start_topup(
     currency: str = CURRENCY,
     settings: Settings | None = None,
     idempotency_key: str | None = None,
+    pin: str | None = None,
 ) -> BankRequest:
-    """Hold a top-up: bank settlement → wallet, pending until the bank answers."""
+    """Hold a top-up: bank settlement → wallet, pending until the bank answers. With
+    ``pin``, the payment PIN is checked in this transaction (``identity.run_confirmed``)."""
     cfg = settings if settings is not None else get_settings()
     validate_amount(amount, currency)
+    if pin is not None:
+        verify_pin(uow, user_id=user_id, pin=pin, encryptor=encryptor)
     user = active_user(uow, user_id)
     identity = verified(uow, user_id, encryptor)
     card = card_row(uow, user_id=user_id, card_id=card_id, for_update=True)
@@ -224,12 +228,16 @@ def start_withdrawal(
     currency: str = CURRENCY,
     settings: Settings | None = None,
     idempotency_key: str | None = None,
+    pin: str | None = None,
 ) -> BankRequest:
     """Hold a withdrawal to the user's own card: amount → bank settlement and the fee →
     fee revenue, as linked pending transfers; counted toward the single and daily limits
-    but not the yearly total (own card of the same name)."""
+    but not the yearly total (own card of the same name). With ``pin``, the payment PIN is
+    checked in this transaction (``identity.run_confirmed``)."""
     cfg = settings if settings is not None else get_settings()
     validate_amount(amount, currency)
+    if pin is not None:
+        verify_pin(uow, user_id=user_id, pin=pin, encryptor=encryptor)
     user = active_user(uow, user_id)
     identity = verified(uow, user_id, encryptor)
     card = card_row(uow, user_id=user_id, card_id=card_id, for_update=True)
@@ -518,10 +526,10 @@ def _fund(
     currency: str,
     settings: Settings | None,
 ) -> FundingView:
-    """PIN (its own transaction), the hold(s), the bank call outside any transaction, settle."""
+    """The PIN and the hold(s) in one transaction, the bank call outside any, settle."""
     cfg = settings if settings is not None else get_settings()
-    confirm_payment_pin(db, user_id=user_id, pin=pin, settings=cfg, encryptor=encryptor)
-    request = db.transact(
+    request = run_confirmed(
+        db,
         lambda uow: start(
             uow,
             user_id=user_id,
@@ -530,7 +538,9 @@ def _fund(
             currency=currency,
             encryptor=encryptor,
             settings=cfg,
-        )
+            pin=pin,
+        ),
+        settings=cfg,
     )
     answer = ask_bank(bank, request)
     return db.transact(

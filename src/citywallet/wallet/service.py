@@ -4,9 +4,9 @@ that implement them (``cards``, ``funding``, ``transfers``, ``history``, ``restr
 
 Functions taking ``uow`` never commit; those taking ``db`` run their own short transactions
 because they call the bank in between (``bind_card``, ``top_up``, ``withdraw``,
-``reconcile_fundings``). Every money movement confirms the payer's PIN first
-(``confirm_payment_pin``, its own transaction), then moves the money in one transaction
-with its limit checks.
+``reconcile_fundings``). Every money movement checks the payer's PIN inside the
+transaction that moves the money, with its limit checks (``pin=``, run under
+``identity.run_confirmed``: a wrong PIN rolls it back and is counted on its own).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Helpers shared by the pages' forms (the three apps): the one-time form key, amounts typed
-in yuan, the PIN check, doing the work once per key, and the redirect with a flash message."""
+in yuan, doing the work once per key (the PIN checked inside it), and the redirect with a
+flash message."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from urllib.parse import quote
 
 from fastapi.responses import RedirectResponse
 
-from citywallet.identity.pins import confirm_payment_pin, run_confirmed
+from citywallet.identity.pins import run_confirmed
 from citywallet.money import Money, MoneyError
 from citywallet.platform import idempotency
 from citywallet.platform.db import UnitOfWork
@@ -44,14 +45,6 @@ def parse_amount(text: str) -> int:
     if amount <= 0:
         raise InvalidInput("Enter an amount above zero.", code="invalid_amount")
     return amount
-
-
-def confirm_pin(runtime: Runtime, user_id: str, pin: str) -> None:
-    """Check the payment PIN in its own transaction (a wrong try counts even if the work
-    then fails), as the API does."""
-    confirm_payment_pin(
-        runtime.db, user_id=user_id, pin=pin, settings=runtime.settings, encryptor=runtime.encryptor
-    )
 
 
 def once(

@@ -668,19 +668,20 @@ def close_page(request: Request, who: ViewerDep) -> Response:
 
 @router.post("/me/close")
 def close(request: Request, who: ViewerDep, fields: FormFields) -> Response:
-    """Confirm the PIN, then ``wallet.close_wallet`` in one transaction (as
+    """``wallet.close_wallet`` with the PIN checked inside, in one transaction (as
     ``POST /v1/wallet/close``); sign out and show the "closed" page."""
     runtime = runtime_of(request)
     try:
-        identity.confirm_payment_pin(
+        closed = identity.run_confirmed(
             runtime.db,
-            user_id=who.user_id,
-            pin=fields.get("pin", ""),
+            lambda uow: wallet.close_wallet(
+                uow,
+                user_id=who.user_id,
+                actor="user",
+                pin=fields.get("pin", ""),
+                encryptor=runtime.encryptor,
+            ),
             settings=runtime.settings,
-            encryptor=runtime.encryptor,
-        )
-        closed = runtime.db.transact(
-            lambda uow: wallet.close_wallet(uow, user_id=who.user_id, actor="user")
         )
     except DomainError as exc:
         return _close_page(request, who.user_id, field_errors(exc, CLOSE_FIELDS), exc.status)

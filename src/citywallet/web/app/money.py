@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from citywallet.identity.service import run_confirmed
 from citywallet.platform.clock import now_us
 from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
@@ -22,7 +23,7 @@ from citywallet.wallet import service as wallet
 from citywallet.wallet import spending
 from citywallet.wallet.bank import Bank
 from citywallet.wallet.history import KINDS
-from citywallet.web.forms import confirm_pin, done, key_or_new, new_key, once, parse_amount
+from citywallet.web.forms import done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
 from citywallet.web.session import FormFields, ViewerDep, field_errors, runtime_of
 from citywallet.web.templating import render
@@ -211,8 +212,8 @@ def topup(request: Request, who: ViewerDep, fields: FormFields) -> Response:
         if seen is not None:
             return RedirectResponse(f"/app/history/{seen.id}", status_code=303)
         bank = runtime.bank  # before anything is written (the PIN check counts a wrong try)
-        confirm_pin(runtime, who.user_id, fields.get("pin", ""))
-        started = runtime.db.transact(
+        started = run_confirmed(
+            runtime.db,
             lambda uow: wallet.start_topup(
                 uow,
                 user_id=who.user_id,
@@ -221,7 +222,9 @@ def topup(request: Request, who: ViewerDep, fields: FormFields) -> Response:
                 encryptor=runtime.encryptor,
                 settings=runtime.settings,
                 idempotency_key=key,
-            )
+                pin=fields.get("pin", ""),
+            ),
+            settings=runtime.settings,
         )
     except DomainError as exc:
         return _funding_form(
@@ -313,8 +316,8 @@ def withdraw(request: Request, who: ViewerDep, fields: FormFields) -> Response:
         if seen is not None:
             return RedirectResponse(f"/app/history/{seen.id}", status_code=303)
         bank = runtime.bank  # before anything is written (the PIN check counts a wrong try)
-        confirm_pin(runtime, who.user_id, fields.get("pin", ""))
-        started = runtime.db.transact(
+        started = run_confirmed(
+            runtime.db,
             lambda uow: wallet.start_withdrawal(
                 uow,
                 user_id=who.user_id,
@@ -323,7 +326,9 @@ def withdraw(request: Request, who: ViewerDep, fields: FormFields) -> Response:
                 encryptor=runtime.encryptor,
                 settings=runtime.settings,
                 idempotency_key=key,
-            )
+                pin=fields.get("pin", ""),
+            ),
+            settings=runtime.settings,
         )
     except DomainError as exc:
         if exc.code == "card_not_found":
