@@ -41,7 +41,14 @@ from citywallet.merchant.payments import (
     plan_payment,
     settle_payment,
 )
-from citywallet.merchant.rules import OrderStatus, clean_description, validate_out_no
+from citywallet.merchant.rules import (
+    FreeLimits,
+    OrderStatus,
+    check_free_limits,
+    clean_description,
+    pays_without_pin,
+    validate_out_no,
+)
 from citywallet.platform.cache import TtlCache
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
@@ -199,25 +206,20 @@ def current_code(
 # --- password-free limits -----------------------------------------------------------------
 
 
-def _prefs_row(uow: UnitOfWork, user_id: str, settings: Settings) -> PaycodePrefs:
-    row = uow.session.get(PaycodePrefs, user_id)
-    if row is None:
-        return PaycodePrefs(
-            user_id=user_id,
-            enabled=True,
-            per_payment=settings.paycode_free_per_payment,
-            per_day=settings.paycode_free_per_day,
-            updated_at=0,
-        )
-    return row
+def _default_limits(settings: Settings) -> FreeLimits:
+    """The password-free limits of a resident who never set any."""
+    return FreeLimits(True, settings.paycode_free_per_payment, settings.paycode_free_per_day)
 
 
 def get_prefs(uow: UnitOfWork, *, user_id: str, settings: Settings) -> Prefs:
     """The resident's password-free limits and what today has used."""
-    row = _prefs_row(uow, user_id, settings)
+    row = uow.session.get(PaycodePrefs, user_id)
+    limits = _default_limits(settings)
+    if row is not None:
+        limits = FreeLimits.stored_or(row.enabled, row.per_payment, row.per_day, default=limits)
     key = day_key("pf", now_us())
     used = read_usage(uow, user_id=user_id, periods=[key])[key]
-    return Prefs(row.enabled, row.per_payment, row.per_day, used)
+    return Prefs(limits.enabled, limits.per_payment, limits.per_day, used)
 
 
 def set_prefs(
@@ -231,12 +233,9 @@ def set_prefs(
 ) -> Prefs:
     """Change the password-free limits (PIN confirmed before); at most the defaults' caps."""
     active_user(uow, user_id)
-    if not 0 <= per_payment <= per_day <= settings.paycode_free_per_day:
-        raise InvalidInput(
-            "Password-free limits: 0 ≤ per payment ≤ per day ≤ "
-            f"{settings.paycode_free_per_day} fen.",
-            code="invalid_paycode_limits",
-        )
+    check_free_limits(
+        FreeLimits(enabled, per_payment, per_day), most_per_day=settings.paycode_free_per_day
+    )
     row = uow.session.get(PaycodePrefs, user_id)
     if row is None:
         row = PaycodePrefs(user_id=user_id)
@@ -364,7 +363,7 @@ def charge(
     all back, then spends the nonce on its own, and a wrong code counts against the device.
     """
 
-    def attempt(uow: UnitOfWork, *, free_allowed: bool) -> OrderView:
+    def attempt(uow: UnitOfWork, *, day_total_refused: bool) -> OrderView:
         if nonce is not None:  # first: a revoked key is refused before the body is read
             spend_nonce(uow, nonce)
         validate_amount(amount, CURRENCY)
@@ -379,15 +378,11 @@ def charge(
         counter = paycode.verify(device.secret, otp, moment / SECOND_US)
         if counter is None:
             raise _CodeRejected(device.pk, "paycode_invalid")
-        limits = _use_code(uow, device, counter, moment)
-        if limits is None:
+        stored = _use_code(uow, device, counter, moment)
+        if stored is None:
             _DEVICES.forget(uow, slot)
             raise _why_not(uow, device, moment)
-        enabled, per_payment, per_day = limits
-        if enabled is None:  # no row: the defaults
-            enabled = True
-            per_payment = settings.paycode_free_per_payment
-            per_day = settings.paycode_free_per_day
+        limits = FreeLimits.stored_or(*stored, default=_default_limits(settings))
         payer, _ = lock_parties(uow, user_id=device.user_id)
         merchant = merchant_facts(uow, merchant_pk=merchant_pk)
         values = new_order(
@@ -403,7 +398,7 @@ def charge(
             payer_user_id=payer.user.id,
         )
         plan = None
-        if free_allowed and enabled and amount <= per_payment:
+        if pays_without_pin(amount, limits, day_total_refused=day_total_refused):
             plan = plan_payment(
                 uow,
                 payer=payer,
@@ -443,7 +438,7 @@ def charge(
                 order=paid,
                 settings=settings,
                 moment=moment,
-                caps={day_key("pf", moment): per_day},
+                caps={day_key("pf", moment): limits.per_day},
             )
         except LimitExceeded as exc:
             if exc.code == CAP_EXCEEDED:  # the password-free day's total: ask the payer
@@ -457,9 +452,9 @@ def charge(
 
     try:
         try:
-            return db.transact(lambda uow: attempt(uow, free_allowed=True))
+            return db.transact(lambda uow: attempt(uow, day_total_refused=False))
         except _OverFreeCap:
-            return db.transact(lambda uow: attempt(uow, free_allowed=False))
+            return db.transact(lambda uow: attempt(uow, day_total_refused=True))
     except (_Taken, _CodeRejected) as refused:
         spend_alone_if_deferred()
         existing = _existing(db, merchant_pk, out_trade_no, amount)

@@ -1,4 +1,5 @@
-"""Pure merchant rules: fees and their proportional return, onboarding fields, order numbers.
+"""Pure merchant rules: fees and their proportional return, onboarding fields, order numbers,
+and whether a payment-code charge is paid at once or waits for the payer's PIN.
 
 No DB, no web. The fee is the merchant discount rate (MDR) in basis points, rounded half
 up to the fen, as acquirers do. A refund returns the fee in proportion to what has been
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from enum import StrEnum
 
 from stdnum.cn import uscc
@@ -123,3 +125,58 @@ def validate_out_no(value: str, *, field: str = "out_trade_no") -> str:
             code=f"invalid_{field}",
         )
     return value
+
+
+# --- payment codes: password-free or the payer's PIN -----------------------------------------
+
+
+@dataclass(frozen=True)
+class FreeLimits:
+    """A resident's password-free limits for payment codes, in fen: a charge within them is
+    paid at once, a larger one waits for the payer to confirm with the PIN."""
+
+    enabled: bool
+    per_payment: int
+    per_day: int
+
+    @classmethod
+    def stored_or(
+        cls,
+        enabled: bool | None,
+        per_payment: int | None,
+        per_day: int | None,
+        *,
+        default: FreeLimits,
+    ) -> FreeLimits:
+        """The limits as stored, or ``default`` for a resident who never set any (no row)."""
+        if enabled is None or per_payment is None or per_day is None:
+            return default
+        return cls(bool(enabled), int(per_payment), int(per_day))
+
+
+def check_free_limits(limits: FreeLimits, *, most_per_day: int) -> FreeLimits:
+    """Limits a resident may choose: 0 ≤ per payment ≤ per day ≤ ``most_per_day`` (the
+    operator's default) — else ``invalid_paycode_limits``."""
+    if not 0 <= limits.per_payment <= limits.per_day <= most_per_day:
+        raise InvalidInput(
+            f"Password-free limits: 0 ≤ per payment ≤ per day ≤ {most_per_day} fen.",
+            code="invalid_paycode_limits",
+        )
+    return limits
+
+
+def pays_without_pin(amount: int, limits: FreeLimits, *, day_total_refused: bool = False) -> bool:
+    """Whether a payment-code charge of ``amount`` is paid at once, password-free: the
+    limits are on and ``amount`` is within both the per-payment and the per-day limit,
+    unless an earlier try of this charge found the day's password-free total full
+    (``day_total_refused``). Otherwise the payer confirms it with the PIN. The day's total
+    itself — used today plus ``amount`` at most ``limits.per_day`` — is checked atomically
+    where the usage is counted (the usage upsert capped at ``per_day``)."""
+    if amount <= 0:
+        raise ValueError("a charge is a positive amount")
+    return (
+        limits.enabled
+        and not day_total_refused
+        and amount <= limits.per_payment
+        and amount <= limits.per_day
+    )
