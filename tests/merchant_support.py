@@ -12,6 +12,7 @@ from httpx2 import Response
 
 from citywallet.merchant import onboarding, signing
 from citywallet.merchant import service as merchants
+from citywallet.merchant.models import Merchant
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database
@@ -125,6 +126,14 @@ def register(
     return db.transact(
         lambda uow: merchants.review_merchant(uow, merchant_id=view.id, action="approve")
     )
+
+
+def merchant_row(db: Database, merchant_id: str) -> Merchant:
+    """The merchant's row, detached: its id and ledger accounts, for tests that look at them."""
+    with db.uow(readonly=True) as uow:
+        row = merchants.merchant_by_public_id(uow, merchant_id)
+        uow.session.expunge(row)
+    return row
 
 
 class ShopOwner:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from citywallet.ledger import service as ledger
-from citywallet.merchant import onboarding, payments, refunds
+from citywallet.merchant import payments, refunds
 from citywallet.merchant.errors import MerchantBalanceInsufficient
 from citywallet.merchant.models import Merchant
 from citywallet.merchant.rules import fee_for
@@ -18,7 +18,7 @@ from citywallet.platform.db import Database
 from citywallet.platform.errors import Conflict
 from citywallet.wallet import service as wallet
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.merchant_support import USCCS
+from tests.merchant_support import merchant_row, register
 from tests.wallet_support import (
     PIN,
     balance,
@@ -34,28 +34,7 @@ PAYMENTS = 200
 
 def _merchant(db: Database, settings, enc, bank, n: int) -> tuple[int, Merchant]:  # type: ignore[no-untyped-def]
     owner = make_resident(db, settings, enc, bank, n)
-    app = onboarding.MerchantApplication(
-        name_zh="东门小吃",
-        name_en="Dongmen Snacks",
-        city_zh="深圳",
-        city_en="Shenzhen",
-        uscc=USCCS[0],
-        mcc="5814",
-        district="罗湖区",
-        address="东门路1号",
-        contact_name="张三",
-        contact_phone=owner.phone,
-        settlement_card_id=str(owner.card_id),
-    )
-    view = db.transact(
-        lambda uow: onboarding.register_merchant(
-            uow, user_id=owner.user_id, application=app, encryptor=enc, settings=settings
-        )
-    )
-    db.transact(lambda uow: onboarding.review_merchant(uow, merchant_id=view.id, action="approve"))
-    with db.uow(readonly=True) as uow:
-        row = onboarding.merchant_by_public_id(uow, view.id)
-        uow.session.expunge(row)
+    row = merchant_row(db, register(db, settings, enc, owner, approve=True).id)
     return row.id, row
 
 

@@ -16,15 +16,10 @@ from citywallet.merchant.rules import fee_for
 from citywallet.platform.db import Database
 from citywallet.wallet import service as wallet
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.merchant_support import register
+from tests.merchant_support import merchant_row, register
 from tests.wallet_support import PIN, balance, make_resident, sandbox_bank, wallet_settings
 
 RATE_BP = 38  # the default fee rate
-
-
-def _pk(db: Database, merchant_id: str) -> int:
-    with db.uow(readonly=True) as uow:
-        return merchants.merchant_by_public_id(uow, merchant_id).id
 
 
 def _balance(db: Database, merchant_pk: int) -> merchants.MerchantBalance:
@@ -35,7 +30,7 @@ def _balance(db: Database, merchant_pk: int) -> merchants.MerchantBalance:
 def test_balance_follows_payments_and_refunds(db: Database, tmp_path: Path) -> None:
     settings, enc, bank = wallet_settings(tmp_path, db), test_encryptor(), sandbox_bank()
     view = register(db, settings, enc, make_resident(db, settings, enc, bank, 100), approve=True)
-    merchant_pk = _pk(db, view.id)
+    merchant_pk = merchant_row(db, view.id).id
     assert _balance(db, merchant_pk) == merchants.MerchantBalance("CNY", 0, 0)
     payer = make_resident(db, settings, enc, bank, 1)
     wallet.top_up(

@@ -20,7 +20,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, Select, Subquery, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.identity import codes, keys, sessions
@@ -156,27 +156,30 @@ class Mover:
     pin: PinState
 
 
-def mover_select() -> Select[*tuple[Any, ...]]:
+def mover_select(*, pin: bool = True) -> Select[*tuple[Any, ...]]:
     """The columns of a :class:`Mover` (users, their masked real name and PIN), for a
     feature to join its own rows to and filter on ``user_id`` or ``phone_hash``; read the
-    rows back with :func:`mover_of`."""
-    return (
-        select(
-            User.id.label("user_pk"),
-            User.public_id.label("user_id"),
-            User.phone_hash.label("phone_hash"),
-            User.phone_masked,
-            User.status,
-            User.tier,
-            RealName.name_masked,
-            PaymentPin.pin_hash,
-            PaymentPin.key_id,
-            PaymentPin.failed_attempts,
-            PaymentPin.locked_until,
-        )
-        .outerjoin(RealName, RealName.user_id == User.id)
-        .outerjoin(PaymentPin, PaymentPin.user_id == User.id)
-    )
+    rows back with :func:`mover_of`. Without ``pin``, only the user's public facts (``user_id``,
+    ``status``, ``tier``, ``phone_masked``, ``name_masked``: NULL without a verified real
+    name), for a feature that decides a request in one statement of its own and needs no PIN
+    (the red-packet grab)."""
+    query = select(
+        User.id.label("user_pk"),
+        User.public_id.label("user_id"),
+        User.phone_hash.label("phone_hash"),
+        User.phone_masked,
+        User.status,
+        User.tier,
+        RealName.name_masked,
+    ).outerjoin(RealName, RealName.user_id == User.id)
+    if not pin:
+        return query
+    return query.add_columns(
+        PaymentPin.pin_hash,
+        PaymentPin.key_id,
+        PaymentPin.failed_attempts,
+        PaymentPin.locked_until,
+    ).outerjoin(PaymentPin, PaymentPin.user_id == User.id)
 
 
 def mover_of(row: Any) -> Mover:
@@ -205,25 +208,6 @@ def phone_lookup_hash(phone: str, encryptor: Encryptor | None = None) -> str:
 def get_user(uow: UnitOfWork, *, user_id: str) -> UserView:
     """The user with public id ``user_id`` (``user_not_found`` otherwise)."""
     return _view_of(uow, user_row(uow, user_id))
-
-
-def user_facts(user_id: str | ColumnElement[str]) -> Subquery:
-    """The user's public facts as a one-row subquery (``id``, ``status``, ``tier``,
-    ``phone_masked``, ``name_masked``: NULL without a verified real name), for a feature
-    that decides a request in one statement of its own (the red-packet grab). ``user_id``
-    may be a bound parameter, for a statement built once."""
-    return (
-        select(
-            User.public_id.label("id"),
-            User.status.label("status"),
-            User.tier.label("tier"),
-            User.phone_masked.label("phone_masked"),
-            RealName.name_masked.label("name_masked"),
-        )
-        .outerjoin(RealName, RealName.user_id == User.id)
-        .where(User.public_id == user_id)
-        .subquery("claimer")
-    )
 
 
 def find_user_by_phone(

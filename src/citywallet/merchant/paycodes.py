@@ -23,7 +23,7 @@ from citywallet.merchant import paycode
 from citywallet.merchant.auth import PendingNonce, spend_alone, spend_nonce
 from citywallet.merchant.errors import OrderNotFound, OrderNotPayable
 from citywallet.merchant.facts import MerchantFacts, merchant_facts
-from citywallet.merchant.models import Order, PaycodeDevice, PaycodePrefs, Store, Terminal
+from citywallet.merchant.models import Order, PaycodeDevice, PaycodePrefs
 from citywallet.merchant.onboarding import merchant_by_pk, require_active, valid_notify_url
 from citywallet.merchant.payments import (
     OrderView,
@@ -38,6 +38,7 @@ from citywallet.merchant.payments import (
     paid_values,
     pay_order,
     place,
+    place_subqueries,
     plan_payment,
     settle_payment,
 )
@@ -408,7 +409,7 @@ def charge(
                 moment=moment,
             )
             values |= paid_values(plan, payer, "paycode", moment)
-        store, terminal = _place_subqueries(merchant_pk, store_id, terminal_id)
+        store, terminal = place_subqueries(merchant_pk, store_id, terminal_id)
         inserted = insert_order(
             uow, values, store=store, terminal=terminal, on_conflict_nothing=True
         )
@@ -518,25 +519,6 @@ def _existing(db: Database, merchant_pk: int, out_trade_no: str, amount: int) ->
                 "This out_trade_no belongs to another order.", code="out_trade_no_exists"
             )
         return order_view(uow, row)
-
-
-def _place_subqueries(
-    merchant_pk: int, store_id: str | None, terminal_id: str | None
-) -> tuple[Any, Any]:
-    """The store (given, or the merchant's first) and the terminal, as scalar subqueries
-    of the order's INSERT."""
-    stores = select(Store.id).where(Store.merchant_id == merchant_pk)
-    if store_id:
-        stores = stores.where(Store.public_id == store_id)
-    store = stores.order_by(Store.id).limit(1).scalar_subquery()
-    if not terminal_id:
-        return store, None
-    terminal = (
-        select(Terminal.id)
-        .where(Terminal.public_id == terminal_id, Terminal.store_id == store)
-        .scalar_subquery()
-    )
-    return store, terminal
 
 
 def _awaiting_view(

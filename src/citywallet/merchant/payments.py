@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, literal, select, text
+from sqlalchemy import exists, literal, null, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -376,23 +376,41 @@ def new_order(
     }
 
 
+def place_subqueries(
+    merchant_pk: int, store_id: str | None, terminal_id: str | None
+) -> tuple[Any, Any]:
+    """Where an order is made, as scalar subqueries (an order's INSERT embeds them; :func:`place`
+    reads them): the store given, or the merchant's first; the terminal given, in that store
+    (``None`` without one). The one statement of this rule."""
+    stores = select(Store.id).where(Store.merchant_id == merchant_pk)
+    if store_id:
+        stores = stores.where(Store.public_id == store_id)
+    store = stores.order_by(Store.id).limit(1).scalar_subquery()
+    if not terminal_id:
+        return store, None
+    terminal = (
+        select(Terminal.id)
+        .where(Terminal.public_id == terminal_id, Terminal.store_id == store)
+        .scalar_subquery()
+    )
+    return store, terminal
+
+
 def place(
     uow: UnitOfWork, merchant_pk: int, store_id: str | None, terminal_id: str | None
 ) -> tuple[int | None, int | None]:
-    """The store (given, or the merchant's first) and terminal an order is made at."""
-    store = (
-        store_row(uow, merchant_pk=merchant_pk, store_id=store_id)
-        if store_id
-        else uow.session.scalar(
-            select(Store).where(Store.merchant_id == merchant_pk).order_by(Store.id).limit(1)
-        )
-    )
-    terminal = (
-        terminal_row(uow, store_pk=store.id, terminal_id=terminal_id)
-        if terminal_id and store
-        else None
-    )
-    return (store.id if store else None), (terminal.id if terminal else None)
+    """The store and terminal an order is made at (:func:`place_subqueries`), in one
+    statement; a store or terminal given that is not the merchant's is refused
+    (``store_not_found``, ``terminal_not_found``)."""
+    store_q, terminal_q = place_subqueries(merchant_pk, store_id, terminal_id)
+    store, terminal = uow.session.execute(
+        select(store_q, null() if terminal_q is None else terminal_q)
+    ).one()
+    if store_id and store is None:
+        store_row(uow, merchant_pk=merchant_pk, store_id=store_id)  # says store_not_found
+    if terminal_id and store is not None and terminal is None:
+        terminal_row(uow, store_pk=store, terminal_id=terminal_id)  # says terminal_not_found
+    return store, terminal
 
 
 def _same_order(
@@ -904,11 +922,7 @@ def _insert_static(
 ) -> PaidOrder:
     """A static code's order, inserted already ``paid`` by one INSERT … SELECT that checks
     the merchant is active and the store is its own; when it inserts nothing, say why."""
-    store = (
-        select(Store.id)
-        .where(Store.public_id == code.store_id, Store.merchant_id == merchant.id)
-        .scalar_subquery()
-    )
+    store, _ = place_subqueries(merchant.id, code.store_id, None)
     values = new_order(
         public_id=order_id,
         merchant_pk=merchant.id,

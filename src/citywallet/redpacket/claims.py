@@ -71,7 +71,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from citywallet.identity.errors import AccountClosed, AccountFrozen, UserNotFound
-from citywallet.identity.service import UserView, user_facts
+from citywallet.identity.service import UserView, mover_select
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode, TransferSpec
 from citywallet.platform.clock import now_us
@@ -251,14 +251,15 @@ def _look(closed: bool) -> ClauseElement:
     wallet id, role, mine, then (packet not known closed) free and the packet's columns
     (NULL if there is no such packet)."""
     user = bindparam("user", type_=String)
-    claimer = user_facts(user)
+    people = mover_select(pin=False)
+    claimer = people.where(people.selected_columns.user_id == user).subquery("claimer")
     facts = (
-        claimer.c.id,
+        claimer.c.user_id,
         claimer.c.status,
         claimer.c.tier,
         claimer.c.phone_masked,
         claimer.c.name_masked,
-        accounts.wallet_id_of(claimer.c.id),
+        accounts.wallet_id_of(claimer.c.user_id),
     )
     if closed:
         group_pk = bindparam("group_pk", type_=Integer)
