@@ -487,19 +487,29 @@ def run_plan(
 ) -> tuple[list[Outcome], float]:
     """Run ``grab(worker, packet, person)`` over the plan from ``threads`` workers that
     start together; returns the outcomes and the wall time."""
-    barrier = threading.Barrier(threads + 1)
     outcomes: list[list[Outcome]] = [[] for _ in range(threads)]
 
     def worker(k: int) -> None:
-        mine = plan[k::threads]
-        barrier.wait()
-        for packet, who in mine:
+        for packet, who in plan[k::threads]:
             t = time.perf_counter()
             try:
                 what = grab(k, packet, who)
             except Exception as exc:
                 what = f"error:{type(exc).__name__}: {exc}"[:300]
             outcomes[k].append((what, time.perf_counter() - t))
+
+    seconds = run_together(threads, worker)
+    return [o for chunk in outcomes for o in chunk], seconds
+
+
+def run_together(threads: int, work: Callable[[int], None]) -> float:
+    """Run ``work(k)`` for k in 0…threads-1 on threads that start together; the wall time
+    until the last one ends."""
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(k: int) -> None:
+        barrier.wait()
+        work(k)
 
     pool = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(threads)]
     for t in pool:
@@ -508,7 +518,7 @@ def run_plan(
     started = time.perf_counter()
     for t in pool:
         t.join()
-    return [o for chunk in outcomes for o in chunk], time.perf_counter() - started
+    return time.perf_counter() - started
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -692,12 +702,10 @@ def healthz_case(port: int, threads: int, seconds: float) -> float:
     """``GET /healthz`` per second on the same server, from ``threads`` keep-alive
     ``http.client`` connections (the client the grabs use) for ``seconds``: the HTTP cases'
     baseline."""
-    barrier = threading.Barrier(threads + 1)
     answered = [0] * threads
 
     def worker(k: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        barrier.wait()
         deadline = time.perf_counter() + seconds
         try:
             while time.perf_counter() < deadline:
@@ -708,14 +716,7 @@ def healthz_case(port: int, threads: int, seconds: float) -> float:
         finally:
             conn.close()
 
-    pool = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(threads)]
-    for t in pool:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in pool:
-        t.join()
-    return sum(answered) / (time.perf_counter() - started)
+    return sum(answered) / run_together(threads, worker)
 
 
 def score_against_healthz(result: GrabResult, healthz_per_s: float) -> None:
