@@ -716,7 +716,8 @@ def healthz_case(port: int, threads: int, seconds: float) -> float:
         finally:
             conn.close()
 
-    return sum(answered) / run_together(threads, worker)
+    elapsed = run_together(threads, worker)
+    return sum(answered) / elapsed
 
 
 def score_against_healthz(result: GrabResult, healthz_per_s: float) -> None:

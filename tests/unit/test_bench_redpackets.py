@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 from bench import redpackets
+
+
+class _Healthz(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn
+
+    def do_GET(self) -> None:
+        body = b'{"status":"ok"}'
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_healthz_is_counted_over_the_run() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Healthz)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        per_s = redpackets.healthz_case(server.server_address[1], threads=2, seconds=0.3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert per_s > 0
 
 
 def _http(claims_per_s: float) -> redpackets.GrabResult:
