@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response, status
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent
 from citywallet.api.wallet import MONEY_RESPONSES
-from citywallet.identity.service import confirm_payment_pin
+from citywallet.identity.service import run_confirmed
 from citywallet.merchant import images
 from citywallet.merchant import service as merchants
 from citywallet.merchant.schemas import (
@@ -34,12 +34,6 @@ from citywallet.runtime import Runtime
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
 paycode_router = APIRouter(prefix="/v1/paycode", tags=["payments"])
-
-
-def _confirm_pin(runtime: Runtime, user_id: str, pin: str) -> None:
-    confirm_payment_pin(
-        runtime.db, user_id=user_id, pin=pin, settings=runtime.settings, encryptor=runtime.encryptor
-    )
 
 
 @router.post("/scan/preview")
@@ -228,9 +222,9 @@ def get_prefs(auth: CurrentUser, runtime: RuntimeDep) -> PrefsPublic:
 
 @paycode_router.put("/prefs")
 def set_prefs(body: PrefsUpdate, auth: CurrentUser, runtime: RuntimeDep) -> PrefsPublic:
-    """Change your password-free limits (with your PIN)."""
-    _confirm_pin(runtime, auth.user_id, body.pin)
-    view = runtime.db.transact(
+    """Change your password-free limits (with your PIN, checked in the same transaction)."""
+    view = run_confirmed(
+        runtime.db,
         lambda uow: merchants.set_prefs(
             uow,
             user_id=auth.user_id,
@@ -238,6 +232,9 @@ def set_prefs(body: PrefsUpdate, auth: CurrentUser, runtime: RuntimeDep) -> Pref
             per_payment=body.per_payment,
             per_day=body.per_day,
             settings=runtime.settings,
-        )
+            pin=body.pin,
+            encryptor=runtime.encryptor,
+        ),
+        settings=runtime.settings,
     )
     return PrefsPublic.model_validate(view)

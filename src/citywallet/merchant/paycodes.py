@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from citywallet.identity.errors import AccountClosed, AccountFrozen
+from citywallet.identity.service import verify_pin
 from citywallet.merchant import paycode
 from citywallet.merchant.auth import PendingNonce, spend_alone, spend_nonce
 from citywallet.merchant.errors import OrderNotFound, OrderNotPayable
@@ -231,8 +232,14 @@ def set_prefs(
     per_payment: int,
     per_day: int,
     settings: Settings,
+    pin: str | None = None,
+    encryptor: Encryptor | None = None,
 ) -> Prefs:
-    """Change the password-free limits (PIN confirmed before); at most the defaults' caps."""
+    """Change the password-free limits, at most the defaults' caps. With ``pin``, the
+    payment PIN is checked in this transaction (``identity.run_confirmed``); without, it was
+    before."""
+    if pin is not None:
+        verify_pin(uow, user_id=user_id, pin=pin, encryptor=encryptor)
     active_user(uow, user_id)
     check_free_limits(
         FreeLimits(enabled, per_payment, per_day), most_per_day=settings.paycode_free_per_day

@@ -1,11 +1,12 @@
-"""Top-up, withdrawal and closing check the payment PIN inside the transaction that holds
-the money (or closes the wallet), as payments do (issue 13): counted on SQLite and
-PostgreSQL through the real HTTP API, a count, never a timing (tests/statement_count.py).
+"""Top-up, withdrawal, closing and the password-free limits check the payment PIN inside the
+transaction that does the work, as payments do (issue 13): counted on SQLite and PostgreSQL
+through the real HTTP API, a count, never a timing (tests/statement_count.py).
 
 A top-up or withdrawal is two write transactions because the bank is called in between
 (the key claimed with the PIN check and the holds, then the settlement with the stored
-response); the PIN adds none. Closing is one. A wrong PIN rolls the first transaction back
-(no hold, no key) and adds one small write transaction that counts the try.
+response); the PIN adds none. Closing is one, changing the limits one. A wrong PIN rolls
+the (first) transaction back (no hold, no key, no change) and adds one small write
+transaction that counts the try.
 """
 
 from __future__ import annotations
@@ -64,3 +65,28 @@ def test_closing_checks_the_pin_in_its_one_transaction(client: TestClient, db: D
     assert len(tally.write) == 1, [t.statements for t in tally.write]
     assert alice.get("/v1/wallet").status_code in (401, 403)
     assert_ledger_clean(db)
+
+
+def test_changing_the_password_free_limits_checks_the_pin_in_its_one_transaction(
+    client: TestClient, db: Database
+) -> None:
+    alice = Person(client, 3, card_ending=None)
+    before = alice.get("/v1/paycode/prefs").json()
+    body = {"enabled": True, "per_payment": 10_00, "per_day": 20_00}
+    with counted(db) as tally:
+        refused = alice.client.put(
+            "/v1/paycode/prefs", json={**body, "pin": "000000"}, headers=alice.headers
+        )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["code"] == "pin_incorrect"
+    _change, counting = tally.write
+    assert len(counting.statements) <= 3, counting.statements
+    assert alice.get("/v1/paycode/prefs").json() == before
+
+    with counted(db) as tally:
+        changed = alice.client.put(
+            "/v1/paycode/prefs", json={**body, "pin": PIN}, headers=alice.headers
+        )
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["per_payment"], changed.json()["per_day"]) == (10_00, 20_00)
+    assert len(tally.write) == 1, [t.statements for t in tally.write]
