@@ -13,11 +13,15 @@ from httpx2 import Response
 from citywallet.merchant import onboarding, signing
 from citywallet.merchant import service as merchants
 from citywallet.merchant.models import Merchant
+from citywallet.merchant.payments import pay_scan  # a resident's payment: not on the face yet
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
-from tests.wallet_support import Person, Resident
+from citywallet.wallet import service as wallet
+from citywallet.wallet.bank import SandboxBank
+from tests.wallet_support import PIN as PIN  # the tests import it from here too
+from tests.wallet_support import Person, Resident, make_resident
 
 # Valid unified social credit codes (check digit computed by python-stdnum's algorithm).
 USCCS = [
@@ -128,6 +132,44 @@ def register(
     )
 
 
+def paid_order(
+    db: Database,
+    settings: Settings,
+    encryptor: Encryptor,
+    bank: SandboxBank,
+    *,
+    merchant_pk: int,
+    top_up: int,
+    amount: int,
+    out_trade_no: str,
+) -> tuple[Resident, merchants.OrderView]:
+    """A new resident (number 1) topped up with ``top_up`` fen who paid a new order of
+    ``amount`` fen at the merchant through its dynamic code, through the services."""
+    payer = make_resident(db, settings, encryptor, bank, 1)
+    wallet.top_up(
+        db, bank=bank, user_id=payer.user_id, card_id=str(payer.card_id), amount=top_up,
+        pin=PIN, encryptor=encryptor, settings=settings,
+    )  # fmt: skip
+    order, _ = db.transact(
+        lambda uow: merchants.create_order(
+            uow,
+            merchant_pk=merchant_pk,
+            out_trade_no=out_trade_no,
+            amount=amount,
+            encryptor=encryptor,
+            settings=settings,
+        )
+    )
+    payload = order.qr_payload
+    assert payload is not None
+    db.transact(
+        lambda uow: pay_scan(
+            uow, user_id=payer.user_id, payload=payload, encryptor=encryptor, settings=settings
+        )
+    )
+    return payer, order
+
+
 def merchant_row(db: Database, merchant_id: str) -> Merchant:
     """The merchant's row, detached: its id and ledger accounts, for tests that look at them."""
     with db.uow(readonly=True) as uow:
@@ -177,6 +219,3 @@ class ShopOwner:
 def fund(person: Person, amount: int) -> None:
     """Top up ``person``'s wallet from their bound card."""
     person.money("/v1/wallet/topups", {"card_id": person.card_id, "amount": amount, "pin": PIN})
-
-
-PIN = "502817"

@@ -18,7 +18,7 @@ from citywallet.platform.db import Database
 from citywallet.platform.errors import Conflict
 from citywallet.wallet import service as wallet
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.merchant_support import merchant_row, register
+from tests.merchant_support import merchant_row, paid_order, register
 from tests.wallet_support import (
     PIN,
     balance,
@@ -99,34 +99,10 @@ def test_two_hundred_simultaneous_payments_to_one_merchant(db: Database, tmp_pat
 def test_racing_partial_refunds_never_exceed_the_paid_amount(db: Database, tmp_path: Path) -> None:
     settings, enc, bank = wallet_settings(tmp_path, db), test_encryptor(), sandbox_bank()
     merchant_pk, merchant = _merchant(db, settings, enc, bank, 100)
-    payer = make_resident(db, settings, enc, bank, 1)
-    wallet.top_up(
-        db,
-        bank=bank,
-        user_id=payer.user_id,
-        card_id=str(payer.card_id),
-        amount=500_00,
-        pin=PIN,
-        encryptor=enc,
-        settings=settings,
-    )
-    order, _ = db.transact(
-        lambda uow: payments.create_order(
-            uow,
-            merchant_pk=merchant_pk,
-            out_trade_no="RACE-0001",
-            amount=100_00,
-            encryptor=enc,
-            settings=settings,
-        )
-    )
-    assert order.qr_payload is not None
-    payload = order.qr_payload
-    db.transact(
-        lambda uow: payments.pay_scan(
-            uow, user_id=payer.user_id, payload=payload, encryptor=enc, settings=settings
-        )
-    )
+    payer, order = paid_order(
+        db, settings, enc, bank, merchant_pk=merchant_pk, top_up=500_00, amount=100_00,
+        out_trade_no="RACE-0001",
+    )  # fmt: skip
     barrier = threading.Barrier(16)
 
     def refund(n: int) -> int:
@@ -169,34 +145,10 @@ def test_refund_after_settlement_is_declined_when_the_balance_is_gone(
 ) -> None:
     settings, enc, bank = wallet_settings(tmp_path, db), test_encryptor(), sandbox_bank()
     merchant_pk, merchant = _merchant(db, settings, enc, bank, 100)
-    payer = make_resident(db, settings, enc, bank, 1)
-    wallet.top_up(
-        db,
-        bank=bank,
-        user_id=payer.user_id,
-        card_id=str(payer.card_id),
-        amount=100_00,
-        pin=PIN,
-        encryptor=enc,
-        settings=settings,
-    )
-    order, _ = db.transact(
-        lambda uow: payments.create_order(
-            uow,
-            merchant_pk=merchant_pk,
-            out_trade_no="SETTLED-01",
-            amount=50_00,
-            encryptor=enc,
-            settings=settings,
-        )
-    )
-    payload = order.qr_payload
-    assert payload is not None
-    db.transact(
-        lambda uow: payments.pay_scan(
-            uow, user_id=payer.user_id, payload=payload, encryptor=enc, settings=settings
-        )
-    )
+    payer, order = paid_order(
+        db, settings, enc, bank, merchant_pk=merchant_pk, top_up=100_00, amount=50_00,
+        out_trade_no="SETTLED-01",
+    )  # fmt: skip
     # the day's money is swept for settlement: the receivable is empty
     from citywallet.ledger.types import TransferCode, TransferSpec
 

@@ -10,14 +10,12 @@ import pytest
 
 from citywallet.merchant import service as merchants
 from citywallet.merchant.errors import MerchantNotFound
-from citywallet.merchant.payments import pay_scan  # a resident's payment: not on the face yet
 from citywallet.merchant.refund_rules import Paid, split_refund
 from citywallet.merchant.rules import fee_for
 from citywallet.platform.db import Database
-from citywallet.wallet import service as wallet
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.merchant_support import merchant_row, register
-from tests.wallet_support import PIN, balance, make_resident, sandbox_bank, wallet_settings
+from tests.merchant_support import merchant_row, paid_order, register
+from tests.wallet_support import balance, make_resident, sandbox_bank, wallet_settings
 
 RATE_BP = 38  # the default fee rate
 
@@ -32,34 +30,10 @@ def test_balance_follows_payments_and_refunds(db: Database, tmp_path: Path) -> N
     view = register(db, settings, enc, make_resident(db, settings, enc, bank, 100), approve=True)
     merchant_pk = merchant_row(db, view.id).id
     assert _balance(db, merchant_pk) == merchants.MerchantBalance("CNY", 0, 0)
-    payer = make_resident(db, settings, enc, bank, 1)
-    wallet.top_up(
-        db,
-        bank=bank,
-        user_id=payer.user_id,
-        card_id=str(payer.card_id),
-        amount=200_00,
-        pin=PIN,
-        encryptor=enc,
-        settings=settings,
-    )
-    order, _ = db.transact(
-        lambda uow: merchants.create_order(
-            uow,
-            merchant_pk=merchant_pk,
-            out_trade_no="SVC-0001",
-            amount=123_45,
-            encryptor=enc,
-            settings=settings,
-        )
-    )
-    assert order.qr_payload is not None
-    payload = order.qr_payload
-    db.transact(
-        lambda uow: pay_scan(
-            uow, user_id=payer.user_id, payload=payload, encryptor=enc, settings=settings
-        )
-    )
+    payer, order = paid_order(
+        db, settings, enc, bank, merchant_pk=merchant_pk, top_up=200_00, amount=123_45,
+        out_trade_no="SVC-0001",
+    )  # fmt: skip
     fee = fee_for(123_45, RATE_BP)
     assert _balance(db, merchant_pk) == merchants.MerchantBalance("CNY", 123_45 - fee, 0)
 
