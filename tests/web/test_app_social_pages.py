@@ -19,6 +19,7 @@ from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from citywallet.wallet.bank import sandbox_card_number
 from tests.ledger_checks import assert_ledger_clean
+from tests.statement_count import counted
 from tests.wallet_support import balance, make_resident, sandbox_bank
 from tests.web.test_app_pay_pages import hidden, resident, sign_in
 
@@ -53,12 +54,16 @@ def test_send_a_single_packet_by_phone_and_the_recipient_opens_it(
     assert 'id="e-amount"' in bad.text
     form["amount"] = "8.88"
     form["pin"] = "123123"
-    wrong = client.post("/app/redpackets/send", data=form)
+    with counted(db) as tally:
+        wrong = client.post("/app/redpackets/send", data=form)
     assert wrong.status_code == 403
     assert 'id="e-pin"' in wrong.text
+    _send, _counting = tally.write  # the send with its PIN check (rolled back), the count
     form["pin"] = "502817"
-    sent = client.post("/app/redpackets/send", data=form)
+    with counted(db) as tally:
+        sent = client.post("/app/redpackets/send", data=form)
     assert sent.status_code == 303
+    [_one] = tally.write  # the form key, the PIN check and the send: one transaction
     assert (
         client.post("/app/redpackets/send", data=form).headers["location"]
         == (sent.headers["location"])
