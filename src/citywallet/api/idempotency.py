@@ -9,11 +9,11 @@ effects and the response commit together: a replay gets the stored response byte
 ``idempotency_key_reused``, and concurrent duplicates wait for the first and then replay it.
 
 A request that calls the bank in between runs two transactions: :meth:`Idempotent.start`
-claims the key together with the ledger holds (the key stays *in progress*: a duplicate
-meanwhile answers 409 ``idempotency_key_in_progress``), and :meth:`Idempotent.complete`
-stores the response together with the settlement. If the process dies in between, the
-next duplicate asks ``recover`` whether the work finished anyway (the reconciliation job
-settles the holds) and stores that answer.
+claims the key together with the PIN check and the ledger holds (the key stays *in
+progress*: a duplicate meanwhile answers 409 ``idempotency_key_in_progress``), and
+:meth:`Idempotent.complete` stores the response together with the settlement. If the
+process dies in between, the next duplicate asks ``recover`` whether the work finished
+anyway (the reconciliation job settles the holds) and stores that answer.
 
 Keys are scoped to the caller. The request fingerprint is a keyed hash (the lookup key) of
 method, path and the parsed body, so the stored fingerprint reveals nothing about a PIN in
@@ -94,8 +94,9 @@ class Idempotent:
     def replay(
         self, *, recover: Callable[[UnitOfWork], Rendered | None] | None = None
     ) -> Response | None:
-        """The stored response if this key was used before (checked before the PIN, so a
-        replay neither needs nor spends a PIN try); ``None`` for a new key."""
+        """The stored response if this key was used before, looked up in a transaction that
+        is rolled back; for a key still in progress (a request waiting for the bank),
+        ``recover`` may answer from what that request left. ``None`` for a new key."""
         try:
             with self.runtime.db.uow() as uow:  # rolled back: only looks
                 stored = self._begin(uow)
