@@ -198,11 +198,10 @@ class PostingQueue:
         try:
             while True:
                 turn = _Turn(self._building)
-                batch = self._take(index)
-                if batch is None:
-                    turn.end()
-                    return
                 try:
+                    batch = self._take(index)
+                    if batch is None:
+                        return
                     conn = self._commit(conn, batch, turn)
                 finally:
                     turn.end()
