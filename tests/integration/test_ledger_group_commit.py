@@ -121,8 +121,9 @@ def test_a_failed_commit_fails_every_request_of_its_batch_and_the_queue_carries_
 
 
 def test_committers_never_wait_for_each_other_on_a_hot_account(db: Database) -> None:
-    """Three committers, every request paying one merchant: their batches take turns on the
-    hot account (none in flight together), so no lock conflict is ever retried."""
+    """Three committers, every request paying one merchant: every payment lands, no batch is
+    retried for a lock conflict, and the merchant's balance is the exact sum (the pick rule
+    that keeps batches of one account apart is checked in tests/unit/test_ledger_batching.py)."""
     _bank, ids = funded_accounts(db, 9, 1_000)
     merchant, payers = ids[0], ids[1:]
     queue = PostingQueue(db, committers=3)
