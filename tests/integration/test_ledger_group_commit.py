@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.groupcommit import PostingQueue
@@ -197,3 +198,32 @@ def test_closing_finishes_what_is_queued_and_refuses_nothing(db: Database) -> No
     assert answers == [[Result.OK]] * 5
     assert _balances(db, [a, b]) == {a: 95, b: 105}
     assert_ledger_clean(db)
+
+
+def test_a_committer_whose_connection_died_while_idle_reconnects(pg_url: str) -> None:
+    """PostgreSQL: the committer's held connection is killed between batches; the next batch
+    found it dead before any statement succeeded, so it runs again on a new connection, once."""
+    db = Database(pg_url, ping_idle_seconds=0)
+    try:
+        _bank, (a, b) = funded_accounts(db, 2, 100)
+        queue = PostingQueue(db, committers=1)
+        assert queue.post([p2p("before", a, b, 5)]) == [Result.OK]
+        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                killed = conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+        finally:
+            admin.dispose()
+        assert killed >= 1
+        assert queue.post([p2p("after", a, b, 7)]) == [Result.OK]
+        queue.close()
+        assert queue.stats.batches == 2
+        assert _balances(db, [a, b]) == {a: 88, b: 112}
+        assert_ledger_clean(db)
+    finally:
+        db.dispose()

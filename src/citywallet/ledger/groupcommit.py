@@ -40,9 +40,7 @@ The contract, which callers rely on:
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,7 +51,13 @@ from sqlalchemy.exc import DBAPIError
 from citywallet.ledger import service as ledger
 from citywallet.ledger.batching import Key, request_keys, take_free
 from citywallet.ledger.types import Result, TransferFlags, TransferSpec
-from citywallet.platform.db import RAN, Database, is_retryable
+from citywallet.platform.db import (
+    RAN,
+    Database,
+    back_off,
+    died_before_any_statement,
+    is_retryable,
+)
 
 ATTEMPTS = 8  # as Database.transact
 UNIQUE_VIOLATION = "23505"  # an id inserted by a racing poster after our lookup: retry sees it
@@ -253,18 +257,17 @@ class PostingQueue:
                     transaction.commit()
                 break
             except DBAPIError as exc:
-                died = conn is not None and conn.invalidated
-                if died and conn is not None:
-                    conn.close()
+                if exc.connection_invalidated and conn is not None:
+                    conn.close()  # the next attempt or batch opens another
                     conn = None
-                if died and not ran and not reconnected:  # nothing of it reached the database
+                if not reconnected and died_before_any_statement(exc, ran):
                     reconnected, attempt = True, attempt - 1
                     continue
                 sqlstate = getattr(exc.orig, "sqlstate", None)
                 if attempt >= ATTEMPTS or not (is_retryable(exc) or sqlstate == UNIQUE_VIOLATION):
                     return _fail(batch, exc, conn)
                 self._count_retry()
-                time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311
+                back_off(attempt)
             except BaseException as exc:  # every waiter learns why; the committer carries on
                 return _fail(batch, exc, conn)
         with self._cond:
