@@ -8,7 +8,7 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.groupcommit import PostingQueue
@@ -208,17 +208,13 @@ def test_a_committer_whose_connection_died_while_idle_reconnects(pg_url: str) ->
         _bank, (a, b) = funded_accounts(db, 2, 100)
         queue = PostingQueue(db, committers=1)
         assert queue.post([p2p("before", a, b, 5)]) == [Result.OK]
-        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                killed = conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
-                ).scalar_one()
-        finally:
-            admin.dispose()
+        with db.engine.connect() as conn:  # the pool's idle connection kills all the others
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
         assert killed >= 1
         assert queue.post([p2p("after", a, b, 7)]) == [Result.OK]
         queue.close()
