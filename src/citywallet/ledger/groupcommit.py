@@ -57,6 +57,7 @@ from citywallet.platform.db import (
     back_off,
     died_before_any_statement,
     is_retryable,
+    is_sqlite,
 )
 
 ATTEMPTS = 8  # as Database.transact
@@ -246,11 +247,12 @@ class PostingQueue:
         attempt, reconnected = 0, False
         while True:
             attempt += 1
-            ran: list[bool] = []
+            ran: list[bool] | None = None  # as Database.uow: PostgreSQL marks a statement run
             try:
                 if conn is None:
                     conn = self._database.engine.connect()
-                conn.info[RAN] = ran
+                if not is_sqlite(conn):
+                    ran = conn.info[RAN] = []
                 with conn.begin() as transaction:
                     results = _post_together(conn, batch)
                     turn.end()  # the next batch is gathered and posted while this one commits
