@@ -183,6 +183,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", default="1,8", help="thread / pgbench client counts")
     parser.add_argument("--batches", default="1,100,1000", help="transfers per transaction")
     parser.add_argument("--accounts", type=int, default=None, help="customer accounts (10000)")
+    parser.add_argument(
+        "--committers",
+        type=int,
+        default=None,
+        help="group-commit committer threads (default: the queue's own, 2 on PostgreSQL)",
+    )
     parser.add_argument("--no-pgbench", action="store_true", help="skip the raw SQL runs")
     parser.add_argument("--pgbench", default="/usr/bin/pgbench", help="pgbench executable")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the PG database")
@@ -445,6 +451,7 @@ def run_ours(
     accounts: Accounts,
     duration: float,
     tick: Callable[[float, int], None],
+    committers: int | None = None,
 ) -> CaseResult:
     """Post batches from ``spec.workers`` threads for ``duration`` seconds."""
     meter = Meter()
@@ -452,7 +459,7 @@ def run_ours(
     clock: dict[str, float] = {}
     stats = [WorkerStats() for _ in range(spec.workers)]
     tag = f"{spec.engine[0]}{spec.distribution[0]}{spec.workers}x{spec.batch}"
-    queue = PostingQueue(db) if spec.engine == "group" else None
+    queue = PostingQueue(db, committers=committers) if spec.engine == "group" else None
 
     def post(transfers: list[TransferSpec]) -> list[Result]:
         if queue is not None:
@@ -801,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "customer_accounts": args.accounts,
         "workers": args.worker_list,
+        "committers": args.committers,
         "batches": args.batch_list,
     }
     all_cases = {b: plan(args, b) for b in args.backend_list}
@@ -917,7 +925,7 @@ def _run_case(
                     else None
                 )
                 try:
-                    result = run_ours(db, spec, accounts, args.duration, tick)
+                    result = run_ours(db, spec, accounts, args.duration, tick, args.committers)
                 finally:
                     if profile is not None:
                         path = profile.finish()

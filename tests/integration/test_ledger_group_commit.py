@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+from sqlalchemy import text
 
 from citywallet.ledger import service as ledger
 from citywallet.ledger.groupcommit import PostingQueue
@@ -60,11 +61,12 @@ def test_waiting_requests_commit_as_one_batch_each_with_its_own_result(db: Datab
     assert_ledger_clean(db)
 
 
-def test_results_match_posting_alone_under_concurrency(db: Database) -> None:
+@pytest.mark.parametrize("committers", [1, 3])
+def test_results_match_posting_alone_under_concurrency(db: Database, committers: int) -> None:
     """Many threads post single transfers and linked pairs through one queue; every
     acknowledged transfer is on the books once, nothing else is, and no account overdraws."""
     _bank, ids = funded_accounts(db, 10, 500)
-    queue = PostingQueue(db)
+    queue = PostingQueue(db, committers=committers)
     acknowledged: list[str] = []
     refused: list[str] = []
     guard = threading.Lock()
@@ -117,3 +119,107 @@ def test_a_failed_commit_fails_every_request_of_its_batch_and_the_queue_carries_
     queue.close()
     assert _balances(db, [a, b]) == {a: 93, b: 107}
     assert_ledger_clean(db)
+
+
+def test_committers_never_wait_for_each_other_on_a_hot_account(db: Database) -> None:
+    """Three committers, every request paying one merchant: every payment lands, no batch is
+    retried for a lock conflict, and the merchant's balance is the exact sum (the pick rule
+    that keeps batches of one account apart is checked in tests/unit/test_ledger_batching.py)."""
+    _bank, ids = funded_accounts(db, 9, 1_000)
+    merchant, payers = ids[0], ids[1:]
+    queue = PostingQueue(db, committers=3)
+
+    def client(payer: int) -> None:
+        for n in range(20):
+            assert queue.post([p2p(f"pay-{payer}-{n}", payer, merchant, 7)]) == [Result.OK]
+
+    threads = [threading.Thread(target=client, args=(p,)) for p in payers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queue.close()
+
+    assert queue.stats.requests == 8 * 20
+    assert queue.stats.retries == 0
+    assert _balances(db, [merchant]) == {merchant: 1_000 + 8 * 20 * 7}
+    assert_ledger_clean(db)
+
+
+def test_one_id_submitted_by_many_at_once_is_posted_once(db: Database) -> None:
+    """Concurrent submissions of one transfer id (a client's retries, and one with other
+    fields) are ordered by the id: one OK, the same fields EXISTS, other fields refused, and
+    no batch fails on the unique id."""
+    _bank, (a, b, c) = funded_accounts(db, 3, 1_000)
+    queue = PostingQueue(db, committers=3)
+    answers: list[Result] = []
+    guard = threading.Lock()
+
+    def submit(i: int) -> None:
+        spec = p2p("once", a, c if i == 0 else b, 10)
+        (result,) = queue.post([spec])
+        with guard:
+            answers.append(result)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queue.close()
+
+    assert answers.count(Result.OK) == 1
+    assert set(answers) <= {Result.OK, Result.EXISTS, Result.EXISTS_WITH_DIFFERENT_FIELDS}
+    assert queue.stats.retries == 0
+    assert sum(_balances(db, [a, b, c]).values()) == 3_000
+    assert _balances(db, [a]) == {a: 990}
+    assert_ledger_clean(db)
+
+
+def test_closing_finishes_what_is_queued_and_refuses_nothing(db: Database) -> None:
+    """Requests queued before close() are all answered; close() twice is harmless."""
+    _bank, (a, b) = funded_accounts(db, 2, 100)
+    queue = PostingQueue(db, committers=2, start=False)
+    answers: list[list[Result]] = []
+    threads = [
+        threading.Thread(target=lambda n=n: answers.append(queue.post([p2p(f"q{n}", a, b, 1)])))
+        for n in range(5)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while queue.pending() < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    queue.start()
+    queue.close()
+    queue.close()
+    for t in threads:
+        t.join()
+    assert answers == [[Result.OK]] * 5
+    assert _balances(db, [a, b]) == {a: 95, b: 105}
+    assert_ledger_clean(db)
+
+
+def test_a_committer_whose_connection_died_while_idle_reconnects(pg_url: str) -> None:
+    """PostgreSQL: the committer's held connection is killed between batches; the next batch
+    found it dead before any statement succeeded, so it runs again on a new connection, once."""
+    db = Database(pg_url, ping_idle_seconds=0)
+    try:
+        _bank, (a, b) = funded_accounts(db, 2, 100)
+        queue = PostingQueue(db, committers=1)
+        assert queue.post([p2p("before", a, b, 5)]) == [Result.OK]
+        with db.engine.connect() as conn:  # the pool's idle connection kills all the others
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert killed >= 1
+        assert queue.post([p2p("after", a, b, 7)]) == [Result.OK]
+        queue.close()
+        assert queue.stats.batches == 2
+        assert _balances(db, [a, b]) == {a: 88, b: 112}
+        assert_ledger_clean(db)
+    finally:
+        db.dispose()

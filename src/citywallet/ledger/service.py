@@ -163,9 +163,29 @@ def post(
     is applied and may raise to refuse it (a payee's balance limit), instead of a read of
     its own.
     """
+    return post_on(
+        uow.session.connection(),
+        transfers=transfers,
+        system=system,
+        now=now,
+        fresh=fresh,
+        guard=guard,
+    )
+
+
+def post_on(
+    conn: Connection,
+    *,
+    transfers: Sequence[TransferSpec],
+    system: bool = False,
+    now: int | None = None,
+    fresh: bool = False,
+    guard: Callable[[Mapping[int, AccountState]], None] | None = None,
+) -> list[Result]:
+    """:func:`post` on a Core connection inside its transaction, with no ORM session (the
+    group-commit committers each hold one connection: ledger/groupcommit.py)."""
     if not transfers:
         return []
-    conn = uow.session.connection()
     # Pending transfers are immutable: read them before locking only to learn their accounts.
     pending_ids = list({spec.pending_id for spec in transfers if spec.pending_id})
     originals = _load_transfers(conn, "id", pending_ids)

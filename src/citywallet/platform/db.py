@@ -232,22 +232,29 @@ class Database:
                     uow.commit()
                     return result
             except DBAPIError as exc:
-                if not reconnected and _died_before_any_statement(exc, current):
+                ran = current.ran if current is not None else None
+                if not reconnected and died_before_any_statement(exc, ran):
                     reconnected, attempt = True, attempt - 1  # the pool now opens a new one
                     continue
                 if attempt >= attempts or not is_retryable(exc):
                     raise
-                time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311
+                back_off(attempt)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
 
 
-def _died_before_any_statement(exc: DBAPIError, uow: UnitOfWork | None) -> bool:
+def died_before_any_statement(exc: DBAPIError, ran: list[bool] | None) -> bool:
     """A lost connection (the pool has invalidated it) and no statement of the transaction
-    had succeeded: the server never committed anything of it."""
-    return bool(exc.connection_invalidated) and uow is not None and uow.ran == []
+    had succeeded (``ran``: the transaction's mark, see :data:`RAN`): the server never
+    committed anything of it."""
+    return bool(exc.connection_invalidated) and ran == []
+
+
+def back_off(attempt: int) -> None:
+    """Sleep a random, growing while before retrying a conflicted transaction."""
+    time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311 (jitter, not a secret)
 
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
