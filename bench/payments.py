@@ -269,7 +269,7 @@ class PaycodeSetup:
 
     devices: list[tuple[str, str]]  # (slot, TOTP secret), device j belongs to payer j % n
     keys: list[tuple[str, str]]  # (key id, HMAC secret) per merchant
-    payers: list[str]  # the paying residents' user ids, in request-line order (the replay)
+    payers: list[str] = field(default_factory=list)  # user ids, in request-line order (replay)
 
 
 @dataclass(frozen=True)
