@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, replace
 
-from sqlalchemy import delete, exists, insert, literal, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.merchant import signing
@@ -25,7 +25,7 @@ from citywallet.platform.cache import TtlCache
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
-from citywallet.platform.db import Database, UnitOfWork
+from citywallet.platform.db import Database, DriverSql, UnitOfWork
 from citywallet.platform.errors import Unauthorized
 
 SECOND_US = 1_000_000
@@ -192,25 +192,22 @@ def _caller(
     return MerchantCaller(key.merchant_pk, key.merchant_id, key.public_id, nonce=pending)
 
 
+# Every signed request runs it (a charge in its own transaction): sent at the driver's level.
+_SPEND_NONCE = DriverSql(
+    "INSERT INTO merchant_nonces (key_id, nonce, expires_at) SELECT ?, ?, ? "
+    "WHERE EXISTS (SELECT 1 FROM merchant_api_keys WHERE id = ? AND status = 'active') "
+    "RETURNING key_id"
+)
+
+
 def spend_nonce(uow: UnitOfWork, pending: PendingNonce) -> None:
     """Spend a request's nonce in ``uow``, in one statement that also checks its key is
     still active (``nonce_reused``, ``api_key_invalid``). Concurrent requests with the
     same nonce wait on the unique index; all but the first are refused."""
     try:
-        inserted = (
-            uow.session.connection()
-            .execute(
-                insert(Nonce)
-                .from_select(
-                    ["key_id", "nonce", "expires_at"],
-                    select(
-                        literal(pending.key_pk), literal(pending.nonce), literal(pending.expires_at)
-                    ).where(exists().where(ApiKey.id == pending.key_pk, ApiKey.status == "active")),
-                )
-                .returning(Nonce.key_id)
-            )
-            .first()
-        )
+        inserted = _SPEND_NONCE.run(
+            uow, (pending.key_pk, pending.nonce, pending.expires_at, pending.key_pk)
+        ).first()
     except IntegrityError:
         raise _refuse("This nonce was used already.", "nonce_reused") from None
     if inserted is None:
