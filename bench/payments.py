@@ -76,7 +76,7 @@ from sqlalchemy import create_engine, insert, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from stdnum.cn import ric, uscc
 
-from bench import tools
+from bench import replay, tools
 from citywallet.identity import codes
 from citywallet.identity import service as identity
 from citywallet.identity.gateways import (
@@ -232,6 +232,8 @@ class CaseResult:
     busy_cores_before: float | None = None  # with --wait-idle: cores busy just before the case
     calibration_ms: float | None = None  # this machine's speed just before: see calibrate()
     notes: list[str] = field(default_factory=list)  # worth knowing, not a failure
+    # PostgreSQL: each kind's SQL replayed by pgbench right after the HTTP runs (bench/replay.py)
+    sql_replay: dict[str, replay.ReplayResult] = field(default_factory=dict)
     payment_transfers: int = 0
     ledger_ok: bool | None = None
     ledger_problems: list[str] = field(default_factory=list)
@@ -267,6 +269,7 @@ class PaycodeSetup:
 
     devices: list[tuple[str, str]]  # (slot, TOTP secret), device j belongs to payer j % n
     keys: list[tuple[str, str]]  # (key id, HMAC secret) per merchant
+    payers: list[str] = field(default_factory=list)  # user ids, in request-line order (replay)
 
 
 @dataclass(frozen=True)
@@ -371,6 +374,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="flamegraph",
         help="py-spy output: flamegraph (SVG), speedscope (JSON) or raw (collapsed stacks)",
     )
+    parser.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="PostgreSQL: skip replaying each kind's SQL under pgbench after the HTTP runs",
+    )
+    parser.add_argument("--pgbench", default="pgbench", help="pgbench executable (the replay)")
     parser.add_argument("--strict", action="store_true", help="exit 2 when the target is missed")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.duration is None:
@@ -876,7 +885,11 @@ def seed(
         p2p_transfers=args.p2p_transfers,
         paycode_devices=len(devices),
     )
-    return seeded, PaycodeSetup(devices=devices, keys=[(m.key_id, m.key_secret) for m in merchants])
+    return seeded, PaycodeSetup(
+        devices=devices,
+        keys=[(m.key_id, m.key_secret) for m in merchants],
+        payers=[p.user_id for p in payers],
+    )
 
 
 def write_transfers(args: argparse.Namespace, payers: list[Resident], lines: Path) -> None:
@@ -1157,29 +1170,6 @@ def _tail(path: Path, chars: int = 1500) -> str:
 
 # --- CPU accounting (Linux /proc; empty elsewhere) ------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _postgres_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
 
 def calibrate() -> float:
     """Milliseconds for ``sum(range(10**6))`` (best of 5) here and now: how fast this VM's
@@ -1211,17 +1201,8 @@ def wait_idle(limit: float, *, below: float = 0.25, window: float = 3.0) -> floa
 
 def _busy_total() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs since boot."""
-    busy, total, _steal = _cpu_jiffies()
+    busy, total, _steal = tools.cpu_jiffies()
     return busy, total
-
-
-def _cpu_jiffies() -> tuple[float, float, float]:
-    """(busy, total, stolen) jiffies of all CPUs since boot; stolen: the hypervisor ran
-    someone else while this VM wanted a CPU."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    idle = values[3] + values[4]
-    steal = values[7] if len(values) > 7 else 0
-    return float(sum(values) - idle), float(sum(values)), float(steal)
 
 
 class CpuMeter:
@@ -1232,9 +1213,9 @@ class CpuMeter:
         self.pg_pids = pg_pids
         self.started = time.perf_counter()
         try:
-            self.machine = _cpu_jiffies()
-            self.pg = {pid: _proc_cpu(pid) for pid in _postgres_pids()}
-            self.srv = sum(_proc_cpu(pid) for pid in self.server)
+            self.machine = tools.cpu_jiffies()
+            self.pg = {pid: tools.proc_cpu(pid) for pid in tools.postgres_pids()}
+            self.srv = sum(tools.proc_cpu(pid) for pid in self.server)
             self.ok = True
         except OSError:
             self.ok = False
@@ -1244,11 +1225,11 @@ class CpuMeter:
         if not self.ok:
             return {}
         elapsed = time.perf_counter() - self.started
-        busy, total, steal = _cpu_jiffies()
+        busy, total, steal = tools.cpu_jiffies()
         cpus = os.cpu_count() or 1
         # this database's backends and the shared background processes, not other databases'
-        pg = sum(_proc_cpu(pid) - self.pg.get(pid, 0.0) for pid in self.pg_pids())
-        srv = sum(_proc_cpu(pid) for pid in self.server) - self.srv
+        pg = sum(tools.proc_cpu(pid) - self.pg.get(pid, 0.0) for pid in self.pg_pids())
+        srv = sum(tools.proc_cpu(pid) for pid in self.server) - self.srv
         machine = cpus * (busy - self.machine[0]) / (total - self.machine[1])
         stolen = cpus * (steal - self.machine[2]) / (total - self.machine[1])
         return {
@@ -1389,7 +1370,8 @@ def run_case(
 ) -> None:
     """Fresh copy of the seeded database, a server, wrk on /healthz then on every kind of
     payment (RSS of every worker sampled throughout), the counts and the ledger check."""
-    runs = 1 + len(args.kind_list)
+    replays = [] if args.no_replay or backend.name != "postgresql" else replayable(args)
+    runs = 1 + len(args.kind_list) + len(replays)
     task: TaskID = progress.add_task(f"{case.label}: starting", total=runs * args.duration, rate="")
     try:
         if args.wait_idle > 0:
@@ -1438,6 +1420,15 @@ def run_case(
                 summary = tools.summarize_memory(sampler.stop())
                 case.memory = tools.memory_json(summary)
                 case.memory_growing = any(w.growing for w in summary)
+        for n, name in enumerate(replays, start=1 + len(args.kind_list)):
+            offset = n * args.duration
+            run_replay(
+                name, backend, setup, case, args,
+                lambda elapsed, o=offset, kind=name: progress.update(  # type: ignore[misc]
+                    task, description=f"{case.label}: {kind} SQL under pgbench",
+                    completed=min(o + elapsed, runs * args.duration),
+                ),
+            )  # fmt: skip
         progress.update(task, description=f"{case.label}: checking the books")
         check_case(backend, case, ctx.keys.encryptor)
         if any(k.run is not None and k.run.statuses for k in case.kinds.values()):
@@ -1523,6 +1514,71 @@ def run_kind(
     )
 
 
+def replayable(args: argparse.Namespace) -> list[str]:
+    """The kinds of the run whose SQL the replay has a script for (scan, P2P)."""
+    return [name for name in args.kind_list if name in replay.SCRIPTS]
+
+
+def run_replay(
+    name: str,
+    backend: Backend,
+    setup: PaycodeSetup,
+    case: CaseResult,
+    args: argparse.Namespace,
+    tick: Callable[[float], None],
+) -> None:
+    """Replay one kind's SQL under pgbench on the case's database, with the case's connection
+    count: each client pays its share of the helper rows (bench/replay.py)."""
+    assert isinstance(backend, PostgresBackend)
+    limit = replay.RATE_CAP * args.duration if name == "scan" else args.p2p_transfers
+    result = replay.ReplayResult(
+        kind=name, script=replay.SCRIPTS[name], clients=case.connections, rows=0
+    )
+    engine = create_engine(backend.url)
+    try:
+        with engine.begin() as conn:
+            fill = replay.fill_scan if name == "scan" else replay.fill_p2p
+            rows = fill(conn, setup.payers, limit)
+        if rows >= case.connections:
+            result, _stdout = replay.run_pgbench(
+                backend.parsed, name, clients=case.connections,
+                per_client=rows // case.connections, executable=args.pgbench, tick=tick,
+            )  # fmt: skip
+        else:
+            result.error = f"only {rows} rows to replay"
+        result.rows = rows
+        with engine.connect() as conn:
+            result.succeeded = replay.succeeded(conn, name)
+    except Exception as exc:  # reported with the case; the HTTP figures stand
+        result.error = f"{exc.__class__.__name__}: {exc}"[:800]
+    finally:
+        engine.dispose()
+    case.sql_replay[name] = result
+
+
+def score_replay(rerun: replay.ReplayResult, case: CaseResult) -> list[str]:
+    """The replay's ratio to /healthz and the bound it gives; what does not check out."""
+    h = case.healthz
+    if h is not None and h.requests_per_s > 0:
+        rerun.ratio_vs_healthz = round(rerun.tps / h.requests_per_s, 3)
+        if rerun.db_cpu_ms_per_payment and h.cpu.get("machine_cores"):
+            per_s, ratio = replay.bound(
+                cores=os.cpu_count() or 1,
+                db_cpu_ms=rerun.db_cpu_ms_per_payment,
+                healthz_rps=h.requests_per_s,
+                healthz_machine_cores=h.cpu["machine_cores"],
+            )
+            rerun.bound_per_s, rerun.bound_ratio = round(per_s), round(ratio, 3)
+    if rerun.error:
+        return [f"{rerun.kind} SQL: {rerun.error}"]
+    if rerun.failed or rerun.succeeded != rerun.transactions:
+        return [
+            f"{rerun.kind} SQL: {rerun.transactions} transactions, {rerun.failed} failed, "
+            f"{rerun.succeeded} payments in the database"
+        ]
+    return []
+
+
 def ground_truth(backend: Backend, encryptor: Encryptor) -> tuple[dict[str, int], int, Any]:
     """Successes per kind in the database, payment transfers, and the ledger's verification."""
     db = Database(backend.url, pool_size=1)
@@ -1587,9 +1643,14 @@ def check_case(backend: Backend, case: CaseResult, encryptor: Encryptor) -> None
     """Count successes per kind (the ground truth), the payment transfers; verify the ledger."""
     assert case.healthz is not None
     counts, case.payment_transfers, report = ground_truth(backend, encryptor)
+    problems = []
+    for name, rerun in case.sql_replay.items():  # the replay's payments are not the HTTP runs'
+        counts[name] -= rerun.succeeded
+        if name == "scan":
+            case.payment_transfers -= rerun.succeeded
+        problems += score_replay(rerun, case)
     case.ledger_ok = report.ok
     case.ledger_problems = report.problems[:20]
-    problems = []
     for name, result in case.kinds.items():
         if result.run is None:
             if result.error:
@@ -1698,6 +1759,17 @@ def _rows(r: CaseResult) -> list[list[str]]:
                 "ERROR" if r.error is not None and _verdict(k) == "yes" else _verdict(k),
             ]
         )
+    for name, q in r.sql_replay.items():
+        ceiling = f"bound ≤ {_fmt(q.bound_ratio, 3)}× ({_fmt(q.bound_per_s)}/s)"
+        bound = "ERROR" if q.error else ceiling
+        rows.append(
+            [
+                *head, f"{name} SQL (pgbench)", healthz, _fmt(q.tps), _fmt(q.tps), "—",
+                _fmt(q.p50_ms, 1), _fmt(q.p99_ms, 1), f"{q.failed:,}", _fmt(q.ratio_vs_healthz, 3),
+                f"—/{q.db_cores:.2f}/{q.pgbench_cores:.2f}",
+                f"—/{_fmt(q.db_cpu_ms_per_payment, 2)}", "—", bound,
+            ]
+        )  # fmt: skip
     return rows
 
 

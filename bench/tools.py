@@ -26,6 +26,42 @@ PROFILE_FORMATS = {"flamegraph": "svg", "speedscope": "speedscope.json", "raw": 
 GROWTH_WARNING_MIB = 16.0
 
 
+# --- CPU time from /proc -----------------------------------------------------------------------
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def cpu_jiffies() -> tuple[float, float, float]:
+    """(busy, total, stolen) jiffies of all CPUs since boot; stolen: the hypervisor ran
+    someone else while this VM wanted a CPU."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    idle = values[3] + values[4]
+    steal = values[7] if len(values) > 7 else 0
+    return float(sum(values) - idle), float(sum(values)), float(steal)
+
+
 # --- the run's identity ------------------------------------------------------------------------
 
 

@@ -31,7 +31,9 @@ def test_bench_charge_and_transfer_lines_pay(client: TestClient, runtime: Runtim
     with Progress(disable=True) as progress:
         devices = payments.insert_devices(runtime, args, people, progress, "test")
     assert len(devices) == 4
-    setup = payments.PaycodeSetup(devices=devices, keys=[(shop.api.key_id, shop.api.secret)])
+    setup = payments.PaycodeSetup(
+        devices=devices, keys=[(shop.api.key_id, shop.api.secret)], payers=[]
+    )
     lines = runtime.settings.var_dir / "charges.tsv"
     step = payments.paycode.counter_at(time.time())
     written = payments.write_charges(

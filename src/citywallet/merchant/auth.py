@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, replace
 
-from sqlalchemy import delete, exists, insert, literal, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.merchant import signing
@@ -25,7 +25,7 @@ from citywallet.platform.cache import TtlCache
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
-from citywallet.platform.db import Database, UnitOfWork
+from citywallet.platform.db import Database, DriverSql, UnitOfWork
 from citywallet.platform.errors import Unauthorized
 
 SECOND_US = 1_000_000
@@ -125,6 +125,46 @@ def authenticate(
     With ``defer_nonce``, the nonce is returned unspent in ``MerchantCaller.nonce`` for the
     route to spend in the transaction of its work (:func:`spend_nonce`), and on its own
     if that work fails (:func:`spend_alone`): one transaction fewer on a charge."""
+    header, message = _checked(authorization, method, path, body, settings, now)
+    key = _KEYS.peek(db.engine, header.key_id)
+    if key is None:
+        with db.uow(readonly=True) as uow:
+            key = _key(uow, header.key_id, encryptor)
+    caller = _caller(key, header, message, settings)
+    if defer_nonce:
+        return caller
+    assert caller.nonce is not None
+    spend_alone(db, caller.nonce)
+    return replace(caller, nonce=None)
+
+
+def authenticate_cached(
+    db: Database,
+    *,
+    authorization: str | None,
+    method: str,
+    path: str,
+    body: bytes,
+    settings: Settings,
+    now: int | None = None,
+) -> MerchantCaller | None:
+    """:func:`authenticate` with ``defer_nonce`` when the key is in this process's cache:
+    no I/O at all, so an async route runs it without a worker thread. None when the key
+    must be read first (then call :func:`authenticate`)."""
+    header, message = _checked(authorization, method, path, body, settings, now)
+    key = _KEYS.peek(db.engine, header.key_id)
+    return None if key is None else _caller(key, header, message, settings)
+
+
+def _checked(
+    authorization: str | None,
+    method: str,
+    path: str,
+    body: bytes,
+    settings: Settings,
+    now: int | None,
+) -> tuple[signing.SignedHeader, bytes]:
+    """The parsed header, checked for its timestamp, and the message it signs."""
     moment = now if now is not None else now_us()
     try:
         header = signing.parse_authorization(authorization or "")
@@ -133,11 +173,13 @@ def authenticate(
         )
     except signing.SignatureError as exc:
         raise _refuse(str(exc), exc.code) from exc
-    message = signing.canonical_request(method, path, header.timestamp, header.nonce, body)
-    key = _KEYS.peek(db.engine, header.key_id)
-    if key is None:
-        with db.uow(readonly=True) as uow:
-            key = _key(uow, header.key_id, encryptor)
+    return header, signing.canonical_request(method, path, header.timestamp, header.nonce, body)
+
+
+def _caller(
+    key: _Key | None, header: signing.SignedHeader, message: bytes, settings: Settings
+) -> MerchantCaller:
+    """The caller the key's signature proves, its nonce not yet spent."""
     if key is None:
         raise _refuse("Unknown or revoked API key.", "api_key_invalid")
     if not _verified(key, header, message):
@@ -147,11 +189,15 @@ def authenticate(
         )
     window = settings.signature_window_seconds * SECOND_US
     pending = PendingNonce(key.pk, header.nonce, header.timestamp * SECOND_US + window)
-    caller = MerchantCaller(key.merchant_pk, key.merchant_id, key.public_id)
-    if defer_nonce:
-        return replace(caller, nonce=pending)
-    spend_alone(db, pending)
-    return caller
+    return MerchantCaller(key.merchant_pk, key.merchant_id, key.public_id, nonce=pending)
+
+
+# Every signed request runs it (a charge in its own transaction): sent at the driver's level.
+_SPEND_NONCE = DriverSql(
+    "INSERT INTO merchant_nonces (key_id, nonce, expires_at) SELECT ?, ?, ? "
+    "WHERE EXISTS (SELECT 1 FROM merchant_api_keys WHERE id = ? AND status = 'active') "
+    "RETURNING key_id"
+)
 
 
 def spend_nonce(uow: UnitOfWork, pending: PendingNonce) -> None:
@@ -159,20 +205,9 @@ def spend_nonce(uow: UnitOfWork, pending: PendingNonce) -> None:
     still active (``nonce_reused``, ``api_key_invalid``). Concurrent requests with the
     same nonce wait on the unique index; all but the first are refused."""
     try:
-        inserted = (
-            uow.session.connection()
-            .execute(
-                insert(Nonce)
-                .from_select(
-                    ["key_id", "nonce", "expires_at"],
-                    select(
-                        literal(pending.key_pk), literal(pending.nonce), literal(pending.expires_at)
-                    ).where(exists().where(ApiKey.id == pending.key_pk, ApiKey.status == "active")),
-                )
-                .returning(Nonce.key_id)
-            )
-            .first()
-        )
+        inserted = _SPEND_NONCE.run(
+            uow, (pending.key_pk, pending.nonce, pending.expires_at, pending.key_pk)
+        ).first()
     except IntegrityError:
         raise _refuse("This nonce was used already.", "nonce_reused") from None
     if inserted is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, literal, null, select, text
+from sqlalchemy import exists, literal, null, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -44,7 +44,7 @@ from citywallet.platform.cache import TtlCache
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor, get_or_create_secret
-from citywallet.platform.db import UnitOfWork
+from citywallet.platform.db import DriverSql, UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
 from citywallet.wallet import history, restricted
 from citywallet.wallet.accounts import CURRENCY
@@ -856,17 +856,18 @@ def pay_scan(
     )
 
 
-# One fixed statement (parsed once, never compiled per payment): the order moves from
-# created to paid only if it is this merchant's, unpaid, of the code's amount, unexpired, and
-# the merchant may take payments.
-_CLAIM_DYNAMIC = text(
-    "UPDATE merchant_orders SET status = :status, channel = :channel, "
-    "payer_user_id = :payer_user_id, fee = :fee, restricted_amount = :restricted_amount, "
-    "transfer_ids = :transfer_ids, decline_code = :decline_code, paid_at = :paid_at, "
-    "updated_at = :updated_at "
-    "WHERE public_id = :ref AND merchant_id = :merchant AND status = :created "
-    "AND amount = :amount AND expires_at > :now AND EXISTS (SELECT 1 FROM merchant_merchants "
-    "WHERE id = :merchant AND status = 'active') "
+# One fixed statement, sent at the driver's level (every scan payment runs it): the order
+# moves from created to paid only if it is this merchant's, unpaid, of the code's amount,
+# unexpired, and the merchant may take payments. The SET columns are _PAID_COLUMNS, in order.
+_PAID_COLUMNS = (
+    "status", "channel", "payer_user_id", "fee", "restricted_amount", "transfer_ids",
+    "decline_code", "paid_at", "updated_at",
+)  # fmt: skip
+_CLAIM_DYNAMIC = DriverSql(
+    "UPDATE merchant_orders SET status = ?, channel = ?, payer_user_id = ?, fee = ?, "
+    "restricted_amount = ?, transfer_ids = ?, decline_code = ?, paid_at = ?, updated_at = ? "
+    "WHERE public_id = ? AND merchant_id = ? AND status = ? AND amount = ? AND expires_at > ? "
+    "AND EXISTS (SELECT 1 FROM merchant_merchants WHERE id = ? AND status = 'active') "
     "RETURNING description, out_trade_no, notify_url, created_at, expires_at"
 )
 
@@ -882,21 +883,8 @@ def _claim_dynamic(
     """Move the code's order from ``created`` to ``paid`` in one UPDATE that checks its
     amount, expiry and merchant; when it matches nothing, say why."""
     values = paid_values(plan, payer, "dynamic_qr", moment)
-    row = (
-        uow.session.connection()
-        .execute(
-            _CLAIM_DYNAMIC,
-            {
-                **values,
-                "ref": code.order_ref,
-                "merchant": merchant.id,
-                "created": OrderStatus.CREATED,
-                "amount": code.amount,
-                "now": moment,
-            },
-        )
-        .first()
-    )
+    where = (code.order_ref, merchant.id, OrderStatus.CREATED, code.amount, moment, merchant.id)
+    row = _CLAIM_DYNAMIC.run(uow, (*(values[c] for c in _PAID_COLUMNS), *where)).first()
     if row is None:
         require_active(merchant_by_pk(uow, merchant.id))
         _payable_order(uow, merchant.id, code, moment)

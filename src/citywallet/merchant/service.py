@@ -17,7 +17,12 @@ short transactions because they call the bank or a merchant's server in between
 
 from __future__ import annotations
 
-from citywallet.merchant.auth import MerchantCaller, authenticate, purge_nonces
+from citywallet.merchant.auth import (
+    MerchantCaller,
+    authenticate,
+    authenticate_cached,
+    purge_nonces,
+)
 from citywallet.merchant.console import (
     ORDER_STATUSES,
     OrderPage,
@@ -132,6 +137,7 @@ __all__ = [
     "add_store",
     "add_terminal",
     "authenticate",
+    "authenticate_cached",
     "business_zone",
     "charge",
     "close_expired_orders",

@@ -150,6 +150,28 @@ def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
     return engine_or_conn.dialect.name == "sqlite"
 
 
+@dataclass(frozen=True)
+class DriverSql:
+    """A fixed statement sent at the driver's level (``exec_driver_sql``), written once with
+    ``?`` placeholders and positional parameters (psycopg gets them as ``%s``). SQLAlchemy
+    then neither compiles it, nor builds its cache key, nor binds parameters per execution:
+    for the few statements every payment runs, where that costs more than the driver does.
+    A list of parameter tuples runs it once per tuple (the driver's ``executemany``)."""
+
+    sql: str
+    pg: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pg", self.sql.replace("%", "%%").replace("?", "%s"))
+
+    def run(self, uow: UnitOfWork, params: tuple[Any, ...] | list[tuple[Any, ...]]) -> Any:
+        """Run it in ``uow``'s transaction; returns the cursor result."""
+        conn = uow.session.connection()
+        return conn.exec_driver_sql(
+            self.pg if conn.dialect.name == "postgresql" else self.sql, params
+        )
+
+
 @dataclass
 class UnitOfWork:
     """One database transaction. Services receive it; only the caller commits."""

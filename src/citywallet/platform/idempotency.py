@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from citywallet.platform.clock import now_us
 from citywallet.platform.crypto import Encryptor
-from citywallet.platform.db import UnitOfWork
+from citywallet.platform.db import DriverSql, UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
 
 KEY_TTL_SECONDS = 24 * 3600
@@ -84,24 +84,26 @@ def claim_then(
     return response, False
 
 
+# Every payment runs the claim and the finish: fixed statements sent at the driver's level
+# (the ORM session's execute of a text() parsed per call cost more than the statement).
+_CLAIM = DriverSql(
+    "INSERT INTO platform_idempotency_keys "
+    "(scope, key, request_hash, status_code, response_body, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO NOTHING RETURNING scope"
+)
+_STORED = DriverSql(
+    "SELECT request_hash, status_code, response_body FROM platform_idempotency_keys "
+    "WHERE scope = ? AND key = ?"
+)
+_FINISH = DriverSql(
+    "UPDATE platform_idempotency_keys SET status_code = ?, response_body = ? "
+    "WHERE scope = ? AND key = ? AND status_code = ?"
+)
+
+
 def begin(uow: UnitOfWork, *, scope: str, key: str, request_hash: str) -> StoredResponse | None:
     """Claim ``key`` for this request; returns the stored response if it was seen before."""
-    inserted = uow.session.execute(
-        text(
-            "INSERT INTO platform_idempotency_keys "
-            "(scope, key, request_hash, status_code, response_body, created_at) "
-            "VALUES (:scope, :key, :hash, :status, :body, :now) "
-            "ON CONFLICT (scope, key) DO NOTHING RETURNING scope"
-        ),
-        {
-            "scope": scope,
-            "key": key,
-            "hash": request_hash,
-            "status": _IN_PROGRESS,
-            "body": b"",
-            "now": now_us(),
-        },
-    ).first()
+    inserted = _CLAIM.run(uow, (scope, key, request_hash, _IN_PROGRESS, b"", now_us())).first()
     if inserted is not None:
         return None
     row = _stored_row(uow, scope, key)
@@ -119,13 +121,7 @@ def lookup(uow: UnitOfWork, *, scope: str, key: str, request_hash: str) -> Store
 
 def _stored_row(uow: UnitOfWork, scope: str, key: str) -> tuple[str, int, bytes] | None:
     """(request hash, status code, response body) of a key, or None."""
-    row = uow.session.execute(
-        text(
-            "SELECT request_hash, status_code, response_body FROM platform_idempotency_keys "
-            "WHERE scope = :scope AND key = :key"
-        ),
-        {"scope": scope, "key": key},
-    ).first()
+    row = _STORED.run(uow, (scope, key)).first()
     return None if row is None else (str(row[0]), int(row[1]), bytes(row[2]))
 
 
@@ -144,20 +140,8 @@ def finish(uow: UnitOfWork, *, scope: str, key: str, status_code: int, body: byt
     """Store the response for ``key`` in the same transaction as the request's effects."""
     if status_code == _IN_PROGRESS:
         raise ValueError("status_code must be a real HTTP status")
-    result = uow.session.execute(
-        text(
-            "UPDATE platform_idempotency_keys SET status_code = :status, response_body = :body "
-            "WHERE scope = :scope AND key = :key AND status_code = :in_progress"
-        ),
-        {
-            "scope": scope,
-            "key": key,
-            "status": status_code,
-            "body": body,
-            "in_progress": _IN_PROGRESS,
-        },
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    result = _FINISH.run(uow, (status_code, body, scope, key, _IN_PROGRESS))
+    if result.rowcount != 1:
         raise RuntimeError(f"finish() without begin() for idempotency key {scope}/{key}")
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, ScalarSelect, bindparam, select, text
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags
 from citywallet.platform.clock import now_us
-from citywallet.platform.db import UnitOfWork
+from citywallet.platform.db import DriverSql, UnitOfWork
 from citywallet.wallet.models import LimitUsage, Wallet
 
 CURRENCY = "CNY"
@@ -141,21 +141,21 @@ def lock_usage(uow: UnitOfWork, *, user_id: str, periods: Sequence[str]) -> dict
     return {str(period): int(amount) for period, amount in rows}
 
 
-# One statement text per dialect whatever the number of rows (the periods and amounts travel
-# as one JSON object), so it is parsed once and never compiled per request; the rows are
-# locked in key order, the same order for every payer.
+# One statement per dialect whatever the number of rows (the periods and amounts travel as
+# one JSON object), sent at the driver's level: every payment runs it. The rows are locked
+# in key order, the same order for every payer.
 _COUNT_USAGE = {
-    "postgresql": text(
+    "postgresql": DriverSql(
         "INSERT INTO wallet_limit_usage (user_id, period, amount, updated_at) "
-        "SELECT :u, key, value::bigint, :t FROM jsonb_each_text(CAST(:changes AS jsonb)) "
+        "SELECT ?, key, value::bigint, ? FROM jsonb_each_text(CAST(? AS jsonb)) "
         "ORDER BY key "
         "ON CONFLICT (user_id, period) DO UPDATE SET "
         "amount = wallet_limit_usage.amount + excluded.amount, updated_at = excluded.updated_at "
         "RETURNING period, amount"
     ),
-    "sqlite": text(
+    "sqlite": DriverSql(
         "INSERT INTO wallet_limit_usage (user_id, period, amount, updated_at) "
-        "SELECT :u, key, value, :t FROM json_each(:changes) WHERE true ORDER BY key "
+        "SELECT ?, key, value, ? FROM json_each(?) WHERE true ORDER BY key "
         "ON CONFLICT (user_id, period) DO UPDATE SET "
         "amount = wallet_limit_usage.amount + excluded.amount, updated_at = excluded.updated_at "
         "RETURNING period, amount"
@@ -169,9 +169,8 @@ def count_usage(uow: UnitOfWork, *, user_id: str, changes: Mapping[str, int]) ->
     The caller compares the result with its limits and raises to roll the count back."""
     if not changes:
         return {}
-    rows = uow.session.connection().execute(
-        _COUNT_USAGE[uow.dialect],
-        {"u": user_id, "t": now_us(), "changes": json.dumps(dict(changes), sort_keys=True)},
+    rows = _COUNT_USAGE[uow.dialect].run(
+        uow, (user_id, now_us(), json.dumps(dict(changes), sort_keys=True))
     )
     return {str(period): int(amount) for period, amount in rows}
 

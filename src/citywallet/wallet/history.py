@@ -20,7 +20,7 @@ from citywallet.ledger.blocks import LedgerSigner, NotSealedYet, inclusion_proof
 from citywallet.ledger.types import TransferFlags
 from citywallet.platform.clock import now_us
 from citywallet.platform.cursors import decode_cursor, encode_cursor
-from citywallet.platform.db import UnitOfWork
+from citywallet.platform.db import DriverSql, UnitOfWork
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet.errors import TransactionNotFound
 from citywallet.wallet.models import Activity
@@ -135,34 +135,33 @@ class Line:
     reference: str | None = None
 
 
+# Every payment writes its lines with this: sent at the driver's level, once per line (the
+# driver's executemany: one round trip on PostgreSQL), nothing read back.
+_INSERT_LINE = DriverSql(
+    "INSERT INTO wallet_activity (user_id, object_id, kind, amount, fee, currency, status, "
+    "counterparty_user_id, counterparty_label, note, reference, transfer_ids, created_at, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def record_many(uow: UnitOfWork, lines: Sequence[Line]) -> None:
-    """Add lines to users' history in one statement (in the transaction that moves the
-    money)."""
+    """Add lines to users' history (in the transaction that moves the money)."""
     moment = now_us()
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     for line in lines:
         if line.kind not in KINDS:
             raise ValueError(f"unknown history kind {line.kind!r}")
         rows.append(
-            {
-                "user_id": line.user_id,
-                "object_id": line.object_id,
-                "kind": line.kind,
-                "amount": line.amount,
-                "fee": line.fee,
-                "currency": line.currency,
-                "status": line.status,
-                "counterparty_user_id": line.counterparty_user_id,
-                "counterparty_label": line.counterparty_label[:100],
-                "note": line.note,
-                "reference": line.reference,
-                "transfer_ids": json.dumps(list(line.transfer_ids)),
-                "created_at": moment,
-                "updated_at": moment,
-            }
-        )
-    if rows:  # Core, not the ORM's bulk path: compiled once, one statement for all rows
-        uow.session.connection().execute(insert(Activity), rows)
+            (
+                line.user_id, line.object_id, line.kind, line.amount, line.fee, line.currency,
+                line.status, line.counterparty_user_id, line.counterparty_label[:100], line.note,
+                line.reference, json.dumps(list(line.transfer_ids)), moment, moment,
+            )
+        )  # fmt: skip
+    if len(rows) == 1:
+        _INSERT_LINE.run(uow, rows[0])
+    elif rows:
+        _INSERT_LINE.run(uow, rows)
 
 
 def record(

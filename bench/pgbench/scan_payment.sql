@@ -1,0 +1,21 @@
+-- One successful scan payment (a dynamic code, the payer without restricted money, the
+-- merchant without a webhook URL): the statements the server sends for it on PostgreSQL,
+-- as tests/statement_count.py saw them in tests/api/test_payment_budget.py, with their
+-- values read from row :n of bench_replay_scan (bench/replay.py fills it from the unpaid
+-- orders of the run, each row a different order, so every transaction is a real payment).
+-- The one difference: the ledger's account update adds the amounts to the counters the
+-- lock read (`a.x + v.x`) where the server sends the new values it computed from them.
+-- Variables (pgbench -D): k = 0, clients = --client; row n = k * clients + client_id.
+\set n :k * :clients + :client_id
+\set k :k + 1
+SELECT * FROM bench_replay_scan WHERE n = :n \gset
+BEGIN;
+INSERT INTO platform_idempotency_keys (scope, key, request_hash, status_code, response_body, created_at) VALUES (:payer, :idem_key, :request_hash, 0, '', :ts) ON CONFLICT (scope, key) DO NOTHING RETURNING scope;
+SELECT identity_users.id AS user_pk, identity_users.public_id AS user_id, identity_users.phone_hash AS phone_hash, identity_users.phone_masked, identity_users.status, identity_users.tier, identity_real_names.name_masked, identity_payment_pins.pin_hash, identity_payment_pins.key_id, identity_payment_pins.failed_attempts, identity_payment_pins.locked_until, wallet_wallets.ledger_account_id, wallet_wallets.closed_at, EXISTS (SELECT * FROM wallet_restricted_balances WHERE wallet_restricted_balances.user_id = wallet_wallets.user_id AND wallet_restricted_balances.status = 'active'::VARCHAR) AS has_restricted FROM identity_users LEFT OUTER JOIN identity_real_names ON identity_real_names.user_id = identity_users.id LEFT OUTER JOIN identity_payment_pins ON identity_payment_pins.user_id = identity_users.id JOIN wallet_wallets ON wallet_wallets.user_id = identity_users.public_id WHERE identity_users.public_id = :payer::VARCHAR ORDER BY wallet_wallets.ledger_account_id FOR UPDATE OF wallet_wallets;
+UPDATE merchant_orders SET status = 'paid', channel = 'dynamic_qr', payer_user_id = :payer, fee = :fee, restricted_amount = 0, transfer_ids = :order_transfer_ids, decline_code = NULL, paid_at = :ts, updated_at = :ts WHERE public_id = :order_id AND merchant_id = :merchant AND status = 'created' AND amount = :amount AND expires_at > :ts AND EXISTS (SELECT 1 FROM merchant_merchants WHERE id = :merchant AND status = 'active') RETURNING description, out_trade_no, notify_url, created_at, expires_at;
+INSERT INTO wallet_limit_usage (user_id, period, amount, updated_at) SELECT :payer, key, value::bigint, :ts FROM jsonb_each_text(CAST(:limit_changes AS jsonb)) ORDER BY key ON CONFLICT (user_id, period) DO UPDATE SET amount = wallet_limit_usage.amount + excluded.amount, updated_at = excluded.updated_at RETURNING period, amount;
+INSERT INTO wallet_activity (user_id, object_id, kind, amount, fee, currency, status, counterparty_user_id, counterparty_label, note, reference, transfer_ids, created_at, updated_at) VALUES (:payer, :order_id, 'merchant_payment', :amount, 0, 'CNY', 'succeeded', NULL, :label, '', :reference, :activity_transfer_ids, :ts, :ts);
+SELECT id, ledger, flags, debits_pending, debits_posted, credits_pending, credits_posted FROM ledger_accounts WHERE id = ANY(:accounts::bigint[]) ORDER BY id FOR UPDATE;
+WITH new_transfers AS (INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, ledger, code, flags, pending_id, timeout, reference, timestamp, hash) SELECT * FROM unnest(:t_ids::text[], :t_debits::bigint[], :t_credits::bigint[], :t_amounts::bigint[], :t_ledgers::text[], :t_codes::int[], :t_flags::int[], :t_pending::text[], :t_timeouts::int[], :t_references::text[], :t_timestamps::bigint[], :t_hashes::bytea[])) UPDATE ledger_accounts AS a SET debits_pending = a.debits_pending + v.dp, debits_posted = a.debits_posted + v.dpo, credits_pending = a.credits_pending + v.cp, credits_posted = a.credits_posted + v.cpo FROM unnest(:d_dp::bigint[], :d_dpo::bigint[], :d_cp::bigint[], :d_cpo::bigint[], :accounts::bigint[]) AS v(dp, dpo, cp, cpo, id) WHERE a.id = v.id;
+UPDATE platform_idempotency_keys SET status_code = 201, response_body = :response WHERE scope = :payer AND key = :idem_key AND status_code = 0;
+COMMIT;
