@@ -66,13 +66,17 @@ def _paid(db: Database, person: Person, path: str, body: dict[str, object]) -> l
     return write.statements
 
 
+# The replay runs under pgbench, so on PostgreSQL only (not a skip: no SQLite case exists).
+on_postgresql = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+
+
 @pytest.fixture
 def pg(db: Database) -> Database:
-    if db.dialect != "postgresql":
-        pytest.skip("the replay runs under pgbench, on PostgreSQL")
+    assert db.dialect == "postgresql"
     return db
 
 
+@on_postgresql
 def test_the_scan_replay_is_a_real_payment_with_the_servers_statements(
     client: TestClient, runtime: Runtime, pg: Database
 ) -> None:
@@ -96,6 +100,7 @@ def test_the_scan_replay_is_a_real_payment_with_the_servers_statements(
     assert_ledger_clean(pg)
 
 
+@on_postgresql
 def test_the_p2p_replay_is_a_real_transfer_with_the_servers_statements(
     client: TestClient, pg: Database
 ) -> None:
