@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from citywallet.campaign import lottery, resident
 from citywallet.campaign import service as campaigns
-from citywallet.campaign.models import DrawPosition, Registration
+from citywallet.campaign.models import DrawPosition, Registration, Winner
 from citywallet.campaign.rules import Applicant, Eligibility
 from citywallet.ledger import service as ledger
 from citywallet.platform.clock import now_us
@@ -144,9 +144,9 @@ def test_the_stored_draw_positions_agree_with_the_published_draw(db: Database) -
         )
         ranks = dict(
             uow.session.execute(
-                select(Registration.public_id, Registration.rank).where(
-                    Registration.campaign_id == row.id, Registration.status == "won"
-                )
+                select(Registration.public_id, Winner.rank)
+                .join(Winner, Winner.registration_id == Registration.id)
+                .where(Winner.campaign_id == row.id)
             ).all()
         )
     assert lottery.verify_draw(document) == []
@@ -204,11 +204,9 @@ def test_issuance_and_reclaim_in_batches(db: Database) -> None:
         assert campaigns.campaign_balance(uow, campaign_id=cid) == 0
         winners = dict(
             uow.session.execute(
-                select(Registration.user_id, Registration.prize).where(
-                    Registration.campaign_id == view_pk(uow, cid),
-                    Registration.status == "won",
-                    Registration.issued_at.is_not(None),
-                )
+                select(Registration.user_id, Winner.prize)
+                .join(Winner, Winner.registration_id == Registration.id)
+                .where(Winner.campaign_id == view_pk(uow, cid), Winner.issued_at.is_not(None))
             ).all()
         )
         balances = list(uow.session.scalars(select(RestrictedBalance)))

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import BigInteger, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,6 +22,9 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from citywallet.platform.files import private_sqlite_file
+
+if TYPE_CHECKING:
+    from psycopg import Copy
 
 T = TypeVar("T")
 
@@ -148,6 +151,16 @@ def _configure_sqlite(engine: Engine) -> None:
 def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
     """Whether this engine or connection talks to SQLite."""
     return engine_or_conn.dialect.name == "sqlite"
+
+
+@contextmanager
+def copy_in(conn: Connection, target: str) -> Iterator[Copy]:
+    """``COPY target FROM STDIN`` (text format, unless ``target`` says otherwise) on a
+    PostgreSQL connection's transaction: the bulk paths' way to write many rows."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
+        yield copy
 
 
 @dataclass

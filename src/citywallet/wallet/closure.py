@@ -92,13 +92,13 @@ def closed_among(uow: UnitOfWork, *, user_ids: Sequence[str]) -> set[str]:
             "SELECT user_id, closed_at FROM wallet_wallets WHERE user_id = ANY(%(ids)s::text[]) "
             "ORDER BY ledger_account_id FOR SHARE",
             {"ids": wanted},
-        )
+        ).all()
     else:
         rows = uow.session.execute(
             select(Wallet.user_id, Wallet.closed_at)
             .where(Wallet.user_id.in_(wanted))
             .order_by(Wallet.ledger_account_id)
-        )
+        ).all()
     return {str(user_id) for user_id, closed_at in rows if closed_at is not None}
 
 
