@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -154,12 +154,16 @@ def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
 
 
 @contextmanager
-def copy_in(conn: Connection, target: str) -> Iterator[Copy]:
-    """``COPY target FROM STDIN`` (text format, unless ``target`` says otherwise) on a
-    PostgreSQL connection's transaction: the bulk paths' way to write many rows."""
+def copy_in(conn: Connection, target: str, *, types: Sequence[str] = ()) -> Iterator[Copy]:
+    """``COPY target FROM STDIN`` on a PostgreSQL connection's transaction: the bulk paths'
+    way to write many rows. Text format; binary with ``types`` (one PostgreSQL type name
+    per column: then write tuples with ``write_row``)."""
     driver = conn.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
+    form = " (FORMAT BINARY)" if types else ""
+    with driver.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN{form}") as copy:
+        if types:
+            copy.set_types(list(types))
         yield copy
 
 

@@ -88,11 +88,15 @@ def closed_among(uow: UnitOfWork, *, user_ids: Sequence[str]) -> set[str]:
     if not wanted:
         return set()
     if uow.dialect == "postgresql":  # one array parameter: no 10,000-bind IN list to compile
-        rows = uow.session.connection().exec_driver_sql(
-            "SELECT user_id, closed_at FROM wallet_wallets WHERE user_id = ANY(%(ids)s::text[]) "
-            "ORDER BY ledger_account_id FOR SHARE",
-            {"ids": wanted},
-        ).all()
+        rows = (
+            uow.session.connection()
+            .exec_driver_sql(
+                "SELECT user_id, closed_at FROM wallet_wallets "
+                "WHERE user_id = ANY(%(ids)s::text[]) ORDER BY ledger_account_id FOR SHARE",
+                {"ids": wanted},
+            )
+            .all()
+        )
     else:
         rows = uow.session.execute(
             select(Wallet.user_id, Wallet.closed_at)
