@@ -1,4 +1,5 @@
-"""Campaign tables: campaigns, registrations (one per verified person), funding attempts.
+"""Campaign tables: campaigns, registrations (one per verified person, never updated), the
+draw's winners and positions, the registration counter.
 
 Where the money may be spent, and the winners' restricted balances, are the wallet's
 (``wallet_restricted_sources`` and ``wallet_restricted_balances``: the campaign is their

@@ -18,9 +18,11 @@ while registrations pour in: the running count is a striped counter beside it
 (``campaign_registration_counts``, one random stripe of 16 per registration, in the
 registration's transaction), so a 1.9-million burst does not queue on one row.
 
-The draw stores every registration's position (``campaign_draw_positions``, ``COPY``);
+The draw writes the winners (``campaign_winners``) and every registration's position
+(``campaign_draw_positions``) with ``COPY``, leaving the registrations as they were written;
 issuance and reclaim work on batches with set-based statements over column arrays, the
-ledger postings going through ``ledger.post`` like any batch (docs/campaigns.md).
+grants through the ledger's bulk path for fresh accounts (``ledger.open_funded_accounts``),
+the reclaims through ``ledger.post`` like any batch (docs/campaigns.md).
 """
 
 from __future__ import annotations
@@ -514,7 +516,7 @@ def register(
             )
         )
         if existing is not None:
-            return registration_view(row, existing, _winner_of(uow, existing.id)), False
+            return registration_view(row, existing, _winner_of(uow, row, existing.id)), False
     _window_open(row, moment)
     reason = refusal(Eligibility.of(json.loads(row.eligibility)), who)
     if reason is not None:
@@ -632,7 +634,10 @@ def registration_view(row: Campaign, entry: Registration, won: Winner | None) ->
     )
 
 
-def _winner_of(uow: UnitOfWork, registration_pk: int) -> Winner | None:
+def _winner_of(uow: UnitOfWork, row: Campaign, registration_pk: int) -> Winner | None:
+    """The registration's winner row (none before the draw: no query then)."""
+    if row.seed_hex is None:
+        return None
     return uow.session.scalar(select(Winner).where(Winner.registration_id == registration_pk))
 
 
@@ -648,8 +653,7 @@ def my_registration(uow: UnitOfWork, *, campaign_id: str, user_id: str) -> Regis
         raise CampaignNotFound(
             "You have not registered for this campaign.", code="registration_not_found"
         )
-    won = _winner_of(uow, entry.id) if row.seed_hex is not None else None
-    return registration_view(row, entry, won)
+    return registration_view(row, entry, _winner_of(uow, row, entry.id))
 
 
 # --- the draw -----------------------------------------------------------------------------
@@ -660,8 +664,9 @@ def draw(
 ) -> CampaignView:
     """Reveal the seed and rank the registrations by HMAC-SHA256(seed, registration id):
     the first K win, prizes largest first. Needs the campaign closed and funded, at or
-    after its draw time. Every registration's position among all tickets is stored
-    (``campaign_draw_positions``) for the residents' draw check."""
+    after its draw time. The winners go to ``campaign_winners`` and every registration's
+    position among all tickets to ``campaign_draw_positions`` (the residents' draw check);
+    a second draw is refused (``campaign_state_invalid``)."""
     row = campaign_row(uow, campaign_id, lock="update")
     moment = now if now is not None else now_us()
     if row.status == "closed" and row.funding_status != "funded":
