@@ -101,7 +101,9 @@ class Registration(Base):
 class Winner(Base):
     """A winning registration: its rank (1 = the lowest ticket), its prize and when it was
     issued. Written at the draw (``COPY`` on PostgreSQL, K rows: 50,000 at Luohu), marked
-    at issuance; a registration without a row here lost (or the draw has not happened)."""
+    at issuance; a registration without a row here lost (or the draw has not happened).
+    No foreign key to the registration, as for the positions: the draw writes only the ids
+    it has just read."""
 
     __tablename__ = "campaign_winners"
     __table_args__ = (
