@@ -8,11 +8,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from citywallet.campaign import lottery, resident
 from citywallet.campaign import service as campaigns
-from citywallet.campaign.models import DrawPosition, Registration
+from citywallet.campaign.errors import CampaignStateError
+from citywallet.campaign.models import DrawPosition, Registration, Winner
 from citywallet.campaign.rules import Applicant, Eligibility
 from citywallet.ledger import service as ledger
 from citywallet.platform.clock import now_us
@@ -144,9 +146,9 @@ def test_the_stored_draw_positions_agree_with_the_published_draw(db: Database) -
         )
         ranks = dict(
             uow.session.execute(
-                select(Registration.public_id, Registration.rank).where(
-                    Registration.campaign_id == row.id, Registration.status == "won"
-                )
+                select(Registration.public_id, Winner.rank)
+                .join(Winner, Winner.registration_id == Registration.id)
+                .where(Winner.campaign_id == row.id)
             ).all()
         )
     assert lottery.verify_draw(document) == []
@@ -155,6 +157,61 @@ def test_the_stored_draw_positions_agree_with_the_published_draw(db: Database) -
     assert stored == {rid: place for place, rid in enumerate(recomputed, start=1)}
     assert ranks == {w["registration_id"]: w["rank"] for w in document["winners"]}
     assert all(stored[rid] == rank for rid, rank in ranks.items())
+
+
+def test_the_draw_stores_the_pure_ranking_and_is_not_repeated(db: Database) -> None:
+    """The winners table and the positions are exactly ``lottery.ranking`` of the seed and
+    the registrations; every resident's page shows their stored position, ticket and prize;
+    a second draw is refused and changes nothing."""
+    cid, t0 = _drawn(db, 45)
+    with db.uow(readonly=True) as uow:
+        row = campaigns.campaign_row(uow, cid)
+        assert row.seed_hex is not None
+        seed = bytes.fromhex(row.seed_hex)
+        registrations = list(
+            uow.session.execute(
+                select(Registration.public_id, Registration.user_id, DrawPosition.position)
+                .join(DrawPosition, DrawPosition.registration_id == Registration.id)
+                .where(Registration.campaign_id == row.id)
+            )
+        )
+        stored_winners = [
+            (w.rank, public_id, w.prize, w.issued_at)
+            for w, public_id in uow.session.execute(
+                select(Winner, Registration.public_id)
+                .join(Registration, Registration.id == Winner.registration_id)
+                .where(Winner.campaign_id == row.id)
+                .order_by(Winner.rank)
+            )
+        ]
+        pages = {
+            user_id: resident.draw_check(uow, campaign_id=cid, user_id=user_id)
+            for _, user_id, _ in registrations
+        }
+    ids = [public_id for public_id, _, _ in registrations]
+    prizes = [amount for amount, count in PRIZES for _ in range(count)]
+    winners, positions = lottery.ranking(seed, ids, prizes)
+    assert [position for _, _, position in registrations] == positions
+    assert stored_winners == [(w.rank, w.registration_id, w.prize, None) for w in winners]
+    by_id = {w.registration_id: w for w in winners}
+    for (public_id, user_id, _), place in zip(registrations, positions, strict=True):
+        page = pages[user_id]
+        assert page is not None
+        assert (page.registration_id, page.position, page.total) == (public_id, place, 45)
+        assert page.ticket == lottery.ticket(seed, public_id).hex()
+        won = by_id.get(public_id)
+        assert page.status == ("won" if won else "lost")
+        assert (page.rank, page.prize) == ((won.rank, won.prize) if won else (None, None))
+    with pytest.raises(CampaignStateError):
+        db.transact(
+            lambda uow: campaigns.draw(
+                uow, campaign_id=cid, actor="op", encryptor=test_encryptor(), now=t0 + 2 * HOUR
+            )
+        )
+    with db.uow(readonly=True) as uow:
+        count = uow.session.scalar(select(func.count()).select_from(Winner)) or 0
+        assert count == len(winners)
+        assert (uow.session.scalar(select(func.count()).select_from(DrawPosition)) or 0) == 45
 
 
 def test_the_resident_page_reads_the_stored_position(db: Database) -> None:
@@ -204,11 +261,9 @@ def test_issuance_and_reclaim_in_batches(db: Database) -> None:
         assert campaigns.campaign_balance(uow, campaign_id=cid) == 0
         winners = dict(
             uow.session.execute(
-                select(Registration.user_id, Registration.prize).where(
-                    Registration.campaign_id == view_pk(uow, cid),
-                    Registration.status == "won",
-                    Registration.issued_at.is_not(None),
-                )
+                select(Registration.user_id, Winner.prize)
+                .join(Winner, Winner.registration_id == Registration.id)
+                .where(Winner.campaign_id == view_pk(uow, cid), Winner.issued_at.is_not(None))
             ).all()
         )
         balances = list(uow.session.scalars(select(RestrictedBalance)))

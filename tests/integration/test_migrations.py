@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,12 @@ def test_migrations_match_models_on_sqlite(tmp_path: Path) -> None:
 
 
 def test_migrations_match_models_on_postgresql() -> None:
-    name = f"cw_migrations_{os.getpid()}"
+    _on_fresh_postgresql("cw_migrations", _assert_matches_models)
+
+
+def _on_fresh_postgresql(prefix: str, check: Callable[[str], None]) -> None:
+    """Run ``check`` on the URL of a new, empty PostgreSQL database (dropped afterwards)."""
+    name = f"{prefix}_{os.getpid()}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -44,8 +50,7 @@ def test_migrations_match_models_on_postgresql() -> None:
             pytest.fail(f"PostgreSQL unreachable: {exc}", pytrace=False)
         pytest.skip(f"PostgreSQL unreachable: {exc.__class__.__name__}")
     try:
-        url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-        _assert_matches_models(url)
+        check(make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False))
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -163,20 +168,76 @@ def test_0006_turns_claims_into_shares_and_back_on_sqlite(tmp_path: Path) -> Non
 
 
 def test_0006_turns_claims_into_shares_and_back_on_postgresql() -> None:
-    name = f"cw_migration_0006_{os.getpid()}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # any failure to reach PostgreSQL
-        if IN_CI:
-            pytest.fail(f"PostgreSQL unreachable: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unreachable: {exc.__class__.__name__}")
-    try:
-        url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-        _assert_claims_become_shares(url)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    _on_fresh_postgresql("cw_migration_0006", _assert_claims_become_shares)
+
+
+# --- 0010: the draw's winners in their own table --------------------------------------------
+
+
+def _assert_winners_move_out_and_back(url: str) -> None:
+    upgrade(url, "0009")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO campaign_campaigns (id, public_id, name, description, status, "
+                "funder_name, funder_bank_account_enc, funder_bank_account_last4, "
+                "funding_status, funding_attempts, account_id, budget, prizes, eligibility, "
+                "registration_opens_at, registration_closes_at, draw_at, valid_from, "
+                "valid_until, seed_commitment, seed_enc, registrations, winners, issued, "
+                "created_by, created_at, updated_at) VALUES (7, 'cmp_1', 'c', '', 'issued', "
+                "'f', 'x', '1234', 'funded', 1, 99, 300, '[[100, 3]]', '{}', 1, 2, 3, 4, 5, "
+                "'c', 's', 4, 2, 1, 'op', 1, 1)"
+            )
+        )
+        for pk, status, rank, prize, issued in _OLD_REGISTRATIONS:
+            conn.execute(
+                text(
+                    "INSERT INTO campaign_registrations (id, public_id, campaign_id, user_id, "
+                    "id_hash, district, status, rank, prize, issued_at, created_at) "
+                    "VALUES (:pk, :rid, 7, :user, :hash, '', :status, :rank, :prize, :issued, 1)"
+                ),
+                {"pk": pk, "rid": f"reg_{pk}", "user": f"usr_{pk}", "hash": f"h{pk}",
+                 "status": status, "rank": rank, "prize": prize, "issued": issued},
+            )  # fmt: skip
+    engine.dispose()
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        winners = conn.execute(
+            text(
+                "SELECT campaign_id, rank, registration_id, prize, issued_at "
+                "FROM campaign_winners ORDER BY rank"
+            )
+        ).all()
+        registrations = conn.execute(text("SELECT count(*) FROM campaign_registrations")).scalar()
+    engine.dispose()
+    assert [tuple(w) for w in winners] == [(7, 1, 12, 100, 55), (7, 2, 10, 100, None)]
+    assert registrations == len(_OLD_REGISTRATIONS)
+
+    command.downgrade(alembic_config(url), "0009")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        back = conn.execute(
+            text(
+                "SELECT id, status, rank, prize, issued_at FROM campaign_registrations ORDER BY id"
+            )
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in back] == _OLD_REGISTRATIONS
+
+
+_OLD_REGISTRATIONS = [
+    (10, "won", 2, 100, None),
+    (11, "registered", None, None, None),
+    (12, "won", 1, 100, 55),
+    (13, "registered", None, None, None),
+]
+
+
+def test_0010_moves_the_winners_out_and_back_on_sqlite(tmp_path: Path) -> None:
+    _assert_winners_move_out_and_back(f"sqlite:///{tmp_path / 'winners.db'}")
+
+
+def test_0010_moves_the_winners_out_and_back_on_postgresql() -> None:
+    _on_fresh_postgresql("cw_migration_0010", _assert_winners_move_out_and_back)

@@ -1,4 +1,5 @@
-"""Campaign tables: campaigns, registrations (one per verified person), funding attempts.
+"""Campaign tables: campaigns, registrations (one per verified person, never updated), the
+draw's winners and positions, the registration counter.
 
 Where the money may be spent, and the winners' restricted balances, are the wallet's
 (``wallet_restricted_sources`` and ``wallet_restricted_balances``: the campaign is their
@@ -78,15 +79,14 @@ class Campaign(Base):
 
 
 class Registration(Base):
-    """One verified person's entry; ``public_id`` is what the lottery hashes."""
+    """One verified person's entry; ``public_id`` is what the lottery hashes. Written once at
+    registration and never updated: the draw's outcome lives beside it (:class:`Winner`,
+    :class:`DrawPosition`), so 2 million rows and their indexes stay untouched after closing."""
 
     __tablename__ = "campaign_registrations"
     __table_args__ = (
         Index("uq_campaign_registrations_person", "campaign_id", "id_hash", unique=True),
         Index("ix_campaign_registrations_user", "user_id", "campaign_id"),
-        Index("ix_campaign_registrations_rank", "campaign_id", "rank"),
-        CheckConstraint("status IN ('registered', 'won')", name="status_known"),
-        CheckConstraint("prize IS NULL OR prize > 0", name="prize_positive"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -95,11 +95,29 @@ class Registration(Base):
     user_id: Mapped[str] = mapped_column(String(40))
     id_hash: Mapped[str] = mapped_column(String(64))  # the person, by resident ID number
     district: Mapped[str] = mapped_column(String(40), default="")  # for the reports
-    status: Mapped[str] = mapped_column(String(16), default="registered")  # lost: derived
-    rank: Mapped[int | None] = mapped_column(Integer)  # 1 = the smallest ticket
-    prize: Mapped[int | None] = mapped_column(BigInteger)
-    issued_at: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Winner(Base):
+    """A winning registration: its rank (1 = the lowest ticket), its prize and when it was
+    issued. Written at the draw (``COPY`` on PostgreSQL, K rows: 50,000 at Luohu), marked
+    at issuance; a registration without a row here lost (or the draw has not happened).
+    No foreign key to the registration, as for the positions: the draw writes only the ids
+    it has just read."""
+
+    __tablename__ = "campaign_winners"
+    __table_args__ = (
+        Index("uq_campaign_winners_registration", "registration_id", unique=True),
+        CheckConstraint("rank >= 1 AND prize > 0", name="rank_and_prize_positive"),
+    )
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign_campaigns.id"), primary_key=True, autoincrement=False
+    )
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    registration_id: Mapped[int] = mapped_column(BigInteger)  # campaign_registrations.id
+    prize: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class RegistrationCount(Base):

@@ -22,9 +22,9 @@ import io
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
-from citywallet.campaign.models import Registration
+from citywallet.campaign.models import Registration, Winner
 from citywallet.campaign.service import campaign_row, count_registrations
 from citywallet.platform.clock import DAY_US
 from citywallet.platform.db import UnitOfWork
@@ -107,8 +107,9 @@ def report(uow: UnitOfWork, *, campaign_id: str) -> CampaignReport:
             select(
                 Registration.district,
                 func.count(Registration.id),
-                func.sum(case((Registration.status == "won", 1), else_=0)),
+                func.count(Winner.rank),
             )
+            .outerjoin(Winner, Winner.registration_id == Registration.id)
             .where(Registration.campaign_id == row.id)
             .group_by(Registration.district)
         )

@@ -18,9 +18,11 @@ while registrations pour in: the running count is a striped counter beside it
 (``campaign_registration_counts``, one random stripe of 16 per registration, in the
 registration's transaction), so a 1.9-million burst does not queue on one row.
 
-The draw stores every registration's position (``campaign_draw_positions``, ``COPY``);
+The draw writes the winners (``campaign_winners``) and every registration's position
+(``campaign_draw_positions``) with ``COPY``, leaving the registrations as they were written;
 issuance and reclaim work on batches with set-based statements over column arrays, the
-ledger postings going through ``ledger.post`` like any batch (docs/campaigns.md).
+grants through the ledger's bulk path for fresh accounts (``ledger.open_funded_accounts``),
+the reclaims through ``ledger.post`` like any batch (docs/campaigns.md).
 """
 
 from __future__ import annotations
@@ -44,7 +46,13 @@ from citywallet.campaign.errors import (
     NotEligible,
     RegistrationClosed,
 )
-from citywallet.campaign.models import Campaign, DrawPosition, Registration, RegistrationCount
+from citywallet.campaign.models import (
+    Campaign,
+    DrawPosition,
+    Registration,
+    RegistrationCount,
+    Winner,
+)
 from citywallet.campaign.rules import (
     Applicant,
     Eligibility,
@@ -60,7 +68,7 @@ from citywallet.merchant.rules import validate_mcc
 from citywallet.platform import outbox
 from citywallet.platform.clock import now_us
 from citywallet.platform.crypto import Encryptor
-from citywallet.platform.db import Database, UnitOfWork
+from citywallet.platform.db import Database, UnitOfWork, copy_in
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet import accounts, restricted, restricted_figures
 from citywallet.wallet.accounts import CURRENCY
@@ -508,7 +516,7 @@ def register(
             )
         )
         if existing is not None:
-            return registration_view(row, existing), False
+            return registration_view(row, existing, _winner_of(uow, row, existing.id)), False
     _window_open(row, moment)
     reason = refusal(Eligibility.of(json.loads(row.eligibility)), who)
     if reason is not None:
@@ -520,13 +528,12 @@ def register(
         user_id=user_id,
         id_hash=who.id_hash,
         district=who.attributes.get("district", "")[:40],
-        status="registered",
         created_at=moment,
     )
     uow.session.add(entry)
     uow.session.flush()
     _count_registered(uow, row.id, 1)
-    return registration_view(row, entry), True
+    return registration_view(row, entry, None), True
 
 
 _REFUSALS = {
@@ -567,7 +574,6 @@ def register_many(
                 "user_id": who.user_id,
                 "id_hash": who.id_hash,
                 "district": who.attributes.get("district", "")[:40],
-                "status": "registered",
                 "created_at": moment,
             }
         )
@@ -587,14 +593,14 @@ def _insert_new(uow: UnitOfWork, rows: list[dict[str, Any]]) -> int:
         # One short statement with a column array each: a multi-row VALUES of 10,000 rows is
         # a 70,000-parameter query string that psycopg re-parses client-side (uncached, it is
         # too long) in every 1,000-row page, which was most of the time of the bulk path.
-        columns = ("public_id", "campaign_id", "user_id", "id_hash", "district", "status")
+        columns = ("public_id", "campaign_id", "user_id", "id_hash", "district")
         inserted = uow.session.connection().execute(
             text(
                 "INSERT INTO campaign_registrations "
-                "(public_id, campaign_id, user_id, id_hash, district, status, created_at) "
+                "(public_id, campaign_id, user_id, id_hash, district, created_at) "
                 "SELECT * FROM unnest(CAST(:public_id AS text[]), CAST(:campaign_id AS bigint[]), "
                 "CAST(:user_id AS text[]), CAST(:id_hash AS text[]), CAST(:district AS text[]), "
-                "CAST(:status AS text[]), CAST(:created_at AS bigint[])) "
+                "CAST(:created_at AS bigint[])) "
                 "ON CONFLICT (campaign_id, id_hash) DO NOTHING RETURNING id"
             ),
             {name: [r[name] for r in rows] for name in (*columns, "created_at")},
@@ -611,21 +617,28 @@ def _insert_new(uow: UnitOfWork, rows: list[dict[str, Any]]) -> int:
     return len(uow.session.connection().execute(statement, rows).all())
 
 
-def registration_view(row: Campaign, entry: Registration) -> RegistrationView:
-    """A registration as its resident sees it."""
+def registration_view(row: Campaign, entry: Registration, won: Winner | None) -> RegistrationView:
+    """A registration as its resident sees it (``won``: its winner row, if it won)."""
     seed = row.seed_hex
-    status = entry.status if entry.status == "won" or seed is None else "lost"
+    status = "won" if won is not None else "registered" if seed is None else "lost"
     ticket = None if seed is None else lottery.ticket(bytes.fromhex(seed), entry.public_id).hex()
     return RegistrationView(
         id=entry.public_id,
         campaign_id=row.public_id,
         status=status,
-        rank=entry.rank,
-        prize=entry.prize,
+        rank=None if won is None else won.rank,
+        prize=None if won is None else won.prize,
         ticket=ticket,
-        issued=entry.issued_at is not None,
+        issued=won is not None and won.issued_at is not None,
         created_at=entry.created_at,
     )
+
+
+def _winner_of(uow: UnitOfWork, row: Campaign, registration_pk: int) -> Winner | None:
+    """The registration's winner row (none before the draw: no query then)."""
+    if row.seed_hex is None:
+        return None
+    return uow.session.scalar(select(Winner).where(Winner.registration_id == registration_pk))
 
 
 def my_registration(uow: UnitOfWork, *, campaign_id: str, user_id: str) -> RegistrationView:
@@ -640,7 +653,7 @@ def my_registration(uow: UnitOfWork, *, campaign_id: str, user_id: str) -> Regis
         raise CampaignNotFound(
             "You have not registered for this campaign.", code="registration_not_found"
         )
-    return registration_view(row, entry)
+    return registration_view(row, entry, _winner_of(uow, row, entry.id))
 
 
 # --- the draw -----------------------------------------------------------------------------
@@ -651,8 +664,9 @@ def draw(
 ) -> CampaignView:
     """Reveal the seed and rank the registrations by HMAC-SHA256(seed, registration id):
     the first K win, prizes largest first. Needs the campaign closed and funded, at or
-    after its draw time. Every registration's position among all tickets is stored
-    (``campaign_draw_positions``) for the residents' draw check."""
+    after its draw time. The winners go to ``campaign_winners`` and every registration's
+    position among all tickets to ``campaign_draw_positions`` (the residents' draw check);
+    a second draw is refused (``campaign_state_invalid``)."""
     row = campaign_row(uow, campaign_id, lock="update")
     moment = now if now is not None else now_us()
     if row.status == "closed" and row.funding_status != "funded":
@@ -667,7 +681,7 @@ def draw(
     winners, positions = lottery.ranking(seed, ids, prize_list(json.loads(row.prizes)))
     count = len(winners)  # the winners hold positions 1..count, in rank order
     won = sorted((p, pk) for pk, p in zip(pks, positions, strict=True) if p <= count)
-    _store_winners(uow, [(pk, rank, winners[rank - 1].prize) for rank, pk in won])
+    _store_winners(uow, row.id, [(rank, pk, winners[rank - 1].prize) for rank, pk in won])
     _store_positions(uow, pks, positions)
     row.seed_hex, row.winners, row.drawn_at = seed.hex(), len(winners), moment
     uow.session.flush()
@@ -707,30 +721,23 @@ def _stream_registrations(uow: UnitOfWork, campaign_pk: int) -> tuple[list[int],
     return pks, ids
 
 
-def _store_winners(uow: UnitOfWork, winners: list[tuple[int, int, int]]) -> None:
-    """Mark the winners (row id, rank, prize): one statement from arrays on PostgreSQL."""
+def _store_winners(uow: UnitOfWork, campaign_pk: int, winners: list[tuple[int, int, int]]) -> None:
+    """Write the winners (rank, registration row id, prize) to ``campaign_winners``: ``COPY``
+    on PostgreSQL, an executemany on SQLite. The registrations themselves are not touched."""
     if not winners:
         return
-    conn = uow.session.connection()
     if uow.dialect == "postgresql":
-        conn.exec_driver_sql(
-            "UPDATE campaign_registrations AS r SET status = 'won', rank = v.rank, "
-            "prize = v.prize FROM unnest(%(ids)s::bigint[], %(ranks)s::int[], "
-            "%(prizes)s::bigint[]) AS v(id, rank, prize) WHERE r.id = v.id "
-            "AND r.id = ANY(%(ids)s::bigint[])",  # rows by the primary key, not a scan of all
-            {
-                "ids": [pk for pk, _, _ in winners],
-                "ranks": [rank for _, rank, _ in winners],
-                "prizes": [prize for _, _, prize in winners],
-            },
-        )
+        with copy_in(
+            uow.session.connection(), "campaign_winners (campaign_id, rank, registration_id, prize)"
+        ) as copy:
+            copy.write("".join(f"{campaign_pk}\t{r}\t{pk}\t{p}\n" for r, pk, p in winners))
         return
-    conn.execute(
+    uow.session.connection().execute(
         text(
-            "UPDATE campaign_registrations SET status = 'won', rank = :rank, prize = :prize "
-            "WHERE id = :id"
+            "INSERT INTO campaign_winners (campaign_id, rank, registration_id, prize) "
+            "VALUES (:c, :r, :pk, :p)"
         ),
-        [{"id": pk, "rank": rank, "prize": prize} for pk, rank, prize in winners],
+        [{"c": campaign_pk, "r": r, "pk": pk, "p": p} for r, pk, p in winners],
     )
 
 
@@ -740,15 +747,10 @@ def _store_positions(uow: UnitOfWork, pks: list[int], positions: list[int]) -> N
     if not pks:
         return
     if uow.dialect == "postgresql":
-        driver = uow.session.connection().connection.driver_connection
-        assert driver is not None
         block = 100_000
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(
-                "COPY campaign_draw_positions (registration_id, position) FROM STDIN"
-            ) as copy,
-        ):
+        with copy_in(
+            uow.session.connection(), "campaign_draw_positions (registration_id, position)"
+        ) as copy:
             for first in range(0, len(pks), block):
                 rows = zip(
                     pks[first : first + block], positions[first : first + block], strict=True
@@ -785,11 +787,11 @@ def draw_document(uow: UnitOfWork, *, campaign_id: str) -> dict[str, Any]:
             prize,
         )
         for rank, registration_id, prize in uow.session.execute(
-            select(Registration.rank, Registration.public_id, Registration.prize)
-            .where(Registration.campaign_id == row.id, Registration.status == "won")
-            .order_by(Registration.rank)
+            select(Winner.rank, Registration.public_id, Winner.prize)
+            .join(Registration, Registration.id == Winner.registration_id)
+            .where(Winner.campaign_id == row.id)
+            .order_by(Winner.rank)
         )
-        if rank is not None and prize is not None
     ]
     return lottery.draw_file(
         row.public_id,
@@ -820,16 +822,10 @@ def issue_batch(uow: UnitOfWork, *, campaign_id: str, limit: int = 10_000) -> in
         )
     pending = list(
         uow.session.execute(
-            select(
-                Registration.id, Registration.public_id, Registration.user_id, Registration.prize
-            )
-            .where(
-                Registration.campaign_id == row.id,
-                Registration.status == "won",
-                Registration.rank.is_not(None),  # the (campaign, rank) index, even on stale stats
-                Registration.issued_at.is_(None),
-            )
-            .order_by(Registration.rank)
+            select(Winner.rank, Registration.public_id, Registration.user_id, Winner.prize)
+            .join(Registration, Registration.id == Winner.registration_id)
+            .where(Winner.campaign_id == row.id, Winner.issued_at.is_(None))
+            .order_by(Winner.rank)
             .limit(limit)
         )
     )
@@ -853,20 +849,17 @@ def issue_batch(uow: UnitOfWork, *, campaign_id: str, limit: int = 10_000) -> in
         ],
     )
     moment = now_us()
-    done = [pk for pk, _, _, _ in pending]
-    if uow.dialect == "postgresql":  # one statement with an array, not an IN list of 10,000
-        uow.session.connection().exec_driver_sql(
-            "UPDATE campaign_registrations SET issued_at = %(now)s "
-            "WHERE id = ANY(%(ids)s::bigint[])",  # by the primary key: no scan of 2 M rows
-            {"now": moment, "ids": done},
+    # The batch is a run of ranks: one range of the narrow table's primary key.
+    uow.session.execute(
+        update(Winner)
+        .where(
+            Winner.campaign_id == row.id,
+            Winner.rank.between(pending[0][0], pending[-1][0]),
+            Winner.issued_at.is_(None),
         )
-    else:
-        uow.session.execute(
-            update(Registration)
-            .where(Registration.id.in_(done))
-            .values(issued_at=moment)
-            .execution_options(synchronize_session=False)
-        )
+        .values(issued_at=moment)
+        .execution_options(synchronize_session=False)
+    )
     if winners:
         outbox.enqueue(
             uow,

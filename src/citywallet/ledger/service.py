@@ -29,7 +29,7 @@ from citywallet.ledger.types import (
 )
 from citywallet.ledger.verifier import canonical_json, leaf_hash
 from citywallet.platform.clock import now_us
-from citywallet.platform.db import UnitOfWork
+from citywallet.platform.db import UnitOfWork, copy_in
 
 TRANSFER_COLUMNS = (
     "id, debit_account_id, credit_account_id, amount, ledger, code, flags, pending_id, "
@@ -413,23 +413,7 @@ def _lock_accounts(conn: Connection, ids: list[int]) -> dict[int, AccountState]:
 
 def _write_batch(conn: Connection, transfers: list[Transfer], states: list[AccountState]) -> None:
     """Insert the new transfers and store the touched accounts' new counters."""
-    rows = [
-        (
-            t.id,
-            t.debit_account_id,
-            t.credit_account_id,
-            t.amount,
-            t.ledger,
-            t.code,
-            t.flags,
-            t.pending_id,
-            t.timeout,
-            t.reference,
-            t.timestamp,
-            transfer_hash(t),
-        )
-        for t in transfers
-    ]
+    rows = _transfer_rows(transfers)
     counters = [
         (s.debits_pending, s.debits_posted, s.credits_pending, s.credits_posted, s.id)
         for s in states
@@ -460,12 +444,41 @@ def _write_batch(conn: Connection, transfers: list[Transfer], states: list[Accou
     _executemany(
         conn, f"INSERT INTO ledger_transfers ({columns}) VALUES ({_marks(conn, 12)})", rows
     )
+    _store_counters(conn, states)
+
+
+def _store_counters(conn: Connection, states: list[AccountState]) -> None:
+    """Store accounts' counters, one UPDATE per account (few accounts)."""
     _executemany(
         conn,
         "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, "
         "credits_pending = ?, credits_posted = ? WHERE id = ?",
-        counters,
+        [
+            (s.debits_pending, s.debits_posted, s.credits_pending, s.credits_posted, s.id)
+            for s in states
+        ],
     )
+
+
+def _transfer_rows(transfers: list[Transfer]) -> list[tuple[Any, ...]]:
+    """The rows of ``ledger_transfers`` for new transfers (its columns, then the hash)."""
+    return [
+        (
+            t.id,
+            t.debit_account_id,
+            t.credit_account_id,
+            t.amount,
+            t.ledger,
+            t.code,
+            t.flags,
+            t.pending_id,
+            t.timeout,
+            t.reference,
+            t.timestamp,
+            transfer_hash(t),
+        )
+        for t in transfers
+    ]
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -474,6 +487,114 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 # --- bulk helpers (campaign issuance and reclaim) -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    """One new account and the transfer that funds it (see :func:`open_funded_accounts`)."""
+
+    account: AccountSpec
+    transfer_id: str
+    amount: int
+    code: int
+    reference: str | None = None
+
+
+def open_funded_accounts(
+    uow: UnitOfWork, *, source_account_id: int, fundings: Sequence[Funding]
+) -> tuple[list[int], list[Result]]:
+    """Open one account per funding and fund each from ``source_account_id`` with one
+    transfer: the bulk path for "one funded source, many fresh accounts" (campaign grants).
+
+    The transfers go through the same pure rules as :func:`post` (``apply_batch``), with the
+    source locked and the new accounts as they are born (zero counters, nobody else can see
+    them yet); what is written is exactly what :func:`post` would write (same transfers, same
+    hashes, same counters), in fewer statements: the accounts are inserted with their final
+    counters (no lock and update of thousands of rows) and the transfers go in with ``COPY``
+    on PostgreSQL. The ids must be fresh (a repeated id is refused by the primary key, never
+    posted twice). All or nothing: if any transfer is refused nothing is written, and the
+    results say why (the ids returned are then unused).
+    """
+    if not fundings:
+        return [], []
+    conn = uow.session.connection()
+    moment = now_us()
+    ids = _next_account_ids(conn, len(fundings))
+    source = _lock_accounts(conn, [source_account_id])
+    accounts: dict[int, AccountState] = dict(source)
+    for account_id, funding in zip(ids, fundings, strict=True):
+        accounts[account_id] = AccountState(
+            account_id, funding.account.ledger, int(funding.account.flags)
+        )
+    specs = [
+        TransferSpec(
+            id=funding.transfer_id,
+            debit_account_id=source_account_id,
+            credit_account_id=account_id,
+            amount=funding.amount,
+            ledger=funding.account.ledger,
+            code=funding.code,
+            reference=funding.reference,
+        )
+        for account_id, funding in zip(ids, fundings, strict=True)
+    ]
+    outcome = apply_batch(specs, accounts, {}, {}, now=moment)
+    if any(result is not Result.OK for result in outcome.results):
+        return ids, outcome.results
+    rows = [
+        (
+            account_id,
+            funding.account.ledger,
+            int(funding.account.code),
+            int(funding.account.flags),
+            funding.account.owner_ref,
+            0,  # debits pending, debits posted, credits pending: a fresh account
+            0,
+            0,
+            accounts[account_id].credits_posted,
+            moment,
+        )
+        for account_id, funding in zip(ids, fundings, strict=True)
+    ]
+    touched = [accounts[source_account_id]]
+    if not _is_pg(conn):
+        _executemany(conn, f"INSERT INTO ledger_accounts ({_ACCOUNT_COLUMNS}) {_VALUES_10}", rows)
+        _write_batch(conn, outcome.created, touched)
+        return ids, outcome.results
+    with copy_in(conn, f"ledger_accounts ({_ACCOUNT_COLUMNS})", types=_ACCOUNT_TYPES) as copy:
+        for row in rows:
+            copy.write_row(row)
+    with copy_in(
+        conn, f"ledger_transfers ({TRANSFER_COLUMNS}, hash)", types=_TRANSFER_TYPES
+    ) as copy:
+        for row in _transfer_rows(outcome.created):
+            copy.write_row(row)
+    _store_counters(conn, touched)
+    return ids, outcome.results
+
+
+_ACCOUNT_COLUMNS = f"id, ledger, code, flags, owner_ref, {_COUNTERS}, created_at"
+_VALUES_10 = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ACCOUNT_TYPES = ["int8", "text", "int4", "int4", "text", "int8", "int8", "int8", "int8", "int8"]
+_TRANSFER_TYPES = [
+    "text", "int8", "int8", "int8", "text", "int4", "int4", "text", "int4", "text", "int8", "bytea",
+]  # fmt: skip
+
+
+def _next_account_ids(conn: Connection, count: int) -> list[int]:
+    """``count`` new account ids, ascending: from the table's sequence on PostgreSQL; on
+    SQLite (one writer at a time) after the highest id so far."""
+    if _is_pg(conn):
+        return [
+            int(i)
+            for (i,) in conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence('ledger_accounts', 'id')) "
+                "FROM generate_series(1, %(n)s)",
+                {"n": count},
+            )
+        ]
+    top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM ledger_accounts").scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + count))
 
 
 def get_accounts_bulk(uow: UnitOfWork, *, ids: Iterable[int]) -> dict[int, AccountView]:

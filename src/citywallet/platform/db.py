@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import BigInteger, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,6 +22,9 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from citywallet.platform.files import private_sqlite_file
+
+if TYPE_CHECKING:
+    from psycopg import Copy
 
 T = TypeVar("T")
 
@@ -170,6 +173,20 @@ class DriverSql:
         return conn.exec_driver_sql(
             self.pg if conn.dialect.name == "postgresql" else self.sql, params
         )
+
+
+@contextmanager
+def copy_in(conn: Connection, target: str, *, types: Sequence[str] = ()) -> Iterator[Copy]:
+    """``COPY target FROM STDIN`` on a PostgreSQL connection's transaction: the bulk paths'
+    way to write many rows. Text format; binary with ``types`` (one PostgreSQL type name
+    per column: then write tuples with ``write_row``)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    form = " (FORMAT BINARY)" if types else ""
+    with driver.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN{form}") as copy:
+        if types:
+            copy.set_types(list(types))
+        yield copy
 
 
 @dataclass

@@ -187,25 +187,39 @@ def grant(uow: UnitOfWork, *, source: RestrictedSource, grants: Sequence[Grant])
     """Open a restricted balance for each resident not granted yet and fund it from the
     source's funder account, all in one ledger batch; returns how many were new.
 
-    Safe to repeat: residents who already have a balance of this source are skipped, and the
-    transfer ids make a repeated posting a no-op. ``insufficient_funds`` if the funder
-    account cannot cover the batch (nothing is granted then)."""
+    Safe to repeat: residents who already have a balance of this source are skipped (a
+    balance, its account and its funding transfer commit together; the transfer id, unique
+    in the ledger, is a second guard). ``insufficient_funds`` if the funder account cannot
+    cover the batch (nothing is granted then). The ledger's bulk path opens and funds the
+    accounts (:func:`citywallet.ledger.service.open_funded_accounts`)."""
     done = _granted_users(uow, source.id, [g.user_id for g in grants])
     new = [g for g in grants if g.user_id not in done]
     if not new:
         return 0
-    account_ids = ledger.create_accounts(
+    # The accounts are opened and funded in one ledger call (fresh accounts, one source).
+    account_ids, results = ledger.open_funded_accounts(
         uow,
-        accounts=[
-            AccountSpec(
-                CURRENCY,
-                AccountCode.CUSTOMER_RESTRICTED,
-                AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
-                f"rst:{source.public_id}:{g.user_id}",
+        source_account_id=source.funder_account_id,
+        fundings=[
+            ledger.Funding(
+                AccountSpec(
+                    CURRENCY,
+                    AccountCode.CUSTOMER_RESTRICTED,
+                    AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+                    f"rst:{source.public_id}:{g.user_id}",
+                ),
+                g.transfer_id,
+                g.amount,
+                TransferCode.CAMPAIGN_GRANT,
+                source.public_id,
             )
             for g in new
         ],
     )
+    if Result.EXCEEDS_CREDITS in results:
+        raise Conflict("The funder account cannot cover these grants.", code="insufficient_funds")
+    if not all(r is Result.OK for r in results):
+        raise RuntimeError(f"ledger refused grants of {source.public_id}: {set(results)}")
     moment = now_us()
     if uow.dialect == "postgresql":  # one statement from column arrays, whatever the batch
         uow.session.connection().exec_driver_sql(
@@ -237,25 +251,6 @@ def grant(uow: UnitOfWork, *, source: RestrictedSource, grants: Sequence[Grant])
                 for g, account in zip(new, account_ids, strict=True)
             ],
         )
-    results = ledger.post(
-        uow,
-        transfers=[
-            TransferSpec(
-                id=g.transfer_id,
-                debit_account_id=source.funder_account_id,
-                credit_account_id=account,
-                amount=g.amount,
-                ledger=CURRENCY,
-                code=TransferCode.CAMPAIGN_GRANT,
-                reference=source.public_id,
-            )
-            for g, account in zip(new, account_ids, strict=True)
-        ],
-    )
-    if Result.EXCEEDS_CREDITS in results:
-        raise Conflict("The funder account cannot cover these grants.", code="insufficient_funds")
-    if not all(r.on_books for r in results):
-        raise RuntimeError(f"ledger refused grants of {source.public_id}: {set(results)}")
     return len(new)
 
 
