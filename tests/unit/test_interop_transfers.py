@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -222,6 +223,16 @@ def test_messages_about_unknown_transfers() -> None:
     assert switch.send(Timeout(TID, EXPIRY)) == []
     assert switch.send(PositionChecked(TID, reserved=True)) == []
     assert switch.record is None
+
+
+def test_an_event_for_another_transfer_is_a_bug() -> None:
+    switch = Switch()
+    switch.send(Prepare("a", _prepare(), T0))
+    other = "0b9a1f3c-5a6e-4d7b-8c9d-0e1f2a3b4c5d"
+    with pytest.raises(ValueError, match="given the record of"):
+        step(switch.record, Query("a", other))
+    with pytest.raises(ValueError, match="given the record of"):
+        step(switch.record, Prepare("a", _prepare(transfer_id=other), T0))
 
 
 def test_an_expired_prepare_is_refused_unstored() -> None:

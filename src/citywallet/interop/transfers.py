@@ -188,6 +188,9 @@ class Outcome:
 
 def step(transfer: Transfer | None, event: Event) -> Outcome:
     """The one place transfers change; see the module docstring."""
+    event_id = event.prepare.transfer_id if isinstance(event, Prepare) else event.transfer_id
+    if transfer is not None and event_id != transfer.transfer_id:
+        raise ValueError(f"an event for {event_id} given the record of {transfer.transfer_id}")
     if isinstance(event, Prepare):
         return _prepare(transfer, event)
     if transfer is None:
