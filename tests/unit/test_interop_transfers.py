@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from citywallet.interop import positions
 from citywallet.interop.conditions import condition_of, new_fulfilment
 from citywallet.interop.messages import Amount, ErrorCode, TransferPrepare
+from citywallet.interop.settlement import CommittedTransfer, close_window
 from citywallet.interop.transfers import (
     CommitPosition,
     Event,
@@ -313,3 +314,76 @@ def test_random_traffic_never_applies_anything_twice(script: list[Event], cap: i
             and e.now < EXPIRY
             for e in script
         )
+
+
+# ---- many transfers sharing positions, then settlement -----------------------------------
+
+IDS = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(6)]
+PAIRS = [("a", "b"), ("b", "a"), ("a", "c"), ("c", "b")]
+
+
+def _traffic_prepare(i: int) -> TransferPrepare:
+    payer, payee = PAIRS[i % len(PAIRS)]
+    return _prepare(amount=100 * (i + 1), transfer_id=IDS[i], payer_fsp=payer, payee_fsp=payee)
+
+
+traffic = st.lists(
+    st.tuples(
+        # weighted so that a good share of transfers commit before the final sweep
+        st.sampled_from(["prepare"] * 3 + ["fulfil"] * 3 + ["wrong", "reject", "timeout"]),
+        st.integers(0, len(IDS) - 1),
+        st.integers(0, 35).map(lambda s: T0 + timedelta(seconds=s)),
+    ),
+    min_size=10,
+    max_size=60,
+)
+
+
+@given(traffic, st.integers(0, 1500))
+def test_many_transfers_keep_positions_within_caps_and_settle_to_them(
+    script: list[tuple[str, int, datetime]], cap: int
+) -> None:
+    book = {p: positions.Position(p, cap=cap) for p in "abc"}
+    records: dict[str, Transfer | None] = dict.fromkeys(IDS)
+
+    def send(tid: str, message: Event) -> None:
+        outcome = step(records[tid], message)
+        records[tid] = outcome.transfer
+        for effect in outcome.effects:
+            if isinstance(effect, ReservePosition):
+                result = positions.reserve(book[effect.participant], effect.amount)
+                book[effect.participant] = result.position
+                send(tid, PositionChecked(tid, reserved=result.ok))
+            elif isinstance(effect, CommitPosition):
+                book[effect.payer] = positions.commit_payer(book[effect.payer], effect.amount)
+                book[effect.payee] = positions.credit_payee(book[effect.payee], effect.amount)
+            elif isinstance(effect, ReleasePosition):
+                book[effect.participant] = positions.release(
+                    book[effect.participant], effect.amount
+                )
+
+    for kind, i, now in script:
+        tid, prepare = IDS[i], _traffic_prepare(i)
+        if kind == "prepare":
+            send(tid, Prepare(prepare.payer_fsp, prepare, now))
+        elif kind in ("fulfil", "wrong"):
+            secret = FULFILMENT if kind == "fulfil" else WRONG
+            send(tid, Fulfil(prepare.payee_fsp, tid, secret, now))
+        elif kind == "reject":
+            send(tid, Reject(prepare.payee_fsp, tid, ErrorCode.PAYEE_REJECTED_TRANSACTION, now))
+        else:
+            send(tid, Timeout(tid, now))
+        for p in book.values():  # nobody ever owes more than its cap, even with holds
+            assert p.position + p.reserved <= cap
+    for tid in IDS:
+        send(tid, Timeout(tid, EXPIRY))
+
+    committed = [
+        CommittedTransfer(r.transfer_id, r.payer, r.payee, r.amount)
+        for r in records.values()
+        if r is not None and r.state is State.COMMITTED
+    ]
+    event(f"committed transfers (3 = 3 or more): {min(len(committed), 3)}")
+    report = close_window("w", committed)
+    assert all(p.reserved == 0 for p in book.values())
+    assert {p: book[p].position for p in "abc"} == {p: report.net(p) for p in "abc"}
