@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -10,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from citywallet.interop import b64url
-from citywallet.interop.signing import SignatureError, SignedHeaders, compact, sign, verify
+from citywallet.interop.signing import (
+    SignatureError,
+    SignedHeaders,
+    check_date,
+    compact,
+    sign,
+    verify,
+)
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
@@ -146,3 +154,27 @@ def test_every_single_character_change_of_the_signature_is_caught() -> None:
         flipped = "A" if signature[i] != "A" else "B"
         value = json.dumps({**GOOD, "signature": signature[:i] + flipped + signature[i + 1 :]})
         assert _reason(value) in ("signature_mismatch", "bad_base64")
+
+
+NOW = datetime(2026, 12, 7, 13, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("offset", [-300, 0, 300])
+def test_a_date_within_the_window_passes(offset: int) -> None:
+    check_date("Mon, 07 Dec 2026 13:30:00 GMT", NOW + timedelta(seconds=offset))
+
+
+@pytest.mark.parametrize(
+    ("date", "now"),
+    [
+        ("Mon, 07 Dec 2026 13:30:00 GMT", NOW + timedelta(seconds=301)),
+        ("Mon, 07 Dec 2026 13:30:00 GMT", NOW - timedelta(seconds=301)),
+        ("yesterday", NOW),
+        ("", NOW),
+        ("Mon, 07 Dec 2026 13:30:00 -0000", NOW),  # RFC 5322 "unknown zone": no time zone
+    ],
+)
+def test_a_stale_or_unreadable_date_is_refused(date: str, now: datetime) -> None:
+    with pytest.raises(SignatureError) as caught:
+        check_date(date, now)
+    assert caught.value.reason == "stale_date"

@@ -18,13 +18,17 @@ Verification refuses, each with its own ``reason``: a header that is not that JS
 (``malformed``), bad base64url (``bad_base64``), any algorithm but EdDSA or extra protected
 members such as ``crit`` (``wrong_alg`` / ``malformed``), protected headers that differ from
 the request's (``header_mismatch``) and a signature that does not verify (``signature_mismatch``).
-Pure: no clock (the ``Date`` window is the caller's), no key storage.
+``check_date`` bounds replay to ``DATE_WINDOW`` around the receiver's clock (``stale_date``);
+idempotency by message id makes a replay inside the window harmless. Pure: the caller passes
+``now``; no key storage.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -35,12 +39,15 @@ from citywallet.interop.b64url import Base64UrlError, decode, encode
 HEADER = "FSPIOP-Signature"
 ALGORITHM = "EdDSA"
 SIGNATURE_BYTES = 64
+DATE_WINDOW = 300  # seconds either side of the receiver's clock
 
 _MEMBERS = frozenset(
     {"alg", "FSPIOP-Source", "FSPIOP-Destination", "FSPIOP-URI", "FSPIOP-HTTP-Method", "Date"}
 )
 
-Reason = Literal["malformed", "bad_base64", "wrong_alg", "header_mismatch", "signature_mismatch"]
+Reason = Literal[
+    "malformed", "bad_base64", "wrong_alg", "header_mismatch", "signature_mismatch", "stale_date"
+]
 
 
 class SignatureError(ValueError):
@@ -145,3 +152,15 @@ def compact(header_value: str) -> str:
     """The compact detached JWS (``protected..signature``) of a well-formed header value."""
     protected_b64, signature_b64 = _parts(header_value)
     return f"{protected_b64}..{signature_b64}"
+
+
+def check_date(date: str, now: datetime, window: int = DATE_WINDOW) -> None:
+    """Refuse an HTTP ``Date`` (RFC 9110 IMF-fixdate) further than ``window`` s from ``now``."""
+    try:
+        sent = parsedate_to_datetime(date)
+    except (TypeError, ValueError) as exc:
+        raise SignatureError("stale_date", "Date is not an HTTP date") from exc
+    if sent.tzinfo is None:
+        raise SignatureError("stale_date", "Date carries no time zone")
+    if abs((now - sent).total_seconds()) > window:
+        raise SignatureError("stale_date", f"Date is more than {window} s from our clock")
