@@ -165,3 +165,13 @@ def test_errors_use_fspiop_numbers() -> None:
     assert ErrorMessage.model_validate_json(wire).error_information.error_code == "3303"
     with pytest.raises(ValidationError):
         ErrorMessage.model_validate_json(wire.replace(b"3303", b"9999"))
+
+
+def test_error_descriptions_default_to_fspiop_names() -> None:
+    assert ErrorCode.PAYER_FSP_INSUFFICIENT_LIQUIDITY.description == (
+        "Payer FSP insufficient liquidity"
+    )
+    assert ErrorCode.TRANSFER_ID_NOT_FOUND.description == "Transfer ID not found"
+    assert ErrorCode.UNKNOWN_URI.description == "Unknown URI"
+    body = error(ErrorCode.MODIFIED_REQUEST).error_information
+    assert body.error_description == "Modified request"

@@ -60,6 +60,13 @@ class ErrorCode(StrEnum):
     PAYEE_FSP_REJECTED_TRANSACTION = "5105"
     PAYEE_UNSUPPORTED_CURRENCY = "5106"
 
+    @property
+    def description(self) -> str:
+        """FSPIOP's name for the code: ``3303`` → "Transfer expired"."""
+        acronyms = {"FSP", "ID", "URI"}
+        text = " ".join(w if w in acronyms else w.lower() for w in self.name.split("_"))
+        return text[0].upper() + text[1:]
+
 
 class Message(BaseModel):
     model_config = ConfigDict(
@@ -193,7 +200,10 @@ class ErrorMessage(Message):
     error_information: ErrorInformation
 
 
-def error(code: ErrorCode, description: str) -> ErrorMessage:
+def error(code: ErrorCode, description: str | None = None) -> ErrorMessage:
+    """The error body for ``code``; the description defaults to FSPIOP's name of the code."""
     return ErrorMessage(
-        error_information=ErrorInformation(error_code=code, error_description=description)
+        error_information=ErrorInformation(
+            error_code=code, error_description=description or code.description
+        )
     )
