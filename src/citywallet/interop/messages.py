@@ -1,0 +1,209 @@
+"""The FSPIOP-shaped messages the switch and the providers exchange (docs/interop.md).
+
+Strict pydantic models: no coercion, unknown members refused, field names in the wire's
+camelCase (``transferId``...) through aliases. One deliberate departure from FSPIOP: amounts
+are integers of minor units (fen) with the currency, as everywhere in CityWallet's API, not
+decimal strings. Error codes are FSPIOP's own numbers (the subset the switch uses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from citywallet.interop.conditions import check_condition, check_fulfilment
+
+CURRENCY: Literal["CNY"] = "CNY"
+MAX_AMOUNT = 10**15  # fen; far above any wallet limit, below every engine's BIGINT
+
+ParticipantId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+MessageId = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+Msisdn = Annotated[str, Field(pattern=r"^\+?[0-9]{5,15}$")]
+Condition = Annotated[str, AfterValidator(check_condition)]
+Fulfilment = Annotated[str, AfterValidator(check_fulfilment)]
+Fen = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+
+
+class ErrorCode(StrEnum):
+    """FSPIOP error codes (API definition v1.1 §7.6) that the switch and providers send."""
+
+    COMMUNICATION_ERROR = "1000"
+    DESTINATION_COMMUNICATION_ERROR = "1001"
+    GENERIC_SERVER_ERROR = "2000"
+    INTERNAL_SERVER_ERROR = "2001"
+    SERVER_TIMED_OUT = "2004"
+    UNKNOWN_URI = "3002"
+    GENERIC_VALIDATION_ERROR = "3100"
+    MALFORMED_SYNTAX = "3101"
+    MISSING_MANDATORY_ELEMENT = "3102"
+    INVALID_SIGNATURE = "3105"
+    MODIFIED_REQUEST = "3106"
+    DESTINATION_FSP_ERROR = "3201"
+    PAYER_FSP_ID_NOT_FOUND = "3202"
+    PAYEE_FSP_ID_NOT_FOUND = "3203"
+    PARTY_NOT_FOUND = "3204"
+    QUOTE_ID_NOT_FOUND = "3205"
+    TRANSFER_ID_NOT_FOUND = "3208"
+    QUOTE_EXPIRED = "3302"
+    TRANSFER_EXPIRED = "3303"
+    PAYER_FSP_INSUFFICIENT_LIQUIDITY = "4001"
+    PAYER_LIMIT_ERROR = "4200"
+    PAYEE_FSP_REJECTED_QUOTE = "5103"
+    PAYEE_REJECTED_TRANSACTION = "5104"
+    PAYEE_FSP_REJECTED_TRANSACTION = "5105"
+    PAYEE_UNSUPPORTED_CURRENCY = "5106"
+
+    @property
+    def description(self) -> str:
+        """FSPIOP's name for the code: ``3303`` → "Transfer expired"."""
+        acronyms = {"FSP", "ID", "URI"}
+        text = " ".join(w if w in acronyms else w.lower() for w in self.name.split("_"))
+        return text[0].upper() + text[1:]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+    def wire(self) -> bytes:
+        """The JSON body as sent: camelCase members, no nulls."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
+
+
+class Amount(Message):
+    amount: Fen
+    currency: Literal["CNY"] = CURRENCY
+
+
+class Party(Message):
+    """A party as discovery returns it: who holds the alias and the masked real name."""
+
+    party_id_type: Literal["MSISDN"] = "MSISDN"
+    party_identifier: Msisdn
+    fsp_id: ParticipantId
+    masked_name: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class PartyLookupResult(Message):
+    """``PUT /parties/MSISDN/{id}``: the answer to a party lookup."""
+
+    party: Party
+
+
+class PartyRef(Message):
+    party_id_type: Literal["MSISDN"] = "MSISDN"
+    party_identifier: Msisdn
+    fsp_id: ParticipantId
+
+
+class QuoteRequest(Message):
+    """``POST /quotes``: the payer's provider asks the payee's for terms."""
+
+    quote_id: MessageId
+    transaction_id: MessageId
+    payer: PartyRef
+    payee: PartyRef
+    amount_type: Literal["SEND", "RECEIVE"]
+    amount: Amount
+    expiration: datetime
+
+    @model_validator(mode="after")
+    def _distinct(self) -> QuoteRequest:
+        if self.payer.fsp_id == self.payee.fsp_id:
+            raise ValueError("payer and payee are at the same participant: no switch needed")
+        return self
+
+
+class QuoteResponse(Message):
+    """``PUT /quotes/{id}``: the payee's terms.
+
+    ``transferAmount`` moves through the switch; the payee's provider keeps ``payeeFee`` of it
+    and credits ``payeeReceiveAmount``; the payer's provider charges ``payerFee`` on top, in
+    its own books. The condition is the payee's: the prepare must carry it unchanged.
+    """
+
+    transfer_amount: Amount
+    payee_receive_amount: Amount
+    payer_fee: Amount
+    payee_fee: Amount
+    expiration: datetime
+    ilp_condition: Condition
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> QuoteResponse:
+        if self.transfer_amount.amount == 0:
+            raise ValueError("transferAmount must be positive")
+        if self.payee_receive_amount.amount + self.payee_fee.amount != self.transfer_amount.amount:
+            raise ValueError("payeeReceiveAmount + payeeFee must equal transferAmount")
+        return self
+
+
+class TransferPrepare(Message):
+    """``POST /transfers``: the payer's provider asks the switch to move money."""
+
+    transfer_id: MessageId
+    payer_fsp: ParticipantId
+    payee_fsp: ParticipantId
+    amount: Amount
+    ilp_condition: Condition
+    expiration: datetime
+
+    @model_validator(mode="after")
+    def _valid(self) -> TransferPrepare:
+        if self.amount.amount == 0:
+            raise ValueError("amount must be positive")
+        if self.payer_fsp == self.payee_fsp:
+            raise ValueError("payerFsp and payeeFsp must differ")
+        if self.expiration.tzinfo is None:
+            raise ValueError("expiration must carry a time zone")
+        return self
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical body: a resent prepare with another body is 3106."""
+        return hashlib.sha256(self.wire()).hexdigest()
+
+
+class TransferFulfil(Message):
+    """``PUT /transfers/{id}``: the payee's provider commits (or the switch tells the state)."""
+
+    fulfilment: Fulfilment | None = None
+    completed_timestamp: datetime
+    transfer_state: Literal["RESERVED", "COMMITTED", "ABORTED"]
+
+    @model_validator(mode="after")
+    def _fulfilment_iff_committed(self) -> TransferFulfil:
+        if (self.transfer_state == "COMMITTED") != (self.fulfilment is not None):
+            raise ValueError("a fulfilment comes with COMMITTED and only with it")
+        return self
+
+
+class ErrorInformation(Message):
+    error_code: ErrorCode
+    error_description: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ErrorMessage(Message):
+    """``PUT .../{id}/error``: the answer when a request failed."""
+
+    error_information: ErrorInformation
+
+
+def error(code: ErrorCode, description: str | None = None) -> ErrorMessage:
+    """The error body for ``code``; the description defaults to FSPIOP's name of the code."""
+    return ErrorMessage(
+        error_information=ErrorInformation(
+            error_code=code, error_description=description or code.description
+        )
+    )
