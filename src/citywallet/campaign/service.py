@@ -61,7 +61,7 @@ from citywallet.campaign.rules import (
     validate_plan,
     validate_windows,
 )
-from citywallet.identity.attributes import resident_facts
+from citywallet.identity.attributes import resident_facts_of, resident_select
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags, TransferCode, TransferSpec
 from citywallet.merchant.rules import validate_mcc
@@ -486,10 +486,23 @@ def _window_open(row: Campaign, moment: int) -> None:
         raise RegistrationClosed("Registration for this campaign is not open.")
 
 
-def applicant(uow: UnitOfWork, *, user_id: str) -> Applicant:
-    """What eligibility looks at for one resident."""
-    facts = resident_facts(uow, user_id=user_id)
-    return Applicant(user_id, facts.id_hash, facts.tier, facts.status, facts.attributes)
+def _applicant(uow: UnitOfWork, row: Campaign, user_id: str) -> tuple[Applicant, int | None]:
+    """What eligibility looks at for one resident, and the pk of the registration of the
+    same person in this campaign if there is one: one statement (identity's
+    :func:`resident_select` with the duplicate check as a column)."""
+    query = resident_select(user_id)
+    registered = (
+        select(Registration.id)
+        .where(
+            Registration.campaign_id == row.id,
+            Registration.id_hash == query.selected_columns.id_hash,
+        )
+        .scalar_subquery()
+    )
+    rows = uow.session.execute(query.add_columns(registered.label("registered"))).all()
+    facts = resident_facts_of(rows)
+    who = Applicant(user_id, facts.id_hash, facts.tier, facts.status, facts.attributes)
+    return who, rows[0].registered
 
 
 def register(
@@ -508,15 +521,10 @@ def register(
     if hide_draft and row.status == "draft":
         raise CampaignNotFound("No such campaign.")
     moment = now if now is not None else now_us()
-    who = applicant(uow, user_id=user_id)
-    if who.id_hash is not None:
-        existing = uow.session.scalar(
-            select(Registration).where(
-                Registration.campaign_id == row.id, Registration.id_hash == who.id_hash
-            )
-        )
-        if existing is not None:
-            return registration_view(row, existing, _winner_of(uow, row, existing.id)), False
+    who, registered = _applicant(uow, row, user_id)
+    if registered is not None:
+        existing = uow.session.get_one(Registration, registered)
+        return registration_view(row, existing, _winner_of(uow, row, existing.id)), False
     _window_open(row, moment)
     reason = refusal(Eligibility.of(json.loads(row.eligibility)), who)
     if reason is not None:
