@@ -223,11 +223,12 @@ def test_operator_routes_refuse_residents_and_revoked_operators(
     _problem(operator.get("/v1/operator/campaigns"), 403, "operator_required")
 
 
-def test_a_registration_is_one_transaction_of_four_statements(
+def test_a_registration_is_one_transaction_of_three_statements(
     client: TestClient, runtime: Runtime
 ) -> None:
-    """The registration route: one write transaction of exactly four statements (a count,
-    not a timing): the resident's three reads and the duplicate check are one statement,
+    """The registration route: one write transaction of exactly three statements (a count,
+    not a timing): the campaign row's lock, the resident's three reads and the duplicate
+    check are one statement,
     no live count of the registrations, the counter is one upsert, and no second write
     transaction for the session's last_seen_at (batched per process)."""
     operator = _operator(client, runtime)
@@ -252,12 +253,12 @@ def test_a_registration_is_one_transaction_of_four_statements(
     assert len(tally.read) == 1  # the session lookup (fresh: no last_seen_at touch due)
     assert len(tally.write) == 1
     statements = [s.lstrip().upper() for s in tally.write[0].statements]
-    # The campaign row (FOR KEY SHARE), the resident with the duplicate check (one
+    # The campaign row (FOR KEY SHARE) with the resident and the duplicate check (one
     # statement: identity's resident_select), the registration, the counter's stripe.
-    assert len(statements) == 4, statements
+    assert len(statements) == 3, statements
     if runtime.db.engine.dialect.name == "postgresql":
-        assert statements[0].endswith("FOR KEY SHARE")
-    assert statements[2].startswith("INSERT INTO CAMPAIGN_REGISTRATIONS")
+        assert statements[0].endswith("FOR KEY SHARE OF CAMPAIGN_CAMPAIGNS")
+    assert statements[1].startswith("INSERT INTO CAMPAIGN_REGISTRATIONS")
     assert not any("COUNT(" in s for s in statements)
     assert sum("CAMPAIGN_REGISTRATION_COUNTS" in s for s in statements) == 1
     assert _ok(people[2].get(f"/v1/campaigns/{cid}"))["registrations"] == 2

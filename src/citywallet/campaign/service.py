@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Table, func, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -486,23 +486,34 @@ def _window_open(row: Campaign, moment: int) -> None:
         raise RegistrationClosed("Registration for this campaign is not open.")
 
 
-def _applicant(uow: UnitOfWork, row: Campaign, user_id: str) -> tuple[Applicant, int | None]:
-    """What eligibility looks at for one resident, and the pk of the registration of the
-    same person in this campaign if there is one: one statement (identity's
-    :func:`resident_select` with the duplicate check as a column)."""
-    query = resident_select(user_id)
+def _campaign_and_applicant(
+    uow: UnitOfWork, campaign_id: str, user_id: str
+) -> tuple[Campaign, Applicant, int | None]:
+    """The campaign row under ``FOR KEY SHARE`` (as :func:`campaign_row`), what eligibility
+    looks at for the resident, and the pk of the same person's registration in this
+    campaign if there is one: one statement (identity's :func:`resident_select` joined to
+    the campaign row, the duplicate check as a column). The lock is taken by the same
+    statement that reads the status: closing (``FOR UPDATE``) waits for it, or it waits for
+    closing and then reads ``closed`` (PostgreSQL re-reads a locked row once it is free)."""
+    resident = resident_select(user_id).subquery()
     registered = (
         select(Registration.id)
-        .where(
-            Registration.campaign_id == row.id,
-            Registration.id_hash == query.selected_columns.id_hash,
-        )
+        .where(Registration.campaign_id == Campaign.id, Registration.id_hash == resident.c.id_hash)
         .scalar_subquery()
     )
-    rows = uow.session.execute(query.add_columns(registered.label("registered"))).all()
+    query = (
+        select(Campaign, resident, registered.label("registered"))
+        .outerjoin(resident, true())
+        .where(Campaign.public_id == campaign_id)
+        .with_for_update(read=True, key_share=True, of=Campaign)
+        .execution_options(populate_existing=True)
+    )
+    rows = uow.session.execute(query).all()
+    if not rows:
+        raise CampaignNotFound("No such campaign.")
     facts = resident_facts_of(rows)
     who = Applicant(user_id, facts.id_hash, facts.tier, facts.status, facts.attributes)
-    return who, rows[0].registered
+    return rows[0].Campaign, who, rows[0].registered
 
 
 def register(
@@ -517,11 +528,10 @@ def register(
     registration and whether it is new. Registering again returns the same one. A draft is
     ``registration_closed``, or ``campaign_not_found`` with ``hide_draft`` (the API, where
     residents do not see drafts)."""
-    row = campaign_row(uow, campaign_id, lock="key_share")
+    row, who, registered = _campaign_and_applicant(uow, campaign_id, user_id)
     if hide_draft and row.status == "draft":
         raise CampaignNotFound("No such campaign.")
     moment = now if now is not None else now_us()
-    who, registered = _applicant(uow, row, user_id)
     if registered is not None:
         existing = uow.session.get_one(Registration, registered)
         return registration_view(row, existing, _winner_of(uow, row, existing.id)), False

@@ -136,8 +136,9 @@ def resident_select(user_id: str) -> Select[*tuple[Any, ...]]:
 
 
 def resident_facts_of(rows: Sequence[Row[Any]]) -> ResidentFacts:
-    """The facts in the rows of a :func:`resident_select` (none: ``UserNotFound``)."""
-    if not rows:
+    """The facts in the rows of a :func:`resident_select` (none, or an outer-joined row
+    without the user: ``UserNotFound``)."""
+    if not rows or rows[0].public_id is None:
         raise UserNotFound("No such user.")
     first = rows[0]
     attributes = {r.attribute: r.attribute_value for r in rows if r.attribute is not None}
