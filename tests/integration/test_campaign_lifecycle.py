@@ -16,9 +16,15 @@ from sqlalchemy import text
 
 from citywallet.campaign import drawcheck, lottery
 from citywallet.campaign import service as campaigns
-from citywallet.campaign.errors import CampaignStateError, NotEligible, RegistrationClosed
+from citywallet.campaign.errors import (
+    CampaignNotFound,
+    CampaignStateError,
+    NotEligible,
+    RegistrationClosed,
+)
 from citywallet.campaign.rules import Applicant, Eligibility
 from citywallet.identity import attributes
+from citywallet.identity.errors import UserNotFound
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import InvalidInput
@@ -376,3 +382,17 @@ def test_registration_and_closing_never_overlap(db: Database, tmp_path: Path, fi
         assert campaigns.count_registrations(uow, campaigns.campaign_row(uow, cid).id) == (
             closed.registrations
         )
+
+
+def test_registering_an_unknown_user_or_campaign_is_refused(db: Database) -> None:
+    """The one statement that reads the campaign and the resident tells the two apart."""
+    enc, t0 = test_encryptor(), now_us()
+    spec = _spec(t0, eligibility=Eligibility(min_tier=1))
+    cid = db.transact(
+        lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
+    ).id
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    with pytest.raises(UserNotFound):
+        db.transact(lambda uow: campaigns.register(uow, campaign_id=cid, user_id="usr_nobody"))
+    with pytest.raises(CampaignNotFound):
+        db.transact(lambda uow: campaigns.register(uow, campaign_id="cmp_none", user_id="usr_x"))
