@@ -68,7 +68,7 @@ from citywallet.merchant.rules import validate_mcc
 from citywallet.platform import outbox
 from citywallet.platform.clock import now_us
 from citywallet.platform.crypto import Encryptor
-from citywallet.platform.db import Database, UnitOfWork, copy_in
+from citywallet.platform.db import Database, DriverSql, UnitOfWork, copy_in
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet import accounts, restricted, restricted_figures
 from citywallet.wallet.accounts import CURRENCY
@@ -548,10 +548,31 @@ def register(
         district=who.attributes.get("district", "")[:40],
         created_at=moment,
     )
-    uow.session.add(entry)
-    uow.session.flush()
-    _count_registered(uow, row.id, 1)
+    if uow.dialect == "postgresql":  # the registration and its counter stripe: one statement
+        _REGISTER_AND_COUNT.run(
+            uow,
+            (
+                entry.public_id, entry.campaign_id, entry.user_id, entry.id_hash,
+                entry.district, entry.created_at, secrets.randbelow(COUNTER_STRIPES),
+            ),
+        )  # fmt: skip
+    else:
+        uow.session.add(entry)
+        uow.session.flush()
+        _count_registered(uow, row.id, 1)
     return registration_view(row, entry, None), True
+
+
+# What :func:`_count_registered` does for one registration, in the statement that inserts it
+# (a data-modifying CTE: PostgreSQL only).
+_REGISTER_AND_COUNT = DriverSql(
+    "WITH entry AS (INSERT INTO campaign_registrations "
+    "(public_id, campaign_id, user_id, id_hash, district, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) RETURNING campaign_id) "
+    "INSERT INTO campaign_registration_counts (campaign_id, stripe, registrations) "
+    "SELECT campaign_id, ?, 1 FROM entry ON CONFLICT (campaign_id, stripe) "
+    "DO UPDATE SET registrations = campaign_registration_counts.registrations + 1"
+)
 
 
 _REFUSALS = {
