@@ -16,6 +16,7 @@ from citywallet.identity.gateways import (
     make_sms_gateway,
 )
 from citywallet.identity.keys import install_encryptor
+from citywallet.identity.sessions import flush_touches
 from citywallet.ledger.blocks import LedgerSigner, load_signer
 from citywallet.platform.adapters import load_adapter
 from citywallet.platform.config import Settings, get_settings
@@ -96,7 +97,8 @@ class Runtime:
             return self._signer
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Write the sessions' pending touches, then release the database connections."""
+        flush_touches(self.db)
         self.db.dispose()
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,13 +20,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import event, text
 
+from citywallet.api.app import create_app
 from citywallet.api.deps import CSRF_HEADER, SESSION_COOKIE, session_cache_of
 from citywallet.identity import service as identity
 from citywallet.identity import sessions
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
+from tests import statement_count
 from tests.identity_support import PASSWORD
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.wallet_support import PIN, Person, balance, wallet_settings
@@ -188,3 +191,75 @@ def test_cookie_sessions_keep_the_csrf_rule_on_a_cache_hit(
     assert client.post("/v1/auth/logout", headers={CSRF_HEADER: csrf}).status_code == 204
     client.cookies.set(SESSION_COOKIE, token)
     assert client.get("/v1/auth/session").status_code == 401
+
+
+def _last_seen(db: Database) -> dict[int, int]:
+    with db.uow(readonly=True) as uow:
+        rows = uow.session.execute(text("SELECT id, last_seen_at FROM identity_sessions"))
+        return {int(pk): int(seen) for pk, seen in rows.all()}
+
+
+def test_touching_sessions_costs_requests_no_write_transaction(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of first requests from sessions last seen over a minute ago: the requests
+    run no write transaction at all; one flush then writes every touch in one statement."""
+    monkeypatch.setattr(sessions, "FLUSH_EVERY_SECONDS", 3600.0)  # only the explicit flush
+    people = [Person(client, n, card_ending=None) for n in range(1, 6)]
+    with runtime.db.uow() as uow:
+        uow.session.execute(
+            text("UPDATE identity_sessions SET last_seen_at = last_seen_at - :back"),
+            {"back": 2 * sessions.TOUCH_EVERY_US},
+        )
+        uow.commit()
+    session_cache_of(runtime).drop(lambda _entry: True)
+    before = _last_seen(runtime.db)
+    with statement_count.counted(runtime.db) as tally:
+        for person in people * 2:  # the second request of each is a cache hit, no touch
+            assert person.get("/v1/auth/session").status_code == 200
+    assert tally.write == []
+    assert len(tally.read) == len(people)  # each session's one lookup
+    assert _last_seen(runtime.db) == before  # nothing written yet
+    with statement_count.counted(runtime.db) as tally:
+        assert sessions.flush_touches(runtime.db) == len(people)
+    assert len(tally.write) == 1
+    assert tally.statements == 1
+    after = _last_seen(runtime.db)
+    assert all(after[pk] >= before[pk] + 2 * sessions.TOUCH_EVERY_US for pk in before)
+    assert sessions.flush_touches(runtime.db) == 0  # nothing left pending
+
+
+def test_the_flusher_thread_writes_pending_touches_by_itself(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions, "FLUSH_EVERY_SECONDS", 0.05)
+    alice = Person(client, 1, card_ending=None)
+    with runtime.db.uow() as uow:
+        uow.session.execute(text("UPDATE identity_sessions SET last_seen_at = 1"))
+        uow.commit()
+    session_cache_of(runtime).drop(lambda _entry: True)
+    assert alice.get("/v1/auth/session").status_code == 200
+    for _ in range(400):  # an outcome awaited, not a timing asserted
+        if all(seen > 1 for seen in _last_seen(runtime.db).values()):
+            break
+        time.sleep(0.025)
+    assert all(seen > 1 for seen in _last_seen(runtime.db).values())
+
+
+def test_closing_the_runtime_writes_pending_touches(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions, "FLUSH_EVERY_SECONDS", 3600.0)
+    db = Database(db_url, pool_size=4)
+    runtime = Runtime(wallet_settings(tmp_path, db), db, test_encryptor())
+    with TestClient(create_app(runtime)) as client:
+        alice = Person(client, 1, card_ending=None)
+        with db.uow() as uow:
+            uow.session.execute(text("UPDATE identity_sessions SET last_seen_at = 1"))
+            uow.commit()
+        session_cache_of(runtime).drop(lambda _entry: True)
+        assert alice.get("/v1/auth/session").status_code == 200
+        assert set(_last_seen(db).values()) == {1}
+    # The app's lifespan ended: the touch is written.
+    assert all(seen > 1 for seen in _last_seen(db).values())
+    runtime.close()

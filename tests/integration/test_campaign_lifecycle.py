@@ -6,17 +6,27 @@ reclaim to the campaign account."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from citywallet.campaign import drawcheck, lottery
 from citywallet.campaign import service as campaigns
-from citywallet.campaign.errors import CampaignStateError, NotEligible, RegistrationClosed
+from citywallet.campaign.errors import (
+    CampaignNotFound,
+    CampaignStateError,
+    NotEligible,
+    RegistrationClosed,
+)
 from citywallet.campaign.rules import Applicant, Eligibility
 from citywallet.identity import attributes
+from citywallet.identity.errors import UserNotFound
 from citywallet.platform.clock import now_us
-from citywallet.platform.db import Database
+from citywallet.platform.db import Database, UnitOfWork
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet import restricted
 from citywallet.wallet import service as wallet
@@ -291,3 +301,98 @@ def test_the_reclaim_job_ends_a_campaign_only_when_every_balance_is_back(
             for p in people
         )
     assert_ledger_clean(db)
+
+
+def _lock_waiter_or_done(db: Database, thread: threading.Thread) -> None:
+    """Until ``thread`` waits on a row lock (PostgreSQL) or ends; SQLite serialises writers
+    on its database lock, so there the thread is just given a moment to overtake."""
+    if db.engine.dialect.name != "postgresql":
+        thread.join(timeout=0.5)
+        return
+    for _ in range(400):
+        with db.uow(readonly=True) as uow:
+            waiting = uow.session.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            )
+        if waiting or not thread.is_alive():
+            return
+        time.sleep(0.025)
+
+
+@pytest.mark.parametrize("first", ["register", "close"])
+def test_registration_and_closing_never_overlap(db: Database, tmp_path: Path, first: str) -> None:
+    """A registration whose lock is held makes closing wait, so the list hash covers it; a
+    closing in flight makes the registration wait and then refuse (registration_closed).
+    The other side starts while the first is paused inside its transaction."""
+    enc, t0 = test_encryptor(), now_us()
+    settings, bank = wallet_settings(tmp_path, db), sandbox_bank()
+    person = make_resident(db, settings, enc, bank, 1, card_ending=None)
+    spec = _spec(t0, eligibility=Eligibility(min_tier=1))
+    cid = db.transact(
+        lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
+    ).id
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    inside, release = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def register(pause: bool) -> None:
+        def work(uow: UnitOfWork) -> Any:
+            done = campaigns.register(uow, campaign_id=cid, user_id=person.user_id, now=t0)
+            if pause:
+                inside.set()
+                release.wait(30)
+            return done
+
+        try:
+            outcome["register"] = db.transact(work)
+        except RegistrationClosed as exc:
+            outcome["register"] = exc
+
+    def close(pause: bool) -> None:
+        def work(uow: UnitOfWork) -> Any:
+            done = campaigns.close_registration(uow, campaign_id=cid, actor="op", now=t0 + HOUR)
+            if pause:
+                inside.set()
+                release.wait(30)
+            return done
+
+        outcome["close"] = db.transact(work)
+
+    sides = {"register": register, "close": close}
+    second = "close" if first == "register" else "register"
+    paused = threading.Thread(target=sides[first], args=(True,))
+    paused.start()
+    assert inside.wait(30)
+    other = threading.Thread(target=sides[second], args=(False,))
+    other.start()
+    _lock_waiter_or_done(db, other)
+    release.set()
+    paused.join(30)
+    other.join(30)
+    closed = outcome["close"]
+    if first == "register":
+        registration, new = outcome["register"]
+        assert new
+        assert closed.registrations == 1
+        assert closed.list_hash == lottery.list_hash([registration.id])
+    else:
+        assert isinstance(outcome["register"], RegistrationClosed)
+        assert closed.registrations == 0
+    with db.uow(readonly=True) as uow:
+        assert campaigns.count_registrations(uow, campaigns.campaign_row(uow, cid).id) == (
+            closed.registrations
+        )
+
+
+def test_registering_an_unknown_user_or_campaign_is_refused(db: Database) -> None:
+    """The one statement that reads the campaign and the resident tells the two apart."""
+    enc, t0 = test_encryptor(), now_us()
+    spec = _spec(t0, eligibility=Eligibility(min_tier=1))
+    cid = db.transact(
+        lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
+    ).id
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    with pytest.raises(UserNotFound):
+        db.transact(lambda uow: campaigns.register(uow, campaign_id=cid, user_id="usr_nobody"))
+    with pytest.raises(CampaignNotFound):
+        db.transact(lambda uow: campaigns.register(uow, campaign_id="cmp_none", user_id="usr_x"))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from citywallet.identity.session_cache import CachedSession, SessionCache
+from citywallet.identity.session_cache import CachedSession, PendingTouches, SessionCache
 
 TTL = 5.0
 BOUND = 4
@@ -109,3 +109,14 @@ def test_expired_entries_go_when_new_ones_come(count: int, later: float) -> None
     clock.now += later  # every one of them expired, none was asked for since
     assert cache.put("new", entry(99, 1), generation=cache.generation)
     assert len(cache) == 1
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 10**6)), max_size=30))
+def test_pending_touches_keep_each_sessions_latest_moment(uses: list[tuple[int, int]]) -> None:
+    pending, model = PendingTouches(), dict[int, int]()
+    for pk, moment in uses:
+        pending.add(pk, moment)
+        model[pk] = max(moment, model.get(pk, moment))
+    assert len(pending) == len(model)
+    assert pending.take() == model
+    assert pending.take() == {}

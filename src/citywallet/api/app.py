@@ -29,6 +29,7 @@ from citywallet.api import (
     wallet,
 )
 from citywallet.api.middleware import BodyLimit, RequestObserver, SecurityHeaders
+from citywallet.identity import sessions
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.logging import configure_logging
 from citywallet.runtime import Runtime, refuse_unsafe_start
@@ -76,6 +77,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         stop.set()
         if thread is not None:
             thread.join(timeout=10)
+        sessions.flush_touches(runtime.db)  # the sessions' last_seen_at (docs/identity.md)
 
     app = FastAPI(
         lifespan=lifespan,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Table, func, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,14 +61,14 @@ from citywallet.campaign.rules import (
     validate_plan,
     validate_windows,
 )
-from citywallet.identity.attributes import resident_facts
+from citywallet.identity.attributes import resident_facts_of, resident_select
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags, TransferCode, TransferSpec
 from citywallet.merchant.rules import validate_mcc
 from citywallet.platform import outbox
 from citywallet.platform.clock import now_us
 from citywallet.platform.crypto import Encryptor
-from citywallet.platform.db import Database, UnitOfWork, copy_in
+from citywallet.platform.db import Database, DriverSql, UnitOfWork, copy_in
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet import accounts, restricted, restricted_figures
 from citywallet.wallet.accounts import CURRENCY
@@ -486,10 +486,34 @@ def _window_open(row: Campaign, moment: int) -> None:
         raise RegistrationClosed("Registration for this campaign is not open.")
 
 
-def applicant(uow: UnitOfWork, *, user_id: str) -> Applicant:
-    """What eligibility looks at for one resident."""
-    facts = resident_facts(uow, user_id=user_id)
-    return Applicant(user_id, facts.id_hash, facts.tier, facts.status, facts.attributes)
+def _campaign_and_applicant(
+    uow: UnitOfWork, campaign_id: str, user_id: str
+) -> tuple[Campaign, Applicant, int | None]:
+    """The campaign row under ``FOR KEY SHARE`` (as :func:`campaign_row`), what eligibility
+    looks at for the resident, and the pk of the same person's registration in this
+    campaign if there is one: one statement (identity's :func:`resident_select` joined to
+    the campaign row, the duplicate check as a column). The lock is taken by the same
+    statement that reads the status: closing (``FOR UPDATE``) waits for it, or it waits for
+    closing and then reads ``closed`` (PostgreSQL re-reads a locked row once it is free)."""
+    resident = resident_select(user_id).subquery()
+    registered = (
+        select(Registration.id)
+        .where(Registration.campaign_id == Campaign.id, Registration.id_hash == resident.c.id_hash)
+        .scalar_subquery()
+    )
+    query = (
+        select(Campaign, resident, registered.label("registered"))
+        .outerjoin(resident, true())
+        .where(Campaign.public_id == campaign_id)
+        .with_for_update(read=True, key_share=True, of=Campaign)
+        .execution_options(populate_existing=True)
+    )
+    rows = uow.session.execute(query).all()
+    if not rows:
+        raise CampaignNotFound("No such campaign.")
+    facts = resident_facts_of(rows)
+    who = Applicant(user_id, facts.id_hash, facts.tier, facts.status, facts.attributes)
+    return rows[0].Campaign, who, rows[0].registered
 
 
 def register(
@@ -504,19 +528,13 @@ def register(
     registration and whether it is new. Registering again returns the same one. A draft is
     ``registration_closed``, or ``campaign_not_found`` with ``hide_draft`` (the API, where
     residents do not see drafts)."""
-    row = campaign_row(uow, campaign_id, lock="key_share")
+    row, who, registered = _campaign_and_applicant(uow, campaign_id, user_id)
     if hide_draft and row.status == "draft":
         raise CampaignNotFound("No such campaign.")
     moment = now if now is not None else now_us()
-    who = applicant(uow, user_id=user_id)
-    if who.id_hash is not None:
-        existing = uow.session.scalar(
-            select(Registration).where(
-                Registration.campaign_id == row.id, Registration.id_hash == who.id_hash
-            )
-        )
-        if existing is not None:
-            return registration_view(row, existing, _winner_of(uow, row, existing.id)), False
+    if registered is not None:
+        existing = uow.session.get_one(Registration, registered)
+        return registration_view(row, existing, _winner_of(uow, row, existing.id)), False
     _window_open(row, moment)
     reason = refusal(Eligibility.of(json.loads(row.eligibility)), who)
     if reason is not None:
@@ -530,10 +548,31 @@ def register(
         district=who.attributes.get("district", "")[:40],
         created_at=moment,
     )
-    uow.session.add(entry)
-    uow.session.flush()
-    _count_registered(uow, row.id, 1)
+    if uow.dialect == "postgresql":  # the registration and its counter stripe: one statement
+        _REGISTER_AND_COUNT.run(
+            uow,
+            (
+                entry.public_id, entry.campaign_id, entry.user_id, entry.id_hash,
+                entry.district, entry.created_at, secrets.randbelow(COUNTER_STRIPES),
+            ),
+        )  # fmt: skip
+    else:
+        uow.session.add(entry)
+        uow.session.flush()
+        _count_registered(uow, row.id, 1)
     return registration_view(row, entry, None), True
+
+
+# What :func:`_count_registered` does for one registration, in the statement that inserts it
+# (a data-modifying CTE: PostgreSQL only).
+_REGISTER_AND_COUNT = DriverSql(
+    "WITH entry AS (INSERT INTO campaign_registrations "
+    "(public_id, campaign_id, user_id, id_hash, district, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) RETURNING campaign_id) "
+    "INSERT INTO campaign_registration_counts (campaign_id, stripe, registrations) "
+    "SELECT campaign_id, ?, 1 FROM entry ON CONFLICT (campaign_id, stripe) "
+    "DO UPDATE SET registrations = campaign_registration_counts.registrations + 1"
+)
 
 
 _REFUSALS = {

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 
 from citywallet.identity import keys
+from citywallet.identity.errors import UserNotFound
 from citywallet.identity.models import Attribute, Operator, RealName, User, UserEvent
 from citywallet.identity.queries import user_row
 from citywallet.platform.clock import now_us
@@ -112,11 +114,35 @@ class ResidentFacts:
     attributes: dict[str, str]
 
 
-def resident_facts(uow: UnitOfWork, *, user_id: str) -> ResidentFacts:
-    """The resident's status, tier, verified-identity hash and attributes."""
-    user = user_row(uow, user_id)
-    id_hash = uow.session.scalar(select(RealName.id_hash).where(RealName.user_id == user.id))
-    return ResidentFacts(user_id, id_hash, user.tier, user.status, _attributes(uow, user.id))
+def resident_select(user_id: str) -> Select[*tuple[Any, ...]]:
+    """The facts of :class:`ResidentFacts` of the resident ``user_id`` in one statement (one
+    row per attribute, at least one if the user exists), for a feature to add its own
+    columns to (``selected_columns.id_hash`` is the verified-identity hash); read the rows
+    with :func:`resident_facts_of`."""
+    return (
+        select(
+            User.public_id,
+            User.tier,
+            User.status,
+            RealName.id_hash,
+            Attribute.name.label("attribute"),
+            Attribute.value.label("attribute_value"),
+        )
+        .select_from(User)
+        .outerjoin(RealName, RealName.user_id == User.id)
+        .outerjoin(Attribute, Attribute.user_id == User.id)
+        .where(User.public_id == user_id)
+    )
+
+
+def resident_facts_of(rows: Sequence[Row[Any]]) -> ResidentFacts:
+    """The facts in the rows of a :func:`resident_select` (none, or an outer-joined row
+    without the user: ``UserNotFound``)."""
+    if not rows or rows[0].public_id is None:
+        raise UserNotFound("No such user.")
+    first = rows[0]
+    attributes = {r.attribute: r.attribute_value for r in rows if r.attribute is not None}
+    return ResidentFacts(first.public_id, first.id_hash, first.tier, first.status, attributes)
 
 
 def attributes_of(uow: UnitOfWork, *, user_id: str) -> dict[str, str]:

@@ -109,3 +109,27 @@ class SessionCache:
             for key in doomed:
                 del self._entries[key]
         return len(doomed)
+
+
+class PendingTouches:
+    """The sessions used since the last flush: session pk → the latest moment it was used
+    (thread-safe; the flush takes them all at once, see ``sessions.record_use``)."""
+
+    def __init__(self) -> None:
+        self._moments: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._moments)
+
+    def add(self, session_pk: int, moment: int) -> None:
+        """Remember that the session was used at ``moment`` (the latest moment wins)."""
+        with self._lock:
+            if moment > self._moments.get(session_pk, moment - 1):
+                self._moments[session_pk] = moment
+
+    def take(self) -> dict[int, int]:
+        """Every pending touch, leaving none."""
+        with self._lock:
+            taken, self._moments = self._moments, {}
+        return taken

@@ -17,20 +17,23 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 from weakref import WeakKeyDictionary
 
+import structlog
 from sqlalchemy import Engine, event, select, update
 
 from citywallet.identity.errors import AccountClosed, AccountFrozen
 from citywallet.identity.models import LoginSession, User
 from citywallet.identity.queries import new_public_id, user_row
-from citywallet.identity.session_cache import CachedSession, SessionCache
+from citywallet.identity.session_cache import CachedSession, PendingTouches, SessionCache
 from citywallet.platform.clock import now_us
 from citywallet.platform.cursors import decode_cursor, encode_cursor
-from citywallet.platform.db import Database, UnitOfWork
+from citywallet.platform.db import Database, DriverSql, UnitOfWork
 from citywallet.platform.errors import InvalidInput, NotFound
 
 SECOND_US = 1_000_000
@@ -39,6 +42,8 @@ TOUCH_EVERY_US = 60 * SECOND_US  # last_seen_at is refreshed at most once a minu
 KINDS = ("bearer", "cookie")
 CURSOR_TAG = "s1"  # the sessions list's cursors (citywallet.platform.cursors)
 CLOSED_REASON = "account_closed"  # why the sessions of an account its owner closed ended
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -191,13 +196,6 @@ def _authenticated(found: CachedSession, moment: int) -> Authenticated:
     )
 
 
-def touch(uow: UnitOfWork, *, session_pk: int) -> None:
-    """Record that the session was just used."""
-    uow.session.execute(
-        update(LoginSession).where(LoginSession.id == session_pk).values(last_seen_at=now_us())
-    )
-
-
 # --- the per-process session cache (identity/session_cache.py, docs/security.md) ----------
 
 # One cache per engine: a process has one per database; tests that build two runtimes on
@@ -243,10 +241,110 @@ def look_up(db: Database, cache: SessionCache, *, token: str) -> Authenticated |
 
 
 def record_use(db: Database, cache: SessionCache, *, token: str, found: Authenticated) -> None:
-    """Refresh the session's ``last_seen_at`` (at most once a minute, see ``needs_touch``)."""
+    """Note that the session was used (at most once a minute, see ``needs_touch``): no
+    SQL here. The moment waits in this process's buffer and a flusher thread writes every
+    pending touch in one statement within :data:`FLUSH_EVERY_SECONDS` (and at shutdown:
+    :func:`flush_touches`), so a request never pays a write transaction for it."""
     moment = now_us()
-    db.transact(lambda uow: touch(uow, session_pk=found.session_pk))
+    _toucher(db).add(found.session_pk, moment)
     cache.touched(token_hash(token), moment)
+
+
+# --- the per-process touch buffer (docs/identity.md, "Sessions") --------------------------
+
+FLUSH_EVERY_SECONDS = 1.0  # how stale a session's last_seen_at may be beyond TOUCH_EVERY_US
+
+# Sent at the driver's level: PostgreSQL updates every pending session in one statement
+# (column arrays, in primary-key order so two processes' flushes cannot deadlock); SQLite,
+# whose writes are serialised anyway, runs the statement once per session (executemany).
+# Never backwards: a slower process's older moment does not overwrite a newer one.
+_TOUCH_PG = DriverSql(
+    "UPDATE identity_sessions AS s SET last_seen_at = t.seen "
+    "FROM unnest(CAST(? AS bigint[]), CAST(? AS bigint[])) AS t(id, seen) "
+    "WHERE s.id = t.id AND s.last_seen_at < t.seen"
+)
+_TOUCH_ONE = DriverSql(
+    "UPDATE identity_sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?"
+)
+
+
+def write_touches(uow: UnitOfWork, touches: dict[int, int]) -> None:
+    """Write pending touches (session pk → moment) in ``uow``: one statement."""
+    if not touches:
+        return
+    pks = sorted(touches)
+    if uow.dialect == "postgresql":
+        _TOUCH_PG.run(uow, (pks, [touches[pk] for pk in pks]))
+    else:
+        _TOUCH_ONE.run(uow, [(touches[pk], pk, touches[pk]) for pk in pks])
+
+
+class _Toucher:
+    """One engine's pending touches and the daemon thread that flushes them; the thread
+    runs only while something is pending (it ends after a flush that left nothing)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = weakref.ref(db)
+        self.pending = PendingTouches()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._flushing = threading.Lock()
+
+    def add(self, session_pk: int, moment: int) -> None:
+        self.pending.add(session_pk, moment)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="citywallet-session-touches", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_EVERY_SECONDS)
+            try:
+                self.flush()
+            except Exception:  # advisory data: a failed flush is logged, never raised
+                log.warning("session_touch_flush_failed", exc_info=True)
+            with self._lock:
+                if not self.pending:
+                    self._thread = None
+                    return
+
+    def flush(self) -> int:
+        """Write every pending touch now (one transaction, one statement); returns how many."""
+        with self._flushing:
+            db = self._db()
+            touches = self.pending.take()
+            if db is not None and touches:
+                db.transact(lambda uow: write_touches(uow, touches))
+            return len(touches)
+
+    def discard(self) -> None:
+        self.pending.take()
+
+
+_TOUCHERS: WeakKeyDictionary[Engine, _Toucher] = WeakKeyDictionary()
+
+
+def _toucher(db: Database) -> _Toucher:
+    toucher = _TOUCHERS.get(db.engine)
+    if toucher is None:
+        with _CACHES_LOCK:
+            toucher = _TOUCHERS.get(db.engine)
+            if toucher is None:
+                toucher = _TOUCHERS[db.engine] = _Toucher(db)
+                # Touches still pending when the engine is disposed without a flush (a test's
+                # database going away) are dropped, never written to whatever comes next.
+                event.listen(db.engine, "engine_disposed", lambda _engine: toucher.discard())
+    return toucher
+
+
+def flush_touches(db: Database) -> int:
+    """Write this process's pending touches of ``db`` now (shutdown: ``Runtime.close`` and
+    the app's lifespan; tests); returns how many sessions were touched."""
+    toucher = _TOUCHERS.get(db.engine)
+    return 0 if toucher is None else toucher.flush()
 
 
 def _forget(uow: UnitOfWork, which: Callable[[CachedSession], bool]) -> None:
