@@ -396,3 +396,45 @@ def test_registering_an_unknown_user_or_campaign_is_refused(db: Database) -> Non
         db.transact(lambda uow: campaigns.register(uow, campaign_id=cid, user_id="usr_nobody"))
     with pytest.raises(CampaignNotFound):
         db.transact(lambda uow: campaigns.register(uow, campaign_id="cmp_none", user_id="usr_x"))
+
+
+def test_a_double_tap_registers_once_and_both_taps_get_it(db: Database, tmp_path: Path) -> None:
+    """Two registrations of one person at once: the second passed its duplicate check before
+    the first committed. It waits for the first's row, then answers with that registration
+    (not new) instead of failing on the unique index; one registration is counted."""
+    enc, t0 = test_encryptor(), now_us()
+    settings, bank = wallet_settings(tmp_path, db), sandbox_bank()
+    person = make_resident(db, settings, enc, bank, 1, card_ending=None)
+    spec = _spec(t0, eligibility=Eligibility(min_tier=1))
+    cid = db.transact(
+        lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
+    ).id
+    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    inside, release = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def tap(name: str, pause: bool) -> None:
+        def work(uow: UnitOfWork) -> Any:
+            done = campaigns.register(uow, campaign_id=cid, user_id=person.user_id, now=t0)
+            if pause:
+                inside.set()
+                release.wait(30)
+            return done
+
+        outcome[name] = db.transact(work)
+
+    first = threading.Thread(target=tap, args=("first", True))
+    first.start()
+    assert inside.wait(30)
+    second = threading.Thread(target=tap, args=("second", False))
+    second.start()
+    _lock_waiter_or_done(db, second)
+    release.set()
+    first.join(30)
+    second.join(30)
+    (one, one_new), (two, two_new) = outcome["first"], outcome["second"]
+    assert (one_new, two_new) == (True, False)
+    assert one.id == two.id
+    with db.uow(readonly=True) as uow:
+        assert campaigns.count_registrations(uow, campaigns.campaign_row(uow, cid).id) == 1
+        assert campaigns.registration_ids(uow, campaigns.campaign_row(uow, cid).id) == [one.id]

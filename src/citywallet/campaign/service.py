@@ -549,13 +549,20 @@ def register(
         created_at=moment,
     )
     if uow.dialect == "postgresql":  # the registration and its counter stripe: one statement
-        _REGISTER_AND_COUNT.run(
+        counted = _REGISTER_AND_COUNT.run(
             uow,
             (
                 entry.public_id, entry.campaign_id, entry.user_id, entry.id_hash,
                 entry.district, entry.created_at, secrets.randbelow(COUNTER_STRIPES),
             ),
-        )  # fmt: skip
+        ).first()  # fmt: skip
+        if counted is None:  # the same person registered in a transaction that just committed
+            existing = uow.session.scalars(
+                select(Registration).where(
+                    Registration.campaign_id == row.id, Registration.id_hash == who.id_hash
+                )
+            ).one()
+            return registration_view(row, existing, None), False
     else:
         uow.session.add(entry)
         uow.session.flush()
@@ -564,14 +571,18 @@ def register(
 
 
 # What :func:`_count_registered` does for one registration, in the statement that inserts it
-# (a data-modifying CTE: PostgreSQL only).
+# (a data-modifying CTE: PostgreSQL only). A registration of the same person that committed
+# after this one's duplicate check (a double tap) makes the insert do nothing, and so the count:
+# no row comes back, and ``register`` answers with that registration.
 _REGISTER_AND_COUNT = DriverSql(
     "WITH entry AS (INSERT INTO campaign_registrations "
     "(public_id, campaign_id, user_id, id_hash, district, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?) RETURNING campaign_id) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, id_hash) DO NOTHING "
+    "RETURNING campaign_id) "
     "INSERT INTO campaign_registration_counts (campaign_id, stripe, registrations) "
     "SELECT campaign_id, ?, 1 FROM entry ON CONFLICT (campaign_id, stripe) "
-    "DO UPDATE SET registrations = campaign_registration_counts.registrations + 1"
+    "DO UPDATE SET registrations = campaign_registration_counts.registrations + 1 "
+    "RETURNING registrations"
 )
 
 
