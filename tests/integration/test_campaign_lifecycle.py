@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -319,56 +320,71 @@ def _lock_waiter_or_done(db: Database, thread: threading.Thread) -> None:
         time.sleep(0.025)
 
 
-@pytest.mark.parametrize("first", ["register", "close"])
-def test_registration_and_closing_never_overlap(db: Database, tmp_path: Path, first: str) -> None:
-    """A registration whose lock is held makes closing wait, so the list hash covers it; a
-    closing in flight makes the registration wait and then refuse (registration_closed).
-    The other side starts while the first is paused inside its transaction."""
+def _opened(db: Database) -> tuple[str, int]:
+    """An open campaign for residents of tier 1 and up, and the moment it was made."""
     enc, t0 = test_encryptor(), now_us()
-    settings, bank = wallet_settings(tmp_path, db), sandbox_bank()
-    person = make_resident(db, settings, enc, bank, 1, card_ending=None)
     spec = _spec(t0, eligibility=Eligibility(min_tier=1))
     cid = db.transact(
         lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
     ).id
     db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
-    inside, release = threading.Event(), threading.Event()
-    outcome: dict[str, Any] = {}
+    return cid, t0
 
-    def register(pause: bool) -> None:
-        def work(uow: UnitOfWork) -> Any:
-            done = campaigns.register(uow, campaign_id=cid, user_id=person.user_id, now=t0)
+
+def _first_paused(
+    db: Database, first: Callable[[UnitOfWork], Any], second: Callable[[UnitOfWork], Any]
+) -> tuple[Any, Any]:
+    """Run ``first`` in a transaction that pauses after its work, start ``second`` in its
+    own meanwhile, wait until it waits on a lock (or ends), then let both finish. Returns
+    what each returned, or the exception it raised."""
+    inside, release = threading.Event(), threading.Event()
+    outcome: list[Any] = [None, None]
+
+    def run(slot: int, work: Callable[[UnitOfWork], Any], pause: bool) -> None:
+        def paused(uow: UnitOfWork) -> Any:
+            done = work(uow)
             if pause:
                 inside.set()
                 release.wait(30)
             return done
 
         try:
-            outcome["register"] = db.transact(work)
-        except RegistrationClosed as exc:
-            outcome["register"] = exc
+            outcome[slot] = db.transact(paused)
+        except Exception as exc:
+            outcome[slot] = exc
 
-    def close(pause: bool) -> None:
-        def work(uow: UnitOfWork) -> Any:
-            done = campaigns.close_registration(uow, campaign_id=cid, actor="op", now=t0 + HOUR)
-            if pause:
-                inside.set()
-                release.wait(30)
-            return done
-
-        outcome["close"] = db.transact(work)
-
-    sides = {"register": register, "close": close}
-    second = "close" if first == "register" else "register"
-    paused = threading.Thread(target=sides[first], args=(True,))
-    paused.start()
+    paused_thread = threading.Thread(target=run, args=(0, first, True))
+    paused_thread.start()
     assert inside.wait(30)
-    other = threading.Thread(target=sides[second], args=(False,))
+    other = threading.Thread(target=run, args=(1, second, False))
     other.start()
     _lock_waiter_or_done(db, other)
     release.set()
-    paused.join(30)
+    paused_thread.join(30)
     other.join(30)
+    return outcome[0], outcome[1]
+
+
+@pytest.mark.parametrize("first", ["register", "close"])
+def test_registration_and_closing_never_overlap(db: Database, tmp_path: Path, first: str) -> None:
+    """A registration whose lock is held makes closing wait, so the list hash covers it; a
+    closing in flight makes the registration wait and then refuse (registration_closed).
+    The other side starts while the first is paused inside its transaction."""
+    person = make_resident(
+        db, wallet_settings(tmp_path, db), test_encryptor(), sandbox_bank(), 1, card_ending=None
+    )
+    cid, t0 = _opened(db)
+    sides: dict[str, Callable[[UnitOfWork], Any]] = {
+        "register": lambda uow: campaigns.register(
+            uow, campaign_id=cid, user_id=person.user_id, now=t0
+        ),
+        "close": lambda uow: campaigns.close_registration(
+            uow, campaign_id=cid, actor="op", now=t0 + HOUR
+        ),
+    }
+    second = "close" if first == "register" else "register"
+    results = _first_paused(db, sides[first], sides[second])
+    outcome = dict(zip((first, second), results, strict=True))
     closed = outcome["close"]
     if first == "register":
         registration, new = outcome["register"]
@@ -386,12 +402,7 @@ def test_registration_and_closing_never_overlap(db: Database, tmp_path: Path, fi
 
 def test_registering_an_unknown_user_or_campaign_is_refused(db: Database) -> None:
     """The one statement that reads the campaign and the resident tells the two apart."""
-    enc, t0 = test_encryptor(), now_us()
-    spec = _spec(t0, eligibility=Eligibility(min_tier=1))
-    cid = db.transact(
-        lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
-    ).id
-    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
+    cid, _ = _opened(db)
     with pytest.raises(UserNotFound):
         db.transact(lambda uow: campaigns.register(uow, campaign_id=cid, user_id="usr_nobody"))
     with pytest.raises(CampaignNotFound):
@@ -402,37 +413,15 @@ def test_a_double_tap_registers_once_and_both_taps_get_it(db: Database, tmp_path
     """Two registrations of one person at once: the second passed its duplicate check before
     the first committed. It waits for the first's row, then answers with that registration
     (not new) instead of failing on the unique index; one registration is counted."""
-    enc, t0 = test_encryptor(), now_us()
-    settings, bank = wallet_settings(tmp_path, db), sandbox_bank()
-    person = make_resident(db, settings, enc, bank, 1, card_ending=None)
-    spec = _spec(t0, eligibility=Eligibility(min_tier=1))
-    cid = db.transact(
-        lambda uow: campaigns.create_campaign(uow, spec=spec, actor="op", encryptor=enc)
-    ).id
-    db.transact(lambda uow: campaigns.open_registration(uow, campaign_id=cid, actor="op"))
-    inside, release = threading.Event(), threading.Event()
-    outcome: dict[str, Any] = {}
+    person = make_resident(
+        db, wallet_settings(tmp_path, db), test_encryptor(), sandbox_bank(), 1, card_ending=None
+    )
+    cid, t0 = _opened(db)
 
-    def tap(name: str, pause: bool) -> None:
-        def work(uow: UnitOfWork) -> Any:
-            done = campaigns.register(uow, campaign_id=cid, user_id=person.user_id, now=t0)
-            if pause:
-                inside.set()
-                release.wait(30)
-            return done
+    def tap(uow: UnitOfWork) -> Any:
+        return campaigns.register(uow, campaign_id=cid, user_id=person.user_id, now=t0)
 
-        outcome[name] = db.transact(work)
-
-    first = threading.Thread(target=tap, args=("first", True))
-    first.start()
-    assert inside.wait(30)
-    second = threading.Thread(target=tap, args=("second", False))
-    second.start()
-    _lock_waiter_or_done(db, second)
-    release.set()
-    first.join(30)
-    second.join(30)
-    (one, one_new), (two, two_new) = outcome["first"], outcome["second"]
+    (one, one_new), (two, two_new) = _first_paused(db, tap, tap)
     assert (one_new, two_new) == (True, False)
     assert one.id == two.id
     with db.uow(readonly=True) as uow:

@@ -414,10 +414,6 @@ def _lock_accounts(conn: Connection, ids: list[int]) -> dict[int, AccountState]:
 def _write_batch(conn: Connection, transfers: list[Transfer], states: list[AccountState]) -> None:
     """Insert the new transfers and store the touched accounts' new counters."""
     rows = _transfer_rows(transfers)
-    counters = [
-        (s.debits_pending, s.debits_posted, s.credits_pending, s.credits_posted, s.id)
-        for s in states
-    ]
     columns = f"{TRANSFER_COLUMNS}, hash"
     if _is_pg(conn):
         # One statement, one round trip, whatever the batch size: the INSERT rides in a
@@ -438,7 +434,7 @@ def _write_batch(conn: Connection, transfers: list[Transfer], states: list[Accou
             "credits_pending = v.cp, credits_posted = v.cpo FROM unnest(%b::bigint[], "
             "%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[]) AS v(dp, dpo, cp, cpo, id) "
             "WHERE a.id = v.id",
-            (*values, *_columns(counters, 5)),
+            (*values, *_columns(_counter_rows(states), 5)),
         )
         return
     _executemany(
@@ -453,11 +449,16 @@ def _store_counters(conn: Connection, states: list[AccountState]) -> None:
         conn,
         "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, "
         "credits_pending = ?, credits_posted = ? WHERE id = ?",
-        [
-            (s.debits_pending, s.debits_posted, s.credits_pending, s.credits_posted, s.id)
-            for s in states
-        ],
+        _counter_rows(states),
     )
+
+
+def _counter_rows(states: list[AccountState]) -> list[tuple[int, ...]]:
+    """Accounts' four counters, then their id (the order both writes of them take)."""
+    return [
+        (s.debits_pending, s.debits_posted, s.credits_pending, s.credits_posted, s.id)
+        for s in states
+    ]
 
 
 def _transfer_rows(transfers: list[Transfer]) -> list[tuple[Any, ...]]:

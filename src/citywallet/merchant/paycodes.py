@@ -232,14 +232,12 @@ def set_prefs(
     per_payment: int,
     per_day: int,
     settings: Settings,
-    pin: str | None = None,
+    pin: str,
     encryptor: Encryptor | None = None,
 ) -> Prefs:
-    """Change the password-free limits, at most the defaults' caps. With ``pin``, the
-    payment PIN is checked in this transaction (``identity.run_confirmed``); without, it was
-    before."""
-    if pin is not None:
-        verify_pin(uow, user_id=user_id, pin=pin, encryptor=encryptor)
+    """Change the password-free limits, at most the defaults' caps; the payment PIN is
+    checked in this transaction (run it with ``identity.run_confirmed``)."""
+    verify_pin(uow, user_id=user_id, pin=pin, encryptor=encryptor)
     active_user(uow, user_id)
     check_free_limits(
         FreeLimits(enabled, per_payment, per_day), most_per_day=settings.paycode_free_per_day
