@@ -20,7 +20,13 @@ from citywallet.identity.sessions import flush_touches
 from citywallet.ledger.blocks import LedgerSigner, load_signer
 from citywallet.platform.adapters import load_adapter
 from citywallet.platform.config import Settings, get_settings
-from citywallet.platform.crypto import Encryptor, MissingKeys, ledger_seed, load_keyring
+from citywallet.platform.crypto import (
+    Encryptor,
+    MissingKeys,
+    interop_seed,
+    ledger_seed,
+    load_keyring,
+)
 from citywallet.platform.db import Database
 from citywallet.platform.errors import AdapterUnavailable
 from citywallet.platform.files import private_dir
@@ -96,6 +102,11 @@ class Runtime:
                     )
             return self._signer
 
+    @cached_property
+    def interop_key(self) -> Ed25519PrivateKey:
+        """This process's FSPIOP signing key (a provider's or the switch's)."""
+        return Ed25519PrivateKey.from_private_bytes(interop_seed(self.settings))
+
     def close(self) -> None:
         """Write the sessions' pending touches, then release the database connections."""
         flush_touches(self.db)
@@ -131,6 +142,11 @@ def unsafe_start_reasons(settings: Settings) -> list[str]:
             reasons.append(LEDGER_KEY_MISSING)
     except Exception as exc:  # a malformed key or key file
         reasons.append(f"ledger key unusable: {exc}")
+    if settings.interop_participant_id:
+        try:
+            interop_seed(settings)
+        except Exception as exc:  # missing or malformed
+            reasons.append(f"interop key unusable: {exc}")
     adapters = (
         ("CITYWALLET_SMS_ADAPTER", "SMS gateway", settings.sms_adapter),
         ("CITYWALLET_IDENTITY_ADAPTER", "identity verifier", settings.identity_adapter),

@@ -215,6 +215,34 @@ class Settings(BaseSettings):
         description="The ledger's Ed25519 signing key: base64 of its 32-byte seed. Empty: the "
         "key file's 'ledger' entry, else (sandbox only) one generated into the database.",
     )
+    # --- interoperability (issue 14, docs/interop.md) ---------------------------------------
+    interop_key: str = Field(
+        default="",
+        description="This process's Ed25519 key for FSPIOP signatures (a provider's or the "
+        "switch's): base64 of its 32-byte seed. Empty: the key file's 'interop' entry, else "
+        "(sandbox only) one generated into the key file.",
+    )
+    interop_participant_id: str = Field(
+        default="",
+        description="This deployment's participant id at the switch (1-32 of a-z 0-9 -). "
+        "Empty: not connected to a switch.",
+    )
+    interop_switch_url: str = Field(
+        default="", description="Base URL of the switch's FSPIOP API, e.g. http://switch:9000."
+    )
+    interop_switch_public_key: str = Field(
+        default="",
+        description="The switch's Ed25519 public key (base64 of 32 bytes): callbacks from the "
+        "switch are checked against it.",
+    )
+    interop_public_url: str = Field(
+        default="",
+        description="Where the switch reaches this deployment's FSPIOP endpoints "
+        "(e.g. http://cell-1:8000/fspiop); registered with the switch.",
+    )
+    interop_transfer_seconds: int = Field(
+        default=60, description="How long a cross-provider transfer may take before it expires."
+    )
     sms_adapter: str = Field(
         default="",
         description="Production SMS gateway: 'package.module:factory', called with the "

@@ -101,6 +101,29 @@ def ledger_seed(settings: Settings) -> bytes | None:
     return seed
 
 
+def interop_seed(settings: Settings) -> bytes:
+    """The FSPIOP signing key's 32-byte Ed25519 seed: ``CITYWALLET_INTEROP_KEY``, else the key
+    file's ``interop`` entry, else (sandbox only) a new one written into the key file."""
+    value = settings.interop_key
+    path = settings.resolved_key_file
+    if not value and path.exists():
+        value = str(json.loads(path.read_text()).get("interop", ""))
+    if not value:
+        if not settings.sandbox:
+            raise MissingKeys(
+                "no interop key: set CITYWALLET_INTEROP_KEY or an 'interop' entry in "
+                "CITYWALLET_KEY_FILE (base64 of a 32-byte Ed25519 seed)"
+            )
+        load_keyring(settings)  # creates the key file in sandbox mode
+        data = json.loads(path.read_text())
+        value = data.setdefault("interop", _new_key())
+        _write_key_file(path, data)
+    seed = base64.b64decode(value, validate=True)
+    if len(seed) != 32:
+        raise ValueError("the interop key must be base64 of a 32-byte Ed25519 seed")
+    return seed
+
+
 def add_key(settings: Settings) -> str:
     """Create a new current key in the key file; returns its id (rotation, step 1)."""
     if settings.master_keys:

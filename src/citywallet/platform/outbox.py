@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,15 @@ def outbox_handler(topic: str) -> Callable[[OutboxHandler], OutboxHandler]:
     return register
 
 
+_RETRY: dict[str, tuple[float, float]] = {}
+
+
+def retry_policy(topic: str, *, base_seconds: float, cap_seconds: float) -> None:
+    """Retry ``topic`` on its own schedule (e.g. interop messages: sub-second, capped at a few
+    seconds, because a transfer expires within a minute) instead of the default one."""
+    _RETRY[topic] = (base_seconds, cap_seconds)
+
+
 def registered_handlers() -> dict[str, OutboxHandler]:
     """A copy of the topic handlers registered with :func:`outbox_handler`."""
     return dict(_HANDLERS)
@@ -100,10 +109,13 @@ def deliver_due(
     limit: int = 100,
     max_age_seconds: int = MAX_AGE_SECONDS,
     claim_seconds: int = CLAIM_SECONDS,
+    topics: Collection[str] | None = None,
 ) -> int:
-    """Deliver up to ``limit`` due messages; returns how many were delivered."""
+    """Deliver up to ``limit`` due messages (of ``topics`` only, if given); returns how many
+    were delivered."""
     moment = now if now is not None else now_us()
-    messages = db.transact(lambda uow: _claim(uow, moment, limit, claim_seconds))
+    only = sorted(topics) if topics is not None else None
+    messages = db.transact(lambda uow: _claim(uow, moment, limit, claim_seconds, only))
     return sum(
         _deliver_one(db, m, handlers.get(m.topic), moment, max_age_seconds) for m in messages
     )
@@ -129,15 +141,22 @@ def _deliver_one(
     return True
 
 
-def _claim(uow: UnitOfWork, moment: int, limit: int, claim_seconds: int) -> list[Message]:
+def _claim(
+    uow: UnitOfWork, moment: int, limit: int, claim_seconds: int, topics: list[str] | None
+) -> list[Message]:
     lock = " FOR UPDATE SKIP LOCKED" if uow.dialect == "postgresql" else ""
+    params: dict[str, Any] = {"dead": False, "now": moment, "limit": limit}
+    only = ""
+    if topics is not None:
+        params.update({f"topic{i}": topic for i, topic in enumerate(topics)})
+        only = f" AND topic IN ({', '.join(f':topic{i}' for i in range(len(topics)))})"
     rows = uow.session.execute(
         text(
             "SELECT id, topic, payload, attempts, created_at FROM platform_outbox "
-            "WHERE delivered_at IS NULL AND dead = :dead AND next_attempt_at <= :now "
+            f"WHERE delivered_at IS NULL AND dead = :dead AND next_attempt_at <= :now{only} "
             f"ORDER BY next_attempt_at, id LIMIT :limit{lock}"
         ),
-        {"dead": False, "now": moment, "limit": limit},
+        params,
     ).all()
     if not rows:
         return []
@@ -165,7 +184,8 @@ def _record_failure(
     uow: UnitOfWork, message: Message, error: str, moment: int, max_age_seconds: int
 ) -> bool:
     """Schedule the next attempt, or mark the message dead once it is too old; returns dead."""
-    next_at = moment + backoff_us(message.attempt, jitter=0.2)
+    base, cap = _RETRY.get(message.topic, (BASE_DELAY_SECONDS, MAX_DELAY_SECONDS))
+    next_at = moment + backoff_us(message.attempt, base_seconds=base, cap_seconds=cap, jitter=0.2)
     dead = next_at - message.created_at > max_age_seconds * SECOND_US
     uow.session.execute(
         text(
