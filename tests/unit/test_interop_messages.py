@@ -13,8 +13,10 @@ from citywallet.interop.messages import (
     ErrorCode,
     ErrorMessage,
     PartyLookupResult,
+    PartyRef,
     QuoteRequest,
     QuoteResponse,
+    SettlementNotice,
     TransferFulfil,
     TransferPrepare,
     error,
@@ -175,3 +177,31 @@ def test_error_descriptions_default_to_fspiop_names() -> None:
     assert ErrorCode.UNKNOWN_URI.description == "Unknown URI"
     body = error(ErrorCode.MODIFIED_REQUEST).error_information
     assert body.error_description == "Modified request"
+
+
+@pytest.mark.parametrize(
+    ("id_type", "identifier", "ok"),
+    [
+        ("MSISDN", "13900139000", True),
+        ("MSISDN", "mch_123", False),
+        ("BUSINESS", "mch_123", True),
+        ("BUSINESS", "mch 123", False),
+        ("BUSINESS", "x" * 65, False),
+    ],
+)
+def test_a_party_reference_is_checked_by_its_type(id_type: str, identifier: str, ok: bool) -> None:
+    wire = {"partyIdType": id_type, "partyIdentifier": identifier, "fspId": "provider-b"}
+    if ok:
+        assert PartyRef.model_validate(wire).party_identifier == identifier
+    else:
+        with pytest.raises(ValidationError):
+            PartyRef.model_validate(wire)
+
+
+def test_a_settlement_notice_carries_a_signed_net() -> None:
+    notice = SettlementNotice.model_validate_json(
+        '{"windowId": "7c23e80c-d078-4077-8263-2c047876fcf6", "netAmount": -2500,'
+        ' "currency": "CNY", "transferCount": 3, "closedAt": "2026-12-07T05:30:00Z"}'
+    )
+    assert notice.net_amount == -2500
+    assert b'"netAmount":-2500' in notice.wire()

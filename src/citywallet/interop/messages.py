@@ -9,6 +9,7 @@ decimal strings. Error codes are FSPIOP's own numbers (the subset the switch use
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -26,6 +27,20 @@ MessageId = Annotated[
     str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ]
 Msisdn = Annotated[str, Field(pattern=r"^\+?[0-9]{5,15}$")]
+PartyIdType = Literal["MSISDN", "BUSINESS"]  # a resident's mobile number; a merchant's id
+_IDENTIFIER = {
+    "MSISDN": re.compile(r"\+?[0-9]{5,15}"),
+    "BUSINESS": re.compile(r"[A-Za-z0-9_-]{1,64}"),
+}
+
+
+def check_identifier(id_type: str, identifier: str) -> None:
+    """Raise ``ValueError`` unless ``identifier`` is well formed for ``id_type``."""
+    pattern = _IDENTIFIER.get(id_type)
+    if pattern is None or not pattern.fullmatch(identifier):
+        raise ValueError(f"not a valid {id_type} identifier")
+
+
 Condition = Annotated[str, AfterValidator(check_condition)]
 Fulfilment = Annotated[str, AfterValidator(check_fulfilment)]
 Fen = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
@@ -103,9 +118,36 @@ class PartyLookupResult(Message):
 
 
 class PartyRef(Message):
-    party_id_type: Literal["MSISDN"] = "MSISDN"
-    party_identifier: Msisdn
+    """A resident (``MSISDN``: mobile number) or a merchant (``BUSINESS``: its merchant id)."""
+
+    party_id_type: PartyIdType = "MSISDN"
+    party_identifier: Annotated[str, Field(min_length=1, max_length=64)]
     fsp_id: ParticipantId
+
+    @model_validator(mode="after")
+    def _identifier(self) -> PartyRef:
+        check_identifier(self.party_id_type, self.party_identifier)
+        return self
+
+
+class AliasRegistration(Message):
+    """``POST /participants/{type}/{id}``: a provider tells the switch it holds an alias
+    (a resident who verified their real name, or a merchant), with the name to show payers."""
+
+    fsp_id: ParticipantId
+    masked_name: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class SettlementNotice(Message):
+    """``PUT /settlementWindows/{windowId}``: the switch tells each participant its net for a
+    closed window. ``netAmount`` is signed fen: positive, the participant pays it; negative,
+    it receives it. Each provider posts it against its settlement account with the switch."""
+
+    window_id: MessageId
+    net_amount: Annotated[int, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
+    currency: Literal["CNY"] = CURRENCY
+    transfer_count: Annotated[int, Field(ge=0)]
+    closed_at: datetime
 
 
 class QuoteRequest(Message):
