@@ -13,6 +13,7 @@ from rich.table import Table
 
 import citywallet
 from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
+from citywallet.cli_cells import cells_app
 from citywallet.platform import crypto
 from citywallet.platform.config import get_settings
 from citywallet.platform.files import private_dir
@@ -46,6 +47,7 @@ app.add_typer(merchant_app, name="merchant")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(operators_app, name="operators")
 users_app.add_typer(attributes_app, name="attributes")
+app.add_typer(cells_app, name="cells")
 console = Console()
 REPO_ROOT = Path(citywallet.__file__).resolve().parents[2]
 
