@@ -160,11 +160,16 @@ class QuoteRequest(Message):
     amount_type: Literal["SEND", "RECEIVE"]
     amount: Amount
     expiration: datetime
+    # A merchant payment: the EMVCo payload the payer scanned, for the merchant's provider to
+    # authenticate with its own key (its MAC, amount and order) before it quotes.
+    qr_payload: Annotated[str, Field(min_length=1, max_length=512)] | None = None
 
     @model_validator(mode="after")
     def _distinct(self) -> QuoteRequest:
         if self.payer.fsp_id == self.payee.fsp_id:
             raise ValueError("payer and payee are at the same participant: no switch needed")
+        if (self.qr_payload is not None) != (self.payee.party_id_type == "BUSINESS"):
+            raise ValueError("a merchant (BUSINESS) payee comes with its QR payload, only it")
         return self
 
 
