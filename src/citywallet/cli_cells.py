@@ -68,12 +68,17 @@ def cells_up(
     try:
         with cells:
             console.print(_panel(cells))
-            with contextlib.suppress(KeyboardInterrupt):
-                stop.wait()
+            _wait(stop)
             console.print("stopping…")
     except (RuntimeError, ValueError) as exc:
         console.print(f"[red]cells up failed: {exc}[/]")
         raise typer.Exit(1) from None
+
+
+def _wait(stop: threading.Event) -> None:
+    """Until SIGTERM or Ctrl-C."""
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
 
 
 def _panel(cells: Cells) -> Panel:
