@@ -281,6 +281,17 @@ def bench_redpackets(ctx: typer.Context) -> None:
     raise typer.Exit(main(list(ctx.args)))
 
 
+@bench_app.command(
+    "interop", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_interop(ctx: typer.Context) -> None:
+    """P2P through the switch (3 cells) beside in-provider P2P, same run; -- --help."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench.interop import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
 SERVERS = ("uvicorn", "granian")
 
 

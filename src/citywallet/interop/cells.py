@@ -461,3 +461,63 @@ def seed_resident(client: httpx2.Client, cell: Cell, i: int, top_up: int) -> Res
         if funded.get("status") != "succeeded":
             raise RuntimeError(f"seeding: the top-up of {phone} is {funded.get('status')}")
     return Resident(cell.id, phone, user_id, token, card_id, top_up)
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A cross-provider P2P as its payer saw it: ids, final state, seconds per stage."""
+
+    id: str
+    switch_transfer_id: str
+    state: str  # processing | committed | aborted | expired
+    stages: dict[str, float]
+
+
+FINAL = ("committed", "aborted", "expired")
+
+
+def pay_across(
+    http: httpx2.Client,
+    payer: Resident,
+    phone: str,
+    amount: int,
+    *,
+    attempts: int = 3,
+    wait: float = 60.0,
+    poll: float = 0.05,
+) -> Payment:
+    """Lookup → quote → transfer through the payer's cell (``http``'s base URL), as the app
+    does it; then the transfer's state until final (or ``wait`` seconds). A lookup or quote
+    that times out (504: a message lost on the way) is asked again, up to ``attempts``."""
+    stages: dict[str, float] = {}
+
+    def ask(stage: str, call: Callable[[], httpx2.Response], ok: int) -> Any:
+        started = time.perf_counter()
+        for _ in range(attempts):
+            answer = call()
+            if answer.status_code != 504:
+                break
+        stages[stage] = time.perf_counter() - started
+        if answer.status_code != ok:
+            raise RuntimeError(f"{stage}: {answer.status_code} {answer.text[:200]}")
+        return answer.json()
+
+    auth = payer.headers
+    ask("lookup", lambda: http.get(f"/v1/interop/parties/{phone}", headers=auth), 200)
+    body = {"phone": phone, "amount": amount, "currency": "CNY"}
+    quote = ask("quote", lambda: http.post("/v1/interop/quotes", json=body, headers=auth), 201)
+    started = time.perf_counter()
+    money = {**auth, "Idempotency-Key": uuid.uuid4().hex}
+    pay = {"quote_id": quote["quote_id"], "pin": payer.pin, "note": "cells"}
+    answer = http.post("/v1/interop/transfers", json=pay, headers=money)
+    if answer.status_code not in (201, 202):
+        raise RuntimeError(f"transfer: {answer.status_code} {answer.text[:200]}")
+    transfer = answer.json()
+    deadline = time.monotonic() + wait
+    while transfer["state"] not in FINAL and time.monotonic() < deadline:
+        time.sleep(poll)
+        seen = http.get(f"/v1/interop/transfers/{transfer['id']}", headers=auth)
+        if seen.status_code == 200:
+            transfer = seen.json()
+    stages["transfer"] = time.perf_counter() - started
+    return Payment(transfer["id"], transfer["switch_transfer_id"], transfer["state"], stages)
