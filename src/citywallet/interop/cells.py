@@ -141,6 +141,7 @@ class Cell:
     public_url: str  # its FSPIOP base as registered at the switch (through its proxy, if any)
     proxy: FaultProxy | None = None
     residents: list[Resident] = field(default_factory=list)
+    public_key: str = ""  # its FSPIOP key, base64, as `citywallet interop key` prints it
 
     @property
     def url(self) -> str:
@@ -282,26 +283,31 @@ class Cells:
         self.stop()
 
     def start(self) -> None:
-        """Databases, the switch, the cells, registration, residents."""
+        """Databases, keys, the switch and the cells at once, registration, residents."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.with_switch:
-            self._start_switch()
-        self._start_cells()
-        if self.with_switch:
-            self._register_cells()
+        self._prepare()
+        self.echo("starting " + ", ".join(p.name for p in self._processes()))
+        for process in self._processes():
+            process.start()
+        if self.switch is not None:
+            self.switch.wait_ready()
+            self._register_cells()  # while the cells migrate and start
+        for cell in self.cells:
+            cell.process.wait_ready()
         self.echo(f"seeding {self.residents_per_cell} residents per cell")
         with ThreadPoolExecutor(self.n) as pool:
             list(pool.map(self._seed, self.cells))
-        if self.with_switch:
-            with ThreadPoolExecutor(self.n) as pool:
-                list(pool.map(lambda c: self.cli(c, "interop", "aliases", "sync"), self.cells))
+        if self.switch is not None:
+            self._await_aliases()
+
+    def _processes(self) -> list[Process]:
+        switch = [self.switch] if self.switch is not None else []
+        return switch + [cell.process for cell in self.cells]
 
     def stop(self) -> None:
-        """Stop the cells, then the switch, then the proxies; drop the databases."""
-        for cell in self.cells:
-            cell.process.kill(signal.SIGTERM)
-        if self.switch is not None:
-            self.switch.kill(signal.SIGTERM)
+        """Stop every process (SIGTERM, then SIGKILL) and the proxies; drop the databases."""
+        with ThreadPoolExecutor(self.n + 1) as pool:
+            list(pool.map(lambda p: p.kill(signal.SIGTERM, wait=10.0), self._processes()))
         for proxy in self.proxies():
             proxy.stop()
         if not self.keep_databases:
@@ -352,20 +358,16 @@ class Cells:
         port = self._ports[self.n + 1 + index]
         return FaultProxy(target, rates, port=port).start()
 
-    def _start_switch(self) -> None:
-        port = self._ports[0]
-        self.switch_database_url = self._database(f"{self.prefix}_switch")
-        env = self._env("switch", self.switch_database_url)
-        log = self.workdir / "switch.log"
-        self.switch = Process("switch", cli_command("switch", "serve", "--port", str(port)), env,
-                              port, log)  # fmt: skip
-        self.switch_public_key = self.cli(None, "switch", "key").strip().splitlines()[-1]
-        self.echo(f"starting the switch on {port}")
-        self.switch.start()
-        self.switch_proxy = self._proxy(0, self.switch.url)
-        self.switch.wait_ready()
-
-    def _start_cells(self) -> None:
+    def _prepare(self) -> None:
+        """Databases, var dirs, proxies and processes (not started); every FSPIOP key made
+        and read at once (``switch key``, ``interop key``: no database needed)."""
+        if self.with_switch:
+            port = self._ports[0]
+            self.switch_database_url = self._database(f"{self.prefix}_switch")
+            env = self._env("switch", self.switch_database_url)
+            command = cli_command("switch", "serve", "--port", str(port))
+            self.switch = Process("switch", command, env, port, self.workdir / "switch.log")
+            self.switch_proxy = self._proxy(0, self.switch.url)
         for k in range(1, self.n + 1):
             port = self._ports[k]
             participant = f"cell-{k}"
@@ -373,35 +375,68 @@ class Cells:
             env = self._env(participant, url)
             proxy = self._proxy(k, f"http://127.0.0.1:{port}")
             public = (proxy.url if proxy else f"http://127.0.0.1:{port}") + "/fspiop"
-            if self.with_switch:
-                env.update(
-                    {
-                        "CITYWALLET_INTEROP_PARTICIPANT_ID": participant,
-                        "CITYWALLET_INTEROP_SWITCH_URL": self.switch_url,
-                        "CITYWALLET_INTEROP_SWITCH_PUBLIC_KEY": self.switch_public_key,
-                        "CITYWALLET_INTEROP_PUBLIC_URL": public,
-                    }
-                )
             command = cli_command("serve", "--port", str(port))
             process = Process(participant, command, env, port, self.workdir / f"{participant}.log")
             self.cells.append(Cell(k, participant, process, url, Path(env["CITYWALLET_VAR_DIR"]),
                                    public, proxy))  # fmt: skip
-            self.echo(f"starting {participant} on {port}")
-            process.start()
-        for cell in self.cells:
-            cell.process.wait_ready()
+        if not self.with_switch:
+            return
+        self.echo("making the FSPIOP keys")
+        with ThreadPoolExecutor(self.n + 1) as pool:
+            switch_key = pool.submit(self.cli, None, "switch", "key")
+            keys = list(pool.map(lambda c: self.cli(c, "interop", "key"), self.cells))
+        self.switch_public_key = switch_key.result().strip().splitlines()[-1]
+        for cell, key in zip(self.cells, keys, strict=True):
+            cell.public_key = key.strip().splitlines()[-1]
+            cell.process.env.update(
+                {
+                    "CITYWALLET_INTEROP_PARTICIPANT_ID": cell.id,
+                    "CITYWALLET_INTEROP_SWITCH_URL": self.switch_url,
+                    "CITYWALLET_INTEROP_SWITCH_PUBLIC_KEY": self.switch_public_key,
+                    "CITYWALLET_INTEROP_PUBLIC_URL": cell.public_url,
+                }
+            )
 
     def _register_cells(self) -> None:
         def register(cell: Cell) -> None:
-            key = self.cli(cell, "interop", "key").strip().splitlines()[-1]
             self.cli(
                 None, "switch", "participants", "add", cell.id, "--name", f"Cell {cell.index}",
-                "--public-key", key, "--callback-url", cell.public_url, "--cap", str(self.cap),
+                "--public-key", cell.public_key, "--callback-url", cell.public_url,
+                "--cap", str(self.cap),
             )  # fmt: skip
 
         self.echo("registering the cells at the switch")
         with ThreadPoolExecutor(self.n) as pool:
             list(pool.map(register, self.cells))
+
+    def _await_aliases(self, seconds: float = 30.0) -> None:
+        """Until the switch holds every resident's number (each cell announces a resident's
+        number when the real name is verified); ``interop aliases sync`` for a cell whose
+        numbers are still missing halfway."""
+        expected = {cell.id: len(cell.residents) for cell in self.cells}
+        engine = create_engine(self.switch_database_url)
+        deadline = time.monotonic() + seconds
+        synced = False
+        try:
+            while True:
+                with engine.connect() as conn:
+                    rows = conn.execute(
+                        text("SELECT fsp_id, count(*) FROM switch_aliases GROUP BY fsp_id")
+                    ).all()
+                held = {str(fsp): int(count) for fsp, count in rows}
+                missing = [c for c in self.cells if held.get(c.id, 0) < expected[c.id]]
+                if not missing:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"aliases missing at the switch: {held} of {expected}")
+                if left < seconds / 2 and not synced:
+                    for cell in missing:
+                        self.cli(cell, "interop", "aliases", "sync")
+                    synced = True
+                time.sleep(0.2)
+        finally:
+            engine.dispose()
 
     def _seed(self, cell: Cell) -> None:
         with httpx2.Client(base_url=cell.url, timeout=30.0) as client:
@@ -471,6 +506,7 @@ class Payment:
     switch_transfer_id: str
     state: str  # processing | committed | aborted | expired
     stages: dict[str, float]
+    payer_fee: int = 0
 
 
 FINAL = ("committed", "aborted", "expired")
@@ -520,4 +556,7 @@ def pay_across(
         if seen.status_code == 200:
             transfer = seen.json()
     stages["transfer"] = time.perf_counter() - started
-    return Payment(transfer["id"], transfer["switch_transfer_id"], transfer["state"], stages)
+    return Payment(
+        transfer["id"], transfer["switch_transfer_id"], transfer["state"], stages,
+        int(quote["payer_fee"]),
+    )  # fmt: skip
