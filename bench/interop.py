@@ -195,7 +195,9 @@ def table(cases: list[Case], caption: str) -> Table:
     for case in cases:
         summary = case.summary()
         stages = summary["stages_ms"] or {"end to end": {"p50": 0, "p99": 0}}
-        for stage, figures in stages.items():
+        order = ["end to end"] + [s for s in stages if s != "end to end"]
+        for stage in order:
+            figures = stages[stage]
             first = stage == "end to end"
             out.add_row(
                 case.name if first else "", stage,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from bench.interop import Case, parse_args, percentile
+from bench.interop import Case, parse_args, percentile, table
+from rich.console import Console
 
 
 def test_percentile_is_the_nearest_rank() -> None:
@@ -29,3 +30,16 @@ def test_arguments_are_checked() -> None:
     assert parse_args(["--seconds", "10", "--clients", "4"]).clients == 4
     with pytest.raises(SystemExit):
         parse_args(["--cells", "1"])
+
+
+def test_the_table_puts_end_to_end_first_under_each_case() -> None:
+    case = Case("cross", seconds=1.0, done=2)
+    case.samples = {"lookup": [0.1, 0.1], "quote": [0.2, 0.2], "end to end": [0.5, 0.5]}
+    rows = table([Case("local", 1.0, 3, samples={"end to end": [0.01]}), case], "c").rows
+    console = Console(width=200, record=True)
+    console.print(table([case], "caption"))
+    lines = [line for line in console.export_text().splitlines() if "│" in line]
+    assert "cross" in lines[0]
+    assert "end to end" in lines[0]
+    assert ["lookup" in lines[1], "quote" in lines[2]] == [True, True]
+    assert len(rows) == 4
