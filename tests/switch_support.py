@@ -43,11 +43,12 @@ def public_b64(key: Ed25519PrivateKey) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def switch_runtime(db: Database, tmp_path: Path) -> Runtime:
+def switch_runtime(db: Database, tmp_path: Path, **overrides: Any) -> Runtime:
     settings = Settings(
         var_dir=tmp_path,
         database_url=db.url,
         interop_key=base64.b64encode(SWITCH_SEED).decode("ascii"),
+        **overrides,
     )
     return Runtime(settings, db, test_encryptor())
 

@@ -26,8 +26,10 @@ switch_app = typer.Typer(
 )
 participants_app = typer.Typer(help="The switch's participants.", no_args_is_help=True)
 windows_app = typer.Typer(help="Settlement windows.", no_args_is_help=True)
+operators_app = typer.Typer(help="Operators of the switch's console.", no_args_is_help=True)
 switch_app.add_typer(participants_app, name="participants")
 switch_app.add_typer(windows_app, name="windows")
+switch_app.add_typer(operators_app, name="operators")
 
 T = TypeVar("T")
 
@@ -201,3 +203,26 @@ def windows_list(limit: int = 20) -> None:
 
     views = _transact(lambda uow: windows(uow, limit=limit))
     _base().console.print(_window_table("settlement windows", views))
+
+
+@operators_app.command("add")
+def operators_add(
+    phone: Annotated[str, typer.Argument(metavar="PHONE")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Create an operator account of the switch's console (signs in at /login)."""
+    from citywallet.identity.attributes import grant_operator
+    from citywallet.identity.service import provision_account
+
+    runtime = _runtime()
+    try:
+        with _refusals():
+            user = provision_account(
+                runtime.db, phone=phone, password=password, encryptor=runtime.encryptor
+            )
+            runtime.db.transact(
+                lambda uow: grant_operator(uow, user_id=user.id, actor="cli:switch")
+            )
+    finally:
+        runtime.db.dispose()
+    _print(f"[green]operator {user.phone_masked} ({user.id}) may sign in at /console[/]")

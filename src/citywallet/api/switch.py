@@ -226,6 +226,9 @@ def create_switch_app(
     app.state.runtime = runtime
     app.state.switch = http
     _routes(app, http)
+    from citywallet.web.switch_console import install as install_console
+
+    install_console(app)
     return app
 
 

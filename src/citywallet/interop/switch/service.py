@@ -11,6 +11,7 @@ locked in ascending id order, after the transfer rows, so transactions never wai
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -318,6 +319,41 @@ def reject_transfer(
 def query_transfer(uow: UnitOfWork, *, source: str, transfer_id: str, now: datetime) -> None:
     """``GET /transfers/{id}``: tell the asking payer or payee the state (3208 to others)."""
     _step(uow, transfer_id, transfers.Query(source, transfer_id), now)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferView:
+    transfer_id: str
+    payer: str
+    payee: str
+    amount: int
+    state: str
+    error_code: str | None
+    created_at: int
+    completed_at: int | None
+
+
+def failed_transfers(uow: UnitOfWork, *, limit: int = 100) -> list[TransferView]:
+    """Aborted and expired transfers, newest first (for the console)."""
+    rows = uow.session.execute(
+        select(Transfer)
+        .where(Transfer.state.in_((State.ABORTED.value, State.EXPIRED.value)))
+        .order_by(Transfer.created_at.desc())
+        .limit(limit)
+    ).scalars()
+    return [
+        TransferView(
+            r.transfer_id,
+            r.payer,
+            r.payee,
+            r.amount,
+            r.state,
+            r.error_code,
+            r.created_at,
+            r.completed_at,
+        )
+        for r in rows
+    ]
 
 
 def expire_due(uow: UnitOfWork, *, now: datetime, limit: int = SWEEP_BATCH) -> int:
