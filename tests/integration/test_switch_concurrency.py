@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from citywallet.api.switch import create_switch_app
 from citywallet.interop.messages import TransferFulfil
 from citywallet.interop.switch import service, windows
 from citywallet.platform.db import Database
-from tests.switch_support import add_participants, new_prepare, positions
+from tests.switch_support import (
+    add_participants,
+    call,
+    new_prepare,
+    outbox,
+    positions,
+    switch_runtime,
+)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -61,3 +71,28 @@ def test_concurrent_prepares_never_pass_the_cap(db: Database) -> None:
     assert closed.report is not None
     assert closed.report["positions"] == {"provider-a": position, "provider-b": -position}
     assert positions(db) == dict.fromkeys(("provider-a", "provider-b", "provider-c"), (0, 0))
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_same_prepare_sent_concurrently_reserves_once(db: Database, tmp_path: Path) -> None:
+    add_participants(db)
+    app = create_switch_app(switch_runtime(db, tmp_path), start_background=False)
+    prepare, _ = new_prepare(3_000)
+    start = threading.Barrier(6)
+    answers: list[int] = []
+    with TestClient(app) as client:
+
+        def send() -> None:
+            start.wait()
+            answers.append(call(client, "POST", "/transfers", prepare).status_code)
+
+        threads = [threading.Thread(target=send) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert answers == [202] * 6
+    assert positions(db)["provider-a"] == (0, 3_000)
+    forwarded = [m for m in outbox(db) if m.to == "provider-b"]
+    assert len(forwarded) == 1
+    assert [m for m in outbox(db) if m.to == "provider-a"] == []

@@ -139,7 +139,13 @@ def add_participant(
 
 
 def _lock(uow: UnitOfWork, participant_id: str) -> Participant | None:
-    statement = select(Participant).where(Participant.id == participant_id).with_for_update()
+    uow.session.flush()
+    statement = (
+        select(Participant)
+        .where(Participant.id == participant_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return uow.session.execute(statement).scalar_one_or_none()
 
 

@@ -171,10 +171,13 @@ def _load(uow: UnitOfWork, transfer_id: str) -> tuple[Transfer | None, transfers
     return row, record
 
 
-def _lock_positions(uow: UnitOfWork, ids: set[str]) -> dict[str, Participant]:
+def lock_positions(uow: UnitOfWork, ids: set[str]) -> dict[str, Participant]:
+    """Lock these participants' rows (ascending id) and read them fresh: a row loaded
+    earlier in this session without a lock must not lend its stale position."""
+    uow.session.flush()  # our own changes first, so populate_existing re-reads them
     rows = uow.session.execute(
         select(Participant).where(Participant.id.in_(sorted(ids))).order_by(Participant.id)
-        .with_for_update()
+        .with_for_update().execution_options(populate_existing=True)
     ).scalars()  # fmt: skip
     return {row.id: row for row in rows}
 
@@ -234,18 +237,18 @@ def _apply(
     assert row is not None
     for effect in outcome.effects:
         if isinstance(effect, transfers.ReservePosition):
-            payer = _lock_positions(uow, {effect.participant})[effect.participant]
+            payer = lock_positions(uow, {effect.participant})[effect.participant]
             reservation = positions.reserve(position_of(payer), effect.amount)
             store_position(payer, reservation.position)
             checked = transfers.PositionChecked(record.transfer_id, reservation.ok)
             _apply(uow, row, transfers.step(record, checked), now)
         elif isinstance(effect, transfers.CommitPosition):
-            rows = _lock_positions(uow, {effect.payer, effect.payee})
+            rows = lock_positions(uow, {effect.payer, effect.payee})
             payer, payee = rows[effect.payer], rows[effect.payee]
             store_position(payer, positions.commit_payer(position_of(payer), effect.amount))
             store_position(payee, positions.credit_payee(position_of(payee), effect.amount))
         elif isinstance(effect, transfers.ReleasePosition):
-            payer = _lock_positions(uow, {effect.participant})[effect.participant]
+            payer = lock_positions(uow, {effect.participant})[effect.participant]
             store_position(payer, positions.release(position_of(payer), effect.amount))
         elif isinstance(effect, transfers.ForwardPrepare):
             send_to(uow, effect.to, "POST", "/transfers", record.prepare)
@@ -374,7 +377,7 @@ def expire_due(uow: UnitOfWork, *, now: datetime, limit: int = SWEEP_BATCH) -> i
     due = uow.session.execute(statement).all()
     if not due:
         return 0
-    _lock_positions(uow, {payer for _, payer in due})  # ascending, before any single one
+    lock_positions(uow, {payer for _, payer in due})  # ascending, before any single one
     for transfer_id, _payer in due:
         _step(uow, transfer_id, transfers.Timeout(transfer_id, now), now)
     return len(due)

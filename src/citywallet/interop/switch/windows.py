@@ -20,8 +20,14 @@ from sqlalchemy import select, text, update
 
 from citywallet.interop import positions, settlement
 from citywallet.interop.messages import SettlementNotice
-from citywallet.interop.switch.models import Participant, Transfer, Window
-from citywallet.interop.switch.service import micros, position_of, send_to, store_position
+from citywallet.interop.switch.models import Transfer, Window
+from citywallet.interop.switch.service import (
+    lock_positions,
+    micros,
+    position_of,
+    send_to,
+    store_position,
+)
 from citywallet.interop.transfers import State
 from citywallet.platform.clock import to_datetime
 from citywallet.platform.db import UnitOfWork
@@ -86,13 +92,7 @@ def close_window(uow: UnitOfWork, *, now: datetime) -> WindowView:
         window.id, [settlement.CommittedTransfer(*row) for row in rows]
     )
     nets = dict(report.positions)
-    participants = uow.session.execute(
-        select(Participant)
-        .where(Participant.id.in_(sorted(nets)))
-        .order_by(Participant.id)
-        .with_for_update()
-    ).scalars()
-    for participant in participants:
+    for participant in lock_positions(uow, set(nets)).values():
         store_position(
             participant, positions.settle(position_of(participant), nets[participant.id])
         )
