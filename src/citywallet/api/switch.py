@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import httpx2
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Request, Response
@@ -191,11 +192,13 @@ def create_switch_app(
     *,
     start_background: bool = True,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    transport: httpx2.BaseTransport | None = None,
 ) -> FastAPI:
     """The switch's FastAPI app on ``runtime``'s database; ``start_background`` runs the
-    courier (delivery) and the sweep/window worker for the app's lifetime."""
+    courier (delivery; ``transport``: its HTTP transport, for tests) and the sweep/window
+    worker for the app's lifetime."""
     db = runtime.db
-    courier = Courier(db, Sender(runtime.interop_key))
+    courier = Courier(db, Sender(runtime.interop_key, transport=transport))
     http = SwitchHttp(db, courier, clock, KeyCache(db))
 
     @asynccontextmanager
