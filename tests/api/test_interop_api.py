@@ -16,7 +16,6 @@ from httpx2 import Response
 
 from citywallet.api import interop as interop_api
 from citywallet.api.app import create_app
-from citywallet.interop import transport
 from citywallet.interop.transport import Courier, Sender
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
@@ -254,4 +253,13 @@ def test_fspiop_refuses_bad_signatures_and_bodies(
     )
     assert answer.json()["errorInformation"]["errorCode"] == "3102"
     assert [m for m in outbox(runtime.db) if m["path"] == "/quotes"] == []
-    assert transport.TOPIC == "interop.send"
+
+
+def test_resident_routes_need_a_session(client: TestClient) -> None:
+    for method, path in (
+        ("GET", f"/v1/interop/parties/{FAR_PHONE}"),
+        ("POST", "/v1/interop/quotes"),
+        ("POST", "/v1/interop/transfers"),
+        ("GET", "/v1/interop/transfers/itf_x"),
+    ):
+        _problem(client.request(method, path, json={}), 401, "unauthorized")

@@ -106,8 +106,8 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(redpackets.router)
     app.include_router(campaigns.router)
     app.include_router(campaigns.operator_router)
-    app.include_router(interop.router)
-    if runtime.settings.interop_participant_id:
+    if runtime.settings.interop_participant_id:  # connected to a switch (docs/interop.md)
+        app.include_router(interop.router)
         app.include_router(interop.fspiop_router)
     if runtime.settings.sandbox:
         app.include_router(identity.dev_router)
