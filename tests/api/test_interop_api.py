@@ -50,7 +50,11 @@ def runtime(db: Database, tmp_path: Path, fake: FakeSwitch) -> Runtime:
 
 
 @pytest.fixture
-def client(runtime: Runtime, fake: FakeSwitch) -> Iterator[TestClient]:
+def client(
+    runtime: Runtime, fake: FakeSwitch, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    # Waits end when the answer is in; a generous bound keeps a loaded machine from failing.
+    monkeypatch.setattr(interop_api, "WAIT_SECONDS", 30.0)
     with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
         fake.client = test_client
         yield test_client
@@ -180,8 +184,12 @@ def test_silent_switch_answers_processing_then_expiry_voids(
 ) -> None:
     alice = _funded(client, 1, 1_000 * YUAN)
     fake.on_prepare = "silent"
-    monkeypatch.setattr(interop_api, "WAIT_SECONDS", 0.2)
-    paid = _pay(alice, 100 * YUAN)
+    quote = alice.post("/v1/interop/quotes", {"phone": FAR_PHONE, "amount": 100 * YUAN})
+    assert quote.status_code == 201, quote.text
+    monkeypatch.setattr(interop_api, "WAIT_SECONDS", 0.2)  # the switch stays silent
+    paid = alice.post(
+        "/v1/interop/transfers", {"quote_id": quote.json()["quote_id"], "pin": PIN}, key="silent"
+    )
     assert paid.status_code == 202, paid.text
     transfer = paid.json()
     assert transfer["state"] == "processing"

@@ -47,17 +47,21 @@ def runtime(db: Database, tmp_path: Path, fake: FakeSwitch) -> Runtime:
 def client(
     runtime: Runtime, fake: FakeSwitch, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestClient]:
-    monkeypatch.setattr(interop_api, "WAIT_SECONDS", 0.2)  # the switch stays silent
+    # Waits end when the answer is in; a generous bound keeps a loaded machine from failing.
+    monkeypatch.setattr(interop_api, "WAIT_SECONDS", 30.0)
     with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
         fake.client = test_client
         yield test_client
 
 
-def _pending(client: TestClient, amount: int) -> tuple[Person, dict[str, Any]]:
+def _pending(
+    client: TestClient, amount: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Person, dict[str, Any]]:
     alice = Person(client, 1)
     alice.money("/v1/wallet/topups", {"card_id": alice.card_id, "amount": 10_000, "pin": PIN})
     quote = alice.post("/v1/interop/quotes", {"phone": FAR_PHONE, "amount": amount})
     assert quote.status_code == 201, quote.text
+    monkeypatch.setattr(interop_api, "WAIT_SECONDS", 0.2)  # the switch stays silent
     paid = alice.post(
         "/v1/interop/transfers",
         {"quote_id": quote.json()["quote_id"], "pin": PIN},
@@ -75,10 +79,10 @@ def _questions(db: Database, transfer_id: str) -> int:
 
 
 def test_only_final_errors_void_and_the_sweep_asks_after_expiry(
-    client: TestClient, runtime: Runtime, fake: FakeSwitch
+    client: TestClient, runtime: Runtime, fake: FakeSwitch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = runtime.db
-    alice, transfer = _pending(client, 3_000)
+    alice, transfer = _pending(client, 3_000, monkeypatch)
     switch_id = transfer["switch_transfer_id"]
     path = f"/transfers/{switch_id}"
     # Not final: a communication error, and a 3208 before the transfer expired.
@@ -120,10 +124,10 @@ def test_only_final_errors_void_and_the_sweep_asks_after_expiry(
 
 
 def test_late_commit_after_query_posts_once(
-    client: TestClient, runtime: Runtime, fake: FakeSwitch
+    client: TestClient, runtime: Runtime, fake: FakeSwitch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = runtime.db
-    alice, transfer = _pending(client, 2_500)
+    alice, transfer = _pending(client, 2_500, monkeypatch)
     switch_id = transfer["switch_transfer_id"]
     condition = next(m for m in outbox(db) if m["path"] == "/transfers")["json"]["ilpCondition"]
     commit = TransferFulfil(
@@ -139,3 +143,10 @@ def test_late_commit_after_query_posts_once(
     asked = db.transact(lambda uow: interop.sweep(uow, settings=runtime.settings, now=later))
     assert asked == 0  # nothing left to ask about
     assert_ledger_clean(db)
+
+
+def test_a_connected_worker_sweeps(runtime: Runtime) -> None:
+    from citywallet.tasks import build_worker
+
+    worker = build_worker(runtime, worker_id="interop")
+    assert "interop.sweep" in worker.tasks
