@@ -240,7 +240,7 @@ class OrderPublic(Public):
     amount: int
     currency: str
     description: str
-    channel: Literal["dynamic_qr", "static_qr", "paycode"] | None
+    channel: Literal["dynamic_qr", "static_qr", "paycode", "interop_qr"] | None
     status: Literal["created", "awaiting_confirmation", "paid", "closed"]
     fee: int
     refunded_amount: int
