@@ -68,10 +68,13 @@ class Shop:
             )
         )  # fmt: skip
 
-    def quote(self, payload: str, amount: int, quote_id: str = QUOTE_1) -> Any:
+    def quote(
+        self, payload: str, amount: int, quote_id: str = QUOTE_1, merchant_id: str | None = None
+    ) -> Any:
         return self.db.transact(
             lambda uow: merchant_interop.quote_payment(
-                uow, quote_id=quote_id, payload=payload, amount=amount, payer_fsp=PAYER_FSP,
+                uow, quote_id=quote_id, merchant_id=merchant_id or self.merchant_id,
+                payload=payload, amount=amount, payer_fsp=PAYER_FSP,
                 payer_id_type="MSISDN", payer_identifier=PAYER, expires_at=FAR,
                 participant_id=US, encryptor=test_encryptor(),
             )
@@ -266,6 +269,9 @@ def test_quote_refusals_change_nothing(shop: Shop) -> None:
         "qr_other_provider"
     )
     assert refusal(lambda: shop.quote("hello", 5_00)) == "qr_not_emv"
+    assert refusal(lambda: shop.quote(payload, 30_00, merchant_id="mch_other")) == (
+        "merchant_mismatch"
+    )
     shop.db.transact(
         lambda uow: merchants.close_order(uow, merchant_pk=shop.merchant_pk, order_id=order.id)
     )

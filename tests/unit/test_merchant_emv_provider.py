@@ -136,3 +136,19 @@ def test_a_code_moved_to_another_provider_is_tampered(code: MerchantCode, other:
     with pytest.raises(EmvError) as caught:
         emv.parse(edited, key=KEY)
     assert caught.value.code == "qr_tampered"
+
+
+def test_a_scan_routes_only_another_providers_readable_codes() -> None:
+    from citywallet.merchant.payments import foreign_code, foreign_preview
+
+    theirs = emv.build(OURS, key=OTHER_KEY)  # OURS names provider-a
+    assert foreign_code(theirs, participant_id="provider-b") == OURS
+    assert foreign_code(" " + theirs + "\n", participant_id="provider-b") == OURS
+    assert foreign_code(theirs, participant_id="provider-a") is None  # ours: checked by MAC
+    assert foreign_code(emv.build(STATIC, key=KEY), participant_id="provider-b") is None
+    assert foreign_code("not a code", participant_id="provider-b") is None
+    shown = foreign_preview(OURS)
+    assert (shown.kind, shown.provider, shown.amount, shown.order_id) == (
+        "dynamic", "provider-a", OURS.amount, OURS.order_ref,
+    )  # fmt: skip
+    assert (shown.merchant_name, shown.restricted_usable) == (OURS.name_zh, 0)

@@ -132,6 +132,7 @@ def quote_payment(
     uow: UnitOfWork,
     *,
     quote_id: str,
+    merchant_id: str,
     payload: str,
     amount: int,
     payer_fsp: str,
@@ -142,7 +143,8 @@ def quote_payment(
     encryptor: Encryptor,
 ) -> MerchantQuote:
     """The terms for paying the code ``payload`` scanned by another provider's resident, if
-    it is ours and payable now (refusals: the EMV codes, ``qr_other_provider``,
+    it is ours, of ``merchant_id`` (the payee the quote names) and payable now (refusals:
+    the EMV codes, ``qr_other_provider``, ``merchant_mismatch``,
     ``merchant_not_active``, ``store_not_found``, ``amount_mismatch``, ``order_paid``,
     ``order_closed``, ``order_expired``). The same quote id again gives the same terms;
     with another payload or amount it is refused (``quote_id_reused``)."""
@@ -155,6 +157,8 @@ def quote_payment(
             raise Conflict("This quote id was used for another payment.", code="quote_id_reused")
         return _quote(uow, existing)
     code = _authentic(uow, payload, participant_id, encryptor)
+    if code.merchant_id != merchant_id:
+        raise InvalidInput("The code is not the named merchant's.", code="merchant_mismatch")
     validate_amount(amount, CURRENCY)
     merchant = merchant_by_public_id(uow, code.merchant_id)
     require_active(merchant)
@@ -242,6 +246,7 @@ def prepare_payment(
         raise InvalidInput("The transfer's amount is not the quote's.", code="amount_mismatch")
     moment = now_us()
     merchant = merchant_by_pk(uow, row.merchant_id)
+    require_active(merchant)  # every refusal comes before the first write
     if row.dynamic:
         _hold_dynamic(uow, row, merchant, moment)
     else:
@@ -287,14 +292,12 @@ def _hold_dynamic(uow: UnitOfWork, row: InteropPayment, merchant: Merchant, mome
         .execution_options(synchronize_session=False)
     )
     if held.rowcount != 1:  # type: ignore[attr-defined]
-        require_active(merchant)
         order = uow.session.scalar(select(Order).where(Order.public_id == row.order_public_id))
         if order is not None and order.status == OrderStatus.PAID:
             raise OrderNotPayable("This order is paid already.", code="order_paid")
         if order is not None and order.status == OrderStatus.CREATED:
             raise OrderNotPayable("This order has expired.", code="order_expired")
         raise OrderNotPayable("This order is closed.", code="order_closed")
-    require_active(merchant)
 
 
 def _insert_static(

@@ -105,6 +105,7 @@ class ScanPreview:
     order_id: str | None
     description: str
     restricted_usable: int  # restricted money (red packets) this payment would use first
+    provider: str | None = None  # another provider's code: its switch participant id
 
 
 @dataclass(frozen=True)
@@ -797,6 +798,35 @@ def preview_scan(
         order_id=order.public_id if order else None,
         description=order.description if order else "",
         restricted_usable=usable,
+    )
+
+
+def foreign_code(payload: str, *, participant_id: str) -> emv.MerchantCode | None:
+    """The scanned code if it is a CityWallet-scheme code of *another* provider (to pay
+    through the switch), else ``None`` (ours, or not readable: :func:`pay_scan` says why).
+    Its fields are not authenticated here; the merchant's provider checks them."""
+    try:
+        code = emv.parse_public(payload.strip())
+    except emv.EmvError:
+        return None
+    return code if emv.is_foreign(code, participant_id) else None
+
+
+def foreign_preview(code: emv.MerchantCode) -> ScanPreview:
+    """What a resident sees of another provider's code before paying it (its own words,
+    checked by the merchant's provider when the payment is quoted)."""
+    return ScanPreview(
+        kind="dynamic" if code.dynamic else "static",
+        merchant_id=code.merchant_id,
+        merchant_name=code.name_zh or code.merchant_name,
+        merchant_name_en=code.merchant_name,
+        store_name="",
+        amount=code.amount,
+        currency=CURRENCY,
+        order_id=code.order_ref,
+        description="",
+        restricted_usable=0,  # campaign money is spent at this provider's merchants only
+        provider=code.provider,
     )
 
 
