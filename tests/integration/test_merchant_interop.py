@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -326,4 +328,66 @@ def test_a_held_order_cannot_be_paid_here_nor_refunded_through_the_wallet(
             )
         )
     ) == "refund_through_switch_unavailable"  # fmt: skip
+    assert_ledger_clean(shop.db)
+
+
+def test_a_local_payment_and_a_switch_transfer_racing_for_one_order_pay_it_once(
+    shop: Shop,
+) -> None:
+    # Each round: a resident here and a switch transfer reach for the same dynamic order at
+    # once; the order's guarded UPDATE lets exactly one of them have it.
+    enc, bank = test_encryptor(), sandbox_bank()
+    local = make_resident(shop.db, shop.settings, enc, bank, 1)
+    wallet.top_up(
+        shop.db, bank=bank, user_id=local.user_id, card_id=str(local.card_id), amount=500_00,
+        pin=PIN, encryptor=enc, settings=shop.settings,
+    )  # fmt: skip
+    outcomes = []
+    for n in range(6):
+        order = shop.order(10_00, f"IX-RACE-{n:02d}")
+        payload = order.qr_payload or ""
+        quote_id, transfer_id = (
+            f"{n:08d}-0000-4000-8000-000000000000",
+            f"{n:08d}-1111-4000-8000-000000000000",
+        )
+        shop.quote(payload, 10_00, quote_id)
+        barrier = threading.Barrier(2)
+
+        def here(payload: str = payload, barrier: threading.Barrier = barrier) -> str:
+            barrier.wait()
+            try:
+                shop.db.transact(
+                    lambda uow: pay_scan(
+                        uow, user_id=local.user_id, payload=payload, encryptor=enc,
+                        settings=shop.settings,
+                    )
+                )  # fmt: skip
+            except DomainError as refused:
+                return refused.code
+            return "paid"
+
+        def switched(
+            quote_id: str = quote_id,
+            transfer_id: str = transfer_id,
+            barrier: threading.Barrier = barrier,
+        ) -> str:
+            barrier.wait()
+            try:
+                shop.prepare(10_00, quote_id, transfer_id)
+            except DomainError as refused:
+                return refused.code
+            return "prepared"
+
+        with ThreadPoolExecutor(2) as pool:
+            first, second = pool.submit(here), pool.submit(switched)
+            results = {first.result(), second.result()}
+        assert results in ({"paid", "order_paid"}, {"prepared", "order_closed"}), results
+        if "prepared" in results:
+            shop.commit(transfer_id)
+        assert shop.order_row(order.id).status == "paid"
+        outcomes.append(results)
+    paid_here = sum("paid" in r for r in outcomes)
+    fee = fee_for(10_00, RATE_BP)
+    assert shop.accounts()[0] == 6 * (10_00 - fee)  # six orders, each paid once
+    assert shop.accounts()[3] == -(6 - paid_here) * 10_00
     assert_ledger_clean(shop.db)
