@@ -1,4 +1,4 @@
-"""The ``citywallet`` command: serve, demo, worker, db, ledger, keys, bench, sms, users."""
+"""The ``citywallet`` command: serve, demo, worker, db, ledger, keys, bench, sms, users, switch."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.table import Table
 
 import citywallet
 from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
+from citywallet.cli_switch import switch_app
 from citywallet.platform import crypto
 from citywallet.platform.config import get_settings
 from citywallet.platform.files import private_dir
@@ -45,6 +46,7 @@ merchant_app = typer.Typer(help="Merchants: review, settle, statements.", no_arg
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(operators_app, name="operators")
+app.add_typer(switch_app, name="switch")
 users_app.add_typer(attributes_app, name="attributes")
 console = Console()
 REPO_ROOT = Path(citywallet.__file__).resolve().parents[2]

@@ -37,6 +37,10 @@ ACTIONS: dict[str, str] = {
     "campaign.issue": "campaign",
     "campaign.reclaim": "campaign",
     "ledger.verify": "ledger",
+    "switch.participant": "participant",
+    "switch.cap": "participant",
+    "switch.deactivate": "participant",
+    "switch.close_window": "window",
 }
 
 

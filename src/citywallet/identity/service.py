@@ -429,6 +429,40 @@ def register(
     return result
 
 
+def provision_account(
+    db: Database,
+    *,
+    phone: str,
+    password: str,
+    encryptor: Encryptor | None = None,
+) -> UserView:
+    """Create an account without an SMS code, for whoever runs the CLI on the database (the
+    switch's console operators: the switch sends no SMS)."""
+    enc = keys.encryptor_or_default(encryptor)
+    e164 = normalize_phone(phone)
+    if (weakness := password_weakness(password)) is not None:
+        raise InvalidInput(weakness, code="weak_password")
+    password_hash = _hasher().hash(password)  # slow: outside any transaction
+    phone_key = keys.phone_hash(enc, e164)
+
+    def create(uow: UnitOfWork) -> UserView:
+        if uow.session.scalar(select(User.id).where(User.phone_hash == phone_key)) is not None:
+            raise _phone_taken()
+        moment = now_us()
+        user = User(
+            public_id=new_public_id("usr"), phone_hash=phone_key,
+            phone_enc=enc.encrypt(e164.encode()), phone_masked=mask_phone(e164),
+            password_hash=password_hash, status="active", tier=0, external_checks=0,
+            created_at=moment, updated_at=moment,
+        )  # fmt: skip
+        uow.session.add(user)
+        uow.session.flush()
+        add_event(uow, user, "registered")
+        return _view(user, None)
+
+    return db.transact(create)
+
+
 def _phone_taken() -> Conflict:
     return Conflict(
         "This phone number already has an account: log in instead.",

@@ -243,6 +243,12 @@ class Settings(BaseSettings):
     interop_transfer_seconds: int = Field(
         default=60, description="How long a cross-provider transfer may take before it expires."
     )
+    switch_window_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="The switch (citywallet switch serve): how long a settlement window stays "
+        "open before it is closed, netted and the next one opened.",
+    )
     sms_adapter: str = Field(
         default="",
         description="Production SMS gateway: 'package.module:factory', called with the "

@@ -20,7 +20,16 @@ from citywallet.web.session import LoginRequired, login_redirect
 from citywallet.web.templating import render
 
 log = get_logger("citywallet.web")
-PAGE_PREFIXES = ("/app", "/merchant", "/operator", "/login", "/logout", "/signup", "/lang")
+PAGE_PREFIXES = (
+    "/app",
+    "/merchant",
+    "/operator",
+    "/console",
+    "/login",
+    "/logout",
+    "/signup",
+    "/lang",
+)
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 

@@ -54,6 +54,10 @@ ACTION_LABELS = {
     "campaign.issue": N_("Issued red packets"),
     "campaign.reclaim": N_("Reclaimed balances"),
     "ledger.verify": N_("Verified the ledger"),
+    "switch.participant": N_("Saved a switch participant"),
+    "switch.cap": N_("Changed a net debit cap"),
+    "switch.deactivate": N_("Deactivated a switch participant"),
+    "switch.close_window": N_("Closed a settlement window"),
 }
 LABELS = {
     "resident_status": RESIDENT_STATUS,
