@@ -13,6 +13,7 @@ from rich.table import Table
 
 import citywallet
 from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
+from citywallet.cli_interop import interop_app
 from citywallet.cli_switch import switch_app
 from citywallet.platform import crypto
 from citywallet.platform.config import get_settings
@@ -45,6 +46,7 @@ app.add_typer(users_app, name="users")
 merchant_app = typer.Typer(help="Merchants: review, settle, statements.", no_args_is_help=True)
 app.add_typer(merchant_app, name="merchant")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(interop_app, name="interop")
 app.add_typer(operators_app, name="operators")
 app.add_typer(switch_app, name="switch")
 users_app.add_typer(attributes_app, name="attributes")

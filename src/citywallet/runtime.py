@@ -17,6 +17,7 @@ from citywallet.identity.gateways import (
 )
 from citywallet.identity.keys import install_encryptor
 from citywallet.identity.sessions import flush_touches
+from citywallet.interop.transport import Courier, Sender
 from citywallet.ledger.blocks import LedgerSigner, load_signer
 from citywallet.platform.adapters import load_adapter
 from citywallet.platform.config import Settings, get_settings
@@ -106,6 +107,17 @@ class Runtime:
     def interop_key(self) -> Ed25519PrivateKey:
         """This process's FSPIOP signing key (a provider's or the switch's)."""
         return Ed25519PrivateKey.from_private_bytes(interop_seed(self.settings))
+
+    @cached_property
+    def interop_courier(self) -> Courier:
+        """This process's interop courier: delivers FSPIOP messages right after their commit
+        (the app's lifespan starts it; ``kick_interop`` wakes it)."""
+        return Courier(self.db, Sender(self.interop_key))
+
+    def kick_interop(self) -> None:
+        """After a commit that queued an interop message: deliver it now (if connected)."""
+        if self.settings.interop_participant_id:
+            self.interop_courier.kick()
 
     def close(self) -> None:
         """Write the sessions' pending touches, then release the database connections."""

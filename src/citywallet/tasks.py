@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from citywallet.campaign import service as campaigns
 from citywallet.campaign.notify import won_handler
 from citywallet.identity.codes import SMS_TOPIC, sms_outbox_handler
+from citywallet.interop import transport
+from citywallet.interop.provider import service as interop
 from citywallet.ledger.blocks import seal_block
 from citywallet.ledger.log import WITNESS_TOPIC
 from citywallet.ledger.service import expire_pending
@@ -31,7 +35,8 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     """The platform's periodic tasks: expire holds, seal blocks, deliver the outbox,
     reconcile bank fundings, close expired orders, settle merchants, return what is
     unclaimed of expired red packets, reclaim expired campaign red packets, purge
-    idempotency keys, request nonces and rate-limit counters."""
+    idempotency keys, request nonces and rate-limit counters; with a switch configured,
+    ask it about interop transfers left pending past their expiration."""
     max_transfers = runtime.settings.seal_max_transfers
     witnesses = runtime.settings.ledger_witnesses
 
@@ -58,7 +63,24 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
             campaigns.WON_TOPIC: won_handler(db, runtime.sms, runtime.encryptor),
             WITNESS_TOPIC: witness_handler(post_checkpoint),
         }
+        if runtime.settings.interop_participant_id:  # the courier's retries, from any process
+            handlers[transport.TOPIC] = sender()
         return outbox.deliver_due(db, handlers=handlers)
+
+    senders: list[transport.Sender] = []
+
+    def sender() -> transport.Sender:
+        if not senders:
+            senders.append(transport.Sender(runtime.interop_key))
+        return senders[0]
+
+    def sweep_interop(db: Database) -> int:
+        asked = db.transact(
+            lambda uow: interop.sweep(uow, settings=runtime.settings, now=datetime.now(UTC))
+        )
+        if asked:
+            runtime.kick_interop()
+        return asked
 
     def purge(db: Database) -> int:
         return db.transact(lambda uow: idempotency.purge_expired(uow))
@@ -105,6 +127,8 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     worker.register_periodic("merchant.purge_nonces", 600.0, purge_used_nonces)
     worker.register_periodic("redpacket.expire", 30.0, expire_redpackets)
     worker.register_periodic("campaign.reclaim", 60.0, reclaim_campaigns)
+    if interop.configured(runtime.settings):
+        worker.register_periodic("interop.sweep", 1.0, sweep_interop)
 
 
 def build_worker(runtime: Runtime, *, worker_id: str | None = None) -> Worker:

@@ -21,6 +21,7 @@ from citywallet.api import (
     campaigns,
     health,
     identity,
+    interop,
     ledger,
     merchant,
     payments,
@@ -61,6 +62,9 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         )
         stop = threading.Event()
         thread = None
+        connected = bool(runtime.settings.interop_participant_id)
+        if connected:  # FSPIOP messages leave right after their commit (docs/interop.md)
+            runtime.interop_courier.start()
         if start_worker:
             from citywallet.tasks import build_worker
 
@@ -77,6 +81,8 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         stop.set()
         if thread is not None:
             thread.join(timeout=10)
+        if connected:
+            runtime.interop_courier.stop()
         sessions.flush_touches(runtime.db)  # the sessions' last_seen_at (docs/identity.md)
 
     app = FastAPI(
@@ -100,6 +106,9 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(redpackets.router)
     app.include_router(campaigns.router)
     app.include_router(campaigns.operator_router)
+    if runtime.settings.interop_participant_id:  # connected to a switch (docs/interop.md)
+        app.include_router(interop.router)
+        app.include_router(interop.fspiop_router)
     if runtime.settings.sandbox:
         app.include_router(identity.dev_router)
     web.install(app)  # the pages (after the API's error handlers, which it wraps)

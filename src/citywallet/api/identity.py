@@ -41,6 +41,7 @@ from citywallet.identity.schemas import (
     UserCreate,
     UserPublic,
 )
+from citywallet.interop.provider import service as interop
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.logging import get_logger
 from citywallet.platform.outbox import OutboxHandler
@@ -276,6 +277,10 @@ def verify_real_name(body: RealNameCreate, auth: CurrentUser, runtime: RuntimeDe
         settings=runtime.settings,
         encryptor=runtime.encryptor,
     )
+    if interop.announce_verified(
+        runtime.db, user_id=auth.user_id, settings=runtime.settings, encryptor=runtime.encryptor
+    ):
+        runtime.kick_interop()  # findable at the switch by mobile number
     return _profile(runtime, auth.user_id)
 
 

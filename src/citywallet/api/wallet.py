@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from citywallet.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, Day, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
+from citywallet.interop.provider import service as interop
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput
@@ -474,6 +475,19 @@ CLOSE_RESPONSES: dict[int | str, dict[str, str]] = {
 }
 
 
+def _close_and_unlist(
+    uow: UnitOfWork, runtime: Runtime, *, user_id: str, pin: str
+) -> wallet.ClosureView:
+    """Close the wallet and, in the same transaction, remove its alias at the switch."""
+    closed = wallet.close_wallet(
+        uow, user_id=user_id, actor="user", pin=pin, encryptor=runtime.encryptor
+    )
+    interop.remove_alias(
+        uow, user_id=user_id, settings=runtime.settings, encryptor=runtime.encryptor
+    )
+    return closed
+
+
 @router.post(
     "/close",
     status_code=status.HTTP_200_OK,
@@ -492,11 +506,10 @@ def close_wallet(
     session ends (cookies are cleared), logins answer 403 ``account_closed``."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
     response = call.run(
-        lambda uow: wallet.close_wallet(
-            uow, user_id=auth.user_id, actor="user", pin=body.pin, encryptor=runtime.encryptor
-        ),
+        lambda uow: _close_and_unlist(uow, runtime, user_id=auth.user_id, pin=body.pin),
         lambda view: (status.HTTP_200_OK, WalletClosedPublic.of(view)),
     )
+    runtime.kick_interop()  # the alias removal, if any
     if auth.via_cookie:
         response.delete_cookie(SESSION_COOKIE, path="/")
         response.delete_cookie(CSRF_COOKIE, path="/")

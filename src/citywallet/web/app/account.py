@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from citywallet.identity import codes, pins, sessions
 from citywallet.identity import service as identity
+from citywallet.interop.provider import service as interop
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError, InvalidInput, NotFound
 from citywallet.platform.logging import get_logger
@@ -387,6 +388,10 @@ def verify(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             {"form": {"name": name}, "field_errors": field_errors(exc, REAL_NAME_FIELDS)},
             status_code=exc.status,
         )
+    if interop.announce_verified(
+        runtime.db, user_id=who.user_id, settings=runtime.settings, encryptor=runtime.encryptor
+    ):
+        runtime.kick_interop()  # findable at the switch by mobile number
     return _done("/app/me", "verified")
 
 
@@ -666,6 +671,19 @@ def close_page(request: Request, who: ViewerDep) -> Response:
     return _close_page(request, who.user_id)
 
 
+def _close_and_unlist(
+    uow: UnitOfWork, runtime: Runtime, *, user_id: str, pin: str
+) -> wallet.ClosureView:
+    """Close the wallet and, in the same transaction, remove its alias at the switch."""
+    closed = wallet.close_wallet(
+        uow, user_id=user_id, actor="user", pin=pin, encryptor=runtime.encryptor
+    )
+    interop.remove_alias(
+        uow, user_id=user_id, settings=runtime.settings, encryptor=runtime.encryptor
+    )
+    return closed
+
+
 @router.post("/me/close")
 def close(request: Request, who: ViewerDep, fields: FormFields) -> Response:
     """``wallet.close_wallet`` with the PIN checked inside, in one transaction (as
@@ -674,12 +692,8 @@ def close(request: Request, who: ViewerDep, fields: FormFields) -> Response:
     try:
         closed = identity.run_confirmed(
             runtime.db,
-            lambda uow: wallet.close_wallet(
-                uow,
-                user_id=who.user_id,
-                actor="user",
-                pin=fields.get("pin", ""),
-                encryptor=runtime.encryptor,
+            lambda uow: _close_and_unlist(
+                uow, runtime, user_id=who.user_id, pin=fields.get("pin", "")
             ),
             settings=runtime.settings,
         )

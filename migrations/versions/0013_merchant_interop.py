@@ -1,7 +1,7 @@
 """Merchants paid through the interoperability switch: merchant_interop_payments
 
-Revision ID: 0011q
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-07 15:45:00.000000
 
 One row per quote another provider's resident asked for one of our merchant codes, then the
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011q"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

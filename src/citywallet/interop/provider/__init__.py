@@ -1,0 +1,1 @@
+"""A CityWallet deployment as a participant of the switch (docs/interop.md, "The provider")."""
