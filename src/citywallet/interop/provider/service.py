@@ -8,6 +8,7 @@ from citywallet.interop.provider.aliases import (
     remove_alias,
     sync_aliases,
 )
+from citywallet.interop.provider.business import BusinessPayee, BusinessTerms
 from citywallet.interop.provider.common import (
     INTEROP_SETTLEMENT,
     PUBLIC_STATE,
@@ -35,14 +36,18 @@ from citywallet.interop.provider.payer import (
     recent_party,
     send_transfer,
     start_lookup,
+    start_merchant_quote,
     start_quote,
     transfer_for_key,
 )
+from citywallet.interop.provider.waiting import wait_for
 
 __all__ = [
     "INTEROP_SETTLEMENT",
     "PUBLIC_STATE",
     "SWITCH",
+    "BusinessPayee",
+    "BusinessTerms",
     "InteropTransferNotFound",
     "InteropTransferView",
     "NotConnected",
@@ -71,8 +76,10 @@ __all__ = [
     "require_configured",
     "send_transfer",
     "start_lookup",
+    "start_merchant_quote",
     "start_quote",
     "sweep",
     "sync_aliases",
     "transfer_for_key",
+    "wait_for",
 ]
