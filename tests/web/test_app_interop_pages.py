@@ -236,7 +236,7 @@ def test_payee_receipt_and_the_console_after_settlement(
     )  # fmt: skip
     assert fake.send("POST", "/transfers", prepare).status_code == 202
     fulfil = next(m for m in outbox(runtime.db) if m["path"] == f"/transfers/{prepare.transfer_id}")
-    commit = TransferFulfil.model_validate(fulfil["json"])
+    commit = TransferFulfil.model_validate_json(fulfil["body"])
     assert fake.send("PUT", f"/transfers/{prepare.transfer_id}", commit).status_code == 202
     assert balance(runtime.db, bob.user_id) == (5_000, 0, 0)
 
@@ -250,10 +250,9 @@ def test_payee_receipt_and_the_console_after_settlement(
     assert f'data-testid="receipt-switch-id">{prepare.transfer_id}<' in receipt.text
 
     window = str(uuid.uuid4())
-    notice = SettlementNotice.model_validate(
-        {"windowId": window, "netAmount": -5_000, "currency": "CNY", "transferCount": 1,
-         "closedAt": datetime.now(UTC).isoformat()}
-    )  # fmt: skip
+    notice = SettlementNotice(
+        window_id=window, net_amount=-5_000, transfer_count=1, closed_at=datetime.now(UTC)
+    )
     assert fake.send("PUT", f"/settlementWindows/{window}", notice).status_code == 202
     client.cookies.clear()
     sign_in_operator(client, runtime)
