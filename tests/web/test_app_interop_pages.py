@@ -162,9 +162,7 @@ def test_refused_and_unknown_numbers(
     assert 'data-testid="receipt-error-code">5105<' in receipt.text
     assert balance(runtime.db, alice.user_id) == (10_000, 0, 0)  # the hold was voided
     # The same quote cannot be paid twice: back to the transfer form.
-    reused = client.post(
-        "/app/transfer/interop", data={**_confirm(client, terms), "key": "r" * 20}
-    )
+    reused = client.post("/app/transfer/interop", data={**_confirm(client, terms), "key": "r" * 20})
     assert reused.status_code == 409
     assert 'data-code="interop_quote_used"' in reused.text
     # Someone else's quote is not found.
@@ -227,7 +225,9 @@ def test_payee_receipt_and_the_console_after_settlement(
     runtime.kick_interop()
     eventually(lambda: bob.phone in fake.aliases)
     quote_id = str(uuid.uuid4())
-    assert fake.send("POST", "/quotes", new_quote(quote_id, 5_000, phone=bob.phone)).status_code == 202
+    assert (
+        fake.send("POST", "/quotes", new_quote(quote_id, 5_000, phone=bob.phone)).status_code == 202
+    )
     answer = next(m for m in outbox(runtime.db) if m["path"] == f"/quotes/{quote_id}")
     prepare = TransferPrepare(
         transfer_id=str(uuid.uuid4()), payer_fsp=OTHER, payee_fsp=ME,

@@ -165,8 +165,14 @@ def overview(uow: UnitOfWork, *, settings: Settings, limit: int = 50) -> Interop
         ).all()
     )
     windows = [
-        WindowLine(w.window_id, w.net_amount, w.transfer_count, w.ledger_transfer_id,
-                   w.closed_at, w.processed_at)  # fmt: skip
+        WindowLine(
+            w.window_id,
+            w.net_amount,
+            w.transfer_count,
+            w.ledger_transfer_id,
+            w.closed_at,
+            w.processed_at,
+        )
         for w in uow.session.scalars(
             select(SettlementWindow).order_by(SettlementWindow.processed_at.desc()).limit(limit)
         )
