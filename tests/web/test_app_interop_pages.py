@@ -100,6 +100,7 @@ def test_terms_before_the_pin_then_committed_once(
     alice = resident(runtime, 41)
     sign_in(client, alice)
     top_up(client, alice, "300")
+    assert 'data-testid="interop-hint"' in client.get("/app/transfer").text
     status, terms = _terms(client, FAR, "88.80", note="lunch")
     assert status == 200, terms
     assert 'data-testid="interop-name">*明<' in terms

@@ -161,7 +161,7 @@ def _back_to_form(request: Request, exc: DomainError) -> Response:
     return render(
         request,
         "app/transfer.html",
-        {"form": {}, "key": new_key(), "field_errors": {"": exc}},
+        {"form": {}, "key": new_key(), "field_errors": {"": exc}, "connected": True},
         status_code=exc.status,
     )
 

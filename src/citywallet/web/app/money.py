@@ -358,7 +358,12 @@ def _transfer_form(
     return render(
         request,
         "app/transfer.html",
-        {"form": form or {}, "key": new_key(), "field_errors": errors or {}},
+        {
+            "form": form or {},
+            "key": new_key(),
+            "field_errors": errors or {},
+            "connected": interop.configured(runtime_of(request).settings),
+        },
         status_code=status,
     )
 
