@@ -39,7 +39,7 @@ from tests.interop_support import (
     outbox,
 )
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.wallet_support import PIN, balance, platform_balance
+from tests.wallet_support import PIN, balance, platform_balance, wallet_settings
 from tests.web.test_app_account_pages import resident, sign_in
 from tests.web.test_app_money_pages import key_of, top_up
 from tests.web.test_operator_pages import sign_in_operator
@@ -267,3 +267,34 @@ def test_payee_receipt_and_the_console_after_settlement(
     assert view.position is not None
     assert view.position.owed_to_switch == 0
     assert_ledger_clean(runtime.db)
+
+
+def test_not_connected_deployment(db: Database, tmp_path: Path) -> None:
+    runtime = Runtime(wallet_settings(tmp_path, db), db, test_encryptor())
+    with TestClient(
+        create_app(runtime), raise_server_exceptions=False, follow_redirects=False,
+        headers={"Accept-Language": "en"},
+    ) as client:  # fmt: skip
+        operator = sign_in_operator(client, runtime)
+        page = client.get("/operator/interop")
+        assert page.status_code == 200
+        assert 'data-testid="not-connected"' in page.text
+        assert 'data-testid="position">¥0.00<' in page.text
+        assert 'href="/operator/interop"' in page.text  # in the navigation
+        form = client.get("/app/transfer")
+        assert 'data-testid="interop-hint"' not in form.text
+        token, key = key_of(client, "/app/transfer")
+        refused = client.post(
+            "/app/transfer/interop",
+            data={"quote_id": "iqt_x", "key": key, "pin": PIN, "csrf_token": token},
+        )
+        assert refused.status_code == 503
+        assert 'data-code="interop_not_configured"' in refused.text
+        # A number nobody holds is still the wallet's own refusal.
+        nobody = client.post(
+            "/app/transfer",
+            data={"to": NOBODY, "amount": "1", "pin": PIN, "key": key, "csrf_token": token},
+        )
+        assert nobody.status_code == 404
+        assert 'data-code="recipient_not_found"' in nobody.text
+        assert balance(runtime.db, operator.user_id) == (0, 0, 0)
