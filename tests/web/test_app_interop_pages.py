@@ -298,3 +298,20 @@ def test_not_connected_deployment(db: Database, tmp_path: Path) -> None:
         assert nobody.status_code == 404
         assert 'data-code="recipient_not_found"' in nobody.text
         assert balance(runtime.db, operator.user_id) == (0, 0, 0)
+
+
+def test_a_refused_quote_shows_on_the_number(
+    client: TestClient, runtime: Runtime, fake: FakeSwitch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(body: dict[str, object]) -> None:
+        refusal = error(ErrorCode.PAYEE_FSP_REJECTED_QUOTE)
+        fake.send("PUT", f"/quotes/{body['quoteId']}/error", refusal)
+
+    monkeypatch.setattr(fake, "_quote", refuse)
+    alice = resident(runtime, 46)
+    sign_in(client, alice)
+    status, page = _terms(client, FAR, "5")
+    assert status == 409
+    assert 'id="e-to"' in page
+    assert 'data-code="interop_quote_refused"' in page
+    assert balance(runtime.db, alice.user_id) == (0, 0, 0)
