@@ -18,6 +18,7 @@ from citywallet.interop.provider.common import (
     interop_account,
     require_configured,
 )
+from citywallet.interop.provider.console import InteropOverview, overview
 from citywallet.interop.provider.outcome import on_error, on_settlement, on_state, sweep
 from citywallet.interop.provider.payee import on_prepare, on_quote_request, payee_fees
 from citywallet.interop.provider.payer import (
@@ -48,6 +49,7 @@ __all__ = [
     "SWITCH",
     "BusinessPayee",
     "BusinessTerms",
+    "InteropOverview",
     "InteropTransferNotFound",
     "InteropTransferView",
     "NotConnected",
@@ -68,6 +70,7 @@ __all__ = [
     "on_quote_request",
     "on_settlement",
     "on_state",
+    "overview",
     "payee_fees",
     "quote_state",
     "recent_party",
