@@ -77,6 +77,7 @@ def merchant_codes(draw: st.DrawFn) -> MerchantCode:
         amount=amount,
         order_ref=None if amount is None else draw(st.text(ans, min_size=1, max_size=25)),
         terminal=draw(st.none() | st.text(ans, min_size=1, max_size=25)),
+        provider=draw(st.none() | st.from_regex(r"[a-z0-9][a-z0-9-]{0,31}", fullmatch=True)),
     )
 
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
+from citywallet.api.interop_merchants import MerchantPayee
 from citywallet.interop import transport
 from citywallet.interop.messages import (
     ErrorCode,
@@ -167,7 +168,7 @@ async def quote_requested(request: Request) -> Response:
         request,
         lambda uow: interop.on_quote_request(
             uow, request=body, settings=runtime.settings, encryptor=runtime.encryptor,
-            now=datetime.now(UTC),
+            now=datetime.now(UTC), business=MerchantPayee(runtime),
         ),
     )  # fmt: skip
 
@@ -212,7 +213,7 @@ async def transfer_prepared(request: Request) -> Response:
         request,
         lambda uow: interop.on_prepare(
             uow, prepare=body, settings=runtime.settings, encryptor=runtime.encryptor,
-            now=datetime.now(UTC),
+            now=datetime.now(UTC), business=MerchantPayee(runtime),
         ),
     )  # fmt: skip
 
@@ -223,8 +224,10 @@ async def transfer_state(request: Request, transfer_id: str) -> Response:
     body = await _receive(request, TransferFulfil)
     if isinstance(body, Response):
         return body
+    business = MerchantPayee(request.app.state.runtime)
     return await _apply(
-        request, lambda uow: interop.on_state(uow, transfer_id=transfer_id, fulfil=body)
+        request,
+        lambda uow: interop.on_state(uow, transfer_id=transfer_id, fulfil=body, business=business),
     )
 
 
@@ -238,7 +241,11 @@ async def transfer_error(request: Request, transfer_id: str) -> Response:
     return await _apply(
         request,
         lambda uow: interop.on_error(
-            uow, transfer_id=transfer_id, code=code, now=datetime.now(UTC)
+            uow,
+            transfer_id=transfer_id,
+            code=code,
+            now=datetime.now(UTC),
+            business=MerchantPayee(request.app.state.runtime),
         ),
     )
 
@@ -314,9 +321,15 @@ def create_quote(body: QuoteCreate, auth: CurrentUser, runtime: RuntimeDep) -> Q
         )
     )  # fmt: skip
     runtime.kick_interop()
+    return QuotePublic.of(wait_for_quote(runtime, auth.user_id, quote_id))
+
+
+def wait_for_quote(runtime: Runtime, user_id: str, quote_id: str) -> interop.QuoteView:
+    """The terms of a quote just asked (``quote_id``: its public id), once the payee's
+    provider answered; refused: 404 ``party_not_found`` or 409 ``interop_quote_refused``."""
 
     def answered(uow: UnitOfWork) -> tuple[interop.Waiting, interop.QuoteView | None] | None:
-        state, view = interop.quote_state(uow, user_id=auth.user_id, quote_id=quote_id)
+        state, view = interop.quote_state(uow, user_id=user_id, quote_id=quote_id)
         return None if state.state == "waiting" else (state, view)
 
     state, view = _wait(runtime, answered)
@@ -326,7 +339,7 @@ def create_quote(body: QuoteCreate, auth: CurrentUser, runtime: RuntimeDep) -> Q
         raise QuoteRefused(
             "The recipient's provider refused the payment.", fspiop_code=state.error_code
         )
-    return QuotePublic.of(view)
+    return view
 
 
 def _rendered(view: interop.InteropTransferView) -> Rendered:
@@ -352,16 +365,34 @@ def create_transfer(
     committed (or aborted), 202 ``processing`` if the switch has not answered yet."""
     interop.require_configured(runtime.settings)
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
+    return pay_quote(
+        runtime, call, user_id=auth.user_id, quote_id=body.quote_id, pin=body.pin,
+        note=body.note, render=_rendered,
+    )  # fmt: skip
+
+
+def pay_quote(
+    runtime: Runtime,
+    call: Idempotent,
+    *,
+    user_id: str,
+    quote_id: str,
+    pin: str,
+    note: str,
+    render: Callable[[interop.InteropTransferView], Rendered],
+) -> Response:
+    """Pay a ready quote under the idempotent ``call`` (PIN, limits, hold and prepare in one
+    transaction), then wait for the switch's final word; ``render`` makes the answer."""
 
     def recover(uow: UnitOfWork) -> Rendered | None:
-        found = interop.transfer_for_key(uow, user_id=auth.user_id, idempotency_key=call.key)
-        return None if found is None else _rendered(found)
+        found = interop.transfer_for_key(uow, user_id=user_id, idempotency_key=call.key)
+        return None if found is None else render(found)
 
     try:
         started = call.start(
             lambda uow: interop.send_transfer(
-                uow, user_id=auth.user_id, quote_id=body.quote_id, pin=body.pin,
-                note=body.note, settings=runtime.settings, encryptor=runtime.encryptor,
+                uow, user_id=user_id, quote_id=quote_id, pin=pin, note=note,
+                settings=runtime.settings, encryptor=runtime.encryptor,
                 idempotency_key=call.key,
             )
         )  # fmt: skip
@@ -376,14 +407,14 @@ def create_transfer(
     runtime.kick_interop()
 
     def final(uow: UnitOfWork) -> interop.InteropTransferView | None:
-        view = interop.get_transfer(uow, user_id=auth.user_id, transfer_id=started.id)
+        view = interop.get_transfer(uow, user_id=user_id, transfer_id=started.id)
         return None if view.state == "processing" else view
 
     with contextlib.suppress(InteropTimeout):  # then 202 processing
         _wait(runtime, final)
     return call.complete(
-        lambda uow: interop.get_transfer(uow, user_id=auth.user_id, transfer_id=started.id),
-        _rendered,
+        lambda uow: interop.get_transfer(uow, user_id=user_id, transfer_id=started.id),
+        render,
     )
 
 

@@ -266,7 +266,11 @@ def _static_payload(runtime: Runtime, user_id: str, merchant_id: str, store_id: 
     pk = _owned_pk(runtime, user_id, merchant_id)
     return runtime.db.transact(  # the QR key is created on first use
         lambda uow: merchants.static_code(
-            uow, merchant_pk=pk, store_id=store_id, encryptor=runtime.encryptor
+            uow,
+            merchant_pk=pk,
+            store_id=store_id,
+            encryptor=runtime.encryptor,
+            provider=runtime.settings.interop_participant_id or None,
         )
     )
 
@@ -413,7 +417,11 @@ def get_order(order_id: str, caller: SignedMerchant, runtime: RuntimeDep) -> Ord
     """An order by our id (with its dynamic code while it can be paid)."""
     view = runtime.db.transact(
         lambda uow: merchants.get_order(
-            uow, merchant_pk=caller.merchant_pk, order_id=order_id, encryptor=runtime.encryptor
+            uow,
+            merchant_pk=caller.merchant_pk,
+            order_id=order_id,
+            encryptor=runtime.encryptor,
+            provider=runtime.settings.interop_participant_id or None,
         )
     )
     return OrderPublic.model_validate(view)

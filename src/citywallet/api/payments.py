@@ -6,14 +6,19 @@ Money-moving ``POST``s confirm the payment PIN and go through
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Request, Response, status
 
 from citywallet.api.deps import CurrentUser, RuntimeDep
-from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent
+from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
+from citywallet.api.interop import pay_quote, wait_for_quote
 from citywallet.api.wallet import MONEY_RESPONSES
 from citywallet.identity.service import run_confirmed
+from citywallet.interop.provider import service as interop
 from citywallet.merchant import images
 from citywallet.merchant import service as merchants
+from citywallet.merchant.emv import MerchantCode
 from citywallet.merchant.schemas import (
     CodePublic,
     DeviceCreate,
@@ -30,6 +35,7 @@ from citywallet.merchant.schemas import (
     ScanPreviewRequest,
 )
 from citywallet.platform.clock import to_datetime
+from citywallet.platform.errors import InvalidInput
 from citywallet.runtime import Runtime
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
@@ -43,6 +49,11 @@ def preview_scan(
     """Decode a scanned merchant code: whom you would pay and how much (moves nothing).
     A foreign or altered code is refused (``qr_foreign``, ``qr_crc_mismatch``,
     ``qr_tampered``, …)."""
+    foreign = merchants.foreign_code(
+        body.payload, participant_id=runtime.settings.interop_participant_id
+    )
+    if foreign is not None:  # another provider's merchant: paid through the switch
+        return ScanPreviewPublic.model_validate(merchants.foreign_preview(foreign))
     view = runtime.db.transact(
         lambda uow: merchants.preview_scan(
             uow, user_id=auth.user_id, payload=body.payload, encryptor=runtime.encryptor
@@ -65,8 +76,15 @@ def pay_scan(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Pay a scanned merchant code with your PIN: a dynamic code pays its order, a static
-    code pays the ``amount`` you enter (static codes: at most 500 yuan a day)."""
+    code pays the ``amount`` you enter (static codes: at most 500 yuan a day). Another
+    provider's code is paid through the switch: 201 ``paid`` or ``failed`` once the switch
+    has decided, 202 ``processing`` if not yet (docs/interop.md)."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
+    foreign = merchants.foreign_code(
+        body.payload, participant_id=runtime.settings.interop_participant_id
+    )
+    if foreign is not None:
+        return _pay_foreign(runtime, call, auth.user_id, body, foreign)
     return call.run(
         lambda uow: merchants.pay_scan(
             uow,
@@ -238,3 +256,56 @@ def set_prefs(body: PrefsUpdate, auth: CurrentUser, runtime: RuntimeDep) -> Pref
         settings=runtime.settings,
     )
     return PrefsPublic.model_validate(view)
+
+
+_SCAN_STATUS = {"committed": "paid", "processing": "processing"}  # else: failed
+
+
+def _pay_foreign(
+    runtime: Runtime, call: Idempotent, user_id: str, body: ScanPay, code: MerchantCode
+) -> Response:
+    """Pay another provider's merchant code through the switch: a quote carrying the
+    payload (its provider authenticates it), then the provider's payer transfer."""
+    interop.require_configured(runtime.settings)
+    assert code.provider is not None  # a foreign code names its provider
+    if code.amount is not None and body.amount not in (None, code.amount):
+        raise InvalidInput("This code's order fixes the amount.", code="amount_mismatch")
+    amount = code.amount if code.amount is not None else body.amount
+    if amount is None:
+        raise InvalidInput("Enter the amount to pay at this counter.", code="amount_required")
+    name = code.name_zh or code.merchant_name
+    quote_id = runtime.db.transact(
+        lambda uow: interop.start_merchant_quote(
+            uow, user_id=user_id, merchant_id=code.merchant_id, participant=code.provider or "",
+            merchant_name=name, qr_payload=body.payload.strip(), amount=amount,
+            settings=runtime.settings, encryptor=runtime.encryptor, now=datetime.now(UTC),
+        )
+    )  # fmt: skip
+    runtime.kick_interop()
+    wait_for_quote(runtime, user_id, quote_id)
+
+    def render(view: interop.InteropTransferView) -> Rendered:
+        final = view.state != "processing"
+        return (
+            status.HTTP_201_CREATED if final else status.HTTP_202_ACCEPTED,
+            PaymentPublic(
+                order_id=code.order_ref or view.id,
+                merchant_id=code.merchant_id,
+                merchant_name=name,
+                amount=view.amount,
+                restricted_amount=0,
+                currency=view.currency,
+                status=_SCAN_STATUS.get(view.state, "failed"),
+                channel="interop_qr",
+                paid_at=to_datetime(view.resolved_at)
+                if view.state == "committed" and view.resolved_at
+                else None,
+                provider=code.provider,
+                switch_transfer_id=view.switch_transfer_id,
+            ),
+        )
+
+    return pay_quote(
+        runtime, call, user_id=user_id, quote_id=quote_id, pin=body.pin, note=body.note,
+        render=render,
+    )  # fmt: skip

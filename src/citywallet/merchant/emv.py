@@ -7,6 +7,15 @@ ids and a MAC: a truncated HMAC-SHA256, under a platform key, over every field o
 The CRC only catches misreads; anybody can recompute it, so the MAC is what stops a forged or
 edited code (another merchant id, a smaller amount) from being paid.
 
+A deployment connected to the interoperability switch names itself in its codes: the
+*routing* template (ID 80, unreserved, sub-ID 00 our GUID, sub-ID 01 the switch participant
+id of the merchant's provider), also covered by the MAC. It is not a sub-ID of template 29
+because that template is full: its value holds at most 99 characters and the GUID, a
+merchant id, a store id and the MAC already take 98. Another provider's wallet cannot check
+our MAC (the key is ours); :func:`parse_public` reads such a *foreign* code without it, and
+the merchant's provider authenticates the payload itself (docs/interop.md, "Merchant QR
+across providers"). Codes without the routing template are today's single-deployment codes.
+
 Lengths count characters, not UTF-8 bytes (UnionPay International's MPM spec says so); the
 CRC-16/CCITT-FALSE runs over the UTF-8 bytes of the whole payload including ``6304``.
 Decoding is strict: a payload either parses to exactly the code that was built or raises
@@ -24,6 +33,7 @@ from dataclasses import dataclass
 
 NETWORK_GUID = "org.citywallet.pay"
 ACCOUNT_TEMPLATE_ID = "29"  # one of the merchant account templates 26–51
+ROUTING_TEMPLATE_ID = "80"  # unreserved template: which switch participant holds the merchant
 LANGUAGE_ZH = "ZH"
 SUPPORTED_CURRENCIES = frozenset({"156"})  # ISO 4217 numeric: CNY
 MAX_PAYLOAD = 512  # characters
@@ -44,6 +54,7 @@ _IGNORED_IDS = frozenset(
 _ID = re.compile(r"[0-9]{2}")
 _LEN = re.compile(r"[0-9]{2}")
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_\-]+")
+_PARTICIPANT = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # a switch participant id
 _MCC = re.compile(r"[0-9]{4}")
 _CURRENCY = re.compile(r"[0-9]{3}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -208,6 +219,7 @@ class MerchantCode:
     terminal: str | None = None  # ID 62/07, ≤ 25
     currency: str = "156"
     country: str = "CN"
+    provider: str | None = None  # ID 80/01: the switch participant holding the merchant
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -241,6 +253,8 @@ def _validate(code: MerchantCode) -> None:
             f"merchant_id and store_id have {template_room} characters together.",
             code="qr_too_long",
         )
+    if code.provider is not None and not _PARTICIPANT.fullmatch(code.provider):
+        raise _malformed("provider is a switch participant id (a-z, 0-9, '-'; 1 to 32).")
     if not _MCC.fullmatch(code.mcc):
         raise _malformed("mcc is four digits (ISO 18245).")
     if not _CURRENCY.fullmatch(code.currency) or code.currency not in SUPPORTED_CURRENCIES:
@@ -281,7 +295,7 @@ def _mac(code: MerchantCode, key: bytes) -> str:
     if len(key) < MIN_KEY_BYTES:
         raise EmvError(f"The QR key has at least {MIN_KEY_BYTES} bytes.", code="qr_key_invalid")
     # One field per line; no field can hold a newline and None is "" (never a valid value).
-    fields = (
+    fields: tuple[str, ...] = (
         "CW-EMV-MAC-1",
         code.merchant_id,
         code.store_id,
@@ -296,6 +310,8 @@ def _mac(code: MerchantCode, key: bytes) -> str:
         code.name_zh,
         code.city_zh,
     )
+    if code.provider is not None:  # appended only when present: today's codes keep their MAC
+        fields += (code.provider,)
     digest = hmac.new(key, "\n".join(fields).encode("utf-8"), hashlib.sha256).hexdigest()
     return digest[:MAC_HEX_CHARS].upper()
 
@@ -326,6 +342,8 @@ def build(code: MerchantCode, *, key: bytes) -> str:
         if code.city_zh:
             language.append(("02", code.city_zh))
         objects.append(("64", language))
+    if code.provider is not None:
+        objects.append((ROUTING_TEMPLATE_ID, [("00", NETWORK_GUID), ("01", code.provider)]))
     return encode_objects(objects)
 
 
@@ -381,8 +399,24 @@ def _sub(objects: dict[str, str], tag: str, allowed: set[str]) -> dict[str, str]
     return template
 
 
-def parse(payload: str, *, key: bytes) -> MerchantCode:
-    """The merchant code in ``payload``, if it is ours, intact and authentic; else EmvError."""
+def _routing(objects: dict[str, str]) -> str | None:
+    """The participant id in our routing template (ID 80), or ``None`` without one. An ID 80
+    of another network (another GUID, or not a template at all) is not ours and ignored."""
+    if ROUTING_TEMPLATE_ID not in objects:
+        return None
+    try:
+        template = decode_template(objects[ROUTING_TEMPLATE_ID])
+    except EmvError:
+        return None
+    if template.get("00") != NETWORK_GUID:
+        return None
+    if set(template) != {"00", "01"} or not _PARTICIPANT.fullmatch(template["01"]):
+        raise _malformed("Our routing template has sub-ID 01, a switch participant id.")
+    return template["01"]
+
+
+def _decode_code(payload: str) -> tuple[MerchantCode, str]:
+    """The code ``payload`` says, with the MAC text it carries (unchecked)."""
     objects = decode_objects(payload)
     _check_emvco(objects)
     account = _our_account(objects)
@@ -418,12 +452,35 @@ def parse(payload: str, *, key: bytes) -> MerchantCode:
         terminal=extra.get("07"),
         currency=objects["53"],
         country=objects["58"],
+        provider=_routing(objects),
     )
     if objects["01"] != (POINT_DYNAMIC if code.dynamic else POINT_STATIC):
         raise _malformed(
             "The point of initiation does not match the amount (11 static, 12 dynamic)."
         )
-    if not hmac.compare_digest(account["03"].encode("utf-8"), _mac(code, key).encode("ascii")):
+    return code, account["03"]
+
+
+def parse_public(payload: str) -> MerchantCode:
+    """The fields of a CityWallet-scheme code in ``payload`` (its provider included) *without*
+    checking its MAC: for routing a code of another provider, which alone can authenticate it.
+    Never pay on this alone; the merchant's provider checks the payload with :func:`parse`."""
+    return _decode_code(payload)[0]
+
+
+def is_foreign(code: MerchantCode, participant_id: str) -> bool:
+    """Whether ``code`` names a provider other than ``participant_id`` (ours; "" when this
+    deployment is not connected to a switch)."""
+    return code.provider is not None and code.provider != participant_id
+
+
+def parse(payload: str, *, key: bytes) -> MerchantCode:
+    """The merchant code in ``payload``, if it is ours, intact and authentic; else EmvError.
+
+    A foreign code (another provider's) fails here as ``qr_tampered``: its MAC is under
+    another key; read it with :func:`parse_public` instead."""
+    code, mac = _decode_code(payload)
+    if not hmac.compare_digest(mac.encode("utf-8"), _mac(code, key).encode("ascii")):
         raise EmvError(
             "This code was not issued by CityWallet or has been altered.", code="qr_tampered"
         )

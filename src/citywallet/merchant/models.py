@@ -337,3 +337,42 @@ register_encrypted_column("merchant_merchants", "public_id", "card_enc", aad_is_
 register_encrypted_column("merchant_merchants", "public_id", "webhook_secret_enc", aad_is_key=True)
 register_encrypted_column("merchant_api_keys", "public_id", "secret_enc", aad_is_key=True)
 register_encrypted_column("merchant_paycode_devices", "public_id", "secret_enc", aad_is_key=True)
+
+
+INTEROP_PAYMENT_STATES = ("quoted", "prepared", "committed", "aborted")
+
+
+class InteropPayment(Base):
+    """A payment to one of our merchants by another provider's resident, through the switch
+    (docs/interop.md, "Merchant QR across providers"): the terms quoted for a scanned code,
+    then the switch's transfer that pays its order. The payer is known only by their
+    provider and alias (kept for a refund back through the switch)."""
+
+    __tablename__ = "merchant_interop_payments"
+    __table_args__ = (
+        Index("uq_merchant_interop_payments_quote", "quote_id", unique=True),
+        Index("uq_merchant_interop_payments_transfer", "transfer_id", unique=True),
+        Index("ix_merchant_interop_payments_order", "order_public_id"),
+        CheckConstraint("amount > 0 AND fee >= 0 AND fee <= amount", name="amounts_valid"),
+        CheckConstraint(
+            "state IN ('quoted', 'prepared', 'committed', 'aborted')", name="state_known"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    quote_id: Mapped[str] = mapped_column(String(36))  # the switch's quote id
+    transfer_id: Mapped[str | None] = mapped_column(String(36))  # the switch's transfer id
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant_merchants.id"))
+    store_id: Mapped[int] = mapped_column(ForeignKey("merchant_stores.id"))
+    order_public_id: Mapped[str] = mapped_column(String(40))  # a static code's: made at prepare
+    dynamic: Mapped[bool] = mapped_column(Boolean)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    fee: Mapped[int] = mapped_column(BigInteger)
+    payer_fsp: Mapped[str] = mapped_column(String(32))
+    payer_id_type: Mapped[str] = mapped_column(String(16))  # MSISDN
+    payer_identifier: Mapped[str] = mapped_column(String(64))
+    payload_digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the scanned payload
+    state: Mapped[str] = mapped_column(String(16))
+    quote_expires_at: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

@@ -58,6 +58,7 @@ SECOND_US = 1_000_000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 QR_KEY_NAME = "merchant.qr_mac"
 MAX_PREVIEW_AMOUNT = 10**12  # a static code's amount is not known yet: show all usable
+INTEROP_CHANNEL = "interop_qr"  # an order paid (or being paid) through the switch
 
 
 def shop_of(merchant: Merchant) -> Shop:
@@ -104,6 +105,7 @@ class ScanPreview:
     order_id: str | None
     description: str
     restricted_usable: int  # restricted money (red packets) this payment would use first
+    provider: str | None = None  # another provider's code: its switch participant id
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ def _code_for(
     amount: int | None = None,
     order_ref: str | None = None,
     terminal: str | None = None,
+    provider: str | None = None,
 ) -> emv.MerchantCode:
     return emv.MerchantCode(
         merchant_id=merchant.public_id,
@@ -159,17 +162,28 @@ def _code_for(
         amount=amount,
         order_ref=order_ref,
         terminal=terminal,
+        provider=provider or None,
     )
 
 
-def static_code(uow: UnitOfWork, *, merchant_pk: int, store_id: str, encryptor: Encryptor) -> str:
-    """The reusable EMV payload printed at a store's counter (the resident types the amount)."""
+def static_code(
+    uow: UnitOfWork,
+    *,
+    merchant_pk: int,
+    store_id: str,
+    encryptor: Encryptor,
+    provider: str | None = None,
+) -> str:
+    """The reusable EMV payload printed at a store's counter (the resident types the amount);
+    ``provider``: this deployment's switch participant id, named in the code."""
     merchant = merchant_by_pk(uow, merchant_pk)
     store = store_row(uow, merchant_pk=merchant_pk, store_id=store_id)
-    return emv.build(_code_for(merchant, store), key=qr_key(uow, encryptor))
+    return emv.build(_code_for(merchant, store, provider=provider), key=qr_key(uow, encryptor))
 
 
-def _dynamic_code(uow: UnitOfWork, order: Order, encryptor: Encryptor) -> str | None:
+def _dynamic_code(
+    uow: UnitOfWork, order: Order, encryptor: Encryptor, provider: str | None
+) -> str | None:
     if order.status != OrderStatus.CREATED or order.store_id is None:
         return None
     merchant = merchant_by_pk(uow, order.merchant_id)
@@ -182,6 +196,7 @@ def _dynamic_code(uow: UnitOfWork, order: Order, encryptor: Encryptor) -> str | 
         amount=order.amount,
         order_ref=order.public_id,
         terminal=terminal.label if terminal else None,
+        provider=provider,
     )
     return emv.build(code, key=qr_key(uow, encryptor))
 
@@ -196,8 +211,14 @@ def _decode(uow: UnitOfWork, payload: str, encryptor: Encryptor) -> emv.Merchant
 # --- views --------------------------------------------------------------------------------
 
 
-def order_view(uow: UnitOfWork, order: Order, encryptor: Encryptor | None = None) -> OrderView:
-    """The merchant's view of an order (with its dynamic code if ``encryptor`` is given)."""
+def order_view(
+    uow: UnitOfWork,
+    order: Order,
+    encryptor: Encryptor | None = None,
+    provider: str | None = None,
+) -> OrderView:
+    """The merchant's view of an order (with its dynamic code if ``encryptor`` is given,
+    naming ``provider``, this deployment's switch participant id, if given)."""
     merchant = merchant_by_pk(uow, order.merchant_id)
     store = uow.session.get(Store, order.store_id) if order.store_id else None
     terminal = uow.session.get(Terminal, order.terminal_id) if order.terminal_id else None
@@ -220,7 +241,7 @@ def order_view(uow: UnitOfWork, order: Order, encryptor: Encryptor | None = None
         closed_at=order.closed_at,
         created_at=order.created_at,
         decline_code=order.decline_code,
-        qr_payload=_dynamic_code(uow, order, encryptor) if encryptor else None,
+        qr_payload=_dynamic_code(uow, order, encryptor, provider) if encryptor else None,
     )
 
 
@@ -311,7 +332,8 @@ def create_order(
         select(Order).where(Order.merchant_id == merchant_pk, Order.out_trade_no == out_trade_no)
     )
     if existing is not None:
-        return _same_order(uow, existing, amount, description, encryptor), False
+        same = _same_order(existing, amount, description)
+        return order_view(uow, same, encryptor, settings.interop_participant_id or None), False
     ttl = expires_in if expires_in is not None else settings.order_ttl_seconds
     if not 60 <= ttl <= MAX_TTL_SECONDS:
         raise InvalidInput("An order expires in 1 minute to 7 days.", code="invalid_expiry")
@@ -338,7 +360,7 @@ def create_order(
             "An order with this out_trade_no is being created; query it.",
             code="out_trade_no_exists",
         ) from None
-    return order_view(uow, order, encryptor), True
+    return order_view(uow, order, encryptor, settings.interop_participant_id or None), True
 
 
 def new_order(
@@ -413,15 +435,13 @@ def place(
     return store, terminal
 
 
-def _same_order(
-    uow: UnitOfWork, order: Order, amount: int, description: str, encryptor: Encryptor
-) -> OrderView:
+def _same_order(order: Order, amount: int, description: str) -> Order:
     if order.amount != amount or order.description != clean_description(description):
         raise Conflict(
             "This out_trade_no belongs to another order (different amount or description).",
             code="out_trade_no_exists",
         )
-    return order_view(uow, order, encryptor)
+    return order
 
 
 def get_order(
@@ -431,10 +451,11 @@ def get_order(
     order_id: str | None = None,
     out_trade_no: str | None = None,
     encryptor: Encryptor | None = None,
+    provider: str | None = None,
 ) -> OrderView:
-    """Query an order by either id."""
+    """Query an order by either id (its dynamic code naming ``provider``, if given)."""
     row = order_row(uow, merchant_pk=merchant_pk, order_id=order_id, out_trade_no=out_trade_no)
-    return order_view(uow, row, encryptor)
+    return order_view(uow, row, encryptor, provider)
 
 
 def list_orders(
@@ -490,6 +511,8 @@ def close_expired_orders(uow: UnitOfWork, *, now: int | None = None, limit: int 
         .where(
             Order.status.in_((OrderStatus.CREATED, OrderStatus.AWAITING_CONFIRMATION)),
             Order.expires_at <= moment,
+            # held by a switch transfer (merchant/interop.py): only the switch's word ends it
+            Order.channel.is_distinct_from(INTEROP_CHANNEL),
         )
         .order_by(Order.id)
         .limit(limit)
@@ -756,7 +779,7 @@ def preview_scan(
     store = store_row(uow, merchant_pk=merchant.id, store_id=code.store_id)
     order = None
     if code.order_ref is not None:
-        order = _payable_order(uow, merchant.id, code, now_us())
+        order = payable_order(uow, merchant.id, code, now_us())
     usable = restricted.usable_amount(
         uow,
         user_id=user_id,
@@ -778,7 +801,36 @@ def preview_scan(
     )
 
 
-def _payable_order(uow: UnitOfWork, merchant_pk: int, code: emv.MerchantCode, moment: int) -> Order:
+def foreign_code(payload: str, *, participant_id: str) -> emv.MerchantCode | None:
+    """The scanned code if it is a CityWallet-scheme code of *another* provider (to pay
+    through the switch), else ``None`` (ours, or not readable: :func:`pay_scan` says why).
+    Its fields are not authenticated here; the merchant's provider checks them."""
+    try:
+        code = emv.parse_public(payload.strip())
+    except emv.EmvError:
+        return None
+    return code if emv.is_foreign(code, participant_id) else None
+
+
+def foreign_preview(code: emv.MerchantCode) -> ScanPreview:
+    """What a resident sees of another provider's code before paying it (its own words,
+    checked by the merchant's provider when the payment is quoted)."""
+    return ScanPreview(
+        kind="dynamic" if code.dynamic else "static",
+        merchant_id=code.merchant_id,
+        merchant_name=code.name_zh or code.merchant_name,
+        merchant_name_en=code.merchant_name,
+        store_name="",
+        amount=code.amount,
+        currency=CURRENCY,
+        order_id=code.order_ref,
+        description="",
+        restricted_usable=0,  # campaign money is spent at this provider's merchants only
+        provider=code.provider,
+    )
+
+
+def payable_order(uow: UnitOfWork, merchant_pk: int, code: emv.MerchantCode, moment: int) -> Order:
     """The code's order, refusing one that cannot be paid (``qr_tampered``,
     ``order_paid``, ``order_closed``, ``order_expired``)."""
     assert code.order_ref is not None
@@ -887,7 +939,7 @@ def _claim_dynamic(
     row = _CLAIM_DYNAMIC.run(uow, (*(values[c] for c in _PAID_COLUMNS), *where)).first()
     if row is None:
         require_active(merchant_by_pk(uow, merchant.id))
-        _payable_order(uow, merchant.id, code, moment)
+        payable_order(uow, merchant.id, code, moment)
         raise OrderNotPayable("This order cannot be paid now.", code="order_closed")
     assert code.order_ref is not None
     assert code.amount is not None

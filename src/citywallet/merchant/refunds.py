@@ -24,7 +24,7 @@ from citywallet.merchant.errors import MerchantBalanceInsufficient, RefundNotFou
 from citywallet.merchant.lookup import one_row
 from citywallet.merchant.models import Order, Refund
 from citywallet.merchant.onboarding import merchant_by_pk
-from citywallet.merchant.payments import linked, order_row
+from citywallet.merchant.payments import INTEROP_CHANNEL, linked, order_row
 from citywallet.merchant.refund_rules import (
     Paid,
     RefundAccounts,
@@ -134,6 +134,11 @@ def refund_order(
                 "This out_refund_no belongs to another refund.", code="out_refund_no_exists"
             )
         return _view(existing, order), False
+    if order.channel == INTEROP_CHANNEL:  # the payer is another provider's resident
+        raise Conflict(
+            "This order was paid through the switch; refunding it there is not available yet.",
+            code="refund_through_switch_unavailable",
+        )
     payer = refundable_payer(status=order.status, payer_user_id=order.payer_user_id)
     split = split_refund(_paid(order), amount)
     merchant = merchant_by_pk(uow, merchant_pk)

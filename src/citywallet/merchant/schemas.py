@@ -240,7 +240,7 @@ class OrderPublic(Public):
     amount: int
     currency: str
     description: str
-    channel: Literal["dynamic_qr", "static_qr", "paycode"] | None
+    channel: Literal["dynamic_qr", "static_qr", "paycode", "interop_qr"] | None
     status: Literal["created", "awaiting_confirmation", "paid", "closed"]
     fee: int
     refunded_amount: int
@@ -327,6 +327,11 @@ class ScanPreviewPublic(Public):
         description="Campaign red-packet money that pays first here (static codes: all of "
         "it that may be spent here); your own balance covers the rest."
     )
+    provider: str | None = Field(
+        default=None,
+        description="Another wallet provider's merchant (its switch participant id): paid "
+        "through the interoperability switch; its provider checks the code when you pay.",
+    )
 
 
 class ScanPay(Strict):
@@ -352,6 +357,12 @@ class PaymentPublic(Public):
     status: str
     channel: str
     paid_at: Time | None
+    provider: str | None = Field(
+        default=None, description="The merchant's provider, for a payment through the switch."
+    )
+    switch_transfer_id: str | None = Field(
+        default=None, description="The switch's transfer id of a payment through the switch."
+    )
 
 
 class PaymentList(BaseModel):

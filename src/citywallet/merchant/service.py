@@ -2,10 +2,11 @@
 stores, terminals and API keys from ``onboarding`` (the review queue from
 ``review_queue``); orders and their codes, and residents paying them by scanning, from
 ``payments``; payment codes (devices, password-free limits, charges, confirmations) from
-``paycodes``; refunds from ``refunds``; webhook events from ``webhooks``; the balance,
-settlements and payouts from ``settlement``; daily statements from ``statements``; the
-console's order search and printable code from ``console``; signed-request checks from
-``auth``.
+``paycodes``; payments by other providers' residents through the interoperability switch
+(quote, prepare, commit, abort) from ``interop``; refunds from ``refunds``; webhook events
+from ``webhooks``; the balance, settlements and payouts from ``settlement``; daily
+statements from ``statements``; the console's order search and printable code from
+``console``; signed-request checks from ``auth``.
 
 Functions taking ``uow`` never commit; the caller runs each in one ``db.transact`` (or a
 read-only ``db.uow``). Those taking ``db`` are the periodic jobs, which run their own
@@ -29,6 +30,16 @@ from citywallet.merchant.console import (
     OrderSearch,
     qr_pdf,
     search_orders,
+)
+from citywallet.merchant.interop import (
+    InteropPaymentView,
+    MerchantQuote,
+    abort_payment,
+    commit_payment,
+    interop_payment,
+    is_merchant_quote,
+    prepare_payment,
+    quote_payment,
 )
 from citywallet.merchant.models import MERCHANT_STATUSES
 from citywallet.merchant.onboarding import (
@@ -76,6 +87,8 @@ from citywallet.merchant.payments import (
     close_expired_orders,
     close_order,
     create_order,
+    foreign_code,
+    foreign_preview,
     get_order,
     list_orders,
     pay_scan,
@@ -118,9 +131,11 @@ __all__ = [
     "DeviceView",
     "EventDetail",
     "EventView",
+    "InteropPaymentView",
     "MerchantApplication",
     "MerchantBalance",
     "MerchantCaller",
+    "MerchantQuote",
     "MerchantView",
     "NewApiKey",
     "OrderPage",
@@ -134,6 +149,7 @@ __all__ = [
     "SettlementView",
     "Statement",
     "StoreView",
+    "abort_payment",
     "add_store",
     "add_terminal",
     "authenticate",
@@ -142,16 +158,21 @@ __all__ = [
     "charge",
     "close_expired_orders",
     "close_order",
+    "commit_payment",
     "confirm_charge",
     "create_api_key",
     "create_order",
     "current_code",
     "decline_charge",
+    "foreign_code",
+    "foreign_preview",
     "get_event",
     "get_order",
     "get_prefs",
     "get_refund",
     "get_settlement",
+    "interop_payment",
+    "is_merchant_quote",
     "list_api_keys",
     "list_devices",
     "list_events",
@@ -168,9 +189,11 @@ __all__ = [
     "pay_scan",
     "pending_confirmations",
     "post_guarded",
+    "prepare_payment",
     "preview_scan",
     "purge_nonces",
     "qr_pdf",
+    "quote_payment",
     "redeliver",
     "refund_order",
     "register_device",

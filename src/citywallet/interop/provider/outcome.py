@@ -16,6 +16,7 @@ from sqlalchemy import or_, select
 
 from citywallet.interop import conditions
 from citywallet.interop.messages import ErrorCode, SettlementNotice, TransferFulfil
+from citywallet.interop.provider.business import MERCHANT, BusinessPayee
 from citywallet.interop.provider.common import (
     SECOND_US,
     interop_account,
@@ -27,6 +28,7 @@ from citywallet.interop.provider.common import (
 from citywallet.interop.provider.models import InteropTransfer, SettlementWindow
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import TransferCode, TransferSpec
+from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.logging import get_logger
@@ -66,9 +68,16 @@ def _open_row(uow: UnitOfWork, transfer_id: str) -> InteropTransfer | None:
     return row if row is not None and row.state == "PREPARED" else None
 
 
-def on_state(uow: UnitOfWork, *, transfer_id: str, fulfil: TransferFulfil) -> str | None:
-    """``PUT /transfers/{id}`` from the switch: post on COMMITTED, void on ABORTED; returns
-    the new state, or ``None`` when nothing changed (unknown, already final, RESERVED)."""
+def on_state(
+    uow: UnitOfWork,
+    *,
+    transfer_id: str,
+    fulfil: TransferFulfil,
+    business: BusinessPayee | None = None,
+) -> str | None:
+    """``PUT /transfers/{id}`` from the switch: post on COMMITTED, void on ABORTED (a
+    merchant's transfer through ``business``); returns the new state, or ``None`` when
+    nothing changed (unknown, already final, RESERVED)."""
     row = _open_row(uow, transfer_id)
     if row is None or fulfil.transfer_state == "RESERVED":
         return None
@@ -77,25 +86,56 @@ def on_state(uow: UnitOfWork, *, transfer_id: str, fulfil: TransferFulfil) -> st
         if not conditions.matches(row.condition, fulfil.fulfilment):
             log.warning("commit with a foreign fulfilment ignored", transfer_id=transfer_id)
             return None
-        resolve(uow, row, state="COMMITTED", code=None)
+        _resolve(uow, row, "COMMITTED", None, business)
     else:
-        resolve(uow, row, state="ABORTED", code=None)
+        _resolve(uow, row, "ABORTED", None, business)
     return row.state
 
 
-def on_error(uow: UnitOfWork, *, transfer_id: str, code: ErrorCode, now: datetime) -> str | None:
-    """``PUT /transfers/{id}/error`` from the switch: void when the error ends the transfer;
-    returns the new state, or ``None`` when nothing changed."""
+def _resolve(
+    uow: UnitOfWork,
+    row: InteropTransfer,
+    state: str,
+    code: str | None,
+    business: BusinessPayee | None,
+) -> None:
+    """Resolve a resident's transfer here, a merchant's through the merchant feature."""
+    if row.user_id != MERCHANT:
+        resolve(uow, row, state=state, code=code)
+        return
+    if business is None:  # pragma: no cover - the adapters always pass it
+        raise RuntimeError(f"merchant transfer {row.transfer_id} without its merchant payee")
+    if state == "COMMITTED":
+        business.commit(uow, transfer_id=row.transfer_id)
+    else:
+        business.abort(uow, transfer_id=row.transfer_id)
+    moment = now_us()
+    row.state, row.error_code = state, code
+    row.updated_at = row.resolved_at = moment
+    uow.session.flush()
+
+
+def on_error(
+    uow: UnitOfWork,
+    *,
+    transfer_id: str,
+    code: ErrorCode,
+    now: datetime,
+    business: BusinessPayee | None = None,
+) -> str | None:
+    """``PUT /transfers/{id}/error`` from the switch: void when the error ends the transfer
+    (a merchant's through ``business``); returns the new state, or ``None`` when nothing
+    changed."""
     row = _open_row(uow, transfer_id)
     if row is None:
         return None
     if code is ErrorCode.TRANSFER_EXPIRED:
-        resolve(uow, row, state="EXPIRED", code=code.value)
+        _resolve(uow, row, "EXPIRED", code.value, business)
     elif code is ErrorCode.TRANSFER_ID_NOT_FOUND and to_us(now) > row.expires_at:
         # The switch has no such transfer and can no longer take its prepare.
-        resolve(uow, row, state="ABORTED", code=code.value)
+        _resolve(uow, row, "ABORTED", code.value, business)
     elif row.role == "payer" and code in _PAYER_FINAL:
-        resolve(uow, row, state="ABORTED", code=code.value)
+        _resolve(uow, row, "ABORTED", code.value, business)
     else:
         log.info("interop error leaves the transfer open", transfer_id=transfer_id, code=code)
         return None

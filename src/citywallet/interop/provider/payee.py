@@ -25,6 +25,7 @@ from citywallet.interop.messages import (
     TransferPrepare,
     error,
 )
+from citywallet.interop.provider.business import MERCHANT, BusinessPayee
 from citywallet.interop.provider.common import (
     interop_account,
     msisdn,
@@ -57,11 +58,15 @@ def payee_fees(amount: int) -> tuple[int, int]:
 
 
 def _refuse_quote(
-    uow: UnitOfWork, settings: Settings, request: QuoteRequest, code: ErrorCode
+    uow: UnitOfWork,
+    settings: Settings,
+    request: QuoteRequest,
+    code: ErrorCode,
+    description: str | None = None,
 ) -> None:
     send(
         uow, settings, method="PUT", path=f"/quotes/{request.quote_id}/error",
-        destination=request.payer.fsp_id, body=error(code),
+        destination=request.payer.fsp_id, body=error(code, description),
     )  # fmt: skip
 
 
@@ -72,8 +77,10 @@ def on_quote_request(
     settings: Settings,
     encryptor: Encryptor,
     now: datetime,
+    business: BusinessPayee | None = None,
 ) -> None:
-    """Answer a ``POST /quotes`` for one of our residents (or refuse it with 3204/5103)."""
+    """Answer a ``POST /quotes`` for one of our residents (or refuse it with 3204/5103), or
+    for one of our merchants through ``business`` (5103 with the merchant's refusal code)."""
     found = uow.session.scalar(select(PayeeQuote).where(PayeeQuote.quote_id == request.quote_id))
     if found is not None:  # a duplicate: the same terms again, nothing new stored
         send(
@@ -82,6 +89,10 @@ def on_quote_request(
         )  # fmt: skip
         return
     payee = request.payee
+    if payee.fsp_id == settings.interop_participant_id and payee.party_id_type == "BUSINESS":
+        _quote_business(uow, request=request, settings=settings, encryptor=encryptor, now=now,
+                        business=business)  # fmt: skip
+        return
     if payee.fsp_id != settings.interop_participant_id or payee.party_id_type != "MSISDN":
         _refuse_quote(uow, settings, request, ErrorCode.PARTY_NOT_FOUND)
         return
@@ -107,6 +118,26 @@ def on_quote_request(
     if transfer - payee_fee <= 0:
         _refuse_quote(uow, settings, request, ErrorCode.PAYEE_FSP_REJECTED_QUOTE)
         return
+    _answer_quote(
+        uow, request=request, settings=settings, encryptor=encryptor, now=now, user_id=user.id,
+        identifier=identifier, transfer=transfer, payer_fee=payer_fee, payee_fee=payee_fee,
+    )  # fmt: skip
+
+
+def _answer_quote(
+    uow: UnitOfWork,
+    *,
+    request: QuoteRequest,
+    settings: Settings,
+    encryptor: Encryptor,
+    now: datetime,
+    user_id: str,
+    identifier: str,
+    transfer: int,
+    payer_fee: int,
+    payee_fee: int,
+) -> None:
+    """Draw the fulfilment, keep the terms, send ``PUT /quotes/{id}``."""
     expiration = min(request.expiration, now + timedelta(seconds=settings.interop_transfer_seconds))
     fulfilment = conditions.new_fulfilment()
     response = QuoteResponse(
@@ -121,7 +152,7 @@ def on_quote_request(
         PayeeQuote(
             quote_id=request.quote_id,
             payer_fsp=request.payer.fsp_id,
-            user_id=user.id,
+            user_id=user_id,
             identifier=identifier,
             transfer_amount=transfer,
             payee_fee=payee_fee,
@@ -137,6 +168,40 @@ def on_quote_request(
     send(
         uow, settings, method="PUT", path=f"/quotes/{request.quote_id}",
         destination=request.payer.fsp_id, body=response,
+    )  # fmt: skip
+
+
+def _quote_business(
+    uow: UnitOfWork,
+    *,
+    request: QuoteRequest,
+    settings: Settings,
+    encryptor: Encryptor,
+    now: datetime,
+    business: BusinessPayee | None,
+) -> None:
+    """A quote for one of our merchants: the merchant feature authenticates the scanned code
+    and gives the terms (its fee is the payee's fee); a refusal is 5103 with its code."""
+    if business is None:
+        _refuse_quote(uow, settings, request, ErrorCode.PARTY_NOT_FOUND)
+        return
+    if request.expiration <= now:
+        _refuse_quote(uow, settings, request, ErrorCode.QUOTE_EXPIRED)
+        return
+    expiration = min(request.expiration, now + timedelta(seconds=settings.interop_transfer_seconds))
+    try:
+        # the merchant feature refuses before it writes: nothing of a refusal stays behind
+        terms = business.quote(uow, request=request, expires_at=to_us(expiration))
+    except DomainError as refused:
+        log.info("merchant quote refused", quote_id=request.quote_id, code=refused.code)
+        _refuse_quote(
+            uow, settings, request, ErrorCode.PAYEE_FSP_REJECTED_QUOTE, refused.code[:128]
+        )
+        return
+    _answer_quote(
+        uow, request=request, settings=settings, encryptor=encryptor, now=now,
+        user_id=MERCHANT, identifier=request.payee.party_identifier, transfer=terms.amount,
+        payer_fee=0, payee_fee=terms.fee,
     )  # fmt: skip
 
 
@@ -169,9 +234,11 @@ def on_prepare(
     settings: Settings,
     encryptor: Encryptor,
     now: datetime,
+    business: BusinessPayee | None = None,
 ) -> None:
     """Credit a pending transfer for a prepare that keeps its quote's terms and release the
-    fulfilment; refuse anything else (3205 no quote, 3302 quote expired, 3100 other terms)."""
+    fulfilment; refuse anything else (3205 no quote, 3302 quote expired, 3100 other terms).
+    A merchant's quote is credited by ``business`` (5105 if its order cannot be paid now)."""
     seen = uow.session.scalar(
         select(InteropTransfer.id).where(InteropTransfer.transfer_id == prepare.transfer_id)
     )
@@ -193,6 +260,10 @@ def on_prepare(
             code = ErrorCode.GENERIC_VALIDATION_ERROR  # one transfer per quote
     if code is not None or quote is None:
         _refuse_prepare(uow, settings, prepare, code or ErrorCode.QUOTE_ID_NOT_FOUND)
+        return
+    if quote.user_id == MERCHANT:
+        _prepare_business(uow, prepare=prepare, quote=quote, settings=settings,
+                          encryptor=encryptor, now=now, business=business)  # fmt: skip
         return
     receive = quote.transfer_amount - quote.payee_fee
     try:
@@ -274,6 +345,19 @@ def on_prepare(
         reference=prepare.transfer_id,
     )
     uow.session.flush()
+    _fulfil(uow, settings=settings, encryptor=encryptor, prepare=prepare, quote=quote, now=now)
+
+
+def _fulfil(
+    uow: UnitOfWork,
+    *,
+    settings: Settings,
+    encryptor: Encryptor,
+    prepare: TransferPrepare,
+    quote: PayeeQuote,
+    now: datetime,
+) -> None:
+    """Release the quote's fulfilment to the switch: ``PUT /transfers/{id}`` COMMITTED."""
     fulfilment = encryptor.decrypt(quote.fulfilment_enc, aad=quote.quote_id.encode()).decode()
     send(
         uow, settings, method="PUT", path=f"/transfers/{prepare.transfer_id}",
@@ -282,3 +366,53 @@ def on_prepare(
             fulfilment=fulfilment, completed_timestamp=now, transfer_state="COMMITTED"
         ),
     )  # fmt: skip
+
+
+def _prepare_business(
+    uow: UnitOfWork,
+    *,
+    prepare: TransferPrepare,
+    quote: PayeeQuote,
+    settings: Settings,
+    encryptor: Encryptor,
+    now: datetime,
+    business: BusinessPayee | None,
+) -> None:
+    """A prepare for a merchant's quote: the merchant feature holds the order and credits
+    the merchant (pending); the transfer row, with no resident, is the sweep's and the
+    switch's word's to resolve."""
+    try:
+        if business is None:
+            raise DomainError("merchant payments are not wired", code="merchant_unavailable")
+        # the merchant feature refuses before it writes: nothing of a refusal stays behind
+        business.prepare(
+            uow, quote_id=quote.quote_id, prepare=prepare, settlement=interop_account(uow)
+        )
+    except DomainError as refused:
+        log.info("merchant credit refused", transfer_id=prepare.transfer_id, code=refused.code)
+        _refuse_prepare(uow, settings, prepare, ErrorCode.PAYEE_FSP_REJECTED_TRANSACTION)
+        return
+    moment = to_us(now)
+    uow.session.add(
+        InteropTransfer(
+            public_id=new_id("itf"),
+            transfer_id=prepare.transfer_id,
+            quote_id=quote.quote_id,
+            role="payee",
+            user_id=MERCHANT,
+            counterparty_fsp=prepare.payer_fsp,
+            counterparty_identifier="",
+            counterparty_name=quote.identifier,  # the merchant paid, for the operator's lists
+            amount=quote.transfer_amount,
+            payer_fee=quote.payer_fee,
+            payee_fee=quote.payee_fee,
+            condition=quote.condition,
+            state="PREPARED",
+            usage="{}",
+            expires_at=to_us(prepare.expiration),
+            created_at=moment,
+            updated_at=moment,
+        )
+    )
+    uow.session.flush()
+    _fulfil(uow, settings=settings, encryptor=encryptor, prepare=prepare, quote=quote, now=now)

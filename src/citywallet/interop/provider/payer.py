@@ -213,16 +213,67 @@ def start_quote(
         raise Conflict(
             "That number is one of ours: send with a wallet transfer.", code="same_provider"
         )
+    payee = PartyRef(party_identifier=msisdn(phone), fsp_id=party.participant)
+    return _ask_quote(
+        uow, user_id=user_id, payee=payee, masked_name=party.masked_name, amount=amount,
+        settings=settings, encryptor=encryptor, now=now,
+    )  # fmt: skip
+
+
+def start_merchant_quote(
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    merchant_id: str,
+    participant: str,
+    merchant_name: str,
+    qr_payload: str,
+    amount: int,
+    settings: Settings,
+    encryptor: Encryptor,
+    now: datetime,
+) -> str:
+    """Ask another provider's merchant (``merchant_id`` at ``participant``, from the code
+    the resident scanned) for terms to pay ``amount``; the merchant's provider authenticates
+    ``qr_payload`` before it quotes. Returns the quote's public id (then as for a resident:
+    :func:`quote_state`, :func:`send_transfer`)."""
+    require_configured(settings)
+    validate_amount(amount, CURRENCY)
+    active_user(uow, user_id)
+    if participant == settings.interop_participant_id:
+        raise Conflict("That merchant is one of ours.", code="same_provider")
+    payee = PartyRef(party_id_type="BUSINESS", party_identifier=merchant_id, fsp_id=participant)
+    return _ask_quote(
+        uow, user_id=user_id, payee=payee, masked_name=merchant_name[:64], amount=amount,
+        settings=settings, encryptor=encryptor, now=now, qr_payload=qr_payload,
+    )  # fmt: skip
+
+
+def _ask_quote(
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    payee: PartyRef,
+    masked_name: str,
+    amount: int,
+    settings: Settings,
+    encryptor: Encryptor,
+    now: datetime,
+    qr_payload: str | None = None,
+) -> str:
+    """The quote row and its ``POST /quotes``, in one transaction."""
     payer = msisdn(user_phone(uow, user_id=user_id, encryptor=encryptor))
     request = QuoteRequest(
         quote_id=new_uuid(),
         transaction_id=new_uuid(),
         payer=PartyRef(party_identifier=payer, fsp_id=settings.interop_participant_id),
-        payee=PartyRef(party_identifier=msisdn(phone), fsp_id=party.participant),
+        payee=payee,
         amount_type="SEND",
         amount=Amount(amount=amount),
         expiration=now + timedelta(seconds=settings.interop_transfer_seconds),
+        qr_payload=qr_payload,
     )
+    party = PartyView(payee.fsp_id, masked_name)
     moment = to_us(now)
     public_id = new_id("iqt")
     uow.session.add(

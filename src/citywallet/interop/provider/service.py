@@ -8,6 +8,7 @@ from citywallet.interop.provider.aliases import (
     remove_alias,
     sync_aliases,
 )
+from citywallet.interop.provider.business import BusinessPayee, BusinessTerms
 from citywallet.interop.provider.common import (
     INTEROP_SETTLEMENT,
     PUBLIC_STATE,
@@ -17,6 +18,7 @@ from citywallet.interop.provider.common import (
     interop_account,
     require_configured,
 )
+from citywallet.interop.provider.console import InteropOverview, overview
 from citywallet.interop.provider.outcome import on_error, on_settlement, on_state, sweep
 from citywallet.interop.provider.payee import on_prepare, on_quote_request, payee_fees
 from citywallet.interop.provider.payer import (
@@ -35,14 +37,19 @@ from citywallet.interop.provider.payer import (
     recent_party,
     send_transfer,
     start_lookup,
+    start_merchant_quote,
     start_quote,
     transfer_for_key,
 )
+from citywallet.interop.provider.waiting import wait_for
 
 __all__ = [
     "INTEROP_SETTLEMENT",
     "PUBLIC_STATE",
     "SWITCH",
+    "BusinessPayee",
+    "BusinessTerms",
+    "InteropOverview",
     "InteropTransferNotFound",
     "InteropTransferView",
     "NotConnected",
@@ -63,6 +70,7 @@ __all__ = [
     "on_quote_request",
     "on_settlement",
     "on_state",
+    "overview",
     "payee_fees",
     "quote_state",
     "recent_party",
@@ -71,8 +79,10 @@ __all__ = [
     "require_configured",
     "send_transfer",
     "start_lookup",
+    "start_merchant_quote",
     "start_quote",
     "sweep",
     "sync_aliases",
     "transfer_for_key",
+    "wait_for",
 ]

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from citywallet.identity.service import run_confirmed
+from citywallet.interop.provider import service as interop
 from citywallet.platform.clock import now_us
 from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
@@ -23,6 +24,7 @@ from citywallet.wallet import service as wallet
 from citywallet.wallet import spending
 from citywallet.wallet.bank import Bank
 from citywallet.wallet.history import KINDS
+from citywallet.web.app import interop as interop_pages
 from citywallet.web.forms import done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
 from citywallet.web.session import FormFields, ViewerDep, field_errors, runtime_of
@@ -48,6 +50,9 @@ MONEY_FIELDS = {
     "cannot_pay_self": "to",
     "invalid_phone": "to",
     "note_too_long": "note",
+    "party_not_found": "to",
+    "interop_quote_refused": "to",
+    "same_provider": "to",
 }
 SPLIT_FIELDS = {
     "invalid_amount": "total",
@@ -353,7 +358,12 @@ def _transfer_form(
     return render(
         request,
         "app/transfer.html",
-        {"form": form or {}, "key": new_key(), "field_errors": errors or {}},
+        {
+            "form": form or {},
+            "key": new_key(),
+            "field_errors": errors or {},
+            "connected": interop.configured(runtime_of(request).settings),
+        },
         status_code=status,
     )
 
@@ -371,6 +381,11 @@ def transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
     form = {k: fields.get(k, "").strip() for k in ("to", "amount", "note")}
     try:
         amount = parse_amount(form["amount"])
+        if interop_pages.elsewhere(runtime, form["to"]):  # terms first, the PIN after them
+            quote = interop_pages.ask_quote(
+                runtime, user_id=who.user_id, phone=form["to"], amount=amount
+            )
+            return interop_pages.confirm_page(request, quote, note=form["note"])
         transfer_id = once(
             runtime,
             user_id=who.user_id,
@@ -634,8 +649,11 @@ def receipt(transaction_id: str, request: Request, who: ViewerDep) -> Response:
     button that checks the proofs in the browser against the published public key."""
     runtime = runtime_of(request)
     signer = runtime.ledger_signer()
+    crossing = None
     with runtime.db.uow(readonly=True) as uow:
         found = wallet.receipt(uow, user_id=who.user_id, object_id=transaction_id, signer=signer)
+        if transaction_id.startswith("itf_"):  # through the switch: its id and the provider
+            crossing = interop.get_transfer(uow, user_id=who.user_id, transfer_id=transaction_id)
     proofs = [
         {"id": t.id, "fields": t.sealed_fields, "proof": t.proof}
         for t in found.transfers
@@ -644,7 +662,13 @@ def receipt(transaction_id: str, request: Request, who: ViewerDep) -> Response:
     return render(
         request,
         "app/receipt.html",
-        {"receipt": found, "tx": found.transaction, "proofs": proofs, **_labels()},
+        {
+            "receipt": found,
+            "tx": found.transaction,
+            "crossing": crossing,
+            "proofs": proofs,
+            **_labels(),
+        },
     )
 
 

@@ -16,15 +16,19 @@ Money-moving forms confirm the payment PIN and carry a one-time key
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from citywallet.interop.provider import service as interop
 from citywallet.merchant import images
 from citywallet.merchant import service as merchants
+from citywallet.merchant.emv import MerchantCode
 from citywallet.merchant.service import DeviceView
-from citywallet.platform.errors import DomainError, InvalidInput
+from citywallet.platform.db import UnitOfWork
+from citywallet.platform.errors import Conflict, DomainError, InvalidInput
 from citywallet.runtime import Runtime
 from citywallet.web.forms import done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
@@ -33,6 +37,7 @@ from citywallet.web.templating import render
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 
+WAIT_SECONDS = 5.0  # for the switch's answers, as the API waits
 WEB_DEVICE_LABEL = "Web (CityWallet app)"
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
@@ -51,8 +56,22 @@ PAY_FIELDS = {
     "yearly_limit_exceeded": "amount",
 }
 N_("Paid.")
+
 N_("Payment declined.")
 N_("Payment code turned on for this browser.")
+N_("Payment sent; the other provider has not confirmed it yet.")
+N_("The payment did not go through; nothing was taken.")
+SWITCH_RESULT = {  # a payment through the switch: the flash after it
+    "committed": "Paid.",
+    "processing": "Payment sent; the other provider has not confirmed it yet.",
+}
+SWITCH_FAILED = "The payment did not go through; nothing was taken."
+
+
+class InteropUnavailable(Conflict):
+    """The merchant's provider refused a payment through the switch, or did not answer."""
+
+    code = "interop_quote_refused"
 
 
 # --- scan to pay ---------------------------------------------------------------------------
@@ -116,7 +135,14 @@ def scan_image(
     return RedirectResponse(f"/app/scan/preview?payload={quote(payload, safe='')}", 303)
 
 
+def _foreign(runtime: Runtime, payload: str) -> MerchantCode | None:
+    return merchants.foreign_code(payload, participant_id=runtime.settings.interop_participant_id)
+
+
 def _preview(runtime: Runtime, user_id: str, payload: str) -> merchants.ScanPreview:
+    foreign = _foreign(runtime, payload)
+    if foreign is not None:  # another provider's merchant: paid through the switch
+        return merchants.foreign_preview(foreign)
     return runtime.db.transact(
         lambda uow: merchants.preview_scan(
             uow, user_id=user_id, payload=payload, encryptor=runtime.encryptor
@@ -183,6 +209,12 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
     note = fields.get("note", "")[:128]
     try:
         amount = parse_amount(typed) if typed else None
+        foreign = _foreign(runtime, payload)
+        if foreign is not None:
+            transfer, state = _pay_foreign(
+                runtime, viewer.user_id, foreign, payload, amount, note, key, fields
+            )
+            return done(f"/app/scan/paid/{transfer}", SWITCH_RESULT.get(state, SWITCH_FAILED))
         paid = once(
             runtime,
             user_id=viewer.user_id,
@@ -224,10 +256,86 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
     return done(f"/app/scan/paid/{paid}", "Paid.")
 
 
+def _pay_foreign(
+    runtime: Runtime,
+    user_id: str,
+    code: MerchantCode,
+    payload: str,
+    amount: int | None,
+    note: str,
+    key: str,
+    fields: dict[str, str],
+) -> tuple[str, str]:
+    """Pay another provider's code through the switch (as ``POST /v1/payments/scan``):
+    a quote carrying the payload, then the PIN-confirmed transfer; returns its ``itf_`` id
+    and state once the switch decided, or after the wait (state ``processing``)."""
+    interop.require_configured(runtime.settings)
+    if code.amount is not None and amount not in (None, code.amount):
+        raise InvalidInput("This code's order fixes the amount.", code="amount_mismatch")
+    amount = code.amount if code.amount is not None else amount
+    if amount is None:
+        raise InvalidInput("Enter the amount to pay at this counter.", code="amount_required")
+    quote_id = runtime.db.transact(
+        lambda uow: interop.start_merchant_quote(
+            uow, user_id=user_id, merchant_id=code.merchant_id, participant=code.provider or "",
+            merchant_name=code.name_zh or code.merchant_name, qr_payload=payload,
+            amount=amount, settings=runtime.settings, encryptor=runtime.encryptor,
+            now=datetime.now(UTC),
+        )
+    )  # fmt: skip
+    runtime.kick_interop()
+
+    def answered(uow: UnitOfWork) -> interop.Waiting | None:
+        state, _ = interop.quote_state(uow, user_id=user_id, quote_id=quote_id)
+        return None if state.state == "waiting" else state
+
+    state = interop.wait_for(runtime.db, answered, seconds=WAIT_SECONDS)
+    if state is None:
+        raise InteropUnavailable(
+            "The merchant's provider did not answer in time; try again.", code="interop_timeout"
+        )
+    if state.state != "ready":
+        raise InteropUnavailable(
+            "The merchant's provider refused this payment.", code="interop_quote_refused"
+        )
+    transfer = once(
+        runtime, user_id=user_id, key=key, action="scan_pay",
+        fields={"payload": payload, "amount": str(amount), "note": note},
+        work=lambda uow: interop.send_transfer(
+            uow, user_id=user_id, quote_id=quote_id, pin=fields.get("pin", ""),
+            settings=runtime.settings, encryptor=runtime.encryptor, note=note,
+        ).id,
+    )  # fmt: skip
+    runtime.kick_interop()
+
+    def final(uow: UnitOfWork) -> str | None:
+        view = interop.get_transfer(uow, user_id=user_id, transfer_id=transfer)
+        return None if view.state == "processing" else view.state
+
+    return transfer, interop.wait_for(runtime.db, final, seconds=WAIT_SECONDS) or "processing"
+
+
+_SWITCH_STATUS = {"committed": "paid", "processing": "processing"}  # else: failed
+
+
 @router.get("/scan/paid/{order_id}")
 def scan_paid(order_id: str, request: Request, viewer: ViewerDep) -> Response:
-    """The result of a payment the resident made (another resident's: 404)."""
+    """The result of a payment the resident made (another resident's: 404); ``itf_…``: a
+    payment to another provider's merchant through the switch."""
     with runtime_of(request).db.uow(readonly=True) as uow:
+        if order_id.startswith("itf_"):
+            switched = interop.get_transfer(uow, user_id=viewer.user_id, transfer_id=order_id)
+            view = merchants.PaymentView(
+                order_id=switched.id, merchant_id="", merchant_name=switched.masked_name,
+                amount=switched.amount, restricted_amount=0, currency=switched.currency,
+                status=_SWITCH_STATUS.get(switched.state, "failed"), channel="interop_qr",
+                paid_at=switched.resolved_at if switched.state == "committed" else None,
+            )  # fmt: skip
+            return render(
+                request, "app/pay_result.html",
+                {"payment": view, "provider": switched.participant,
+                 "switch_transfer_id": switched.switch_transfer_id},
+            )  # fmt: skip
         view = merchants.resident_payment(uow, user_id=viewer.user_id, order_id=order_id)
     return render(request, "app/pay_result.html", {"payment": view})
 

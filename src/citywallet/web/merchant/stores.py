@@ -79,7 +79,11 @@ def _static_payload(request: Request, console: Console, store_id: str) -> str:
     runtime = runtime_of(request)
     return runtime.db.transact(  # the QR key is created on first use
         lambda uow: merchants.static_code(
-            uow, merchant_pk=console.pk, store_id=store_id, encryptor=runtime.encryptor
+            uow,
+            merchant_pk=console.pk,
+            store_id=store_id,
+            encryptor=runtime.encryptor,
+            provider=runtime.settings.interop_participant_id or None,
         )
     )
 
@@ -216,7 +220,11 @@ def _order(request: Request, console: Console, order_id: str) -> merchants.Order
     runtime = runtime_of(request)
     return runtime.db.transact(
         lambda uow: merchants.get_order(
-            uow, merchant_pk=console.pk, order_id=order_id, encryptor=runtime.encryptor
+            uow,
+            merchant_pk=console.pk,
+            order_id=order_id,
+            encryptor=runtime.encryptor,
+            provider=runtime.settings.interop_participant_id or None,
         )
     )
 

@@ -1,7 +1,7 @@
 """Pages of the operator console (``/operator``), for residents holding the operator role
 (``OperatorDep``: 403 ``operator_required`` for anyone else). One router, made of the
 console's parts: :mod:`.residents`, :mod:`.merchants`, :mod:`.campaigns`, :mod:`.ledger`,
-:mod:`.audit_log`. Every action is written to the audit log in its own transaction
+:mod:`.interop`, :mod:`.audit_log`. Every action is written to the audit log in its own transaction
 (:mod:`citywallet.identity.audit`). See docs/web-operator.md."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from citywallet.campaign import service as campaigns
 from citywallet.identity import audit
 from citywallet.merchant.service import merchants_by_status
-from citywallet.web.operator import audit_log, ledger, merchants, residents
+from citywallet.web.operator import audit_log, interop, ledger, merchants, residents
 from citywallet.web.operator import campaigns as campaign_pages
 from citywallet.web.operator.shared import LABELS
 from citywallet.web.session import OperatorDep, runtime_of
@@ -33,5 +33,5 @@ def home(request: Request, _viewer: OperatorDep) -> Response:
                    "labels": LABELS})  # fmt: skip
 
 
-for part in (residents, merchants, campaign_pages, ledger, audit_log):
+for part in (residents, merchants, campaign_pages, ledger, interop, audit_log):
     router.include_router(part.router)
