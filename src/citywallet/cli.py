@@ -13,6 +13,7 @@ from rich.table import Table
 
 import citywallet
 from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
+from citywallet.cli_cells import cells_app
 from citywallet.cli_interop import interop_app
 from citywallet.cli_switch import switch_app
 from citywallet.platform import crypto
@@ -50,6 +51,7 @@ app.add_typer(interop_app, name="interop")
 app.add_typer(operators_app, name="operators")
 app.add_typer(switch_app, name="switch")
 users_app.add_typer(attributes_app, name="attributes")
+app.add_typer(cells_app, name="cells")
 console = Console()
 REPO_ROOT = Path(citywallet.__file__).resolve().parents[2]
 
@@ -279,6 +281,17 @@ def bench_redpackets(ctx: typer.Context) -> None:
     """Red-packet grabs/s (in-process, HTTP, Redis Lua baseline) and a campaign; -- --help."""
     sys.path.insert(0, str(REPO_ROOT))
     from bench.redpackets import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
+@bench_app.command(
+    "interop", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_interop(ctx: typer.Context) -> None:
+    """P2P through the switch (3 cells) beside in-provider P2P, same run; -- --help."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench.interop import main
 
     raise typer.Exit(main(list(ctx.args)))
 
