@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -142,3 +143,30 @@ def test_limit_and_order(db: Database) -> None:
     assert deliver_due(db, handlers={"t": lambda m: seen.append(m.payload["n"])}) == 2
     assert seen == [0, 1, 2, 3, 4]
     assert len(ids) == 5
+
+
+def test_concurrent_delivery_records_each_outcome(db: Database) -> None:
+    """With an executor the handlers run side by side; each message's outcome is its own:
+    delivered ones are done, a failed one is retried on its topic's schedule, and a topic
+    left out of ``topics`` is not claimed at all."""
+    outbox.retry_policy("fast", base_seconds=0.25, cap_seconds=4.0)
+    ids = db.transact(
+        lambda uow: [outbox.enqueue(uow, topic="fast", payload={"n": n}) for n in range(4)]
+    )
+    other = db.transact(lambda uow: outbox.enqueue(uow, topic="slow", payload={}))
+
+    def handler(message: Message) -> None:
+        if message.payload["n"] == 2:
+            raise ConnectionError("receiver down")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        delivered = deliver_due(db, handlers={"fast": handler}, topics=("fast",), executor=pool)
+    assert delivered == 3
+    rows = {message_id: _row(db, message_id) for message_id in ids}
+    assert [rows[i].delivered_at is not None for i in ids] == [True, True, False, True]
+    failed = rows[ids[2]]
+    assert "receiver down" in failed.last_error
+    assert failed.attempts == 1
+    # 0.25 s doubled from the first attempt, with up to 20 % jitter: well under a second.
+    assert 0 < failed.next_attempt_at - failed.created_at < 2 * SECOND_US
+    assert _row(db, other).attempts == 0

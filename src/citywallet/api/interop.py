@@ -6,7 +6,7 @@ key) and answered ``202`` at once with an empty body, or ``400`` with an ``error
 body when the headers, signature or body are refused; the real answer leaves later through
 the outbox. Each request is one transaction; the courier is kicked after the commit.
 
-The residents' routes send a request to the switch and poll their row (every 10 ms, up to
+The residents' routes send a request to the switch and wait for their row (woken by the callback, up to
 ``WAIT_SECONDS``) for the callback: ``504 interop_timeout`` if none came. Paying a quote is
 money-moving: ``Idempotency-Key``, PIN and limits inside the transaction that holds the
 money; the answer is ``201`` once the switch's final word is in, else ``202`` with state
@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -57,7 +56,6 @@ from citywallet.runtime import Runtime
 
 PREFIX = "/fspiop"
 WAIT_SECONDS = 5.0
-POLL_SECONDS = 0.01
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
@@ -127,6 +125,7 @@ async def _apply(request: Request, fn: Callable[[UnitOfWork], Any]) -> Response:
     runtime: Runtime = request.app.state.runtime
     await run_sync(lambda: runtime.db.transact(fn))
     runtime.kick_interop()
+    interop.notify()  # a resident's request in this process may be waiting for this answer
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
@@ -267,16 +266,11 @@ async def window_settled(request: Request, window_id: str) -> Response:
 
 
 def _wait(runtime: Runtime, probe: Callable[[UnitOfWork], T | None]) -> T:
-    """Poll ``probe`` in short read-only transactions until it answers or time runs out."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        with runtime.db.uow(readonly=True) as uow:
-            found = probe(uow)
-        if found is not None:
-            return found
-        if time.monotonic() >= deadline:
-            raise InteropTimeout("The other provider did not answer in time; try again.")
-        time.sleep(POLL_SECONDS)
+    """What ``probe`` finds once the switch answered, or 504 ``interop_timeout``."""
+    found = interop.wait_for(runtime.db, probe, seconds=WAIT_SECONDS)
+    if found is None:
+        raise InteropTimeout("The other provider did not answer in time; try again.")
+    return found
 
 
 def _find_party(runtime: Runtime, user_id: str, phone: str) -> interop.PartyView:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -45,6 +46,7 @@ RETRY_CAP_SECONDS = 4.0
 MAX_AGE_SECONDS = 600
 POLL_SECONDS = 0.2
 BATCH = 50
+SENDERS = 16  # concurrent deliveries per process
 TIMEOUT_SECONDS = 5.0
 
 
@@ -163,6 +165,9 @@ class Courier:
     ) -> None:
         self._db = db
         self._handlers = {TOPIC: sender}
+        # Messages go out side by side: one slow receiver must not hold up the rest, and the
+        # protocol lets messages arrive in any order.
+        self._pool: ThreadPoolExecutor | None = None
         self._poll = poll
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -171,6 +176,7 @@ class Courier:
     def start(self) -> None:
         """Start the delivery thread (idempotent)."""
         if self._thread is None:
+            self._pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="interop-send")
             self._thread = threading.Thread(target=self._run, name="interop-courier", daemon=True)
             self._thread.start()
 
@@ -184,6 +190,9 @@ class Courier:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def deliver(self) -> int:
         """Deliver what is due now (also the thread's step); returns how many went out."""
@@ -196,6 +205,7 @@ class Courier:
                 limit=BATCH,
                 max_age_seconds=MAX_AGE_SECONDS,
                 claim_seconds=int(TIMEOUT_SECONDS * 2),
+                executor=self._pool,
             )
             delivered += batch
             if batch < BATCH:  # all due ones went out, or some failed and wait for a retry

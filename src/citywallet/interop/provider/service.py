@@ -41,7 +41,7 @@ from citywallet.interop.provider.payer import (
     start_quote,
     transfer_for_key,
 )
-from citywallet.interop.provider.waiting import wait_for
+from citywallet.interop.provider.waiting import notify, wait_for
 
 __all__ = [
     "INTEROP_SETTLEMENT",
@@ -63,6 +63,7 @@ __all__ = [
     "get_transfer",
     "interop_account",
     "lookup_state",
+    "notify",
     "on_error",
     "on_party",
     "on_prepare",

@@ -11,7 +11,6 @@ docs/interop.md, "Pages"."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -32,7 +31,6 @@ from citywallet.web.templating import render
 router = APIRouter(prefix="/app", include_in_schema=False)
 
 WAIT_SECONDS = 5.0  # for each callback: the party, the quote, the transfer's final word
-POLL_SECONDS = 0.01
 T = TypeVar("T")
 
 CONFIRM_FIELDS = {
@@ -77,14 +75,8 @@ def elsewhere(runtime: Runtime, to: str) -> bool:
 
 
 def _wait(runtime: Runtime, probe: Callable[[UnitOfWork], T | None]) -> T | None:
-    """Poll ``probe`` in short read-only transactions until it answers or time runs out."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        with runtime.db.uow(readonly=True) as uow:
-            found = probe(uow)
-        if found is not None or time.monotonic() >= deadline:
-            return found
-        time.sleep(POLL_SECONDS)
+    """What ``probe`` finds once the switch answered, or ``None`` after ``WAIT_SECONDS``."""
+    return interop.wait_for(runtime.db, probe, seconds=WAIT_SECONDS)
 
 
 def _party(runtime: Runtime, user_id: str, phone: str) -> interop.PartyView:
