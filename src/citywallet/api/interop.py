@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
-from citywallet.api.interop_merchants import MerchantPayee
+from citywallet.api.interop_merchants import MerchantPayee, MerchantRefunds
 from citywallet.interop import transport
 from citywallet.interop.messages import (
     ErrorCode,
@@ -179,10 +179,17 @@ async def quote_answered(request: Request, quote_id: str) -> Response:
     body = await _receive(request, QuoteResponse)
     if isinstance(body, Response):
         return body
+    runtime: Runtime = request.app.state.runtime
     return await _apply(
         request,
         lambda uow: interop.on_quote(
-            uow, quote_id=quote_id, source_fsp=None, response=body, code=None
+            uow,
+            quote_id=quote_id,
+            source_fsp=None,
+            response=body,
+            code=None,
+            settings=runtime.settings,
+            business=MerchantRefunds(runtime),
         ),
     )
 
@@ -194,10 +201,17 @@ async def quote_error(request: Request, quote_id: str) -> Response:
     if isinstance(body, Response):
         return body
     code = body.error_information.error_code.value
+    runtime: Runtime = request.app.state.runtime
     return await _apply(
         request,
         lambda uow: interop.on_quote(
-            uow, quote_id=quote_id, source_fsp=None, response=None, code=code
+            uow,
+            quote_id=quote_id,
+            source_fsp=None,
+            response=None,
+            code=code,
+            settings=runtime.settings,
+            business=MerchantRefunds(runtime),
         ),
     )
 
@@ -224,10 +238,13 @@ async def transfer_state(request: Request, transfer_id: str) -> Response:
     body = await _receive(request, TransferFulfil)
     if isinstance(body, Response):
         return body
-    business = MerchantPayee(request.app.state.runtime)
+    runtime: Runtime = request.app.state.runtime
+    business, refunds = MerchantPayee(runtime), MerchantRefunds(runtime)
     return await _apply(
         request,
-        lambda uow: interop.on_state(uow, transfer_id=transfer_id, fulfil=body, business=business),
+        lambda uow: interop.on_state(
+            uow, transfer_id=transfer_id, fulfil=body, business=business, refunds=refunds
+        ),
     )
 
 
@@ -246,6 +263,7 @@ async def transfer_error(request: Request, transfer_id: str) -> Response:
             code=code,
             now=datetime.now(UTC),
             business=MerchantPayee(request.app.state.runtime),
+            refunds=MerchantRefunds(request.app.state.runtime),
         ),
     )
 
