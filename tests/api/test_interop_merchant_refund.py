@@ -7,6 +7,7 @@ refund over what is left is refused with nothing sent."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from citywallet.ledger import service as ledger
 from citywallet.merchant.rules import fee_for
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
+from tests.identity_support import PASSWORD
 from tests.interop_support import ME, OTHER, FakeSwitch, eventually, interop_settings, outbox
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.merchant_support import ShopOwner, merchant_row
@@ -236,3 +238,46 @@ def test_an_expired_refund_voids_and_the_amount_is_refundable_again(
     assert _receivable(runtime, shop) == (0, 0)
     assert platform_balance(runtime.db, SETTLEMENT) == 0
     assert_ledger_clean(runtime.db)
+
+
+def test_the_console_refunds_through_the_switch(
+    client: TestClient, runtime: Runtime, fake: FakeSwitch, shop: ShopOwner
+) -> None:
+    order_id = _paid_order(runtime, fake, shop, 30_00)
+    client.cookies.clear()
+    login = client.get("/login")
+    client.post(
+        "/login",
+        data={"phone": shop.person.phone, "password": PASSWORD, "csrf_token": _token(login.text)},
+    )
+    fake.on_prepare = "silent"
+    asked = client.get(
+        f"/merchant/orders/{order_id}/refund",
+        params={"amount": "10.00", "reason": "cold", "out_refund_no": "RF-WEB-1"},
+    )
+    assert asked.status_code == 200, asked.text[:500]
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', asked.text))
+    for _ in range(2):  # a double submit refunds once
+        done = client.post(
+            f"/merchant/orders/{order_id}/refund/confirmed", data=fields, follow_redirects=False
+        )
+        assert done.status_code == 303, done.text[:500]
+    assert "through+the+switch" in done.headers["location"]
+    page = client.get(done.headers["location"], headers={"Accept-Language": "en"})
+    assert "Refund sent through the switch" in page.text
+    assert "sent through the switch, waiting" in page.text
+    eventually(lambda: len(_seen(fake, "POST", "/transfers")) == 1)
+    assert len(_seen(fake, "POST", "/quotes")) == 1
+    assert _order(shop, order_id)["refunded_amount"] == 10_00
+    (prepare,) = _seen(fake, "POST", "/transfers")
+    fake.send("PUT", f"/transfers/{prepare['transferId']}/error", error(ErrorCode.TRANSFER_EXPIRED))
+    assert _order(shop, order_id)["refunded_amount"] == 0
+    page = client.get(f"/merchant/orders/{order_id}", headers={"Accept-Language": "en"})
+    assert "failed, refundable again" in page.text
+    assert_ledger_clean(runtime.db)
+
+
+def _token(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found is not None, html[:500]
+    return found.group(1)
