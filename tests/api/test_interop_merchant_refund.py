@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from citywallet.api import merchant as merchant_api
 from citywallet.api.app import create_app
+from citywallet.api.interop_merchants import MerchantRefunds
 from citywallet.interop.messages import (
     ErrorCode,
     QuoteRequest,
@@ -26,6 +27,7 @@ from citywallet.interop.messages import (
     TransferPrepare,
     error,
 )
+from citywallet.interop.provider import service as interop
 from citywallet.interop.transport import Courier, Sender
 from citywallet.ledger import service as ledger
 from citywallet.merchant.rules import fee_for
@@ -281,3 +283,32 @@ def _token(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found is not None, html[:500]
     return found.group(1)
+
+
+def test_a_refund_whose_quote_never_comes_back_fails_at_the_sweep(
+    client: TestClient,
+    runtime: Runtime,
+    fake: FakeSwitch,
+    shop: ShopOwner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    order_id = _paid_order(runtime, fake, shop, 20_00)
+    monkeypatch.setattr(fake, "_quote", lambda body: None)  # the payee's provider is silent
+    made = _refund(shop, order_id, "RF-LOST-1", 20_00)
+    assert (made.status_code, made.json()["status"]) == (202, "processing"), made.text
+    eventually(lambda: len(_seen(fake, "POST", "/quotes")) == 1)
+    refunds = MerchantRefunds(runtime)
+    now = datetime.now(UTC)
+    runtime.db.transact(
+        lambda uow: interop.sweep(uow, settings=runtime.settings, now=now, refunds=refunds)
+    )
+    assert _refund_status(shop, made.json()["id"]) == "processing"  # not late yet
+    later = now + timedelta(seconds=runtime.settings.interop_transfer_seconds + 10)
+    for _ in range(2):
+        runtime.db.transact(
+            lambda uow: interop.sweep(uow, settings=runtime.settings, now=later, refunds=refunds)
+        )
+    assert _refund_status(shop, made.json()["id"]) == "failed"
+    assert _order(shop, order_id)["refunded_amount"] == 0
+    assert not _seen(fake, "POST", "/transfers")
+    assert_ledger_clean(runtime.db)

@@ -25,7 +25,7 @@ from citywallet.interop.provider.common import (
     send,
     to_us,
 )
-from citywallet.interop.provider.models import InteropTransfer, SettlementWindow
+from citywallet.interop.provider.models import InteropTransfer, PayerQuote, SettlementWindow
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import TransferCode, TransferSpec
 from citywallet.platform.clock import now_us
@@ -155,10 +155,15 @@ def on_error(
     return row.state
 
 
-def sweep(uow: UnitOfWork, *, settings: Settings, now: datetime) -> int:
+def sweep(
+    uow: UnitOfWork, *, settings: Settings, now: datetime, refunds: BusinessPayer | None = None
+) -> int:
     """Ask the switch about transfers still PREPARED a little after their expiration (at most
-    once a second each); returns how many questions were queued."""
+    once a second each); returns how many questions were queued. With ``refunds``, a
+    merchant's refund whose quote was not answered within its expiration fails."""
     moment = to_us(now)
+    if refunds is not None:
+        _expire_business_quotes(uow, settings=settings, moment=moment, refunds=refunds)
     rows = list(
         uow.session.scalars(
             select(InteropTransfer)
@@ -183,6 +188,32 @@ def sweep(uow: UnitOfWork, *, settings: Settings, now: datetime) -> int:
         row.queried_at = moment
     uow.session.flush()
     return len(rows)
+
+
+def _expire_business_quotes(
+    uow: UnitOfWork, *, settings: Settings, moment: int, refunds: BusinessPayer
+) -> None:
+    """Merchants' quotes (refunds) still waiting after their expiration: the refund fails
+    (a late answer finds the quote failed and changes nothing)."""
+    late = moment - (settings.interop_transfer_seconds + SWEEP_GRACE_SECONDS) * SECOND_US
+    rows = list(
+        uow.session.scalars(
+            select(PayerQuote)
+            .where(
+                PayerQuote.user_id == MERCHANT,
+                PayerQuote.state == "waiting",
+                PayerQuote.created_at < late,
+            )
+            .order_by(PayerQuote.id)
+            .limit(SWEEP_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for row in rows:
+        row.state, row.error_code = "failed", ErrorCode.QUOTE_EXPIRED.value
+        row.updated_at = moment
+        uow.session.flush()
+        refunds.fail(uow, owner=row.public_id)
 
 
 def on_settlement(uow: UnitOfWork, *, notice: SettlementNotice, now: datetime) -> bool:
