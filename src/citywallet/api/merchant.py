@@ -472,7 +472,13 @@ def charge_code(body: CodeCharge, caller: SignedMerchantDeferred, runtime: Runti
     )
 
 
-@server_router.post("/orders/{order_id}/refunds", responses=SIGNED_RESPONSES)
+@server_router.post(
+    "/orders/{order_id}/refunds",
+    responses={
+        **SIGNED_RESPONSES,
+        202: {"model": RefundPublic, "description": "Sent through the switch: processing"},
+    },
+)
 def create_refund(
     order_id: str,
     body: RefundCreate,
