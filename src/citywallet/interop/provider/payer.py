@@ -272,9 +272,15 @@ def start_business_quote(
         fsp_id=settings.interop_participant_id,
     )  # fmt: skip
     _ask_quote(
-        uow, user_id=MERCHANT, payer=payer, payee=payee, masked_name=payee.party_identifier,
+        uow, user_id=MERCHANT, payer=payer, payee=payee, masked_name=_masked(payee),
         amount=amount, settings=settings, now=now, public_id=owner,
     )  # fmt: skip
+
+
+def _masked(party: PartyRef) -> str:
+    """A number as the pages show it (no name is known without a lookup)."""
+    number = party.party_identifier
+    return f"{number[:3]}****{number[-4:]}" if len(number) > 7 else number
 
 
 def _resident(uow: UnitOfWork, user_id: str, settings: Settings, encryptor: Encryptor) -> PartyRef:
