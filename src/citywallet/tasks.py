@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from citywallet.api.interop_merchants import MerchantRefunds
 from citywallet.campaign import service as campaigns
 from citywallet.campaign.notify import won_handler
 from citywallet.identity.codes import SMS_TOPIC, sms_outbox_handler
@@ -76,8 +77,11 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
 
     def sweep_interop(db: Database) -> int:
         asked = db.transact(
-            lambda uow: interop.sweep(uow, settings=runtime.settings, now=datetime.now(UTC))
-        )
+            lambda uow: interop.sweep(
+                uow, settings=runtime.settings, now=datetime.now(UTC),
+                refunds=MerchantRefunds(runtime),
+            )
+        )  # fmt: skip
         if asked:
             runtime.kick_interop()
         return asked

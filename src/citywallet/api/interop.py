@@ -6,8 +6,8 @@ key) and answered ``202`` at once with an empty body, or ``400`` with an ``error
 body when the headers, signature or body are refused; the real answer leaves later through
 the outbox. Each request is one transaction; the courier is kicked after the commit.
 
-The residents' routes send a request to the switch and wait for their row (woken by the callback, up to
-``WAIT_SECONDS``) for the callback: ``504 interop_timeout`` if none came. Paying a quote is
+The residents' routes send a request to the switch and wait for their row (woken when the
+callback commits, up to ``WAIT_SECONDS``): ``504 interop_timeout`` if none came. Paying a quote is
 money-moving: ``Idempotency-Key``, PIN and limits inside the transaction that holds the
 money; the answer is ``201`` once the switch's final word is in, else ``202`` with state
 ``processing`` (poll ``GET /v1/interop/transfers/{id}``).
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
-from citywallet.api.interop_merchants import MerchantPayee
+from citywallet.api.interop_merchants import MerchantPayee, MerchantRefunds
 from citywallet.interop import transport
 from citywallet.interop.messages import (
     ErrorCode,
@@ -178,10 +178,17 @@ async def quote_answered(request: Request, quote_id: str) -> Response:
     body = await _receive(request, QuoteResponse)
     if isinstance(body, Response):
         return body
+    runtime: Runtime = request.app.state.runtime
     return await _apply(
         request,
         lambda uow: interop.on_quote(
-            uow, quote_id=quote_id, source_fsp=None, response=body, code=None
+            uow,
+            quote_id=quote_id,
+            source_fsp=None,
+            response=body,
+            code=None,
+            settings=runtime.settings,
+            business=MerchantRefunds(runtime),
         ),
     )
 
@@ -193,10 +200,17 @@ async def quote_error(request: Request, quote_id: str) -> Response:
     if isinstance(body, Response):
         return body
     code = body.error_information.error_code.value
+    runtime: Runtime = request.app.state.runtime
     return await _apply(
         request,
         lambda uow: interop.on_quote(
-            uow, quote_id=quote_id, source_fsp=None, response=None, code=code
+            uow,
+            quote_id=quote_id,
+            source_fsp=None,
+            response=None,
+            code=code,
+            settings=runtime.settings,
+            business=MerchantRefunds(runtime),
         ),
     )
 
@@ -223,10 +237,13 @@ async def transfer_state(request: Request, transfer_id: str) -> Response:
     body = await _receive(request, TransferFulfil)
     if isinstance(body, Response):
         return body
-    business = MerchantPayee(request.app.state.runtime)
+    runtime: Runtime = request.app.state.runtime
+    business, refunds = MerchantPayee(runtime), MerchantRefunds(runtime)
     return await _apply(
         request,
-        lambda uow: interop.on_state(uow, transfer_id=transfer_id, fulfil=body, business=business),
+        lambda uow: interop.on_state(
+            uow, transfer_id=transfer_id, fulfil=body, business=business, refunds=refunds
+        ),
     )
 
 
@@ -245,6 +262,7 @@ async def transfer_error(request: Request, transfer_id: str) -> Response:
             code=code,
             now=datetime.now(UTC),
             business=MerchantPayee(request.app.state.runtime),
+            refunds=MerchantRefunds(request.app.state.runtime),
         ),
     )
 

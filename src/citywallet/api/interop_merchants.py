@@ -1,10 +1,14 @@
-"""Our merchants as payees of other providers' residents: the merchant feature behind the
-provider's FSPIOP handlers (``BusinessPayee``), wired here because interop and merchant are
-sibling features that do not import each other (docs/layers.md)."""
+"""Our merchants as payees of other providers' residents, and as payers of refunds back to
+them: the merchant feature behind the provider's FSPIOP handlers (``BusinessPayee``,
+``BusinessPayer``) and the provider behind the merchant's refunds (``SwitchRefunds``),
+wired here because interop and merchant are sibling features that do not import each other
+(docs/layers.md)."""
 
 from __future__ import annotations
 
-from citywallet.interop.messages import QuoteRequest, TransferPrepare
+from datetime import UTC, datetime
+
+from citywallet.interop.messages import PartyRef, QuoteRequest, TransferPrepare
 from citywallet.interop.provider import service as interop
 from citywallet.merchant import service as merchants
 from citywallet.platform.db import UnitOfWork
@@ -59,3 +63,50 @@ class MerchantPayee:
     def abort(self, uow: UnitOfWork, *, transfer_id: str) -> None:
         """Void the credit; the order is open again (a static code's closes)."""
         merchants.abort_payment(uow, transfer_id=transfer_id)
+
+
+class MerchantRefunds:
+    """A merchant's refund through the switch: :class:`~citywallet.merchant.interop_refunds.
+    SwitchRefunds` by the provider's payer, :class:`~citywallet.interop.provider.business.
+    BusinessPayer` by merchant.interop_refunds."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def send(
+        self,
+        uow: UnitOfWork,
+        *,
+        refund_id: str,
+        merchant_id: str,
+        payer_fsp: str,
+        payer_identifier: str,
+        amount: int,
+    ) -> None:
+        """The refund's quote to the payer's provider (the prepare follows its terms)."""
+        interop.start_business_quote(
+            uow, owner=refund_id, merchant_id=merchant_id,
+            payee=PartyRef(party_identifier=payer_identifier, fsp_id=payer_fsp),
+            amount=amount, settings=self.runtime.settings, now=datetime.now(UTC),
+        )  # fmt: skip
+
+    def hold(
+        self, uow: UnitOfWork, *, owner: str, transfer_id: str, amount: int, settlement: int
+    ) -> bool:
+        """The merchant's pending debit toward the switch."""
+        return merchants.hold_refund(
+            uow, refund_id=owner, transfer_id=transfer_id, amount=amount, settlement=settlement
+        )
+
+    def commit(self, uow: UnitOfWork, *, owner: str) -> None:
+        """The refund succeeded."""
+        merchants.commit_refund(uow, refund_id=owner)
+
+    def fail(self, uow: UnitOfWork, *, owner: str) -> None:
+        """The refund failed; its amount is refundable again."""
+        merchants.fail_refund(uow, refund_id=owner)
+
+
+def switch_refunds(runtime: Runtime) -> MerchantRefunds | None:
+    """Refunds through the switch when this deployment is connected to one."""
+    return MerchantRefunds(runtime) if interop.configured(runtime.settings) else None

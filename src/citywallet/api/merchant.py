@@ -22,6 +22,8 @@ from fastapi.security import APIKeyHeader
 
 from citywallet.api import problems
 from citywallet.api.deps import CurrentUser, Day, RuntimeDep
+from citywallet.api.interop_merchants import switch_refunds
+from citywallet.interop.provider import service as interop
 from citywallet.merchant import images
 from citywallet.merchant import service as merchants
 from citywallet.merchant.schemas import (
@@ -79,6 +81,7 @@ SIGNATURE = APIKeyHeader(
 
 # A ``before`` that is not one of the caller's ids answers 404, as any other's id does.
 LIST_RESPONSES = {**SIGNED_RESPONSES, **problems.responses(404)}
+REFUND_WAIT_SECONDS = 2.0  # a refund through the switch: how long to wait for its word
 
 
 async def signed_merchant(
@@ -469,7 +472,13 @@ def charge_code(body: CodeCharge, caller: SignedMerchantDeferred, runtime: Runti
     )
 
 
-@server_router.post("/orders/{order_id}/refunds", responses=SIGNED_RESPONSES)
+@server_router.post(
+    "/orders/{order_id}/refunds",
+    responses={
+        **SIGNED_RESPONSES,
+        202: {"model": RefundPublic, "description": "Sent through the switch: processing"},
+    },
+)
 def create_refund(
     order_id: str,
     body: RefundCreate,
@@ -478,7 +487,9 @@ def create_refund(
     response: Response,
 ) -> RefundPublic:
     """Refund part or all of a paid order. The same ``out_refund_no`` returns the refund
-    made before (200); 409 ``refund_exceeds_paid`` or ``merchant_balance_insufficient``."""
+    made before (200); 409 ``refund_exceeds_paid`` or ``merchant_balance_insufficient``.
+    An order paid through the switch: 201 once final within a short wait, else 202
+    ``processing`` (the ``refund.succeeded`` webhook, or a query, tells the end)."""
     view, created = runtime.db.transact(
         lambda uow: merchants.refund_order(
             uow,
@@ -487,10 +498,28 @@ def create_refund(
             out_refund_no=body.out_refund_no,
             amount=body.amount,
             reason=body.reason,
+            switch=switch_refunds(runtime),
         )
     )
+    if created and view.status == "processing":
+        runtime.kick_interop()
+        view = _final_refund(runtime, caller.merchant_pk, view)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    if view.status == "processing":
+        response.status_code = status.HTTP_202_ACCEPTED
     return RefundPublic.model_validate(view)
+
+
+def _final_refund(
+    runtime: Runtime, merchant_pk: int, view: merchants.RefundView
+) -> merchants.RefundView:
+    """The refund once the switch has decided, or as it is after a short wait."""
+
+    def final(uow: UnitOfWork) -> merchants.RefundView | None:
+        now = merchants.get_refund(uow, merchant_pk=merchant_pk, refund_id=view.id)
+        return None if now.status == "processing" else now
+
+    return interop.wait_for(runtime.db, final, seconds=REFUND_WAIT_SECONDS) or view
 
 
 @server_router.get("/orders/{order_id}/refunds", responses=SIGNED_RESPONSES)

@@ -21,11 +21,13 @@ from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode
 from citywallet.merchant import webhooks
 from citywallet.merchant.errors import MerchantBalanceInsufficient, RefundNotFound
+from citywallet.merchant.interop_refunds import PROCESSING, SwitchRefunds, paid_through
 from citywallet.merchant.lookup import one_row
 from citywallet.merchant.models import Order, Refund
 from citywallet.merchant.onboarding import merchant_by_pk
 from citywallet.merchant.payments import INTEROP_CHANNEL, linked, order_row
 from citywallet.merchant.refund_rules import (
+    REFUNDABLE_STATUS,
     Paid,
     RefundAccounts,
     check_amount,
@@ -62,7 +64,8 @@ class RefundView:
     created_at: int
 
 
-def _view(refund: Refund, order: Order) -> RefundView:
+def refund_view(refund: Refund, order: Order) -> RefundView:
+    """The merchant's view of a refund row."""
     return RefundView(
         id=refund.public_id,
         order_id=order.public_id,
@@ -112,8 +115,13 @@ def refund_order(
     order_id: str | None = None,
     out_trade_no: str | None = None,
     reason: str = "",
+    switch: SwitchRefunds | None = None,
 ) -> tuple[RefundView, bool]:
     """Refund part or all of a paid order; returns (refund, created).
+
+    An order paid through the switch is refunded through ``switch`` (without one it is
+    refused, ``refund_through_switch_unavailable``): the refund is ``processing`` until
+    the switch's word (:mod:`citywallet.merchant.interop_refunds`).
 
     The same ``out_refund_no`` for the same order and amount returns the refund made
     before; with another order or amount it is refused (``out_refund_no_exists``).
@@ -133,12 +141,18 @@ def refund_order(
             raise Conflict(
                 "This out_refund_no belongs to another refund.", code="out_refund_no_exists"
             )
-        return _view(existing, order), False
+        return refund_view(existing, order), False
     if order.channel == INTEROP_CHANNEL:  # the payer is another provider's resident
-        raise Conflict(
-            "This order was paid through the switch; refunding it there is not available yet.",
-            code="refund_through_switch_unavailable",
-        )
+        if switch is None:
+            raise Conflict(
+                "This order was paid through the switch, and this deployment is not "
+                "connected to it.",
+                code="refund_through_switch_unavailable",
+            )
+        return _refund_through_switch(
+            uow, order=order, merchant_pk=merchant_pk, out_refund_no=out_refund_no,
+            amount=amount, reason=reason, switch=switch,
+        ), True  # fmt: skip
     payer = refundable_payer(status=order.status, payer_user_id=order.payer_user_id)
     split = split_refund(_paid(order), amount)
     merchant = merchant_by_pk(uow, merchant_pk)
@@ -204,7 +218,7 @@ def refund_order(
         reference=order.public_id,
     )
     uow.session.flush()
-    view = _view(refund, order)
+    view = refund_view(refund, order)
     webhooks.emit(
         uow,
         merchant=merchant,
@@ -225,6 +239,56 @@ def refund_order(
     return view, True
 
 
+def _refund_through_switch(
+    uow: UnitOfWork,
+    *,
+    order: Order,
+    merchant_pk: int,
+    out_refund_no: str,
+    amount: int,
+    reason: str,
+    switch: SwitchRefunds,
+) -> RefundView:
+    """Reserve the amount on the order and send the refund through the switch; it stays
+    ``processing`` until the switch's word."""
+    if order.status != REFUNDABLE_STATUS:
+        raise Conflict("Only a paid order can be refunded.", code="order_not_paid")
+    payment = paid_through(uow, order)
+    split = split_refund(_paid(order), amount)
+    merchant = merchant_by_pk(uow, merchant_pk)
+    receivable = ledger.get_account(uow, account_id=merchant.receivable_account_id)
+    assert receivable is not None
+    if receivable.available < amount - split.fee_back:  # the hold checks it again later
+        raise MerchantBalanceInsufficient(
+            f"The merchant's balance cannot cover a refund of {Money(amount)}: it has been "
+            "settled to the bank already. Top up the merchant balance or refund later.",
+        )
+    moment = now_us()
+    refund = Refund(
+        public_id=new_id("rfd"),
+        merchant_id=merchant_pk,
+        order_id=order.id,
+        out_refund_no=out_refund_no,
+        amount=amount,
+        fee_back=split.fee_back,
+        restricted_amount=0,  # red packets are not spent at another provider's merchants
+        reason=" ".join(reason.split())[:REASON_MAX],
+        status=PROCESSING,
+        transfer_ids="[]",
+        created_at=moment,
+    )
+    uow.session.add(refund)
+    order.refunded_amount += amount  # reserved: a failed refund gives it back
+    order.refunded_fee += split.fee_back
+    order.updated_at = moment
+    uow.session.flush()
+    switch.send(
+        uow, refund_id=refund.public_id, merchant_id=merchant.public_id,
+        payer_fsp=payment.payer_fsp, payer_identifier=payment.payer_identifier, amount=amount,
+    )  # fmt: skip
+    return refund_view(refund, order)
+
+
 def get_refund(
     uow: UnitOfWork,
     *,
@@ -243,7 +307,7 @@ def get_refund(
     refund = one_row(uow, query, RefundNotFound("No such refund."))
     order = uow.session.get(Order, refund.order_id)
     assert order is not None
-    return _view(refund, order)
+    return refund_view(refund, order)
 
 
 def list_refunds(uow: UnitOfWork, *, merchant_pk: int, order_id: str) -> list[RefundView]:
@@ -252,4 +316,4 @@ def list_refunds(uow: UnitOfWork, *, merchant_pk: int, order_id: str) -> list[Re
     rows = uow.session.scalars(
         select(Refund).where(Refund.order_id == order.id).order_by(Refund.id)
     )
-    return [_view(r, order) for r in rows]
+    return [refund_view(r, order) for r in rows]

@@ -292,7 +292,9 @@ class RefundPublic(Public):
     fee_back: int
     currency: str
     reason: str
-    status: Literal["succeeded"]
+    # processing / failed: only a refund through the switch (an order paid by another
+    # provider's resident) waits for the switch's word
+    status: Literal["succeeded", "processing", "failed"]
     created_at: Time
 
 

@@ -41,6 +41,12 @@ from citywallet.merchant.interop import (
     prepare_payment,
     quote_payment,
 )
+from citywallet.merchant.interop_refunds import (
+    SwitchRefunds,
+    commit_refund,
+    fail_refund,
+    hold_refund,
+)
 from citywallet.merchant.models import MERCHANT_STATUSES
 from citywallet.merchant.onboarding import (
     TRANSITIONS,
@@ -149,6 +155,7 @@ __all__ = [
     "SettlementView",
     "Statement",
     "StoreView",
+    "SwitchRefunds",
     "abort_payment",
     "add_store",
     "add_terminal",
@@ -159,11 +166,13 @@ __all__ = [
     "close_expired_orders",
     "close_order",
     "commit_payment",
+    "commit_refund",
     "confirm_charge",
     "create_api_key",
     "create_order",
     "current_code",
     "decline_charge",
+    "fail_refund",
     "foreign_code",
     "foreign_preview",
     "get_event",
@@ -171,6 +180,7 @@ __all__ = [
     "get_prefs",
     "get_refund",
     "get_settlement",
+    "hold_refund",
     "interop_payment",
     "is_merchant_quote",
     "list_api_keys",

@@ -1,4 +1,5 @@
-"""Merchants (BUSINESS parties) as payees: what the provider asks of the merchant feature.
+"""Merchants (BUSINESS parties) as payees, and as payers of refunds: what the provider asks
+of the merchant feature.
 
 A resident of another provider who scans one of our merchants' codes pays through the same
 FSPIOP steps as a P2P transfer; only the payee's part differs: the merchant's code is
@@ -47,4 +48,22 @@ class BusinessPayee(Protocol):
 
     def abort(self, uow: UnitOfWork, *, transfer_id: str) -> None:
         """Void the merchant's pending credit: the order is open again (or closed)."""
+        ...
+
+
+class BusinessPayer(Protocol):
+    """The merchant feature's part of a refund we send through the switch (a merchant's
+    payer quote and transfer: ``user_id`` empty; the quote's public id is the refund's)."""
+
+    def hold(self, uow: UnitOfWork, *, owner: str, transfer_id: str, amount: int,
+             settlement: int) -> bool:  # fmt: skip
+        """Debit the merchant pending toward ``settlement``; ``False``: refused (failed)."""
+        ...
+
+    def commit(self, uow: UnitOfWork, *, owner: str) -> None:
+        """Post the merchant's pending debit: the refund succeeded."""
+        ...
+
+    def fail(self, uow: UnitOfWork, *, owner: str) -> None:
+        """Void whatever was held: the refund failed."""
         ...

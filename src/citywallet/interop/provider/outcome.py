@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 
 from citywallet.interop import conditions
 from citywallet.interop.messages import ErrorCode, SettlementNotice, TransferFulfil
-from citywallet.interop.provider.business import MERCHANT, BusinessPayee
+from citywallet.interop.provider.business import MERCHANT, BusinessPayee, BusinessPayer
 from citywallet.interop.provider.common import (
     SECOND_US,
     interop_account,
@@ -25,7 +25,7 @@ from citywallet.interop.provider.common import (
     send,
     to_us,
 )
-from citywallet.interop.provider.models import InteropTransfer, SettlementWindow
+from citywallet.interop.provider.models import InteropTransfer, PayerQuote, SettlementWindow
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import TransferCode, TransferSpec
 from citywallet.platform.clock import now_us
@@ -74,10 +74,12 @@ def on_state(
     transfer_id: str,
     fulfil: TransferFulfil,
     business: BusinessPayee | None = None,
+    refunds: BusinessPayer | None = None,
 ) -> str | None:
     """``PUT /transfers/{id}`` from the switch: post on COMMITTED, void on ABORTED (a
-    merchant's transfer through ``business``); returns the new state, or ``None`` when
-    nothing changed (unknown, already final, RESERVED)."""
+    merchant's transfer through ``business``, a merchant's refund through ``refunds``);
+    returns the new state, or ``None`` when nothing changed (unknown, already final,
+    RESERVED)."""
     row = _open_row(uow, transfer_id)
     if row is None or fulfil.transfer_state == "RESERVED":
         return None
@@ -86,9 +88,9 @@ def on_state(
         if not conditions.matches(row.condition, fulfil.fulfilment):
             log.warning("commit with a foreign fulfilment ignored", transfer_id=transfer_id)
             return None
-        _resolve(uow, row, "COMMITTED", None, business)
+        _resolve(uow, row, "COMMITTED", None, business, refunds)
     else:
-        _resolve(uow, row, "ABORTED", None, business)
+        _resolve(uow, row, "ABORTED", None, business, refunds)
     return row.state
 
 
@@ -98,14 +100,24 @@ def _resolve(
     state: str,
     code: str | None,
     business: BusinessPayee | None,
+    refunds: BusinessPayer | None = None,
 ) -> None:
-    """Resolve a resident's transfer here, a merchant's through the merchant feature."""
+    """Resolve a resident's transfer here, a merchant's (a payment to it, or a refund
+    from it) through the merchant feature."""
     if row.user_id != MERCHANT:
         resolve(uow, row, state=state, code=code)
         return
-    if business is None:  # pragma: no cover - the adapters always pass it
+    if row.role == "payer":  # a refund: the quote's public id (our key) is the refund's
+        if refunds is None:  # pragma: no cover - the adapters always pass it
+            raise RuntimeError(f"merchant refund {row.transfer_id} without its merchant payer")
+        assert row.idempotency_key is not None
+        if state == "COMMITTED":
+            refunds.commit(uow, owner=row.idempotency_key)
+        else:
+            refunds.fail(uow, owner=row.idempotency_key)
+    elif business is None:  # pragma: no cover - the adapters always pass it
         raise RuntimeError(f"merchant transfer {row.transfer_id} without its merchant payee")
-    if state == "COMMITTED":
+    elif state == "COMMITTED":
         business.commit(uow, transfer_id=row.transfer_id)
     else:
         business.abort(uow, transfer_id=row.transfer_id)
@@ -122,30 +134,36 @@ def on_error(
     code: ErrorCode,
     now: datetime,
     business: BusinessPayee | None = None,
+    refunds: BusinessPayer | None = None,
 ) -> str | None:
     """``PUT /transfers/{id}/error`` from the switch: void when the error ends the transfer
-    (a merchant's through ``business``); returns the new state, or ``None`` when nothing
-    changed."""
+    (a merchant's through ``business``, a merchant's refund through ``refunds``); returns
+    the new state, or ``None`` when nothing changed."""
     row = _open_row(uow, transfer_id)
     if row is None:
         return None
     if code is ErrorCode.TRANSFER_EXPIRED:
-        _resolve(uow, row, "EXPIRED", code.value, business)
+        _resolve(uow, row, "EXPIRED", code.value, business, refunds)
     elif code is ErrorCode.TRANSFER_ID_NOT_FOUND and to_us(now) > row.expires_at:
         # The switch has no such transfer and can no longer take its prepare.
-        _resolve(uow, row, "ABORTED", code.value, business)
+        _resolve(uow, row, "ABORTED", code.value, business, refunds)
     elif row.role == "payer" and code in _PAYER_FINAL:
-        _resolve(uow, row, "ABORTED", code.value, business)
+        _resolve(uow, row, "ABORTED", code.value, business, refunds)
     else:
         log.info("interop error leaves the transfer open", transfer_id=transfer_id, code=code)
         return None
     return row.state
 
 
-def sweep(uow: UnitOfWork, *, settings: Settings, now: datetime) -> int:
+def sweep(
+    uow: UnitOfWork, *, settings: Settings, now: datetime, refunds: BusinessPayer | None = None
+) -> int:
     """Ask the switch about transfers still PREPARED a little after their expiration (at most
-    once a second each); returns how many questions were queued."""
+    once a second each); returns how many questions were queued. With ``refunds``, a
+    merchant's refund whose quote was not answered within its expiration fails."""
     moment = to_us(now)
+    if refunds is not None:
+        _expire_business_quotes(uow, settings=settings, moment=moment, refunds=refunds)
     rows = list(
         uow.session.scalars(
             select(InteropTransfer)
@@ -170,6 +188,32 @@ def sweep(uow: UnitOfWork, *, settings: Settings, now: datetime) -> int:
         row.queried_at = moment
     uow.session.flush()
     return len(rows)
+
+
+def _expire_business_quotes(
+    uow: UnitOfWork, *, settings: Settings, moment: int, refunds: BusinessPayer
+) -> None:
+    """Merchants' quotes (refunds) still waiting after their expiration: the refund fails
+    (a late answer finds the quote failed and changes nothing)."""
+    late = moment - (settings.interop_transfer_seconds + SWEEP_GRACE_SECONDS) * SECOND_US
+    rows = list(
+        uow.session.scalars(
+            select(PayerQuote)
+            .where(
+                PayerQuote.user_id == MERCHANT,
+                PayerQuote.state == "waiting",
+                PayerQuote.created_at < late,
+            )
+            .order_by(PayerQuote.id)
+            .limit(SWEEP_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for row in rows:
+        row.state, row.error_code = "failed", ErrorCode.QUOTE_EXPIRED.value
+        row.updated_at = moment
+        uow.session.flush()
+        refunds.fail(uow, owner=row.public_id)
 
 
 def on_settlement(uow: UnitOfWork, *, notice: SettlementNotice, now: datetime) -> bool:

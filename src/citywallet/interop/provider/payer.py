@@ -26,6 +26,7 @@ from citywallet.interop.messages import (
     QuoteResponse,
     TransferPrepare,
 )
+from citywallet.interop.provider.business import MERCHANT, BusinessPayer
 from citywallet.interop.provider.common import (
     PUBLIC_STATE,
     SECOND_US,
@@ -215,8 +216,8 @@ def start_quote(
         )
     payee = PartyRef(party_identifier=msisdn(phone), fsp_id=party.participant)
     return _ask_quote(
-        uow, user_id=user_id, payee=payee, masked_name=party.masked_name, amount=amount,
-        settings=settings, encryptor=encryptor, now=now,
+        uow, user_id=user_id, payer=_resident(uow, user_id, settings, encryptor), payee=payee,
+        masked_name=party.masked_name, amount=amount, settings=settings, now=now,
     )  # fmt: skip
 
 
@@ -244,29 +245,67 @@ def start_merchant_quote(
         raise Conflict("That merchant is one of ours.", code="same_provider")
     payee = PartyRef(party_id_type="BUSINESS", party_identifier=merchant_id, fsp_id=participant)
     return _ask_quote(
-        uow, user_id=user_id, payee=payee, masked_name=merchant_name[:64], amount=amount,
-        settings=settings, encryptor=encryptor, now=now, qr_payload=qr_payload,
+        uow, user_id=user_id, payer=_resident(uow, user_id, settings, encryptor), payee=payee,
+        masked_name=merchant_name[:64], amount=amount, settings=settings, now=now,
+        qr_payload=qr_payload,
     )  # fmt: skip
+
+
+def start_business_quote(
+    uow: UnitOfWork,
+    *,
+    owner: str,
+    merchant_id: str,
+    payee: PartyRef,
+    amount: int,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """Ask ``payee``'s provider for terms for one of our merchants (``merchant_id``) to
+    send ``amount`` (a refund, ``owner`` its id: the quote's public id). No resident: the
+    merchant feature authorised it; the prepare follows the terms at once
+    (:func:`on_quote` with a :class:`BusinessPayer`)."""
+    require_configured(settings)
+    validate_amount(amount, CURRENCY)
+    payer = PartyRef(
+        party_id_type="BUSINESS", party_identifier=merchant_id,
+        fsp_id=settings.interop_participant_id,
+    )  # fmt: skip
+    _ask_quote(
+        uow, user_id=MERCHANT, payer=payer, payee=payee, masked_name=_masked(payee),
+        amount=amount, settings=settings, now=now, public_id=owner,
+    )  # fmt: skip
+
+
+def _masked(party: PartyRef) -> str:
+    """A number as the pages show it (no name is known without a lookup)."""
+    number = party.party_identifier
+    return f"{number[:3]}****{number[-4:]}" if len(number) > 7 else number
+
+
+def _resident(uow: UnitOfWork, user_id: str, settings: Settings, encryptor: Encryptor) -> PartyRef:
+    phone = msisdn(user_phone(uow, user_id=user_id, encryptor=encryptor))
+    return PartyRef(party_identifier=phone, fsp_id=settings.interop_participant_id)
 
 
 def _ask_quote(
     uow: UnitOfWork,
     *,
     user_id: str,
+    payer: PartyRef,
     payee: PartyRef,
     masked_name: str,
     amount: int,
     settings: Settings,
-    encryptor: Encryptor,
     now: datetime,
     qr_payload: str | None = None,
+    public_id: str | None = None,
 ) -> str:
     """The quote row and its ``POST /quotes``, in one transaction."""
-    payer = msisdn(user_phone(uow, user_id=user_id, encryptor=encryptor))
     request = QuoteRequest(
         quote_id=new_uuid(),
         transaction_id=new_uuid(),
-        payer=PartyRef(party_identifier=payer, fsp_id=settings.interop_participant_id),
+        payer=payer,
         payee=payee,
         amount_type="SEND",
         amount=Amount(amount=amount),
@@ -275,7 +314,7 @@ def _ask_quote(
     )
     party = PartyView(payee.fsp_id, masked_name)
     moment = to_us(now)
-    public_id = new_id("iqt")
+    public_id = public_id or new_id("iqt")
     uow.session.add(
         PayerQuote(
             public_id=public_id, quote_id=request.quote_id, user_id=user_id,
@@ -323,9 +362,12 @@ def on_quote(
     source_fsp: str | None,
     response: QuoteResponse | None,
     code: str | None,
+    settings: Settings | None = None,
+    business: BusinessPayer | None = None,
 ) -> bool:
     """``PUT /quotes/{id}[/error]`` for a quote we asked: fill in the terms (or the refusal)
-    once; returns whether something changed."""
+    once; returns whether something changed. A merchant's quote (a refund) goes on at once
+    through ``business``: the prepare, or the refund fails."""
     row = uow.session.scalar(
         select(PayerQuote).where(PayerQuote.quote_id == quote_id).with_for_update()
     )
@@ -344,7 +386,34 @@ def on_quote(
         row.state = "failed"
         row.error_code = code or ErrorCode.GENERIC_VALIDATION_ERROR.value
     uow.session.flush()
+    if row.user_id == MERCHANT:
+        if settings is None or business is None:  # pragma: no cover - the adapters pass them
+            raise RuntimeError(f"merchant quote {quote_id} without its merchant payer")
+        _business_prepare(uow, row, settings, business)
     return True
+
+
+def _business_prepare(
+    uow: UnitOfWork, quote: PayerQuote, settings: Settings, business: BusinessPayer
+) -> None:
+    """A merchant's quote answered: hold the merchant's debit and send the prepare, or
+    tell the merchant feature it failed (refused, a payer fee we do not pay, or the
+    merchant can no longer cover it)."""
+    if quote.state != "ready" or quote.payer_fee:
+        business.fail(uow, owner=quote.public_id)
+        return
+    assert quote.transfer_amount is not None
+    assert quote.condition is not None
+    public_id, transfer_id = new_id("itf"), new_uuid()
+    held = business.hold(
+        uow, owner=quote.public_id, transfer_id=transfer_id, amount=quote.transfer_amount,
+        settlement=interop_account(uow),
+    )  # fmt: skip
+    if held:
+        _prepare(
+            uow, settings, quote=quote, public_id=public_id, transfer_id=transfer_id,
+            user_id=MERCHANT, note="", usage="{}", idempotency_key=quote.public_id,
+        )  # fmt: skip
 
 
 # --- the transfer -------------------------------------------------------------------------
@@ -432,29 +501,12 @@ def send_transfer(
         raise InsufficientBalance("The wallet's available balance does not cover the amount.")
     if not all(r.on_books for r in results):
         raise RuntimeError(f"ledger refused interop hold {public_id}: {results}")
-    expiration = moment + settings.interop_transfer_seconds * SECOND_US
-    row = InteropTransfer(
-        public_id=public_id,
-        transfer_id=transfer_id,
-        quote_id=quote.quote_id,
-        role="payer",
-        user_id=user_id,
-        counterparty_fsp=quote.payee_fsp,
-        counterparty_identifier=quote.payee_identifier,
-        counterparty_name=quote.masked_name,
-        amount=quote.transfer_amount,
-        payer_fee=quote.payer_fee,
-        payee_fee=quote.payee_fee or 0,
-        condition=quote.condition,
-        state="PREPARED",
-        note=clean_note,
+    row = _prepare(
+        uow, settings, quote=quote, public_id=public_id, transfer_id=transfer_id,
+        user_id=user_id, note=clean_note,
         usage=json.dumps(dict.fromkeys([periods.day, periods.year, periods.lifetime], total)),
         idempotency_key=idempotency_key,
-        expires_at=expiration,
-        created_at=moment,
-        updated_at=moment,
-    )
-    uow.session.add(row)
+    )  # fmt: skip
     history.record(
         uow,
         user_id=user_id,
@@ -470,6 +522,51 @@ def send_transfer(
         reference=transfer_id,
     )
     uow.session.flush()
+    return view_of(row)
+
+
+def _prepare(
+    uow: UnitOfWork,
+    settings: Settings,
+    *,
+    quote: PayerQuote,
+    public_id: str,
+    transfer_id: str,
+    user_id: str,
+    note: str,
+    usage: str,
+    idempotency_key: str | None,
+) -> InteropTransfer:
+    """The payer's transfer row for a ready quote and its ``POST /transfers`` (the caller
+    has held the money)."""
+    assert quote.transfer_amount is not None
+    assert quote.payer_fee is not None
+    assert quote.condition is not None
+    moment = now_us()
+    expiration = moment + settings.interop_transfer_seconds * SECOND_US
+    row = InteropTransfer(
+        public_id=public_id,
+        transfer_id=transfer_id,
+        quote_id=quote.quote_id,
+        role="payer",
+        user_id=user_id,
+        counterparty_fsp=quote.payee_fsp,
+        counterparty_identifier=quote.payee_identifier,
+        counterparty_name=quote.masked_name,
+        amount=quote.transfer_amount,
+        payer_fee=quote.payer_fee,
+        payee_fee=quote.payee_fee or 0,
+        condition=quote.condition,
+        state="PREPARED",
+        note=note,
+        usage=usage,
+        idempotency_key=idempotency_key,
+        expires_at=expiration,
+        created_at=moment,
+        updated_at=moment,
+    )
+    uow.session.add(row)
+    uow.session.flush()
     send(
         uow, settings, method="POST", path="/transfers", destination=quote.payee_fsp,
         body=TransferPrepare(
@@ -478,7 +575,7 @@ def send_transfer(
             ilp_condition=quote.condition, expiration=from_us(expiration),
         ),
     )  # fmt: skip
-    return view_of(row)
+    return row
 
 
 def view_of(row: InteropTransfer) -> InteropTransferView:

@@ -8,7 +8,7 @@ from citywallet.interop.provider.aliases import (
     remove_alias,
     sync_aliases,
 )
-from citywallet.interop.provider.business import BusinessPayee, BusinessTerms
+from citywallet.interop.provider.business import BusinessPayee, BusinessPayer, BusinessTerms
 from citywallet.interop.provider.common import (
     INTEROP_SETTLEMENT,
     PUBLIC_STATE,
@@ -36,6 +36,7 @@ from citywallet.interop.provider.payer import (
     quote_state,
     recent_party,
     send_transfer,
+    start_business_quote,
     start_lookup,
     start_merchant_quote,
     start_quote,
@@ -48,6 +49,7 @@ __all__ = [
     "PUBLIC_STATE",
     "SWITCH",
     "BusinessPayee",
+    "BusinessPayer",
     "BusinessTerms",
     "InteropOverview",
     "InteropTransferNotFound",
@@ -79,6 +81,7 @@ __all__ = [
     "remove_alias",
     "require_configured",
     "send_transfer",
+    "start_business_quote",
     "start_lookup",
     "start_merchant_quote",
     "start_quote",

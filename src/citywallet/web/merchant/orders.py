@@ -9,6 +9,7 @@ from datetime import date
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from citywallet.api.interop_merchants import switch_refunds
 from citywallet.merchant import service as merchants
 from citywallet.platform.errors import DomainError, InvalidInput
 from citywallet.web.forms import parse_amount
@@ -164,10 +165,16 @@ def refund(request: Request, order_id: str, console: ConsoleDep, fields: FormFie
                 out_refund_no=form["out_refund_no"],
                 amount=amount,
                 reason=form["reason"],
+                switch=switch_refunds(runtime),
             )
         )
     except DomainError as exc:
         return _detail(
             request, console, order_id, form, field_errors(exc, REFUND_ERRORS), exc.status
         )
-    return RedirectResponse(f"/merchant/orders/{made.order_id}?done=Refunded", status_code=303)
+    if made.status == "processing":  # through the switch: the payer's provider decides
+        runtime.kick_interop()
+        done = "Refund+sent+through+the+switch"
+    else:
+        done = "Refunded"
+    return RedirectResponse(f"/merchant/orders/{made.order_id}?done={done}", status_code=303)

@@ -62,6 +62,7 @@ FLASHES = (
     N_("Application sent"),
     N_("Store opened"),
     N_("Refunded"),
+    N_("Refund sent through the switch"),
     N_("Key revoked"),
     N_("Webhook saved"),
     N_("Secret replaced"),
