@@ -470,12 +470,22 @@ def _ok(answer: httpx2.Response) -> Any:
     return answer.json() if answer.content else {}
 
 
+def _sms_text(client: httpx2.Client, phone: str, *, seconds: float = 10.0) -> str:
+    """The sandbox's last SMS to ``phone``: the API sends it at once, but when the worker's
+    outbox round claimed it first it lands a moment after the answer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        items = _ok(client.get("/v1/dev/sms", params={"phone": phone}))["items"]
+        if items or time.monotonic() >= deadline:
+            return str(items[0]["text"]) if items else ""
+        time.sleep(0.05)
+
+
 def seed_resident(client: httpx2.Client, cell: Cell, i: int, top_up: int) -> Resident:
     """Resident ``i`` of ``cell`` as a newcomer does it, through the cell's own API."""
     phone = phone_of(cell.index, i)
     _ok(client.post("/v1/auth/sms-codes", json={"phone": phone}))
-    sms = _ok(client.get("/v1/dev/sms", params={"phone": phone}))
-    found = re.search(r"\d{6}", str(sms["items"][0]["text"]))
+    found = re.search(r"\d{6}", _sms_text(client, phone))
     if found is None:
         raise RuntimeError(f"no sign-up code for {phone}")
     signed = _ok(client.post("/v1/auth/register", json={
