@@ -171,20 +171,9 @@ def _deliver_one(
     db: Database, message: Message, handler: OutboxHandler | None, moment: int, max_age: int
 ) -> bool:
     """Call the handler, then record delivery or schedule a retry; returns delivered."""
-    try:
-        if handler is None:
-            raise LookupError(f"no outbox handler for topic {message.topic!r}")
-        handler(message)
-    except Exception as exc:  # any handler failure means "try again later"
-        error = f"{exc.__class__.__name__}: {exc}"
-        dead = db.transact(lambda uow: _record_failure(uow, message, error, moment, max_age))
-        log.warning(
-            "outbox delivery failed", message_id=message.id, topic=message.topic,
-            attempt=message.attempt, dead=dead, error=error,
-        )  # fmt: skip
-        return False
-    db.transact(lambda uow: _record_delivery(uow, message, moment))
-    return True
+    error = _call(message, handler)
+    db.transact(lambda uow: _record_outcomes(uow, [message], [error], moment, max_age))
+    return error is None
 
 
 def _claim(
@@ -214,16 +203,6 @@ def _claim(
         [{"id": row[0], "until": moment + claim_seconds * SECOND_US} for row in rows],
     )
     return [Message(int(r[0]), r[1], json.loads(r[2]), int(r[3]) + 1, int(r[4])) for r in rows]
-
-
-def _record_delivery(uow: UnitOfWork, message: Message, moment: int) -> None:
-    uow.session.execute(
-        text(
-            "UPDATE platform_outbox SET delivered_at = :now, last_error = NULL "
-            "WHERE id = :id AND delivered_at IS NULL"
-        ),
-        {"id": message.id, "now": moment},
-    )
 
 
 def _record_failure(
