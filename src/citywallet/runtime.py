@@ -110,14 +110,9 @@ class Runtime:
 
     @cached_property
     def interop_courier(self) -> Courier:
-        """This process's interop courier: delivers FSPIOP messages right after their commit
-        (the app's lifespan starts it; ``kick_interop`` wakes it)."""
+        """This process's interop courier: sends FSPIOP messages the moment they commit
+        (the app's lifespan starts it)."""
         return Courier(self.db, Sender(self.interop_key))
-
-    def kick_interop(self) -> None:
-        """After a commit that queued an interop message: deliver it now (if connected)."""
-        if self.settings.interop_participant_id:
-            self.interop_courier.kick()
 
     def close(self) -> None:
         """Write the sessions' pending touches, then release the database connections."""

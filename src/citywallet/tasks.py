@@ -76,15 +76,12 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
         return senders[0]
 
     def sweep_interop(db: Database) -> int:
-        asked = db.transact(
+        return db.transact(
             lambda uow: interop.sweep(
                 uow, settings=runtime.settings, now=datetime.now(UTC),
                 refunds=MerchantRefunds(runtime),
             )
         )  # fmt: skip
-        if asked:
-            runtime.kick_interop()
-        return asked
 
     def purge(db: Database) -> int:
         return db.transact(lambda uow: idempotency.purge_expired(uow))

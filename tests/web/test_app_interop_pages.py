@@ -223,7 +223,6 @@ def test_payee_receipt_and_the_console_after_settlement(
         runtime.db, settings=runtime.settings, encryptor=runtime.encryptor
     )
     assert queued == 1
-    runtime.kick_interop()
     eventually(lambda: bob.phone in fake.aliases)
     quote_id = str(uuid.uuid4())
     assert (

@@ -277,10 +277,10 @@ def verify_real_name(body: RealNameCreate, auth: CurrentUser, runtime: RuntimeDe
         settings=runtime.settings,
         encryptor=runtime.encryptor,
     )
-    if interop.announce_verified(
+    # findable at the switch by mobile number (the message leaves once this commits)
+    interop.announce_verified(
         runtime.db, user_id=auth.user_id, settings=runtime.settings, encryptor=runtime.encryptor
-    ):
-        runtime.kick_interop()  # findable at the switch by mobile number
+    )
     return _profile(runtime, auth.user_id)
 
 

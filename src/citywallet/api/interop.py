@@ -4,7 +4,7 @@ cross-provider transfers (``/v1/interop``).
 FSPIOP requests are checked (``transport.check_request``: only the switch, by its public
 key) and answered ``202`` at once with an empty body, or ``400`` with an ``errorInformation``
 body when the headers, signature or body are refused; the real answer leaves later through
-the outbox. Each request is one transaction; the courier is kicked after the commit.
+the outbox. Each request is one transaction; its messages leave as soon as it commits.
 
 The residents' routes send a request to the switch and wait for their row (woken when the
 callback commits, up to ``WAIT_SECONDS``): ``504 interop_timeout`` if none came. Paying a quote is
@@ -124,8 +124,6 @@ async def _receive(request: Request, model: type[M]) -> M | Response:
 async def _apply(request: Request, fn: Callable[[UnitOfWork], Any]) -> Response:
     runtime: Runtime = request.app.state.runtime
     await run_sync(lambda: runtime.db.transact(fn))
-    runtime.kick_interop()
-    interop.notify()  # a resident's request in this process may be waiting for this answer
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
@@ -283,9 +281,10 @@ async def window_settled(request: Request, window_id: str) -> Response:
 # --- residents ----------------------------------------------------------------------------
 
 
-def _wait(runtime: Runtime, probe: Callable[[UnitOfWork], T | None]) -> T:
-    """What ``probe`` finds once the switch answered, or 504 ``interop_timeout``."""
-    found = interop.wait_for(runtime.db, probe, seconds=WAIT_SECONDS)
+def _wait(runtime: Runtime, probe: Callable[[UnitOfWork], T | None], key: str) -> T:
+    """What ``probe`` finds once the switch answered about ``key``, or 504
+    ``interop_timeout``."""
+    found = interop.wait_for(runtime.db, probe, seconds=WAIT_SECONDS, key=key)
     if found is None:
         raise InteropTimeout("The other provider did not answer in time; try again.")
     return found
@@ -297,13 +296,12 @@ def _find_party(runtime: Runtime, user_id: str, phone: str) -> interop.PartyView
             uow, user_id=user_id, phone=phone, settings=runtime.settings
         )
     )
-    runtime.kick_interop()
 
     def answered(uow: UnitOfWork) -> tuple[interop.Waiting, interop.PartyView | None] | None:
         state, party = interop.lookup_state(uow, lookup_id=lookup_id)
         return None if state.state == "waiting" else (state, party)
 
-    _, party = _wait(runtime, answered)
+    _, party = _wait(runtime, answered, interop.party_key(interop.msisdn(phone)))
     if party is None:
         raise interop.PartyNotFound("No wallet provider holds that number.")
     return party
@@ -332,7 +330,6 @@ def create_quote(body: QuoteCreate, auth: CurrentUser, runtime: RuntimeDep) -> Q
             now=datetime.now(UTC),
         )
     )  # fmt: skip
-    runtime.kick_interop()
     return QuotePublic.of(wait_for_quote(runtime, auth.user_id, quote_id))
 
 
@@ -344,7 +341,7 @@ def wait_for_quote(runtime: Runtime, user_id: str, quote_id: str) -> interop.Quo
         state, view = interop.quote_state(uow, user_id=user_id, quote_id=quote_id)
         return None if state.state == "waiting" else (state, view)
 
-    state, view = _wait(runtime, answered)
+    state, view = _wait(runtime, answered, interop.quote_key(quote_id))
     if view is None:
         if state.error_code == ErrorCode.PARTY_NOT_FOUND.value:
             raise interop.PartyNotFound("No wallet provider holds that number.")
@@ -416,14 +413,13 @@ def pay_quote(
         return replayed
     if isinstance(started, Response):
         return started
-    runtime.kick_interop()
 
     def final(uow: UnitOfWork) -> interop.InteropTransferView | None:
         view = interop.get_transfer(uow, user_id=user_id, transfer_id=started.id)
         return None if view.state == "processing" else view
 
     with contextlib.suppress(InteropTimeout):  # then 202 processing
-        _wait(runtime, final)
+        _wait(runtime, final, interop.transfer_key(started.id))
     return call.complete(
         lambda uow: interop.get_transfer(uow, user_id=user_id, transfer_id=started.id),
         render,

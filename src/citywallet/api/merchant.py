@@ -502,7 +502,6 @@ def create_refund(
         )
     )
     if created and view.status == "processing":
-        runtime.kick_interop()
         view = _final_refund(runtime, caller.merchant_pk, view)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     if view.status == "processing":

@@ -281,7 +281,6 @@ def _pay_foreign(
             settings=runtime.settings, encryptor=runtime.encryptor, now=datetime.now(UTC),
         )
     )  # fmt: skip
-    runtime.kick_interop()
     wait_for_quote(runtime, user_id, quote_id)
 
     def render(view: interop.InteropTransferView) -> Rendered:

@@ -2,10 +2,11 @@
 
 Each request: read the body, check ``FSPIOP-Signature`` against the sender's registered key
 (400 + 3105/3102/3201 when refused), parse the body with its model (400 + 3101/3102), run one
-transaction (the service queues every message to send in the outbox), wake the courier and
-answer 202 with an empty body; the real answer comes as a callback. Alias registration and
-removal are synchronous (200 ``{}``). The app's lifespan runs the courier and a worker
-thread for the expiry sweep (every 0.5 s) and the settlement window's auto-close.
+transaction (the service queues every message to send in the outbox; the courier sends
+them the moment it commits) and answer 202 with an empty body; the real answer comes as a
+callback. Alias registration and removal are synchronous (200 ``{}``). The app's lifespan
+runs the courier and a worker thread for the expiry sweep (every 0.5 s) and the settlement
+window's auto-close.
 """
 
 from __future__ import annotations
@@ -133,7 +134,6 @@ class SwitchHttp:
             self.db.transact(work)
         except IntegrityError:
             self.db.transact(work)
-        self.courier.kick()
 
     async def accept(
         self, request: Request, *, error_path: Callable[[bytes], str], work: Work
@@ -164,27 +164,22 @@ class SwitchHttp:
         return await run_in_threadpool(run)
 
 
-def _sweep(db: Database, courier: Courier) -> int:
-    """Expire what is due, in batches; wake the courier if anything expired."""
+def _sweep(db: Database) -> int:
+    """Expire what is due, in batches (their messages leave as each batch commits)."""
     total = 0
     while True:
         done = db.transact(lambda uow: service.expire_due(uow, now=datetime.now(UTC)))
         total += done
         if done < service.SWEEP_BATCH:
             break
-    if total:
-        courier.kick()
     return total
 
 
-def _auto_close(db: Database, courier: Courier, window_seconds: float) -> int:
+def _auto_close(db: Database, window_seconds: float) -> int:
     closed = db.transact(
         lambda uow: windows.close_if_due(uow, now=datetime.now(UTC), window_seconds=window_seconds)
     )
-    if closed is not None:
-        courier.kick()
-        return 1
-    return 0
+    return 0 if closed is None else 1
 
 
 def create_switch_app(
@@ -209,10 +204,10 @@ def create_switch_app(
         if start_background:
             courier.start()
             worker = Worker(db, handlers={})
-            worker.register_periodic("switch.expire", SWEEP_SECONDS, lambda d: _sweep(d, courier))
+            worker.register_periodic("switch.expire", SWEEP_SECONDS, _sweep)
             seconds = runtime.settings.switch_window_seconds
             worker.register_periodic(
-                "switch.windows", WINDOW_CHECK_SECONDS, lambda d: _auto_close(d, courier, seconds)
+                "switch.windows", WINDOW_CHECK_SECONDS, lambda d: _auto_close(d, seconds)
             )
             thread = threading.Thread(
                 target=worker.run_forever, args=(stop,), kwargs={"poll_seconds": 0.1},

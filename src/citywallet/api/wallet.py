@@ -509,7 +509,6 @@ def close_wallet(
         lambda uow: _close_and_unlist(uow, runtime, user_id=auth.user_id, pin=body.pin),
         lambda view: (status.HTTP_200_OK, WalletClosedPublic.of(view)),
     )
-    runtime.kick_interop()  # the alias removal, if any
     if auth.via_cookie:
         response.delete_cookie(SESSION_COOKIE, path="/")
         response.delete_cookie(CSRF_COOKIE, path="/")

@@ -2,9 +2,10 @@
 
 Both sides of the switch speak through this module. A service that must tell another
 participant something calls :func:`send` inside its unit of work: the message is an outbox
-row, so it leaves if and only if the change that caused it committed. After the commit the
-process's :class:`Courier` delivers it at once (``kick``) and keeps retrying what failed with
-a short backoff, so a lost message costs a fraction of a second, not the worker's 1 s poll.
+row, so it leaves if and only if the change that caused it committed. The process's
+:class:`Courier` sends it the moment that transaction commits and keeps retrying what
+failed with a short backoff, so a lost message costs a fraction of a second, not the
+worker's 1 s poll.
 The message is signed at delivery, not at enqueue, so the ``Date`` it carries is fresh on
 every attempt (``signing.check_date`` allows 300 s of skew).
 
@@ -22,6 +23,7 @@ timeout or a refused connection is retried until the message's age passes
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -31,10 +33,12 @@ from typing import Any
 import httpx2
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Engine
 
 from citywallet.interop import signing
 from citywallet.interop.messages import ErrorCode, ErrorMessage, Message, error
 from citywallet.platform import outbox
+from citywallet.platform.clock import now_us
 from citywallet.platform.db import Database, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -48,6 +52,8 @@ POLL_SECONDS = 0.2
 BATCH = 50
 SENDERS = 16  # concurrent deliveries per process
 TIMEOUT_SECONDS = 5.0
+CLAIM_SECONDS = int(TIMEOUT_SECONDS * 2)  # a send's claim outlives its timeout
+RECORD_DELAY_SECONDS = 0.02
 
 
 def http_date(moment: datetime) -> str:
@@ -74,6 +80,9 @@ def send(
         "destination": destination,
         "body": body.wire().decode("utf-8") if body is not None else None,
     }
+    courier = _RUNNING.get(uow.session.get_bind().engine)
+    if courier is not None:
+        return courier.queue(uow, payload)
     return outbox.enqueue(uow, topic=TOPIC, payload=payload)
 
 
@@ -152,18 +161,24 @@ outbox.retry_policy(TOPIC, base_seconds=RETRY_BASE_SECONDS, cap_seconds=RETRY_CA
 
 
 class Courier:
-    """Delivers this process's interop messages as soon as they commit, and retries.
+    """Delivers this process's interop messages the moment they commit, and retries.
 
-    One daemon thread per process: ``kick()`` after a commit wakes it; otherwise it looks
-    for due messages every ``POLL_SECONDS`` (retries, and messages other processes queued
-    before they stopped). Claims go through the outbox, so several processes never deliver
-    the same claim twice.
+    While a courier runs for a database, :func:`send` writes each message already claimed
+    by it (its first attempt, for ``CLAIM_SECONDS``) and hands it over when the sender's
+    transaction commits: a pool of ``SENDERS`` threads sends it at once, from memory, and the
+    courier's thread records the outcomes of many sends in one transaction a moment later.
+    So a message costs its own insert and a share of one update, and no claim round trip
+    stands between a commit and the network. What failed is retried from the outbox on
+    the topic's backoff; every ``POLL_SECONDS`` the thread delivers what is due (retries,
+    messages of a process that stopped before sending, messages queued where no courier
+    runs). Claims go through the outbox, so processes never deliver the same claim twice.
     """
 
     def __init__(
         self, db: Database, sender: Callable[[outbox.Message], None], *, poll: float = POLL_SECONDS
     ) -> None:
         self._db = db
+        self._sender = sender
         self._handlers = {TOPIC: sender}
         # Messages go out side by side: one slow receiver must not hold up the rest, and the
         # protocol lets messages arrive in any order.
@@ -172,30 +187,41 @@ class Courier:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._outcomes: list[tuple[outbox.Message, str | None]] = []
 
     def start(self) -> None:
-        """Start the delivery thread (idempotent)."""
+        """Start the delivery thread and take over this database's sends (idempotent)."""
         if self._thread is None:
+            self._stop.clear()
             self._pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="interop-send")
             self._thread = threading.Thread(target=self._run, name="interop-courier", daemon=True)
             self._thread.start()
-
-    def kick(self) -> None:
-        """Something was queued and committed: deliver now."""
-        self._wake.set()
+            _RUNNING[self._db.engine] = self
 
     def stop(self) -> None:
+        """Stop sending; record what was sent (the rest is delivered after its claim)."""
+        if _RUNNING.get(self._db.engine) is self:
+            del _RUNNING[self._db.engine]
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._record()
+
+    def queue(self, uow: UnitOfWork, payload: dict[str, Any]) -> int:
+        """Write ``payload`` claimed by this courier; send it once ``uow`` commits."""
+        message_id = outbox.enqueue(uow, topic=TOPIC, payload=payload, claim_seconds=CLAIM_SECONDS)
+        message = outbox.Message(message_id, TOPIC, payload, 1, now_us())
+        uow.after_commit(lambda: self._dispatch(message))
+        return message_id
 
     def deliver(self) -> int:
-        """Deliver what is due now (also the thread's step); returns how many went out."""
+        """Deliver what is due now (also the thread's poll); returns how many went out."""
         delivered = 0
         while True:
             batch = outbox.deliver_due(
@@ -204,23 +230,54 @@ class Courier:
                 topics=(TOPIC,),
                 limit=BATCH,
                 max_age_seconds=MAX_AGE_SECONDS,
-                claim_seconds=int(TIMEOUT_SECONDS * 2),
+                claim_seconds=CLAIM_SECONDS,
                 executor=self._pool,
             )
             delivered += batch
             if batch < BATCH:  # all due ones went out, or some failed and wait for a retry
                 return delivered
 
+    def _dispatch(self, message: outbox.Message) -> None:
+        pool = self._pool
+        if pool is None:
+            return  # stopping: the claim runs out and whoever polls next delivers it
+        try:
+            pool.submit(self._send_now, message)
+        except RuntimeError:  # the pool shut down meanwhile: as above
+            return
+
+    def _send_now(self, message: outbox.Message) -> None:
+        error = outbox.call_handler(message, self._sender)
+        with self._lock:
+            self._outcomes.append((message, error))
+        self._wake.set()
+
+    def _record(self) -> None:
+        with self._lock:
+            done, self._outcomes = self._outcomes, []
+        if done:
+            outbox.record_outcomes(
+                self._db, [m for m, _ in done], [e for _, e in done],
+                max_age_seconds=MAX_AGE_SECONDS,
+            )  # fmt: skip
+
     def _run(self) -> None:
+        next_poll = time.monotonic() + self._poll
         while not self._stop.is_set():
-            self._wake.wait(self._poll)
+            self._wake.wait(max(0.0, next_poll - time.monotonic()))
             self._wake.clear()
-            if self._stop.is_set():
+            if self._stop.wait(RECORD_DELAY_SECONDS):  # let a few more outcomes join this record
                 return
             try:
-                self.deliver()
+                self._record()
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self._poll
+                    self.deliver()
             except Exception:  # a database hiccup: the next round tries again
                 log.exception("interop courier round failed")
+
+
+_RUNNING: dict[Engine, Courier] = {}  # the started courier of each database in this process
 
 
 class Refused(Exception):

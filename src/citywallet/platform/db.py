@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import structlog
 from sqlalchemy import BigInteger, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from psycopg import Copy
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 # An integer primary key that is BIGINT on PostgreSQL and the rowid alias on SQLite.
 BigId = (
@@ -189,6 +191,17 @@ def copy_in(conn: Connection, target: str, *, types: Sequence[str] = ()) -> Iter
         yield copy
 
 
+_AFTER_COMMIT = "citywallet.after_commit"
+
+
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            callback()
+        except Exception:  # the commit stands; what follows it must not turn it into an error
+            log.exception("after-commit callback failed")
+
+
 @dataclass
 class UnitOfWork:
     """One database transaction. Services receive it; only the caller commits."""
@@ -205,6 +218,16 @@ class UnitOfWork:
     def commit(self) -> None:
         """Commit the transaction (called by the edge, never by a service)."""
         self.session.commit()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this transaction has committed, and never if it does not:
+        how a service hands work to the process that must follow the commit (send a queued
+        message now, wake a request waiting for this change) without committing itself."""
+        callbacks = self.session.info.get(_AFTER_COMMIT)
+        if callbacks is None:
+            callbacks = self.session.info[_AFTER_COMMIT] = []
+            event.listen(self.session, "after_commit", _run_after_commit)
+        callbacks.append(callback)
 
     def rollback(self) -> None:
         """Abandon everything done in this unit of work."""

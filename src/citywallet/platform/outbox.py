@@ -89,16 +89,26 @@ def backoff_us(
     return int(delay * SECOND_US)
 
 
-def enqueue(uow: UnitOfWork, *, topic: str, payload: dict[str, Any]) -> int:
-    """Write a message in the caller's transaction; it is delivered only if that commits."""
+def enqueue(
+    uow: UnitOfWork, *, topic: str, payload: dict[str, Any], claim_seconds: float = 0
+) -> int:
+    """Write a message in the caller's transaction; it is delivered only if that commits.
+
+    ``claim_seconds`` > 0 writes it already claimed (its first attempt) by the caller, who
+    delivers it right after the commit and records the outcome (:func:`record_outcomes`);
+    should the caller die first, the claim runs out and :func:`deliver_due` takes over."""
     moment = now_us()
     row = uow.session.execute(
         text(
             "INSERT INTO platform_outbox (topic, payload, created_at, next_attempt_at, "
-            "attempts, dead) VALUES (:topic, :payload, :t, :t, 0, :dead) RETURNING id"
+            "attempts, dead) VALUES (:topic, :payload, :t, :next, :attempts, :dead) RETURNING id"
         ),
-        {"topic": topic, "payload": _dumps(payload), "t": moment, "dead": False},
-    ).one()
+        {
+            "topic": topic, "payload": _dumps(payload), "t": moment,
+            "next": moment + int(claim_seconds * SECOND_US), "attempts": int(claim_seconds > 0),
+            "dead": False,
+        },
+    ).one()  # fmt: skip
     return int(row[0])
 
 
@@ -124,12 +134,26 @@ def deliver_due(
             _deliver_one(db, m, handlers.get(m.topic), moment, max_age_seconds) for m in messages
         )
     # Handlers run side by side (each is one network call); outcomes are recorded together.
-    errors = list(executor.map(lambda m: _call(m, handlers.get(m.topic)), messages))
-    db.transact(lambda uow: _record_outcomes(uow, messages, errors, moment, max_age_seconds))
+    errors = list(executor.map(lambda m: call_handler(m, handlers.get(m.topic)), messages))
+    record_outcomes(db, messages, errors, now=moment, max_age_seconds=max_age_seconds)
     return errors.count(None)
 
 
-def _call(message: Message, handler: OutboxHandler | None) -> str | None:
+def record_outcomes(
+    db: Database,
+    messages: list[Message],
+    errors: list[str | None],
+    *,
+    now: int | None = None,
+    max_age_seconds: int = MAX_AGE_SECONDS,
+) -> None:
+    """Record, in one transaction, how each of ``messages`` went (``None``: delivered;
+    else the error, and the message is retried on its topic's schedule)."""
+    moment = now if now is not None else now_us()
+    db.transact(lambda uow: _record_outcomes(uow, messages, errors, moment, max_age_seconds))
+
+
+def call_handler(message: Message, handler: OutboxHandler | None) -> str | None:
     """Run the handler; the error text if it failed, else ``None``."""
     try:
         if handler is None:
@@ -171,7 +195,7 @@ def _deliver_one(
     db: Database, message: Message, handler: OutboxHandler | None, moment: int, max_age: int
 ) -> bool:
     """Call the handler, then record delivery or schedule a retry; returns delivered."""
-    error = _call(message, handler)
+    error = call_handler(message, handler)
     db.transact(lambda uow: _record_outcomes(uow, [message], [error], moment, max_age))
     return error is None
 

@@ -121,9 +121,6 @@ def close_window(request: Request, viewer: OperatorDep, _fields: FormFields) -> 
     target = current[0].id if current else "-"
     _act(request, viewer, "switch.close_window", target,
          lambda uow: windows.close_window(uow, now=now))  # fmt: skip
-    courier = getattr(request.app.state, "switch", None)
-    if courier is not None:
-        courier.courier.kick()
     return done("/console/windows", DONE_CLOSED)
 
 

@@ -26,6 +26,7 @@ from citywallet.interop.provider.common import (
     to_us,
 )
 from citywallet.interop.provider.models import InteropTransfer, PayerQuote, SettlementWindow
+from citywallet.interop.provider.waiting import notify_after_commit, transfer_key
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import TransferCode, TransferSpec
 from citywallet.platform.clock import now_us
@@ -103,7 +104,8 @@ def _resolve(
     refunds: BusinessPayer | None = None,
 ) -> None:
     """Resolve a resident's transfer here, a merchant's (a payment to it, or a refund
-    from it) through the merchant feature."""
+    from it) through the merchant feature; whoever waits on it looks again after the commit."""
+    notify_after_commit(uow, transfer_key(row.public_id))
     if row.user_id != MERCHANT:
         resolve(uow, row, state=state, code=code)
         return

@@ -39,6 +39,7 @@ from citywallet.interop.provider.common import (
     to_us,
 )
 from citywallet.interop.provider.models import InteropTransfer, PartyLookup, PayerQuote
+from citywallet.interop.provider.waiting import notify_after_commit, party_key, quote_key
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode, TransferFlags, TransferSpec
 from citywallet.platform.clock import now_us
@@ -170,6 +171,7 @@ def on_party(
         .where(PartyLookup.identifier == identifier, PartyLookup.state == "waiting")
         .values(**values)
     )
+    notify_after_commit(uow, party_key(identifier))
     return int(answered.rowcount)  # type: ignore[attr-defined]
 
 
@@ -374,6 +376,7 @@ def on_quote(
     if row is None or row.state != "waiting":
         return False
     del source_fsp
+    notify_after_commit(uow, quote_key(row.public_id))
     row.updated_at = now_us()
     if response is not None and response.transfer_amount.amount == row.amount:
         row.state = "ready"

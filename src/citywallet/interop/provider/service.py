@@ -16,6 +16,7 @@ from citywallet.interop.provider.common import (
     NotConnected,
     configured,
     interop_account,
+    msisdn,
     require_configured,
 )
 from citywallet.interop.provider.console import InteropOverview, overview
@@ -42,7 +43,7 @@ from citywallet.interop.provider.payer import (
     start_quote,
     transfer_for_key,
 )
-from citywallet.interop.provider.waiting import notify, wait_for
+from citywallet.interop.provider.waiting import party_key, quote_key, transfer_key, wait_for
 
 __all__ = [
     "INTEROP_SETTLEMENT",
@@ -65,7 +66,7 @@ __all__ = [
     "get_transfer",
     "interop_account",
     "lookup_state",
-    "notify",
+    "msisdn",
     "on_error",
     "on_party",
     "on_prepare",
@@ -74,7 +75,9 @@ __all__ = [
     "on_settlement",
     "on_state",
     "overview",
+    "party_key",
     "payee_fees",
+    "quote_key",
     "quote_state",
     "recent_party",
     "register_alias",
@@ -88,5 +91,6 @@ __all__ = [
     "sweep",
     "sync_aliases",
     "transfer_for_key",
+    "transfer_key",
     "wait_for",
 ]

@@ -388,10 +388,10 @@ def verify(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             {"form": {"name": name}, "field_errors": field_errors(exc, REAL_NAME_FIELDS)},
             status_code=exc.status,
         )
-    if interop.announce_verified(
+    # findable at the switch by mobile number (the message leaves once this commits)
+    interop.announce_verified(
         runtime.db, user_id=who.user_id, settings=runtime.settings, encryptor=runtime.encryptor
-    ):
-        runtime.kick_interop()  # findable at the switch by mobile number
+    )
     return _done("/app/me", "verified")
 
 

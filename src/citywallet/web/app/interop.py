@@ -74,9 +74,10 @@ def elsewhere(runtime: Runtime, to: str) -> bool:
         return find_user_by_phone(uow, phone=to, encryptor=runtime.encryptor) is None
 
 
-def _wait(runtime: Runtime, probe: Callable[[UnitOfWork], T | None]) -> T | None:
-    """What ``probe`` finds once the switch answered, or ``None`` after ``WAIT_SECONDS``."""
-    return interop.wait_for(runtime.db, probe, seconds=WAIT_SECONDS)
+def _wait(runtime: Runtime, probe: Callable[[UnitOfWork], T | None], key: str) -> T | None:
+    """What ``probe`` finds once the switch answered about ``key``, or ``None`` after
+    ``WAIT_SECONDS``."""
+    return interop.wait_for(runtime.db, probe, seconds=WAIT_SECONDS, key=key)
 
 
 def _party(runtime: Runtime, user_id: str, phone: str) -> interop.PartyView:
@@ -89,13 +90,12 @@ def _party(runtime: Runtime, user_id: str, phone: str) -> interop.PartyView:
             uow, user_id=user_id, phone=phone, settings=runtime.settings
         )
     )
-    runtime.kick_interop()
 
     def answered(uow: UnitOfWork) -> tuple[interop.Waiting, interop.PartyView | None] | None:
         state, found = interop.lookup_state(uow, lookup_id=lookup_id)
         return None if state.state == "waiting" else (state, found)
 
-    answer = _wait(runtime, answered)
+    answer = _wait(runtime, answered, interop.party_key(interop.msisdn(phone)))
     if answer is None:
         raise InteropTimeout("The switch did not answer in time; try again.")
     if answer[1] is None:
@@ -112,13 +112,12 @@ def ask_quote(runtime: Runtime, *, user_id: str, phone: str, amount: int) -> int
             settings=runtime.settings, encryptor=runtime.encryptor, now=datetime.now(UTC),
         )
     )  # fmt: skip
-    runtime.kick_interop()
 
     def answered(uow: UnitOfWork) -> tuple[interop.Waiting, interop.QuoteView | None] | None:
         state, view = interop.quote_state(uow, user_id=user_id, quote_id=quote_id)
         return None if state.state == "waiting" else (state, view)
 
-    answer = _wait(runtime, answered)
+    answer = _wait(runtime, answered, interop.quote_key(quote_id))
     if answer is None:
         raise InteropTimeout("The recipient's provider did not answer in time; try again.")
     state, view = answer
@@ -190,11 +189,10 @@ def pay_quote(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             request, quote, note=note, key=key, errors=field_errors(exc, CONFIRM_FIELDS),
             status=exc.status,
         )  # fmt: skip
-    runtime.kick_interop()
 
     def final(uow: UnitOfWork) -> interop.InteropTransferView | None:
         view = interop.get_transfer(uow, user_id=who.user_id, transfer_id=transfer_id)
         return None if view.state == "processing" else view
 
-    ended = _wait(runtime, final)
+    ended = _wait(runtime, final, interop.transfer_key(transfer_id))
     return done(f"/app/history/{transfer_id}", RESULT[ended.state if ended else "processing"])

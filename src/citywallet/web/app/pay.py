@@ -283,13 +283,14 @@ def _pay_foreign(
             now=datetime.now(UTC),
         )
     )  # fmt: skip
-    runtime.kick_interop()
 
     def answered(uow: UnitOfWork) -> interop.Waiting | None:
         state, _ = interop.quote_state(uow, user_id=user_id, quote_id=quote_id)
         return None if state.state == "waiting" else state
 
-    state = interop.wait_for(runtime.db, answered, seconds=WAIT_SECONDS)
+    state = interop.wait_for(
+        runtime.db, answered, seconds=WAIT_SECONDS, key=interop.quote_key(quote_id)
+    )
     if state is None:
         raise InteropUnavailable(
             "The merchant's provider did not answer in time; try again.", code="interop_timeout"
@@ -306,13 +307,15 @@ def _pay_foreign(
             settings=runtime.settings, encryptor=runtime.encryptor, note=note,
         ).id,
     )  # fmt: skip
-    runtime.kick_interop()
 
     def final(uow: UnitOfWork) -> str | None:
         view = interop.get_transfer(uow, user_id=user_id, transfer_id=transfer)
         return None if view.state == "processing" else view.state
 
-    return transfer, interop.wait_for(runtime.db, final, seconds=WAIT_SECONDS) or "processing"
+    ended = interop.wait_for(
+        runtime.db, final, seconds=WAIT_SECONDS, key=interop.transfer_key(transfer)
+    )
+    return transfer, ended or "processing"
 
 
 _SWITCH_STATUS = {"committed": "paid", "processing": "processing"}  # else: failed

@@ -172,9 +172,6 @@ def refund(request: Request, order_id: str, console: ConsoleDep, fields: FormFie
         return _detail(
             request, console, order_id, form, field_errors(exc, REFUND_ERRORS), exc.status
         )
-    if made.status == "processing":  # through the switch: the payer's provider decides
-        runtime.kick_interop()
-        done = "Refund+sent+through+the+switch"
-    else:
-        done = "Refunded"
+    # through the switch, the payer's provider decides
+    done = "Refund+sent+through+the+switch" if made.status == "processing" else "Refunded"
     return RedirectResponse(f"/merchant/orders/{made.order_id}?done={done}", status_code=303)
