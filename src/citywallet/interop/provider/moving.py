@@ -35,6 +35,7 @@ from citywallet.identity import moving as identity_moving
 from citywallet.identity.service import find_user_by_phone, user_phone, verified_identity
 from citywallet.interop.messages import (
     AliasRegistration,
+    Amount,
     ErrorCode,
     ErrorMessage,
     PartyRef,
@@ -206,7 +207,7 @@ def build_package(
         from_fsp=settings.interop_participant_id,
         to_fsp=row.other_fsp,
         user_id=row.user_id,
-        balance={"amount": row.balance},  # type: ignore[arg-type]
+        balance=Amount(amount=row.balance),
         profile=MovedProfile(
             phone=msisdn(profile.phone),
             password_hash=profile.password_hash,
