@@ -27,7 +27,8 @@ from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
 from tests.interop_support import ME, OTHER, FakeSwitch, eventually, interop_settings, outbox
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
-from tests.wallet_support import PASSWORD, Person, balance, count
+from tests.wallet_support import PASSWORD, PIN, Person, balance, count
+from tests.web.test_app_account_pages import token_of
 
 
 @pytest.fixture
@@ -70,9 +71,7 @@ def test_a_resident_moves_out_step_by_step(
 ) -> None:
     db, settings, enc = runtime.db, runtime.settings, runtime.encryptor
     ann = Person(client, 1)
-    assert ann.post("/v1/wallet/topups", {"card_id": ann.card_id, "amount": 30_000,
-                                          "pin": "502817"},
-                    headers={"Idempotency-Key": "t1"}).status_code == 201  # fmt: skip
+    ann.money("/v1/wallet/topups", {"card_id": ann.card_id, "amount": 30_000, "pin": PIN})
     fake.directory[ann.phone] = (OTHER, "*三丰")  # what the switch answers once handed over
 
     # refusals change nothing
@@ -114,8 +113,8 @@ def test_a_resident_moves_out_step_by_step(
     assert balance(db, ann.user_id) == (0, 0, 0)
     assert _step(runtime, moving.hand_over_alias, move_id=move_id, settings=settings,
                  encryptor=enc) == "alias_sent"  # fmt: skip
-    [handover] = [m for m in fake.seen if m[1] == f"/participants/MSISDN/{ann.phone}"]
-    assert handover[2]["fspId"] == OTHER
+    handover = [m for m in fake.seen if m[1] == f"/participants/MSISDN/{ann.phone}"][-1]
+    assert handover[2]["fspId"] == OTHER  # (the first one: the verification's registration)
     eventually(lambda: _step(runtime, moving.confirm_alias, move_id=move_id, settings=settings,
                              encryptor=enc, retry=False) == "done")  # fmt: skip
 
@@ -124,12 +123,11 @@ def test_a_resident_moves_out_step_by_step(
     assert (refused.status_code, refused.json()["code"], refused.json()["cell"]) == (
         403, "account_moved", OTHER,
     )  # fmt: skip
-    page = client.get("/login")
-    token = page.cookies.get("cw_csrf") or ""
+    client.cookies.clear()
+    token = token_of(client, "/login")
     form = client.post("/login", data={"phone": ann.phone, "password": PASSWORD,
                                        "csrf_token": token, "next": "/app"})  # fmt: skip
-    if form.status_code == 403 and 'data-moved-to="' in form.text:
-        assert f'data-moved-to="{OTHER}"' in form.text
+    assert form.status_code == 403 and f'data-moved-to="{OTHER}"' in form.text
     # the same command again changes nothing
     again = db.transact(lambda uow: moving.start_move(
         uow, phone=ann.phone, to=OTHER, settings=settings, encryptor=enc))  # fmt: skip
@@ -138,9 +136,9 @@ def test_a_resident_moves_out_step_by_step(
     assert_ledger_clean(db)
 
 
-def _package_for(client: TestClient, runtime: Runtime, phone: str, id_number: str) -> MovePackage:
-    """A package as another cell would send it: a real password hash, another resident."""
-    donor = Person(client, 7)
+def _package_for(runtime: Runtime, donor: Person, phone: str, id_number: str) -> MovePackage:
+    """A package as another cell would send it: ``donor``'s password hash (the test's
+    password), another resident."""
     with runtime.db.uow(readonly=True) as uow:
         password_hash = uow.session.execute(
             text("SELECT password_hash FROM identity_users WHERE public_id = :u"),
@@ -165,14 +163,13 @@ def test_a_resident_moves_in(client: TestClient, runtime: Runtime, fake: FakeSwi
     db = runtime.db
     local = Person(client, 8)
     # refused: the number has an account here (nothing written)
-    taken = _package_for(client, runtime, local.phone, "110101196001011005")
+    taken = _package_for(runtime, local, local.phone, "110101196001011005")
     fake.send("POST", "/moves", taken)
     [refusal] = _sent(db, f"/moves/{taken.move_id}/error")
     assert refusal["json"]["errorInformation"]["errorDescription"] == "phone_taken"
     users = count(db, "SELECT COUNT(*) FROM identity_users")
 
-    package = _package_for(client, runtime, "13600136000", "110101196001011013")
-    users += 1  # the donor of the password hash
+    package = _package_for(runtime, local, "13600136000", "110101196001011013")
     for _ in range(2):  # the package and a duplicate of it
         assert fake.send("POST", "/moves", package).status_code == 202
     answers = _sent(db, f"/moves/{package.move_id}")

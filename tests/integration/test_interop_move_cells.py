@@ -64,7 +64,7 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Two]:
 def _move(two: Two, phone: str, to: str, *extra: str) -> tuple[int, str]:
     """``citywallet interop move`` as cell-1; its exit code and output."""
     cell = two.cells.cell("cell-1")
-    done = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+    done = subprocess.run(
         cli_command("interop", "move", phone, "--to", to, *extra), env=cell.process.env,
         capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip

@@ -102,16 +102,38 @@ def _package(**changes: object) -> dict[str, object]:
             "checks": [{"kind": "resident_id", "count": 1}],
         },
         "cards": [
-            {"cardNumber": "6222020000000001", "bankCode": "ICBC", "bankName": "工商银行",
-             "checkRef": "ref", "boundAt": 1}
+            {
+                "cardNumber": "6222020000000001",
+                "bankCode": "ICBC",
+                "bankName": "工商银行",
+                "checkRef": "ref",
+                "boundAt": 1,
+            }
         ],  # fmt: skip
         "history": [
-            {"objectId": "top_1", "kind": "topup", "amount": 50000, "fee": 0,
-             "currency": "CNY", "status": "succeeded", "counterpartyLabel": "",
-             "note": "", "createdAt": 1},
-            {"objectId": "p2p_1", "kind": "transfer_out", "amount": 3000, "fee": 0,
-             "currency": "CNY", "status": "succeeded", "counterpartyLabel": "*芳",
-             "note": "dinner", "reference": None, "createdAt": 2},
+            {
+                "objectId": "top_1",
+                "kind": "topup",
+                "amount": 50000,
+                "fee": 0,
+                "currency": "CNY",
+                "status": "succeeded",
+                "counterpartyLabel": "",
+                "note": "",
+                "createdAt": 1,
+            },
+            {
+                "objectId": "p2p_1",
+                "kind": "transfer_out",
+                "amount": 3000,
+                "fee": 0,
+                "currency": "CNY",
+                "status": "succeeded",
+                "counterpartyLabel": "*芳",
+                "note": "dinner",
+                "reference": None,
+                "createdAt": 2,
+            },
         ],  # fmt: skip
     }
     body.update(changes)
@@ -138,8 +160,11 @@ def test_a_package_parses_strictly_and_checks_its_receiver() -> None:
         {"history": [_package()["history"][0]] * 2},  # type: ignore[index]
         {"profile": {**_package()["profile"], "passwordHash": "plain"}},  # type: ignore[dict-item]
         {"profile": {**_package()["profile"], "phone": "12345"}},  # type: ignore[dict-item]
-        {"cards": [{"cardNumber": "12", "bankCode": "X", "bankName": "", "checkRef": "",
-                    "boundAt": 0}]},  # fmt: skip
+        {
+            "cards": [
+                {"cardNumber": "12", "bankCode": "X", "bankName": "", "checkRef": "", "boundAt": 0}
+            ]
+        },  # fmt: skip
         {"extra": 1},
     ],
 )
