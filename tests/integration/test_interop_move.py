@@ -95,7 +95,8 @@ def test_a_resident_moves_out_step_by_step(
     [posted] = [m for m in fake.seen if m[1] == "/moves"]
     package = MovePackage.model_validate(posted[2])
     assert (package.to_fsp, package.balance.amount, len(package.history)) == (OTHER, 30_000, 1)
-    assert package.profile.id_number == ann.id_number and package.cards
+    assert package.profile.id_number == ann.id_number
+    assert package.cards
 
     # the new cell's answer; the package's PII leaves our outbox
     answer = MoveAnswer(user_id="usr_there")
@@ -127,7 +128,8 @@ def test_a_resident_moves_out_step_by_step(
     token = token_of(client, "/login")
     form = client.post("/login", data={"phone": ann.phone, "password": PASSWORD,
                                        "csrf_token": token, "next": "/app"})  # fmt: skip
-    assert form.status_code == 403 and f'data-moved-to="{OTHER}"' in form.text
+    assert form.status_code == 403
+    assert f'data-moved-to="{OTHER}"' in form.text
     # the same command again changes nothing
     again = db.transact(lambda uow: moving.start_move(
         uow, phone=ann.phone, to=OTHER, settings=settings, encryptor=enc))  # fmt: skip
@@ -173,7 +175,8 @@ def test_a_resident_moves_in(client: TestClient, runtime: Runtime, fake: FakeSwi
     for _ in range(2):  # the package and a duplicate of it
         assert fake.send("POST", "/moves", package).status_code == 202
     answers = _sent(db, f"/moves/{package.move_id}")
-    assert len(answers) == 2 and answers[0]["json"] == answers[1]["json"]
+    assert len(answers) == 2
+    assert answers[0]["json"] == answers[1]["json"]
     assert count(db, "SELECT COUNT(*) FROM identity_users") == users + 1
     user_id = answers[0]["json"]["userId"]
 
@@ -187,9 +190,11 @@ def test_a_resident_moves_in(client: TestClient, runtime: Runtime, fake: FakeSwi
                  "JOIN identity_users u ON u.id = r.user_id WHERE u.public_id = :u"),
             {"u": user_id},
         ).one()  # fmt: skip
-    assert "110101196001011013" not in row[0] and "李四" not in row[1]
+    assert "110101196001011013" not in row[0]
+    assert "李四" not in row[1]
     me = client.get("/v1/me", headers=headers).json()
-    assert me["tier"] >= 1 and me["real_name_verified"]
+    assert me["tier"] >= 1
+    assert me["real_name_verified"]
     lines = client.get("/v1/wallet/transactions", headers=headers).json()["items"]
     assert [(x["id"], x["origin"]) for x in lines] == [("top_old", OTHER)]
     cards = client.get("/v1/wallet/cards", headers=headers).json()["items"]

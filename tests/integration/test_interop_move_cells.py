@@ -145,7 +145,8 @@ def test_a_resident_moves_with_money_history_and_number(two: Two) -> None:
     done = _last_json(out)
     assert done["state"] == "done" and done["balance"] == balance, done
     again = _last_json(_move(two, mover.phone, "cell-2")[1])  # a third run changes nothing
-    assert again["move_id"] == done["move_id"] and again["state"] == "done"
+    assert again["move_id"] == done["move_id"]
+    assert again["state"] == "done"
 
     # exactly one switch transfer carried the balance
     with two.engines["cell-1"].connect() as conn:
@@ -158,7 +159,8 @@ def test_a_resident_moves_with_money_history_and_number(two: Two) -> None:
     # the old cell says where the wallet is now
     old = _login(one.url, mover.phone, mover.password)
     assert old.status_code == 403
-    assert old.json()["code"] == "account_moved" and old.json()["cell"] == "cell-2"
+    assert old.json()["code"] == "account_moved"
+    assert old.json()["cell"] == "cell-2"
 
     # the new cell: same password, same balance, the old history and the move's line
     signed = _login(other.url, mover.phone, mover.password)
@@ -172,8 +174,10 @@ def test_a_resident_moves_with_money_history_and_number(two: Two) -> None:
     assert {i["kind"] for i in old_lines} == {"topup", "transfer_out"}
     assert len(old_lines) == 3  # top-up, P2P, cross-cell payment
     newest = items[0]
-    assert newest["kind"] == "transfer_in" and newest["amount"] == balance
-    assert newest["origin"] is None and newest["status"] == "succeeded"
+    assert newest["kind"] == "transfer_in"
+    assert newest["amount"] == balance
+    assert newest["origin"] is None
+    assert newest["status"] == "succeeded"
 
     # a payment to that number from cell-1 lands at cell-2
     with httpx2.Client(base_url=one.url, timeout=30) as http:
@@ -209,7 +213,8 @@ def test_a_resident_moves_with_money_history_and_number(two: Two) -> None:
             time.sleep(0.3)
         assert net == nets[cell.id]
         d_pending, d_posted, c_pending, c_posted = _interop_account(two.engines[cell.id])
-        assert (d_pending, c_pending) == (0, 0) and d_posted == c_posted
+        assert (d_pending, c_pending) == (0, 0)
+        assert d_posted == c_posted
     # the package's personal data left no copy in either outbox
     for name in ("cell-1", "switch"):
         with two.engines[name].connect() as conn:

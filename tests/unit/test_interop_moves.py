@@ -71,7 +71,8 @@ def test_any_script_keeps_the_rules(events: list[MoveEvent]) -> None:
             assert seen[i:] == [state] * (len(seen) - i)
     # done only through the committed balance (or none to move) and the alias handover
     if MoveState.DONE in seen:
-        assert MoveState.TRANSFERRED in seen and MoveState.ALIAS_SENT in seen
+        assert MoveState.TRANSFERRED in seen
+        assert MoveState.ALIAS_SENT in seen
         assert MoveState.REFUSED not in seen
     # a refused move never reached the money
     if MoveState.REFUSED in seen:
@@ -109,7 +110,7 @@ def _package(**changes: object) -> dict[str, object]:
                 "checkRef": "ref",
                 "boundAt": 1,
             }
-        ],  # fmt: skip
+        ],
         "history": [
             {
                 "objectId": "top_1",
@@ -134,7 +135,7 @@ def _package(**changes: object) -> dict[str, object]:
                 "reference": None,
                 "createdAt": 2,
             },
-        ],  # fmt: skip
+        ],
     }
     body.update(changes)
     return body
@@ -144,11 +145,14 @@ def test_a_package_parses_strictly_and_checks_its_receiver() -> None:
     package = MovePackage.model_validate(_package())
     assert check_package(package, receiver="cell-2", sender="cell-1", kinds=KINDS) is None
     wrong = check_package(package, receiver="cell-3", sender=None, kinds=KINDS)
-    assert wrong is not None and wrong.reason == "not_for_this_cell"
+    assert wrong is not None
+    assert wrong.reason == "not_for_this_cell"
     spoofed = check_package(package, receiver="cell-2", sender="cell-3", kinds=KINDS)
-    assert spoofed is not None and spoofed.reason == "sender_mismatch"
+    assert spoofed is not None
+    assert spoofed.reason == "sender_mismatch"
     unknown = check_package(package, receiver="cell-2", sender=None, kinds=frozenset({"topup"}))
-    assert unknown is not None and unknown.reason == "unknown_history_kind"
+    assert unknown is not None
+    assert unknown.reason == "unknown_history_kind"
     assert MovePackage.model_validate_json(package.wire()) == package
 
 
@@ -164,7 +168,7 @@ def test_a_package_parses_strictly_and_checks_its_receiver() -> None:
             "cards": [
                 {"cardNumber": "12", "bankCode": "X", "bankName": "", "checkRef": "", "boundAt": 0}
             ]
-        },  # fmt: skip
+        },
         {"extra": 1},
     ],
 )
