@@ -125,11 +125,12 @@ def test_a_resident_moves_with_money_history_and_number(two: Two) -> None:
 
     # refused, nothing changes: an unknown number; a destination that is no participant
     code, out = _move(two, "13700000000", "cell-2")
-    assert code == 2 and "move_resident_not_found" in out, out
+    assert code == 2, out
+    assert "move_resident_not_found" in out, out
     code, out = _move(two, neighbour.phone, "cell-9")
     assert code == 2, out
     refused = _last_json(out)
-    assert refused["state"] == "refused" and refused["error_code"] == "3201", refused
+    assert (refused["state"], refused["error_code"]) == ("refused", "3201"), refused
     again_in = _login(one.url, neighbour.phone, neighbour.password)  # the freeze ended sessions
     assert again_in.status_code == 200, again_in.text
     neighbour = replace(neighbour, token=again_in.json()["session"]["token"])
@@ -143,7 +144,7 @@ def test_a_resident_moves_with_money_history_and_number(two: Two) -> None:
     code, out = _move(two, mover.phone, "cell-2")
     assert code == 0, out
     done = _last_json(out)
-    assert done["state"] == "done" and done["balance"] == balance, done
+    assert (done["state"], done["balance"]) == ("done", balance), done
     again = _last_json(_move(two, mover.phone, "cell-2")[1])  # a third run changes nothing
     assert again["move_id"] == done["move_id"]
     assert again["state"] == "done"
