@@ -58,3 +58,67 @@ def sync() -> None:
     )
     delivered = runtime.interop_courier.deliver()  # what fails is retried by the worker
     typer.echo(f"done: {queued} aliases queued, {delivered} delivered now (the rest retry)")
+
+
+MOVE_STEPS = [
+    "frozen", "sent", "accepted", "quoting", "transferring", "transferred", "alias_sent", "done",
+]  # fmt: skip
+
+
+@interop_app.command("move")
+def move(
+    phone: str = typer.Argument(..., help="The resident's mobile number at this cell."),
+    to: str = typer.Option(..., "--to", help="The participant id of the new cell."),
+    seconds: float = typer.Option(120.0, help="Give up (resumable) after this long."),
+    stop_after: str | None = typer.Option(
+        None, "--stop-after", hidden=True, help="Stop right after this state (crash drills)."
+    ),
+) -> None:
+    """Move a resident (wallet, history, alias) from this cell to another; run it again to
+    resume after a crash."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from citywallet.interop.provider import moving
+    from citywallet.money import Money
+    from citywallet.platform.errors import DomainError
+
+    runtime = _runtime()
+    console = Console()
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(f"moving {phone} to {to}", total=len(MOVE_STEPS))
+
+        def progress(view: moving.MoveView) -> None:
+            done = MOVE_STEPS.index(view.state) + 1 if view.state in MOVE_STEPS else 0
+            bar.update(task, completed=done, description=f"{view.state:<12} {view.move_id}")
+
+        try:
+            view = moving.run_move(
+                runtime.db, phone=phone, to=to, settings=runtime.settings,
+                encryptor=runtime.encryptor, deliver=runtime.interop_courier.deliver,
+                progress=progress, stop_after=stop_after, seconds=seconds,
+            )  # fmt: skip
+        except DomainError as refused:
+            reason = refused.extra.get("reason", refused.code)
+            console.print(f"[red]refused[/red] ({reason}): {refused.detail}")
+            raise typer.Exit(2) from None
+        except moving.MoveStalled as stalled:
+            console.print(f"[yellow]not finished[/yellow]: {stalled}")
+            raise typer.Exit(3) from None
+    table = Table(title="move", show_header=False)
+    for label, value in (
+        ("move id", view.move_id), ("state", view.state), ("to", view.other_fsp),
+        ("resident here", view.user_id), ("resident there", view.other_user_id or "-"),
+        ("balance moved", str(Money(view.balance))), ("history lines", str(view.line_count)),
+        ("switch transfer", view.transfer_id or "-"),
+        ("refusal", f"{view.error_code} {view.reason}" if view.error_code else "-"),
+    ):  # fmt: skip
+        table.add_row(label, value)
+    console.print(table)
+    typer.echo(moving.moves_json(view))
+    if view.state == "refused":
+        raise typer.Exit(2)
+    if view.state not in ("done", stop_after):
+        raise typer.Exit(3)

@@ -42,6 +42,8 @@ from citywallet.interop.messages import (
     TransferPrepare,
     error,
 )
+from citywallet.interop.moves import MoveAnswer, MovePackage
+from citywallet.interop.provider import moving
 from citywallet.interop.provider import service as interop
 from citywallet.interop.provider.schemas import (
     InteropTransferCreate,
@@ -275,6 +277,43 @@ async def window_settled(request: Request, window_id: str) -> Response:
         return _refused(ErrorCode.GENERIC_VALIDATION_ERROR, "window id does not match the path")
     return await _apply(
         request, lambda uow: interop.on_settlement(uow, notice=body, now=datetime.now(UTC))
+    )
+
+
+@fspiop_router.post("/moves")
+async def move_received(request: Request) -> Response:
+    """A resident moving in from another cell: import them, answer ``PUT /moves/{id}``."""
+    body = await _receive(request, MovePackage)
+    if isinstance(body, Response):
+        return body
+    runtime: Runtime = request.app.state.runtime
+    return await _apply(
+        request,
+        lambda uow: moving.on_package(
+            uow, package=body, settings=runtime.settings, encryptor=runtime.encryptor
+        ),
+    )
+
+
+@fspiop_router.put("/moves/{move_id}")
+async def move_accepted(request: Request, move_id: str) -> Response:
+    """The new cell holds the resident we are moving."""
+    body = await _receive(request, MoveAnswer)
+    if isinstance(body, Response):
+        return body
+    return await _apply(
+        request, lambda uow: moving.on_answer(uow, move_id=move_id, answer=body, refusal=None)
+    )
+
+
+@fspiop_router.put("/moves/{move_id}/error")
+async def move_refused(request: Request, move_id: str) -> Response:
+    """The new cell (or the switch) refused the move: the freeze is lifted."""
+    body = await _receive(request, ErrorMessage)
+    if isinstance(body, Response):
+        return body
+    return await _apply(
+        request, lambda uow: moving.on_answer(uow, move_id=move_id, answer=None, refusal=body)
     )
 
 

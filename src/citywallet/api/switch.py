@@ -39,7 +39,8 @@ from citywallet.interop.messages import (
     TransferPrepare,
     error,
 )
-from citywallet.interop.switch import registry, service, windows
+from citywallet.interop.moves import MoveAnswer, MovePackage
+from citywallet.interop.switch import moves, registry, service, windows
 from citywallet.interop.transport import Courier, Refused, Sender, check_request
 from citywallet.platform.config import get_settings
 from citywallet.platform.crypto import interop_seed
@@ -224,6 +225,7 @@ def create_switch_app(
     app.state.runtime = runtime
     app.state.switch = http
     _routes(app, http)
+    _move_routes(app, http)
     from citywallet.web.switch_console import install as install_console
 
     install_console(app)
@@ -375,6 +377,43 @@ def _routes(app: FastAPI, http: SwitchHttp) -> None:
             )
 
         path = f"/transfers/{transfer_id}/error"
+        return await http.accept(request, error_path=lambda _b: path, work=work)
+
+
+def _move_routes(app: FastAPI, http: SwitchHttp) -> None:
+    """Moving a resident between cells: the package and the answer, relayed."""
+
+    @app.post("/moves")
+    async def post_move(request: Request) -> Response:
+        def work(source: str, body: bytes, now: datetime) -> Callable[[UnitOfWork], None]:
+            package = parse(MovePackage, body)
+            return lambda uow: moves.relay_package(uow, source=source, package=package, now=now)
+
+        def error_path(body: bytes) -> str:
+            return f"/moves/{parse(MovePackage, body).move_id}/error"
+
+        return await http.accept(request, error_path=error_path, work=work)
+
+    @app.put("/moves/{move_id}")
+    async def put_move(request: Request, move_id: str) -> Response:
+        def work(source: str, body: bytes, now: datetime) -> Callable[[UnitOfWork], None]:
+            answer = parse(MoveAnswer, body)
+            return lambda uow: moves.relay_answer(
+                uow, source=source, move_id=move_id, answer=answer, refusal=None, now=now
+            )
+
+        path = f"/moves/{move_id}/error"
+        return await http.accept(request, error_path=lambda _b: path, work=work)
+
+    @app.put("/moves/{move_id}/error")
+    async def put_move_error(request: Request, move_id: str) -> Response:
+        def work(source: str, body: bytes, now: datetime) -> Callable[[UnitOfWork], None]:
+            refusal = parse(ErrorMessage, body)
+            return lambda uow: moves.relay_answer(
+                uow, source=source, move_id=move_id, answer=None, refusal=refusal, now=now
+            )
+
+        path = f"/moves/{move_id}/error"
         return await http.accept(request, error_path=lambda _b: path, work=work)
 
 

@@ -25,6 +25,13 @@ class AccountClosed(Forbidden):
     title = "Account closed"
 
 
+class AccountMoved(Forbidden):
+    """The wallet moved to another cell of this deployment: sign in there (``cell``)."""
+
+    code = "account_moved"
+    title = "Wallet moved"
+
+
 class PinNotSet(Conflict):
     """The user has no payment PIN yet."""
 

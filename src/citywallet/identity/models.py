@@ -25,8 +25,9 @@ class User(Base):
     phone_enc: Mapped[str] = mapped_column(Text)
     phone_masked: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, PHC string
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | frozen
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active|frozen|closed|moved
     frozen_reason: Mapped[str | None] = mapped_column(String(500))
+    moved_to: Mapped[str | None] = mapped_column(String(32))  # the cell a moved wallet went to
     tier: Mapped[int] = mapped_column(Integer, default=0)
     external_checks: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[int] = mapped_column(BigInteger)

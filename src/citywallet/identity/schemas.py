@@ -85,7 +85,7 @@ class UserPublic(BaseModel):
 
     id: str = Field(examples=["usr_4fQk2WcVbYt1nNpZ8sLr"])
     phone_masked: str = Field(examples=["138****8000"])
-    status: Literal["active", "frozen", "closed"]
+    status: Literal["active", "frozen", "closed", "moved"]
     tier: int = Field(ge=0, le=3, description="0 unverified; 1/2/3 = PBOC Class I/II/III.")
     real_name_verified: bool
     name_masked: str | None = Field(examples=["*三"])

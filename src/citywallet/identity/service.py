@@ -24,7 +24,12 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.identity import codes, keys, sessions
-from citywallet.identity.errors import AccountClosed, AccountFrozen, IdentityServiceUnavailable
+from citywallet.identity.errors import (
+    AccountClosed,
+    AccountFrozen,
+    AccountMoved,
+    IdentityServiceUnavailable,
+)
 from citywallet.identity.gateways import IdentityVerifier
 from citywallet.identity.models import ExternalCheck, PaymentPin, RealName, User
 from citywallet.identity.pins import (  # the contract
@@ -68,7 +73,7 @@ class UserView:
 
     id: str
     phone_masked: str
-    status: str  # "active" | "frozen" | "closed"
+    status: str  # "active" | "frozen" | "closed" | "moved"
     tier: int  # 0..3
     real_name_verified: bool
     name_masked: str | None
@@ -515,9 +520,11 @@ def login(
     ratelimit.reserve(db, *slots)  # before the slow hash, so parallel tries see each other
     with db.uow(readonly=True) as uow:
         found = uow.session.execute(
-            select(User.password_hash, User.status).where(User.phone_hash == phone_key)
+            select(User.password_hash, User.status, User.moved_to).where(
+                User.phone_hash == phone_key
+            )
         ).first()
-    stored, status = found if found is not None else (_dummy_hash(), "missing")
+    stored, status, moved_to = found if found is not None else (_dummy_hash(), "missing", None)
     try:  # slow: outside any transaction; unknown phones cost the same time
         _hasher().verify(stored, password)
         correct = found is not None
@@ -526,7 +533,7 @@ def login(
     if not correct:  # the reserved slots stay taken: they counted this failure
         log.info("login failed", phone_masked=mask_phone(e164), ip=device.ip)
         raise Unauthorized("Wrong phone number or password.", code="invalid_credentials")
-    _refuse_inactive(status)
+    _refuse_inactive(status, moved_to)
     rehash = _hasher().check_needs_rehash(stored)
     new_hash = _hasher().hash(password) if rehash else None
 
@@ -534,7 +541,7 @@ def login(
         user = uow.session.scalar(select(User).where(User.phone_hash == phone_key))
         if user is None:
             raise Unauthorized("Wrong phone number or password.", code="invalid_credentials")
-        _refuse_inactive(user.status)  # frozen or closed between the check and now
+        _refuse_inactive(user.status, user.moved_to)  # frozen, closed or moved meanwhile
         ratelimit.reset(uow, by_phone, phone_key)  # the owner is back: forget the failures
         if device.ip:
             ratelimit.release(uow, by_ip, device.ip)  # only failures count against an address
@@ -545,9 +552,15 @@ def login(
     return db.transact(open_session)
 
 
-def _refuse_inactive(status: str) -> None:
-    """A frozen account (``account_frozen``) or a closed one (``account_closed``, 403 both:
-    said only to whoever knows the password or holds a code, never to a guess)."""
+def _refuse_inactive(status: str, moved_to: str | None = None) -> None:
+    """A frozen account (``account_frozen``), a closed one (``account_closed``) or one whose
+    wallet moved to another cell (``account_moved`` with ``cell``), 403 all: said only to
+    whoever knows the password or holds a code, never to a guess."""
+    if status == "moved":
+        raise AccountMoved(
+            f"This wallet moved to {moved_to}: sign in there with the same password.",
+            cell=moved_to or "",
+        )
     if status == "frozen":
         raise AccountFrozen("This account is frozen; contact customer service.")
     if status == "closed":

@@ -86,6 +86,12 @@ def send(
     return outbox.enqueue(uow, topic=TOPIC, payload=payload)
 
 
+def scrub(uow: UnitOfWork, message_id: int) -> None:
+    """Drop the body of a queued message that carried personal data (a resident's move
+    package) once its receiver answered: it stays out of this database's outbox."""
+    outbox.redact(uow, message_id=message_id, member="body", marker=None)
+
+
 def signed_headers(
     key: Ed25519PrivateKey,
     *,

@@ -112,6 +112,25 @@ def enqueue(
     return int(row[0])
 
 
+def redact(uow: UnitOfWork, *, message_id: int, member: str, marker: Any) -> None:
+    """Replace ``member`` of a message's payload with ``marker`` (a message that carried
+    personal data, once its receiver answered); one not delivered yet is not sent again."""
+    row = uow.session.execute(
+        text("SELECT payload FROM platform_outbox WHERE id = :id"), {"id": message_id}
+    ).first()
+    if row is None:
+        return
+    payload = json.loads(row[0])
+    payload[member] = marker
+    uow.session.execute(
+        text(
+            "UPDATE platform_outbox SET payload = :payload, "
+            "dead = CASE WHEN delivered_at IS NULL THEN :dead ELSE dead END WHERE id = :id"
+        ),
+        {"payload": _dumps(payload), "dead": True, "id": message_id},
+    )
+
+
 def deliver_due(
     db: Database,
     *,

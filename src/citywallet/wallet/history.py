@@ -69,6 +69,7 @@ class ActivityView:
     reference: str | None
     created_at: int
     updated_at: int
+    origin: str | None = None  # the cell the line was brought from when the wallet moved
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ def _view(row: Activity) -> ActivityView:
         reference=row.reference,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        origin=row.origin,
     )
 
 

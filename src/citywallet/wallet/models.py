@@ -148,6 +148,8 @@ class Activity(Base):
     transfer_ids: Mapped[str] = mapped_column(Text)  # JSON list of ledger transfer ids
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+    # the cell this line was imported from when the wallet moved (read-only here)
+    origin: Mapped[str | None] = mapped_column(String(32))
 
 
 class Split(Base):

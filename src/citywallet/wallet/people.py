@@ -148,7 +148,7 @@ def _open_wallets(
 def _refuse_inactive(user: UserView) -> None:
     if user.status == "frozen":
         raise AccountFrozen("This account is frozen: it cannot move money.")
-    if user.status == "closed":
+    if user.status in ("closed", "moved"):
         raise AccountClosed("This account is closed: it cannot move money.")
 
 

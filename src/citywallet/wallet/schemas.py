@@ -359,6 +359,10 @@ class TransactionPublic(BaseModel):
     reference: str | None = Field(
         description="The split a share belongs to, the card, or the order a refund is of."
     )
+    origin: str | None = Field(
+        default=None,
+        description="The cell this line was brought from when the wallet moved (read-only).",
+    )
     created_at: datetime
     updated_at: datetime
 

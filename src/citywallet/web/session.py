@@ -95,7 +95,7 @@ def viewer(request: Request) -> Viewer | None:
             operator = attributes.is_operator(uow, user_id=auth.user_id)
     except (AccountFrozen, AccountClosed):
         return None
-    if user.status in ("frozen", "closed"):
+    if user.status in ("frozen", "closed", "moved"):
         return None  # frozen or closed in another process within the cache's lifetime
     if auth.needs_touch:
         sessions.record_use(runtime.db, cache, token=token, found=auth)

@@ -140,3 +140,40 @@ class SettlementWindow(Base):
 
 
 register_encrypted_column("interop_payee_quotes", "quote_id", "fulfilment_enc", aad_is_key=True)
+
+
+class Move(Base):
+    """A resident's move between cells as this cell sees it: ``out`` at the old cell (the
+    state machine of :mod:`citywallet.interop.moves`, the quote and transfer that carry the
+    balance, the lookup that confirms the alias), ``in`` at the new cell (the resident it
+    created and the balance it expects)."""
+
+    __tablename__ = "interop_moves"
+    __table_args__ = (
+        Index("ix_interop_moves_user", "user_id", "id"),
+        CheckConstraint("direction IN ('out', 'in')", name="direction_known"),
+        CheckConstraint(
+            "state IN ('frozen', 'sent', 'accepted', 'quoting', 'transferring', "
+            "'transferred', 'alias_sent', 'done', 'refused')",
+            name="state_known",
+        ),
+        CheckConstraint("balance >= 0", name="balance_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    move_id: Mapped[str] = mapped_column(String(36), unique=True)  # the wire's UUID
+    direction: Mapped[str] = mapped_column(String(3))
+    user_id: Mapped[str] = mapped_column(String(40))  # the resident at this cell
+    other_fsp: Mapped[str] = mapped_column(String(32))  # where to (out) / from (in)
+    state: Mapped[str] = mapped_column(String(16))
+    balance: Mapped[int] = mapped_column(BigInteger)
+    line_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    other_user_id: Mapped[str | None] = mapped_column(String(40))  # at the other cell
+    quote_id: Mapped[str | None] = mapped_column(String(40))  # iqt_… carrying the balance
+    transfer_id: Mapped[str | None] = mapped_column(String(40))  # itf_… carrying it
+    lookup_id: Mapped[int | None] = mapped_column(BigInteger)  # confirms the alias moved
+    outbox_id: Mapped[int | None] = mapped_column(BigInteger)  # the package, scrubbed later
+    error_code: Mapped[str | None] = mapped_column(String(4))
+    reason: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

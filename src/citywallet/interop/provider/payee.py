@@ -34,6 +34,7 @@ from citywallet.interop.provider.common import (
     to_us,
 )
 from citywallet.interop.provider.models import InteropTransfer, PayeeQuote
+from citywallet.interop.provider.moving import MOVE_NOTE, is_move_quote, note_move_quote
 from citywallet.interop.quotes import check_prepare
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import TransferCode, TransferFlags, TransferSpec
@@ -121,6 +122,10 @@ def on_quote_request(
     _answer_quote(
         uow, request=request, settings=settings, encryptor=encryptor, now=now, user_id=user.id,
         identifier=identifier, transfer=transfer, payer_fee=payer_fee, payee_fee=payee_fee,
+    )  # fmt: skip
+    note_move_quote(
+        uow, user_id=user.id, payer_fsp=request.payer.fsp_id,
+        payer=request.payer.party_identifier, payee=identifier, quote_id=request.quote_id,
     )  # fmt: skip
 
 
@@ -266,6 +271,7 @@ def on_prepare(
                           encryptor=encryptor, now=now, business=business)  # fmt: skip
         return
     receive = quote.transfer_amount - quote.payee_fee
+    moving_in = is_move_quote(uow, quote_id=quote.quote_id)  # their own money: no limit
     try:
         _, payee = lock_parties(uow, user_id=quote.user_id, to=quote.user_id)
         assert payee is not None
@@ -273,10 +279,11 @@ def on_prepare(
             raise DomainError("wallet closed")
         account = ledger.get_account(uow, account_id=payee.account_id)
         assert account is not None
-        check_inflow(
-            tier=payee.user.tier, account=account, amount=receive, settings=settings,
-            recipient=True,
-        )  # fmt: skip
+        if not moving_in:
+            check_inflow(
+                tier=payee.user.tier, account=account, amount=receive, settings=settings,
+                recipient=True,
+            )  # fmt: skip
     except DomainError as refused:
         log.info("interop credit refused", transfer_id=prepare.transfer_id, code=refused.code)
         _refuse_prepare(uow, settings, prepare, ErrorCode.PAYEE_FSP_REJECTED_TRANSACTION)
@@ -342,6 +349,7 @@ def on_prepare(
         status="processing",
         transfer_ids=[h.id for h in holds],
         counterparty_label=f"{prepare.payer_fsp}",
+        note=MOVE_NOTE if moving_in else "",
         reference=prepare.transfer_id,
     )
     uow.session.flush()

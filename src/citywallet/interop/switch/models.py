@@ -112,3 +112,25 @@ class Window(Base):
     opened_at: Mapped[int] = mapped_column(BigInteger)
     closed_at: Mapped[int | None] = mapped_column(BigInteger)
     report: Mapped[str | None] = mapped_column(Text)  # JSON of the SettlementReport
+
+
+class Move(Base):
+    """A resident's package relayed from one cell to another (``POST /moves``): who sent it
+    to whom, its digest (a resend is relayed once), and the receiver's answer. An accepted
+    move lets its sender hand the resident's alias over to the receiver. The relayed
+    package's outbox row is scrubbed once the receiver answered (it holds PII)."""
+
+    __tablename__ = "switch_moves"
+    __table_args__ = (
+        CheckConstraint("state IN ('RELAYED', 'ACCEPTED', 'REFUSED')", name="state_known"),
+    )
+
+    move_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    destination: Mapped[str] = mapped_column(String(32))
+    identifier: Mapped[str] = mapped_column(String(32))  # the resident's MSISDN
+    digest: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    outbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

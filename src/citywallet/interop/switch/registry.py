@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 
 from citywallet.interop.messages import CURRENCY, MAX_AMOUNT, AliasRegistration, check_identifier
-from citywallet.interop.switch.models import Alias, Participant
+from citywallet.interop.switch.models import Alias, Move, Participant
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError
@@ -212,15 +212,22 @@ def register_alias(
     identifier: str,
     registration: AliasRegistration,
 ) -> None:
-    """``POST /participants/{type}/{id}``: the holder registers (or renames) its alias."""
+    """``POST /participants/{type}/{id}``: the holder registers (or renames) its alias; or
+    the holder hands it over (``fspId`` another participant) to the cell that accepted the
+    resident's move, in one step: no moment where nobody holds it."""
     _check_alias(id_type, identifier)
-    if registration.fsp_id != source:
-        raise AliasRefused("an alias is registered by its own provider (fspId = sender)")
     row = uow.session.execute(
         select(Alias)
         .where(Alias.id_type == id_type, Alias.identifier == identifier)
         .with_for_update()
     ).scalar_one_or_none()
+    if registration.fsp_id != source:
+        if row is None or row.fsp_id != source or not _moved(uow, source, registration, identifier):
+            raise AliasRefused("an alias is registered by its own provider (fspId = sender)")
+        row.fsp_id, row.masked_name = registration.fsp_id, registration.masked_name
+        row.updated_at = now_us()
+        uow.session.flush()
+        return
     if row is None:
         uow.session.add(
             Alias(
@@ -236,6 +243,20 @@ def register_alias(
     elif row.masked_name != registration.masked_name:
         row.masked_name, row.updated_at = registration.masked_name, now_us()
     uow.session.flush()
+
+
+def _moved(uow: UnitOfWork, source: str, registration: AliasRegistration, identifier: str) -> bool:
+    """Whether the resident holding ``identifier`` at ``source`` moved to ``fspId`` (the
+    switch relayed the package and the new cell accepted it)."""
+    found = uow.session.scalar(
+        select(Move.move_id).where(
+            Move.source == source,
+            Move.destination == registration.fsp_id,
+            Move.identifier == identifier,
+            Move.state == "ACCEPTED",
+        )
+    )
+    return found is not None
 
 
 def remove_alias(uow: UnitOfWork, *, source: str, id_type: str, identifier: str) -> None:

@@ -45,12 +45,14 @@ def micros(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
-def send_to(uow: UnitOfWork, to: str, method: str, path: str, body: Message | None = None) -> None:
-    """Queue a message from the switch to participant ``to`` (through the outbox)."""
+def send_to(
+    uow: UnitOfWork, to: str, method: str, path: str, body: Message | None = None
+) -> int | None:
+    """Queue a message from the switch to participant ``to`` (through the outbox); its id."""
     row = uow.session.get(Participant, to)
     if row is None:  # only known participants reach a service; nobody to tell otherwise
-        return
-    send(
+        return None
+    return send(
         uow, base_url=row.callback_url, method=method, path=path,
         source=registry.SWITCH_ID, destination=to, body=body,
     )  # fmt: skip
