@@ -211,6 +211,7 @@ class Cells:
         residents: int = 5,
         top_up: int = 100_000,
         merchants: int = 0,
+        merchant_notify_url: str | None = None,
         cap: int = 100_000_000,
         workdir: Path | None = None,
         pg_url: str = PG_ADMIN_URL,
@@ -228,6 +229,7 @@ class Cells:
         self.rates = proxy
         self.residents_per_cell = residents
         self.merchants_per_cell = merchants
+        self.merchant_notify_url = merchant_notify_url
         self.top_up = top_up
         self.cap = cap
         self.workdir = workdir or Path("var") / "cells" / prefix
@@ -486,7 +488,11 @@ class Cells:
             for m in range(1, self.merchants_per_cell + 1):
                 owner = seed_resident(client, cell, OWNER_BASE + m, 0)
                 approve = functools.partial(self._approve, cell)
-                cell.merchants.append(seed_merchant(client, cell, m, owner, approve))
+                cell.merchants.append(
+                    seed_merchant(
+                        client, cell, m, owner, approve, notify_url=self.merchant_notify_url
+                    )
+                )
 
     def _approve(self, cell: Cell, merchant_id: str) -> None:
         """The cell's operator approves a merchant's application (``merchant review``)."""
@@ -737,12 +743,14 @@ def merchant_order(http: httpx2.Client, merchant: Merchant, amount: int) -> dict
 
 @dataclass(frozen=True)
 class QrRefund:
-    """A merchant's refund as its server saw it: the refund's id, its final status
-    (``succeeded`` or ``failed``; ``processing`` if not final within the wait), seconds."""
+    """A merchant's refund as its server saw it: the refund's id, the fee share it takes
+    back, its final status (``succeeded`` or ``failed``; ``processing`` if not final within
+    the wait), seconds per stage."""
 
     id: str
     order_id: str
     amount: int
+    fee_back: int
     status: str
     stages: dict[str, float]
 
@@ -787,4 +795,7 @@ def refund_across(
         if seen.status_code == 200:
             refund = seen.json()
     stages["final"] = time.perf_counter() - started
-    return QrRefund(str(refund["id"]), order_id, amount, str(refund["status"]), stages)
+    return QrRefund(
+        str(refund["id"]), order_id, amount, int(refund["fee_back"]), str(refund["status"]),
+        stages,
+    )  # fmt: skip
