@@ -233,6 +233,20 @@ def _merchant_order_of(h: Harness, merchant: Merchant, switch_transfer_id: str) 
     return None if found is None else str(found)
 
 
+def _await_paid(
+    http: httpx2.Client, merchant: Merchant, order_id: str, seconds: float = FINAL_WAIT
+) -> bool:
+    """Whether the merchant's order is ``paid`` (asked through its API) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        seen = merchant.request(http, "GET", f"/v1/merchant/orders/{order_id}")
+        if seen.status_code == 200 and seen.json()["status"] == "paid":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
 def _pay_qr(h: Harness, clients: dict[str, httpx2.Client], q: QrSent) -> None:
     """The merchant shows its code (a new order for a dynamic one), the payer (and a rival)
     pays it, then the merchant refunds what was planned of the committed payment."""
@@ -267,6 +281,11 @@ def _pay_qr(h: Harness, clients: dict[str, httpx2.Client], q: QrSent) -> None:
     if not q.dynamic:
         q.order_id = _merchant_order_of(h, q.merchant, won[0].switch_transfer_id)
     assert q.order_id is not None
+    # as a merchant's server does: refund once its own order says paid (the payer's cell may
+    # hear COMMITTED before the merchant's cell does)
+    if not _await_paid(clients[q.merchant.cell], q.merchant, q.order_id):
+        q.refund_errors.append(f"{q.order_id} not paid at the merchant's cell in time")
+        return
     for part in q.refunds:
         try:
             refund = refund_across(clients[q.merchant.cell], q.merchant, q.order_id, part)
