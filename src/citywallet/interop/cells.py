@@ -7,7 +7,9 @@ process (its keys), starts the switch (``citywallet switch serve``) and the cell
 (``citywallet serve``, each with its participant id, the switch's URL and public key, and its
 own public FSPIOP URL), registers every cell at the switch with the key that
 ``citywallet interop key`` prints, and seeds verified residents with money through each cell's
-own HTTP API (sandbox SMS, sign-up, real name, PIN, card, top-up). With ``proxy`` rates, a
+own HTTP API (sandbox SMS, sign-up, real name, PIN, card, top-up) and, if asked
+(``merchants``), approved merchants the way a shop owner gets one (application, the
+operator's ``merchant review``, an API key, a store's static code). With ``proxy`` rates, a
 :class:`~citywallet.interop.faultproxy.FaultProxy` stands in front of every process and all
 interop traffic goes through them; the residents' API is reached directly.
 
@@ -15,6 +17,10 @@ Every process runs in its own session (process group) and logs to ``workdir/<nam
 :meth:`Cells.kill_switch` SIGKILLs the switch, :meth:`Cells.restart_switch` starts it again
 on the same port and database. Leaving the ``with`` block stops everything (and drops the
 databases unless ``keep_databases``).
+
+Clients as the apps are: :func:`pay_across` (P2P to another cell's resident),
+:func:`pay_merchant_across` (another cell's merchant code), :func:`merchant_order` and
+:func:`refund_across` (a merchant's server: an order's dynamic code, a refund).
 """
 
 from __future__ import annotations
