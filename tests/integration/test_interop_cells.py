@@ -215,7 +215,7 @@ def _plan(h: Harness, rng: random.Random, p2p: int, qr: int) -> list[Sent | QrSe
             refunds = []
         dynamic = i % 2 == 1
         rival = None
-        if dynamic and rng.random() < 0.15:
+        if dynamic and rng.random() < 0.3:
             rival = rng.choice([p for p in strangers if p != payer])
         plan.append(QrSent(payer, merchant, amount, dynamic, refunds, rival))
     rng.shuffle(plan)
