@@ -44,6 +44,9 @@ def cells_up(
         ),
     ] = None,
     residents: Annotated[int, typer.Option(min=0, help="Verified residents per cell.")] = 5,
+    merchants: Annotated[
+        int, typer.Option(min=0, help="Approved merchants per cell (owner, API key, static code).")
+    ] = 0,
     top_up: Annotated[int, typer.Option(min=0, help="Each resident's top-up (fen).")] = 100_000,
     cap: Annotated[int, typer.Option(min=0, help="Each cell's net debit cap (fen).")] = 100_000_000,
     pg_url: Annotated[str, typer.Option(help="An admin URL of the PostgreSQL cluster.")] = (
@@ -60,7 +63,7 @@ def cells_up(
     workdir = Path(get_settings().var_dir) / "cells" / prefix
     cells = Cells(
         n, base_port=base_port, prefix=prefix, proxy=rates, residents=residents, top_up=top_up,
-        cap=cap, workdir=workdir, pg_url=pg_url, keep_databases=keep,
+        merchants=merchants, cap=cap, workdir=workdir, pg_url=pg_url, keep_databases=keep,
         echo=lambda line: console.print(f"[dim]{line}[/]"),
     )  # fmt: skip
     stop = threading.Event()
@@ -97,6 +100,13 @@ def _panel(cells: Cells) -> Panel:
     for cell in cells.cells:
         for resident in cell.residents:
             logins.add_row(cell.id, resident.phone, resident.password, PIN, str(resident.top_up))
+    shops = Table(show_header=True, box=None)
+    for column in ("cell", "merchant", "owner phone", "API key id", "API key secret (HMAC)"):
+        shops.add_column(column)
+    for cell in cells.cells:
+        for merchant in cell.merchants:
+            shops.add_row(cell.id, merchant.merchant_id, merchant.owner.phone, merchant.key_id,
+                          merchant.secret)  # fmt: skip
     faults = "none" if cells.rates is None else ", ".join(
         f"{k}={v}" for k, v in vars(cells.rates).items() if k != "exempt"
     )  # fmt: skip
@@ -105,6 +115,12 @@ def _panel(cells: Cells) -> Panel:
         f"\nswitch public key: {cells.switch_public_key or '-'}   faults: {faults}",
         "\nresidents (sign in at a cell's /app, or POST /v1/auth/login):",
         logins,
-        "\nCtrl-C stops every process.",
     ]
+    if any(cell.merchants for cell in cells.cells):
+        lines += [
+            "\nmerchants (the owner signs in as a resident; the server signs with its key; "
+            "the static code: GET /v1/merchants/ID/stores):",
+            shops,
+        ]
+    lines.append("\nCtrl-C stops every process.")
     return Panel(Group(*lines), title=f"CityWallet cells ({cells.n} + switch)", expand=False)

@@ -253,6 +253,11 @@ def test_a_resident_pays_another_providers_code_through_the_switch(
         "paid", "interop_qr", OTHER, 88_00,
     )  # fmt: skip
     assert body["order_id"] == "ord_TheirOrder00000001"
+    # our transfer's id: its state can be polled while the switch decides
+    state = alice.get(f"/v1/interop/transfers/{body['transfer_id']}")
+    assert (state.status_code, state.json()["switch_transfer_id"], state.json()["state"]) == (
+        200, body["switch_transfer_id"], "committed",
+    )  # fmt: skip
     (quote,) = [m[2] for m in fake.seen if m[:2] == ("POST", "/quotes")]
     assert quote["payee"] == {
         "partyIdType": "BUSINESS", "partyIdentifier": "mch_TheirShop0000000001", "fspId": OTHER,

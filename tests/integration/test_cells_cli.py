@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from citywallet import cli, cli_cells
-from citywallet.interop.cells import Cell, Process, Resident
+from citywallet.interop.cells import Cell, Merchant, Process, Resident
 from citywallet.interop.faultproxy import FaultRates
 from citywallet.platform.config import get_settings
 
@@ -34,6 +34,11 @@ class _FakeCells:
         cell = Cell(1, "cell-1", process, "postgresql:///cw_cell_1", Path("v"),
                     "http://127.0.0.1:8151/fspiop")  # fmt: skip
         cell.residents.append(Resident("cell-1", "13901000001", "usr_1", "t", "card", 100_000))
+        if options.get("merchants"):
+            owner = Resident("cell-1", "13901009001", "usr_2", "t", "card", 0)
+            cell.merchants.append(
+                Merchant("cell-1", "mch_Shop1", owner, "key_Shop1", "s3cret", "sto_1", "000201")
+            )
         self.cells = [cell]
         self.exited = False
 
@@ -77,6 +82,26 @@ def test_cells_up_starts_prints_every_process_and_login_and_stops(
                  "13901000001", "Cells-wallet-2026", "502817", "c3dpdGNoLWtleQ==",
                  "drop_request=0.1", "stopping"):  # fmt: skip
         assert text in result.output, text
+    get_settings.cache_clear()
+
+
+def test_cells_up_with_merchants_prints_their_logins(runner: CliRunner) -> None:
+    result = runner.invoke(cli.app, ["cells", "up", "1", "--merchants", "2"])
+    assert result.exit_code == 0, result.output
+    (made,) = _FakeCells.made
+    assert made["merchants"] == 2
+    for text in ("mch_Shop1", "13901009001", "key_Shop1", "s3cret"):
+        assert text in result.output, text
+    get_settings.cache_clear()
+
+
+def test_cells_up_without_merchants_seeds_none_and_prints_no_merchant_table(
+    runner: CliRunner,
+) -> None:
+    result = runner.invoke(cli.app, ["cells", "up", "1"])
+    assert result.exit_code == 0, result.output
+    assert _FakeCells.made[0]["merchants"] == 0
+    assert "mch_" not in result.output
     get_settings.cache_clear()
 
 

@@ -301,6 +301,7 @@ def _pay_foreign(
                 else None,
                 provider=code.provider,
                 switch_transfer_id=view.switch_transfer_id,
+                transfer_id=view.id,
             ),
         )
 

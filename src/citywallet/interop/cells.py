@@ -7,7 +7,9 @@ process (its keys), starts the switch (``citywallet switch serve``) and the cell
 (``citywallet serve``, each with its participant id, the switch's URL and public key, and its
 own public FSPIOP URL), registers every cell at the switch with the key that
 ``citywallet interop key`` prints, and seeds verified residents with money through each cell's
-own HTTP API (sandbox SMS, sign-up, real name, PIN, card, top-up). With ``proxy`` rates, a
+own HTTP API (sandbox SMS, sign-up, real name, PIN, card, top-up) and, if asked
+(``merchants``), approved merchants the way a shop owner gets one (application, the
+operator's ``merchant review``, an API key, a store's static code). With ``proxy`` rates, a
 :class:`~citywallet.interop.faultproxy.FaultProxy` stands in front of every process and all
 interop traffic goes through them; the residents' API is reached directly.
 
@@ -15,12 +17,19 @@ Every process runs in its own session (process group) and logs to ``workdir/<nam
 :meth:`Cells.kill_switch` SIGKILLs the switch, :meth:`Cells.restart_switch` starts it again
 on the same port and database. Leaving the ``with`` block stops everything (and drops the
 databases unless ``keep_databases``).
+
+Clients as the apps are: :func:`pay_across` (P2P to another cell's resident),
+:func:`pay_merchant_across` (another cell's merchant code), :func:`merchant_order` and
+:func:`refund_across` (a merchant's server: an order's dynamic code, a refund).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,9 +47,10 @@ from typing import Any
 import httpx2
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from stdnum.cn import ric
+from stdnum.cn import ric, uscc
 
 from citywallet.interop.faultproxy import FaultProxy, FaultRates
+from citywallet.merchant import signing
 from citywallet.wallet.bank import sandbox_card_number
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -49,6 +59,7 @@ PIN = "502817"
 READY_SECONDS = 90.0
 PROXY_PORT_OFFSET = 50  # with --base-port B: proxies listen on B+50 (switch), B+50+k (cell k)
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+OWNER_BASE = 9_000  # merchant m's owner is resident OWNER_BASE + m of its cell (phone_of)
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,37 @@ class Resident:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True)
+class Merchant:
+    """An approved merchant of one cell: its owner (a verified resident, for the console),
+    an API key for its server (signed requests), its store and the store's static code."""
+
+    cell: str
+    merchant_id: str
+    owner: Resident
+    key_id: str
+    secret: str  # the API key's HMAC secret
+    store_id: str
+    static_code: str  # the EMV payload printed at the counter (names the cell)
+
+    def authorization(self, method: str, path: str, body: bytes) -> str:
+        """A fresh ``Authorization`` header for its server's request (merchant-signing.md)."""
+        now, nonce = int(time.time()), secrets.token_urlsafe(16)
+        message = signing.canonical_request(method, path, now, nonce, body)
+        signature = signing.sign_hmac(self.secret, message)
+        return signing.format_authorization(signing.HMAC_SCHEME, self.key_id, now, nonce, signature)
+
+    def request(
+        self, http: httpx2.Client, method: str, path: str, body: Any = None
+    ) -> httpx2.Response:
+        """A signed request of its server to its cell (``http``'s base URL)."""
+        raw = b"" if body is None else json.dumps(body).encode()
+        headers = {"Authorization": self.authorization(method, path, raw)}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        return http.request(method, path, content=raw, headers=headers)
 
 
 class Process:
@@ -142,6 +184,7 @@ class Cell:
     proxy: FaultProxy | None = None
     residents: list[Resident] = field(default_factory=list)
     public_key: str = ""  # its FSPIOP key, base64, as `citywallet interop key` prints it
+    merchants: list[Merchant] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -173,6 +216,8 @@ class Cells:
         proxy: FaultRates | None = None,
         residents: int = 5,
         top_up: int = 100_000,
+        merchants: int = 0,
+        merchant_notify_url: str | None = None,
         cap: int = 100_000_000,
         workdir: Path | None = None,
         pg_url: str = PG_ADMIN_URL,
@@ -189,6 +234,8 @@ class Cells:
         self.prefix = prefix
         self.rates = proxy
         self.residents_per_cell = residents
+        self.merchants_per_cell = merchants
+        self.merchant_notify_url = merchant_notify_url
         self.top_up = top_up
         self.cap = cap
         self.workdir = workdir or Path("var") / "cells" / prefix
@@ -294,7 +341,8 @@ class Cells:
             self._register_cells()  # while the cells migrate and start
         for cell in self.cells:
             cell.process.wait_ready()
-        self.echo(f"seeding {self.residents_per_cell} residents per cell")
+        merchants = f" and {self.merchants_per_cell} merchants" if self.merchants_per_cell else ""
+        self.echo(f"seeding {self.residents_per_cell} residents{merchants} per cell")
         with ThreadPoolExecutor(self.n) as pool:
             list(pool.map(self._seed, self.cells))
         if self.switch is not None:
@@ -410,10 +458,11 @@ class Cells:
             list(pool.map(register, self.cells))
 
     def _await_aliases(self, seconds: float = 30.0) -> None:
-        """Until the switch holds every resident's number (each cell announces a resident's
-        number when the real name is verified); ``interop aliases sync`` for a cell whose
+        """Until the switch holds every resident's number, merchants' owners included (each
+        cell announces a resident's number when the real name is verified);
+        ``interop aliases sync`` for a cell whose
         numbers are still missing halfway."""
-        expected = {cell.id: len(cell.residents) for cell in self.cells}
+        expected = {cell.id: len(cell.residents) + len(cell.merchants) for cell in self.cells}
         engine = create_engine(self.switch_database_url)
         deadline = time.monotonic() + seconds
         synced = False
@@ -442,6 +491,18 @@ class Cells:
         with httpx2.Client(base_url=cell.url, timeout=30.0) as client:
             for i in range(1, self.residents_per_cell + 1):
                 cell.residents.append(seed_resident(client, cell, i, self.top_up))
+            for m in range(1, self.merchants_per_cell + 1):
+                owner = seed_resident(client, cell, OWNER_BASE + m, 0)
+                approve = functools.partial(self._approve, cell)
+                cell.merchants.append(
+                    seed_merchant(
+                        client, cell, m, owner, approve, notify_url=self.merchant_notify_url
+                    )
+                )
+
+    def _approve(self, cell: Cell, merchant_id: str) -> None:
+        """The cell's operator approves a merchant's application (``merchant review``)."""
+        self.cli(cell, "merchant", "review", merchant_id, "approve")
 
 
 def phone_of(cell_index: int, i: int) -> str:
@@ -508,6 +569,44 @@ def seed_resident(client: httpx2.Client, cell: Cell, i: int, top_up: int) -> Res
     return Resident(cell.id, phone, user_id, token, card_id, top_up)
 
 
+def uscc_of(cell_index: int, m: int) -> str:
+    """A valid unified social credit code for merchant ``m`` of cell ``cell_index``."""
+    body = f"914403{cell_index:02d}MA{m:07d}"
+    return body + uscc.calc_check_digit(body)
+
+
+def seed_merchant(
+    client: httpx2.Client,
+    cell: Cell,
+    m: int,
+    owner: Resident,
+    approve: Callable[[str], None],
+    *,
+    notify_url: str | None = None,
+) -> Merchant:
+    """Merchant ``m`` of ``cell`` as a shop owner does it through the cell's own API: the
+    application (the owner's verified name and bound card), the operator's approval
+    (``approve``), an API key for its server, its first store's static code."""
+    auth = owner.headers
+    application = {
+        "name_zh": f"{cell.index}号店{m}", "name_en": f"Cell {cell.index} Shop {m}",
+        "uscc": uscc_of(cell.index, m), "mcc": "5812", "district": "罗湖区",
+        "address": f"深圳市罗湖区东门中路{cell.index}{m}号", "contact_name": "张三",
+        "contact_phone": owner.phone, "settlement_card_id": owner.card_id,
+        "notify_url": notify_url,
+    }  # fmt: skip
+    merchant_id = str(_ok(client.post("/v1/merchants", json=application, headers=auth))["id"])
+    approve(merchant_id)
+    base = f"/v1/merchants/{merchant_id}"
+    key = _ok(client.post(f"{base}/api-keys", json={"label": "cells"}, headers=auth))
+    store_id = str(_ok(client.get(f"{base}/stores", headers=auth))["items"][0]["id"])
+    code = _ok(client.get(f"{base}/stores/{store_id}/code", headers=auth))
+    return Merchant(
+        cell.id, merchant_id, owner, str(key["key"]["id"]), str(key["secret"]), store_id,
+        str(code["payload"]),
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Payment:
     """A cross-provider P2P as its payer saw it: ids, final state, seconds per stage."""
@@ -569,4 +668,140 @@ def pay_across(
     return Payment(
         transfer["id"], transfer["switch_transfer_id"], transfer["state"], stages,
         int(quote["payer_fee"]),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QrPayment:
+    """A payment to another cell's merchant code as its payer saw it: our transfer's id,
+    the switch's, the merchant's order (a dynamic code's; a static code's is made by the
+    merchant's cell), the final state and seconds per stage."""
+
+    id: str  # itf_… at the payer's cell
+    switch_transfer_id: str
+    order_id: str
+    state: str  # processing | committed | aborted | expired
+    stages: dict[str, float]
+
+
+def pay_merchant_across(
+    http: httpx2.Client,
+    payer: Resident,
+    payload: str,
+    amount: int | None = None,
+    *,
+    attempts: int = 3,
+    wait: float = 60.0,
+    poll: float = 0.05,
+) -> QrPayment:
+    """Scan → terms → confirm with the PIN through the payer's cell (``http``'s base URL),
+    as the app does it for another cell's merchant code (``amount``: typed at a static
+    code); then the transfer's state until final (or ``wait`` seconds). A payment whose
+    quote times out (504: a message lost on the way, nothing held) is confirmed again under
+    the same ``Idempotency-Key``, up to ``attempts``."""
+    stages: dict[str, float] = {}
+    auth = payer.headers
+    started = time.perf_counter()
+    shown = http.post("/v1/payments/scan/preview", json={"payload": payload}, headers=auth)
+    stages["scan"] = time.perf_counter() - started
+    if shown.status_code != 200 or shown.json().get("provider") is None:
+        raise RuntimeError(f"scan: {shown.status_code} {shown.text[:200]}")
+    started = time.perf_counter()
+    money = {**auth, "Idempotency-Key": uuid.uuid4().hex}
+    body: dict[str, Any] = {"payload": payload, "pin": payer.pin, "note": "cells"}
+    if amount is not None:
+        body["amount"] = amount
+    for _ in range(attempts):
+        answer = http.post("/v1/payments/scan", json=body, headers=money)
+        if answer.status_code != 504:
+            break
+    stages["pay"] = time.perf_counter() - started
+    if answer.status_code not in (201, 202):
+        raise RuntimeError(f"pay: {answer.status_code} {answer.text[:200]}")
+    paid = answer.json()
+    started = time.perf_counter()
+    transfer_id = str(paid["transfer_id"])
+    state = {"paid": "committed", "processing": "processing"}.get(paid["status"], "")
+    deadline = time.monotonic() + wait
+    while state not in FINAL:
+        seen = http.get(f"/v1/interop/transfers/{transfer_id}", headers=auth)
+        if seen.status_code == 200:
+            state = str(seen.json()["state"])
+        if state in FINAL or time.monotonic() >= deadline:
+            break
+        time.sleep(poll)
+    stages["final"] = time.perf_counter() - started
+    return QrPayment(transfer_id, str(paid["switch_transfer_id"]), str(paid["order_id"]), state,
+                     stages)  # fmt: skip
+
+
+def merchant_order(http: httpx2.Client, merchant: Merchant, amount: int) -> dict[str, Any]:
+    """A new order of ``amount`` fen from the merchant's server (its dynamic code in
+    ``qr_payload``, naming the merchant's cell)."""
+    body = {"out_trade_no": f"C{uuid.uuid4().hex[:24]}", "amount": amount,
+            "store_id": merchant.store_id}  # fmt: skip
+    made = merchant.request(http, "POST", "/v1/merchant/orders", body)
+    if made.status_code != 201:
+        raise RuntimeError(f"order: {made.status_code} {made.text[:200]}")
+    order: dict[str, Any] = made.json()
+    return order
+
+
+@dataclass(frozen=True)
+class QrRefund:
+    """A merchant's refund as its server saw it: the refund's id, the fee share it takes
+    back, its final status (``succeeded`` or ``failed``; ``processing`` if not final within
+    the wait), seconds per stage."""
+
+    id: str
+    order_id: str
+    amount: int
+    fee_back: int
+    status: str
+    stages: dict[str, float]
+
+
+def refund_across(
+    http: httpx2.Client,
+    merchant: Merchant,
+    order_id: str,
+    amount: int,
+    *,
+    out_refund_no: str | None = None,
+    attempts: int = 3,
+    wait: float = 60.0,
+    poll: float = 0.1,
+) -> QrRefund:
+    """The merchant's server refunds ``amount`` of an order paid through the switch (its
+    cell, ``http``'s base URL, sends it back to the payer's provider), then asks for the
+    refund until it is final. A request that got no answer is sent again under the same
+    refund number (idempotent)."""
+    number = out_refund_no or f"R{uuid.uuid4().hex[:24]}"
+    body = {"out_refund_no": number, "amount": amount, "reason": "cells"}
+    path = f"/v1/merchant/orders/{order_id}/refunds"
+    started = time.perf_counter()
+    answer: httpx2.Response | None = None
+    for attempt in range(attempts):
+        try:
+            answer = merchant.request(http, "POST", path, body)
+            break
+        except httpx2.TransportError:
+            if attempt == attempts - 1:
+                raise
+    assert answer is not None
+    if answer.status_code not in (200, 201, 202):
+        raise RuntimeError(f"refund: {answer.status_code} {answer.text[:200]}")
+    refund = answer.json()
+    stages = {"refund": time.perf_counter() - started}
+    started = time.perf_counter()
+    deadline = time.monotonic() + wait
+    while refund["status"] == "processing" and time.monotonic() < deadline:
+        time.sleep(poll)
+        seen = merchant.request(http, "GET", f"/v1/merchant/refunds/{refund['id']}")
+        if seen.status_code == 200:
+            refund = seen.json()
+    stages["final"] = time.perf_counter() - started
+    return QrRefund(
+        str(refund["id"]), order_id, amount, int(refund["fee_back"]), str(refund["status"]),
+        stages,
     )  # fmt: skip

@@ -365,6 +365,11 @@ class PaymentPublic(Public):
     switch_transfer_id: str | None = Field(
         default=None, description="The switch's transfer id of a payment through the switch."
     )
+    transfer_id: str | None = Field(
+        default=None,
+        description="A payment through the switch: our transfer's id (itf_…); "
+        "GET /v1/interop/transfers/{id} tells its state while it is processing.",
+    )
 
 
 class PaymentList(BaseModel):
