@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -15,10 +16,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citywallet.merchant import paycode
+from citywallet.platform.config import Settings
+from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
-from tests.ledger_checks import assert_ledger_clean
+from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.merchant_support import PIN, ShopOwner, fund
 from tests.wallet_support import Person
+
+
+@pytest.fixture
+def runtime(db: Database, tmp_path: Path) -> Runtime:
+    """As the API tests' runtime, with a session cache that outlives a slow machine's test
+    (the default trusts a looked-up session for 5 s: a count must not depend on speed)."""
+    settings = Settings(var_dir=tmp_path, database_url=db.url, session_cache_seconds=3600)
+    return Runtime(settings, db, test_encryptor())
 
 
 @pytest.fixture
