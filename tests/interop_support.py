@@ -88,6 +88,24 @@ def outbox(db: Database) -> list[dict[str, Any]]:
     return messages
 
 
+def sent(db: Database, *, within: float = 10.0) -> None:
+    """Wait until every interop message queued so far went out (or failed once): the courier
+    sends each the moment its transaction commits, on its own threads."""
+
+    def settled() -> bool:
+        with db.uow(readonly=True) as uow:
+            left = uow.session.execute(
+                text(
+                    "SELECT count(*) FROM platform_outbox WHERE topic = :t AND delivered_at IS "
+                    "NULL AND dead = :dead AND last_error IS NULL"
+                ),
+                {"t": transport.TOPIC, "dead": False},
+            ).scalar_one()
+        return int(left) == 0
+
+    eventually(settled, within=within)
+
+
 def new_quote(quote_id: str, amount: int, *, phone: str, seconds: int = 60) -> QuoteRequest:
     """A quote request from ``provider-b``'s resident to ``phone`` at this provider."""
     return QuoteRequest.model_validate_json(

@@ -16,6 +16,7 @@ from httpx2 import Response
 
 from citywallet.api import interop as interop_api
 from citywallet.api.app import create_app
+from citywallet.interop.messages import ErrorCode, error
 from citywallet.interop.transport import Courier, Sender
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
@@ -194,8 +195,6 @@ def test_silent_switch_answers_processing_then_expiry_voids(
     transfer = paid.json()
     assert transfer["state"] == "processing"
     assert balance(runtime.db, alice.user_id) == (1_000 * YUAN, 0, 100 * YUAN)
-    from citywallet.interop.messages import ErrorCode, error
-
     path = f"/transfers/{transfer['switch_transfer_id']}/error"
     for _ in range(2):  # the switch's expiry notice, and a duplicate of it
         assert fake.send("PUT", path, error(ErrorCode.TRANSFER_EXPIRED)).status_code == 202
@@ -271,3 +270,46 @@ def test_resident_routes_need_a_session(client: TestClient) -> None:
         ("GET", "/v1/interop/transfers/itf_x"),
     ):
         _problem(client.request(method, path, json={}), 401, "unauthorized")
+
+
+def _lookups(fake: FakeSwitch) -> list[str]:
+    return [path for method, path, _ in fake.seen if method == "GET" and "/parties/" in path]
+
+
+def test_a_number_found_here_lately_needs_no_lookup_until_a_quote_says_3204(
+    client: TestClient, fake: FakeSwitch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = Person(client, 1, card_ending=None), Person(client, 2, card_ending=None)
+    answer = {"participant": OTHER, "masked_name": "*明"}
+    assert alice.get(f"/v1/interop/parties/{FAR_PHONE}").json() == answer
+    assert bob.get(f"/v1/interop/parties/{FAR_PHONE}").json() == answer
+    assert _lookups(fake) == [f"/parties/MSISDN/{FAR_PHONE}"]  # Bob's came from here
+    # The number moved away from OTHER: its provider refuses the quote with 3204.
+    refuse = lambda body: fake.send(  # noqa: E731
+        "PUT", f"/quotes/{body['quoteId']}/error", error(ErrorCode.PARTY_NOT_FOUND)
+    )
+    monkeypatch.setattr(fake, "_quote", refuse)
+    quote = bob.post("/v1/interop/quotes", {"phone": FAR_PHONE, "amount": 1 * YUAN})
+    _problem(quote, 404, "party_not_found")
+    assert bob.get(f"/v1/interop/parties/{FAR_PHONE}").json() == answer
+    assert len(_lookups(fake)) == 2  # asked the switch again
+
+
+def test_lookups_that_reach_the_switch_are_limited_per_resident(
+    db: Database, tmp_path: Path, fake: FakeSwitch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(interop_api, "WAIT_SECONDS", 30.0)
+    runtime = Runtime(
+        interop_settings(tmp_path, db, interop_lookups_per_hour=2), db, test_encryptor()
+    )
+    courier = Courier(db, Sender(runtime.interop_key, transport=fake.transport()), poll=0.05)
+    runtime.__dict__["interop_courier"] = courier
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        fake.client = client
+        alice, bob = Person(client, 1, card_ending=None), Person(client, 2, card_ending=None)
+        assert alice.get(f"/v1/interop/parties/{FAR_PHONE}").status_code == 200  # 1 of 2
+        _problem(alice.get("/v1/interop/parties/13700137998"), 404, "party_not_found")  # 2
+        _problem(alice.get("/v1/interop/parties/13700137997"), 429, "interop_lookups_exceeded")
+        assert alice.get(f"/v1/interop/parties/{FAR_PHONE}").status_code == 200  # known here
+        _problem(bob.get("/v1/interop/parties/13700137997"), 404, "party_not_found")
+    assert len(_lookups(fake)) == 3

@@ -25,7 +25,15 @@ from citywallet.interop.transport import Courier, Sender
 from citywallet.platform.db import Database
 from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
-from tests.interop_support import ME, OTHER, FakeSwitch, eventually, interop_settings, outbox
+from tests.interop_support import (
+    ME,
+    OTHER,
+    FakeSwitch,
+    eventually,
+    interop_settings,
+    outbox,
+    sent,
+)
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.wallet_support import PASSWORD, PIN, Person, balance, count
 from tests.web.test_app_account_pages import token_of
@@ -54,7 +62,7 @@ def client(runtime: Runtime, fake: FakeSwitch) -> Iterator[TestClient]:
 
 def _step(runtime: Runtime, fn: Any, **kw: Any) -> str:
     state: str = runtime.db.transact(lambda uow: fn(uow, **kw))
-    runtime.interop_courier.deliver()
+    sent(runtime.db)  # what the step queued reached the (fake) switch
     return state
 
 

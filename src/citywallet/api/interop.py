@@ -346,20 +346,24 @@ def _find_party(runtime: Runtime, user_id: str, phone: str) -> interop.PartyView
     return party
 
 
-@router.get("/parties/{phone}", responses={404: {}, 503: {}, 504: {}})
+@router.get("/parties/{phone}", responses={404: {}, 429: {}, 503: {}, 504: {}})
 def lookup_party(phone: str, auth: CurrentUser, runtime: RuntimeDep) -> PartyPublic:
     """Who holds a mobile number at another provider, with the masked real name to show
     before the payment (404 ``party_not_found``; 504 ``interop_timeout``)."""
     interop.require_configured(runtime.settings)
-    return PartyPublic.of(_find_party(runtime, auth.user_id, phone))
+    with runtime.db.uow(readonly=True) as uow:
+        party = interop.recent_party(uow, phone=phone)
+    return PartyPublic.of(party or _find_party(runtime, auth.user_id, phone))
 
 
-@router.post("/quotes", status_code=status.HTTP_201_CREATED, responses={404: {}, 409: {}, 504: {}})
+@router.post(
+    "/quotes", status_code=status.HTTP_201_CREATED, responses={404: {}, 409: {}, 429: {}, 504: {}}
+)
 def create_quote(body: QuoteCreate, auth: CurrentUser, runtime: RuntimeDep) -> QuotePublic:
     """Ask the recipient's provider for terms: the amount, the fee, the total, the expiry."""
     interop.require_configured(runtime.settings)
     with runtime.db.uow(readonly=True) as uow:
-        party = interop.recent_party(uow, user_id=auth.user_id, phone=body.phone)
+        party = interop.recent_party(uow, phone=body.phone)
     if party is None:
         party = _find_party(runtime, auth.user_id, body.phone)
     quote_id = runtime.db.transact(

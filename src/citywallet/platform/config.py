@@ -243,6 +243,12 @@ class Settings(BaseSettings):
     interop_transfer_seconds: int = Field(
         default=60, description="How long a cross-provider transfer may take before it expires."
     )
+    interop_lookups_per_hour: int = Field(
+        default=60,
+        ge=1,
+        description="How many mobile numbers a resident may look up at the switch per hour "
+        "(a number someone here found in the last 5 minutes is answered without a lookup).",
+    )
     switch_window_seconds: float = Field(
         default=3600,
         gt=0,

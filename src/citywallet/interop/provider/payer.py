@@ -42,11 +42,13 @@ from citywallet.interop.provider.models import InteropTransfer, PartyLookup, Pay
 from citywallet.interop.provider.waiting import notify_after_commit, party_key, quote_key
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import Result, TransferCode, TransferFlags, TransferSpec
+from citywallet.platform import ratelimit
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, InvalidInput, NotFound
+from citywallet.platform.ratelimit import Rule
 from citywallet.wallet import accounts, history
 from citywallet.wallet.accounts import CURRENCY
 from citywallet.wallet.errors import InsufficientBalance
@@ -54,7 +56,8 @@ from citywallet.wallet.funding import validate_amount
 from citywallet.wallet.limits import reserve_outflow
 from citywallet.wallet.people import active_user, lock_parties, new_id
 
-LOOKUP_REUSE_SECONDS = 300  # a found party is reused by its asker for this long
+LOOKUP_REUSE_SECONDS = 300  # a found party is reused here for this long (any asker)
+LOOKUPS = "interop.lookups"  # the rate-limit rule of lookups that reach the switch
 NOTE_MAX = 100
 
 
@@ -133,6 +136,9 @@ def start_lookup(uow: UnitOfWork, *, user_id: str, phone: str, settings: Setting
     require_configured(settings)
     active_user(uow, user_id)
     identifier = msisdn(phone)
+    # Each lookup that reaches the switch counts: nobody walks the directory for names.
+    rule = Rule(LOOKUPS, settings.interop_lookups_per_hour, 3600, code="interop_lookups_exceeded")
+    ratelimit.hit(uow, rule, user_id)
     moment = now_us()
     row = PartyLookup(
         user_id=user_id, identifier=identifier, state="waiting", created_at=moment,
@@ -175,12 +181,14 @@ def on_party(
     return int(answered.rowcount)  # type: ignore[attr-defined]
 
 
-def recent_party(uow: UnitOfWork, *, user_id: str, phone: str) -> PartyView | None:
-    """The party this resident found for ``phone`` in the last few minutes, if any."""
+def recent_party(uow: UnitOfWork, *, phone: str) -> PartyView | None:
+    """The party found here for ``phone`` in the last few minutes, if any: the switch gives
+    every asker the same answer, so a resident paying a number someone here paid lately
+    needs no lookup hop. A quote refused with 3204 since then (the number moved or closed)
+    has retired the answer (:func:`on_quote`)."""
     row = uow.session.scalar(
         select(PartyLookup)
         .where(
-            PartyLookup.user_id == user_id,
             PartyLookup.identifier == msisdn(phone),
             PartyLookup.state == "found",
             PartyLookup.updated_at >= now_us() - LOOKUP_REUSE_SECONDS * SECOND_US,
@@ -388,12 +396,26 @@ def on_quote(
     else:  # refused, or terms for another amount than we asked
         row.state = "failed"
         row.error_code = code or ErrorCode.GENERIC_VALIDATION_ERROR.value
+        if code == ErrorCode.PARTY_NOT_FOUND.value:  # not there any more: look it up again
+            _retire_lookups(uow, identifier=row.payee_identifier, participant=row.payee_fsp)
     uow.session.flush()
     if row.user_id == MERCHANT:
         if settings is None or business is None:  # pragma: no cover - the adapters pass them
             raise RuntimeError(f"merchant quote {quote_id} without its merchant payer")
         _business_prepare(uow, row, settings, business)
     return True
+
+
+def _retire_lookups(uow: UnitOfWork, *, identifier: str, participant: str) -> None:
+    uow.session.execute(
+        update(PartyLookup)
+        .where(
+            PartyLookup.identifier == identifier,
+            PartyLookup.state == "found",
+            PartyLookup.fsp_id == participant,
+        )
+        .values(state="not_found", error_code=ErrorCode.PARTY_NOT_FOUND.value)
+    )
 
 
 def _business_prepare(

@@ -82,7 +82,7 @@ def _wait(runtime: Runtime, probe: Callable[[UnitOfWork], T | None], key: str) -
 
 def _party(runtime: Runtime, user_id: str, phone: str) -> interop.PartyView:
     with runtime.db.uow(readonly=True) as uow:
-        party = interop.recent_party(uow, user_id=user_id, phone=phone)
+        party = interop.recent_party(uow, phone=phone)
     if party is not None:
         return party
     lookup_id = runtime.db.transact(
