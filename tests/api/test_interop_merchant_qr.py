@@ -112,7 +112,7 @@ def _prepare(fake: FakeSwitch, terms: dict[str, Any], amount: int, seconds: int 
         ilp_condition=terms["ilpCondition"],
         expiration=datetime.now(UTC) + timedelta(seconds=seconds),
     )  # fmt: skip
-    for _ in range(2):  # a duplicated prepare credits once
+    for _ in range(2):  # a duplicated prepare credits once (and gets the fulfilment again)
         assert fake.send("POST", "/transfers", prepare).status_code == 202
     return transfer_id
 
@@ -138,8 +138,9 @@ def test_merchant_paid_through_the_switch_once(
     assert _receivable(runtime, shop) == (0, 0)
 
     transfer_id = _prepare(fake, terms, 123_45)
-    (fulfil,) = _sent(runtime, f"/transfers/{transfer_id}")
+    fulfil, again = _sent(runtime, f"/transfers/{transfer_id}")
     assert fulfil["json"]["transferState"] == "COMMITTED"
+    assert again["json"]["fulfilment"] == fulfil["json"]["fulfilment"]
     assert _receivable(runtime, shop) == (0, 123_45)
     assert _order_status(shop, order["id"]) == ("awaiting_confirmation", "interop_qr")
 
@@ -211,7 +212,8 @@ def test_a_merchant_transfer_left_waiting_is_asked_about_and_voided(
         lambda uow: interop.sweep(uow, settings=runtime.settings, now=datetime.now(UTC))
     )
     assert asked == 1
-    assert [m["method"] for m in _sent(runtime, f"/transfers/{transfer_id}")] == ["PUT", "GET"]
+    sent = [m["method"] for m in _sent(runtime, f"/transfers/{transfer_id}")]
+    assert sent == ["PUT", "PUT", "GET"]  # the fulfilment (twice: a duplicated prepare), asked
     # the switch's answer: expired; the merchant's credit is voided, the order open again
     fake.send("PUT", f"/transfers/{transfer_id}/error", error(ErrorCode.TRANSFER_EXPIRED))
     assert _receivable(runtime, shop) == (0, 0)

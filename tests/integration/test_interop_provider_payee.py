@@ -98,9 +98,10 @@ def test_payee_happy_path_credits_once(
     assert count(db, "SELECT COUNT(*) FROM interop_payee_quotes") == 1
 
     prepare = _prepare(terms["ilpCondition"], 8_800)
-    for _ in range(2):  # the prepare and a duplicate of it
+    for _ in range(2):  # the prepare and a duplicate of it: credited once, answered twice
         assert fake.send("POST", "/transfers", prepare).status_code == 202
-    [fulfil] = _sent(db, f"/transfers/{prepare.transfer_id}")
+    fulfil, again = _sent(db, f"/transfers/{prepare.transfer_id}")
+    assert again["json"]["fulfilment"] == fulfil["json"]["fulfilment"]
     assert (fulfil["method"], fulfil["destination"]) == ("PUT", OTHER)
     assert fulfil["json"]["transferState"] == "COMMITTED"
     assert conditions.matches(terms["ilpCondition"], fulfil["json"]["fulfilment"])
@@ -115,6 +116,8 @@ def test_payee_happy_path_credits_once(
         assert fake.send("PUT", f"/transfers/{prepare.transfer_id}", commit).status_code == 202
     late = error(ErrorCode.TRANSFER_EXPIRED)  # a late, contradictory message changes nothing
     assert fake.send("PUT", f"/transfers/{prepare.transfer_id}/error", late).status_code == 202
+    fake.send("POST", "/transfers", prepare)  # once final, a duplicate prepare gets nothing
+    assert len(_sent(db, f"/transfers/{prepare.transfer_id}")) == 2
     assert balance(db, bob.user_id) == (8_800, 0, 0)
     assert platform_balance(db, INTEROP) == -8_800  # the switch owes us
     line = bob.get("/v1/wallet/transactions").json()["items"][0]

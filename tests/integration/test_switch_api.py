@@ -144,6 +144,27 @@ def test_a_quote_goes_to_the_payee_and_its_answer_back_to_the_payer(
     before = len(outbox(db))
     call(client, "PUT", path, answer, source="provider-b", destination="provider-a")
     assert len(outbox(db)) == before  # a duplicated answer is forwarded once
+    # the payer resends its request (the answer was lost on its way back): the answer again
+    call(client, "POST", "/quotes", request, destination="provider-b")
+    again = outbox(db)[-1]
+    assert (again.to, again.path, again.body) == ("provider-a", path, back.body)
+    assert len(outbox(db)) == before + 1  # and nothing to the payee
+
+
+def test_a_resent_quote_after_the_payees_refusal_gets_the_refusal_again(
+    client: TestClient, db: Database
+) -> None:
+    request = quote_request()
+    call(client, "POST", "/quotes", request, destination="provider-b")
+    path = f"/quotes/{QUOTE_ID}/error"
+    refusal = error(ErrorCode.PAYEE_FSP_REJECTED_QUOTE, "order_paid")
+    call(client, "PUT", path, refusal, source="provider-b", destination="provider-a")
+    call(client, "POST", "/quotes", request, destination="provider-b")
+    sent = outbox(db)
+    assert [(m.to, m.method, m.path) for m in sent] == [
+        ("provider-b", "POST", "/quotes"), ("provider-a", "PUT", path), ("provider-a", "PUT", path)
+    ]  # fmt: skip
+    assert sent[1].body == sent[2].body == refusal.model_dump(mode="json", by_alias=True)
 
 
 def test_a_quote_to_an_unknown_payee_gets_3203(client: TestClient, db: Database) -> None:

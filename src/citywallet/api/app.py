@@ -65,6 +65,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         connected = bool(runtime.settings.interop_participant_id)
         if connected:  # FSPIOP messages leave right after their commit (docs/interop.md)
             runtime.interop_courier.start()
+            interop.take_inline(_app, runtime)  # callbacks ride back on the answers
         if start_worker:
             from citywallet.tasks import build_worker
 
@@ -82,7 +83,9 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         if thread is not None:
             thread.join(timeout=10)
         if connected:
-            runtime.interop_courier.stop()
+            runtime.interop_courier.take_inline(None)
+            # off the loop: a send in flight may be running an inline callback on it
+            await anyio.to_thread.run_sync(runtime.interop_courier.stop)
         sessions.flush_touches(runtime.db)  # the sessions' last_seen_at (docs/identity.md)
 
     app = FastAPI(

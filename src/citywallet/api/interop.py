@@ -4,7 +4,10 @@ cross-provider transfers (``/v1/interop``).
 FSPIOP requests are checked (``transport.check_request``: only the switch, by its public
 key) and answered ``202`` at once with an empty body, or ``400`` with an ``errorInformation``
 body when the headers, signature or body are refused; the real answer leaves later through
-the outbox. Each request is one transaction; its messages leave as soon as it commits.
+the outbox. Each request is one transaction; its messages leave as soon as it commits. A
+``POST /quotes`` or ``POST /transfers`` that asked ``Prefer: callback=inline`` gets its answer
+(terms, fulfilment or refusal) in a ``200`` instead (``api/inline.py``); callbacks that come
+back inline to our own requests run through these endpoints (:func:`take_inline`).
 
 The residents' routes send a request to the switch and wait for their row (woken when the
 callback commits, up to ``WAIT_SECONDS``): ``504 interop_timeout`` if none came. Paying a quote is
@@ -24,9 +27,10 @@ from typing import Any, TypeVar
 
 from anyio.to_thread import run_sync
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, FastAPI, Request, Response, status
 from pydantic import BaseModel, ValidationError
 
+from citywallet.api import inline
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
 from citywallet.api.interop_merchants import MerchantPayee, MerchantRefunds
@@ -123,10 +127,42 @@ async def _receive(request: Request, model: type[M]) -> M | Response:
         return _refused(code, str(exc.errors()[0].get("msg", "invalid body")))
 
 
-async def _apply(request: Request, fn: Callable[[UnitOfWork], Any]) -> Response:
+async def _apply(
+    request: Request, fn: Callable[[UnitOfWork], Any], *, answers: str | None = None
+) -> Response:
+    """Run ``fn`` in one transaction; answer 202, or 200 with the callbacks about
+    ``answers`` (``/quotes/{id}``) inline when the switch asked for them."""
     runtime: Runtime = request.app.state.runtime
-    await run_sync(lambda: runtime.db.transact(fn))
-    return Response(status_code=status.HTTP_202_ACCEPTED)
+    courier = runtime.interop_courier
+    box = None
+    if answers is not None:
+        box = inline.mailbox(
+            request.headers, courier, base_url=runtime.settings.interop_switch_url,
+            resource=answers,
+        )  # fmt: skip
+
+    def run() -> None:
+        with courier.mailboxes.handling(box):
+            runtime.db.transact(fn)
+
+    try:
+        await run_sync(run)
+    except BaseException:
+        if box is not None:
+            courier.mailboxes.close(box)
+        raise
+    return await inline.answer(
+        courier, box, Response(status_code=status.HTTP_202_ACCEPTED),
+        key=runtime.interop_key, now=lambda: datetime.now(UTC),
+    )  # fmt: skip
+
+
+def take_inline(app: FastAPI, runtime: Runtime) -> None:
+    """Ask the switch for callbacks inline and run them through :data:`fspiop_router` (the
+    app's lifespan calls this on its event loop, after starting the courier)."""
+    runtime.interop_courier.take_inline(
+        inline.LocalDispatch(app, fspiop_router.routes, prefix=PREFIX)
+    )
 
 
 @fspiop_router.put("/parties/{id_type}/{identifier}")
@@ -169,6 +205,7 @@ async def quote_requested(request: Request) -> Response:
             uow, request=body, settings=runtime.settings, encryptor=runtime.encryptor,
             now=datetime.now(UTC), business=MerchantPayee(runtime),
         ),
+        answers=f"/quotes/{body.quote_id}",
     )  # fmt: skip
 
 
@@ -228,6 +265,7 @@ async def transfer_prepared(request: Request) -> Response:
             uow, prepare=body, settings=runtime.settings, encryptor=runtime.encryptor,
             now=datetime.now(UTC), business=MerchantPayee(runtime),
         ),
+        answers=f"/transfers/{body.transfer_id}",
     )  # fmt: skip
 
 

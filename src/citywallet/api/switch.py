@@ -7,6 +7,12 @@ them the moment it commits) and answer 202 with an empty body; the real answer c
 callback. Alias registration and removal are synchronous (200 ``{}``). The app's lifespan
 runs the courier and a worker thread for the expiry sweep (every 0.5 s) and the settlement
 window's auto-close.
+
+A request that asked ``Prefer: callback=inline`` gets its callbacks in a ``200`` answer
+instead (``api/inline.py``): the messages its transaction sends back to the requester, or,
+when it forwarded a request on (``POST /quotes``, ``POST /transfers`` to the payee), the
+answer that comes back within ``inline.WAIT_SECONDS``. Callbacks that come back inline to
+the switch's own requests run through these same routes (:class:`LocalDispatch`).
 """
 
 from __future__ import annotations
@@ -18,16 +24,20 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import anyio.to_thread
 import httpx2
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from citywallet.api import inline
+from citywallet.interop.inline import Mailbox
 from citywallet.interop.messages import (
     AliasRegistration,
     ErrorCode,
@@ -42,6 +52,7 @@ from citywallet.interop.messages import (
 from citywallet.interop.moves import MoveAnswer, MovePackage
 from citywallet.interop.switch import moves, registry, service, windows
 from citywallet.interop.transport import Courier, Refused, Sender, check_request
+from citywallet.platform import outbox
 from citywallet.platform.config import get_settings
 from citywallet.platform.crypto import interop_seed
 from citywallet.platform.db import Database, UnitOfWork
@@ -61,27 +72,40 @@ Work = Callable[[str, bytes, datetime], Callable[[UnitOfWork], None]]  # (source
 
 
 class KeyCache:
-    """Active participants' public keys, kept ``ttl`` seconds per process (a deactivation
-    or a new key takes effect within that time)."""
+    """Active participants' public keys and callback URLs, kept ``ttl`` seconds per process
+    (a deactivation, a new key or a new URL takes effect within that time)."""
 
     def __init__(self, db: Database, ttl: float = KEY_TTL_SECONDS) -> None:
         self._db = db
         self._ttl = ttl
-        self._keys: dict[str, tuple[float, Ed25519PublicKey | None]] = {}
+        self._keys: dict[str, tuple[float, Ed25519PublicKey | None, str | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, participant_id: str) -> Ed25519PublicKey | None:
         """The key of an active participant, or ``None``."""
+        return self._entry(participant_id)[1]
+
+    def callback_url(self, participant_id: str) -> str | None:
+        """Where an active participant receives its callbacks, or ``None``."""
+        return self._entry(participant_id)[2]
+
+    def _entry(self, participant_id: str) -> tuple[float, Ed25519PublicKey | None, str | None]:
         now = time.monotonic()
         with self._lock:
             cached = self._keys.get(participant_id)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        b64 = self._db.transact(lambda uow: registry.active_key(uow, participant_id), readonly=True)
+            return cached
+
+        def read(uow: UnitOfWork) -> tuple[str | None, str | None]:
+            b64 = registry.active_key(uow, participant_id)
+            return b64, service.callback_url(uow, participant_id) if b64 is not None else None
+
+        b64, url = self._db.transact(read, readonly=True)
         key = registry.public_key_of(b64) if b64 is not None else None
+        entry = (now + self._ttl, key, url)
         with self._lock:
-            self._keys[participant_id] = (now + self._ttl, key)
-        return key
+            self._keys[participant_id] = entry
+        return entry
 
     def clear(self) -> None:
         """Forget every cached key."""
@@ -114,12 +138,18 @@ class SwitchHttp:
     """What the routes share: the database, the key cache, the courier and the clock."""
 
     def __init__(
-        self, db: Database, courier: Courier, clock: Callable[[], datetime], keys: KeyCache
+        self,
+        db: Database,
+        courier: Courier,
+        clock: Callable[[], datetime],
+        keys: KeyCache,
+        signing_key: Ed25519PrivateKey,
     ) -> None:
         self.db = db
         self.courier = courier
         self.clock = clock
         self.keys = keys
+        self.signing_key = signing_key
 
     def sender(self, request: Request, body: bytes, now: datetime) -> str:
         """The verified sender, or :class:`Refused`."""
@@ -139,8 +169,10 @@ class SwitchHttp:
     async def accept(
         self, request: Request, *, error_path: Callable[[bytes], str], work: Work
     ) -> Response:
-        """Check, parse (inside ``work``), run; answer 202, or 400 with the refusal."""
+        """Check, parse (inside ``work``), run; answer 202 (or 200 with the callbacks inline,
+        if asked), or 400 with the refusal."""
         body = await request.body()
+        boxes: list[Mailbox[outbox.Message] | None] = [None]
 
         def run() -> Response:
             now = self.clock()
@@ -149,20 +181,44 @@ class SwitchHttp:
                 job = work(source, body, now)
             except Refused as exc:
                 return _refusal(exc.code, exc.detail)
-            destination = request.headers.get("fspiop-destination")
-            if destination not in (None, registry.SWITCH_ID) and self.keys.get(destination) is None:
-                path = error_path(body)
-                code = ErrorCode.DESTINATION_FSP_ERROR
+            box = boxes[0] = self._mailbox(request, source, error_path, body)
+            with self.courier.mailboxes.handling(box):
+                destination = request.headers.get("fspiop-destination")
+                known = destination in (None, registry.SWITCH_ID) or self.keys.get(destination)
+                if not known:
+                    path = error_path(body)
+                    code = ErrorCode.DESTINATION_FSP_ERROR
 
-                def refuse(uow: UnitOfWork) -> None:
-                    service.send_to(uow, source, "PUT", path, error(code))
+                    def refuse(uow: UnitOfWork) -> None:
+                        service.send_to(uow, source, "PUT", path, error(code))
 
-                self.transact(refuse)
-            else:
-                self.transact(job)
+                    self.transact(refuse)
+                else:
+                    self.transact(job)
             return Response(status_code=202)
 
-        return await run_in_threadpool(run)
+        try:
+            response = await run_in_threadpool(run)
+        except BaseException:
+            if boxes[0] is not None:
+                self.courier.mailboxes.close(boxes[0])
+            raise
+        return await inline.answer(
+            self.courier, boxes[0], response, key=self.signing_key, now=self.clock
+        )
+
+    def _mailbox(
+        self, request: Request, source: str, error_path: Callable[[bytes], str], body: bytes
+    ) -> Mailbox[outbox.Message] | None:
+        """The mailbox for the callbacks answering this request, if it asked for them."""
+        base_url = self.keys.callback_url(source)
+        if base_url is None:
+            return None
+        try:
+            resource = error_path(body).removesuffix("/error")
+        except Refused:
+            return None
+        return inline.mailbox(request.headers, self.courier, base_url=base_url, resource=resource)
 
 
 def _sweep(db: Database) -> int:
@@ -183,6 +239,11 @@ def _auto_close(db: Database, window_seconds: float) -> int:
     return 0 if closed is None else 1
 
 
+def _fspiop_routes(app: FastAPI) -> list[APIRoute]:
+    """The switch's FSPIOP endpoints (this module's routes; not the console's pages)."""
+    return [r for r in app.routes if isinstance(r, APIRoute) and r.endpoint.__module__ == __name__]
+
+
 def create_switch_app(
     runtime: Runtime,
     *,
@@ -195,7 +256,7 @@ def create_switch_app(
     worker for the app's lifetime."""
     db = runtime.db
     courier = Courier(db, Sender(runtime.interop_key, transport=transport))
-    http = SwitchHttp(db, courier, clock, KeyCache(db))
+    http = SwitchHttp(db, courier, clock, KeyCache(db), runtime.interop_key)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -204,6 +265,7 @@ def create_switch_app(
         thread = None
         if start_background:
             courier.start()
+            courier.take_inline(inline.LocalDispatch(app, _fspiop_routes(app)))
             worker = Worker(db, handlers={})
             worker.register_periodic("switch.expire", SWEEP_SECONDS, _sweep)
             seconds = runtime.settings.switch_window_seconds
@@ -219,7 +281,9 @@ def create_switch_app(
         stop.set()
         if thread is not None:
             thread.join(timeout=10)
-        courier.stop()
+        courier.take_inline(None)
+        # off the loop: a send in flight may be running an inline callback on it
+        await anyio.to_thread.run_sync(courier.stop)
 
     app = FastAPI(lifespan=lifespan, title="CityWallet switch", docs_url=None, redoc_url=None)
     app.state.runtime = runtime

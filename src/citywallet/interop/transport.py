@@ -9,6 +9,14 @@ worker's 1 s poll.
 The message is signed at delivery, not at enqueue, so the ``Date`` it carries is fresh on
 every attempt (``signing.check_date`` allows 300 s of skew).
 
+Inline callbacks (``interop/inline.py``): once the app's lifespan gave the courier a local
+dispatcher (:meth:`Courier.take_inline`), requests go out with ``Prefer: callback=inline``
+and the callbacks that come back in a ``200`` answer are run through this process's own
+FSPIOP endpoints. On the receiving side, a message whose URL matches an open mailbox
+(:attr:`Courier.mailboxes`) is caught when it commits instead of sent, and recorded delivered
+like a sent one; if the answer carrying it is lost, the requester retries and the receiver,
+seeing a duplicate, sends its answer again.
+
 Receiving: :func:`check_request` verifies the ``FSPIOP-Signature`` of an incoming request
 against the sender's registered key and returns the sender's id, or raises
 :class:`Refused` with the FSPIOP error code to answer synchronously (HTTP 400 with an
@@ -35,7 +43,8 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Engine
 
-from citywallet.interop import signing
+from citywallet.interop import inline, signing
+from citywallet.interop.inline import InlineMessage, Mailboxes
 from citywallet.interop.messages import ErrorCode, ErrorMessage, Message, error
 from citywallet.platform import outbox
 from citywallet.platform.clock import now_us
@@ -56,6 +65,14 @@ CLAIM_SECONDS = int(TIMEOUT_SECONDS * 2)  # a send's claim outlives its timeout
 RECORD_DELAY_SECONDS = 0.02
 
 
+Dispatch = Callable[[InlineMessage], int]  # runs a callback through our endpoints: its status
+
+
+def url_of(base_url: str, path: str) -> str:
+    """Where a message to ``path`` at a participant reached at ``base_url`` goes."""
+    return base_url.rstrip("/") + path
+
+
 def http_date(moment: datetime) -> str:
     """The HTTP ``Date`` header for ``moment`` (IMF-fixdate, GMT)."""
     return format_datetime(moment.astimezone(UTC), usegmt=True)
@@ -73,7 +90,7 @@ def send(
 ) -> int:
     """Queue one message to ``base_url + path`` in the caller's transaction; returns its id."""
     payload: dict[str, Any] = {
-        "url": base_url.rstrip("/") + path,
+        "url": url_of(base_url, path),
         "method": method,
         "path": path,
         "source": source,
@@ -121,8 +138,27 @@ def signed_headers(
     return headers
 
 
+def signed_message(key: Ed25519PrivateKey, payload: dict[str, Any], now: datetime) -> InlineMessage:
+    """A queued message (its outbox payload) signed now, as its HTTP request would carry it."""
+    body = (payload["body"] or "").encode("utf-8")
+    headers = signed_headers(
+        key, source=payload["source"], destination=payload["destination"],
+        method=payload["method"], path=payload["path"], body=body, now=now,
+    )  # fmt: skip
+    return InlineMessage(payload["method"], payload["path"], headers, body)
+
+
+def inline_answer(key: Ed25519PrivateKey, caught: list[outbox.Message], now: datetime) -> bytes:
+    """The body of a ``200`` answer carrying the ``caught`` callbacks, signed with ``key``."""
+    return inline.encode(signed_message(key, m.payload, now) for m in caught)
+
+
 class Sender:
-    """The outbox handler of :data:`TOPIC`: signs with this process's key and sends."""
+    """The outbox handler of :data:`TOPIC`: signs with this process's key and sends.
+
+    With ``inline`` (a :data:`Dispatch`), requests ask for their callbacks inline and the
+    ones that come back are run through it; a callback that fails there (5xx, an exception)
+    fails the request, which is retried, and the receiver answers the duplicate again."""
 
     def __init__(
         self,
@@ -130,25 +166,22 @@ class Sender:
         *,
         transport: httpx2.BaseTransport | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        inline: Dispatch | None = None,
     ) -> None:
         self._key = key
         self._clock = clock
         self._client = httpx2.Client(timeout=TIMEOUT_SECONDS, transport=transport)
+        self.inline = inline
 
     def __call__(self, message: outbox.Message) -> None:
         payload = message.payload
-        body = (payload["body"] or "").encode("utf-8")
-        headers = signed_headers(
-            self._key,
-            source=payload["source"],
-            destination=payload["destination"],
-            method=payload["method"],
-            path=payload["path"],
-            body=body,
-            now=self._clock(),
-        )
+        signed = signed_message(self._key, payload, self._clock())
+        headers = dict(signed.headers)
+        dispatch = self.inline
+        if dispatch is not None and payload["method"] in inline.INLINE_METHODS:
+            headers[inline.PREFER] = inline.INLINE
         answer = self._client.request(
-            payload["method"], payload["url"], headers=headers, content=body or None
+            payload["method"], payload["url"], headers=headers, content=signed.body or None
         )
         if answer.status_code >= 500 or answer.status_code in (408, 429):
             raise ConnectionError(f"{payload['url']} answered {answer.status_code}")
@@ -158,6 +191,24 @@ class Sender:
                 "interop message refused", url=payload["url"], status=answer.status_code,
                 answer=answer.text[:300], outbox_id=message.id,
             )  # fmt: skip
+        elif dispatch is not None and inline.prefers_inline(answer.headers.get(inline.APPLIED)):
+            self._take(dispatch, answer.content, payload["url"])
+
+    def _take(self, dispatch: Dispatch, content: bytes, url: str) -> None:
+        """Run the callbacks that came back inline through our own endpoints."""
+        try:
+            callbacks = inline.decode(content)
+        except inline.InlineError as exc:
+            raise ConnectionError(f"{url} answered a malformed inline body: {exc}") from exc
+        for callback in callbacks:
+            if callback.method != "PUT":  # only callbacks ride back; never a request
+                log.warning("inline message refused", url=url, method=callback.method)
+                continue
+            status = dispatch(callback)
+            if status >= 500:
+                raise ConnectionError(f"inline {callback.path} from {url} failed here: {status}")
+            if status >= 400:
+                log.warning("inline message refused", url=url, path=callback.path, status=status)
 
     def close(self) -> None:
         self._client.close()
@@ -178,6 +229,10 @@ class Courier:
     the topic's backoff; every ``POLL_SECONDS`` the thread delivers what is due (retries,
     messages of a process that stopped before sending, messages queued where no courier
     runs). Claims go through the outbox, so processes never deliver the same claim twice.
+
+    A message whose URL an open mailbox waits for (:attr:`mailboxes`, opened by the FSPIOP
+    endpoints for requests that asked for inline callbacks) is caught instead of sent and
+    recorded delivered like a sent one.
     """
 
     def __init__(
@@ -195,6 +250,18 @@ class Courier:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._outcomes: list[tuple[outbox.Message, str | None]] = []
+        self.mailboxes: Mailboxes[outbox.Message] = Mailboxes()
+
+    @property
+    def running(self) -> bool:
+        """Whether this courier sends this database's messages as they commit."""
+        return _RUNNING.get(self._db.engine) is self
+
+    def take_inline(self, dispatch: Dispatch | None) -> None:
+        """Ask for callbacks inline on the requests sent from now on and run them through
+        ``dispatch`` (``None``: stop asking; the app's lifespan sets and clears it)."""
+        if isinstance(self._sender, Sender):
+            self._sender.inline = dispatch
 
     def start(self) -> None:
         """Start the delivery thread and take over this database's sends (idempotent)."""
@@ -244,6 +311,12 @@ class Courier:
                 return delivered
 
     def _dispatch(self, message: outbox.Message) -> None:
+        # Runs in the thread that committed the message (UnitOfWork.after_commit).
+        if self.mailboxes.catch(message.payload["url"], message):
+            self._done(message, None)  # it leaves in the answer being written: delivered
+            return
+        if message.payload["method"] in inline.INLINE_METHODS:
+            self.mailboxes.forwarded()  # its answer is the answer to the request handled here
         pool = self._pool
         if pool is None:
             return  # stopping: the claim runs out and whoever polls next delivers it
@@ -253,7 +326,9 @@ class Courier:
             return
 
     def _send_now(self, message: outbox.Message) -> None:
-        error = outbox.call_handler(message, self._sender)
+        self._done(message, outbox.call_handler(message, self._sender))
+
+    def _done(self, message: outbox.Message, error: str | None) -> None:
         with self._lock:
             self._outcomes.append((message, error))
         self._wake.set()

@@ -5,7 +5,10 @@ fulfilment (kept encrypted) and answers ``PUT /quotes/{id}`` with its condition.
 ``POST /transfers`` finds the quote by the prepare's condition (``quotes.check_prepare``),
 holds a pending credit INTEROP_SETTLEMENT → wallet that only the switch's final word posts
 or voids, and answers ``PUT /transfers/{id}`` with the fulfilment. A duplicate message
-changes nothing: quotes and transfers are unique by their wire ids.
+changes nothing: quotes and transfers are unique by their wire ids. It gets its answer
+again, as FSPIOP answers a resent request with the current state: the same terms, the
+fulfilment while the transfer is not final (its answer may have been lost on the way back
+inline), a refusal again (a refused prepare is not stored, so it is checked again).
 """
 
 from __future__ import annotations
@@ -245,10 +248,17 @@ def on_prepare(
     fulfilment; refuse anything else (3205 no quote, 3302 quote expired, 3100 other terms).
     A merchant's quote is credited by ``business`` (5105 if its order cannot be paid now)."""
     seen = uow.session.scalar(
-        select(InteropTransfer.id).where(InteropTransfer.transfer_id == prepare.transfer_id)
+        select(InteropTransfer).where(InteropTransfer.transfer_id == prepare.transfer_id)
     )
-    if seen is not None:
-        return  # a duplicate: the switch has (or will have) our answer from the outbox
+    if seen is not None:  # a duplicate: the fulfilment again while the switch has no word
+        if seen.role == "payee" and seen.state == "PREPARED":
+            held = uow.session.scalar(
+                select(PayeeQuote).where(PayeeQuote.quote_id == seen.quote_id)
+            )
+            if held is not None:
+                _fulfil(uow, settings=settings, encryptor=encryptor, prepare=prepare,
+                        quote=held, now=now)  # fmt: skip
+        return
     quote = uow.session.scalar(
         select(PayeeQuote).where(PayeeQuote.condition == prepare.ilp_condition).with_for_update()
     )

@@ -52,7 +52,8 @@ class Alias(Base):
 
 
 class Quote(Base):
-    """A quote in flight: routes the payee's answer back, detects duplicates."""
+    """A quote in flight: routes the payee's answer back, detects duplicates, and keeps the
+    answer forwarded (terms or refusal) to send the payer again on a resent request."""
 
     __tablename__ = "switch_quotes"
 
@@ -62,6 +63,7 @@ class Quote(Base):
     digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request's wire body
     state: Mapped[str] = mapped_column(String(16))  # REQUESTED | ANSWERED | FAILED
     answer_digest: Mapped[str | None] = mapped_column(String(64))
+    answer: Mapped[str | None] = mapped_column(Text)  # the payee's body as forwarded (0014)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
 

@@ -58,6 +58,12 @@ def send_to(
     )  # fmt: skip
 
 
+def callback_url(uow: UnitOfWork, participant_id: str) -> str | None:
+    """Where participant ``participant_id`` receives messages (``None``: unknown)."""
+    row = uow.session.get(Participant, participant_id)
+    return row.callback_url if row is not None else None
+
+
 # ---- discovery ----------------------------------------------------------------------------
 
 
@@ -80,7 +86,8 @@ def _digest(message: Message) -> str:
 
 
 def request_quote(uow: UnitOfWork, *, source: str, request: QuoteRequest, now: datetime) -> None:
-    """``POST /quotes`` from the payer's provider: forward it to the payee's provider."""
+    """``POST /quotes`` from the payer's provider: forward it to the payee's provider; a
+    resend gets the payee's answer again once there is one."""
     path = f"/quotes/{request.quote_id}"
     if request.payer.fsp_id != source:
         send_to(uow, source, "PUT", path + "/error", error(ErrorCode.GENERIC_VALIDATION_ERROR))
@@ -96,7 +103,12 @@ def request_quote(uow: UnitOfWork, *, source: str, request: QuoteRequest, now: d
     if row is not None:
         if row.digest != digest or row.payer != source:
             send_to(uow, source, "PUT", path + "/error", error(ErrorCode.MODIFIED_REQUEST))
-        return  # a resend: the payee's answer comes (or came) once
+        elif row.answer is not None and row.state == "FAILED":  # resent after the answer
+            refusal = ErrorMessage.model_validate_json(row.answer)
+            send_to(uow, source, "PUT", path + "/error", refusal)
+        elif row.answer is not None:  # the answer again (its inline return may have been lost)
+            send_to(uow, source, "PUT", path, QuoteResponse.model_validate_json(row.answer))
+        return  # a resend in flight: the payee's answer comes once
     moment = micros(now)
     uow.session.add(
         Quote(
@@ -136,6 +148,7 @@ def answer_quote(
             send_to(uow, source, "PUT", path + "/error", error(ErrorCode.MODIFIED_REQUEST))
         return
     row.state, row.answer_digest, row.updated_at = "ANSWERED", digest, micros(now)
+    row.answer = response.wire().decode("utf-8")
     uow.session.flush()
     send_to(uow, row.payer, "PUT", path, response)
 
@@ -152,6 +165,8 @@ def quote_error(
     if row.state == "FAILED":
         return
     row.state, row.updated_at = "FAILED", micros(now)
+    if source == row.payee:  # the payer gets it again should it resend the request
+        row.answer = message.wire().decode("utf-8")
     uow.session.flush()
     other = row.payer if source == row.payee else row.payee
     send_to(uow, other, "PUT", path + "/error", message)
