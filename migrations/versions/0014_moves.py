@@ -3,7 +3,7 @@ wallet_activity.origin
 
 Revision ID: 0014
 Revises: 0013
-Create Date: 2026-12-08 10:00:00.000000
+Create Date: 2026-12-07 19:00:00.000000
 
 A move's row at each cell (the old cell's state machine, the new cell's receipt), the
 switch's relay of the package, where a moved wallet went, and the cell a history line was
