@@ -31,6 +31,8 @@ from typing import Any
 import httpx2
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from bench import tools
 from citywallet.interop.cells import Cells, Resident, pay_across
@@ -172,6 +174,105 @@ def by_cell(cells: Cells, make: Callable[[Cells, int], Operation]) -> Operation:
     return operation
 
 
+@dataclass
+class Cost:
+    """What one payment costs each process, from ``n`` payments in a row (one client): CPU
+    ms of the process (and its children) and PostgreSQL transactions of its database, less
+    what the idle processes spend in as long (measured just before)."""
+
+    name: str
+    n: int = 0
+    seconds: float = 0.0
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+    transactions: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "payments": self.n, "seconds": round(self.seconds, 2),
+            "cpu_ms": self.cpu_ms, "transactions": self.transactions,
+            "cpu_ms_total": round(sum(self.cpu_ms.values()), 1),
+            "transactions_total": round(sum(self.transactions.values()), 1),
+        }  # fmt: skip
+
+
+def _processes(cells: Cells) -> dict[str, tuple[int, str]]:
+    """Each process's pid and database name: the switch, then the cells."""
+    found: dict[str, tuple[int, str]] = {}
+    if cells.switch is not None and cells.switch.popen is not None:
+        found["switch"] = (
+            cells.switch.popen.pid,
+            make_url(cells.switch_database_url).database or "",
+        )
+    for cell in cells.cells:
+        assert cell.process.popen is not None
+        found[cell.id] = (cell.process.popen.pid, make_url(cell.database_url).database or "")
+    return found
+
+
+def _reading(cells: Cells) -> tuple[float, dict[str, float], dict[str, float]]:
+    processes = _processes(cells)
+    cpu = {
+        name: sum(tools.proc_cpu(p) for p in [pid, *tools.descendants(pid)])
+        for name, (pid, _) in processes.items()
+    }
+    engine = create_engine(cells.pg_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT datname, xact_commit + xact_rollback FROM pg_stat_database")
+            ).all()
+    finally:
+        engine.dispose()
+    by_db = {str(name): float(count) for name, count in rows}
+    xacts = {name: by_db.get(db, 0.0) for name, (_, db) in processes.items()}
+    return time.monotonic(), cpu, xacts
+
+
+def measure_cost(
+    cells: Cells, name: str, n: int, operation: Operation, *, settle: float = 1.5
+) -> Cost:
+    """``n`` payments in a row from one client; the cost per payment of each process."""
+    time.sleep(settle)
+    t0, cpu0, x0 = _reading(cells)
+    time.sleep(2.0)  # the idle rate: courier polls, the worker's periodic tasks
+    t1, cpu1, x1 = _reading(cells)
+    idle = t1 - t0
+    rng = random.Random(7)  # a workload, not a secret
+    started = time.monotonic()
+    with httpx2.Client(base_url=cells.cells[0].url, timeout=30) as http:
+        for _ in range(n):
+            operation(http, rng)
+    seconds = time.monotonic() - started
+    time.sleep(settle)  # PostgreSQL publishes a backend's counts within a second
+    t2, cpu2, x2 = _reading(cells)
+    span = t2 - t1
+    cost = Cost(name, n, seconds)
+    for process in cpu0:
+        cpu_idle = (cpu1[process] - cpu0[process]) / idle
+        x_idle = (x1[process] - x0[process]) / idle
+        used = cpu2[process] - cpu1[process] - cpu_idle * span
+        done = x2[process] - x1[process] - x_idle * span
+        cost.cpu_ms[process] = round(max(0.0, used) * 1000 / n, 1)
+        cost.transactions[process] = round(max(0.0, done) / n, 1)
+    return cost
+
+
+def cost_table(costs: list[Cost]) -> Table:
+    """CPU ms and transactions per payment, per process."""
+    out = Table(title="Cost per payment (one client, payments in a row; idle subtracted)")
+    processes = list(costs[0].cpu_ms) if costs else []
+    out.add_column("case")
+    out.add_column("ms each", justify="right")
+    for process in [*processes, "total"]:
+        out.add_column(f"{process} CPU ms / tx", justify="right")
+    for cost in costs:
+        summary = cost.summary()
+        cells = [f"{cost.cpu_ms[p]:.1f} / {cost.transactions[p]:.1f}" for p in processes]
+        total = f"{summary['cpu_ms_total']:.1f} / {summary['transactions_total']:.1f}"
+        out.add_row(cost.name, f"{cost.seconds / cost.n * 1000:.1f}", *cells, total)
+    return out
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="citywallet bench interop", description=__doc__)
     parser.add_argument("--cells", type=int, default=3, help="Providers (default 3).")
@@ -180,6 +281,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="Per case.")
     parser.add_argument("--prefix", default="cw_bench", help="Database name prefix.")
     parser.add_argument("--fault", default=None, help="Fault proxies (see `cells up --fault`).")
+    parser.add_argument(
+        "--cost", type=int, default=30, help="Payments in a row for the cost per payment (0: no)."
+    )
     parser.add_argument("--out", default=None, help="JSON (bench/results/interop-<ts>.json)")
     args = parser.parse_args(argv)
     if args.cells < 2 or args.residents < 2 or args.clients < 1 or args.seconds <= 0:
@@ -230,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
                          by_cell(cells, in_provider))  # fmt: skip
         cross = run_case("cross-provider P2P", args.clients, args.seconds, urls,
                          by_cell(cells, cross_provider))  # fmt: skip
+        costs: list[Cost] = []
+        if args.cost:
+            costs = [
+                measure_cost(cells, "in-provider P2P", args.cost, in_provider(cells, 0)),
+                measure_cost(cells, "cross-provider P2P", args.cost, cross_provider(cells, 0)),
+            ]
         proxies = {p.url: p.snapshot() for p in cells.proxies()}
     load_after = tools.load_average()
     ratio = cross.per_second / local.per_second if local.per_second else 0.0
@@ -239,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         baseline="in-provider P2P",
     )  # fmt: skip
     console.print(table([local, cross], caption))
+    if costs:
+        console.print(cost_table(costs))
     console.print(
         f"cross / in-provider = {ratio:.2f} (target ≥ {TARGET_RATIO}); p99 end to end "
         f"{p99 * 1000:.0f} ms (target ≤ {TARGET_P99_SECONDS * 1000:.0f} ms)"
@@ -259,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "options": {k: v for k, v in vars(args).items() if k != "out"},
                 "cases": [local.summary(), cross.summary()],
+                "cost_per_payment": [cost.summary() for cost in costs],
                 "ratio": round(ratio, 3),
                 "ratio_target_met": ratio >= TARGET_RATIO,
                 "p99_end_to_end_ms": round(p99 * 1000, 1),

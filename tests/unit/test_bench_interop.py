@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from bench.interop import Case, parse_args, percentile, table
+from bench.interop import Case, Cost, cost_table, parse_args, percentile, table
 from rich.console import Console
 
 
@@ -43,3 +43,16 @@ def test_the_table_puts_end_to_end_first_under_each_case() -> None:
     assert "end to end" in lines[0]
     assert ["lookup" in lines[1], "quote" in lines[2]] == [True, True]
     assert len(rows) == 4
+
+
+def test_the_cost_table_has_a_column_per_process_and_the_total() -> None:
+    cost = Cost("cross", n=10, seconds=1.0, cpu_ms={"switch": 30.0, "cell-1": 45.5},
+                transactions={"switch": 9.0, "cell-1": 14.0})  # fmt: skip
+    summary = cost.summary()
+    assert (summary["cpu_ms_total"], summary["transactions_total"]) == (75.5, 23.0)
+    console = Console(width=200, record=True)
+    console.print(cost_table([cost]))
+    text = console.export_text()
+    for shown in ("switch CPU ms / tx", "30.0 / 9.0", "75.5 / 23.0"):
+        assert shown in text
+    assert "100.0" in text  # ms each: 1 s over 10 payments
