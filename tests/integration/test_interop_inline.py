@@ -341,4 +341,5 @@ def test_an_answer_after_the_mailbox_closed_goes_over_http(
     _settled_once(world, paid)
     kinds = world.network.kinds()
     assert kinds[(A, "PUT", "/fspiop/quotes/{id}")] == 1  # the terms came as a request
-    assert kinds.total() == 7
+    # 6 + that request; more only if a loaded machine also outlasted the transfer's 0.1 s hold
+    assert kinds.total() >= 7

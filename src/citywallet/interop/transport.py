@@ -62,7 +62,7 @@ BATCH = 50
 SENDERS = 16  # concurrent deliveries per process
 TIMEOUT_SECONDS = 5.0
 CLAIM_SECONDS = int(TIMEOUT_SECONDS * 2)  # a send's claim outlives its timeout
-RECORD_DELAY_SECONDS = 0.02
+RECORD_DELAY_SECONDS = 0.1  # outcomes of the sends of this long are recorded together
 
 
 Dispatch = Callable[[InlineMessage], int]  # runs a callback through our endpoints: its status
