@@ -55,6 +55,8 @@ def check_identifier(id_type: str, identifier: str) -> None:
 Condition = Annotated[str, AfterValidator(check_condition)]
 Fulfilment = Annotated[str, AfterValidator(check_fulfilment)]
 Fen = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+# A participant's display name from the switch's registry ("Provider B Wallet"), for people.
+DisplayName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class ErrorCode(StrEnum):
@@ -182,6 +184,9 @@ class Party(Message):
     party_identifier: Msisdn
     fsp_id: ParticipantId
     masked_name: Annotated[str, Field(min_length=1, max_length=64)]
+    # Our addition (optional, so FSPIOP's shape holds): the switch names the holder's
+    # provider as its registry does, for the payer's pages; absent, people see ``fspId``.
+    fsp_name: DisplayName | None = None
 
 
 class PartyLookupResult(Message):
@@ -260,6 +265,9 @@ class QuoteResponse(Message):
     payee_fee: Amount
     expiration: datetime
     ilp_condition: Condition
+    # Our addition (optional): the payee's provider by its display name in the switch's
+    # registry, set by the switch as it forwards the terms (whatever the payee wrote).
+    payee_fsp_name: DisplayName | None = None
 
     @model_validator(mode="after")
     def _adds_up(self) -> QuoteResponse:

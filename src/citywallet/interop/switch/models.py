@@ -55,6 +55,7 @@ class Quote(Base):
     """A quote in flight: routes the payee's answer back, detects duplicates."""
 
     __tablename__ = "switch_quotes"
+    __table_args__ = (Index("ix_switch_quotes_created", "created_at"),)  # the daily purge
 
     quote_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     payer: Mapped[str] = mapped_column(String(32))
