@@ -51,9 +51,7 @@ def test_an_unknown_code_decides_by_its_category(
     path = f"/transfers/{transfer['switch_transfer_id']}/error"
     assert fake.send("PUT", path, _error(code)).status_code == 202
     with runtime.db.uow(readonly=True) as uow:
-        view = interop.get_transfer(
-            uow, user_id=transfer["user_id"], transfer_id=transfer["id"]
-        )
+        view = interop.get_transfer(uow, user_id=transfer["user_id"], transfer_id=transfer["id"])
     if final:  # the payee side refused: voided, the money is back, the code is kept
         assert (view.state, view.error_code) == ("aborted", code)
         assert balance(runtime.db, transfer["user_id"]) == (100 * YUAN, 0, 0)

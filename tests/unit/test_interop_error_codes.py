@@ -37,7 +37,8 @@ def _body(code: object, description: str = "scheme error") -> bytes:
 def test_every_four_digit_code_parses_and_round_trips(code: str) -> None:
     message = ErrorMessage.model_validate_json(_body(code))
     parsed = message.error_information.error_code
-    assert parsed == code and parsed.value == code
+    assert parsed == code
+    assert parsed.value == code
     known = code in {c.value for c in ErrorCode}
     assert isinstance(parsed, ErrorCode) is known
     assert isinstance(parsed, OtherCode) is not known

@@ -333,8 +333,8 @@ def _ask_quote(
         PayerQuote(
             public_id=public_id, quote_id=request.quote_id, user_id=user_id,
             payee_identifier=request.payee.party_identifier, payee_fsp=party.participant,
-            payee_fsp_name=fsp_name, masked_name=party.masked_name, amount=amount, state="waiting", created_at=moment,
-            updated_at=moment,
+            payee_fsp_name=fsp_name, masked_name=party.masked_name, amount=amount,
+            state="waiting", created_at=moment, updated_at=moment,
         )
     )  # fmt: skip
     uow.session.flush()

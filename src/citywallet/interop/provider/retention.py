@@ -60,7 +60,10 @@ def purge_all(db: Database, *, now: int | None = None, batch: int = BATCH) -> in
     return purged
 
 
-def _delete(uow: UnitOfWork, model: type[PartyLookup | PayerQuote | PayeeQuote], ids: object) -> int:
+Transient = PartyLookup | PayerQuote | PayeeQuote
+
+
+def _delete(uow: UnitOfWork, model: type[Transient], ids: list[int]) -> int:
     result = uow.session.execute(
         delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False)
     )
