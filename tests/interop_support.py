@@ -135,6 +135,8 @@ class FakeSwitch:
     seen: list[tuple[str, str, Any]] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)  # phone → masked name
     directory: dict[str, tuple[str, str]] = field(default_factory=dict)  # phone → fsp, name
+    # fsp → display name, as the switch's registry has it: named in lookups and quote terms
+    names: dict[str, str] = field(default_factory=dict)
     fulfilments: dict[str, str] = field(default_factory=dict)  # condition → fulfilment
     on_prepare: str = "commit"  # "commit" | "reject" | "silent"
     answers: list[httpx2.Response] = field(default_factory=list)
@@ -176,8 +178,11 @@ class FakeSwitch:
     def _party(self, phone: str) -> None:
         if phone in self.directory:
             fsp, name = self.directory[phone]
-            body = {"party": {"partyIdType": "MSISDN", "partyIdentifier": phone, "fspId": fsp,
-                              "maskedName": name}}  # fmt: skip
+            party = {"partyIdType": "MSISDN", "partyIdentifier": phone, "fspId": fsp,
+                     "maskedName": name}  # fmt: skip
+            if fsp in self.names:
+                party["fspName"] = self.names[fsp]
+            body = {"party": party}
             result = PartyLookupResult.model_validate_json(json.dumps(body))
             self.send("PUT", f"/parties/MSISDN/{phone}", result)
         else:
@@ -192,6 +197,7 @@ class FakeSwitch:
             transfer_amount=Amount(amount=amount), payee_receive_amount=Amount(amount=amount),
             payer_fee=Amount(amount=0), payee_fee=Amount(amount=0),
             expiration=datetime.now(UTC) + timedelta(seconds=60), ilp_condition=condition,
+            payee_fsp_name=self.names.get(body["payee"]["fspId"]),
         )  # fmt: skip
         self.send("PUT", f"/quotes/{body['quoteId']}", response)
 

@@ -36,8 +36,9 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     """The platform's periodic tasks: expire holds, seal blocks, deliver the outbox,
     reconcile bank fundings, close expired orders, settle merchants, return what is
     unclaimed of expired red packets, reclaim expired campaign red packets, purge
-    idempotency keys, request nonces and rate-limit counters; with a switch configured,
-    ask it about interop transfers left pending past their expiration."""
+    idempotency keys, request nonces, rate-limit counters and old interop lookups and
+    unused quotes; with a switch configured, ask it about interop transfers left pending
+    past their expiration."""
     max_transfers = runtime.settings.seal_max_transfers
     witnesses = runtime.settings.ledger_witnesses
 
@@ -86,6 +87,9 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     def purge(db: Database) -> int:
         return db.transact(lambda uow: idempotency.purge_expired(uow))
 
+    def purge_interop(db: Database) -> int:
+        return interop.purge_all(db)
+
     def purge_rate_limits(db: Database) -> int:
         return db.transact(lambda uow: ratelimit.purge_expired(uow))
 
@@ -122,6 +126,7 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     worker.register_periodic("outbox.deliver", 1.0, deliver)
     worker.register_periodic("idempotency.purge", 3600.0, purge)
     worker.register_periodic("ratelimit.purge", 3600.0, purge_rate_limits)
+    worker.register_periodic("interop.purge", 3600.0, purge_interop)
     worker.register_periodic("wallet.reconcile_fundings", 30.0, reconcile)
     worker.register_periodic("merchant.close_expired_orders", 5.0, close_orders)
     worker.register_periodic("merchant.settle", 300.0, settle)

@@ -20,9 +20,20 @@ Every route (path and method) is classified explicitly, so a route added later f
 - OPERATOR: the operator API under `/v1/operator/` (a session whose account holds the
   operator role): a plain resident gets 403 `operator_required`, anonymous callers 401.
 
+- LOOKUP: a resident's session on a mobile number in the path (`/v1/interop/parties/{phone}`:
+  who holds an alias at another provider, anyone's number, as a payer must ask it).
+
 Without credentials (or with wrong ones) session routes answer 401 problem+json
 `unauthorized`, and signed routes 401 with the signature code of what was wrong: a
 resident's Bearer session opens no signed route, and a merchant's signature no session route.
+
+The app is connected to a (scripted) switch, so the residents' `/v1/interop` routes are in
+the document and classified like every other route; Alice's cross-provider transfer is one
+of her objects. The FSPIOP endpoints the switch calls (`/fspiop/*`) are not in the OpenAPI
+document (`include_in_schema=False`) and take no session: they accept only messages signed
+by the switch's key, which tests/api/test_interop_api.py
+(`test_fspiop_refuses_bad_signatures_and_bodies`) and tests/unit/test_interop_transport.py
+check.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -44,20 +56,25 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
+from citywallet.api import interop as interop_api
+from citywallet.api.app import create_app
 from citywallet.campaign import service as campaigns
 from citywallet.campaign.rules import Eligibility
 from citywallet.identity import attributes
+from citywallet.interop.transport import Courier, Sender
 from citywallet.merchant.settlement import run_settlements
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from citywallet.wallet.bank import sandbox_card_number
 from tests.identity_support import PASSWORD
+from tests.interop_support import OTHER, FakeSwitch, interop_settings
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.merchant_support import ShopOwner, SignedClient, application
-from tests.wallet_support import PIN, Person, count, wallet_settings
+from tests.wallet_support import PIN, Person, count
 
 YUAN = 100
+FAR_PHONE = "13700137001"  # a resident of provider-b, behind the scripted switch
 HOOKS = "127.0.0.1"  # webhook receivers the tests may name (nothing delivers: no worker runs)
 ALICE_HOOK = f"https://{HOOKS}/hooks/alice"
 
@@ -118,8 +135,13 @@ SESSION: frozenset[Route] = frozenset(
         ("GET", "/v1/redpacket-groups"),
         ("POST", "/v1/redpackets"),
         ("GET", "/v1/redpackets"),
+        ("POST", "/v1/interop/quotes"),
+        ("POST", "/v1/interop/transfers"),
     }
 )
+
+# Session routes naming a mobile number: an alias at another provider, anyone's to look up.
+LOOKUP: frozenset[Route] = frozenset({("GET", "/v1/interop/parties/{phone}")})
 
 # Session routes that name a campaign (a public object), tested in test_campaign_api.py and
 # by `test_campaign_routes_hide_drafts_from_residents`.
@@ -197,6 +219,7 @@ OWNED: dict[Route, tuple[str, ...]] = {
     ("GET", "/v1/redpacket-groups/{group_id}/redpackets"): ("redpacket_group",),
     ("GET", "/v1/redpackets/{packet_id}"): ("redpacket",),
     ("POST", "/v1/redpackets/{packet_id}/claims"): ("redpacket",),
+    ("GET", "/v1/interop/transfers/{transfer_id}"): ("interop_transfer", "transaction"),
 }
 
 # The merchant server API (signed requests) → the kinds of Alice's merchant's ids to try as
@@ -241,6 +264,7 @@ KINDS = (
     "redpacket_group",
     "redpacket_member",
     "redpacket",
+    "interop_transfer",
 )
 
 # Money-moving POSTs: they need an Idempotency-Key (sent on every call here).
@@ -255,6 +279,7 @@ MONEY: frozenset[Route] = frozenset(
         ("POST", "/v1/payments/{order_id}/confirm"),
         ("POST", "/v1/redpackets"),
         ("POST", "/v1/redpackets/{packet_id}/claims"),
+        ("POST", "/v1/interop/transfers"),
     }
 )
 
@@ -283,18 +308,39 @@ PARAM_NAME = re.compile(r"\{([^}]+)\}")
 
 
 @pytest.fixture
-def runtime(db: Database, tmp_path: Path) -> Runtime:
-    """A runtime whose sandbox bank answers at once (as in test_wallet_api.py); notify URLs
-    may name the loopback host (no worker runs, so nothing is delivered), and a payment-code
-    charge waits for confirmation long enough for any test here."""
-    settings = wallet_settings(
+def fake() -> FakeSwitch:
+    """The switch (and provider-b behind it), scripted: it holds FAR_PHONE and commits."""
+    return FakeSwitch(directory={FAR_PHONE: (OTHER, "*明")})
+
+
+@pytest.fixture
+def runtime(db: Database, tmp_path: Path, fake: FakeSwitch) -> Runtime:
+    """A runtime connected to the scripted switch whose sandbox bank answers at once (as in
+    test_wallet_api.py); notify URLs may name the loopback host (no worker runs, so nothing
+    is delivered), and a payment-code charge waits for confirmation long enough for any
+    test here."""
+    settings = interop_settings(
         tmp_path,
         db,
         bank_timeout_seconds=0.05,
         webhook_allow_hosts=[HOOKS],
         paycode_confirm_seconds=3600,
     )
-    return Runtime(settings, db, test_encryptor())
+    runtime = Runtime(settings, db, test_encryptor())
+    courier = Courier(db, Sender(runtime.interop_key, transport=fake.transport()), poll=0.05)
+    runtime.__dict__["interop_courier"] = courier
+    return runtime
+
+
+@pytest.fixture
+def client(
+    runtime: Runtime, fake: FakeSwitch, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    """The connected app; the scripted switch answers through it."""
+    monkeypatch.setattr(interop_api, "WAIT_SECONDS", 30.0)  # a loaded machine: no 504
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
+        fake.client = test_client
+        yield test_client
 
 
 def _openapi_routes(client: TestClient) -> set[Route]:
@@ -387,6 +433,8 @@ class World:
             state[f"packets of {group_id}"] = _json(alice.get(f"{base}/redpackets"))
         for packet_id in self.ids["redpacket"]:
             state[str(packet_id)] = _json(alice.get(f"/v1/redpackets/{packet_id}"))
+        for crossed_id in self.ids["interop_transfer"]:
+            state[str(crossed_id)] = _json(alice.get(f"/v1/interop/transfers/{crossed_id}"))
         # Sessions: ids only (last_seen_at moves with every request); both still work.
         sessions = _json(self.alice.client.get("/v1/me/sessions", headers=headers))["items"]
         state["sessions"] = sorted(s["id"] for s in sessions)
@@ -592,6 +640,18 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
     from_carol = _json(carol.post("/v1/redpackets", to_alice, key=str(uuid.uuid4())), 201)
     _json(alice.post(f"/v1/redpackets/{from_carol['id']}/claims", key=str(uuid.uuid4())), 201)
 
+    # --- Alice pays provider-b's resident through the switch (committed) ---
+    quote = _json(alice.post("/v1/interop/quotes", {"phone": FAR_PHONE, "amount": 3 * YUAN}), 201)
+    crossed = _json(
+        alice.post(
+            "/v1/interop/transfers",
+            {"quote_id": quote["quote_id"], "pin": PIN},
+            key=str(uuid.uuid4()),
+        ),
+        201,
+    )
+    assert crossed["state"] == "committed", crossed
+
     history = _json(alice.get("/v1/wallet/transactions"))["items"]
     sessions = _json(alice.get("/v1/me/sessions"))["items"]
     keys = _json(alice.get(f"{base}/api-keys"))["items"]
@@ -626,6 +686,7 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
             (carol_group["id"], alice.user_id),
         ],
         "redpacket": [lucky["id"], unopened["id"], from_carol["id"]],
+        "interop_transfer": [crossed["id"]],
     }
     assert set(ids) == set(KINDS)
     assert len(ids["session"]) == 2
@@ -718,6 +779,7 @@ def test_every_route_is_classified(client: TestClient) -> None:
         "SIGNED": set(SIGNED),
         "CAMPAIGN": set(CAMPAIGN),
         "OPERATOR": set(OPERATOR),
+        "LOOKUP": set(LOOKUP),
     }
     for (name, routes), (other, others) in itertools.combinations(groups.items(), 2):
         assert not routes & others, (name, other, routes & others)
@@ -731,7 +793,7 @@ def test_every_route_is_classified(client: TestClient) -> None:
         assert (route in SIGNED) == route[1].startswith(SIGNED_PREFIX), route
         assert (route in OPERATOR) == route[1].startswith(OPERATOR_PREFIX), route
         # Every private route naming something in its path is tested with real ids, and back.
-        if route in OPERATOR or route in CAMPAIGN:
+        if route in OPERATOR or route in CAMPAIGN or route in LOOKUP:
             continue
         if route in SIGNED:
             assert bool(SIGNED[route]) == named, route
@@ -865,6 +927,8 @@ def test_every_private_route_answers_401_without_credentials(
         "group_id": world.ids["redpacket_group"][0],
         "user_id": world.carol.user_id,
         "packet_id": world.ids["redpacket"][0],
+        "transfer_id": world.ids["interop_transfer"][0],
+        "phone": FAR_PHONE,
     }
     # On the merchant API: the order still payable (a close would show) or the paid one.
     signed_order = {

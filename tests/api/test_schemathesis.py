@@ -7,6 +7,12 @@ the OpenAPI document (status code, content type, body schema, headers), no answe
 server error, schema-violating input must be refused, and a method a path does not offer
 answers 405 with ``Allow``. The run is bounded (a few examples per operation and mode) so
 ``make test`` stays fast; see docs/testing.md.
+
+The app is connected to a switch that cannot be reached (its HTTP always fails to connect),
+so the residents' ``/v1/interop`` routes are in the document and fuzzed too: a lookup or a
+quote that no switch answers gets its documented ``504 interop_timeout`` (the wait is cut
+to a fraction of a second here), never a 500. ``/fspiop`` is not in the document (the
+switch's signed endpoints, tested with real signatures in tests/api/test_interop_api.py).
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx2
+import pytest
 import requests
 import schemathesis
 from fastapi.testclient import TestClient
@@ -26,10 +36,15 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.generation.case import Case
 
+from citywallet.api import interop as interop_api
+from citywallet.api.app import create_app
 from citywallet.identity import attributes
+from citywallet.interop.transport import Courier, Sender
 from citywallet.merchant import signing
+from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
-from tests.ledger_checks import assert_ledger_clean
+from tests.interop_support import interop_settings
+from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.merchant_support import ShopOwner, SignedClient, fund
 from tests.wallet_support import Person
 
@@ -42,6 +57,26 @@ LAST = (
     ("PUT", "/v1/me/password"),
     ("POST", "/v1/wallet/close"),
 )
+
+
+def _unreachable(request: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ConnectError("the switch cannot be reached", request=request)
+
+
+@pytest.fixture
+def runtime(db: Database, tmp_path: Path) -> Runtime:
+    """Connected to a switch that never answers: every interop message fails to leave."""
+    runtime = Runtime(interop_settings(tmp_path, db), db, test_encryptor())
+    sender = Sender(runtime.interop_key, transport=httpx2.MockTransport(_unreachable))
+    runtime.__dict__["interop_courier"] = Courier(db, sender, poll=0.05)
+    return runtime
+
+
+@pytest.fixture
+def client(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setattr(interop_api, "WAIT_SECONDS", 0.1)  # the 504 comes at once
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
+        yield test_client
 
 
 class Caller(requests.auth.AuthBase):
@@ -103,6 +138,26 @@ def test_every_operation_answers_as_documented(client: TestClient, runtime: Runt
     runtime.db.transact(
         lambda uow: attributes.grant_operator(uow, user_id=operator.user_id, actor="test")
     )
+    # Generated numbers are rarely well formed (and the fuzz ends the sessions): a real one,
+    # which no switch answers, is a documented 504 problem for the lookup and the quote.
+    document = client.get("/openapi.json").json()["paths"]
+    for method, path, call in (
+        (
+            "get",
+            "/v1/interop/parties/{phone}",
+            lambda: resident.get("/v1/interop/parties/13700137001"),
+        ),
+        (
+            "post",
+            "/v1/interop/quotes",
+            lambda: resident.post("/v1/interop/quotes", {"phone": "13700137001", "amount": 100}),
+        ),
+    ):
+        answer = call()
+        assert answer.status_code == 504, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert answer.json()["code"] == "interop_timeout"
+        assert "504" in document[path][method]["responses"], (method, path)
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
     operations = [op.ok() for op in schema.get_all_operations()]
     operations.sort(key=lambda op: (op.method.upper(), op.path) in LAST)
@@ -119,6 +174,16 @@ def test_every_operation_answers_as_documented(client: TestClient, runtime: Runt
     # The credentials worked: each party got through at least once.
     for label in ("GET /v1/wallet", "GET /v1/merchant/orders", "GET /v1/operator/campaigns"):
         assert 200 in seen[label], (label, seen[label])
+    # The residents' interop routes are in the document and were fuzzed.
+    assert {
+        label for label in seen if label.startswith(("GET /v1/interop/", "POST /v1/interop/"))
+    } == {
+        "GET /v1/interop/parties/{phone}",
+        "POST /v1/interop/quotes",
+        "POST /v1/interop/transfers",
+        "GET /v1/interop/transfers/{transfer_id}",
+    }
+
     assert_ledger_clean(runtime.db)
 
 

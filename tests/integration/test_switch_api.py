@@ -84,7 +84,7 @@ def test_an_alias_is_found_at_its_holder_and_only_the_holder_moves_it(
     )
     assert found.body == {
         "party": {"partyIdType": "MSISDN", "partyIdentifier": "13900139000",
-                  "fspId": "provider-b", "maskedName": "*小明"}
+                  "fspId": "provider-b", "maskedName": "*小明", "fspName": "PROVIDER-B"}
     }  # fmt: skip
 
     assert call(client, "DELETE", path).status_code == 400  # not the holder

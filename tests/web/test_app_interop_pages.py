@@ -314,3 +314,39 @@ def test_a_refused_quote_shows_on_the_number(
     assert 'id="e-to"' in page
     assert 'data-code="interop_quote_refused"' in page
     assert balance(runtime.db, alice.user_id) == (0, 0, 0)
+
+
+def test_the_other_provider_is_shown_by_its_display_name(
+    client: TestClient, runtime: Runtime, fake: FakeSwitch
+) -> None:
+    """The switch's registry names provider-b: the lookup and the terms carry the name, and
+    the terms page, the receipt, the history line and the operator's page show it (with the
+    participant id beside it)."""
+    fake.names[OTHER] = "Provider B 钱包"
+    alice = resident(runtime, 43)
+    sign_in(client, alice)
+    top_up(client, alice, "100")
+    status, terms = _terms(client, FAR, "12.00")
+    assert status == 200, terms
+    assert 'data-testid="interop-provider">Provider B 钱包 <small' in terms
+    paid = client.post("/app/transfer/interop", data=_confirm(client, terms))
+    assert paid.status_code == 303, paid.text
+    receipt = client.get(paid.headers["location"])
+    assert 'data-testid="receipt-provider">Provider B 钱包 <small' in receipt.text
+    assert f'data-testid="receipt-provider-id">{OTHER}<' in receipt.text
+    assert "*明 (Provider B 钱包)" in receipt.text
+    assert "*明 (Provider B 钱包)" in client.get("/app/history").text
+    # A refused one lists on the operator's page under the name too.
+    fake.on_prepare = "reject"
+    status, terms = _terms(client, FAR, "5.00")
+    assert client.post("/app/transfer/interop", data=_confirm(client, terms)).status_code == 303
+    with runtime.db.uow(readonly=True) as uow:
+        (line,) = interop.overview(uow, settings=runtime.settings).failed
+    assert (line.counterparty_fsp, line.counterparty_fsp_name) == (OTHER, "Provider B 钱包")
+    client.cookies.clear()
+    sign_in_operator(client, runtime)
+    page = client.get("/operator/interop")
+    assert page.status_code == 200
+    assert f'Provider B 钱包 <small class="muted mono">{OTHER}</small>' in page.text
+    assert balance(runtime.db, alice.user_id) == (10_000 - 1_200, 0, 0)
+    assert_ledger_clean(runtime.db)

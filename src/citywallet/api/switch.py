@@ -50,7 +50,7 @@ from citywallet.interop.messages import (
     error,
 )
 from citywallet.interop.moves import MoveAnswer, MovePackage
-from citywallet.interop.switch import moves, registry, service, windows
+from citywallet.interop.switch import moves, registry, retention, service, windows
 from citywallet.interop.transport import Courier, Refused, Sender, check_request
 from citywallet.platform import outbox
 from citywallet.platform.config import get_settings
@@ -272,6 +272,7 @@ def create_switch_app(
             worker.register_periodic(
                 "switch.windows", WINDOW_CHECK_SECONDS, lambda d: _auto_close(d, seconds)
             )
+            worker.register_periodic("switch.purge", 3600.0, retention.purge_all)
             thread = threading.Thread(
                 target=worker.run_forever, args=(stop,), kwargs={"poll_seconds": 0.1},
                 name="switch-worker", daemon=True,

@@ -3,7 +3,9 @@
 Strict pydantic models: no coercion, unknown members refused, field names in the wire's
 camelCase (``transferId``...) through aliases. One deliberate departure from FSPIOP: amounts
 are integers of minor units (fen) with the currency, as everywhere in CityWallet's API, not
-decimal strings. Error codes are FSPIOP's own numbers (the subset the switch uses).
+decimal strings. Error codes are FSPIOP's own numbers: the ones we send are ``ErrorCode``;
+any other 4-digit code a peer sends (FSPIOP lets schemes define their own) is kept as an
+``OtherCode`` and understood by its category, the first digit.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from citywallet.interop.conditions import check_condition, check_fulfilment
@@ -44,6 +55,8 @@ def check_identifier(id_type: str, identifier: str) -> None:
 Condition = Annotated[str, AfterValidator(check_condition)]
 Fulfilment = Annotated[str, AfterValidator(check_fulfilment)]
 Fen = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+# A participant's display name from the switch's registry ("Provider B Wallet"), for people.
+DisplayName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class ErrorCode(StrEnum):
@@ -83,6 +96,68 @@ class ErrorCode(StrEnum):
         return text[0].upper() + text[1:]
 
 
+class Category(StrEnum):
+    """What an FSPIOP error code is about: its first digit (API definition v1.1 §7.6)."""
+
+    COMMUNICATION = "1"
+    SERVER = "2"
+    CLIENT = "3"  # validation, id not found, expired
+    PAYER = "4"
+    PAYEE = "5"
+    UNDEFINED = ""  # 0xxx, 6xxx-9xxx: FSPIOP defines none
+
+
+class OtherCode(str):
+    """A well-formed FSPIOP error code that ``ErrorCode`` does not list (a scheme-specific
+    one, e.g. a payee error 5xxx): kept as its text, read by its category."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        """The code's text, as ``ErrorCode.value``."""
+        return str(self)
+
+    @property
+    def description(self) -> str:
+        """A name for a code we do not know: its category's."""
+        kind = category(self).name.lower() if category(self) is not Category.UNDEFINED else ""
+        return f"{kind.capitalize() or 'Unknown'} error {self}"
+
+
+FspiopCode = ErrorCode | OtherCode
+_CODE = re.compile(r"[0-9]{4}")
+
+
+def parse_code(value: object) -> FspiopCode:
+    """Any 4-digit code as text: a listed one as its ``ErrorCode``, else an ``OtherCode``.
+    Anything else (5 digits, letters, a number instead of text) raises ``ValueError``."""
+    if isinstance(value, ErrorCode):
+        return value
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
+        raise ValueError("an FSPIOP error code is 4 digits")
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return OtherCode(value)
+
+
+def category(code: str) -> Category:
+    """The category of a (well-formed) code, by its first digit."""
+    try:
+        return Category(code[:1])
+    except ValueError:
+        return Category.UNDEFINED
+
+
+CodeField = Annotated[
+    FspiopCode,
+    PlainValidator(parse_code),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]{4}$"}),
+]
+
+
 class Message(BaseModel):
     model_config = ConfigDict(
         strict=True,
@@ -109,6 +184,9 @@ class Party(Message):
     party_identifier: Msisdn
     fsp_id: ParticipantId
     masked_name: Annotated[str, Field(min_length=1, max_length=64)]
+    # Our addition (optional, so FSPIOP's shape holds): the switch names the holder's
+    # provider as its registry does, for the payer's pages; absent, people see ``fspId``.
+    fsp_name: DisplayName | None = None
 
 
 class PartyLookupResult(Message):
@@ -187,6 +265,9 @@ class QuoteResponse(Message):
     payee_fee: Amount
     expiration: datetime
     ilp_condition: Condition
+    # Our addition (optional): the payee's provider by its display name in the switch's
+    # registry, set by the switch as it forwards the terms (whatever the payee wrote).
+    payee_fsp_name: DisplayName | None = None
 
     @model_validator(mode="after")
     def _adds_up(self) -> QuoteResponse:
@@ -237,7 +318,7 @@ class TransferFulfil(Message):
 
 
 class ErrorInformation(Message):
-    error_code: ErrorCode
+    error_code: CodeField
     error_description: Annotated[str, Field(min_length=1, max_length=128)]
 
 
@@ -247,7 +328,7 @@ class ErrorMessage(Message):
     error_information: ErrorInformation
 
 
-def error(code: ErrorCode, description: str | None = None) -> ErrorMessage:
+def error(code: FspiopCode, description: str | None = None) -> ErrorMessage:
     """The error body for ``code``; the description defaults to FSPIOP's name of the code."""
     return ErrorMessage(
         error_information=ErrorInformation(

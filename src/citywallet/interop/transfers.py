@@ -24,7 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from citywallet.interop.conditions import matches
-from citywallet.interop.messages import ErrorCode, TransferPrepare
+from citywallet.interop.messages import ErrorCode, FspiopCode, TransferPrepare
 
 
 class State(StrEnum):
@@ -101,7 +101,7 @@ class Reject:
 
     source: str
     transfer_id: str
-    code: ErrorCode
+    code: FspiopCode
     now: datetime
 
 
@@ -170,7 +170,7 @@ class SendError:
     """Send ``PUT /transfers/{id}/error`` with ``code``."""
 
     to: str
-    code: ErrorCode
+    code: FspiopCode
 
 
 Effect = (

@@ -53,6 +53,7 @@ class TransferLine:
     expires_at: int
     created_at: int
     resolved_at: int | None
+    counterparty_fsp_name: str  # its display name at the switch, else its id
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def _line(row: InteropTransfer) -> TransferLine:
         row.public_id, row.transfer_id, row.role, row.state, row.counterparty_fsp,
         _masked(row.counterparty_identifier), row.amount, row.payer_fee, row.payee_fee,
         row.error_code, row.expires_at, row.created_at, row.resolved_at,
+        row.counterparty_fsp_name or row.counterparty_fsp,
     )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ class PartyLookup(Base):
     identifier: Mapped[str] = mapped_column(String(32))  # MSISDN, national digits
     state: Mapped[str] = mapped_column(String(16))
     fsp_id: Mapped[str | None] = mapped_column(String(32))
+    fsp_name: Mapped[str | None] = mapped_column(String(100))  # the switch's display name
     masked_name: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(4))
     created_at: Mapped[int] = mapped_column(BigInteger)
@@ -50,6 +51,7 @@ class PayerQuote(Base):
     user_id: Mapped[str] = mapped_column(String(40))
     payee_identifier: Mapped[str] = mapped_column(String(32))
     payee_fsp: Mapped[str] = mapped_column(String(32))
+    payee_fsp_name: Mapped[str | None] = mapped_column(String(100))  # the switch's word
     masked_name: Mapped[str] = mapped_column(String(64))
     amount: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16))
@@ -108,6 +110,7 @@ class InteropTransfer(Base):
     role: Mapped[str] = mapped_column(String(8))
     user_id: Mapped[str] = mapped_column(String(40))
     counterparty_fsp: Mapped[str] = mapped_column(String(32))
+    counterparty_fsp_name: Mapped[str | None] = mapped_column(String(100))  # display name
     counterparty_identifier: Mapped[str] = mapped_column(String(64))
     counterparty_name: Mapped[str] = mapped_column(String(64))
     amount: Mapped[int] = mapped_column(BigInteger)  # what crosses the switch

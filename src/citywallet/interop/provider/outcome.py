@@ -15,7 +15,15 @@ from datetime import datetime
 from sqlalchemy import or_, select
 
 from citywallet.interop import conditions
-from citywallet.interop.messages import ErrorCode, SettlementNotice, TransferFulfil
+from citywallet.interop.messages import (
+    Category,
+    ErrorCode,
+    FspiopCode,
+    OtherCode,
+    SettlementNotice,
+    TransferFulfil,
+    category,
+)
 from citywallet.interop.provider.business import MERCHANT, BusinessPayee, BusinessPayer
 from citywallet.interop.provider.common import (
     SECOND_US,
@@ -56,6 +64,17 @@ _PAYER_FINAL = frozenset(
         ErrorCode.PAYEE_FSP_REJECTED_TRANSACTION, ErrorCode.PAYEE_UNSUPPORTED_CURRENCY,
     }
 )  # fmt: skip
+# A code we do not list ends the payer's transfer by its category: the switch, the payee's
+# provider or the payee refused (3xxx client/validation, 4xxx payer, 5xxx payee); a
+# communication or server error (1xxx, 2xxx) or an undefined category leaves it open.
+_PAYER_FINAL_CATEGORIES = frozenset({Category.CLIENT, Category.PAYER, Category.PAYEE})
+
+
+def ends_payer_transfer(code: FspiopCode) -> bool:
+    """Whether an error about the payer's prepare means it will never commit."""
+    if isinstance(code, OtherCode):
+        return category(code) in _PAYER_FINAL_CATEGORIES
+    return code in _PAYER_FINAL
 
 
 def _open_row(uow: UnitOfWork, transfer_id: str) -> InteropTransfer | None:
@@ -133,7 +152,7 @@ def on_error(
     uow: UnitOfWork,
     *,
     transfer_id: str,
-    code: ErrorCode,
+    code: FspiopCode,
     now: datetime,
     business: BusinessPayee | None = None,
     refunds: BusinessPayer | None = None,
@@ -149,7 +168,7 @@ def on_error(
     elif code is ErrorCode.TRANSFER_ID_NOT_FOUND and to_us(now) > row.expires_at:
         # The switch has no such transfer and can no longer take its prepare.
         _resolve(uow, row, "ABORTED", code.value, business, refunds)
-    elif row.role == "payer" and code in _PAYER_FINAL:
+    elif row.role == "payer" and ends_payer_transfer(code):
         _resolve(uow, row, "ABORTED", code.value, business, refunds)
     else:
         log.info("interop error leaves the transfer open", transfer_id=transfer_id, code=code)

@@ -81,10 +81,17 @@ class InteropTransferNotFound(NotFound):
 
 @dataclass(frozen=True)
 class PartyView:
-    """Who holds a number: the provider and the masked real name."""
+    """Who holds a number: the provider (its id, and its display name if the switch gave
+    one) and the masked real name."""
 
     participant: str
     masked_name: str
+    participant_name: str | None = None
+
+
+def provider_name(participant: str, name: str | None) -> str:
+    """What people see of another provider: its display name, else its participant id."""
+    return name or participant
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,7 @@ class QuoteView:
     total: int
     currency: str
     expires_at: int
+    participant_name: str  # the display name, else the participant id
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class InteropTransferView:
     error_code: str | None
     created_at: int
     resolved_at: int | None
+    participant_name: str  # the display name, else the participant id
 
 
 # --- discovery ----------------------------------------------------------------------------
@@ -156,7 +165,7 @@ def lookup_state(uow: UnitOfWork, *, lookup_id: int) -> tuple[Waiting, PartyView
     assert row is not None
     found = None
     if row.state == "found" and row.fsp_id and row.masked_name:
-        found = PartyView(row.fsp_id, row.masked_name)
+        found = PartyView(row.fsp_id, row.masked_name, row.fsp_name)
     return Waiting(row.state, row.error_code), found
 
 
@@ -168,7 +177,7 @@ def on_party(
     if result is not None:
         values |= {
             "state": "found", "fsp_id": result.party.fsp_id,
-            "masked_name": result.party.masked_name,
+            "masked_name": result.party.masked_name, "fsp_name": result.party.fsp_name,
         }  # fmt: skip
     else:
         values |= {"state": "not_found", "error_code": code}
@@ -198,7 +207,7 @@ def recent_party(uow: UnitOfWork, *, phone: str) -> PartyView | None:
     )
     if row is None or not row.fsp_id or not row.masked_name:
         return None
-    return PartyView(row.fsp_id, row.masked_name)
+    return PartyView(row.fsp_id, row.masked_name, row.fsp_name)
 
 
 # --- agreement ----------------------------------------------------------------------------
@@ -228,6 +237,7 @@ def start_quote(
     return _ask_quote(
         uow, user_id=user_id, payer=_resident(uow, user_id, settings, encryptor), payee=payee,
         masked_name=party.masked_name, amount=amount, settings=settings, now=now,
+        fsp_name=party.participant_name,
     )  # fmt: skip
 
 
@@ -310,8 +320,10 @@ def _ask_quote(
     now: datetime,
     qr_payload: str | None = None,
     public_id: str | None = None,
+    fsp_name: str | None = None,
 ) -> str:
-    """The quote row and its ``POST /quotes``, in one transaction."""
+    """The quote row and its ``POST /quotes``, in one transaction (``fsp_name``: the
+    payee's provider's display name, if a lookup gave it; the terms may give it later)."""
     request = QuoteRequest(
         quote_id=new_uuid(),
         transaction_id=new_uuid(),
@@ -329,8 +341,8 @@ def _ask_quote(
         PayerQuote(
             public_id=public_id, quote_id=request.quote_id, user_id=user_id,
             payee_identifier=request.payee.party_identifier, payee_fsp=party.participant,
-            masked_name=party.masked_name, amount=amount, state="waiting", created_at=moment,
-            updated_at=moment,
+            payee_fsp_name=fsp_name, masked_name=party.masked_name, amount=amount,
+            state="waiting", created_at=moment, updated_at=moment,
         )
     )  # fmt: skip
     uow.session.flush()
@@ -361,6 +373,7 @@ def quote_state(
         view = QuoteView(
             row.public_id, row.payee_fsp, row.masked_name, row.transfer_amount, row.payer_fee,
             row.transfer_amount + row.payer_fee, CURRENCY, row.expires_at,
+            provider_name(row.payee_fsp, row.payee_fsp_name),
         )  # fmt: skip
     return Waiting(row.state, row.error_code), view
 
@@ -393,6 +406,8 @@ def on_quote(
         row.payee_fee = response.payee_fee.amount
         row.condition = response.ilp_condition
         row.expires_at = to_us(response.expiration)
+        if response.payee_fsp_name:  # the switch's registry names the payee's provider
+            row.payee_fsp_name = response.payee_fsp_name
     else:  # refused, or terms for another amount than we asked
         row.state = "failed"
         row.error_code = code or ErrorCode.GENERIC_VALIDATION_ERROR.value
@@ -542,7 +557,8 @@ def send_transfer(
         currency=CURRENCY,
         status="processing",
         transfer_ids=[h.id for h in holds],
-        counterparty_label=f"{quote.masked_name} ({quote.payee_fsp})",
+        counterparty_label=f"{quote.masked_name} "
+        f"({provider_name(quote.payee_fsp, quote.payee_fsp_name)})",
         note=clean_note,
         reference=transfer_id,
     )
@@ -576,6 +592,7 @@ def _prepare(
         role="payer",
         user_id=user_id,
         counterparty_fsp=quote.payee_fsp,
+        counterparty_fsp_name=quote.payee_fsp_name,
         counterparty_identifier=quote.payee_identifier,
         counterparty_name=quote.masked_name,
         amount=quote.transfer_amount,
@@ -609,6 +626,7 @@ def view_of(row: InteropTransfer) -> InteropTransferView:
         row.public_id, row.transfer_id, row.role, PUBLIC_STATE[row.state], row.counterparty_fsp,
         row.counterparty_name, row.amount, row.payer_fee, CURRENCY, row.note, row.error_code,
         row.created_at, row.resolved_at,
+        provider_name(row.counterparty_fsp, row.counterparty_fsp_name),
     )  # fmt: skip
 
 

@@ -6,21 +6,31 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from citywallet.interop.provider.payer import InteropTransferView, PartyView, QuoteView
+from citywallet.interop.provider.payer import (
+    InteropTransferView,
+    PartyView,
+    QuoteView,
+    provider_name,
+)
 from citywallet.platform.clock import to_datetime
 from citywallet.wallet.schemas import AmountField, CurrencyField, PinField, Strict
 from citywallet.wallet.transfers import NOTE_MAX
 
 
 class PartyPublic(BaseModel):
-    """Who holds a mobile number at another provider."""
+    """Who holds a mobile number at another provider (``participant_name``: the provider as
+    people should see it, its display name at the switch or else its participant id)."""
 
     participant: str
     masked_name: str
+    participant_name: str
 
     @classmethod
     def of(cls, view: PartyView) -> PartyPublic:
-        return cls(participant=view.participant, masked_name=view.masked_name)
+        return cls(
+            participant=view.participant, masked_name=view.masked_name,
+            participant_name=provider_name(view.participant, view.participant_name),
+        )  # fmt: skip
 
 
 class QuoteCreate(Strict):
@@ -36,6 +46,7 @@ class QuotePublic(BaseModel):
 
     quote_id: str
     participant: str
+    participant_name: str
     masked_name: str
     amount: int
     payer_fee: int
@@ -46,7 +57,8 @@ class QuotePublic(BaseModel):
     @classmethod
     def of(cls, view: QuoteView) -> QuotePublic:
         return cls(
-            quote_id=view.quote_id, participant=view.participant, masked_name=view.masked_name,
+            quote_id=view.quote_id, participant=view.participant,
+            participant_name=view.participant_name, masked_name=view.masked_name,
             amount=view.amount, payer_fee=view.payer_fee, total=view.total,
             currency=view.currency, expires_at=to_datetime(view.expires_at),
         )  # fmt: skip
@@ -68,6 +80,7 @@ class InteropTransferPublic(BaseModel):
     role: str
     state: str
     participant: str
+    participant_name: str
     masked_name: str
     amount: int
     payer_fee: int
@@ -81,7 +94,8 @@ class InteropTransferPublic(BaseModel):
     def of(cls, view: InteropTransferView) -> InteropTransferPublic:
         return cls(
             id=view.id, switch_transfer_id=view.switch_transfer_id, role=view.role,
-            state=view.state, participant=view.participant, masked_name=view.masked_name,
+            state=view.state, participant=view.participant,
+            participant_name=view.participant_name, masked_name=view.masked_name,
             amount=view.amount, payer_fee=view.payer_fee, currency=view.currency,
             note=view.note, error_code=view.error_code, created_at=to_datetime(view.created_at),
             resolved_at=None if view.resolved_at is None else to_datetime(view.resolved_at),

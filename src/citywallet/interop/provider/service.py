@@ -43,6 +43,7 @@ from citywallet.interop.provider.payer import (
     start_quote,
     transfer_for_key,
 )
+from citywallet.interop.provider.retention import purge_all, purge_transient
 from citywallet.interop.provider.waiting import party_key, quote_key, transfer_key, wait_for
 
 __all__ = [
@@ -77,6 +78,8 @@ __all__ = [
     "overview",
     "party_key",
     "payee_fees",
+    "purge_all",
+    "purge_transient",
     "quote_key",
     "quote_state",
     "recent_party",

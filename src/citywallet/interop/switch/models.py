@@ -56,6 +56,7 @@ class Quote(Base):
     answer forwarded (terms or refusal) to send the payer again on a resent request."""
 
     __tablename__ = "switch_quotes"
+    __table_args__ = (Index("ix_switch_quotes_created", "created_at"),)  # the daily purge
 
     quote_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     payer: Mapped[str] = mapped_column(String(32))

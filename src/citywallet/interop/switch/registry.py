@@ -288,6 +288,12 @@ class AliasView:
     masked_name: str
 
 
+def display_name(uow: UnitOfWork, fsp_id: str) -> str | None:
+    """A participant's display name as registered (``None``: unknown participant)."""
+    name = uow.session.scalar(select(Participant.name).where(Participant.id == fsp_id))
+    return name or None
+
+
 def lookup_alias(uow: UnitOfWork, *, id_type: str, identifier: str) -> AliasView | None:
     """Who holds the alias, if an active participant does."""
     row = uow.session.execute(

@@ -74,7 +74,10 @@ def lookup_party(uow: UnitOfWork, *, source: str, id_type: str, identifier: str)
     if found is None or id_type != "MSISDN":  # merchants are named by their QR, not looked up
         send_to(uow, source, "PUT", path + "/error", error(ErrorCode.PARTY_NOT_FOUND))
         return
-    party = Party(party_identifier=identifier, fsp_id=found.fsp_id, masked_name=found.masked_name)
+    party = Party(
+        party_identifier=identifier, fsp_id=found.fsp_id, masked_name=found.masked_name,
+        fsp_name=registry.display_name(uow, found.fsp_id),
+    )  # fmt: skip
     send_to(uow, source, "PUT", path, PartyLookupResult(party=party))
 
 
@@ -150,7 +153,8 @@ def answer_quote(
     row.state, row.answer_digest, row.updated_at = "ANSWERED", digest, micros(now)
     row.answer = response.wire().decode("utf-8")
     uow.session.flush()
-    send_to(uow, row.payer, "PUT", path, response)
+    named = {"payee_fsp_name": registry.display_name(uow, row.payee)}  # the registry's word
+    send_to(uow, row.payer, "PUT", path, response.model_copy(update=named))
 
 
 def quote_error(
