@@ -150,11 +150,13 @@ def answer_quote(
         if row.answer_digest != digest:
             send_to(uow, source, "PUT", path + "/error", error(ErrorCode.MODIFIED_REQUEST))
         return
+    named = response.model_copy(  # the registry's word on the payee's name, not the payee's
+        update={"payee_fsp_name": registry.display_name(uow, row.payee)}
+    )
     row.state, row.answer_digest, row.updated_at = "ANSWERED", digest, micros(now)
-    row.answer = response.wire().decode("utf-8")
+    row.answer = named.wire().decode("utf-8")  # a resent request gets exactly this again
     uow.session.flush()
-    named = {"payee_fsp_name": registry.display_name(uow, row.payee)}  # the registry's word
-    send_to(uow, row.payer, "PUT", path, response.model_copy(update=named))
+    send_to(uow, row.payer, "PUT", path, named)
 
 
 def quote_error(

@@ -1,9 +1,9 @@
 """Interop: providers' display names on lookups, quotes and transfers; the switch's quote
 purge index
 
-Revision ID: 0015
-Revises: 0014
-Create Date: 2026-12-09 10:00:00.000000
+Revision ID: 0016
+Revises: 0015
+Create Date: 2026-12-07 19:40:00.000000
 
 The switch names each participant by its registry's display name in a party lookup's answer
 and a quote's terms; the payer's provider keeps it beside the participant id (shown to
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0014"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
