@@ -128,6 +128,27 @@ def test_payee_happy_path_credits_once(
     assert_ledger_clean(db)
 
 
+def test_the_payees_line_names_the_paying_provider_as_the_switch_does(
+    client: TestClient, runtime: Runtime, fake: FakeSwitch
+) -> None:
+    bob = Person(client, 2, card_ending=None)
+    _, terms = _quote(fake, runtime.db, bob.phone, 1_200)
+    prepare = _prepare(terms["ilpCondition"], 1_200).model_copy(
+        update={"payer_fsp_name": "乙钱包 Provider B"}
+    )
+    assert fake.send("POST", "/transfers", prepare).status_code == 202
+    line = bob.get("/v1/wallet/transactions").json()["items"][0]
+    assert (line["kind"], line["reference"]) == ("transfer_in", prepare.transfer_id)
+    assert line["counterparty_label"] == "乙钱包 Provider B"
+    # without a name (an older switch) the participant id, as before
+    _, terms = _quote(fake, runtime.db, bob.phone, 300)
+    plain = _prepare(terms["ilpCondition"], 300)
+    assert fake.send("POST", "/transfers", plain).status_code == 202
+    line = bob.get("/v1/wallet/transactions").json()["items"][0]
+    assert (line["reference"], line["counterparty_label"]) == (plain.transfer_id, OTHER)
+    assert_ledger_clean(runtime.db)
+
+
 def test_payee_expiry_voids_and_late_commit_changes_nothing(
     client: TestClient, runtime: Runtime, fake: FakeSwitch
 ) -> None:

@@ -1,6 +1,7 @@
 """The switch names participants by their registry's display name, on SQLite and PostgreSQL:
 in a party lookup's answer (``fspName``) and in the quote terms it forwards to the payer
-(``payeeFspName``, whatever the payee's provider wrote there)."""
+(``payeeFspName``, whatever the payee's provider wrote there), and the payer's provider in
+the prepare it forwards to the payee (``payerFspName``, whatever the payer wrote)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.switch_support import (
     KEYS,
     add_participants,
     call,
+    new_prepare,
     outbox,
     public_b64,
     switch_runtime,
@@ -64,3 +66,13 @@ def test_lookups_and_terms_name_the_payees_provider(client: TestClient, db: Data
     assert (back.to, back.path) == ("provider-a", quote)
     assert back.body["payeeFspName"] == "乙钱包 Provider B"
     assert back.body["ilpCondition"] == answer.ilp_condition
+
+
+def test_a_forwarded_prepare_names_the_payers_provider(client: TestClient, db: Database) -> None:
+    prepare, _ = new_prepare(10_000)
+    claimed = prepare.model_copy(update={"payer_fsp_name": "A name of my own choosing"})
+    sent = call(client, "POST", "/transfers", claimed, destination="provider-b")
+    assert sent.status_code == 202
+    [forwarded] = [m for m in outbox(db) if (m.to, m.path) == ("provider-b", "/transfers")]
+    assert forwarded.body["payerFspName"] == "PROVIDER-A"  # the registry's word, not the payer's
+    assert forwarded.body["transferId"] == prepare.transfer_id

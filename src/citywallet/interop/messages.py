@@ -287,6 +287,9 @@ class TransferPrepare(Message):
     amount: Amount
     ilp_condition: Condition
     expiration: datetime
+    # Our extension: the payer's provider as the switch's registry names it, set by the
+    # switch when it forwards the prepare (whatever the payer wrote), for the payee's receipt.
+    payer_fsp_name: DisplayName | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> TransferPrepare:

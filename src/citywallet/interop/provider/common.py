@@ -72,6 +72,11 @@ def send(
     )
 
 
+def provider_name(participant: str, name: str | None) -> str:
+    """What people see of another provider: its display name, else its participant id."""
+    return name or participant
+
+
 def msisdn(phone: str) -> str:
     """The MSISDN alias of a mainland mobile number: its 11 national digits
     (``invalid_phone`` for anything else)."""

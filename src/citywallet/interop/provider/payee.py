@@ -32,6 +32,7 @@ from citywallet.interop.provider.business import MERCHANT, BusinessPayee
 from citywallet.interop.provider.common import (
     interop_account,
     msisdn,
+    provider_name,
     require_on_books,
     send,
     to_us,
@@ -335,6 +336,7 @@ def on_prepare(
             role="payee",
             user_id=quote.user_id,
             counterparty_fsp=prepare.payer_fsp,
+            counterparty_fsp_name=prepare.payer_fsp_name,
             counterparty_identifier="",
             counterparty_name="",
             amount=quote.transfer_amount,
@@ -358,7 +360,7 @@ def on_prepare(
         currency=CURRENCY,
         status="processing",
         transfer_ids=[h.id for h in holds],
-        counterparty_label=f"{prepare.payer_fsp}",
+        counterparty_label=provider_name(prepare.payer_fsp, prepare.payer_fsp_name),
         note=MOVE_NOTE if moving_in else "",
         reference=prepare.transfer_id,
     )
@@ -419,6 +421,7 @@ def _prepare_business(
             role="payee",
             user_id=MERCHANT,
             counterparty_fsp=prepare.payer_fsp,
+            counterparty_fsp_name=prepare.payer_fsp_name,
             counterparty_identifier="",
             counterparty_name=quote.identifier,  # the merchant paid, for the operator's lists
             amount=quote.transfer_amount,

@@ -34,6 +34,7 @@ from citywallet.interop.provider.common import (
     interop_account,
     msisdn,
     new_uuid,
+    provider_name,
     require_configured,
     send,
     to_us,
@@ -87,11 +88,6 @@ class PartyView:
     participant: str
     masked_name: str
     participant_name: str | None = None
-
-
-def provider_name(participant: str, name: str | None) -> str:
-    """What people see of another provider: its display name, else its participant id."""
-    return name or participant
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from citywallet.interop.provider.payer import (
-    InteropTransferView,
-    PartyView,
-    QuoteView,
-    provider_name,
-)
+from citywallet.interop.provider.common import provider_name
+from citywallet.interop.provider.payer import InteropTransferView, PartyView, QuoteView
 from citywallet.platform.clock import to_datetime
 from citywallet.wallet.schemas import AmountField, CurrencyField, PinField, Strict
 from citywallet.wallet.transfers import NOTE_MAX

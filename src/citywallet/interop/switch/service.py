@@ -274,7 +274,8 @@ def _apply(
             payer = lock_positions(uow, {effect.participant})[effect.participant]
             store_position(payer, positions.release(position_of(payer), effect.amount))
         elif isinstance(effect, transfers.ForwardPrepare):
-            send_to(uow, effect.to, "POST", "/transfers", record.prepare)
+            named = {"payer_fsp_name": registry.display_name(uow, record.prepare.payer_fsp)}
+            send_to(uow, effect.to, "POST", "/transfers", record.prepare.model_copy(update=named))
         elif isinstance(effect, transfers.NotifyState):
             state = _wire_state(effect.state)
             done = row.completed_at if row.completed_at is not None else moment
