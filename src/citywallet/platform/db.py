@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
+_JITTER = random.Random()  # noqa: S311 - retry jitter, not a secret; the global one is left alone
 
 # An integer primary key that is BIGINT on PostgreSQL and the rowid alias on SQLite.
 BigId = (
@@ -316,7 +317,7 @@ def died_before_any_statement(exc: DBAPIError, ran: list[bool] | None) -> bool:
 
 def back_off(attempt: int) -> None:
     """Sleep a random, growing while before retrying a conflicted transaction."""
-    time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311 (jitter, not a secret)
+    time.sleep(min(0.2, 0.002 * 2**attempt) * _JITTER.random())
 
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected

@@ -35,6 +35,8 @@ MAX_DELAY_SECONDS = 3600.0
 CLAIM_SECONDS = 60
 
 log = structlog.get_logger(__name__)
+# Spreading retries, not security (S311); its own generator leaves the global one alone.
+_JITTER = random.Random()  # noqa: S311
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def backoff_us(
 ) -> int:
     """Delay before retry number ``attempt`` (1-based): doubling, capped, plus up to ``jitter``×."""
     delay = min(cap_seconds, base_seconds * 2 ** max(0, attempt - 1))
-    delay *= 1 + jitter * random.random()  # noqa: S311 — spreading retries, not security
+    delay *= 1 + jitter * _JITTER.random()
     return int(delay * SECOND_US)
 
 
