@@ -33,8 +33,11 @@ from citywallet.interop.messages import (
     TransferFulfil,
     error,
 )
+from citywallet.interop.transport import Courier, Sender
 from citywallet.platform.config import Settings
 from citywallet.platform.db import Database
+from citywallet.runtime import Runtime
+from tests.ledger_checks import test_encryptor
 from tests.wallet_support import wallet_settings
 
 ME = "provider-a"
@@ -62,6 +65,17 @@ def interop_settings(tmp_path: Path, db: Database, **overrides: object) -> Setti
     }
     values.update(overrides)
     return wallet_settings(tmp_path, db, **values)
+
+
+def connected_runtime(
+    db: Database, tmp_path: Path, fake: FakeSwitch, **overrides: object
+) -> Runtime:
+    """A runtime connected as ``provider-a`` whose courier sends to ``fake``."""
+    runtime = Runtime(interop_settings(tmp_path, db, **overrides), db, test_encryptor())
+    runtime.__dict__["interop_courier"] = Courier(
+        db, Sender(runtime.interop_key, transport=fake.transport()), poll=0.05
+    )
+    return runtime
 
 
 def signed(method: str, path: str, body: bytes, *, key: Ed25519PrivateKey = SWITCH_KEY,

@@ -17,20 +17,19 @@ from httpx2 import Response
 from citywallet.api import interop as interop_api
 from citywallet.api.app import create_app
 from citywallet.interop.messages import ErrorCode, error
-from citywallet.interop.transport import Courier, Sender
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
 from tests.interop_support import (
     ME,
     OTHER,
     FakeSwitch,
+    connected_runtime,
     eventually,
-    interop_settings,
     new_quote,
     outbox,
     signed,
 )
-from tests.ledger_checks import assert_ledger_clean, test_encryptor
+from tests.ledger_checks import assert_ledger_clean
 from tests.wallet_support import PIN, Person, balance, count, platform_balance
 
 YUAN = 100
@@ -44,10 +43,7 @@ def fake() -> FakeSwitch:
 
 @pytest.fixture
 def runtime(db: Database, tmp_path: Path, fake: FakeSwitch) -> Runtime:
-    runtime = Runtime(interop_settings(tmp_path, db), db, test_encryptor())
-    courier = Courier(db, Sender(runtime.interop_key, transport=fake.transport()), poll=0.05)
-    runtime.__dict__["interop_courier"] = courier
-    return runtime
+    return connected_runtime(db, tmp_path, fake)
 
 
 @pytest.fixture
@@ -302,11 +298,7 @@ def test_lookups_that_reach_the_switch_are_limited_per_resident(
     db: Database, tmp_path: Path, fake: FakeSwitch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(interop_api, "WAIT_SECONDS", 30.0)
-    runtime = Runtime(
-        interop_settings(tmp_path, db, interop_lookups_per_hour=2), db, test_encryptor()
-    )
-    courier = Courier(db, Sender(runtime.interop_key, transport=fake.transport()), poll=0.05)
-    runtime.__dict__["interop_courier"] = courier
+    runtime = connected_runtime(db, tmp_path, fake, interop_lookups_per_hour=2)
     with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
         fake.client = client
         alice, bob = Person(client, 1, card_ending=None), Person(client, 2, card_ending=None)

@@ -27,13 +27,12 @@ from citywallet.interop.messages import (
     error,
 )
 from citywallet.interop.provider import service as interop
-from citywallet.interop.transport import Courier, Sender
 from citywallet.merchant import emv
 from citywallet.merchant.rules import fee_for
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
-from tests.interop_support import ME, OTHER, FakeSwitch, interop_settings, outbox
-from tests.ledger_checks import assert_ledger_clean, test_encryptor
+from tests.interop_support import ME, OTHER, FakeSwitch, connected_runtime, outbox
+from tests.ledger_checks import assert_ledger_clean
 from tests.merchant_support import ShopOwner, merchant_row
 from tests.wallet_support import PIN, Person, balance, count, platform_balance
 
@@ -50,10 +49,7 @@ def fake() -> FakeSwitch:
 
 @pytest.fixture
 def runtime(db: Database, tmp_path: Path, fake: FakeSwitch) -> Runtime:
-    runtime = Runtime(interop_settings(tmp_path, db), db, test_encryptor())
-    courier = Courier(db, Sender(runtime.interop_key, transport=fake.transport()), poll=0.05)
-    runtime.__dict__["interop_courier"] = courier
-    return runtime
+    return connected_runtime(db, tmp_path, fake)
 
 
 @pytest.fixture

@@ -51,8 +51,8 @@ from citywallet.interop.cells import (
     refund_across,
 )
 from citywallet.interop.faultproxy import FaultRates
-from citywallet.ledger.types import AccountCode
 from citywallet.merchant.rules import fee_for
+from tests.cells_support import interop_account, settle
 from tests.conftest import PG_ADMIN_URL
 
 TRANSFER_SECONDS = 10  # each transfer's expiry: short, so the waits below stay short
@@ -443,20 +443,6 @@ def _merchant_balance(cell_url: str, merchant: Merchant) -> tuple[int, int, int]
     return int(balance["receivable"]), int(balance["in_settlement"]), int(rate)
 
 
-def _interop_account(engine: Engine) -> tuple[int, int, int, int]:
-    """The INTEROP_SETTLEMENT account's (debits_pending, debits_posted, credits_pending,
-    credits_posted); zeros when the cell never touched it."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT debits_pending, debits_posted, credits_pending, credits_posted "
-                "FROM ledger_accounts WHERE code = :code"
-            ),
-            {"code": int(AccountCode.INTEROP_SETTLEMENT)},
-        ).first()
-    return (0, 0, 0, 0) if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
-
-
 def _pending_holds(engine: Engine) -> int:
     """Every ledger account's pending debits and credits, summed: no hold left anywhere."""
     with engine.connect() as conn:
@@ -502,7 +488,7 @@ def _check_everything(h: Harness, sent: list[Sent], qr: list[QrSent]) -> Sides:
     _check_webhooks(h)
     # no hold left behind, books intact
     for cell in h.cells.cells:
-        pending = _interop_account(h.engines[cell.id])
+        pending = interop_account(h.engines[cell.id])
         assert (pending[0], pending[2]) == (0, 0), (cell.id, pending)
         assert _pending_holds(h.engines[cell.id]) == 0, cell.id
     with ThreadPoolExecutor(len(h.cells.cells)) as pool:
@@ -645,39 +631,6 @@ def _check_webhooks(h: Harness, seconds: float = 30.0) -> None:
     assert all(len(ids) == 1 for ids in delivered.values()), "one object, two events"
 
 
-def _settle(h: Harness) -> None:
-    """Close the switch's window; its nets sum to zero and every cell posts its own, leaving
-    INTEROP_SETTLEMENT at zero."""
-    h.cells.cli(None, "switch", "windows", "close")
-    with h.engines["switch"].connect() as conn:
-        window_id, report = conn.execute(
-            text(
-                "SELECT id, report FROM switch_windows WHERE state = 'CLOSED' "
-                "ORDER BY closed_at DESC LIMIT 1"
-            )
-        ).one()
-    nets = json.loads(report)["positions"]
-    assert sum(nets.values()) == 0
-    deadline = time.monotonic() + 30
-    for cell in h.cells.cells:
-        if cell.id not in nets:
-            continue
-        while True:
-            with h.engines[cell.id].connect() as conn:
-                net = conn.execute(
-                    text("SELECT net_amount FROM interop_settlement_windows WHERE window_id = :w"),
-                    {"w": window_id},
-                ).scalar()
-            if net is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        assert net == nets[cell.id], (cell.id, net, nets)
-    for cell in h.cells.cells:
-        d_pending, d_posted, c_pending, c_posted = _interop_account(h.engines[cell.id])
-        assert (d_pending, c_pending) == (0, 0)
-        assert d_posted == c_posted, (cell.id, d_posted, c_posted)
-
-
 def _only_timeouts_before_the_transfer(sent: list[Sent], qr: list[QrSent], *, at_most: int) -> None:
     """A payment may fail only where no money moves yet: its lookup or quote got no answer in
     time, three times over (a loaded machine, lost messages, the switch down); of two
@@ -725,7 +678,7 @@ def test_random_cross_provider_transfers_through_faults_end_final_and_balanced(
         counts.update(proxy.snapshot())
     for fate in ("dropped_requests", "dropped_responses", "duplicated", "delayed"):
         assert counts[fate] > 0, counts
-    _settle(harness)
+    settle(harness.cells, harness.engines)
 
 
 def test_the_same_with_the_switch_killed_and_restarted_mid_run(harness: Harness) -> None:
@@ -746,4 +699,4 @@ def test_the_same_with_the_switch_killed_and_restarted_mid_run(harness: Harness)
     assert killed == [-9]  # SIGKILL: nothing flushed, nothing said goodbye
     _only_timeouts_before_the_transfer(sent, qr, at_most=(len(sent) + len(qr)) // 2)
     _check_everything(harness, sent, qr)
-    _settle(harness)
+    settle(harness.cells, harness.engines)

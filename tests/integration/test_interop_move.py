@@ -21,7 +21,6 @@ from citywallet.api.app import create_app
 from citywallet.interop.messages import ErrorCode, error
 from citywallet.interop.moves import MoveAnswer, MovePackage
 from citywallet.interop.provider import moving
-from citywallet.interop.transport import Courier, Sender
 from citywallet.platform.db import Database
 from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
@@ -29,12 +28,12 @@ from tests.interop_support import (
     ME,
     OTHER,
     FakeSwitch,
+    connected_runtime,
     eventually,
-    interop_settings,
     outbox,
     sent,
 )
-from tests.ledger_checks import assert_ledger_clean, test_encryptor
+from tests.ledger_checks import assert_ledger_clean
 from tests.wallet_support import PASSWORD, PIN, Person, balance, count
 from tests.web.test_app_account_pages import token_of
 
@@ -46,11 +45,7 @@ def fake() -> FakeSwitch:
 
 @pytest.fixture
 def runtime(db: Database, tmp_path: Path, fake: FakeSwitch) -> Runtime:
-    runtime = Runtime(interop_settings(tmp_path, db), db, test_encryptor())
-    runtime.__dict__["interop_courier"] = Courier(
-        db, Sender(runtime.interop_key, transport=fake.transport()), poll=0.05
-    )
-    return runtime
+    return connected_runtime(db, tmp_path, fake)
 
 
 @pytest.fixture

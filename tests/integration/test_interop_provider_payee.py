@@ -26,11 +26,17 @@ from citywallet.interop.messages import (
     error,
 )
 from citywallet.interop.provider import service as interop
-from citywallet.interop.transport import Courier, Sender
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
-from tests.interop_support import ME, OTHER, FakeSwitch, interop_settings, new_quote, outbox
-from tests.ledger_checks import assert_ledger_clean, test_encryptor
+from tests.interop_support import (
+    ME,
+    OTHER,
+    FakeSwitch,
+    connected_runtime,
+    new_quote,
+    outbox,
+)
+from tests.ledger_checks import assert_ledger_clean
 from tests.wallet_support import Person, balance, count, platform_balance
 
 INTEROP = "platform:interop_settlement"
@@ -44,11 +50,7 @@ def fake() -> FakeSwitch:
 
 @pytest.fixture
 def runtime(db: Database, tmp_path: Path, fake: FakeSwitch) -> Runtime:
-    runtime = Runtime(interop_settings(tmp_path, db), db, test_encryptor())
-    runtime.__dict__["interop_courier"] = Courier(
-        db, Sender(runtime.interop_key, transport=fake.transport()), poll=0.05
-    )
-    return runtime
+    return connected_runtime(db, tmp_path, fake)
 
 
 @pytest.fixture

@@ -19,11 +19,10 @@ from citywallet.api.app import create_app
 from citywallet.interop import conditions
 from citywallet.interop.messages import ErrorCode, TransferFulfil, error
 from citywallet.interop.provider import service as interop
-from citywallet.interop.transport import Courier, Sender
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
-from tests.interop_support import OTHER, FakeSwitch, interop_settings, outbox
-from tests.ledger_checks import assert_ledger_clean, test_encryptor
+from tests.interop_support import OTHER, FakeSwitch, connected_runtime, outbox
+from tests.ledger_checks import assert_ledger_clean
 from tests.wallet_support import PIN, Person, balance
 
 FAR_PHONE = "13700137001"
@@ -36,11 +35,7 @@ def fake() -> FakeSwitch:
 
 @pytest.fixture
 def runtime(db: Database, tmp_path: Path, fake: FakeSwitch) -> Runtime:
-    runtime = Runtime(interop_settings(tmp_path, db), db, test_encryptor())
-    runtime.__dict__["interop_courier"] = Courier(
-        db, Sender(runtime.interop_key, transport=fake.transport()), poll=0.05
-    )
-    return runtime
+    return connected_runtime(db, tmp_path, fake)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 
 from citywallet.identity.service import close_account, verify_pin
 from citywallet.ledger import service as ledger
+from citywallet.ledger.service import AccountView
 from citywallet.money import Money
 from citywallet.platform.clock import now_us
 from citywallet.platform.crypto import Encryptor
@@ -109,6 +110,26 @@ def closed_among(uow: UnitOfWork, *, user_ids: Sequence[str]) -> set[str]:
     return {str(user_id) for user_id, closed_at in rows if closed_at is not None}
 
 
+def settled(
+    uow: UnitOfWork, *, user_id: str, account: int, pending: str, packets: str
+) -> AccountView:
+    """The resident's wallet ``account`` (locked by the caller), or a refusal while money
+    is on its way in or out (``pending``) or a red packet they sent is open (``packets``,
+    ``{n}`` the count): what closing and moving a wallet both wait for."""
+    view = ledger.get_account(uow, account_id=account)
+    assert view is not None
+    if view.debits_pending or view.credits_pending:
+        raise WalletHasPending(
+            pending, pending_incoming=view.credits_pending, pending_outgoing=view.debits_pending
+        )
+    # redpacket builds on wallet, so it is imported here, where closing asks it
+    from citywallet.redpacket.service import open_packets_count
+
+    if count := open_packets_count(uow, user_id=user_id):
+        raise WalletHasOpenRedPackets(packets.format(n=count), open_red_packets=count)
+    return view
+
+
 def close_wallet(
     uow: UnitOfWork,
     *,
@@ -127,24 +148,13 @@ def close_wallet(
     active_user(uow, user_id)
     moment = now if now is not None else now_us()
     wallet_account = accounts.lock_wallets(uow, user_ids=[user_id])[user_id]
-    view = ledger.get_account(uow, account_id=wallet_account)
-    assert view is not None
-    if view.debits_pending or view.credits_pending:
-        raise WalletHasPending(
-            "A top-up or withdrawal is still waiting for the bank; close the wallet once "
-            "it is settled.",
-            pending_incoming=view.credits_pending,
-            pending_outgoing=view.debits_pending,
-        )
-    # redpacket builds on wallet, so it is imported here, where closing asks it
-    from citywallet.redpacket.service import open_packets_count
-
-    if packets := open_packets_count(uow, user_id=user_id):
-        raise WalletHasOpenRedPackets(
-            f"{packets} red packet(s) you sent are not all claimed yet; their unclaimed "
-            "shares come back to this wallet within 24 hours. Close the wallet after that.",
-            open_red_packets=packets,
-        )
+    view = settled(
+        uow, user_id=user_id, account=wallet_account,
+        pending="A top-up or withdrawal is still waiting for the bank; close the wallet once "
+        "it is settled.",
+        packets="{n} red packet(s) you sent are not all claimed yet; their unclaimed shares "
+        "come back to this wallet within 24 hours. Close the wallet after that.",
+    )  # fmt: skip
     if view.balance:
         raise WalletNotEmpty(
             f"The wallet still holds {Money(view.balance)}: withdraw it to your bank card "

@@ -29,7 +29,7 @@ from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict
 from citywallet.wallet import accounts
 from citywallet.wallet.cards import card_lookup_hash, card_number
-from citywallet.wallet.closure import WalletHasOpenRedPackets, WalletHasPending
+from citywallet.wallet.closure import WalletHasPending, settled
 from citywallet.wallet.history import KINDS
 from citywallet.wallet.models import (
     Activity,
@@ -91,24 +91,14 @@ class WalletExport:
 def move_blockers(uow: UnitOfWork, *, user_id: str) -> int:
     """Lock the wallet and refuse a move while anything is unfinished; returns the balance
     that will move (the wallet opened if it never was: balance 0)."""
-    from citywallet.redpacket.service import open_packets_count  # redpacket builds on wallet
-
     account = accounts.ensure_wallet(uow, user_id=user_id)
     accounts.lock_wallets(uow, user_ids=[user_id])
-    view = ledger.get_account(uow, account_id=account)
-    assert view is not None
-    if view.debits_pending or view.credits_pending:
-        raise WalletHasPending(
-            "Money is on its way in or out of this wallet (a top-up, a withdrawal or a "
-            "transfer through the switch); move it once that is settled.",
-            pending_incoming=view.credits_pending,
-            pending_outgoing=view.debits_pending,
-        )
-    if packets := open_packets_count(uow, user_id=user_id):
-        raise WalletHasOpenRedPackets(
-            f"{packets} red packet(s) the resident sent are not all claimed yet.",
-            open_red_packets=packets,
-        )
+    view = settled(
+        uow, user_id=user_id, account=account,
+        pending="Money is on its way in or out of this wallet (a top-up, a withdrawal or a "
+        "transfer through the switch); move it once that is settled.",
+        packets="{n} red packet(s) the resident sent are not all claimed yet.",
+    )  # fmt: skip
     restricted = [
         b.ledger_account_id
         for b in uow.session.scalars(
