@@ -136,7 +136,8 @@ def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (reads settings from the environment); refuses an
     unsafe production start even when uvicorn is run without ``citywallet serve``."""
     settings = get_settings()
-    configure_logging(level=settings.log_level, json=settings.log_json)  # each server process
+    # each server process
+    configure_logging(level=settings.log_level, json=settings.log_json, file=settings.log_file)
     refuse_unsafe_start(settings)
     runtime = Runtime.from_settings()
     return create_app(runtime, start_worker=runtime.settings.run_worker_in_server)
