@@ -322,6 +322,10 @@ def serve(
     _refuse_unsafe_start()
     trusted = _trusted_proxies()
     _runtime().close()
+    if workers > 1:  # each process counts in its own files; /metrics sums them
+        from citywallet.platform.metrics import prepare_multiprocess
+
+        prepare_multiprocess(get_settings().var_dir / "metrics")
     if server == "granian":
         _serve_granian(host, port, workers)
         return

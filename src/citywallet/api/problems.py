@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from citywallet.platform import metrics
 from citywallet.platform.errors import PROBLEM_MEMBERS, DomainError, RateLimited
 from citywallet.platform.logging import get_logger
 
@@ -140,6 +141,8 @@ def problem(
     ``extra`` members sit beside the standard ones and may not replace any of them
     (``TypeError``); a ``retry_after`` extra is also sent as the ``Retry-After`` header.
     """
+    if status < 500:
+        metrics.REFUSALS.labels(code).inc()
     extra = dict(extra or {})
     taken = PROBLEM_MEMBERS.difference({"errors"}).intersection(extra)
     if taken:

@@ -24,10 +24,12 @@ from citywallet.ledger.types import (
     PendingStatus,
     Result,
     Transfer,
+    TransferCode,
     TransferFlags,
     TransferSpec,
 )
 from citywallet.ledger.verifier import canonical_json, leaf_hash
+from citywallet.platform import metrics
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork, copy_in
 
@@ -211,6 +213,8 @@ def post_on(
     outcome = apply_batch(transfers, accounts, existing, pendings, now=moment, system=system)
     if outcome.created:
         _write_batch(conn, outcome.created, [accounts[i] for i in sorted(outcome.touched_accounts)])
+        created = ((_code_name(t.code), t.flags, t.amount) for t in outcome.created)
+        metrics.count_transfers(conn, created)
         timeouts = [(t.id, t.expires_at) for t in outcome.created if t.expires_at is not None]
         if timeouts:
             _executemany(
@@ -225,6 +229,13 @@ def post_on(
                 [(i,) for i in outcome.resolved_pending_ids],
             )
     return outcome.results
+
+
+def _code_name(code: int) -> str:
+    try:
+        return TransferCode(code).name.lower()
+    except ValueError:
+        return str(code)
 
 
 def get_accounts(uow: UnitOfWork, *, ids: Iterable[int]) -> dict[int, AccountView]:
