@@ -14,21 +14,13 @@ from sqlalchemy.exc import DBAPIError
 from citywallet.api.deps import RuntimeDep
 from citywallet.platform import metrics
 from citywallet.platform.clock import now_us
-from citywallet.platform.errors import DomainError
+from citywallet.platform.errors import DatabaseUnavailable
 from citywallet.platform.migrations import head_revision
 from citywallet.runtime import Runtime
 
 router = APIRouter(tags=["health"])
 _states: weakref.WeakKeyDictionary[Engine, metrics.DatabaseState] = weakref.WeakKeyDictionary()
 _states_lock = threading.Lock()
-
-
-class DatabaseUnavailable(DomainError):
-    """The database did not answer."""
-
-    code = "database_unavailable"
-    status = 503
-    title = "Service unavailable"
 
 
 @router.get("/healthz")
@@ -55,8 +47,13 @@ def readiness(runtime: Runtime) -> tuple[bool, dict[str, object]]:
                 text("SELECT MIN(timestamp) FROM ledger_transfers WHERE block_height IS NULL")
             ).scalar()
             revision = _revision(conn)
+            read_only = conn.dialect.name == "postgresql" and (
+                conn.execute(text("SHOW transaction_read_only")).scalar() == "on"
+            )
     except Exception:  # not ready is the answer, whatever the cause
         return False, {"database": "unreachable"}
+    if read_only:  # a standby not promoted yet, or a primary demoted: no writes
+        return False, {"database": "read_only"}
     checks["database"] = "ok"
     checks["migrations"] = {"database": revision, "code": head_revision()}
     lag = max(0.0, (now_us() - int(oldest)) / 1_000_000) if oldest is not None else 0.0

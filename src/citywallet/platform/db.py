@@ -329,3 +329,21 @@ def is_retryable(exc: DBAPIError) -> bool:
     if sqlstate in RETRYABLE_SQLSTATES:
         return True
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+# connection_exception (08…), read_only_sql_transaction, admin_shutdown, crash_shutdown,
+# cannot_connect_now: the database cannot take this transaction now (a failover, a restart)
+UNAVAILABLE_SQLSTATES = {"25006", "57P01", "57P02", "57P03"}
+
+
+def is_unavailable(exc: DBAPIError) -> bool:
+    """Whether the database is unreachable or cannot write just now (as during a failover:
+    no primary, or a standby still read-only), rather than refusing this statement: the
+    request may simply be sent again later."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    if exc.connection_invalidated or sqlstate.startswith("08") or sqlstate in UNAVAILABLE_SQLSTATES:
+        return True
+    if isinstance(exc, OperationalError) and not sqlstate:  # no server answered at all
+        text = str(exc.orig).lower()
+        return "database is locked" in text or "connect" in text or "server closed" in text
+    return False
