@@ -29,7 +29,7 @@ from citywallet.ledger.types import (
     TransferSpec,
 )
 from citywallet.ledger.verifier import canonical_json, leaf_hash
-from citywallet.platform import metrics
+from citywallet.platform import failpoints, metrics
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork, copy_in
 
@@ -188,6 +188,7 @@ def post_on(
     group-commit committers each hold one connection: ledger/groupcommit.py)."""
     if not transfers:
         return []
+    failpoints.hit("ledger.post.before")
     # Pending transfers are immutable: read them before locking only to learn their accounts.
     pending_ids = list({spec.pending_id for spec in transfers if spec.pending_id})
     originals = _load_transfers(conn, "id", pending_ids)
@@ -228,6 +229,7 @@ def post_on(
                 "DELETE FROM ledger_pending_timeouts WHERE transfer_id = ?",
                 [(i,) for i in outcome.resolved_pending_ids],
             )
+    failpoints.hit("ledger.post.after")
     return outcome.results
 
 

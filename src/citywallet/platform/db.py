@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from citywallet.platform import failpoints
 from citywallet.platform.files import private_sqlite_file
 
 if TYPE_CHECKING:
@@ -218,7 +219,9 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Commit the transaction (called by the edge, never by a service)."""
+        failpoints.hit("commit.before")
         self.session.commit()
+        failpoints.hit("commit.after")
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction has committed, and never if it does not:
