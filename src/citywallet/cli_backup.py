@@ -180,7 +180,11 @@ def run_backup(settings: Settings, *, url: str, output: Path) -> tuple[Path, Ver
         task = progress.add_task(f"copying the {kind} database", total=None)
         mechanics.dump(url, target)
         progress.update(task, total=1, completed=1)
-        verification = _verify_copy(settings, target, url, public_key, origin, note, progress)
+        try:
+            verification = _verify_copy(settings, target, url, public_key, origin, note, progress)
+        except BackupError:
+            target.rename(target.with_name(target.name + ".unverified"))
+            raise
     if not verification.ok:
         target.rename(target.with_name(target.name + ".unverified"))
         return target, verification
@@ -393,9 +397,13 @@ def restore_command(
             "[red]the restored database failed verification: do not serve from it[/]",
         )
         raise typer.Exit(1)
+    held = (
+        "the log agrees with the last checkpoint published before the backup"
+        if verification.checkpoint_size is not None
+        else "no checkpoint to hold the log to"
+    )
     console.print(
-        "[green]restored and verified: books balance, every block intact, the log agrees with "
-        "the last checkpoint published before the backup[/]\n"
+        f"[green]restored and verified: books balance, every block intact, {held}[/]\n"
         "`citywallet serve` applies any newer migrations at start.",
         soft_wrap=True,
     )
