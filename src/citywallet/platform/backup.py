@@ -208,7 +208,8 @@ def _client_tool(name: str) -> str:
 
 
 def _run(command: list[str], env: dict[str, str], what: str) -> None:
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    # the client tools found on PATH, with arguments built here (no shell)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise BackupError(f"{what} failed ({done.returncode}): " + " | ".join(detail[-5:]))
