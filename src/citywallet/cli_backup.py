@@ -30,6 +30,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 import citywallet
 from citywallet.ledger.audit import verify_ledger
@@ -40,6 +41,7 @@ from citywallet.platform import backup as mechanics
 from citywallet.platform.backup import BackupError, Manifest
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings, get_settings
+from citywallet.platform.crypto import MissingKeys
 from citywallet.platform.files import private_dir
 from citywallet.runtime import Runtime
 
@@ -337,8 +339,8 @@ def backup_command(
         target, verification = run_backup(
             settings, url=url, output=output or settings.var_dir / "backups"
         )
-    except BackupError as exc:
-        console.print(f"[red]backup failed: {exc}[/]")
+    except (BackupError, MissingKeys, SQLAlchemyError) as exc:
+        console.print(f"[red]backup failed: {_reason(exc)}[/]")
         raise typer.Exit(1) from None
     _show("backup", verification, [("file", str(target))])
     if not verification.ok:
@@ -380,8 +382,8 @@ def restore_command(
         manifest, verification = run_restore(
             settings, backup=backup, url=url, force=force, witness_notes=notes
         )
-    except (BackupError, OSError, ValueError) as exc:
-        console.print(f"[red]restore refused: {exc}[/]")
+    except (BackupError, MissingKeys, SQLAlchemyError, OSError, ValueError) as exc:
+        console.print(f"[red]restore refused: {_reason(exc)}[/]")
         raise typer.Exit(1) from None
     _show(
         "restore",
@@ -407,6 +409,15 @@ def restore_command(
         "`citywallet serve` applies any newer migrations at start.",
         soft_wrap=True,
     )
+
+
+def _reason(exc: Exception) -> str:
+    """One line for an operator (a database error without its SQL and parameters)."""
+    if isinstance(exc, SQLAlchemyError):
+        original = getattr(exc, "orig", None)
+        first = str(original or exc).strip().splitlines()
+        return f"the database: {first[0] if first else exc.__class__.__name__}"
+    return str(exc)
 
 
 def _checkpoint_notes(source: str) -> list[str]:

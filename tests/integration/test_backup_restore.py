@@ -207,3 +207,38 @@ def test_a_backup_of_a_damaged_ledger_fails_its_own_verification(
     names = sorted(p.name for p in (tmp_path / "backups").iterdir())
     assert len(names) == 1
     assert names[0].endswith(".unverified")  # and no manifest: restore refuses it
+
+
+def test_checkpoints_kept_elsewhere_are_held_to_the_restored_log(
+    db: Database, runner: CliRunner, env: Env, people: list[Resident], tmp_path: Path
+) -> None:
+    """``restore --checkpoint``: a kept checkpoint the backup reaches must agree with it; one
+    newer than the backup is reported (what was sealed later is not in it), not refused; a
+    forged one is refused."""
+    assert run_backup(runner, tmp_path / "backups").exit_code == 0
+    backup = the_backup(tmp_path / "backups")
+    manifest = mechanics.read_manifest(backup)
+    assert manifest.checkpoint is not None
+    older = tmp_path / "older.note"
+    older.write_text(manifest.checkpoint["note"], encoding="utf-8")
+    _pay(env, people[0], people[1], 5_00)
+    assert_ledger_clean(db)
+    with db.uow(readonly=True) as uow:
+        newest = latest_checkpoint(uow)
+    assert newest is not None
+    newer = tmp_path / "newer.note"
+    newer.write_text(newest, encoding="utf-8")
+    forged = tmp_path / "forged.note"
+    forged.write_text(newest.replace("\n\n", "\nextra\n\n", 1), encoding="utf-8")
+
+    with fresh_database(db, tmp_path, "kept") as url:
+        result = run_restore(
+            runner, backup, url, "--checkpoint", str(older), "--checkpoint", str(newer)
+        )
+        assert result.exit_code == 0, result.output
+        size = parse_checkpoint(newest)[0].tree_size
+        assert f"checkpoint {size} kept elsewhere is newer than the restored log" in result.output
+    with fresh_database(db, tmp_path, "forged") as url:
+        result = run_restore(runner, backup, url, "--checkpoint", str(forged))
+        assert result.exit_code == 1
+        assert "does not verify" in result.output

@@ -192,8 +192,36 @@ def libpq_target(url: str) -> tuple[str, dict[str, str]]:
     env = dict(os.environ)
     if parsed.password is not None:
         env["PGPASSWORD"] = str(parsed.password)
-    plain: URL = parsed.set(drivername="postgresql", password=None)
+    plain = URL.create(  # URL.set(password=None) would keep the password
+        "postgresql",
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=_libpq_hosts(dict(parsed.query)),
+    )
     return plain.render_as_string(hide_password=False), env
+
+
+def _libpq_hosts(query: dict[str, str | tuple[str, ...]]) -> dict[str, str | tuple[str, ...]]:
+    """psycopg's multi-host form (``?host=A:P&host=B:Q``, docs/operations.md) as libpq's
+    (``?host=A,B&port=P,Q``); other parameters pass through."""
+    given = query.get("host")
+    if given is None:
+        return query
+    entries = [given] if isinstance(given, str) else list(given)
+    hosts, ports = [], []
+    for entry in entries:
+        host, sep, port = entry.rpartition(":")
+        hosts.append(host if sep and port.isdigit() else entry)
+        ports.append(port if sep and port.isdigit() else "")
+    rest = {k: v for k, v in query.items() if k not in ("host", "port")}
+    rest["host"] = ",".join(hosts)
+    if any(ports):
+        rest["port"] = ",".join(port or "5432" for port in ports)
+    elif "port" in query:
+        rest["port"] = query["port"]
+    return rest
 
 
 def _client_tool(name: str) -> str:
