@@ -180,11 +180,15 @@ def run_backup(settings: Settings, *, url: str, output: Path) -> tuple[Path, Ver
     target = output / f"citywallet-{moment:%Y%m%dT%H%M%S%fZ}{mechanics.SUFFIXES[kind]}"
     with _progress() as progress:
         task = progress.add_task(f"copying the {kind} database", total=None)
-        mechanics.dump(url, target)
+        try:
+            mechanics.dump(url, target)
+        except BackupError:
+            target.unlink(missing_ok=True)  # a partial file is no backup
+            raise
         progress.update(task, total=1, completed=1)
         try:
             verification = _verify_copy(settings, target, url, public_key, origin, note, progress)
-        except BackupError:
+        except (BackupError, SQLAlchemyError):
             target.rename(target.with_name(target.name + ".unverified"))
             raise
     if not verification.ok:
@@ -262,17 +266,11 @@ def _verify_at(
     origin: str,
     note: str | None,
     progress: Progress,
-    witness_notes: Sequence[str] = (),
 ) -> Verification:
     runtime = _runtime_on(settings, url)
     try:
         return verify_database(
-            runtime,
-            public_key=public_key,
-            origin=origin,
-            checkpoint_note=note,
-            witness_notes=witness_notes,
-            progress=progress,
+            runtime, public_key=public_key, origin=origin, checkpoint_note=note, progress=progress
         )
     finally:
         runtime.db.dispose()
