@@ -148,9 +148,9 @@ def _show(title: str, verification: Verification, rows: list[tuple[str, str]]) -
     table.add_row("held to checkpoint", "-" if held is None else f"tree size {held:,}")
     console.print(table)
     for line in verification.warnings:
-        console.print(f"[yellow]! {line}[/]")
+        console.print(f"[yellow]! {line}[/]", soft_wrap=True)
     for line in [*verification.problems, *report.problems]:
-        console.print(f"[red]✗[/] {line}")
+        console.print(f"[red]✗[/] {line}", soft_wrap=True)
 
 
 def _signer_key(runtime: Runtime) -> tuple[bytes, str]:
@@ -338,13 +338,14 @@ def backup_command(
             settings, url=url, output=output or settings.var_dir / "backups"
         )
     except (BackupError, MissingKeys, SQLAlchemyError) as exc:
-        console.print(f"[red]backup failed: {_reason(exc)}[/]")
+        console.print(f"[red]backup failed: {_reason(exc)}[/]", soft_wrap=True)
         raise typer.Exit(1) from None
     _show("backup", verification, [("file", str(target))])
     if not verification.ok:
         console.print(
             f"[red]the copy failed verification: kept as {target.name}.unverified, no manifest "
-            "(restore refuses it); the live database needs `citywallet ledger verify`[/]"
+            "(restore refuses it); the live database needs `citywallet ledger verify`[/]",
+            soft_wrap=True,
         )
         raise typer.Exit(1)
     console.print(
@@ -381,7 +382,7 @@ def restore_command(
             settings, backup=backup, url=url, force=force, witness_notes=notes
         )
     except (BackupError, MissingKeys, SQLAlchemyError, OSError, ValueError) as exc:
-        console.print(f"[red]restore refused: {_reason(exc)}[/]")
+        console.print(f"[red]restore refused: {_reason(exc)}[/]", soft_wrap=True)
         raise typer.Exit(1) from None
     _show(
         "restore",
@@ -395,6 +396,7 @@ def restore_command(
     if not verification.ok:
         console.print(
             "[red]the restored database failed verification: do not serve from it[/]",
+            soft_wrap=True,
         )
         raise typer.Exit(1)
     held = (

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from citywallet import cli_backup
 from citywallet.api.app import create_app
 from citywallet.ledger.audit import verify_ledger
 from citywallet.ledger.blocks import load_signer
@@ -40,6 +41,7 @@ AFTER_BACKUP = 20  # and after it finished
 
 @pytest.fixture
 def runner(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setattr(cli_backup.console, "width", 200)  # no wrapped lines to match
     yield from cli_runner(db, tmp_path, monkeypatch)
 
 

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from citywallet import cli_backup
 from citywallet.ledger.log import latest_checkpoint
 from citywallet.ledger.verifier import parse_checkpoint
 from citywallet.platform import backup as mechanics
@@ -34,6 +35,7 @@ from tests.wallet_support import Resident, balance, sandbox_bank, wallet_setting
 
 @pytest.fixture
 def runner(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setattr(cli_backup.console, "width", 200)  # no wrapped lines to match
     yield from cli_runner(db, tmp_path, monkeypatch)
 
 
