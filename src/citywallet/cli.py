@@ -1,4 +1,5 @@
-"""The ``citywallet`` command: serve, demo, worker, db, ledger, keys, bench, sms, users, switch."""
+"""The ``citywallet`` command: serve, demo, worker, db, ledger, keys, bench, sms, users, switch,
+backup, restore."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 import citywallet
+from citywallet import cli_backup
 from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
 from citywallet.cli_cells import cells_app
 from citywallet.cli_interop import interop_app
@@ -55,6 +57,7 @@ app.add_typer(operators_app, name="operators")
 app.add_typer(switch_app, name="switch")
 users_app.add_typer(attributes_app, name="attributes")
 app.add_typer(cells_app, name="cells")
+cli_backup.register(app)
 console = Console()
 REPO_ROOT = Path(citywallet.__file__).resolve().parents[2]
 
