@@ -123,8 +123,8 @@ def claims(payload: str) -> bool:
 
 
 def parse(payload: str) -> ReceiveCode:
-    """The receive code in ``payload``: checksum, every field and nothing else, or
-    ReceiveCodeError (``qr_crc_mismatch``, ``qr_unsupported_currency``, ``qr_malformed``)."""
+    """The receive code in ``payload``: checksum, every field and nothing else, in the order
+    :func:`build` writes them, or ReceiveCodeError (``qr_crc_mismatch``, ``qr_unsupported_currency``, ``qr_malformed``)."""
     if len(payload) > MAX_PAYLOAD or not payload.startswith("000201"):
         raise ReceiveCodeError("This is not a receive code.")
     try:
@@ -155,5 +155,6 @@ def parse(payload: str) -> ReceiveCode:
             raise ReceiveCodeError("The amount is yuan with exactly two decimals.")
         amount = int(objects["54"].replace(".", ""))
     code = ReceiveCode(account["01"], amount)
-    _check(code)
+    if build(code) != payload:  # data objects out of their order: not one of ours
+        raise ReceiveCodeError("The code is not a well-formed receive code.")
     return code
