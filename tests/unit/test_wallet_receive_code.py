@@ -122,7 +122,7 @@ def test_a_wrong_checksum_says_so() -> None:
 
 def test_claims_only_payloads_naming_the_p2p_network() -> None:
     assert receive_code.claims(receive_code.build(ReceiveCode(USER)))
-    assert not receive_code.claims("0002010102112629" "0018org.citywallet.pay0103abc")
+    assert not receive_code.claims("00020101021126290018org.citywallet.pay0103abc")
     assert not receive_code.claims("https://example.org/0018org.citywallet.p2p")
 
 

@@ -124,7 +124,8 @@ def claims(payload: str) -> bool:
 
 def parse(payload: str) -> ReceiveCode:
     """The receive code in ``payload``: checksum, every field and nothing else, in the order
-    :func:`build` writes them, or ReceiveCodeError (``qr_crc_mismatch``, ``qr_unsupported_currency``, ``qr_malformed``)."""
+    :func:`build` writes them; else ReceiveCodeError (``qr_crc_mismatch``,
+    ``qr_unsupported_currency``, ``invalid_amount``, ``qr_malformed``)."""
     if len(payload) > MAX_PAYLOAD or not payload.startswith("000201"):
         raise ReceiveCodeError("This is not a receive code.")
     try:

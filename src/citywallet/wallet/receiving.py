@@ -79,7 +79,7 @@ def recent_recipients(uow: UnitOfWork, *, user_id: str, limit: int = 6) -> list[
     ).all()
     found: dict[str, RecentRecipient] = {}
     for payee, shown, moment in rows:
-        if payee not in found and len(found) < limit:
+        if payee is not None and payee not in found and len(found) < limit:
             found[payee] = RecentRecipient(payee, shown, moment)
     return list(found.values())
 

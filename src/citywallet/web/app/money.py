@@ -412,9 +412,7 @@ def transfer_confirm_page(
 def preview_recipient(runtime: Runtime, user_id: str, to: str) -> wallet.RecipientView:
     """Whom a transfer to ``to`` would reach (refusals as the transfer would give them)."""
     with runtime.db.uow(readonly=True) as uow:
-        return wallet.recipient_preview(
-            uow, user_id=user_id, to=to, encryptor=runtime.encryptor
-        )
+        return wallet.recipient_preview(uow, user_id=user_id, to=to, encryptor=runtime.encryptor)
 
 
 @router.get("/transfer")
@@ -488,9 +486,7 @@ def confirm_transfer(request: Request, who: ViewerDep, fields: FormFields) -> Re
     except DomainError as exc:
         errors = field_errors(exc, MONEY_FIELDS)
         if amount_fixed and "amount" in errors:  # the amount was agreed: choose another
-            return _transfer_form(
-                request, who.user_id, form=form, errors=errors, status=exc.status
-            )
+            return _transfer_form(request, who.user_id, form=form, errors=errors, status=exc.status)
         return transfer_confirm_page(
             request, recipient, form=form, amount_fixed=amount_fixed, errors=errors,
             status=exc.status,
