@@ -40,6 +40,7 @@ PUBLIC: set[str] = {
     "/app/sw.js",
     "/app/icons/{size}.png",
     "/app/offline",
+    "/app/password/forgot",
 }
 PARAM = re.compile(r"\{[^}]+\}")
 
@@ -152,7 +153,13 @@ def test_operator_pages_refuse_residents(client: TestClient, runtime: Runtime) -
 
 # --- planted cw_form cookies ----------------------------------------------------------------
 
-SIGNED_OUT_FORMS = {"/logout", "/app/signup", "/app/signup/code"}
+SIGNED_OUT_FORMS = {
+    "/logout",
+    "/app/signup",
+    "/app/signup/code",
+    "/app/password/forgot",
+    "/app/password/forgot/code",
+}
 
 
 def row_counts(runtime: Runtime) -> dict[str, int]:

@@ -25,6 +25,7 @@ from citywallet.api import (
     merchant,
     payments,
     problems,
+    receiving,
     redpackets,
     wallet,
 )
@@ -94,6 +95,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(ledger.router)
     app.include_router(identity.router)
     app.include_router(wallet.router)
+    app.include_router(receiving.router)
     app.include_router(payments.router)
     app.include_router(payments.paycode_router)
     app.include_router(merchant.owner_router)

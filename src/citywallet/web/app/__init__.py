@@ -3,6 +3,14 @@
 
 from __future__ import annotations
 
-from citywallet.web.app import account, interop, money, pay, social
+from citywallet.web.app import account, interop, money, pay, receive, recover, social
 
-routers = [account.router, interop.router, money.router, pay.router, social.router]
+routers = [
+    account.router,
+    interop.router,
+    money.router,
+    pay.router,
+    receive.router,
+    recover.router,
+    social.router,
+]
