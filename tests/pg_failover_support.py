@@ -16,6 +16,7 @@ standby has flushed it. :meth:`ReplicatedPair.crash_primary` stops the primary w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -81,7 +82,7 @@ class ReplicatedPair:
         command = [str(PG_BIN / args[0]), *args[1:]]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(  # noqa: S603 - the server's own tools, our arguments
+        done = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, cwd=self.root, check=False
         )
         if done.returncode != 0:
@@ -131,11 +132,14 @@ synchronous_standby_names = 'FIRST 1 ({STANDBY_NAME})'
         # The standby's own settings come last and win over the primary's copied ones. Once
         # promoted it runs alone (no standby of its own: commits must not wait for one) until
         # a new standby is cloned from it (docs/operations.md).
+        conninfo = (
+            f"host=127.0.0.1 port={self.primary_port} user=postgres application_name={STANDBY_NAME}"
+        )
         self._write(
             self.standby_dir / "postgresql.conf",
             f"""
 port = {self.standby_port}
-primary_conninfo = 'host=127.0.0.1 port={self.primary_port} user=postgres application_name={STANDBY_NAME}'
+primary_conninfo = '{conninfo}'
 primary_slot_name = '{STANDBY_NAME}'
 synchronous_standby_names = ''
 """,
@@ -186,10 +190,8 @@ synchronous_standby_names = ''
         """Stop whatever still runs and delete the directory."""
         for data in (self.primary_dir, self.standby_dir):
             if (data / "postmaster.pid").exists():
-                try:
+                with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                     self._run("pg_ctl", "-D", str(data), "-m", "immediate", "stop", timeout=60)
-                except (RuntimeError, subprocess.TimeoutExpired):
-                    pass
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> ReplicatedPair:
