@@ -10,9 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from citywallet.platform.availability import RETRY_AFTER_SECONDS, database_unavailable
 from citywallet.platform.errors import PROBLEM_MEMBERS, DomainError, RateLimited
 from citywallet.platform.logging import get_logger
 
@@ -218,6 +220,28 @@ def allowed_methods(request: Request) -> list[str]:
     ]
 
 
+def database_unavailable_problem(request: Request, exc: Exception) -> JSONResponse:
+    """503 ``database_unavailable`` with ``Retry-After``, logged once, without a traceback."""
+    log.warning(
+        "database_unavailable", path=request.url.path, error=repr(getattr(exc, "orig", exc))
+    )
+    return problem(
+        503,
+        "database_unavailable",
+        "Service unavailable",
+        "The database cannot be reached right now. Retry shortly; a money-moving request "
+        "with the same Idempotency-Key is never carried out twice.",
+        instance=request.url.path,
+        extra={"retry_after": RETRY_AFTER_SECONDS},
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
+        return database_unavailable_problem(request, exc)
+    raise exc  # any other database error: the unexpected path below (500, logged)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", path=request.url.path, error=repr(exc))
     return problem(
@@ -235,4 +259,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

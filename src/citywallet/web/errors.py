@@ -9,10 +9,12 @@ from typing import cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from citywallet.api.problems import allowed_methods
+from citywallet.platform.availability import RETRY_AFTER_SECONDS, database_unavailable
 from citywallet.platform.errors import DomainError
 from citywallet.platform.logging import get_logger
 from citywallet.web.i18n import translations
@@ -66,7 +68,13 @@ def install(app: FastAPI) -> None:
     """Wrap the API's exception handlers: pages get pages."""
     api: dict[type[Exception], Handler] = {
         kind: cast(Handler, app.exception_handlers[kind])
-        for kind in (DomainError, RequestValidationError, StarletteHTTPException, Exception)
+        for kind in (
+            DomainError,
+            RequestValidationError,
+            StarletteHTTPException,
+            DBAPIError,
+            Exception,
+        )
         if kind in app.exception_handlers
     }
 
@@ -89,6 +97,16 @@ def install(app: FastAPI) -> None:
                 return _page(request, exc.status_code, f"http_{exc.status_code}", "", headers)
             if isinstance(exc, RequestValidationError):
                 return _page(request, 422, "validation_failed", "")
+            if database_unavailable(exc):
+                log.warning(
+                    "database_unavailable",
+                    path=request.url.path,
+                    error=repr(getattr(exc, "orig", exc)),
+                )
+                retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+                return _page(request, 503, "database_unavailable", "", retry)
+            if kind is DBAPIError:  # any other database error: on to the handler of Exception
+                raise exc
             log.error("page_error", path=request.url.path, error=repr(exc))
             return _page(request, 500, "internal_error", "")
 
