@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,9 +196,9 @@ class Clients:
             time.sleep(RETRY_PAUSE)
 
 
-def _wait(condition: object, seconds: float, what: str) -> None:
+def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
@@ -306,19 +306,18 @@ def _check_ledger_holds_exactly_the_acknowledged(url: str, sent: list[Sent]) -> 
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            p2p = dict(
-                conn.execute(
-                    text("SELECT id, amount FROM ledger_transfers WHERE code = :code"),
-                    {"code": int(TransferCode.P2P)},
-                ).all()
-            )
+            rows = conn.execute(
+                text("SELECT id, amount FROM ledger_transfers WHERE code = :code"),
+                {"code": int(TransferCode.P2P)},
+            ).all()
+            p2p = {str(transfer_id): int(amount) for transfer_id, amount in rows}
             keys = Counter(
                 str(key)
                 for (key,) in conn.execute(text("SELECT key FROM platform_idempotency_keys"))
             )
     finally:
         engine.dispose()
-    acknowledged = {s.transfer_id: s.amount for s in sent}
+    acknowledged = {str(s.transfer_id): s.amount for s in sent}  # every one was (checked)
     lost = set(acknowledged) - set(p2p)
     assert not lost, f"acknowledged transfers missing on the new primary: {sorted(lost)[:10]}"
     extra = set(p2p) - set(acknowledged)  # a retry that ran again instead of replaying
