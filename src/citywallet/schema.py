@@ -7,12 +7,37 @@ from __future__ import annotations
 
 from alembic import command
 
+import citywallet.campaign.models
+import citywallet.identity.audit
+import citywallet.identity.models
+import citywallet.interop.provider.models
+import citywallet.interop.switch.models
+import citywallet.ledger.models
+import citywallet.merchant.models
+import citywallet.platform.models
+import citywallet.platform.ratelimit
+import citywallet.redpacket.models
+import citywallet.wallet.models
 from citywallet.platform.db import Base
 from citywallet.platform.files import private_sqlite_file
 from citywallet.platform.migrations import MIGRATIONS_DIR as MIGRATIONS_DIR
 from citywallet.platform.migrations import alembic_config as alembic_config
 
 metadata = Base.metadata
+# The modules whose tables complete ``metadata`` (imported for that alone).
+TABLE_MODULES = (
+    citywallet.campaign.models,
+    citywallet.identity.audit,
+    citywallet.identity.models,
+    citywallet.interop.provider.models,
+    citywallet.interop.switch.models,
+    citywallet.ledger.models,
+    citywallet.merchant.models,
+    citywallet.platform.models,
+    citywallet.platform.ratelimit,
+    citywallet.redpacket.models,
+    citywallet.wallet.models,
+)
 
 
 def upgrade(url: str, revision: str = "head") -> None:
