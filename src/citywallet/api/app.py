@@ -27,6 +27,7 @@ from citywallet.api import (
     problems,
     receiving,
     redpackets,
+    tracing,
     wallet,
 )
 from citywallet.api.middleware import BodyLimit, RequestObserver, SecurityHeaders
@@ -80,6 +81,8 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
             # off the loop: a send in flight may be running an inline callback on it
             await anyio.to_thread.run_sync(runtime.interop_courier.stop)
         sessions.flush_touches(runtime.db)  # the sessions' last_seen_at (docs/identity.md)
+        if _app.state.tracer_provider is not None:
+            _app.state.tracer_provider.shutdown()  # the spans still batched
 
     app = FastAPI(
         lifespan=lifespan,
@@ -112,6 +115,9 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
 
     app.add_middleware(RequestObserver, requests=metrics.REQUESTS, latency=metrics.LATENCY)
     install_guards(app, runtime.settings)
+    app.state.tracer_provider = tracing.install_from_settings(
+        app, runtime.db.engine, runtime.settings.traces
+    )
     return app
 
 

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     key_file: Path | None = Field(default=None, description="Key file; default var_dir/keys.json.")
     log_level: str = "INFO"
     log_json: bool = False
+    traces: Literal["", "otlp", "console"] = Field(
+        default="",
+        description="OpenTelemetry traces of requests and their SQL: 'otlp' (to the collector "
+        "the OTEL_EXPORTER_OTLP_* variables name) or 'console'; empty: off.",
+    )
     failpoints: str = Field(
         default="",
         description="Crash or fail on purpose at named steps of the money flows "
