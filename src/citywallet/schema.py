@@ -14,6 +14,7 @@ import citywallet
 import citywallet.campaign.models
 import citywallet.identity.audit
 import citywallet.identity.models
+import citywallet.inbox.models
 import citywallet.interop.provider.models
 import citywallet.interop.switch.models
 import citywallet.ledger.models
