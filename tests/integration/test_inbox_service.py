@@ -31,7 +31,8 @@ def test_a_notice_lives_and_dies_with_its_transaction(db: Database) -> None:
         page = inbox.list_messages(uow, user_id="usr_a")
     [message] = page.items
     assert page.unread == 1
-    assert message.id.startswith("msg_") and len(message.id) > 20
+    assert message.id.startswith("msg_")
+    assert len(message.id) > 20
     assert (message.kind, message.object_type, message.object_id) == (
         "redpacket_received",
         "redpacket",

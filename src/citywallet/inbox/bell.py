@@ -25,6 +25,7 @@ from citywallet.platform.db import UnitOfWork
 
 log = structlog.get_logger(__name__)
 CHANNEL = "citywallet_inbox"
+EVERYONE = "*"  # a NOTIFY payload that wakes every stream (a campaign's whole draw)
 RECHECK_SECONDS = 20.0
 _NOTIFY = text("SELECT pg_notify(:channel, :user_id)")
 
@@ -78,8 +79,18 @@ class Bell:
         with self._lock:
             return len(self._open.get(user_id, ()))
 
+    def ring_all(self) -> None:
+        """Something for very many committed: wake every stream in this process."""
+        with self._lock:
+            subs = [sub for group in self._open.values() for sub in group]
+        for sub in subs:
+            sub.wake()
+
     def ring(self, user_id: str) -> None:
         """Something for ``user_id`` committed: wake their streams in this process."""
+        if user_id == EVERYONE:
+            self.ring_all()
+            return
         with self._lock:
             subs = list(self._open.get(user_id, ()))
         for sub in subs:

@@ -20,7 +20,7 @@ KINDS: dict[str, tuple[str, str]] = {
     CAMPAIGN_DRAWN: ("campaign", "/app/campaigns/{ref}"),
     CHARGE_WAITING: ("order", "/app/paycode/confirm/{ref}"),
     DEVICE_SIGNIN: ("session", "/app/me/devices"),
-    PAYMENT_REFUSED: ("order", "/app/paycode"),
+    PAYMENT_REFUSED: ("merchant", "/app/paycode"),  # ref: the merchant (no order was made)
 }
 
 

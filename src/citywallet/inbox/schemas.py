@@ -14,7 +14,7 @@ from citywallet.platform.clock import to_datetime
 class MessageObject(BaseModel):
     """What a message is about: the object's type and public id."""
 
-    type: Literal["redpacket", "split", "campaign", "order", "session"]
+    type: Literal["redpacket", "split", "campaign", "order", "merchant", "session"]
     id: str
 
 
@@ -44,8 +44,8 @@ class MessagePublic(BaseModel):
     def of(cls, view: MessageView) -> MessagePublic:
         return cls(
             id=view.id,
-            kind=view.kind,  # type: ignore[arg-type]
-            object=MessageObject(type=view.object_type, id=view.object_id),  # type: ignore[arg-type]
+            kind=view.kind,
+            object=MessageObject(type=view.object_type, id=view.object_id),
             link=view.link,
             params=view.params,
             read=view.read_at is not None,

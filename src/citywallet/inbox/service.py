@@ -7,11 +7,26 @@ the rest serve the resident's list, the unread badge and marking read.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, String, Text, cast, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    String,
+    Text,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    union_all,
+    update,
+)
 
 from citywallet.inbox import bell
 from citywallet.inbox.kinds import KINDS, link, object_type
@@ -82,11 +97,12 @@ def record(
 
 def record_many(
     uow: UnitOfWork,
-    recipients: Iterable[str] | Select[tuple[str]],
+    recipients: Iterable[str] | Select[Any],
     *,
     kind: str,
     ref: str,
     params: Mapping[str, Any] | None = None,
+    broadcast: bool = False,
 ) -> int:
     """The same notice to each recipient, in ``uow``'s transaction; returns how many.
 
@@ -95,7 +111,9 @@ def record_many(
     NOTIFY that wakes other server processes (delivered at commit, :mod:`.bell`). Ids are
     made by the database (``msg_`` and 122 random bits from ``gen_random_uuid`` on
     PostgreSQL, 120 from ``randomblob`` on SQLite), so a group's notices need no
-    round trip to learn who its members are first."""
+    round trip to learn who its members are first. ``broadcast`` (for a query of very
+    many: every registration of a campaign) sends one NOTIFY that wakes all streams instead
+    of one per recipient."""
     if kind not in KINDS:
         raise ValueError(f"unknown notice kind {kind!r}")
     if isinstance(recipients, Select):
@@ -123,6 +141,12 @@ def record_many(
         literal(now_us(), BigInteger),
     )
     columns = ["public_id", "user_id", "kind", "ref", "params", "created_at"]
+    if broadcast:  # too many to name: one NOTIFY that wakes every stream
+        done = uow.session.execute(insert(Notice).from_select(columns, rows))
+        if postgres:
+            uow.session.execute(select(func.pg_notify(bell.CHANNEL, bell.EVERYONE)))
+        uow.after_commit(bell.BELL.ring_all)
+        return int(getattr(done, "rowcount", 0) or 0)
     written = insert(Notice).from_select(columns, rows).returning(Notice.user_id)
     if postgres:
         made = written.cte("made")
@@ -131,8 +155,43 @@ def record_many(
     else:
         told = [row[0] for row in uow.session.execute(written)]
     for user_id in set(told):
-        uow.after_commit(lambda user_id=user_id: bell.BELL.ring(user_id))
+        uow.after_commit(partial(bell.BELL.ring, user_id))
     return len(told)
+
+
+def record_each(
+    uow: UnitOfWork, kind: str, items: Sequence[tuple[str, str, Mapping[str, Any]]]
+) -> int:
+    """Notices of one kind that differ per recipient (``(user_id, ref, params)`` each: a
+    split's shares, a batch of campaign winners): one insert and, on PostgreSQL, one
+    NOTIFY statement, in ``uow``'s transaction."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown notice kind {kind!r}")
+    if not items:
+        return 0
+    moment = now_us()
+    rows = [
+        {
+            "public_id": f"msg_{secrets.token_urlsafe(15)}",
+            "user_id": user_id,
+            "kind": kind,
+            "ref": ref,
+            "params": json.dumps(dict(params), ensure_ascii=False, sort_keys=True),
+            "created_at": moment,
+            "read_at": None,
+        }
+        for user_id, ref, params in items
+    ]
+    uow.session.execute(insert(Notice), rows)
+    people = sorted({user_id for user_id, _, _ in items})
+    if uow.dialect == "postgresql":
+        uow.session.execute(_NOTIFY_EACH, {"channel": bell.CHANNEL, "ids": people})
+    for user_id in people:
+        uow.after_commit(partial(bell.BELL.ring, user_id))
+    return len(rows)
+
+
+_NOTIFY_EACH = text("SELECT pg_notify(:channel, u) FROM unnest(CAST(:ids AS text[])) AS u")
 
 
 def unread_count(uow: UnitOfWork, *, user_id: str) -> int:
