@@ -24,6 +24,7 @@ from citywallet.api import (
     interop,
     ledger,
     merchant,
+    messages,
     payments,
     problems,
     redpackets,
@@ -31,6 +32,7 @@ from citywallet.api import (
 )
 from citywallet.api.middleware import BodyLimit, RequestObserver, SecurityHeaders
 from citywallet.identity import sessions
+from citywallet.inbox import bell
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.logging import configure_logging
 from citywallet.runtime import Runtime, refuse_unsafe_start
@@ -87,6 +89,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
             # off the loop: a send in flight may be running an inline callback on it
             await anyio.to_thread.run_sync(runtime.interop_courier.stop)
         sessions.flush_touches(runtime.db)  # the sessions' last_seen_at (docs/identity.md)
+        bell.stop_listening(runtime.db.url)  # the message centre's NOTIFY listener, if any
 
     app = FastAPI(
         lifespan=lifespan,
@@ -107,6 +110,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(merchant.owner_router)
     app.include_router(merchant.server_router)
     app.include_router(redpackets.router)
+    app.include_router(messages.router)
     app.include_router(campaigns.router)
     app.include_router(campaigns.operator_router)
     if runtime.settings.interop_participant_id:  # connected to a switch (docs/interop.md)

@@ -123,6 +123,9 @@ class PostgresListener:
     def stop(self) -> None:
         self._stop.set()
 
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def _run(self) -> None:
         import psycopg  # only on PostgreSQL deployments
 
@@ -137,3 +140,26 @@ class PostgresListener:
             except Exception:  # the database went away: listen again shortly
                 log.warning("inbox listener lost its connection", exc_info=True)
                 self._stop.wait(2.0)
+
+
+_listeners: dict[str, PostgresListener] = {}
+_listeners_lock = threading.Lock()
+
+
+def listen(url: str) -> None:
+    """Hear the other processes' commits for the database at ``url`` (PostgreSQL only):
+    started by the first event stream, once per process and database."""
+    if not url.startswith("postgresql"):
+        return
+    with _listeners_lock:
+        if url not in _listeners:
+            _listeners[url] = listener = PostgresListener(url)
+            listener.start()
+
+
+def stop_listening(url: str) -> None:
+    """Stop hearing ``url`` (the app's shutdown)."""
+    with _listeners_lock:
+        listener = _listeners.pop(url, None)
+    if listener is not None:
+        listener.stop()

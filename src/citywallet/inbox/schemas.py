@@ -80,3 +80,20 @@ class ReadAll(BaseModel):
     """How many messages were unread and are now read."""
 
     marked: int
+
+
+class WaitingCharge(BaseModel):
+    """A payment-code charge above the password-free limit, waiting for the resident."""
+
+    order_id: str
+    merchant: str
+    amount: int
+    currency: str
+    link: str = Field(description="The page that confirms it (PIN) or declines it.")
+
+
+class LiveState(BaseModel):
+    """What the resident's open pages show live: the badge and charges to confirm."""
+
+    unread: int
+    charges: list[WaitingCharge]
