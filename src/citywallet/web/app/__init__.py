@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from citywallet.web.app import account, interop, money, pay, social
+from citywallet.web.app import account, inbox, interop, money, pay, social
 
-routers = [account.router, interop.router, money.router, pay.router, social.router]
+routers = [account.router, inbox.router, interop.router, money.router, pay.router, social.router]
