@@ -194,6 +194,12 @@ def record_each(
 _NOTIFY_EACH = text("SELECT pg_notify(:channel, u) FROM unnest(CAST(:ids AS text[])) AS u")
 
 
+def changed(uow: UnitOfWork, *, user_id: str) -> None:
+    """Something the resident's open pages show changed without a message (a waiting
+    charge was confirmed or declined): wake their event streams once ``uow`` commits."""
+    bell.ring_after_commit(uow, user_id)
+
+
 def unread_count(uow: UnitOfWork, *, user_id: str) -> int:
     """How many of the resident's messages are unread (the badge)."""
     query = select(func.count()).where(Notice.user_id == user_id, Notice.read_at.is_(None))

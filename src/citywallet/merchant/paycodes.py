@@ -657,6 +657,7 @@ def confirm_charge(
         pin=pin,
         encryptor=encryptor,
     )
+    inbox.changed(uow, user_id=user_id)  # the resident's open pages drop the waiting bar
     return _payment_view(merchant, order)
 
 
@@ -665,4 +666,5 @@ def decline_charge(uow: UnitOfWork, *, user_id: str, order_id: str) -> PaymentVi
     order = _awaiting(uow, user_id, order_id)
     order.decline_code = "payer_declined"
     _close(uow, order, now_us())
+    inbox.changed(uow, user_id=user_id)
     return _payment_view(merchant_by_pk(uow, order.merchant_id), order)

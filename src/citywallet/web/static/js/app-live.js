@@ -41,26 +41,36 @@
       .then(function (state) { if (state) { show(state); } })
       .catch(function () { /* offline: the next tick tries again */ });
   };
+  // How the page hears news now ("stream" or "poll"): for people debugging, and the tests.
+  var mode = function (how) { document.documentElement.setAttribute("data-live", how); };
   var poll = function () {
-    if (timer === null) { ask(); timer = window.setInterval(ask, 2000); }
+    if (timer === null) { mode("poll"); ask(); timer = window.setInterval(ask, 2000); }
   };
   var stopPolling = function () {
     if (timer !== null) { window.clearInterval(timer); timer = null; }
+    mode("stream");
   };
 
-  if (typeof window.EventSource !== "function") { poll(); return; }
-  var source;
-  try {
-    source = new window.EventSource("/v1/messages/stream");
-  } catch (e) {
-    poll();
-    return;
-  }
-  source.addEventListener("state", function (event) {
-    try { show(JSON.parse(event.data)); } catch (e) { /* a torn message: the next one heals */ }
-  });
-  source.addEventListener("open", stopPolling);
-  // The browser reconnects by itself (the stream says retry: 2000); until it is back, poll.
-  source.addEventListener("error", poll);
-  window.addEventListener("pagehide", function () { source.close(); stopPolling(); });
+  var listen = function () {
+    if (typeof window.EventSource !== "function") { poll(); return; }
+    var source;
+    try {
+      source = new window.EventSource("/v1/messages/stream");
+    } catch (e) {
+      poll();
+      return;
+    }
+    source.addEventListener("state", function (event) {
+      try { show(JSON.parse(event.data)); } catch (e) { /* a torn message: the next one heals */ }
+    });
+    source.addEventListener("open", stopPolling);
+    // The browser reconnects by itself (the stream says retry: 2000); until it is back, poll.
+    source.addEventListener("error", poll);
+    window.addEventListener("pagehide", function () { source.close(); stopPolling(); });
+  };
+  // Open the stream once the page has loaded and settled: a long-lived request from the
+  // start would keep the page "loading" for tools that wait for the network to go quiet.
+  // Its first message is the state as of then, so nothing committed meanwhile is missed.
+  var later = function () { window.setTimeout(listen, 1000); };
+  if (document.readyState === "complete") { later(); } else { window.addEventListener("load", later); }
 })();
