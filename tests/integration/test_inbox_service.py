@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from citywallet.inbox import bell, kinds
 from citywallet.inbox import service as inbox
@@ -113,3 +113,31 @@ def test_the_bell_rings_after_the_commit_only(db: Database) -> None:
 
     assert asyncio.run(scenario()) == (False, True)
     assert bell.BELL.listening("usr_bell") == 0
+
+
+def test_other_processes_commits_ring_here_on_postgresql(db: Database) -> None:
+    """On PostgreSQL a NOTIFY from any connection (what another server process's commit
+    sends, ``inbox.record`` puts it in the transaction) wakes this process's streams;
+    SQLite serves from one process and has no listener."""
+    postgres = db.dialect == "postgresql"
+
+    async def scenario() -> bool:
+        bell.listen(db.url)
+        sub = bell.BELL.subscribe("usr_far")
+        try:
+            await asyncio.sleep(0.5)  # the listener's LISTEN is in place
+            await asyncio.to_thread(_notify_from_outside, db, "usr_far")
+            return await sub.wait(5.0 if postgres else 0.5)
+        finally:
+            bell.BELL.unsubscribe(sub)
+            bell.stop_listening(db.url)
+
+    assert asyncio.run(scenario()) is postgres
+
+
+def _notify_from_outside(db: Database, user_id: str) -> None:
+    if db.dialect != "postgresql":
+        return
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_notify(:c, :u)"), {"c": bell.CHANNEL, "u": user_id})
+        conn.commit()
