@@ -10,6 +10,7 @@ from alembic import command
 import citywallet.campaign.models
 import citywallet.identity.audit
 import citywallet.identity.models
+import citywallet.inbox.models
 import citywallet.interop.provider.models
 import citywallet.interop.switch.models
 import citywallet.ledger.models
@@ -28,6 +29,7 @@ metadata = Base.metadata
 TABLE_MODULES = (
     citywallet.campaign.models,
     citywallet.identity.audit,
+    citywallet.inbox.models,
     citywallet.identity.models,
     citywallet.interop.provider.models,
     citywallet.interop.switch.models,

@@ -23,6 +23,7 @@ from citywallet.api import (
     interop,
     ledger,
     merchant,
+    messages,
     payments,
     problems,
     receiving,
@@ -32,6 +33,7 @@ from citywallet.api import (
 )
 from citywallet.api.middleware import BodyLimit, RequestObserver, SecurityHeaders
 from citywallet.identity import sessions
+from citywallet.inbox import bell
 from citywallet.platform import metrics
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.logging import configure_logging
@@ -83,6 +85,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         sessions.flush_touches(runtime.db)  # the sessions' last_seen_at (docs/identity.md)
         if _app.state.tracer_provider is not None:
             _app.state.tracer_provider.shutdown()  # the spans still batched
+        bell.stop_listening(runtime.db.url)  # the message centre's NOTIFY listener, if any
 
     app = FastAPI(
         lifespan=lifespan,
@@ -104,6 +107,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(merchant.owner_router)
     app.include_router(merchant.server_router)
     app.include_router(redpackets.router)
+    app.include_router(messages.router)
     app.include_router(campaigns.router)
     app.include_router(campaigns.operator_router)
     if runtime.settings.interop_participant_id:  # connected to a switch (docs/interop.md)

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from citywallet.web.app import account, interop, money, pay, receive, recover, social
+from citywallet.web.app import account, inbox, interop, money, pay, receive, recover, social
 
 routers = [
     account.router,
+    inbox.router,
     interop.router,
     money.router,
     pay.router,

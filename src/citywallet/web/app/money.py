@@ -20,8 +20,8 @@ from citywallet.interop.provider import service as interop
 from citywallet.platform.clock import now_us
 from citywallet.platform.errors import DomainError, InvalidInput
 from citywallet.runtime import Runtime
+from citywallet.wallet import bills, spending
 from citywallet.wallet import service as wallet
-from citywallet.wallet import spending
 from citywallet.wallet.bank import Bank
 from citywallet.wallet.history import KINDS
 from citywallet.web.app import interop as interop_pages
@@ -710,11 +710,14 @@ def history(
         error = {"": exc}
         with runtime.db.uow(readonly=True) as uow:
             page = wallet.list_history(uow, user_id=who.user_id, limit=20)
+    with runtime.db.uow(readonly=True) as uow:  # bills: by month, with totals and parts
+        months = bills.group_by_month(uow, user_id=who.user_id, lines=page.items)
     return render(
         request,
         "app/history.html",
         {
             "page": page,
+            "months": months,
             "filter": chosen,
             "kinds": KINDS,
             "statuses": STATUSES,
