@@ -12,8 +12,10 @@ from alembic.config import Config
 
 import citywallet
 import citywallet.campaign.models
+import citywallet.control.models
 import citywallet.identity.audit
 import citywallet.identity.models
+import citywallet.identity.totp
 import citywallet.interop.provider.models
 import citywallet.interop.switch.models
 import citywallet.ledger.models
