@@ -85,6 +85,7 @@ class Executors:
     encryptor: Encryptor
     batch_size: int = 1_000
     max_batches: int = 5
+    now: int | None = None  # the moment reclaim runs as (tests); None: the clock
 
 
 def _view(row: Proposal, now: int | None = None) -> ProposalView:
@@ -197,10 +198,11 @@ def _mark_if_expired(db: Database, proposal_id: str) -> ProposalView:
     return view
 
 
-def _issue_or_reclaim(uow: UnitOfWork, kind: str, campaign_id: str, limit: int) -> int:
+def _issue_or_reclaim(uow: UnitOfWork, kind: str, campaign_id: str, executors: Executors) -> int:
+    limit = executors.batch_size
     if kind == "campaign.issue":
         return campaigns.issue_batch(uow, campaign_id=campaign_id, limit=limit)
-    return campaigns.reclaim_batch(uow, campaign_id=campaign_id, limit=limit)
+    return campaigns.reclaim_batch(uow, campaign_id=campaign_id, limit=limit, now=executors.now)
 
 
 def approve(
@@ -235,7 +237,7 @@ def approve(
                          detail=f"approved {row.public_id}")  # fmt: skip
             row.outcome = view.status
         else:
-            count = _issue_or_reclaim(uow, kind, target, executors.batch_size)
+            count = _issue_or_reclaim(uow, kind, target, executors)
             audit.record(uow, actor=actor, action=kind, target_id=target,
                          detail=f"batch of {count}; approved {row.public_id}")  # fmt: skip
             row.outcome = f"{count}"
@@ -290,7 +292,7 @@ def continue_batches(
                 raise DualControlRequired(
                     "Propose this step: another operator must approve it first."
                 )
-            count = _issue_or_reclaim(uow, kind, target_id, executors.batch_size)
+            count = _issue_or_reclaim(uow, kind, target_id, executors)
             if count:
                 audit.record(uow, actor=actor, action=kind, target_id=target_id,
                              detail=f"batch of {count}; under {found.id}")  # fmt: skip
