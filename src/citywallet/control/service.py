@@ -94,13 +94,23 @@ def _view(row: Proposal, now: int | None = None) -> ProposalView:
     if state == rules.PENDING and rules.expired(expires_at=row.expires_at, now=moment):
         state = rules.EXPIRED  # shown as it is, whether or not the job has marked it yet
     return ProposalView(
-        id=row.public_id, kind=row.kind, target_kind=rules.KINDS.get(row.kind, ""),
-        target_id=row.target_id, params=json.loads(row.params or "{}"), reason=row.reason,
-        proposer_user_id=row.proposer_user_id, proposer_label=row.proposer_label,
-        created_at=row.created_at, expires_at=row.expires_at, state=state,
-        decided_by_user_id=row.decided_by_user_id, decided_by_label=row.decided_by_label,
-        decided_at=row.decided_at, note=row.note, outcome=row.outcome,
-    )  # fmt: skip
+        id=row.public_id,
+        kind=row.kind,
+        target_kind=rules.KINDS.get(row.kind, ""),
+        target_id=row.target_id,
+        params=json.loads(row.params or "{}"),
+        reason=row.reason,
+        proposer_user_id=row.proposer_user_id,
+        proposer_label=row.proposer_label,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        state=state,
+        decided_by_user_id=row.decided_by_user_id,
+        decided_by_label=row.decided_by_label,
+        decided_at=row.decided_at,
+        note=row.note,
+        outcome=row.outcome,
+    )
 
 
 def _row(uow: UnitOfWork, proposal_id: str, *, lock: bool = False) -> Proposal:
@@ -144,23 +154,41 @@ def propose(
     moment = now_us()
     existing = uow.session.scalar(
         select(Proposal)
-        .where(Proposal.target_id == target_id, Proposal.kind == kind,
-               Proposal.state == rules.PENDING, Proposal.expires_at > moment)
+        .where(
+            Proposal.target_id == target_id,
+            Proposal.kind == kind,
+            Proposal.state == rules.PENDING,
+            Proposal.expires_at > moment,
+        )
         .order_by(Proposal.id.desc())
         .limit(1)
-    )  # fmt: skip
+    )
     if existing is not None:
         return _view(existing, moment), False
     row = Proposal(
-        public_id=new_public_id("prp"), kind=kind, target_id=target_id, params="{}",
-        reason=reason[:500], proposer_user_id=actor.user_id, proposer_label=actor.label[:64],
-        created_at=moment, expires_at=moment + ttl_seconds * 1_000_000, state=rules.PENDING,
-        note="", outcome="",
-    )  # fmt: skip
+        public_id=new_public_id("prp"),
+        kind=kind,
+        target_id=target_id,
+        params="{}",
+        reason=reason[:500],
+        proposer_user_id=actor.user_id,
+        proposer_label=actor.label[:64],
+        created_at=moment,
+        expires_at=moment + ttl_seconds * 1_000_000,
+        state=rules.PENDING,
+        note="",
+        outcome="",
+    )
     uow.session.add(row)
     uow.session.flush()
-    audit.record(uow, actor=actor, action=f"{_group(kind)}.propose", target_id=target_id,
-                 reason=reason, detail=f"{kind} · {row.public_id}")  # fmt: skip
+    audit.record(
+        uow,
+        actor=actor,
+        action=f"{_group(kind)}.propose",
+        target_id=target_id,
+        reason=reason,
+        detail=f"{kind} · {row.public_id}",
+    )
     return _view(row, moment), True
 
 
@@ -168,17 +196,27 @@ def _decide(uow: UnitOfWork, proposal_id: str, actor: Actor, to: str, note: str 
     """Lock the proposal and move it out of ``pending`` (or raise the refusal)."""
     row = _row(uow, proposal_id, lock=True)
     moment = now_us()
-    verdict = rules.may_decide(state=row.state, proposer=row.proposer_user_id,
-                               decider=actor.user_id, expires_at=row.expires_at, now=moment)  # fmt: skip
+    verdict = rules.may_decide(
+        state=row.state,
+        proposer=row.proposer_user_id,
+        decider=actor.user_id,
+        expires_at=row.expires_at,
+        now=moment,
+    )
     if not verdict.ok:
         raise REFUSALS[verdict.code](MESSAGES[verdict.code])
     row.state, row.decided_at, row.note = to, moment, note.strip()[:500]
     row.decided_by_user_id, row.decided_by_label = actor.user_id, actor.label[:64]
     uow.session.flush()
     verb = "approve" if to == rules.APPROVED else "reject"
-    audit.record(uow, actor=actor, action=f"{_group(row.kind)}.{verb}", target_id=row.target_id,
-                 reason=note, detail=f"{row.kind} · {row.public_id} · proposed by "
-                 f"{row.proposer_label}")  # fmt: skip
+    audit.record(
+        uow,
+        actor=actor,
+        action=f"{_group(row.kind)}.{verb}",
+        target_id=row.target_id,
+        reason=note,
+        detail=f"{row.kind} · {row.public_id} · proposed by {row.proposer_label}",
+    )
     return row
 
 
@@ -205,9 +243,7 @@ def _issue_or_reclaim(uow: UnitOfWork, kind: str, campaign_id: str, executors: E
     return campaigns.reclaim_batch(uow, campaign_id=campaign_id, limit=limit, now=executors.now)
 
 
-def approve(
-    db: Database, *, proposal_id: str, actor: Actor, executors: Executors
-) -> ProposalView:
+def approve(db: Database, *, proposal_id: str, actor: Actor, executors: Executors) -> ProposalView:
     """Approve and run the action (refusals: ``self_approval_refused``,
     ``proposal_not_pending``, ``proposal_expired``, or the action's own, which leave the
     proposal pending). Approving an approved proposal again answers it and runs nothing."""
@@ -221,11 +257,21 @@ def approve(
 
         def started(uow: UnitOfWork) -> None:
             row = _decide(uow, proposal_id, actor, rules.APPROVED)
-            audit.record(uow, actor=actor, action="campaign.fund", target_id=target,
-                         detail=f"approved {row.public_id}")  # fmt: skip
+            audit.record(
+                uow,
+                actor=actor,
+                action="campaign.fund",
+                target_id=target,
+                detail=f"approved {row.public_id}",
+            )
 
-        status = campaigns.fund_campaign(db, campaign_id=target, bank=executors.bank,
-                                         encryptor=executors.encryptor, on_start=started)  # fmt: skip
+        status = campaigns.fund_campaign(
+            db,
+            campaign_id=target,
+            bank=executors.bank,
+            encryptor=executors.encryptor,
+            on_start=started,
+        )
         return db.transact(lambda uow: _set_outcome(uow, proposal_id, status))
 
     def work(uow: UnitOfWork) -> ProposalView:
@@ -233,21 +279,38 @@ def approve(
         if kind in ("resident.freeze", "resident.unfreeze"):
             change = identity.freeze_user if kind == "resident.freeze" else identity.unfreeze_user
             view = change(uow, user_id=target, reason=row.reason, actor=actor.ref)
-            audit.record(uow, actor=actor, action=kind, target_id=target, reason=row.reason,
-                         detail=f"approved {row.public_id}")  # fmt: skip
+            audit.record(
+                uow,
+                actor=actor,
+                action=kind,
+                target_id=target,
+                reason=row.reason,
+                detail=f"approved {row.public_id}",
+            )
             row.outcome = view.status
         else:
             count = _issue_or_reclaim(uow, kind, target, executors)
-            audit.record(uow, actor=actor, action=kind, target_id=target,
-                         detail=f"batch of {count}; approved {row.public_id}")  # fmt: skip
+            audit.record(
+                uow,
+                actor=actor,
+                action=kind,
+                target_id=target,
+                detail=f"batch of {count}; approved {row.public_id}",
+            )
             row.outcome = f"{count}"
         uow.session.flush()
         return _view(row)
 
     view = db.transact(work)
     if kind in ("campaign.issue", "campaign.reclaim") and view.outcome != "0":
-        continue_batches(db, kind=kind, target_id=target, actor=actor, executors=executors,
-                         batches=executors.max_batches - 1)  # fmt: skip
+        continue_batches(
+            db,
+            kind=kind,
+            target_id=target,
+            actor=actor,
+            executors=executors,
+            batches=executors.max_batches - 1,
+        )
         view = get_proposal_in(db, proposal_id)
     return view
 
@@ -263,11 +326,12 @@ def approved_proposal(uow: UnitOfWork, *, kind: str, target_id: str) -> Proposal
     """The latest approved proposal of ``kind`` on ``target_id``, if any."""
     row = uow.session.scalar(
         select(Proposal)
-        .where(Proposal.target_id == target_id, Proposal.kind == kind,
-               Proposal.state == rules.APPROVED)
+        .where(
+            Proposal.target_id == target_id, Proposal.kind == kind, Proposal.state == rules.APPROVED
+        )
         .order_by(Proposal.id.desc())
         .limit(1)
-    )  # fmt: skip
+    )
     return None if row is None else _view(row)
 
 
@@ -294,8 +358,13 @@ def continue_batches(
                 )
             count = _issue_or_reclaim(uow, kind, target_id, executors)
             if count:
-                audit.record(uow, actor=actor, action=kind, target_id=target_id,
-                             detail=f"batch of {count}; under {found.id}")  # fmt: skip
+                audit.record(
+                    uow,
+                    actor=actor,
+                    action=kind,
+                    target_id=target_id,
+                    detail=f"batch of {count}; under {found.id}",
+                )
             return count
 
         count = db.transact(batch)
@@ -359,4 +428,3 @@ def list_proposals(
     if target_id:
         query = query.where(Proposal.target_id == target_id)
     return [_view(row, moment) for row in uow.session.scalars(query)]
-

@@ -101,9 +101,13 @@ def start_enrolment(
         raise TotpAlreadyEnrolled("An authenticator is already set up for this account.")
     if row is None:
         secret = totp_rules.new_secret()
-        row = OperatorTotp(user_id=user_id, secret_enc=encryptor.encrypt(
-            secret.encode(), aad=_aad(user_id)), confirmed_at=None, last_step=0,
-            created_at=now_us())  # fmt: skip
+        row = OperatorTotp(
+            user_id=user_id,
+            secret_enc=encryptor.encrypt(secret.encode(), aad=_aad(user_id)),
+            confirmed_at=None,
+            last_step=0,
+            created_at=now_us(),
+        )
         uow.session.add(row)
         uow.session.flush()
     else:
@@ -132,8 +136,9 @@ def check_code(
         if row is None:
             raise TotpNotEnrolled("Set up an authenticator first.")
         secret = encryptor.decrypt(row.secret_enc, aad=_aad(user_id)).decode()
-        step = totp_rules.matching_step(secret, code, now_seconds=moment / 1_000_000,
-                                        last_step=row.last_step)  # fmt: skip
+        step = totp_rules.matching_step(
+            secret, code, now_seconds=moment / 1_000_000, last_step=row.last_step
+        )
         if step is None:
             return False
         row.last_step = step
@@ -154,8 +159,14 @@ def mark_verified(
     if factor not in FACTORS:
         raise ValueError(f"unknown second factor {factor!r}")
     uow.session.execute(delete(SessionFactor).where(SessionFactor.session_id == session_id))
-    uow.session.add(SessionFactor(session_id=session_id, user_id=user_id, factor=factor,
-                                  verified_at=now if now is not None else now_us()))  # fmt: skip
+    uow.session.add(
+        SessionFactor(
+            session_id=session_id,
+            user_id=user_id,
+            factor=factor,
+            verified_at=now if now is not None else now_us(),
+        )
+    )
     uow.session.flush()
 
 

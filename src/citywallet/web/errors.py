@@ -10,7 +10,7 @@ from typing import cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from citywallet.api.problems import allowed_methods
 from citywallet.platform.errors import DomainError
@@ -72,6 +72,9 @@ def install(app: FastAPI) -> None:
 
     async def login_required(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
+        elsewhere = getattr(exc, "redirect_to", None)  # e.g. the operator's second factor
+        if elsewhere:
+            return RedirectResponse(elsewhere, status_code=303)
         return login_redirect(exc.next_url)
 
     def wrap(kind: type[Exception]) -> Handler:

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from citywallet.identity import audit
-from citywallet.web.operator.shared import ACTION_LABELS, LABELS
-from citywallet.web.session import OperatorDep, runtime_of
+from citywallet.web.operator.shared import ACTION_LABELS, LABELS, OperatorDep
+from citywallet.web.session import runtime_of
 from citywallet.web.templating import render
 
 router = APIRouter()

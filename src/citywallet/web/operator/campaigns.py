@@ -12,6 +12,8 @@ from fastapi.responses import Response
 
 from citywallet.campaign import reports
 from citywallet.campaign import service as campaigns
+from citywallet.control import service as control
+from citywallet.control.rules import KINDS as DUAL
 from citywallet.identity import audit
 from citywallet.identity.audit import Actor
 from citywallet.platform.db import UnitOfWork
@@ -19,10 +21,10 @@ from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
 from citywallet.web.forms import done
 from citywallet.web.i18n import N_
-from citywallet.web.operator import campaign_form
+from citywallet.web.operator import campaign_form, proposals
 from citywallet.web.operator.charts import bar_chart, column_chart
-from citywallet.web.operator.shared import LABELS, actor_of, not_found
-from citywallet.web.session import FormFields, OperatorDep, runtime_of
+from citywallet.web.operator.shared import LABELS, OperatorDep, actor_of, not_found
+from citywallet.web.session import FormFields, runtime_of
 from citywallet.web.templating import render, yuan
 
 router = APIRouter()
@@ -189,6 +191,21 @@ def _run_step(runtime: Runtime, campaign_id: str, actor: Actor, step: str) -> No
         runtime.db.transact(work)
 
 
+def _dual_control_step(runtime: Runtime, campaign_id: str, actor: Actor, step: str) -> Response:
+    """Under dual control: propose the step; an issue or reclaim another operator approved
+    goes on with its next batches."""
+    kind = f"campaign.{step}"
+    if step in ("issue", "reclaim"):
+        with runtime.db.uow(readonly=True) as uow:
+            approved = control.approved_proposal(uow, kind=kind, target_id=campaign_id)
+        if approved is not None:
+            control.continue_batches(runtime.db, kind=kind, target_id=campaign_id, actor=actor,
+                                     executors=proposals.executors(runtime),
+                                     batches=BATCHES_PER_REQUEST)  # fmt: skip
+            return done(f"/operator/campaigns/{campaign_id}", STEP_DONE[step])
+    return proposals.propose_page(runtime, kind=kind, target_id=campaign_id, actor=actor)
+
+
 @router.post("/campaigns/{campaign_id}/{step}")
 def campaign_step(
     request: Request, campaign_id: str, step: str, viewer: OperatorDep, _fields: FormFields
@@ -198,6 +215,8 @@ def campaign_step(
         raise not_found()
     runtime = runtime_of(request)
     try:
+        if runtime.settings.operator_dual_control and f"campaign.{step}" in DUAL:
+            return _dual_control_step(runtime, campaign_id, actor_of(viewer), step)
         _run_step(runtime, campaign_id, actor_of(viewer), step)
     except DomainError as exc:
         if exc.code == "campaign_not_found":

@@ -12,10 +12,18 @@ from fastapi.responses import Response
 from citywallet.campaign import service as campaigns
 from citywallet.identity import audit
 from citywallet.merchant.service import merchants_by_status
-from citywallet.web.operator import audit_log, interop, ledger, merchants, residents
+from citywallet.web.operator import (
+    audit_log,
+    interop,
+    ledger,
+    merchants,
+    proposals,
+    residents,
+    second_factor,
+)
 from citywallet.web.operator import campaigns as campaign_pages
-from citywallet.web.operator.shared import LABELS
-from citywallet.web.session import OperatorDep, runtime_of
+from citywallet.web.operator.shared import LABELS, OperatorDep
+from citywallet.web.session import runtime_of
 from citywallet.web.templating import render
 
 router = APIRouter(prefix="/operator", include_in_schema=False)
@@ -33,5 +41,6 @@ def home(request: Request, _viewer: OperatorDep) -> Response:
                    "labels": LABELS})  # fmt: skip
 
 
-for part in (residents, merchants, campaign_pages, ledger, interop, audit_log):
+for part in (residents, merchants, campaign_pages, ledger, interop, audit_log, proposals,
+             second_factor):  # fmt: skip
     router.include_router(part.router)
