@@ -5,9 +5,9 @@ transaction; issue and reclaim run in batches and show their progress), the live
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from citywallet.campaign import reports
@@ -21,7 +21,7 @@ from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
 from citywallet.web.forms import done
 from citywallet.web.i18n import N_
-from citywallet.web.operator import campaign_form, proposals
+from citywallet.web.operator import campaign_form, pickers, proposals
 from citywallet.web.operator.charts import bar_chart, column_chart
 from citywallet.web.operator.shared import LABELS, OperatorDep, actor_of, not_found
 from citywallet.web.session import FormFields, runtime_of
@@ -51,6 +51,8 @@ def campaign_list(request: Request, _viewer: OperatorDep) -> Response:
 
 def _new_page(request: Request, form: dict[str, str], errors: dict[str, Any], code: int = 200
               ) -> Response:  # fmt: skip
+    with runtime_of(request).db.uow(readonly=True) as uow:
+        choices = pickers.options(uow, request.state.tr)
     return render(
         request,
         "operator/campaign_new.html",
@@ -58,6 +60,7 @@ def _new_page(request: Request, form: dict[str, str], errors: dict[str, Any], co
             "form": form,
             "field_errors": errors,
             "prize_rows": range(1, campaign_form.PRIZE_ROWS + 1),
+            "choices": choices,
         },
         status_code=code,
     )
@@ -70,8 +73,15 @@ def new_campaign(request: Request, _viewer: OperatorDep) -> Response:
 
 
 @router.post("/campaigns")
-def create(request: Request, viewer: OperatorDep, fields: FormFields) -> Response:
-    """Create a draft campaign (audited in the same transaction)."""
+def create(
+    request: Request,
+    viewer: OperatorDep,
+    fields: FormFields,
+    picked: Annotated[dict[str, str], Depends(pickers.picked_lists)],
+) -> Response:
+    """Create a draft campaign (audited in the same transaction); the pickers' several
+    values each arrive as one comma list."""
+    fields = {**fields, **picked}
     runtime = runtime_of(request)
     actor = actor_of(viewer)
     try:
