@@ -24,6 +24,7 @@ from citywallet.api import (
     interop,
     ledger,
     merchant,
+    operator_control,
     payments,
     problems,
     redpackets,
@@ -109,6 +110,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(redpackets.router)
     app.include_router(campaigns.router)
     app.include_router(campaigns.operator_router)
+    app.include_router(operator_control.router)
     if runtime.settings.interop_participant_id:  # connected to a switch (docs/interop.md)
         app.include_router(interop.router)
         app.include_router(interop.fspiop_router)
