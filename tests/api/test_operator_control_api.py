@@ -145,5 +145,5 @@ def test_a_rejected_freeze_changes_nothing(client: TestClient, runtime: Runtime)
     with runtime.db.uow(readonly=True) as uow:
         assert identity.get_user(uow, user_id=resident.user_id).status == "active"
     assert _ok(resident.get("/v1/me"))["id"] == resident.user_id  # still signed in
-    assert _ok(bob.get("/v1/operator/proposals?state=rejected"))["items"][0]["id"] == made["id"]
+    assert _ok(bob.get("/v1/operator/proposals", state="rejected"))["items"][0]["id"] == made["id"]
     assert _ok(bob.get("/v1/operator/proposals"))["items"] == []
