@@ -40,7 +40,7 @@ def test_the_actions_under_dual_control() -> None:
         "campaign.fund", "campaign.issue", "campaign.reclaim",
         "resident.freeze", "resident.unfreeze",
     }  # fmt: skip
-    assert rules.NEEDS_REASON == {"resident.freeze", "resident.unfreeze"}
+    assert {"resident.freeze", "resident.unfreeze"} == rules.NEEDS_REASON
 
 
 @given(now=st.integers(1_000_000_000, 4_000_000_000), drift=st.sampled_from([-30, 0, 30]))
