@@ -130,6 +130,8 @@ def test_a_freeze_takes_two_operators_and_the_audit_log_names_both(
     assert location.startswith("/operator/proposals/prp_")
     with runtime.db.uow(readonly=True) as uow:
         assert identity.get_user(uow, user_id=target.user_id).status == "active"
+    assert location in client.get(page).text  # the resident's page shows what waits
+    assert '<span class="amount big">1</span>' in client.get("/operator").text  # the tile
     own = client.get(location)
     assert 'id="own-proposal"' in own.text
     assert 'id="approve"' not in own.text

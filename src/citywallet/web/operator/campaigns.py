@@ -110,11 +110,14 @@ def _dashboard(request: Request, campaign_id: str) -> dict[str, Any]:
         view = campaigns.get_campaign(uow, campaign_id=campaign_id, include_draft=True)
         data = reports.report(uow, campaign_id=campaign_id)
         trail, _ = audit.list_entries(uow, target_id=campaign_id, limit=30)
+        pending = control.list_proposals(uow, state="pending", target_id=campaign_id)
     reclaimable = data.issued_amount - data.spent
     return {
         "campaign": view,
         "report": data,
         "trail": trail,
+        "pending": pending,
+        "kind_labels": proposals.KIND_LABELS,
         "labels": LABELS,
         "issue_progress": (view.issued, view.winners),
         "reclaim_progress": (max(reclaimable - data.outstanding, 0), max(reclaimable, 0)),

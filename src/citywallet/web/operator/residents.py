@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from citywallet.control import service as control
 from citywallet.identity import audit, residents
 from citywallet.identity import service as identity
 from citywallet.platform.db import UnitOfWork
@@ -61,7 +62,14 @@ def _detail_page(
     with runtime.db.uow(readonly=True) as uow:
         detail = residents.resident_detail(uow, user_id=user_id)
         trail, _ = audit.list_entries(uow, target_id=user_id, limit=20)
-    context: dict[str, Any] = {"resident": detail, "trail": trail, "labels": LABELS}
+        pending = control.list_proposals(uow, state="pending", target_id=user_id)
+    context: dict[str, Any] = {
+        "resident": detail,
+        "trail": trail,
+        "labels": LABELS,
+        "pending": pending,
+        "kind_labels": proposals.KIND_LABELS,
+    }
     context.update(extra or {})
     return render(request, "operator/resident.html", context, status_code=status)
 
