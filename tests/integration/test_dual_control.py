@@ -218,10 +218,15 @@ def test_freezing_a_resident_takes_two_operators_and_expiry_changes_nothing(
         assert identity.get_user(uow, user_id=uid).status == "frozen"
     assert ("resident.freeze", BOB.user_id) in _actions(db, uid)
 
-    # an action the service refuses leaves the proposal pending (freezing a frozen account)
-    twice = _propose(db, "resident.freeze", uid, "again")
+    # what cannot happen is not proposed; what became impossible meanwhile is refused at
+    # approval and the proposal stays pending
+    _refused("already_frozen", lambda: _propose(db, "resident.freeze", uid, "again"))
+    twice = _propose(db, "resident.unfreeze", uid, "verified in person")
+    db.transact(
+        lambda uow: identity.unfreeze_user(uow, user_id=uid, reason="by the CLI", actor="op")
+    )
     _refused(
-        "already_frozen",
+        "not_frozen",
         lambda: control.approve(db, proposal_id=twice.id, actor=BOB, executors=_executors()),
     )
     with db.uow(readonly=True) as uow:

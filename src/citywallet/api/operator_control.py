@@ -57,6 +57,7 @@ def _executors(runtime: Runtime) -> control.Executors:
         200: {"description": "The same action was already pending on the target: that one."},
         403: {"description": "operator_required."},
         404: {"description": "campaign_not_found, user_not_found."},
+        409: {"description": "already_frozen, not_frozen (the freeze cannot happen now)."},
         422: {"description": "reason_required, invalid_proposal."},
     },
 )

@@ -39,7 +39,7 @@ from citywallet.identity.queries import new_public_id
 from citywallet.platform.clock import now_us
 from citywallet.platform.crypto import Encryptor
 from citywallet.platform.db import Database, UnitOfWork
-from citywallet.platform.errors import DomainError
+from citywallet.platform.errors import Conflict, DomainError
 from citywallet.wallet.bank import Bank
 
 MAX_PAGE = 200
@@ -124,10 +124,16 @@ def _row(uow: UnitOfWork, proposal_id: str, *, lock: bool = False) -> Proposal:
 
 
 def _check_target(uow: UnitOfWork, kind: str, target_id: str) -> None:
+    """The target exists, and a freeze or unfreeze fits its status now (so nobody is asked to
+    approve what cannot happen; the approval checks again)."""
     if rules.KINDS[kind] == "campaign":
         campaigns.get_campaign(uow, campaign_id=target_id, include_draft=True)
-    else:
-        identity.get_user(uow, user_id=target_id)
+        return
+    status = identity.get_user(uow, user_id=target_id).status
+    if kind == "resident.freeze" and status == "frozen":
+        raise Conflict("The account is already frozen.", code="already_frozen")
+    if kind == "resident.unfreeze" and status != "frozen":
+        raise Conflict("The account is not frozen.", code="not_frozen")
 
 
 def _group(kind: str) -> str:
