@@ -84,6 +84,7 @@ class DemoInfo:
     store_id: str | None = None
     api_key_id: str | None = None
     api_secret: str | None = None
+    reused: bool = False  # the database held the demo already: nothing was seeded again
 
 
 def _id_number(sequence: str) -> str:
@@ -299,11 +300,6 @@ def web_apps(info: DemoInfo, base: str) -> list[tuple[str, str, str]]:
     return [(name, base + path, f"{who}: {logins[path]}") for name, path, who in WEB_APPS]
 
 
-def describe(info: DemoInfo, base: str) -> str:
-    """The web apps' URLs and logins, one per line (``citywallet demo`` prints them)."""
-    return "\n".join(f"{name}: {url}  ({login})" for name, url, login in web_apps(info, base))
-
-
 def seed(runtime: Runtime) -> DemoInfo:
     """Create the demo residents and their activity (once), then seal the ledger."""
     info = DemoInfo(
@@ -315,6 +311,7 @@ def seed(runtime: Runtime) -> DemoInfo:
     )
     with runtime.db.uow(readonly=True) as uow:
         exists = find_user_by_phone(uow, phone=RESIDENTS[0].phone, encryptor=runtime.encryptor)
+    info.reused = exists is not None
     if exists is None:
         with TestClient(create_app(runtime), raise_server_exceptions=True) as client:
             people = [_Resident(client, r, n) for n, r in enumerate(RESIDENTS, start=1)]

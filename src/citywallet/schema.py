@@ -5,12 +5,9 @@ every feature's tables, and the platform knows none (docs/layers.md)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
-from alembic.config import Config
 
-import citywallet
+# Every table module, for Base.metadata (side-effect imports: nothing else uses the names).
 import citywallet.campaign.models
 import citywallet.control.models
 import citywallet.identity.audit
@@ -23,20 +20,13 @@ import citywallet.merchant.models
 import citywallet.platform.models
 import citywallet.platform.ratelimit
 import citywallet.redpacket.models
-import citywallet.wallet.models
+import citywallet.wallet.models  # noqa: F401
 from citywallet.platform.db import Base
 from citywallet.platform.files import private_sqlite_file
+from citywallet.platform.migrations import MIGRATIONS_DIR as MIGRATIONS_DIR
+from citywallet.platform.migrations import alembic_config as alembic_config
 
 metadata = Base.metadata
-MIGRATIONS_DIR = Path(citywallet.__file__).resolve().parents[2] / "migrations"
-
-
-def alembic_config(url: str) -> Config:
-    """An Alembic configuration for ``url`` without needing an alembic.ini on disk."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -12,7 +12,6 @@ from typing import Any, cast
 
 import anyio.to_thread
 from fastapi import FastAPI
-from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp
 
 import citywallet
@@ -32,17 +31,10 @@ from citywallet.api import (
 )
 from citywallet.api.middleware import BodyLimit, RequestObserver, SecurityHeaders
 from citywallet.identity import sessions
+from citywallet.platform import metrics
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.logging import configure_logging
 from citywallet.runtime import Runtime, refuse_unsafe_start
-
-REQUESTS = Counter("citywallet_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram(
-    "citywallet_http_request_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
 
 
 def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) -> FastAPI:
@@ -118,7 +110,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         app.include_router(identity.dev_router)
     web.install(app)  # the pages (after the API's error handlers, which it wraps)
 
-    app.add_middleware(RequestObserver, requests=REQUESTS, latency=LATENCY)
+    app.add_middleware(RequestObserver, requests=metrics.REQUESTS, latency=metrics.LATENCY)
     install_guards(app, runtime.settings)
     return app
 
@@ -138,7 +130,8 @@ def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (reads settings from the environment); refuses an
     unsafe production start even when uvicorn is run without ``citywallet serve``."""
     settings = get_settings()
-    configure_logging(level=settings.log_level, json=settings.log_json)  # each server process
+    # each server process
+    configure_logging(level=settings.log_level, json=settings.log_json, file=settings.log_file)
     refuse_unsafe_start(settings)
     runtime = Runtime.from_settings()
     return create_app(runtime, start_worker=runtime.settings.run_worker_in_server)

@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     key_file: Path | None = Field(default=None, description="Key file; default var_dir/keys.json.")
     log_level: str = "INFO"
     log_json: bool = False
+    failpoints: str = Field(
+        default="",
+        description="Crash or fail on purpose at named steps of the money flows "
+        "('commit.after=crash@2,...'; platform/failpoints.py): crash tests only, refused in "
+        "production.",
+    )
+    log_file: Path | None = Field(
+        default=None,
+        description="Write logs to this file (appended) instead of stderr; `citywallet demo` "
+        "sets var_dir/demo.log so its terminal shows only the URLs and logins.",
+    )
     seal_max_transfers: int = 10_000
     seal_interval_seconds: float = Field(
         default=2.0, description="How often the worker seals new transfers into a block."

@@ -9,10 +9,11 @@ from typing import cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
-from citywallet.api.problems import allowed_methods
+from citywallet.api.problems import allowed_methods, database_trouble
 from citywallet.platform.errors import DomainError
 from citywallet.platform.logging import get_logger
 from citywallet.web.i18n import translations
@@ -62,11 +63,14 @@ def _page(
     )
 
 
+PAGE_HANDLED = (DomainError, RequestValidationError, StarletteHTTPException, DBAPIError, Exception)
+
+
 def install(app: FastAPI) -> None:
     """Wrap the API's exception handlers: pages get pages."""
     api: dict[type[Exception], Handler] = {
         kind: cast(Handler, app.exception_handlers[kind])
-        for kind in (DomainError, RequestValidationError, StarletteHTTPException, Exception)
+        for kind in PAGE_HANDLED
         if kind in app.exception_handlers
     }
 
@@ -92,6 +96,10 @@ def install(app: FastAPI) -> None:
                 return _page(request, exc.status_code, f"http_{exc.status_code}", "", headers)
             if isinstance(exc, RequestValidationError):
                 return _page(request, 422, "validation_failed", "")
+            unavailable = database_trouble(exc)
+            if unavailable is not None:
+                retry = {"Retry-After": str(unavailable.retry_after)}
+                return _page(request, 503, unavailable.code, unavailable.detail, retry)
             log.error("page_error", path=request.url.path, error=repr(exc))
             return _page(request, 500, "internal_error", "")
 
