@@ -8,8 +8,10 @@ from __future__ import annotations
 from alembic import command
 
 import citywallet.campaign.models
+import citywallet.control.models
 import citywallet.identity.audit
 import citywallet.identity.models
+import citywallet.identity.totp
 import citywallet.inbox.models
 import citywallet.interop.provider.models
 import citywallet.interop.switch.models
@@ -28,9 +30,11 @@ metadata = Base.metadata
 # The modules whose tables complete ``metadata`` (imported for that alone).
 TABLE_MODULES = (
     citywallet.campaign.models,
+    citywallet.control.models,
     citywallet.identity.audit,
-    citywallet.inbox.models,
     citywallet.identity.models,
+    citywallet.identity.totp,
+    citywallet.inbox.models,
     citywallet.interop.provider.models,
     citywallet.interop.switch.models,
     citywallet.ledger.models,

@@ -173,6 +173,11 @@ OPERATOR: frozenset[Route] = frozenset(
         ("GET", "/v1/operator/campaigns/{campaign_id}/report"),
         ("GET", "/v1/operator/campaigns/{campaign_id}/report.csv"),
         ("PUT", "/v1/operator/residents/{user_id}/attributes"),
+        ("POST", "/v1/operator/proposals"),
+        ("GET", "/v1/operator/proposals"),
+        ("GET", "/v1/operator/proposals/{proposal_id}"),
+        ("POST", "/v1/operator/proposals/{proposal_id}/approve"),
+        ("POST", "/v1/operator/proposals/{proposal_id}/reject"),
     }
 )
 OPERATOR_PREFIX = "/v1/operator/"

@@ -38,11 +38,14 @@ def test_the_demo_seeds_an_operator_and_names_the_three_apps(db: Database, tmp_p
         assert found is not None
         assert found.real_name_verified
         assert attributes.is_operator(uow, user_id=found.id)
+        approver = find_user_by_phone(uow, phone=demo.APPROVER.phone)
+        assert approver is not None  # the second operator of dual control
+        assert attributes.is_operator(uow, user_id=approver.id)
         resident = find_user_by_phone(uow, phone=demo.RESIDENTS[0].phone)
         assert resident is not None
         assert not attributes.is_operator(uow, user_id=resident.id)
     users = _users(db)
-    assert users == len(demo.RESIDENTS) + 1
+    assert users == len(demo.RESIDENTS) + 2  # and two operators
     with db.uow(readonly=True) as uow:  # a drawn campaign whose winners hold red packets
         listed = {c.name: c for c in campaigns.list_campaigns(uow)}
         people = [

@@ -24,6 +24,7 @@ from citywallet.api import (
     ledger,
     merchant,
     messages,
+    operator_control,
     payments,
     problems,
     receiving,
@@ -110,6 +111,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(messages.router)
     app.include_router(campaigns.router)
     app.include_router(campaigns.operator_router)
+    app.include_router(operator_control.router)
     if runtime.settings.interop_participant_id:  # connected to a switch (docs/interop.md)
         app.include_router(interop.router)
         app.include_router(interop.fspiop_router)

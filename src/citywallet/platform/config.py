@@ -326,6 +326,27 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="Most sessions one server process keeps cached."
     )
 
+    # --- the operator console: dual control and a second factor (docs/web-operator.md) ---
+    operator_dual_control: bool = Field(
+        default=True,
+        description="Funding, issuing and reclaiming campaigns and freezing or unfreezing "
+        "residents need two operators: one proposes, another approves. Off: one operator "
+        "acts alone (a single-operator deployment; the CLI always acts alone).",
+    )
+    operator_proposal_ttl_seconds: int = Field(
+        default=24 * 3600,
+        ge=60,
+        description="A proposal nobody approved or rejected within this time expires.",
+    )
+    operator_second_factor: bool = Field(
+        default=True,
+        description="The operator console asks for a second factor (TOTP, or a passkey "
+        "verified in this session) after the password, once per session.",
+    )
+    operator_totp_issuer: str = Field(
+        default="CityWallet", description="The issuer name shown in authenticator apps."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file under ``var_dir``."""

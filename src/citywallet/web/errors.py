@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from citywallet.api.problems import allowed_methods, database_trouble
 from citywallet.platform.errors import DomainError
@@ -76,6 +76,9 @@ def install(app: FastAPI) -> None:
 
     async def login_required(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
+        elsewhere = getattr(exc, "redirect_to", None)  # e.g. the operator's second factor
+        if elsewhere:
+            return RedirectResponse(elsewhere, status_code=303)
         return login_redirect(exc.next_url)
 
     def wrap(kind: type[Exception]) -> Handler:
