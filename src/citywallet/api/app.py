@@ -24,6 +24,7 @@ from citywallet.api import (
     interop,
     ledger,
     merchant,
+    passkeys,
     payments,
     problems,
     redpackets,
@@ -101,6 +102,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(health.router)
     app.include_router(ledger.router)
     app.include_router(identity.router)
+    app.include_router(passkeys.router)
     app.include_router(wallet.router)
     app.include_router(payments.router)
     app.include_router(payments.paycode_router)

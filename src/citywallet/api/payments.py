@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response, status
 
+from citywallet.api.confirming import confirm_scan, second_factor_code
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
 from citywallet.api.interop import pay_quote, wait_for_quote
@@ -35,6 +36,7 @@ from citywallet.merchant.schemas import (
     ScanPreviewRequest,
 )
 from citywallet.platform.clock import to_datetime
+from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import InvalidInput
 from citywallet.runtime import Runtime
 
@@ -85,8 +87,15 @@ def pay_scan(
     )
     if foreign is not None:
         return _pay_foreign(runtime, call, auth.user_id, body, foreign)
-    return call.run(
-        lambda uow: merchants.pay_scan(
+    sms_code_id = second_factor_code(runtime, user_id=auth.user_id, sms_code=body.sms_code)
+
+    def pay(uow: UnitOfWork) -> merchants.PaymentView:
+        pin = confirm_scan(
+            uow, runtime, user_id=auth.user_id, session_id=auth.session_id,
+            payload=body.payload, amount=body.amount, pin=body.pin, passkey=body.passkey,
+            sms_code_id=sms_code_id,
+        )  # fmt: skip
+        return merchants.pay_scan(
             uow,
             user_id=auth.user_id,
             payload=body.payload,
@@ -94,10 +103,10 @@ def pay_scan(
             note=body.note,
             encryptor=runtime.encryptor,
             settings=runtime.settings,
-            pin=body.pin,
-        ),
-        lambda view: (status.HTTP_201_CREATED, PaymentPublic.model_validate(view)),
-    )
+            pin=pin,
+        )
+
+    return call.run(pay, lambda view: (status.HTTP_201_CREATED, PaymentPublic.model_validate(view)))
 
 
 @router.get("/pending")
@@ -305,6 +314,10 @@ def _pay_foreign(
             ),
         )
 
+    if body.pin is None:  # a passkey confirms payments of this provider only
+        raise InvalidInput(
+            "Confirm a payment through the switch with the payment PIN.", code="pin_required"
+        )
     return pay_quote(
         runtime, call, user_id=user_id, quote_id=quote_id, pin=body.pin, note=body.note,
         render=render,
