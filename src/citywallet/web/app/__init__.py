@@ -3,6 +3,13 @@
 
 from __future__ import annotations
 
-from citywallet.web.app import account, interop, money, pay, social
+from citywallet.web.app import account, interop, money, passkeys, pay, social
 
-routers = [account.router, interop.router, money.router, pay.router, social.router]
+routers = [
+    account.router,
+    interop.router,
+    money.router,
+    passkeys.router,
+    pay.router,
+    social.router,
+]
