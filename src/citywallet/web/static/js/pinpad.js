@@ -93,6 +93,7 @@
       .catch(function () { hasPasskey = false; });
   }
   function submit(form, submitter) {
+    delete form.dataset.sent;
     if (form.requestSubmit) form.requestSubmit(submitter || undefined);
     else form.submit();
   }
@@ -144,6 +145,7 @@
       var passkey = form.querySelector("input[name=passkey]");
       if (/^[0-9]{6}$/.test(input.value) || (passkey && passkey.value)) return;
       event.preventDefault();
+      event.stopPropagation(); // not sent yet: app.js must not mark it as sent
       open(form, input, event.submitter || null);
     });
   });
