@@ -46,7 +46,13 @@ class SoftAuthenticator:
     def _cose_key(self) -> bytes:
         numbers = self.key.public_key().public_numbers()
         return cbor2.dumps(
-            {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
+            {
+                1: 2,
+                3: -7,
+                -1: 1,
+                -2: numbers.x.to_bytes(32, "big"),
+                -3: numbers.y.to_bytes(32, "big"),
+            }
         )
 
     def create(self, options: dict[str, Any]) -> dict[str, Any]:

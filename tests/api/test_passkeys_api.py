@@ -79,21 +79,25 @@ def test_register_list_rename_remove(client: TestClient) -> None:
     wrong = alice.post(
         "/v1/passkeys", {"credential": device.create(options), "name": "x", "pin": "135790"}
     )
-    assert wrong.status_code == 403 and wrong.json()["code"] == "pin_incorrect"
+    assert wrong.status_code == 403
+    assert wrong.json()["code"] == "pin_incorrect"
     assert alice.get("/v1/passkeys").json()["items"] == []
 
     made = register(alice, device)
-    assert made["name"] == "我的手机" and made["id"].startswith("pk_")
+    assert made["name"] == "我的手机"
+    assert made["id"].startswith("pk_")
     again = alice.post("/v1/passkeys/registration-options").json()
     assert [c["id"] for c in again["excludeCredentials"]] == [b64url(device.credential_id)]
 
     renamed = alice.client.patch(
         f"/v1/passkeys/{made['id']}", json={"name": "工作手机"}, headers=alice.headers
     )
-    assert renamed.status_code == 200 and renamed.json()["name"] == "工作手机"
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "工作手机"
     bob = Person(client, 2)
     theirs = bob.client.delete(f"/v1/passkeys/{made['id']}", headers=bob.headers)
-    assert theirs.status_code == 404 and theirs.json()["code"] == "passkey_not_found"
+    assert theirs.status_code == 404
+    assert theirs.json()["code"] == "passkey_not_found"
     gone = alice.client.delete(f"/v1/passkeys/{made['id']}", headers=alice.headers)
     assert gone.status_code == 204
     assert alice.get("/v1/passkeys").json()["items"] == []
@@ -111,7 +115,8 @@ def test_sign_in_with_a_passkey_once(client: TestClient) -> None:
     assert signed.json()["user"]["id"] == alice.user_id
     token = signed.json()["session"]["token"]
     me = client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
-    assert me.status_code == 200 and me.json()["id"] == alice.user_id
+    assert me.status_code == 200
+    assert me.json()["id"] == alice.user_id
 
     replayed = client.post("/v1/auth/passkey", json={"credential": assertion})
     assert replayed.status_code == 403
@@ -119,7 +124,8 @@ def test_sign_in_with_a_passkey_once(client: TestClient) -> None:
 
     unverified = device.get(client.post("/v1/auth/passkey/options").json(), verified=False)
     refused = client.post("/v1/auth/passkey", json={"credential": unverified})
-    assert refused.status_code == 403 and refused.json()["code"] == "passkey_invalid"
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "passkey_invalid"
 
     stranger = SoftAuthenticator()  # a passkey this site never registered
     stranger.user_handle = alice.user_id.encode()
@@ -127,7 +133,8 @@ def test_sign_in_with_a_passkey_once(client: TestClient) -> None:
         "/v1/auth/passkey",
         json={"credential": stranger.get(client.post("/v1/auth/passkey/options").json())},
     )
-    assert unknown.status_code == 403 and unknown.json()["code"] == "passkey_invalid"
+    assert unknown.status_code == 403
+    assert unknown.json()["code"] == "passkey_invalid"
 
 
 def test_pay_a_static_code_by_passkey_and_a_replay_for_another_amount_is_refused(
@@ -160,7 +167,8 @@ def test_pay_a_static_code_by_passkey_and_a_replay_for_another_amount_is_refused
         key=str(uuid.uuid4()),
     )
     assert paid.status_code == 201, paid.text
-    assert paid.json()["status"] == "paid" and paid.json()["amount"] == 5_00
+    assert paid.json()["status"] == "paid"
+    assert paid.json()["amount"] == 5_00
     assert balance(db, alice.user_id)[0] == before - 5_00
 
     replay = alice.post(
@@ -168,14 +176,13 @@ def test_pay_a_static_code_by_passkey_and_a_replay_for_another_amount_is_refused
         {"payload": payload, "amount": 5_00, "passkey": assertion},
         key=str(uuid.uuid4()),
     )
-    assert replay.status_code == 403 and replay.json()["code"] == "passkey_challenge_invalid"
+    assert replay.status_code == 403
+    assert replay.json()["code"] == "passkey_challenge_invalid"
     assert balance(db, alice.user_id)[0] == before - 5_00
     assert_ledger_clean(db)
 
 
-def test_transfer_by_passkey_is_bound_to_payee_and_amount(
-    client: TestClient, db: Database
-) -> None:
+def test_transfer_by_passkey_is_bound_to_payee_and_amount(client: TestClient, db: Database) -> None:
     alice, bob, carol = Person(client, 1), Person(client, 2), Person(client, 3)
     fund(alice, 100_00)
     fund(bob, 1_00)
@@ -191,7 +198,8 @@ def test_transfer_by_passkey_is_bound_to_payee_and_amount(
         refused = alice.post(
             "/v1/wallet/transfers", {**body, "passkey": assertion}, key=str(uuid.uuid4())
         )
-        assert refused.status_code == 403 and refused.json()["code"] == "passkey_intent_mismatch"
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "passkey_intent_mismatch"
     assert balance(db, alice.user_id)[0] == 100_00
     assert balance(db, carol.user_id)[0] == 1_00
 
@@ -238,14 +246,16 @@ def test_step_up_asks_for_a_second_factor_above_the_thresholds(
     assert large.status_code == 403, large.text
     problem = large.json()
     assert problem["code"] == "step_up_required"
-    assert problem["factors"] == ["sms"] and problem["reasons"] == ["amount"]
+    assert problem["factors"] == ["sms"]
+    assert problem["reasons"] == ["amount"]
     assert balance(db, alice.user_id)[0] == 1_000_00 - (NEW_PAYEE - 1)
 
     code = _sms_code(client, alice)
     wrong = alice.post(
         "/v1/wallet/transfers", {**transfer, "amount": STEP_UP, "sms_code": "000000"}, key="c"
     )
-    assert wrong.status_code == 422 and wrong.json()["code"] == "sms_code_invalid"
+    assert wrong.status_code == 422
+    assert wrong.json()["code"] == "sms_code_invalid"
     done = alice.post(
         "/v1/wallet/transfers", {**transfer, "amount": STEP_UP, "sms_code": code}, key="d"
     )
@@ -280,7 +290,8 @@ def test_a_new_payee_with_a_large_amount_steps_up(
     new = alice.post(
         "/v1/wallet/transfers", {"to": carol.user_id, "amount": NEW_PAYEE, "pin": PIN}, key="a"
     )
-    assert new.status_code == 403 and new.json()["reasons"] == ["new_payee"]
+    assert new.status_code == 403
+    assert new.json()["reasons"] == ["new_payee"]
     first = alice.post(
         "/v1/wallet/transfers", {"to": carol.user_id, "amount": 1_00, "pin": PIN}, key="b"
     )
@@ -293,7 +304,8 @@ def test_a_new_payee_with_a_large_amount_steps_up(
     payload = static_payload(client, shop)
     scan = {"payload": payload, "amount": NEW_PAYEE, "pin": PIN}
     refused = alice.post("/v1/payments/scan", scan, key="d")
-    assert refused.status_code == 403 and refused.json()["reasons"] == ["new_payee"]
+    assert refused.status_code == 403
+    assert refused.json()["reasons"] == ["new_payee"]
     small = alice.post("/v1/payments/scan", {**scan, "amount": 10_00}, key="e")
     assert small.status_code == 201, small.text
     again = alice.post("/v1/payments/scan", scan, key="f")

@@ -32,7 +32,8 @@ async (payload) => {
   const data = new FormData();
   data.set("csrf_token", document.querySelector("input[name=csrf_token]").value);
   data.set("intent", "scan"); data.set("payload", payload); data.set("amount", "1.00");
-  const options = await (await fetch("/app/passkeys/pay-options", {method: "POST", body: data})).json();
+  const answer = await fetch("/app/passkeys/pay-options", {method: "POST", body: data});
+  const options = await answer.json();
   const credential = await navigator.credentials.get({publicKey: window.cwRequestOptions(options)});
   return JSON.stringify(window.cwPasskeyJSON(credential));
 }
@@ -146,7 +147,8 @@ def test_passkey_sign_in_and_fingerprint_pay_in_three_taps(
         form={**form, "amount": "1.00", "key": secrets.token_urlsafe(18)},
         max_redirects=0,
     )
-    assert again.status == 403 and 'data-code="passkey_challenge_invalid"' in again.text()
+    assert again.status == 403
+    assert 'data-code="passkey_challenge_invalid"' in again.text()
     assert balance(site.db, payer.user_id)[0] == 100_000 - 12_30 - 1_00
     context.close()
     assert_ledger_clean(site.db)

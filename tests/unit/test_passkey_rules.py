@@ -26,7 +26,9 @@ payees = st.text(min_size=1, max_size=40).map(str.strip).filter(bool)
 
 
 @given(nonces, payees, amounts)
-def test_the_challenge_is_a_function_of_nonce_and_intent(nonce: bytes, to: str, amount: int) -> None:
+def test_the_challenge_is_a_function_of_nonce_and_intent(
+    nonce: bytes, to: str, amount: int
+) -> None:
     intent = transfer_intent(to=to, amount=amount)
     shuffled = dict(reversed(list(intent.items())))
     assert payment_challenge(nonce, intent) == payment_challenge(nonce, shuffled)
@@ -44,7 +46,9 @@ def test_another_amount_gives_another_challenge(
 
 
 @given(nonces, payees, payees, amounts)
-def test_another_payee_gives_another_challenge(nonce: bytes, to: str, other: str, amount: int) -> None:
+def test_another_payee_gives_another_challenge(
+    nonce: bytes, to: str, other: str, amount: int
+) -> None:
     assume(to != other)
     assert payment_challenge(nonce, transfer_intent(to=to, amount=amount)) != payment_challenge(
         nonce, transfer_intent(to=other, amount=amount)
@@ -70,7 +74,7 @@ def test_kinds_and_currencies_are_bound_too() -> None:
         nonce, charge_intent(order_id="ord_2")
     )
     assert challenge_hash(b"a") != challenge_hash(b"b")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown intent kind"):
         canonical_intent({"kind": "refund"})
 
 
