@@ -277,6 +277,11 @@ def _pay_foreign(
     payload (its provider authenticates it), then the provider's payer transfer."""
     interop.require_configured(runtime.settings)
     assert code.provider is not None  # a foreign code names its provider
+    pin = body.pin
+    if pin is None:  # a passkey confirms payments of this provider only
+        raise InvalidInput(
+            "Confirm a payment through the switch with the payment PIN.", code="pin_required"
+        )
     if code.amount is not None and body.amount not in (None, code.amount):
         raise InvalidInput("This code's order fixes the amount.", code="amount_mismatch")
     amount = code.amount if code.amount is not None else body.amount
@@ -314,11 +319,7 @@ def _pay_foreign(
             ),
         )
 
-    if body.pin is None:  # a passkey confirms payments of this provider only
-        raise InvalidInput(
-            "Confirm a payment through the switch with the payment PIN.", code="pin_required"
-        )
     return pay_quote(
-        runtime, call, user_id=user_id, quote_id=quote_id, pin=body.pin, note=body.note,
+        runtime, call, user_id=user_id, quote_id=quote_id, pin=pin, note=body.note,
         render=render,
     )  # fmt: skip

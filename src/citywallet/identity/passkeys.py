@@ -58,6 +58,8 @@ from citywallet.platform.errors import Conflict, InvalidInput
 
 SECOND_US = 1_000_000
 PURPOSES = ("register", "login", "payment")
+# What parsing a malformed credential (a client's JSON) may raise besides WebAuthnException.
+MALFORMED = (WebAuthnException, KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 def b64url(data: bytes) -> str:
@@ -166,7 +168,7 @@ def _client_data(credential: Mapping[str, Any]) -> tuple[bytes, str]:
     try:
         response = credential["response"]
         client_data = parse_client_data_json(unb64url(response["clientDataJSON"]))
-    except (KeyError, TypeError, ValueError, WebAuthnException):
+    except MALFORMED:
         raise PasskeyInvalid("This is not a passkey answer.") from None
     return client_data.challenge, client_data.origin
 
@@ -223,7 +225,7 @@ def register_passkey(
             expected_origin=_origin(origin, settings),
             require_user_verification=True,
         )
-    except WebAuthnException as exc:
+    except MALFORMED as exc:
         raise PasskeyInvalid(f"The passkey could not be verified: {exc}") from None
     credential_id = b64url(verified.credential_id)
     taken = uow.session.scalar(select(Passkey.id).where(Passkey.credential_id == credential_id))
@@ -232,7 +234,10 @@ def register_passkey(
     count = uow.session.scalar(select(func.count()).where(Passkey.user_id == user.id)) or 0
     if count >= settings.max_passkeys:
         raise Conflict("Remove a passkey before adding another.", code="passkey_limit")
-    transports = credential.get("response", {}).get("transports") or []
+    response = credential.get("response")
+    transports = (response.get("transports") if isinstance(response, dict) else None) or []
+    if not isinstance(transports, list):
+        transports = []
     row = Passkey(
         public_id=new_public_id("pk"), user_id=user.id, credential_id=credential_id,
         public_key=b64url(verified.credential_public_key), sign_count=verified.sign_count,
@@ -265,7 +270,7 @@ def _verify_assertion(
     """Check the assertion's signature with the stored public key; move its counter."""
     try:
         parsed = parse_authentication_credential_json(dict(credential))
-    except WebAuthnException:
+    except MALFORMED:
         raise PasskeyInvalid("This is not a passkey answer.") from None
     found = uow.session.execute(
         select(Passkey, User.public_id, User.status)
@@ -286,7 +291,7 @@ def _verify_assertion(
             credential_current_sign_count=row.sign_count,
             require_user_verification=True,
         )
-    except WebAuthnException as exc:
+    except MALFORMED as exc:
         raise PasskeyInvalid(f"The passkey could not be verified: {exc}") from None
     row.sign_count = verified.new_sign_count
     row.last_used_at = now_us()
