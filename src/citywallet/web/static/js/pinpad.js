@@ -14,6 +14,7 @@
   var dots = sheet.querySelectorAll("[data-pinpad-dots] span");
   var errorLine = sheet.querySelector("[data-pinpad-error]");
   var summary = sheet.querySelector("[data-pinpad-summary]");
+  var title = sheet.querySelector("#pinpad-title");
   var passkeyButton = sheet.querySelector("[data-pinpad-passkey]");
   var current = null; // {form, input, submitter}
   var digits = "";
@@ -62,6 +63,8 @@
     current = { form: form, input: input, submitter: submitter };
     digits = "";
     show();
+    var label = input.id ? document.querySelector("label[for='" + input.id + "']") : null;
+    if (label) title.textContent = label.textContent; // "payment PIN", "new PIN" …
     var shownError = field(input).querySelector(".field-error");
     errorLine.textContent = shownError ? shownError.textContent : "";
     var amount = form.querySelector("[data-amount]") || document.querySelector("[data-amount]");
