@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from citywallet.identity import passkeys
 from citywallet.identity.passkey_rules import scan_intent, transfer_intent
@@ -76,7 +76,3 @@ def pay_options(request: Request, viewer: ViewerDep, fields: FormFields) -> Resp
         return JSONResponse({"code": exc.code}, status_code=exc.status)
     return JSONResponse(options)
 
-
-@router.get("/passkeys")
-def to_settings() -> RedirectResponse:
-    return RedirectResponse("/app/me/passkeys", status_code=303)
