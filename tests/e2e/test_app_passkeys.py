@@ -102,7 +102,7 @@ def test_passkey_sign_in_and_fingerprint_pay_in_three_taps(
     # sign out, then sign in with the passkey alone
     context.clear_cookies()
     page.goto(f"{base}/login?next=/app")
-    page.get_by_role("button", name="用指纹/面容登录").click()
+    page.get_by_role("button", name="用指纹/面容进入钱包").click()
     page.wait_for_url(f"{base}/app")
     page.goto(f"{base}/app/me")
     with site.db.uow(readonly=True) as uow:
