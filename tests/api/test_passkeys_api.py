@@ -6,6 +6,7 @@ step-up asks for a second factor above the thresholds. On SQLite and PostgreSQL.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citywallet.api.app import create_app
+from citywallet.merchant import paycode
 from citywallet.platform.config import Settings
 from citywallet.platform.db import Database
 from citywallet.runtime import Runtime
@@ -311,4 +313,38 @@ def test_a_new_payee_with_a_large_amount_steps_up(
     again = alice.post("/v1/payments/scan", scan, key="f")
     assert again.status_code == 201, again.text
     assert balance(db, alice.user_id)[0] == 1_000_00 - 1_00 - NEW_PAYEE - 10_00 - NEW_PAYEE
+    assert_ledger_clean(db)
+
+
+def test_a_payment_code_charge_confirmed_by_passkey_is_bound_to_its_order(
+    client: TestClient, runtime: Runtime, db: Database
+) -> None:
+    shop = ShopOwner(client, runtime, 1)
+    alice = Person(client, 2)
+    fund(alice, 2000_00)
+    device = SoftAuthenticator()
+    register(alice, device)
+    made = alice.post("/v1/paycode/devices", {"label": "phone"}).json()
+    step = int(time.time() // paycode.STEP_SECONDS)
+
+    def charge(slot_step: int, amount: int, no: str) -> str:
+        code = paycode.generate(made["secret"], made["slot"], slot_step * paycode.STEP_SECONDS)
+        answer = shop.api.post(
+            "/v1/merchant/payments/code", {"code": code, "amount": amount, "out_trade_no": no}
+        )
+        assert answer.json()["status"] == "awaiting_confirmation", answer.text
+        order_id: str = answer.json()["id"]
+        return order_id
+
+    first = charge(step, 800_00, "POS-000001")
+    second = charge(step + 1, 900_00, "POS-000002")
+    assertion = device.get(pay_options(alice, {"kind": "charge", "order_id": first}))
+    wrong = alice.post(f"/v1/payments/{second}/confirm", {"passkey": assertion}, key="a")
+    assert wrong.status_code == 403, wrong.text
+    assert wrong.json()["code"] == "passkey_intent_mismatch"
+    assert balance(db, alice.user_id)[0] == 2000_00
+    paid = alice.post(f"/v1/payments/{first}/confirm", {"passkey": assertion}, key="b")
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "paid"
+    assert balance(db, alice.user_id)[0] == 2000_00 - 800_00
     assert_ledger_clean(db)

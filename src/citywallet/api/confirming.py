@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from citywallet.identity import passkeys, second_factor
-from citywallet.identity.passkey_rules import scan_intent, transfer_intent
+from citywallet.identity.passkey_rules import charge_intent, scan_intent, transfer_intent
 from citywallet.merchant import emv
 from citywallet.merchant.payees import paid_before
 from citywallet.platform.db import UnitOfWork
@@ -89,3 +89,22 @@ def confirm_transfer(
         by_passkey=passkey is not None, sms_code_id=sms_code_id, settings=runtime.settings,
     )  # fmt: skip
     return None if passkey is not None else pin
+
+
+def confirm_charge(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    *,
+    user_id: str,
+    order_id: str,
+    pin: str | None,
+    passkey: dict[str, Any] | None,
+) -> str | None:
+    """Confirm a payment-code charge that waits for the resident (passkey bound to it)."""
+    if passkey is None:
+        return pin
+    passkeys.confirm_payment(
+        uow, user_id=user_id, intent=charge_intent(order_id=order_id), credential=passkey,
+        settings=runtime.settings,
+    )  # fmt: skip
+    return None

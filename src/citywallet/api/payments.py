@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response, status
 
-from citywallet.api.confirming import confirm_scan, second_factor_code
+from citywallet.api.confirming import confirm_charge, confirm_scan, second_factor_code
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
 from citywallet.api.interop import pay_quote, wait_for_quote
@@ -142,7 +142,14 @@ def confirm(
             user_id=auth.user_id,
             order_id=order_id,
             settings=runtime.settings,
-            pin=body.pin,
+            pin=confirm_charge(
+                uow,
+                runtime,
+                user_id=auth.user_id,
+                order_id=order_id,
+                pin=body.pin,
+                passkey=body.passkey,
+            ),
             encryptor=runtime.encryptor,
         ),
         lambda view: (status.HTTP_200_OK, PaymentPublic.model_validate(view)),

@@ -17,26 +17,31 @@ CREDENTIAL_DOC = (
 )
 
 
-class Confirmed(BaseModel):
+class PinOrPasskey(BaseModel):
     """How a payment is confirmed: the 6-digit ``pin``, or a ``passkey`` assertion made for
-    this payment's challenge (POST /v1/passkeys/payment-options); ``sms_code``: a
-    ``step_up`` code when the payment answered ``step_up_required``."""
+    this payment's challenge (POST /v1/passkeys/payment-options); one of them, not both."""
 
     pin: str | None = Field(
         default=None, pattern=r"^[0-9]{6}$", description="The payment PIN.", examples=["502817"]
     )
     passkey: Credential | None = Field(default=None, description=CREDENTIAL_DOC)
-    sms_code: str | None = Field(
-        default=None,
-        pattern=r"^[0-9]{6}$",
-        description="A step_up SMS code (POST /v1/step-up/sms-codes), with the PIN.",
-    )
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:
         if (self.pin is None) == (self.passkey is None):
             raise ValueError("confirm with either the payment PIN or a passkey")
         return self
+
+
+class Confirmed(PinOrPasskey):
+    """The PIN or a passkey, and ``sms_code``: a ``step_up`` code when the payment answered
+    ``step_up_required``."""
+
+    sms_code: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{6}$",
+        description="A step_up SMS code (POST /v1/step-up/sms-codes), with the PIN.",
+    )
 
 
 class PaymentIntent(BaseModel):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from citywallet.identity.passkey_schemas import Confirmed
+from citywallet.identity.passkey_schemas import Confirmed, PinOrPasskey
 from citywallet.platform.clock import to_datetime
 from citywallet.wallet.funding import MAX_AMOUNT
 
@@ -378,10 +378,8 @@ class PaymentList(BaseModel):
     items: list[PaymentPublic]
 
 
-class PinConfirm(Strict):
-    """Confirm with your payment PIN."""
-
-    pin: str = PinField
+class PinConfirm(Strict, PinOrPasskey):
+    """Confirm with your payment PIN, or a passkey made for this charge (``kind: charge``)."""
 
 
 class DeviceCreate(Strict):

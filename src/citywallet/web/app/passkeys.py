@@ -75,4 +75,3 @@ def pay_options(request: Request, viewer: ViewerDep, fields: FormFields) -> Resp
     except DomainError as exc:
         return JSONResponse({"code": exc.code}, status_code=exc.status)
     return JSONResponse(options)
-
