@@ -21,13 +21,18 @@ down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The identity tables' ids: BIGINT on PostgreSQL, INTEGER (the rowid) on SQLite.
+BIG_ID = (
+    sa.BigInteger().with_variant(sa.BIGINT(), "postgresql").with_variant(sa.INTEGER(), "sqlite")
+)
+
 
 def upgrade() -> None:
     op.create_table(
         "identity_passkeys",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
         sa.Column("public_id", sa.String(length=40), nullable=False),
-        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("user_id", BIG_ID, nullable=False),
         sa.Column("credential_id", sa.String(length=1400), nullable=False),
         sa.Column("public_key", sa.Text(), nullable=False),
         sa.Column("sign_count", sa.BigInteger(), nullable=False),
@@ -43,10 +48,10 @@ def upgrade() -> None:
     op.create_index("ix_identity_passkeys_user", "identity_passkeys", ["user_id", "id"])
     op.create_table(
         "identity_passkey_challenges",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
         sa.Column("challenge_hash", sa.String(length=64), nullable=False),
         sa.Column("purpose", sa.String(length=16), nullable=False),
-        sa.Column("user_id", sa.BigInteger(), nullable=True),
+        sa.Column("user_id", BIG_ID, nullable=True),
         sa.Column("nonce", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("expires_at", sa.BigInteger(), nullable=False),
