@@ -71,6 +71,7 @@ from tests.identity_support import PASSWORD
 from tests.interop_support import OTHER, FakeSwitch, interop_settings
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.merchant_support import ShopOwner, SignedClient, application
+from tests.passkey_support import SoftAuthenticator
 from tests.wallet_support import PIN, Person, count
 
 YUAN = 100
@@ -92,6 +93,8 @@ PUBLIC: frozenset[Route] = frozenset(
         ("POST", "/v1/auth/register"),
         ("POST", "/v1/auth/login"),
         ("POST", "/v1/auth/password-reset"),
+        ("POST", "/v1/auth/passkey/options"),
+        ("POST", "/v1/auth/passkey"),
         ("GET", "/v1/dev/sms"),  # sandbox only (the default, and the tests' setting)
     }
 )
@@ -110,6 +113,11 @@ SESSION: frozenset[Route] = frozenset(
         ("POST", "/v1/me/payment-pin/reset-code"),
         ("POST", "/v1/me/payment-pin/reset"),
         ("GET", "/v1/wallet"),
+        ("GET", "/v1/passkeys"),
+        ("POST", "/v1/passkeys"),
+        ("POST", "/v1/passkeys/registration-options"),
+        ("POST", "/v1/passkeys/payment-options"),
+        ("POST", "/v1/step-up/sms-codes"),
         ("GET", "/v1/wallet/restricted"),
         ("GET", "/v1/campaigns"),
         ("POST", "/v1/wallet/close"),
@@ -186,6 +194,8 @@ OPERATOR_PREFIX = "/v1/operator/"
 # "payment": orders Alice paid or must confirm (Bob's merchant charged them, so Bob knows
 # their ids); "order": orders of Alice's merchant (Carol paid them).
 OWNED: dict[Route, tuple[str, ...]] = {
+    ("PATCH", "/v1/passkeys/{passkey_id}"): ("passkey",),
+    ("DELETE", "/v1/passkeys/{passkey_id}"): ("passkey",),
     ("GET", "/v1/wallet/cards/{card_id}"): ("card", "funding"),
     ("DELETE", "/v1/wallet/cards/{card_id}"): ("card",),
     ("GET", "/v1/wallet/topups/{topup_id}"): ("funding", "transaction"),
@@ -274,6 +284,7 @@ KINDS = (
     "redpacket_member",
     "redpacket",
     "interop_transfer",
+    "passkey",
 )
 
 # Money-moving POSTs: they need an Idempotency-Key (sent on every call here).
@@ -661,6 +672,12 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
     )
     assert crossed["state"] == "committed", crossed
 
+    device = SoftAuthenticator()
+    options = _json(alice.post("/v1/passkeys/registration-options"))
+    passkey = _json(
+        alice.post("/v1/passkeys", {"credential": device.create(options), "pin": PIN}), 201
+    )
+
     history = _json(alice.get("/v1/wallet/transactions"))["items"]
     sessions = _json(alice.get("/v1/me/sessions"))["items"]
     keys = _json(alice.get(f"{base}/api-keys"))["items"]
@@ -696,6 +713,7 @@ def _build_world(client: TestClient, runtime: Runtime) -> World:
         ],
         "redpacket": [lucky["id"], unopened["id"], from_carol["id"]],
         "interop_transfer": [crossed["id"]],
+        "passkey": [passkey["id"]],
     }
     assert set(ids) == set(KINDS)
     assert len(ids["session"]) == 2
@@ -738,6 +756,7 @@ def _call(
 
 # Well-formed bodies for the owned POST routes (so only ownership can refuse them).
 OWNED_BODIES: dict[Route, dict[str, Any]] = {
+    ("PATCH", "/v1/passkeys/{passkey_id}"): {"name": "Bob's now"},
     ("POST", "/v1/wallet/splits/{split_id}/pay"): {"pin": PIN},
     ("POST", "/v1/wallet/splits/{split_id}/cancel"): {"share_ids": []},
     ("POST", "/v1/payments/{order_id}/confirm"): {"pin": PIN},
@@ -844,6 +863,8 @@ def test_public_routes_answer_without_credentials(client: TestClient, runtime: R
         ("POST", "/v1/auth/register"): client.post("/v1/auth/register", json={}),
         ("POST", "/v1/auth/login"): client.post("/v1/auth/login", json={}),
         ("POST", "/v1/auth/password-reset"): client.post("/v1/auth/password-reset", json={}),
+        ("POST", "/v1/auth/passkey/options"): client.post("/v1/auth/passkey/options"),
+        ("POST", "/v1/auth/passkey"): client.post("/v1/auth/passkey", json={}),
         ("GET", "/v1/dev/sms"): client.get("/v1/dev/sms", params={"phone": world.bob.phone}),
     }
     assert set(calls) == PUBLIC
@@ -856,7 +877,8 @@ def test_public_routes_answer_without_credentials(client: TestClient, runtime: R
     assert calls[("GET", "/v1/ledger/transfers/{transfer_id}/proof")].status_code in {200, 409}
     assert calls[("GET", "/v1/ledger/checkpoint")].status_code in {200, 404}
     assert calls[("GET", "/v1/ledger/consistency")].status_code == 200
-    for route in PUBLIC:
+    assert calls[("POST", "/v1/auth/passkey/options")].status_code == 200  # takes no body
+    for route in PUBLIC - {("POST", "/v1/auth/passkey/options")}:
         if route[0] == "POST":
             _problem(calls[route], 422, "validation_failed")
     assert_ledger_clean(runtime.db)
@@ -937,6 +959,7 @@ def test_every_private_route_answers_401_without_credentials(
         "user_id": world.carol.user_id,
         "packet_id": world.ids["redpacket"][0],
         "transfer_id": world.ids["interop_transfer"][0],
+        "passkey_id": world.ids["passkey"][0],
         "phone": FAR_PHONE,
     }
     # On the merchant API: the order still payable (a close would show) or the paid one.

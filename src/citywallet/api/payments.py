@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response, status
 
+from citywallet.api.confirming import confirm_charge, confirm_scan, second_factor_code
 from citywallet.api.deps import CurrentUser, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
 from citywallet.api.interop import pay_quote, wait_for_quote
@@ -35,6 +36,7 @@ from citywallet.merchant.schemas import (
     ScanPreviewRequest,
 )
 from citywallet.platform.clock import to_datetime
+from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import InvalidInput
 from citywallet.runtime import Runtime
 
@@ -85,8 +87,15 @@ def pay_scan(
     )
     if foreign is not None:
         return _pay_foreign(runtime, call, auth.user_id, body, foreign)
-    return call.run(
-        lambda uow: merchants.pay_scan(
+    sms_code_id = second_factor_code(runtime, user_id=auth.user_id, sms_code=body.sms_code)
+
+    def pay(uow: UnitOfWork) -> merchants.PaymentView:
+        pin = confirm_scan(
+            uow, runtime, user_id=auth.user_id, session_id=auth.session_id,
+            payload=body.payload, amount=body.amount, pin=body.pin, passkey=body.passkey,
+            sms_code_id=sms_code_id,
+        )  # fmt: skip
+        return merchants.pay_scan(
             uow,
             user_id=auth.user_id,
             payload=body.payload,
@@ -94,10 +103,10 @@ def pay_scan(
             note=body.note,
             encryptor=runtime.encryptor,
             settings=runtime.settings,
-            pin=body.pin,
-        ),
-        lambda view: (status.HTTP_201_CREATED, PaymentPublic.model_validate(view)),
-    )
+            pin=pin,
+        )
+
+    return call.run(pay, lambda view: (status.HTTP_201_CREATED, PaymentPublic.model_validate(view)))
 
 
 @router.get("/pending")
@@ -133,7 +142,14 @@ def confirm(
             user_id=auth.user_id,
             order_id=order_id,
             settings=runtime.settings,
-            pin=body.pin,
+            pin=confirm_charge(
+                uow,
+                runtime,
+                user_id=auth.user_id,
+                order_id=order_id,
+                pin=body.pin,
+                passkey=body.passkey,
+            ),
             encryptor=runtime.encryptor,
         ),
         lambda view: (status.HTTP_200_OK, PaymentPublic.model_validate(view)),
@@ -268,6 +284,11 @@ def _pay_foreign(
     payload (its provider authenticates it), then the provider's payer transfer."""
     interop.require_configured(runtime.settings)
     assert code.provider is not None  # a foreign code names its provider
+    pin = body.pin
+    if pin is None:  # a passkey confirms payments of this provider only
+        raise InvalidInput(
+            "Confirm a payment through the switch with the payment PIN.", code="pin_required"
+        )
     if code.amount is not None and body.amount not in (None, code.amount):
         raise InvalidInput("This code's order fixes the amount.", code="amount_mismatch")
     amount = code.amount if code.amount is not None else body.amount
@@ -306,6 +327,6 @@ def _pay_foreign(
         )
 
     return pay_quote(
-        runtime, call, user_id=user_id, quote_id=quote_id, pin=body.pin, note=body.note,
+        runtime, call, user_id=user_id, quote_id=quote_id, pin=pin, note=body.note,
         render=render,
     )  # fmt: skip

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from citywallet.api.confirming import confirm_transfer, second_factor_code
 from citywallet.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, Day, RuntimeDep
 from citywallet.api.idempotency import IdempotencyKeyHeader, Idempotent, Rendered
 from citywallet.interop.provider import service as interop
@@ -303,8 +304,15 @@ def create_transfer(
 ) -> Response:
     """Send money to another resident by user id or mobile number, with a note."""
     call = Idempotent.of(runtime, request, scope=auth.user_id, key=idempotency_key, body=body)
-    return call.run(
-        lambda uow: wallet.send_transfer(
+    sms_code_id = second_factor_code(runtime, user_id=auth.user_id, sms_code=body.sms_code)
+
+    def send(uow: UnitOfWork) -> wallet.TransferView:
+        pin = confirm_transfer(
+            uow, runtime, user_id=auth.user_id, session_id=auth.session_id, to=body.to,
+            amount=body.amount, currency=body.currency, pin=body.pin, passkey=body.passkey,
+            sms_code_id=sms_code_id,
+        )  # fmt: skip
+        return wallet.send_transfer(
             uow,
             user_id=auth.user_id,
             to=body.to,
@@ -313,10 +321,10 @@ def create_transfer(
             note=body.note,
             encryptor=runtime.encryptor,
             settings=runtime.settings,
-            pin=body.pin,
-        ),
-        lambda view: (status.HTTP_201_CREATED, TransferPublic.of(view)),
-    )
+            pin=pin,
+        )
+
+    return call.run(send, lambda view: (status.HTTP_201_CREATED, TransferPublic.of(view)))
 
 
 # --- AA split -----------------------------------------------------------------------------

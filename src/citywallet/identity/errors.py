@@ -72,3 +72,47 @@ class IdentityServiceUnavailable(DomainError):
     def __init__(self, detail: str, *, retry_after: int = 30) -> None:
         super().__init__(detail, retry_after=retry_after)
         self.retry_after = retry_after
+
+
+class PasskeyInvalid(Forbidden):
+    """A passkey assertion or registration that does not verify (bad signature, another
+    site, no user verification, unknown or removed credential)."""
+
+    code = "passkey_invalid"
+    title = "Passkey not accepted"
+
+
+class PasskeyChallengeInvalid(Forbidden):
+    """The assertion answers no live challenge: unknown, expired, or used already (a
+    replayed assertion)."""
+
+    code = "passkey_challenge_invalid"
+    title = "Passkey challenge expired or used"
+
+
+class PasskeyIntentMismatch(Forbidden):
+    """The assertion confirmed another payment (payee, amount or order): refused, nothing
+    moved."""
+
+    code = "passkey_intent_mismatch"
+    title = "Passkey confirmed another payment"
+
+
+class PasskeyNotFound(NotFound):
+    """No such passkey (or not yours)."""
+
+    code = "passkey_not_found"
+
+
+class StepUpRequired(Forbidden):
+    """This payment needs a second factor besides the PIN: ``factors`` lists the accepted
+    ones (``passkey``, ``sms``) and ``reasons`` why (``amount``, ``new_payee``,
+    ``new_device``)."""
+
+    code = "step_up_required"
+    title = "Second factor required"
+
+    def __init__(self, detail: str, *, factors: list[str], reasons: list[str]) -> None:
+        super().__init__(detail, factors=factors, reasons=reasons)
+        self.factors = factors
+        self.reasons = reasons

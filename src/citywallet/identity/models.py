@@ -170,6 +170,43 @@ class SandboxSms(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class Passkey(Base):
+    """A WebAuthn credential (passkey) a resident registered: sign-in and fingerprint/face pay.
+    Only its public key is kept; ``sign_count`` is the authenticator's last counter."""
+
+    __tablename__ = "identity_passkeys"
+    __table_args__ = (Index("ix_identity_passkeys_user", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)  # pk_…
+    user_id: Mapped[int] = mapped_column(ForeignKey("identity_users.id"))
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)  # base64url
+    public_key: Mapped[str] = mapped_column(Text)  # base64url of the COSE key
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    transports: Mapped[str] = mapped_column(String(200), default="")  # comma-separated
+    name: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PasskeyChallenge(Base):
+    """A WebAuthn challenge handed out for one ceremony: used once, before ``expires_at``.
+    A payment's challenge is derived from a nonce and the payment's intent (``nonce``), so
+    its assertion confirms that payment and nothing else (identity/passkey_rules.py)."""
+
+    __tablename__ = "identity_passkey_challenges"
+    __table_args__ = (Index("ix_identity_passkey_challenges_expiry", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    challenge_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex
+    purpose: Mapped[str] = mapped_column(String(16))  # register | login | payment
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("identity_users.id"))
+    nonce: Mapped[str] = mapped_column(String(64))  # base64url
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
 register_encrypted_column("identity_users", "id", "phone_enc")
 # The identity envelopes are bound to their row (the user id is their associated data).
 register_encrypted_column("identity_real_names", "user_id", "name_enc", aad_is_key=True)

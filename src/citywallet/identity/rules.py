@@ -20,7 +20,7 @@ from stdnum.exceptions import InvalidComponent
 
 from citywallet.platform.errors import InvalidInput
 
-SMS_PURPOSES = ("register", "reset_pin", "reset_password")
+SMS_PURPOSES = ("register", "reset_pin", "reset_password", "step_up")
 
 
 # --- phone numbers ------------------------------------------------------------------------
@@ -216,7 +216,12 @@ def password_weakness(password: str) -> str | None:
 
 # --- SMS text -----------------------------------------------------------------------------
 
-_PURPOSE_TEXT = {"register": "注册", "reset_pin": "重置支付密码", "reset_password": "重置登录密码"}
+_PURPOSE_TEXT = {
+    "register": "注册",
+    "reset_pin": "重置支付密码",
+    "reset_password": "重置登录密码",
+    "step_up": "确认大额或新设备付款",
+}
 
 
 def sms_code_text(purpose: str, code: str, ttl_seconds: int) -> str:

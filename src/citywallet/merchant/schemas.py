@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from citywallet.identity.passkey_schemas import Confirmed, PinOrPasskey
 from citywallet.platform.clock import to_datetime
 from citywallet.wallet.funding import MAX_AMOUNT
 
@@ -336,7 +337,7 @@ class ScanPreviewPublic(Public):
     )
 
 
-class ScanPay(Strict):
+class ScanPay(Strict, Confirmed):
     """Pay a scanned merchant code."""
 
     payload: str = Field(min_length=10, max_length=512)
@@ -344,7 +345,6 @@ class ScanPay(Strict):
         default=None, gt=0, le=MAX_AMOUNT, strict=True, description="Static codes only."
     )
     note: str = Field(default="", max_length=128)
-    pin: str = PinField
 
 
 class PaymentPublic(Public):
@@ -378,10 +378,8 @@ class PaymentList(BaseModel):
     items: list[PaymentPublic]
 
 
-class PinConfirm(Strict):
-    """Confirm with your payment PIN."""
-
-    pin: str = PinField
+class PinConfirm(Strict, PinOrPasskey):
+    """Confirm with your payment PIN, or a passkey made for this charge (``kind: charge``)."""
 
 
 class DeviceCreate(Strict):

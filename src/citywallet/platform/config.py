@@ -346,6 +346,48 @@ class Settings(BaseSettings):
     operator_totp_issuer: str = Field(
         default="CityWallet", description="The issuer name shown in authenticator apps."
     )
+    # --- passkeys and step-up (issue 15, docs/identity.md "Passkeys", "Step-up") ---------
+    webauthn_rp_id: str = Field(
+        default="localhost",
+        description="The WebAuthn relying party id: the site's registrable domain (e.g. "
+        "wallet.example.cn). Passkeys are bound to it: changing it orphans every passkey.",
+    )
+    webauthn_rp_name: str = Field(default="CityWallet", description="Shown by the authenticator.")
+    webauthn_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins a passkey ceremony may come from, as JSON (e.g. "
+        '["https://wallet.example.cn"]). Empty: https://<rp id>, and for the rp id '
+        "'localhost' also http://localhost on any port (development).",
+    )
+    webauthn_challenge_seconds: int = Field(
+        default=120,
+        ge=10,
+        description="How long a passkey challenge (sign-in, registration, payment) may be used.",
+    )
+    max_passkeys: int = Field(default=10, ge=1, description="Most passkeys per account.")
+    step_up_amount: int = Field(
+        default=500_000,
+        ge=1,
+        description="A payment or transfer of at least this much (fen) needs a second factor "
+        "(passkey or SMS code) besides the PIN.",
+    )
+    step_up_new_payee_amount: int = Field(
+        default=100_000,
+        ge=1,
+        description="A payment of at least this much (fen) to a payee never paid before "
+        "needs a second factor.",
+    )
+    step_up_new_device_amount: int = Field(
+        default=20_000,
+        ge=1,
+        description="A payment of at least this much (fen) from a new device (a sign-in "
+        "younger than step_up_new_device_seconds on an older account) needs a second factor.",
+    )
+    step_up_new_device_seconds: int = Field(
+        default=24 * 3600,
+        ge=0,
+        description="How long a device counts as new after its sign-in (0: never).",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from citywallet.identity.passkey_schemas import Confirmed
 from citywallet.platform.clock import to_datetime
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet.cards import CardView
@@ -76,7 +77,7 @@ class WithdrawalCreate(TopupCreate):
     """Move money from the wallet to a bound card of your own name (fee: see the quote)."""
 
 
-class TransferCreate(Strict):
+class TransferCreate(Strict, Confirmed):
     """Send money to another resident."""
 
     to: str = Field(
@@ -88,7 +89,6 @@ class TransferCreate(Strict):
     amount: int = AmountField
     currency: str = CurrencyField
     note: str = Field(default="", max_length=NOTE_MAX * 2)
-    pin: str = PinField
 
 
 class ShareCreate(Strict):

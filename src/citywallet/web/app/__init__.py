@@ -3,13 +3,24 @@
 
 from __future__ import annotations
 
-from citywallet.web.app import account, inbox, interop, money, pay, receive, recover, social
+from citywallet.web.app import (
+    account,
+    inbox,
+    interop,
+    money,
+    passkeys,
+    pay,
+    receive,
+    recover,
+    social,
+)
 
 routers = [
     account.router,
     inbox.router,
     interop.router,
     money.router,
+    passkeys.router,
     pay.router,
     receive.router,
     recover.router,

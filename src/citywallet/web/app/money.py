@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from citywallet.api.confirming import confirm_transfer
 from citywallet.identity.service import run_confirmed
 from citywallet.interop.provider import service as interop
 from citywallet.platform.clock import now_us
@@ -25,6 +26,7 @@ from citywallet.wallet import service as wallet
 from citywallet.wallet.bank import Bank
 from citywallet.wallet.history import KINDS
 from citywallet.web.app import interop as interop_pages
+from citywallet.web.app.confirming import confirmation_of
 from citywallet.web.forms import done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
 from citywallet.web.session import FormFields, ViewerDep, field_errors, runtime_of
@@ -33,6 +35,9 @@ from citywallet.web.templating import render
 router = APIRouter(prefix="/app", include_in_schema=False)
 
 MONEY_FIELDS = {
+    "step_up_required": "sms_code",
+    "sms_code_invalid": "sms_code",
+    "sms_code_expired": "sms_code",
     "invalid_amount": "amount",
     "insufficient_balance": "amount",
     "single_limit_exceeded": "amount",
@@ -448,7 +453,7 @@ def transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
 
 
 @router.post("/transfer/confirm")
-def confirm_transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
+def send_confirmed_transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
     """Step 2: the PIN, checked in the transaction that moves the money, once per form."""
     runtime = runtime_of(request)
     key = key_or_new(fields.get("key", ""))
@@ -464,6 +469,7 @@ def confirm_transfer(request: Request, who: ViewerDep, fields: FormFields) -> Re
         )  # fmt: skip
     try:
         amount = parse_amount(form["amount"])
+        confirmation = confirmation_of(runtime, who.user_id, fields)
         transfer_id = once(
             runtime,
             user_id=who.user_id,
@@ -479,11 +485,23 @@ def confirm_transfer(request: Request, who: ViewerDep, fields: FormFields) -> Re
                     note=form["note"],
                     encryptor=runtime.encryptor,
                     settings=runtime.settings,
-                    pin=fields.get("pin", ""),
+                    pin=confirm_transfer(
+                        uow,
+                        runtime,
+                        user_id=who.user_id,
+                        session_id=who.session_id,
+                        to=form["to"],
+                        amount=amount,
+                        currency="CNY",
+                        pin=fields.get("pin", ""),
+                        passkey=confirmation.passkey,
+                        sms_code_id=confirmation.sms_code_id,
+                    ),
                 ).id
             ),
         )
     except DomainError as exc:
+        form["sms_code"] = fields.get("sms_code", "")
         errors = field_errors(exc, MONEY_FIELDS)
         if amount_fixed and "amount" in errors:  # the amount was agreed: choose another
             return _transfer_form(request, who.user_id, form=form, errors=errors, status=exc.status)

@@ -22,6 +22,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from citywallet.api.confirming import confirm_scan
 from citywallet.interop.provider import service as interop
 from citywallet.merchant import images
 from citywallet.merchant import service as merchants
@@ -31,6 +32,7 @@ from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, DomainError, InvalidInput
 from citywallet.runtime import Runtime
 from citywallet.wallet import receive_code
+from citywallet.web.app.confirming import confirmation_of
 from citywallet.web.forms import done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
 from citywallet.web.session import FormFields, ViewerDep, field_errors, runtime_of
@@ -43,6 +45,9 @@ WEB_DEVICE_LABEL = "Web (CityWallet app)"
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 PAY_FIELDS = {
+    "step_up_required": "sms_code",
+    "sms_code_invalid": "sms_code",
+    "sms_code_expired": "sms_code",
     "pin_incorrect": "pin",
     "pin_locked": "pin",
     "pin_not_set": "pin",
@@ -218,6 +223,7 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
                 runtime, viewer.user_id, foreign, payload, amount, note, key, fields
             )
             return done(f"/app/scan/paid/{transfer}", SWITCH_RESULT.get(state, SWITCH_FAILED))
+        confirmation = confirmation_of(runtime, viewer.user_id, fields)
         paid = once(
             runtime,
             user_id=viewer.user_id,
@@ -233,7 +239,17 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
                     note=note,
                     encryptor=runtime.encryptor,
                     settings=runtime.settings,
-                    pin=fields.get("pin", ""),
+                    pin=confirm_scan(
+                        uow,
+                        runtime,
+                        user_id=viewer.user_id,
+                        session_id=viewer.session_id,
+                        payload=payload,
+                        amount=amount,
+                        pin=fields.get("pin", ""),
+                        passkey=confirmation.passkey,
+                        sms_code_id=confirmation.sms_code_id,
+                    ),
                 ).order_id
             ),
         )
@@ -252,7 +268,7 @@ def scan_pay(request: Request, viewer: ViewerDep, fields: FormFields) -> Respons
             preview,
             payload,
             key=key_or_new(key),
-            form={"amount": typed, "note": note},
+            form={"amount": typed, "note": note, "sms_code": fields.get("sms_code", "")},
             errors=field_errors(exc, PAY_FIELDS),
             status_code=exc.status,
         )
