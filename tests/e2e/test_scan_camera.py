@@ -35,7 +35,8 @@ def qr_video(payload: str, path: Path) -> Path:
     buffer = io.BytesIO()
     qr.save(buffer, kind="png", scale=5, border=4)
     code = Image.open(buffer).convert("L")
-    assert code.width <= WIDTH and code.height <= HEIGHT, "the code must fit in the frame"
+    assert code.width <= WIDTH, "the code must fit in the frame"
+    assert code.height <= HEIGHT, "the code must fit in the frame"
     frame = Image.new("L", (WIDTH, HEIGHT), 255)
     frame.paste(code, ((WIDTH - code.width) // 2, (HEIGHT - code.height) // 2))
     luma = frame.tobytes()
@@ -140,7 +141,8 @@ def test_the_vendor_files_are_served_from_node_modules(site: Site) -> None:
         outside = client.get("/vendor/barcode-detector/../package.json")
         scan_csp = client.get("/app/scan").headers.get("content-security-policy", "")
         home_csp = client.get("/login").headers["content-security-policy"]
-    assert script.status_code == 200 and "BarcodeDetectionAPI" in script.text
+    assert script.status_code == 200
+    assert "BarcodeDetectionAPI" in script.text
     assert wasm.status_code == 200
     assert wasm.headers["content-type"] == "application/wasm"
     assert wasm.content[:4] == b"\0asm"
