@@ -16,8 +16,8 @@ from citywallet.wallet.bank import SandboxBank
 from citywallet.web.merchant.routes import spoken_yuan
 from tests.ledger_checks import assert_ledger_clean
 from tests.redpacket_support import funded_resident
-from tests.web.test_merchant_pages import open_shop, paid_order, sign_in
 from tests.wallet_support import sandbox_bank
+from tests.web.test_merchant_pages import open_shop, paid_order, sign_in
 
 
 @pytest.fixture
