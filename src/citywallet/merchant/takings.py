@@ -74,4 +74,4 @@ def received_since(
         .order_by(Order.paid_at, Order.id)
         .limit(max(1, min(limit, 100)))
     ).all()
-    return [Received(str(oid), int(amount), int(paid)) for oid, amount, paid in rows]
+    return [Received(str(oid), int(amount), int(paid or 0)) for oid, amount, paid in rows]
