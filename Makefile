@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Front-end packages from npm, exactly as package-lock.json fixes them (never in the repository).
+NPM_STAMP := node_modules/.installed
 # Every package, with its hashes: pip refuses anything else (--require-hashes).
 LOCK   := requirements/dev.lock
 COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal --python-version 3.11
 
 .PHONY: demo test lint typecheck unit serve bench mutation clean lock
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml $(LOCK) $(NPM_STAMP)
 	@echo "installing CityWallet into $(VENV) (first run only; pip's log: $(VENV)/install.log)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK) > $(VENV)/install.log 2>&1 \
@@ -17,6 +19,11 @@ $(STAMP): pyproject.toml $(LOCK)
 	@$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . >> $(VENV)/install.log 2>&1 \
 		|| { cat $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
+
+$(NPM_STAMP): package.json package-lock.json
+	@bash scripts/ensure-node.sh
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NPM_STAMP)
 
 ## Refresh the lock files after changing pyproject.toml's dependencies (needs PyPI)
 lock: $(STAMP)
@@ -61,4 +68,4 @@ bench: $(STAMP)
 	$(BIN)/citywallet bench redpackets --quick
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache

@@ -1,13 +1,17 @@
 """Every page a person can reach, on a phone: the demo's data is seeded, then a resident, a
 merchant owner and an operator each sign in and follow every link of their app. Each page
 must open (no error status, no stack trace), fit a 375 px screen without sideways
-scrolling, label every field, say which language it is in, and show money only as
-``¥1,234.56``."""
+scrolling, label every field, say which language it is in, show money only as
+``¥1,234.56``, and pass axe-core's WCAG 2.1 A/AA rules with no serious or critical
+violation (labels and names, colour contrast, focus order; axe-core comes from npm,
+``node_modules/axe-core``, installed by ``make``)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
+from pathlib import Path
 from urllib.parse import urldefrag, urlsplit
 
 from playwright.sync_api import Browser, Page
@@ -27,6 +31,28 @@ UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
                && !e.getAttribute('aria-labelledby'))
   .map(e => e.name || e.id || e.outerHTML.slice(0, 80))"""
 OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+SERIOUS = ("serious", "critical")
+# axe.run over the page; only the violations, each with the first few elements it names
+AXE_RUN = """async (tags) => {
+  const result = await axe.run(document, {
+    runOnly: { type: "tag", values: tags }, resultTypes: ["violations"] });
+  return result.violations.map(v => ({ id: v.id, impact: v.impact,
+    nodes: v.nodes.slice(0, 3).map(n => n.target.join(" ")) }));
+}"""
+
+
+def accessibility(page: Page) -> list[str]:
+    """axe-core's serious and critical violations on the current page."""
+    # evaluated through the DevTools protocol: the pages' CSP (own scripts only) stays on
+    page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    violations = page.evaluate(AXE_RUN, AXE_TAGS)
+    return [
+        f"axe {v['id']} ({v['impact']}): {json.dumps(v['nodes'], ensure_ascii=False)}"
+        for v in violations
+        if v["impact"] in SERIOUS
+    ]
 
 
 def sign_in(page: Page, base: str, phone: str, target: str) -> None:
@@ -64,6 +90,7 @@ def crawl(page: Page, base: str, root: str) -> dict[str, list[str]]:
         odd = [m for m in MONEY.findall(text) if not WELL_FORMED.match(m.replace(" ", ""))]
         if odd:
             found.append(f"money not as ¥1,234.56: {odd[:5]}")
+        found.extend(accessibility(page))
         if found:
             problems[path] = found
         for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
@@ -82,6 +109,7 @@ def crawl(page: Page, base: str, root: str) -> dict[str, list[str]]:
 
 
 def test_every_page_fits_a_phone_and_is_labelled(site: Site, browser: Browser) -> None:
+    assert AXE.is_file(), f"{AXE} is missing: run `make` (npm ci)"
     demo.seed(site.runtime)
     logins = {
         "/app": demo.RESIDENTS[0].phone,
@@ -96,5 +124,5 @@ def test_every_page_fits_a_phone_and_is_labelled(site: Site, browser: Browser) -
             sign_in(page, site.url, phone, root)
             problems.update({f"{lang} {k}": v for k, v in crawl(page, site.url, root).items()})
             context.close()
-    assert problems == {}
+    assert problems == {}, json.dumps(problems, indent=1, ensure_ascii=False)
     assert_ledger_clean(site.db)  # the demo moved money; browsing moved none wrongly

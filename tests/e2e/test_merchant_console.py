@@ -21,7 +21,7 @@ from tests.identity_support import PASSWORD
 from tests.ledger_checks import assert_ledger_clean
 from tests.merchant_support import USCCS
 from tests.redpacket_support import funded_resident
-from tests.wallet_support import balance, make_resident, sandbox_bank
+from tests.wallet_support import PIN, balance, make_resident, sandbox_bank
 
 
 def test_a_merchant_onboards_sells_refunds_and_downloads_a_statement(
@@ -128,6 +128,7 @@ def test_a_merchant_onboards_sells_refunds_and_downloads_a_statement(
     expect(page.get_by_role("heading", name="Confirm the refund")).to_be_visible()
     assert balance(site.db, customer.user_id)[0] == 100_000 - 3_680  # nothing moved yet
     shots(page, "refund-confirm")
+    page.get_by_label("Payment PIN").fill(PIN)
     page.get_by_role("button", name="Refund ¥6.80").click()
     expect(page.locator(".flash")).to_have_text("Refunded")
     expect(page.locator("#order-refunded")).to_have_text("¥6.80")

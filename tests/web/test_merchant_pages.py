@@ -29,7 +29,7 @@ from tests.identity_support import PASSWORD
 from tests.ledger_checks import assert_ledger_clean
 from tests.merchant_support import application
 from tests.redpacket_support import funded_resident
-from tests.wallet_support import Resident, balance, make_resident, sandbox_bank
+from tests.wallet_support import PIN, Resident, balance, make_resident, sandbox_bank
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -492,6 +492,14 @@ def test_a_partial_refund_is_confirmed_first_and_a_double_submit_refunds_once(
     assert "cold soup" in asked.text
     assert balance(runtime.db, payer.user_id)[0] == 8_000  # nothing moved yet
     fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', asked.text))
+    assert 'name="pin"' in asked.text  # the owner confirms with the payment PIN
+    wrong = client.post(
+        f"/merchant/orders/{order_id}/refund/confirmed", data={**fields, "pin": "000000"}
+    )
+    assert wrong.status_code == 403
+    assert 'id="e-pin"' in wrong.text
+    assert balance(runtime.db, payer.user_id)[0] == 8_000  # a wrong PIN refunds nothing
+    fields["pin"] = PIN
     done = client.post(f"/merchant/orders/{order_id}/refund/confirmed", data=fields)
     again = client.post(f"/merchant/orders/{order_id}/refund/confirmed", data=fields)
     assert done.status_code == again.status_code == 303

@@ -114,6 +114,7 @@ from citywallet.merchant.settlement import (
     run_settlements,
 )
 from citywallet.merchant.statements import Statement, business_zone, statement, statement_csv
+from citywallet.merchant.takings import Received, Takings, received_since, takings_today
 from citywallet.merchant.webhooks import (
     REDELIVERIES,
     WEBHOOK_TOPIC,
@@ -148,6 +149,7 @@ __all__ = [
     "OrderSearch",
     "OrderView",
     "PaymentView",
+    "Received",
     "RefundView",
     "Review",
     "ScanPreview",
@@ -156,6 +158,7 @@ __all__ = [
     "Statement",
     "StoreView",
     "SwitchRefunds",
+    "Takings",
     "abort_payment",
     "add_store",
     "add_terminal",
@@ -204,6 +207,7 @@ __all__ = [
     "purge_nonces",
     "qr_pdf",
     "quote_payment",
+    "received_since",
     "redeliver",
     "refund_order",
     "register_device",
@@ -219,6 +223,7 @@ __all__ = [
     "statement_csv",
     "static_code",
     "store_row",
+    "takings_today",
     "update_merchant",
     "webhook_handler",
     "webhook_secret",

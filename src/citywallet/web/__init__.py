@@ -28,16 +28,21 @@ CSP = (
     "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
     "form-action 'self'"
 )
+# The scan page also compiles WebAssembly (the ZXing reader served from /vendor, web/vendor.py):
+# 'wasm-unsafe-eval' allows that and nothing else (no eval of scripts).
+CSP_SCAN = CSP.replace("script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'")
+SCAN_PATH = "/app/scan"
 
 
 def install(app: FastAPI) -> None:
     """Add the pages, their static files and their error pages to ``app``."""
     from citywallet.web import app as resident
-    from citywallet.web import common
+    from citywallet.web import common, vendor
     from citywallet.web.merchant import routes as merchant
     from citywallet.web.operator import routes as operator
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    vendor.install(app)
     app.include_router(common.router)
     for router in resident.routers:
         app.include_router(router)
@@ -49,8 +54,8 @@ def install(app: FastAPI) -> None:
 
 
 # The headers every page gets unless its route set its own.
+# (and the Content-Security-Policy: CSP, or CSP_SCAN on the scan pages).
 PAGE_HEADERS = (
-    ("Content-Security-Policy", CSP),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
@@ -72,10 +77,13 @@ class PageMiddleware:
         request = Request(scope)
         lang = negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
         scope.setdefault("state", {})["tr"] = translations(lang)
+        path = scope["path"]
+        csp = CSP_SCAN if path == SCAN_PATH or path.startswith(SCAN_PATH + "/") else CSP
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", csp)
                 for name, value in PAGE_HEADERS:
                     headers.setdefault(name, value)
             await send(message)

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from citywallet.api.interop_merchants import switch_refunds
+from citywallet.identity import service as identity
 from citywallet.merchant import service as merchants
+from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError, InvalidInput
 from citywallet.web.forms import parse_amount
 from citywallet.web.merchant.shared import (
@@ -28,6 +30,8 @@ REFUND_ERRORS = {
     "refund_exceeds_paid": "amount",
     "merchant_balance_insufficient": "amount",
 }
+# The owner's payment PIN confirms a refund; these refusals re-show the confirmation.
+PIN_ERRORS = ("pin_incorrect", "pin_locked", "pin_not_set", "pin_reset_required")
 
 
 def _day(text: str) -> date | None:
@@ -145,7 +149,13 @@ def refund_confirm(
     return render(
         request,
         "merchant/refund_confirm.html",
-        {"merchant": console.merchant, "order": view, "form": form, "amount": fen},
+        {
+            "merchant": console.merchant,
+            "order": view,
+            "form": form,
+            "amount": fen,
+            "field_errors": {},
+        },
     )
 
 
@@ -155,20 +165,44 @@ def refund(request: Request, order_id: str, console: ConsoleDep, fields: FormFie
     form = _refund_form(fields)
     runtime = runtime_of(request)
     made: merchants.RefundView
+    pin = fields.get("pin", "")
+
+    def refund_with_pin(uow: UnitOfWork) -> tuple[merchants.RefundView, bool]:
+        # another merchant's order is 404 before any PIN is asked for; then the owner's
+        # payment PIN, checked in the refund's own transaction
+        merchants.get_order(uow, merchant_pk=console.pk, order_id=order_id)
+        identity.verify_pin(uow, user_id=console.viewer.user_id, pin=pin)
+        return merchants.refund_order(
+            uow,
+            merchant_pk=console.pk,
+            order_id=order_id,
+            out_refund_no=form["out_refund_no"],
+            amount=amount,
+            reason=form["reason"],
+            switch=switch_refunds(runtime),
+        )
+
     try:
         amount = parse_amount(form["amount"])
-        made, _created = runtime.db.transact(
-            lambda uow: merchants.refund_order(
-                uow,
-                merchant_pk=console.pk,
-                order_id=order_id,
-                out_refund_no=form["out_refund_no"],
-                amount=amount,
-                reason=form["reason"],
-                switch=switch_refunds(runtime),
-            )
+        made, _created = identity.run_confirmed(
+            runtime.db, refund_with_pin, settings=runtime.settings
         )
     except DomainError as exc:
+        if exc.code in PIN_ERRORS:
+            with runtime.db.uow(readonly=True) as uow:
+                view = merchants.get_order(uow, merchant_pk=console.pk, order_id=order_id)
+            return render(
+                request,
+                "merchant/refund_confirm.html",
+                {
+                    "merchant": console.merchant,
+                    "order": view,
+                    "form": form,
+                    "amount": amount,
+                    "field_errors": field_errors(exc, {exc.code: "pin"}),
+                },
+                status_code=exc.status,
+            )
         return _detail(
             request, console, order_id, form, field_errors(exc, REFUND_ERRORS), exc.status
         )

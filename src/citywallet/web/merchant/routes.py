@@ -8,20 +8,23 @@ See docs/web-merchant.md."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from citywallet.merchant.service import (
     MerchantApplication,
     merchant_balance,
     owned_merchant,
+    received_since,
     register_merchant,
+    takings_today,
 )
+from citywallet.platform.clock import now_us
 from citywallet.platform.errors import DomainError
 from citywallet.wallet import cards
 from citywallet.web.merchant import developers, finance, orders, stores
-from citywallet.web.merchant.shared import MERCHANT_COOKIE, STATUS_LABELS, owned
+from citywallet.web.merchant.shared import MERCHANT_COOKIE, STATUS_LABELS, ConsoleDep, owned
 from citywallet.web.session import FormFields, ViewerDep, runtime_of
-from citywallet.web.templating import render
+from citywallet.web.templating import money, render
 
 router = APIRouter(prefix="/merchant", include_in_schema=False)
 
@@ -57,8 +60,10 @@ def overview(request: Request, viewer: ViewerDep) -> Response:
     if merchant is None:
         return RedirectResponse("/merchant/apply", status_code=303)
     runtime = runtime_of(request)
+    as_of = now_us()
     with runtime.db.uow(readonly=True) as uow:
         balance = merchant_balance(uow, merchant_pk=pk)
+        takings = takings_today(uow, merchant_pk=pk, settings=runtime.settings, moment=as_of)
     return render(
         request,
         "merchant/overview.html",
@@ -68,8 +73,44 @@ def overview(request: Request, viewer: ViewerDep) -> Response:
             "status_label": STATUS_LABELS.get(merchant.status, merchant.status),
             "receivable": balance.receivable,
             "in_settlement": balance.in_settlement,
+            "takings": takings,
+            "as_of": as_of,
         },
     )
+
+
+@router.get("/takings.json")
+def takings_json(request: Request, console: ConsoleDep, since: int = 0) -> Response:
+    """For the overview's script: today's takings, and the payments received after
+    ``since`` (µs; the overview's ``as_of``, then the last one announced), oldest first."""
+    runtime = runtime_of(request)
+    with runtime.db.uow(readonly=True) as uow:
+        takings = takings_today(uow, merchant_pk=console.pk, settings=runtime.settings)
+        received = received_since(uow, merchant_pk=console.pk, since=max(0, since))
+    return JSONResponse(
+        {
+            "day": takings.day.isoformat(),
+            "count": takings.count,
+            "amount": takings.amount,
+            "amount_text": money(takings.amount),
+            "received": [
+                {
+                    "order_id": r.order_id,
+                    "amount": r.amount,
+                    "yuan": spoken_yuan(r.amount),
+                    "paid_at": r.paid_at,
+                }
+                for r in received
+            ],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def spoken_yuan(fen: int) -> str:
+    """Fen as yuan the way a payment speaker says it: ``88``, ``12.3``, ``0.05``."""
+    whole, frac = divmod(fen, 100)
+    return f"{whole}.{frac:02d}".rstrip("0").rstrip(".") if frac else str(whole)
 
 
 @router.post("/select")
