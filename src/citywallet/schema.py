@@ -13,6 +13,7 @@ from alembic.config import Config
 import citywallet
 import citywallet.campaign.models
 import citywallet.identity.audit
+import citywallet.identity.consent
 import citywallet.identity.models
 import citywallet.interop.provider.models
 import citywallet.interop.switch.models
