@@ -25,8 +25,21 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "identity_consents",
-        sa.Column("id", sa.BigInteger().with_variant(sa.BIGINT(), "postgresql").with_variant(sa.INTEGER(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.BIGINT(), "postgresql").with_variant(sa.INTEGER(), "sqlite"), nullable=False),
+        sa.Column(
+            "id",
+            sa.BigInteger()
+            .with_variant(sa.BIGINT(), "postgresql")
+            .with_variant(sa.INTEGER(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "user_id",
+            sa.BigInteger()
+            .with_variant(sa.BIGINT(), "postgresql")
+            .with_variant(sa.INTEGER(), "sqlite"),
+            nullable=False,
+        ),
         sa.Column("purpose", sa.String(length=32), nullable=False),
         sa.Column("granted", sa.Boolean(), nullable=False),
         sa.Column("agreement_version", sa.String(length=16), nullable=False),
@@ -34,13 +47,13 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["identity_users.id"], name=op.f("fk_identity_consents_user_id_identity_users")
+            ["user_id"],
+            ["identity_users.id"],
+            name=op.f("fk_identity_consents_user_id_identity_users"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identity_consents")),
     )
-    op.create_index(
-        "ix_identity_consents_user", "identity_consents", ["user_id", "purpose", "id"]
-    )
+    op.create_index("ix_identity_consents_user", "identity_consents", ["user_id", "purpose", "id"])
 
 
 def downgrade() -> None:

@@ -21,7 +21,7 @@ from stdnum.cn import ric
 from citywallet.api.app import create_app
 from citywallet.campaign import service as campaigns
 from citywallet.campaign.rules import Eligibility
-from citywallet.identity import attributes
+from citywallet.identity import attributes, consent
 from citywallet.identity.service import find_user_by_phone
 from citywallet.ledger.blocks import seal_all
 from citywallet.merchant import onboarding, payments
@@ -102,7 +102,12 @@ class _Resident:
         signed = _ok(
             client.post(
                 "/v1/auth/register",
-                json={"phone": person.phone, "code": code.group(), "password": PASSWORD},
+                json={
+                    "phone": person.phone,
+                    "code": code.group(),
+                    "password": PASSWORD,
+                    "consent": consent.signup_body(("wallet", "offers")),
+                },
             )
         )
         self.user_id: str = signed["user"]["id"]
@@ -276,7 +281,12 @@ def _seed_operator(runtime: Runtime, client: TestClient) -> None:
     signed = _ok(
         client.post(
             "/v1/auth/register",
-            json={"phone": OPERATOR.phone, "code": code.group(), "password": PASSWORD},
+            json={
+                "phone": OPERATOR.phone,
+                "code": code.group(),
+                "password": PASSWORD,
+                "consent": consent.signup_body(),
+            },
         )
     )
     headers = {"Authorization": f"Bearer {signed['session']['token']}"}

@@ -25,6 +25,7 @@ from citywallet.api import (
     ledger,
     merchant,
     payments,
+    privacy,
     problems,
     redpackets,
     wallet,
@@ -101,6 +102,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(health.router)
     app.include_router(ledger.router)
     app.include_router(identity.router)
+    app.include_router(privacy.router)
     app.include_router(wallet.router)
     app.include_router(payments.router)
     app.include_router(payments.paycode_router)

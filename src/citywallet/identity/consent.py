@@ -153,9 +153,14 @@ def check_signup(consent: SignupConsent | None) -> SignupConsent:
         )
     unknown = sorted(consent.purposes - set(PURPOSES))
     if unknown:
-        raise InvalidInput(f"Unknown consent purposes: {', '.join(unknown)}.", code="invalid_consent")
+        raise InvalidInput(
+            f"Unknown consent purposes: {', '.join(unknown)}.", code="invalid_consent"
+        )
     current = current_versions()
-    shown = {"service_agreement": consent.agreement_version, "privacy_policy": consent.privacy_version}
+    shown = {
+        "service_agreement": consent.agreement_version,
+        "privacy_policy": consent.privacy_version,
+    }
     if shown != current:
         raise Conflict(
             "The agreement or the privacy policy has a newer version; read it and agree again.",
@@ -200,9 +205,7 @@ def _append(
 
 def _rows(uow: UnitOfWork, user: User) -> list[Consent]:
     return list(
-        uow.session.scalars(
-            select(Consent).where(Consent.user_id == user.id).order_by(Consent.id)
-        )
+        uow.session.scalars(select(Consent).where(Consent.user_id == user.id).order_by(Consent.id))
     )
 
 
@@ -257,7 +260,9 @@ def set_consent(
         not granted or state.privacy_version == current["privacy_policy"]
     )
     if not unchanged:
-        versions = SignupConsent(current["service_agreement"], current["privacy_policy"], frozenset())
+        versions = SignupConsent(
+            current["service_agreement"], current["privacy_policy"], frozenset()
+        )
         _append(uow, user, purpose, granted, versions, source)
     return {v.purpose: v for v in list_consents(uow, user_id=user_id)}[purpose]
 
@@ -265,3 +270,14 @@ def set_consent(
 def has_consent(uow: UnitOfWork, *, user_id: str, purpose: str) -> bool:
     """Whether ``purpose`` is consented to now (for features that use the optional ones)."""
     return any(v.granted for v in list_consents(uow, user_id=user_id) if v.purpose == purpose)
+
+
+def signup_body(purposes: tuple[str, ...] = (REQUIRED,)) -> dict[str, object]:
+    """The ``consent`` member of a ``POST /v1/auth/register`` body for the current documents
+    (for the demo, the cells launcher and tests, which sign up through the API)."""
+    current = current_versions()
+    return {
+        "agreement_version": current["service_agreement"],
+        "privacy_version": current["privacy_policy"],
+        "purposes": list(purposes),
+    }

@@ -4,9 +4,9 @@ and audit actions.
 
 :func:`helpers` gives every template these as functions bound to the request's language
 (``mcc_label(code)``, ``mcc_name(code)``, ``mcc_category(code)``, ``card_label(bank, last4)``,
-``device_label(name)``, ``account_kind(name)``, ``transfer_kind(name)``, ``mcc_choices()``). The tables behind them
-are pure modules (``merchant.mcc``, ``wallet.banknames``); texts of our own go through the
-catalogue (``zh_everywhere.po``).
+``device_label(name)``, ``account_kind(name)``, ``transfer_kind(name)``, ``mcc_choices()``,
+``audit_detail(text)``). The tables behind them are pure modules (``merchant.mcc``,
+``wallet.banknames``); texts of our own go through the catalogue (``zh_everywhere.po``).
 """
 
 from __future__ import annotations
