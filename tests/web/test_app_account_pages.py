@@ -106,6 +106,8 @@ def test_icons_are_pngs_of_their_size(client: TestClient) -> None:
 
 # --- sign-up ------------------------------------------------------------------------------
 
+CONSENT_FORM = {"agreement_version": "1", "privacy_version": "1", "consent_wallet": "1"}
+
 
 def test_sign_up_with_the_sandbox_code(client: TestClient, runtime: Runtime) -> None:
     page = client.get("/app/signup")
@@ -134,7 +136,7 @@ def test_sign_up_with_the_sandbox_code(client: TestClient, runtime: Runtime) -> 
     done = post(
         client,
         "/app/signup",
-        {"phone": phone, "code": code, "password": PASSWORD},
+        {"phone": phone, "code": code, "password": PASSWORD, **CONSENT_FORM},
         sent.headers["location"],
     )
     assert done.status_code == 303

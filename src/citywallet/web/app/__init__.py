@@ -3,6 +3,13 @@
 
 from __future__ import annotations
 
-from citywallet.web.app import account, interop, money, pay, social
+from citywallet.web.app import account, interop, money, pay, privacy, social
 
-routers = [account.router, interop.router, money.router, pay.router, social.router]
+routers = [
+    account.router,
+    interop.router,
+    money.router,
+    pay.router,
+    privacy.router,
+    social.router,
+]
