@@ -37,7 +37,7 @@ def list_documents() -> list[DocumentSummary]:
     (public: shown before sign-up)."""
     return [
         DocumentSummary(
-            name=name,  # type: ignore[arg-type]
+            name=name,
             version=version,
             versions=consent.versions(name),
             title_zh=consent.document(name, "zh_CN").title,

@@ -216,16 +216,16 @@ def list_consents(uow: UnitOfWork, *, user_id: str) -> list[ConsentView]:
         latest[row.purpose] = row
     views = []
     for purpose in PURPOSES:
-        row = latest.get(purpose)
+        last = latest.get(purpose)
         views.append(
             ConsentView(
                 purpose=purpose,
                 required=purpose == REQUIRED,
-                granted=bool(row and row.granted),
-                agreement_version=row.agreement_version if row else None,
-                privacy_version=row.privacy_version if row else None,
-                updated_at=row.created_at if row else None,
-                source=row.source if row else None,
+                granted=bool(last and last.granted),
+                agreement_version=last.agreement_version if last else None,
+                privacy_version=last.privacy_version if last else None,
+                updated_at=last.created_at if last else None,
+                source=last.source if last else None,
             )
         )
     return views

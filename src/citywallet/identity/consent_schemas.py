@@ -52,7 +52,7 @@ class ConsentPublic(BaseModel):
     def of(cls, view: ConsentView) -> ConsentPublic:
         """From the service's view."""
         return cls(
-            purpose=view.purpose,  # type: ignore[arg-type]
+            purpose=view.purpose,
             required=view.required,
             granted=view.granted,
             agreement_version=view.agreement_version,
@@ -76,7 +76,7 @@ class ConsentRecordPublic(BaseModel):
     def of(cls, record: ConsentRecord) -> ConsentRecordPublic:
         """From the service's record."""
         return cls(
-            purpose=record.purpose,  # type: ignore[arg-type]
+            purpose=record.purpose,
             granted=record.granted,
             agreement_version=record.agreement_version,
             privacy_version=record.privacy_version,
@@ -115,9 +115,9 @@ class DocumentPublic(BaseModel):
     def of(cls, doc: Document) -> DocumentPublic:
         """From the document."""
         return cls(
-            name=doc.name,  # type: ignore[arg-type]
+            name=doc.name,
             version=doc.version,
-            lang=doc.lang,  # type: ignore[arg-type]
+            lang=doc.lang,
             title=doc.title,
             text=doc.text,
         )

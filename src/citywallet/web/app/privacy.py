@@ -75,7 +75,7 @@ def _markdown() -> MarkdownIt:
 
 @cache
 def _document_html(name: str, lang: str, version: str) -> str:
-    return _markdown().render(consent.document(name, lang, version).text)
+    return str(_markdown().render(consent.document(name, lang, version).text))
 
 
 # --- the documents (public) ---------------------------------------------------------------
@@ -158,7 +158,7 @@ def update_consent(request: Request, purpose: str, who: ViewerDep, fields: FormF
 
 
 @router.get("/me/data")
-def data_page(request: Request, who: ViewerDep) -> Response:
+def data_page(request: Request, _who: ViewerDep) -> Response:
     """What "download my data" contains, and the downloads."""
     return render(request, "app/mydata.html", {})
 
