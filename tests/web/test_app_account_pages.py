@@ -123,11 +123,23 @@ def test_sign_up_with_the_sandbox_code(client: TestClient, runtime: Runtime) -> 
     assert phone in step2.text
     code = last_code(runtime.db, runtime.encryptor, phone)
 
+    # sign-up requires the wallet's consent: refused next to the consents, nothing spent
+    unconsented = post(
+        client,
+        "/app/signup",
+        {"phone": phone, "code": code, "password": PASSWORD, "agreement_version": "1"},
+        sent.headers["location"],
+    )
+    assert unconsented.status_code == 422
+    assert 'id="e-consent"' in unconsented.text
+    assert 'data-code="consent_required"' in unconsented.text
+    assert 'href="/app/legal/privacy_policy"' in unconsented.text
+
     wrong = "000000" if code != "000000" else "111111"
     refused = post(
         client,
         "/app/signup",
-        {"phone": phone, "code": wrong, "password": PASSWORD},
+        {"phone": phone, "code": wrong, "password": PASSWORD, **CONSENT_FORM},
         sent.headers["location"],
     )
     assert refused.status_code >= 400
