@@ -101,21 +101,29 @@ def test_optional_consents_are_withdrawn_and_given_again_and_the_wallets_is_not(
     client: TestClient, runtime: Runtime
 ) -> None:
     alice = Person(client, 1, card_ending=None)
-    withdrawn = client.put("/v1/me/consents/offers", json={"granted": False}, headers=alice.headers)
+    withdrawn = client.put(
+        "/v1/me/consents", json={"purpose": "offers", "granted": False}, headers=alice.headers
+    )
     assert withdrawn.status_code == 200, withdrawn.text
     assert withdrawn.json()["granted"] is False  # never given: unchanged, nothing recorded
-    given = client.put("/v1/me/consents/offers", json={"granted": True}, headers=alice.headers)
+    given = client.put(
+        "/v1/me/consents", json={"purpose": "offers", "granted": True}, headers=alice.headers
+    )
     assert (given.json()["granted"], given.json()["privacy_version"]) == (True, "1")
-    again = client.put("/v1/me/consents/offers", json={"granted": False}, headers=alice.headers)
+    again = client.put(
+        "/v1/me/consents", json={"purpose": "offers", "granted": False}, headers=alice.headers
+    )
     assert again.json()["granted"] is False
     _problem(
-        client.put("/v1/me/consents/wallet", json={"granted": False}, headers=alice.headers),
+        client.put(
+            "/v1/me/consents", json={"purpose": "wallet", "granted": False}, headers=alice.headers
+        ),
         422,
         "consent_required",
     )
     assert (
         client.put(
-            "/v1/me/consents/nope", json={"granted": True}, headers=alice.headers
+            "/v1/me/consents", json={"purpose": "nope", "granted": True}, headers=alice.headers
         ).status_code
         == 422
     )

@@ -22,7 +22,6 @@ from citywallet.identity.consent_schemas import (
     DocumentName,
     DocumentPublic,
     DocumentSummary,
-    Purpose,
 )
 from citywallet.platform import csvfile
 from citywallet.platform.db import UnitOfWork
@@ -71,16 +70,14 @@ def list_consents(auth: CurrentUser, runtime: RuntimeDep) -> ConsentsPublic:
     )
 
 
-@router.put("/me/consents/{purpose}", responses=problems.responses(404))
-def update_consent(
-    purpose: Purpose, body: ConsentUpdate, auth: CurrentUser, runtime: RuntimeDep
-) -> ConsentPublic:
+@router.put("/me/consents")
+def update_consent(body: ConsentUpdate, auth: CurrentUser, runtime: RuntimeDep) -> ConsentPublic:
     """Give or withdraw an optional purpose under the current documents (recorded with the
     time and audited); withdrawing ``wallet`` is refused (422 ``consent_required``)."""
 
     def work(uow: UnitOfWork) -> consent.ConsentView:
         return consent.set_consent(
-            uow, user_id=auth.user_id, purpose=purpose, granted=body.granted, source="api"
+            uow, user_id=auth.user_id, purpose=body.purpose, granted=body.granted, source="api"
         )
 
     return ConsentPublic.of(runtime.db.transact(work))

@@ -34,6 +34,7 @@ class ConsentCreate(BaseModel):
 class ConsentUpdate(BaseModel):
     """Give or withdraw an optional purpose."""
 
+    purpose: Purpose
     granted: bool
 
 
