@@ -64,6 +64,30 @@ TRANSFER_KINDS: dict[str, str] = {
 }
 
 
+# Kinds of account events (``identity_user_events.kind``), as the operator console lists them.
+EVENT_KINDS: dict[str, str] = {
+    "registered": N_("Account opened"),
+    "real_name_verified": N_("Real name verified"),
+    "identity_rechecked": N_("Identity checked again"),
+    "tier_changed": N_("Tier changed"),
+    "pin_set": N_("Payment PIN set"),
+    "pin_changed": N_("Payment PIN changed"),
+    "pin_reset": N_("Payment PIN reset"),
+    "pin_locked": N_("Payment PIN locked"),
+    "password_changed": N_("Password changed"),
+    "password_reset": N_("Password reset"),
+    "frozen": N_("Frozen"),
+    "unfrozen": N_("Unfrozen"),
+    "closed": N_("Wallet closed"),
+    "move_started": N_("Move to another cell started"),
+    "move_refused": N_("Move refused"),
+    "moved": N_("Moved to another cell"),
+    "moved_in": N_("Moved in from another cell"),
+    "consent_given": N_("Consent given"),
+    "consent_withdrawn": N_("Consent withdrawn"),
+}
+EVENT_ACTORS: dict[str, str] = {"user": N_("the resident"), "system": N_("the system")}
+
 # Audit details the console writes (English, for the record), read back in the page's language:
 # (pattern of the stored text, its text to translate with the pattern's named groups).
 AUDIT_DETAILS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -127,6 +151,14 @@ def helpers(tr: Translations) -> dict[str, Callable[..., Any]]:
         known = TRANSFER_KINDS.get(name or "")
         return tr.gettext(known) if known else (name or "—")
 
+    def event_kind(kind: str | None) -> str:
+        known = EVENT_KINDS.get(kind or "")
+        return tr.gettext(known) if known else (kind or "—")
+
+    def event_actor(actor: str | None) -> str:
+        known = EVENT_ACTORS.get(actor or "")
+        return tr.gettext(known) if known else (actor or "—")
+
     def mcc_choices() -> list[tuple[str, str, str]]:
         return mcc.choices(lang)
 
@@ -138,6 +170,8 @@ def helpers(tr: Translations) -> dict[str, Callable[..., Any]]:
         "device_label": device_label,
         "account_kind": account_kind,
         "transfer_kind": transfer_kind,
+        "event_kind": event_kind,
+        "event_actor": event_actor,
         "mcc_choices": mcc_choices,
         "audit_detail": lambda detail: audit_detail(tr, detail or ""),
     }
