@@ -144,3 +144,26 @@ def test_history_and_statement_csv_for_excel_and_chinese_labels(
     assert plain.content.startswith(BOM)
     assert _rows(plain.text)[0][0] == "time"
     assert_ledger_clean(runtime.db)
+
+
+def test_the_operator_console_reads_in_chinese(client: TestClient, runtime: Runtime) -> None:
+    from tests.web.test_operator_pages import sign_in_operator
+
+    bank = sandbox_bank()
+    shop = open_shop(runtime, bank, 1)
+    payer = funded_resident(runtime.db, runtime.settings, runtime.encryptor, bank, 2, 5_000)
+    runtime.db.transact(
+        lambda uow: consent.set_consent(
+            uow, user_id=payer.user_id, purpose="offers", granted=True, source="settings"
+        )
+    )
+    sign_in_operator(client, runtime)
+    ledger_page = client.get("/operator/ledger")
+    assert "居民钱包" in ledger_page.text
+    assert "银行备付金" in ledger_page.text
+    merchants = client.get("/operator/merchants?status=active")
+    assert "餐厅（5812）" in merchants.text
+    assert f"({shop.owner.card_number[-4:]})" in merchants.text  # type: ignore[index]
+    detail = client.get(f"/operator/residents/{payer.user_id}")
+    assert '<li data-kind="consent_given">同意授权' in detail.text
+    assert "开户" in detail.text
