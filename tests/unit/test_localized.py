@@ -50,3 +50,9 @@ def test_generated_device_names_read_in_the_pages_language() -> None:
     assert en("Android") == "Android phone"
     assert localized.helpers(ZH)["card_label"]("ICBC", "0000") == "工商银行(0000)"
     assert localized.helpers(ZH)["mcc_label"]("5812") == "餐厅（5812）"
+
+
+def test_a_funding_lines_card_reads_as_the_banks_short_name() -> None:
+    assert localized.counterparty("ICBC ····1234", "zh_CN") == "工商银行(1234)"
+    assert localized.counterparty("CCB ····0000", "en") == "CCB (0000)"
+    assert localized.counterparty("**丰 (139****0002)", "zh_CN") == "**丰 (139****0002)"

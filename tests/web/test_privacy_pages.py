@@ -118,6 +118,9 @@ def test_history_and_statement_csv_for_excel_and_chinese_labels(
     kinds = {r[2] for r in rows[1:]}
     assert "充值" in kinds, kinds
     assert any(r[4] == "88.00" and r[3] == "支出" for r in rows[1:]), rows
+    last4 = payer.card_number[-4:]  # type: ignore[index]
+    assert any(r[2] == "充值" and r[7] == f"工商银行({last4})" for r in rows[1:]), rows
+    assert f"工商银行({last4})" in client.get("/app/history").text
     assert _rows(client.get("/app/history.csv").text)[0][:3] == ["Time", "Transaction id", "Kind"]
     # a card reads 工商银行(last four); the spending page names the merchant's category
     cards = client.get("/app/me/cards")

@@ -121,6 +121,18 @@ def audit_detail(tr: Translations, detail: str) -> str:
     return detail
 
 
+# How wallet.funding names a card on a top-up's or withdrawal's history line.
+FUNDING_CARD = re.compile(r"^(?P<bank>[A-Z]{2,10}) ····(?P<last4>\d{4})$")
+
+
+def counterparty(label: str, lang: str) -> str:
+    """A history line's other side; a bank card (``ICBC ····1234``) as ``工商银行(1234)``."""
+    found = FUNDING_CARD.match(label)
+    if found is None:
+        return label
+    return banknames.card_label(found["bank"], found["last4"], lang)
+
+
 def helpers(tr: Translations) -> dict[str, Callable[..., Any]]:
     """The template functions for ``tr``'s language."""
     lang = tr.lang
@@ -174,4 +186,5 @@ def helpers(tr: Translations) -> dict[str, Callable[..., Any]]:
         "event_actor": event_actor,
         "mcc_choices": mcc_choices,
         "audit_detail": lambda detail: audit_detail(tr, detail or ""),
+        "counterparty": lambda label: counterparty(label or "", lang),
     }

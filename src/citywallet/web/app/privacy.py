@@ -24,6 +24,7 @@ from citywallet.wallet.rules import CHINA
 from citywallet.web.app.money import KIND_LABELS, STATUS_LABELS
 from citywallet.web.forms import done
 from citywallet.web.i18n import N_, Translations
+from citywallet.web.localized import counterparty
 from citywallet.web.session import FormFields, ViewerDep, runtime_of
 from citywallet.web.templating import render
 
@@ -237,6 +238,6 @@ def _history_row(tx: wallet.ActivityView, tr: Translations | None) -> list[str]:
         f"{tx.amount // 100}.{tx.amount % 100:02d}",
         f"{tx.fee // 100}.{tx.fee % 100:02d}",
         status,
-        tx.counterparty_label,
+        counterparty(tx.counterparty_label, "zh_CN" if tr is not None else "en"),
         tx.note,
     ]
