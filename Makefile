@@ -10,10 +10,13 @@ COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --unive
 .PHONY: demo test lint typecheck unit serve bench mutation clean lock
 
 $(STAMP): pyproject.toml $(LOCK)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	@echo "installing CityWallet into $(VENV) (first run only; pip's log: $(VENV)/install.log)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK) > $(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; exit 1; }
+	@$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . >> $(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; exit 1; }
+	@touch $(STAMP)
 
 ## Refresh the lock files after changing pyproject.toml's dependencies (needs PyPI)
 lock: $(STAMP)
@@ -21,8 +24,10 @@ lock: $(STAMP)
 	$(COMPILE) --extra dev --extra granian -o $(LOCK)
 
 ## Install, seed demo data, print URLs and logins, and serve on http://127.0.0.1:8000
+## (another port: make demo PORT=8100; logs go to var/demo.log)
+PORT ?= 8000
 demo: $(STAMP)
-	$(BIN)/citywallet demo
+	@$(BIN)/citywallet demo --port $(PORT)
 
 ## Install and run everything CI runs: lint, format check, types, import layers, the whole suite (SQLite + PostgreSQL)
 test: $(STAMP)

@@ -8,7 +8,10 @@ url_port=${CITYWALLET_TEST_PG_PORT:-5432}
 
 ready() { pg_isready -q -h "$url_host" -p "$url_port" 2>/dev/null; }
 
-if ! command -v pg_isready >/dev/null 2>&1; then
+# The client tools: pg_isready here, pg_dump and pg_restore for `citywallet backup` / `restore`
+# and their tests (tests/integration/test_backup_*.py).
+if ! command -v pg_isready >/dev/null 2>&1 || ! command -v pg_dump >/dev/null 2>&1 \
+  || ! command -v pg_restore >/dev/null 2>&1; then
   if [ "${CI:-}" = "true" ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null
   fi

@@ -23,6 +23,12 @@ from sqlalchemy.engine import make_url
 from citywallet.platform.db import Database
 from citywallet.schema import metadata
 
+# The suites written before dual control act as one operator signed in with a password (the
+# single-operator mode, docs/web-operator.md); tests of dual control and the operators'
+# second factor turn both on in their own settings (tests/web/test_operator_control.py …).
+os.environ.setdefault("CITYWALLET_OPERATOR_DUAL_CONTROL", "false")
+os.environ.setdefault("CITYWALLET_OPERATOR_SECOND_FACTOR", "false")
+
 PG_ADMIN_URL = os.environ.get(
     "CITYWALLET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -1,7 +1,7 @@
 """Identity: consents per purpose (PIPL), with the documents' versions and time
 
 Revision ID: 0017z
-Revises: 0016
+Revises: 0018
 Create Date: 2026-12-07 22:20:00.000000
 
 ``identity_consents`` is append-only: each row gives or withdraws one purpose (``wallet``,
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017z"
-down_revision: str | None = "0016"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

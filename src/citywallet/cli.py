@@ -1,17 +1,21 @@
-"""The ``citywallet`` command: serve, demo, worker, db, ledger, keys, bench, sms, users, switch."""
+"""The ``citywallet`` command: serve, demo, worker, db, ledger, keys, bench, sms, users, switch,
+backup, restore."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import citywallet
+from citywallet import cli_backup
 from citywallet.cli_campaign import attributes_app, campaign_app, operators_app
 from citywallet.cli_cells import cells_app
 from citywallet.cli_interop import interop_app
@@ -26,6 +30,7 @@ from citywallet.schema import upgrade
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from citywallet.demo import DemoInfo
     from citywallet.identity.service import UserView
     from citywallet.platform.db import UnitOfWork
 
@@ -52,13 +57,14 @@ app.add_typer(operators_app, name="operators")
 app.add_typer(switch_app, name="switch")
 users_app.add_typer(attributes_app, name="attributes")
 app.add_typer(cells_app, name="cells")
+cli_backup.register(app)
 console = Console()
 REPO_ROOT = Path(citywallet.__file__).resolve().parents[2]
 
 
 def _runtime(*, migrate: bool = True) -> Runtime:
     settings = get_settings()
-    configure_logging(level=settings.log_level, json=settings.log_json)
+    configure_logging(level=settings.log_level, json=settings.log_json, file=settings.log_file)
     runtime = Runtime.from_settings(settings)
     if migrate:
         upgrade(runtime.db.url)
@@ -319,6 +325,10 @@ def serve(
     _refuse_unsafe_start()
     trusted = _trusted_proxies()
     _runtime().close()
+    if workers > 1:  # each process counts in its own files; /metrics sums them
+        from citywallet.platform.metrics import prepare_multiprocess
+
+        prepare_multiprocess(get_settings().var_dir / "metrics")
     if server == "granian":
         _serve_granian(host, port, workers)
         return
@@ -425,66 +435,77 @@ def worker() -> None:
 
 
 @app.command()
-def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Seed demo residents (sandbox SMS, bank and ID checks), print URLs and logins, serve."""
-    from citywallet.demo import seed, web_apps
+def demo(
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on (make demo PORT=8100).")] = 8000,
+) -> None:
+    """Seed demo residents (sandbox SMS, bank and ID checks), print URLs and logins, serve.
 
-    runtime = _runtime()
-    if not runtime.settings.sandbox:
-        console.print("[red]the demo needs CITYWALLET_SANDBOX=true (sandbox SMS and bank)[/]")
-        raise typer.Exit(1)
-    with console.status("seeding demo residents through the API…"):
+    Logs (migrations, seeding, the server and its worker) go to var/demo.log, so the
+    terminal shows one panel: the apps, the logins and where to look next."""
+    from citywallet.demo import seed
+
+    settings = get_settings()
+    log_file = settings.log_file or settings.var_dir / "demo.log"
+    os.environ["CITYWALLET_LOG_FILE"] = str(log_file)  # the server process reads it too
+    get_settings.cache_clear()
+    with console.status("preparing the demo database (migrations, then demo data)…"):
+        runtime = _runtime()
+        if not runtime.settings.sandbox:
+            console.print("[red]the demo needs CITYWALLET_SANDBOX=true (sandbox SMS and bank)[/]")
+            raise typer.Exit(1)
         info = seed(runtime)
-    base = f"http://{host}:{port}"
-    console.print("[bold]CityWallet web apps[/] (中文 / English; sign in with phone / password)")
-    for name, url, login in web_apps(info, base):
-        console.print(f"  {name}: [link={url}]{url}[/link]  — {login}", soft_wrap=True)
-    urls = Table(title="CityWallet demo", show_header=False)
-    urls.add_row("API docs", f"{base}/docs")
-    urls.add_row("Health / metrics", f"{base}/healthz  {base}/metrics")
-    urls.add_row("Ledger public key", f"{base}/v1/ledger/public-key")
-    urls.add_row("Sandbox SMS outbox", f"{base}/v1/dev/sms?phone=13900000001")
-    urls.add_row("Database", runtime.db.url)
-    console.print(urls)
-    if info.sample_transfer:
-        proof = f"{base}/v1/ledger/transfers/{info.sample_transfer}/proof"
-        console.print(f"A sealed transfer's proof: {proof}", soft_wrap=True)
-    logins = Table(title="Demo logins (the web apps, or POST /v1/auth/login)")
-    for column in ("name", "phone", "password", "payment PIN"):
-        logins.add_column(column)
-    for resident in info.residents:
-        logins.add_row(
-            resident["name"], resident["phone"], resident["password"], resident["payment_pin"]
-        )
-    console.print(logins)
-    console.print(
-        "New residents: POST /v1/auth/sms-codes, read the code from the sandbox SMS "
-        "outbox, then POST /v1/auth/register (see docs/identity.md)."
-    )
-    if info.merchant_id:
-        merchant = f"{base}/v1/merchants/{info.merchant_id}"
-        console.print(
-            f"Demo merchant {info.merchant_id} (owner 张伟, 13900000003): {merchant}\n"
-            f"  static QR (owner's session): {merchant}/stores/{info.store_id}/code.png\n"
-            f"  API key {info.api_key_id}, HMAC secret (new at every start): "
-            f"{info.api_secret}\n"
-            "  sign requests as docs/merchant-signing.md shows",
-            soft_wrap=True,
-        )
+    database = runtime.db.url
     runtime.close()
-    console.print(f"Serving on {base} — Ctrl+C to stop.")
+    console.print(demo_panel(info, f"http://{host}:{port}", database, log_file))
     import uvicorn
 
     trusted = _trusted_proxies()
-    uvicorn.run(
-        "citywallet.api.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        log_level="warning",
-        log_config=None,  # uvicorn's lines go through our masking handler, not its own
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted,
+    try:
+        uvicorn.run(
+            "citywallet.api.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="warning",
+            log_config=None,  # uvicorn's lines go through our masking handler, not its own
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted,
+        )
+    except SystemExit as exc:  # uvicorn exits when it cannot bind
+        console.print(f"[red]could not serve on {host}:{port}; try: make demo PORT=8100[/]")
+        raise typer.Exit(1) from exc
+
+
+def demo_panel(info: DemoInfo, base: str, database: str, log_file: Path) -> Panel:
+    """Everything a newcomer needs after ``citywallet demo``, in one panel."""
+    from citywallet.demo import PIN, web_apps
+
+    rows = Table.grid(padding=(0, 2))
+    rows.add_column(style="bold", no_wrap=True)
+    rows.add_column(overflow="fold")
+    for name, url, login in web_apps(info, base):
+        rows.add_row(name, f"[link={url}]{url}[/link]")
+        rows.add_row("", f"[dim]sign in:[/] {login}")
+    rows.add_row("", "")
+    rows.add_row("Payment PIN", f"{PIN} (every demo resident)")
+    rows.add_row("New resident", f"{base}/app/signup  (SMS codes: the sandbox outbox below)")
+    rows.add_row("Sandbox SMS outbox", f"{base}/v1/dev/sms?phone=13900000001")
+    rows.add_row("API docs", f"{base}/docs  (guide: docs/api.md)")
+    if info.merchant_id:
+        rows.add_row("Demo merchant", f"{info.merchant_id} · API key {info.api_key_id}")
+        rows.add_row("  HMAC secret", f"{info.api_secret} (new at every start)")
+    if info.sample_transfer:
+        proof = f"{base}/v1/ledger/transfers/{info.sample_transfer}/proof"
+        rows.add_row("A transfer's proof", proof)
+    rows.add_row("Database", database)
+    rows.add_row("Logs", str(log_file))
+    state = "reused the demo data already in the database" if info.reused else "seeded demo data"
+    return Panel(
+        rows,
+        title=f"CityWallet demo: {state}",
+        subtitle="中文 / English · Ctrl+C to stop",
+        expand=False,
     )
 
 

@@ -462,6 +462,19 @@ def operators_revoke(who: Annotated[str, typer.Argument(help="PHONE or USER_ID")
     _print(f"{user_id} is no longer an operator")
 
 
+@operators_app.command("reset-totp")
+def operators_reset_totp(who: Annotated[str, typer.Argument(help="PHONE or USER_ID")]) -> None:
+    """Remove an operator's authenticator (lost phone): they set up a new one at their next
+    sign-in to the console. Their open sessions keep the second factor they passed; revoke
+    them too if the phone was stolen."""
+    from citywallet.identity import totp
+
+    runtime = _runtime()
+    user_id = _resolve_user(runtime, who)
+    removed = _transact(runtime, lambda uow: totp.reset(uow, user_id=user_id))
+    _print(f"{user_id}: authenticator {'removed' if removed else 'was not set up'}")
+
+
 @attributes_app.command("set")
 def attributes_set(
     user_id: str,

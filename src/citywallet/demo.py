@@ -54,10 +54,12 @@ RESIDENTS = (
 
 
 OPERATOR = DemoResident("运营员", "13900000009", "109", 0)  # holds the operator role
+# a second operator: funding, issuing, reclaiming and freezing take two (dual control)
+APPROVER = DemoResident("复核员", "13900000008", "108", 0)
 WEB_APPS = (  # (app, path, who signs in)
     ("Residents' wallet", "/app", "any demo resident"),
     ("Merchant console", "/merchant", "张伟 (owner of the demo restaurant)"),
-    ("Operator console", "/operator", "运营员 (operator)"),
+    ("Operator console", "/operator", "运营员 (operator), 复核员 (a second operator, approvals)"),
 )
 
 MERCHANT = {
@@ -84,6 +86,7 @@ class DemoInfo:
     store_id: str | None = None
     api_key_id: str | None = None
     api_secret: str | None = None
+    reused: bool = False  # the database held the demo already: nothing was seeded again
 
 
 def _id_number(sequence: str) -> str:
@@ -275,18 +278,18 @@ def _merchant_id(uow: UnitOfWork) -> str:
     return str(found)
 
 
-def _seed_operator(runtime: Runtime, client: TestClient) -> None:
-    """The operator: a verified resident (no card, no money) holding the operator role."""
-    sent = client.post("/v1/auth/sms-codes", json={"phone": OPERATOR.phone})
+def _seed_operator(runtime: Runtime, client: TestClient, who: DemoResident = OPERATOR) -> None:
+    """An operator: a verified resident (no card, no money) holding the operator role."""
+    sent = client.post("/v1/auth/sms-codes", json={"phone": who.phone})
     _ok(sent)
-    sms = client.get("/v1/dev/sms", params={"phone": OPERATOR.phone}).json()["items"][0]
+    sms = client.get("/v1/dev/sms", params={"phone": who.phone}).json()["items"][0]
     code = re.search(r"\d{6}", sms["text"])
     assert code is not None
     signed = _ok(
         client.post(
             "/v1/auth/register",
             json={
-                "phone": OPERATOR.phone,
+                "phone": who.phone,
                 "code": code.group(),
                 "password": PASSWORD,
                 "consent": consent.signup_body(),
@@ -294,7 +297,7 @@ def _seed_operator(runtime: Runtime, client: TestClient) -> None:
         )
     )
     headers = {"Authorization": f"Bearer {signed['session']['token']}"}
-    body = {"name": OPERATOR.name, "id_number": _id_number(OPERATOR.sequence)}
+    body = {"name": who.name, "id_number": _id_number(who.sequence)}
     _ok(client.post("/v1/me/real-name", json=body, headers=headers))
     user_id = signed["user"]["id"]
     runtime.db.transact(lambda uow: attributes.grant_operator(uow, user_id=user_id, actor="demo"))
@@ -306,14 +309,9 @@ def web_apps(info: DemoInfo, base: str) -> list[tuple[str, str, str]]:
     logins = {
         "/app": f"{RESIDENTS[0].phone} / {PASSWORD}",
         "/merchant": f"{RESIDENTS[2].phone} / {PASSWORD}",
-        "/operator": f"{OPERATOR.phone} / {PASSWORD}",
+        "/operator": f"{OPERATOR.phone} / {PASSWORD}, {APPROVER.phone} / {PASSWORD}",
     }
     return [(name, base + path, f"{who}: {logins[path]}") for name, path, who in WEB_APPS]
-
-
-def describe(info: DemoInfo, base: str) -> str:
-    """The web apps' URLs and logins, one per line (``citywallet demo`` prints them)."""
-    return "\n".join(f"{name}: {url}  ({login})" for name, url, login in web_apps(info, base))
 
 
 def seed(runtime: Runtime) -> DemoInfo:
@@ -327,6 +325,7 @@ def seed(runtime: Runtime) -> DemoInfo:
     )
     with runtime.db.uow(readonly=True) as uow:
         exists = find_user_by_phone(uow, phone=RESIDENTS[0].phone, encryptor=runtime.encryptor)
+    info.reused = exists is not None
     if exists is None:
         with TestClient(create_app(runtime), raise_server_exceptions=True) as client:
             people = [_Resident(client, r, n) for n, r in enumerate(RESIDENTS, start=1)]
@@ -344,9 +343,12 @@ def seed(runtime: Runtime) -> DemoInfo:
             _seed_campaigns(runtime, people)
     with runtime.db.uow(readonly=True) as uow:
         operator = find_user_by_phone(uow, phone=OPERATOR.phone, encryptor=runtime.encryptor)
-    if operator is None:  # also added to a demo database seeded before the console existed
+        approver = find_user_by_phone(uow, phone=APPROVER.phone, encryptor=runtime.encryptor)
+    if operator is None or approver is None:  # also added to an older demo database
         with TestClient(create_app(runtime), raise_server_exceptions=True) as client:
-            _seed_operator(runtime, client)
+            for who, found in ((OPERATOR, operator), (APPROVER, approver)):
+                if found is None:
+                    _seed_operator(runtime, client, who)
     _demo_key(runtime, info)
     signer = runtime.ledger_signer()
     runtime.db.transact(lambda uow: seal_all(uow, signer))

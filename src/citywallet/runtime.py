@@ -19,6 +19,7 @@ from citywallet.identity.keys import install_encryptor
 from citywallet.identity.sessions import flush_touches
 from citywallet.interop.transport import Courier, Sender
 from citywallet.ledger.blocks import LedgerSigner, load_signer
+from citywallet.platform import failpoints
 from citywallet.platform.adapters import load_adapter
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.crypto import (
@@ -54,6 +55,7 @@ class Runtime:
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
         """Open the database and load the keys named by ``settings`` (default: environment)."""
         settings = settings or get_settings()
+        failpoints.arm(settings.failpoints)
         private_dir(settings.var_dir)
         database = Database(
             settings.resolved_database_url,
@@ -134,6 +136,8 @@ def unsafe_start_reasons(settings: Settings) -> list[str]:
     if settings.sandbox:
         return []
     reasons: list[str] = []
+    if settings.failpoints:
+        reasons.append("CITYWALLET_FAILPOINTS is set: failpoints are for crash tests only")
     if not settings.master_keys and settings.key_file is None:
         reasons.append(
             "no master keys (they also key the payment-PIN hashes): set CITYWALLET_MASTER_KEYS "

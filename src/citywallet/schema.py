@@ -5,16 +5,15 @@ every feature's tables, and the platform knows none (docs/layers.md)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
-from alembic.config import Config
 
-import citywallet
 import citywallet.campaign.models
+import citywallet.control.models
 import citywallet.identity.audit
 import citywallet.identity.consent
 import citywallet.identity.models
+import citywallet.identity.totp
+import citywallet.inbox.models
 import citywallet.interop.provider.models
 import citywallet.interop.switch.models
 import citywallet.ledger.models
@@ -25,17 +24,28 @@ import citywallet.redpacket.models
 import citywallet.wallet.models
 from citywallet.platform.db import Base
 from citywallet.platform.files import private_sqlite_file
+from citywallet.platform.migrations import MIGRATIONS_DIR as MIGRATIONS_DIR
+from citywallet.platform.migrations import alembic_config as alembic_config
 
 metadata = Base.metadata
-MIGRATIONS_DIR = Path(citywallet.__file__).resolve().parents[2] / "migrations"
-
-
-def alembic_config(url: str) -> Config:
-    """An Alembic configuration for ``url`` without needing an alembic.ini on disk."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
+# The modules whose tables complete ``metadata`` (imported for that alone).
+TABLE_MODULES = (
+    citywallet.campaign.models,
+    citywallet.control.models,
+    citywallet.identity.audit,
+    citywallet.identity.consent,
+    citywallet.identity.models,
+    citywallet.identity.totp,
+    citywallet.inbox.models,
+    citywallet.interop.provider.models,
+    citywallet.interop.switch.models,
+    citywallet.ledger.models,
+    citywallet.merchant.models,
+    citywallet.platform.models,
+    citywallet.platform.ratelimit,
+    citywallet.redpacket.models,
+    citywallet.wallet.models,
+)
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from citywallet.api.interop_merchants import MerchantRefunds
 from citywallet.campaign import service as campaigns
 from citywallet.campaign.notify import won_handler
+from citywallet.control import service as control
 from citywallet.identity.codes import SMS_TOPIC, sms_outbox_handler
 from citywallet.interop import transport
 from citywallet.interop.provider import service as interop
@@ -34,11 +35,11 @@ from citywallet.wallet.transfers import REMINDER_TOPIC
 
 def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     """The platform's periodic tasks: expire holds, seal blocks, deliver the outbox,
-    reconcile bank fundings, close expired orders, settle merchants, return what is
-    unclaimed of expired red packets, reclaim expired campaign red packets, purge
-    idempotency keys, request nonces, rate-limit counters and old interop lookups and
-    unused quotes; with a switch configured, ask it about interop transfers left pending
-    past their expiration."""
+    reconcile bank fundings, expire stale dual-control proposals, close expired orders,
+    settle merchants, return what is unclaimed of expired red packets, reclaim expired
+    campaign red packets, purge idempotency keys, request nonces, rate-limit counters and
+    old interop lookups and unused quotes; with a switch configured, ask it about interop
+    transfers left pending past their expiration."""
     max_transfers = runtime.settings.seal_max_transfers
     witnesses = runtime.settings.ledger_witnesses
 
@@ -90,6 +91,9 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     def purge_interop(db: Database) -> int:
         return interop.purge_all(db)
 
+    def expire_proposals(db: Database) -> int:
+        return db.transact(lambda uow: control.expire_stale(uow))
+
     def purge_rate_limits(db: Database) -> int:
         return db.transact(lambda uow: ratelimit.purge_expired(uow))
 
@@ -126,6 +130,7 @@ def register_default_tasks(worker: Worker, runtime: Runtime) -> None:
     worker.register_periodic("outbox.deliver", 1.0, deliver)
     worker.register_periodic("idempotency.purge", 3600.0, purge)
     worker.register_periodic("ratelimit.purge", 3600.0, purge_rate_limits)
+    worker.register_periodic("control.expire_proposals", 60.0, expire_proposals)
     worker.register_periodic("interop.purge", 3600.0, purge_interop)
     worker.register_periodic("wallet.reconcile_fundings", 30.0, reconcile)
     worker.register_periodic("merchant.close_expired_orders", 5.0, close_orders)

@@ -124,6 +124,10 @@ SESSION: frozenset[Route] = frozenset(
         ("GET", "/v1/wallet/withdrawals/quote"),
         ("POST", "/v1/wallet/withdrawals"),
         ("POST", "/v1/wallet/transfers"),
+        ("GET", "/v1/wallet/transfers/recipient"),
+        ("GET", "/v1/wallet/transfers/recent-recipients"),
+        ("GET", "/v1/wallet/receive-code"),
+        ("GET", "/v1/wallet/receive-codes/scanned"),
         ("POST", "/v1/wallet/splits"),
         ("GET", "/v1/wallet/splits"),
         ("GET", "/v1/wallet/transactions"),
@@ -174,6 +178,11 @@ OPERATOR: frozenset[Route] = frozenset(
         ("GET", "/v1/operator/campaigns/{campaign_id}/report"),
         ("GET", "/v1/operator/campaigns/{campaign_id}/report.csv"),
         ("PUT", "/v1/operator/residents/{user_id}/attributes"),
+        ("POST", "/v1/operator/proposals"),
+        ("GET", "/v1/operator/proposals"),
+        ("GET", "/v1/operator/proposals/{proposal_id}"),
+        ("POST", "/v1/operator/proposals/{proposal_id}/approve"),
+        ("POST", "/v1/operator/proposals/{proposal_id}/reject"),
     }
 )
 OPERATOR_PREFIX = "/v1/operator/"

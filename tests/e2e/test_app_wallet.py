@@ -61,7 +61,8 @@ def test_newcomer_signs_up_tops_up_sends_and_verifies_the_receipt(
     # payment PIN
     phone.goto(site.url + "/app/me/pin")
     phone.get_by_label("登录密码").fill(PASSWORD)
-    phone.get_by_label("新支付密码").fill(PIN)
+    phone.get_by_label("新支付密码", exact=True).fill(PIN)
+    phone.get_by_label("再次输入新支付密码").fill(PIN)
     phone.get_by_role("button", name="保存支付密码").click()
     expect(phone.locator(".flash")).to_have_text("支付密码已保存。")
 
@@ -92,8 +93,11 @@ def test_newcomer_signs_up_tops_up_sends_and_verifies_the_receipt(
     phone.get_by_label("对方手机号").fill(friend.phone)
     phone.get_by_label("金额（元）").fill("120.50")
     phone.get_by_label("备注（选填）").fill("午饭")
-    phone.get_by_label("支付密码").fill(PIN)
     phone.get_by_role("button", name="转账").click()
+    expect(phone.get_by_test_id("payee-name")).to_have_text("*娜")  # before the PIN
+    assert balance(site.db, friend.user_id)[0] == 0
+    phone.get_by_label("支付密码").fill(PIN)
+    phone.get_by_role("button", name="确认并转账").click()
     expect(phone.get_by_test_id("receipt-amount")).to_have_text("−¥120.50")
     assert balance(site.db, friend.user_id)[0] == 12_050
 

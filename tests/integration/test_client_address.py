@@ -4,65 +4,16 @@ cannot pick its own address for the per-IP limits. A real server, started by the
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
 import pytest
 
 from citywallet.identity import consent
+from tests.server_support import serve as _serve
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 FORGED = "198.51.100.7"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _serve(tmp_path: Path, **env: str) -> Iterator[str]:
-    """``citywallet serve`` in a subprocess on a free port (SQLite, sandbox); yields its URL."""
-    port = _free_port()
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CITYWALLET_")},
-        "PYTHONPATH": str(SRC),
-        "CITYWALLET_VAR_DIR": str(tmp_path / "var"),
-        "CITYWALLET_RUN_WORKER_IN_SERVER": "false",
-        **env,
-    }
-    command = [sys.executable, "-c", "from citywallet.cli import app; app()", "serve"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _session_address(base: str, phone: str) -> str:

@@ -7,11 +7,13 @@ import re
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from rich.console import Console
 from sqlalchemy import text
 
 from citywallet import demo
 from citywallet.api.app import create_app
 from citywallet.campaign import service as campaigns
+from citywallet.cli import demo_panel
 from citywallet.identity import attributes
 from citywallet.identity.service import find_user_by_phone
 from citywallet.platform.db import Database
@@ -36,11 +38,14 @@ def test_the_demo_seeds_an_operator_and_names_the_three_apps(db: Database, tmp_p
         assert found is not None
         assert found.real_name_verified
         assert attributes.is_operator(uow, user_id=found.id)
+        approver = find_user_by_phone(uow, phone=demo.APPROVER.phone)
+        assert approver is not None  # the second operator of dual control
+        assert attributes.is_operator(uow, user_id=approver.id)
         resident = find_user_by_phone(uow, phone=demo.RESIDENTS[0].phone)
         assert resident is not None
         assert not attributes.is_operator(uow, user_id=resident.id)
     users = _users(db)
-    assert users == len(demo.RESIDENTS) + 1
+    assert users == len(demo.RESIDENTS) + 2  # and two operators
     with db.uow(readonly=True) as uow:  # a drawn campaign whose winners hold red packets
         listed = {c.name: c for c in campaigns.list_campaigns(uow)}
         people = [
@@ -59,13 +64,19 @@ def test_the_demo_seeds_an_operator_and_names_the_three_apps(db: Database, tmp_p
         "http://127.0.0.1:8000/merchant",
         "http://127.0.0.1:8000/operator",
     ]
-    printed = demo.describe(info, "http://127.0.0.1:8000")
+    printed = _panel(info, tmp_path)
+    assert "seeded demo data" in printed
     assert f"{demo.OPERATOR.phone} / {demo.PASSWORD}" in printed
-    assert printed.count("http://127.0.0.1:8000/") == 3
+    assert "http://127.0.0.1:8000/app/signup" in printed  # new residents: the sign-up page
+    assert "http://127.0.0.1:8000/v1/dev/sms" in printed
+    assert str(tmp_path / "demo.log") in printed
 
     again = demo.seed(runtime)  # idempotent: nobody new, a fresh API key only
     assert _users(db) == users
     assert again.operator == info.operator
+    assert not info.reused
+    assert again.reused
+    assert "reused the demo data" in _panel(again, tmp_path)
 
     with TestClient(create_app(runtime), follow_redirects=False) as client:
         form = client.get("/login")
@@ -78,4 +89,14 @@ def test_the_demo_seeds_an_operator_and_names_the_three_apps(db: Database, tmp_p
         )  # fmt: skip
         assert signed.headers["location"] == "/operator"
         assert client.get("/operator").status_code == 200
+        for app in ("app", "merchant", "operator"):  # the addresses people guess
+            guessed = client.get(f"/{app}/login")
+            assert guessed.status_code == 303
+            assert guessed.headers["location"] == f"/login?next=/{app}"
     assert_ledger_clean(db)
+
+
+def _panel(info: demo.DemoInfo, tmp_path: Path) -> str:
+    console = Console(record=True, width=200)
+    console.print(demo_panel(info, "http://127.0.0.1:8000", "sqlite://", tmp_path / "demo.log"))
+    return console.export_text()

@@ -349,6 +349,7 @@ def test_default_tasks_expire_seal_and_deliver(
         "outbox.deliver",
         "idempotency.purge",
         "ratelimit.purge",
+        "control.expire_proposals",
         "interop.purge",
         "wallet.reconcile_fundings",
         "merchant.close_expired_orders",

@@ -6,6 +6,7 @@ factory it is given)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 from citywallet import cli
 from citywallet.platform.config import get_settings
+from citywallet.platform.metrics import MULTIPROC_ENV
 
 
 @pytest.fixture
@@ -27,6 +29,10 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunne
     monkeypatch.setenv("CITYWALLET_DATABASE_URL", f"sqlite:///{tmp_path / 'cw.db'}")
     monkeypatch.setenv("CITYWALLET_TRUSTED_PROXIES", "10.0.0.0/8")
     monkeypatch.setattr(cli, "configure_logging", lambda **_kw: None)
+    # serve --workers N points its server processes at a metrics folder through the
+    # environment: recorded here so it is gone again after the test
+    monkeypatch.setenv(MULTIPROC_ENV, "")
+    monkeypatch.delenv(MULTIPROC_ENV)
     get_settings.cache_clear()
     yield CliRunner()
     get_settings.cache_clear()
@@ -98,7 +104,9 @@ def test_granian_serves_the_app_behind_trusted_proxies_only(
         assert call["log_dictconfig"]["loggers"][logger]["handlers"] == []
 
 
-def test_uvicorn_stays_the_default(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uvicorn_stays_the_default(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     started: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append({"app": app, **kw}))
     result = runner.invoke(cli.app, ["serve", "--workers", "2"])
@@ -107,3 +115,8 @@ def test_uvicorn_stays_the_default(runner: CliRunner, monkeypatch: pytest.Monkey
     assert started[0]["app"] == "citywallet.api.app:create_app_from_env"
     assert (started[0]["workers"], started[0]["proxy_headers"]) == (2, True)
     assert started[0]["forwarded_allow_ips"] == "10.0.0.0/8"
+    # several processes: each counts in files of one shared, emptied folder
+    folder = tmp_path / "var" / "metrics"
+    assert os.environ[MULTIPROC_ENV] == str(folder)
+    assert folder.is_dir()
+    assert list(folder.iterdir()) == []

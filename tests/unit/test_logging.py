@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+import structlog
 
 from citywallet.platform.logging import configure_logging
 
@@ -54,3 +56,25 @@ def test_standard_library_lines_are_masked(capfd: pytest.CaptureFixture[str]) ->
     assert "a warning still shows" in err
     for secret in (PHONE, ID_NUMBER, CARD, "token=t0p", "send_request_headers"):
         assert secret not in err
+
+
+def test_a_log_file_takes_every_line_and_the_terminal_none(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``citywallet demo`` sends logs to a file: both pipelines write there, masked."""
+    target = tmp_path / "var" / "demo.log"
+    with bare_root() as root:
+        try:
+            configure_logging(level="INFO", file=target)
+            logging.getLogger("alembic.runtime.migration").info("Running upgrade for %s", PHONE)
+            structlog.get_logger("citywallet.demo").info("user registered", phone=PHONE)
+        finally:
+            configure_logging(level="INFO")  # structlog back to stderr for later tests
+            for handler in root.handlers:  # the file, opened for the process's life
+                if isinstance(handler, logging.StreamHandler) and handler.stream is not None:
+                    handler.stream.close()
+    written = target.read_text(encoding="utf-8")
+    assert "INFO alembic.runtime.migration Running upgrade for 138******78" in written
+    assert "user registered" in written
+    assert PHONE not in written
+    assert capfd.readouterr().err == ""

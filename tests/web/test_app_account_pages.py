@@ -205,20 +205,36 @@ def test_verify_real_name_then_tier_and_limits_show(client: TestClient, runtime:
 def test_set_and_change_the_payment_pin(client: TestClient, runtime: Runtime) -> None:
     who = resident(runtime, 22, pin=False, card_ending=None)
     sign_in(client, who)
-    wrong = post(client, "/app/me/pin", {"password": "nope nope 1", "new_pin": "502817"})
+    wrong = post(
+        client,
+        "/app/me/pin",
+        {"password": "nope nope 1", "new_pin": "502817", "new_pin_again": "502817"},
+    )
     assert wrong.status_code >= 400
     assert 'id="e-password"' in wrong.text
-    weak = post(client, "/app/me/pin", {"password": PASSWORD, "new_pin": "123456"})
+    weak = post(
+        client,
+        "/app/me/pin",
+        {"password": PASSWORD, "new_pin": "123456", "new_pin_again": "123456"},
+    )
     assert weak.status_code >= 400
     assert 'id="e-new_pin"' in weak.text
-    done = post(client, "/app/me/pin", {"password": PASSWORD, "new_pin": "502817"})
+    done = post(
+        client,
+        "/app/me/pin",
+        {"password": PASSWORD, "new_pin": "502817", "new_pin_again": "502817"},
+    )
     assert done.status_code == 303
     page = client.get("/app/me/pin")
     assert 'name="old_pin"' in page.text
-    bad_old = post(client, "/app/me/pin", {"old_pin": "740193", "new_pin": "730418"})
+    bad_old = post(
+        client, "/app/me/pin", {"old_pin": "740193", "new_pin": "730418", "new_pin_again": "730418"}
+    )
     assert bad_old.status_code >= 400
     assert 'id="e-old_pin"' in bad_old.text
-    changed = post(client, "/app/me/pin", {"old_pin": "502817", "new_pin": "730418"})
+    changed = post(
+        client, "/app/me/pin", {"old_pin": "502817", "new_pin": "730418", "new_pin_again": "730418"}
+    )
     assert changed.status_code == 303
 
 

@@ -157,11 +157,17 @@ def test_transfer_by_phone_once(client: TestClient, runtime: Runtime) -> None:
     sign_in(client, payer)
     top_up(client, payer, "300")
     token, key = key_of(client, "/app/transfer")
-    form = {"to": payee.phone, "amount": "120.50", "note": "dinner", "pin": PIN, "key": key,
+    step1 = {"to": payee.phone, "amount": "120.50", "note": "dinner", "key": key,
+             "csrf_token": token}  # fmt: skip
+    confirm = client.post("/app/transfer", data={**step1, "pin": PIN})  # a PIN here: ignored
+    assert confirm.status_code == 200, confirm.text
+    assert 'action="/app/transfer/confirm"' in confirm.text
+    assert balance(runtime.db, payee.user_id)[0] == 0  # step 1 moves nothing
+    form = {"to": payee.user_id, "amount": "120.50", "note": "dinner", "pin": PIN, "key": key,
             "csrf_token": token}  # fmt: skip
-    done = client.post("/app/transfer", data=form)
+    done = client.post("/app/transfer/confirm", data=form)
     assert done.status_code == 303, done.text
-    again = client.post("/app/transfer", data=form)
+    again = client.post("/app/transfer/confirm", data=form)
     assert again.headers["location"] == done.headers["location"]
     assert balance(runtime.db, payer.user_id)[0] == 30_000 - 12_050
     assert balance(runtime.db, payee.user_id)[0] == 12_050
@@ -172,12 +178,12 @@ def test_transfer_by_phone_once(client: TestClient, runtime: Runtime) -> None:
 
     token, key = key_of(client, "/app/transfer")
     broke = client.post(
-        "/app/transfer", data={**form, "amount": "1000", "key": key, "csrf_token": token}
+        "/app/transfer/confirm", data={**form, "amount": "1000", "key": key, "csrf_token": token}
     )
     assert broke.status_code == 409
     assert 'id="e-amount"' in broke.text
     nobody = client.post(
-        "/app/transfer", data={**form, "to": "13900000000", "key": "n" * 20, "csrf_token": token}
+        "/app/transfer", data={**step1, "to": "13900000000", "key": "n" * 20, "csrf_token": token}
     )
     assert nobody.status_code == 404
     assert 'id="e-to"' in nobody.text
@@ -237,8 +243,8 @@ def test_history_filters_paging_and_receipt_proof(client: TestClient, runtime: R
         top_up(client, payer, f"{n}")
     token, key = key_of(client, "/app/transfer")
     sent = client.post(
-        "/app/transfer",
-        data={"to": payee.phone, "amount": "5", "note": "", "pin": PIN, "key": key,
+        "/app/transfer/confirm",
+        data={"to": payee.user_id, "amount": "5", "note": "", "pin": PIN, "key": key,
               "csrf_token": token},
     )  # fmt: skip
     receipt_path = sent.headers["location"].split("?")[0]

@@ -41,6 +41,7 @@ PUBLIC: set[str] = {
     "/app/icons/{size}.png",
     "/app/offline",
     "/app/legal/{name}",  # the service agreement and privacy policy, read before signing up
+    "/app/password/forgot",
 }
 PARAM = re.compile(r"\{[^}]+\}")
 
@@ -153,7 +154,13 @@ def test_operator_pages_refuse_residents(client: TestClient, runtime: Runtime) -
 
 # --- planted cw_form cookies ----------------------------------------------------------------
 
-SIGNED_OUT_FORMS = {"/logout", "/app/signup", "/app/signup/code"}
+SIGNED_OUT_FORMS = {
+    "/logout",
+    "/app/signup",
+    "/app/signup/code",
+    "/app/password/forgot",
+    "/app/password/forgot/code",
+}
 
 
 def row_counts(runtime: Runtime) -> dict[str, int]:

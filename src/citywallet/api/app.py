@@ -12,7 +12,6 @@ from typing import Any, cast
 
 import anyio.to_thread
 from fastapi import FastAPI
-from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp
 
 import citywallet
@@ -24,25 +23,23 @@ from citywallet.api import (
     interop,
     ledger,
     merchant,
+    messages,
+    operator_control,
     payments,
     privacy,
     problems,
+    receiving,
     redpackets,
+    tracing,
     wallet,
 )
 from citywallet.api.middleware import BodyLimit, RequestObserver, SecurityHeaders
 from citywallet.identity import sessions
+from citywallet.inbox import bell
+from citywallet.platform import metrics
 from citywallet.platform.config import Settings, get_settings
 from citywallet.platform.logging import configure_logging
 from citywallet.runtime import Runtime, refuse_unsafe_start
-
-REQUESTS = Counter("citywallet_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram(
-    "citywallet_http_request_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
 
 
 def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) -> FastAPI:
@@ -88,6 +85,9 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
             # off the loop: a send in flight may be running an inline callback on it
             await anyio.to_thread.run_sync(runtime.interop_courier.stop)
         sessions.flush_touches(runtime.db)  # the sessions' last_seen_at (docs/identity.md)
+        if _app.state.tracer_provider is not None:
+            _app.state.tracer_provider.shutdown()  # the spans still batched
+        bell.stop_listening(runtime.db.url)  # the message centre's NOTIFY listener, if any
 
     app = FastAPI(
         lifespan=lifespan,
@@ -104,13 +104,16 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(identity.router)
     app.include_router(privacy.router)
     app.include_router(wallet.router)
+    app.include_router(receiving.router)
     app.include_router(payments.router)
     app.include_router(payments.paycode_router)
     app.include_router(merchant.owner_router)
     app.include_router(merchant.server_router)
     app.include_router(redpackets.router)
+    app.include_router(messages.router)
     app.include_router(campaigns.router)
     app.include_router(campaigns.operator_router)
+    app.include_router(operator_control.router)
     if runtime.settings.interop_participant_id:  # connected to a switch (docs/interop.md)
         app.include_router(interop.router)
         app.include_router(interop.fspiop_router)
@@ -118,8 +121,11 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
         app.include_router(identity.dev_router)
     web.install(app)  # the pages (after the API's error handlers, which it wraps)
 
-    app.add_middleware(RequestObserver, requests=REQUESTS, latency=LATENCY)
+    app.add_middleware(RequestObserver, requests=metrics.REQUESTS, latency=metrics.LATENCY)
     install_guards(app, runtime.settings)
+    app.state.tracer_provider = tracing.install_from_settings(
+        app, runtime.db.engine, runtime.settings.traces
+    )
     return app
 
 
@@ -138,7 +144,8 @@ def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (reads settings from the environment); refuses an
     unsafe production start even when uvicorn is run without ``citywallet serve``."""
     settings = get_settings()
-    configure_logging(level=settings.log_level, json=settings.log_json)  # each server process
+    # each server process
+    configure_logging(level=settings.log_level, json=settings.log_json, file=settings.log_file)
     refuse_unsafe_start(settings)
     runtime = Runtime.from_settings()
     return create_app(runtime, start_worker=runtime.settings.run_worker_in_server)

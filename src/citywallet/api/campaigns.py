@@ -31,6 +31,8 @@ from citywallet.campaign.schemas import (
     RegistrationPublic,
     ReportPublic,
 )
+from citywallet.control import service as control
+from citywallet.control.errors import DualControlRequired
 from citywallet.identity import attributes, audit
 from citywallet.platform.db import UnitOfWork
 from citywallet.runtime import Runtime
@@ -46,7 +48,9 @@ STATE_RESPONSES: dict[int | str, dict[str, str]] = {
     404: {"description": "campaign_not_found."},
     409: {
         "description": "campaign_state_invalid (not in the state this step needs), "
-        "registration_window_open, campaign_not_funded, draw_too_early, still_valid."
+        "registration_window_open, campaign_not_funded, draw_too_early, still_valid, "
+        "dual_control_required (fund, issue, reclaim: propose at /v1/operator/proposals; "
+        "issue and reclaim go on here once a proposal is approved)."
     },
 }
 
@@ -211,7 +215,10 @@ def operator_get(campaign_id: str, _auth: CurrentOperator, runtime: RuntimeDep) 
 
 @operator_router.post("/v1/operator/campaigns/{campaign_id}/fund", responses=STATE_RESPONSES)
 def fund(campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep) -> FundingResult:
-    """Collect the budget from the funder's bank account (repeatable until ``funded``)."""
+    """Collect the budget from the funder's bank account (repeatable until ``funded``).
+    Under dual control (the default) refused with 409 ``dual_control_required``: propose
+    ``campaign.fund`` at ``/v1/operator/proposals`` and have another operator approve it."""
+    _refuse_alone(runtime)
     outcome = campaigns.fund_campaign(
         runtime.db,
         campaign_id=campaign_id,
@@ -267,6 +274,18 @@ def run_draw(campaign_id: str, auth: CurrentOperator, runtime: RuntimeDep) -> Ca
     return CampaignPublic.of(view)
 
 
+DUAL_CONTROL_TEXT = (
+    "This step needs two operators: propose it at /v1/operator/proposals and have another "
+    "operator approve it."
+)
+
+
+def _refuse_alone(runtime: Runtime) -> None:
+    """Under dual control, a step one operator may not take alone."""
+    if runtime.settings.operator_dual_control:
+        raise DualControlRequired(DUAL_CONTROL_TEXT)
+
+
 def _in_batches(
     runtime: Runtime,
     auth: Any,
@@ -283,6 +302,10 @@ def _in_batches(
     while batches < max_batches and not done:
 
         def batch(uow: UnitOfWork) -> int:
+            if runtime.settings.operator_dual_control and not control.approved_proposal(
+                uow, kind=f"campaign.{step}", target_id=campaign_id
+            ):
+                raise DualControlRequired(DUAL_CONTROL_TEXT)
             count = one_batch(uow, campaign_id=campaign_id, limit=batch_size)
             if count:
                 _log(uow, auth, f"campaign.{step}", campaign_id, f"batch of {count}")
@@ -306,7 +329,9 @@ def issue(
     max_batches: MaxBatches = 10,
 ) -> BatchProgress:
     """Give winners their red packets, ``batch_size`` per transaction, at most
-    ``max_batches`` per call; call again until ``done``."""
+    ``max_batches`` per call; call again until ``done``. Under dual control, only once
+    another operator approved a ``campaign.issue`` proposal (else 409
+    ``dual_control_required``)."""
     return _in_batches(
         runtime, auth, campaign_id, "issue", campaigns.issue_batch, batch_size, max_batches
     )

@@ -21,6 +21,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citywallet.api.problems import problem
+from citywallet.platform import failpoints
 
 # Public ledger data (the signing key, inclusion proofs: hashes only): caches may keep it.
 PUBLIC_API_PREFIXES = ("/v1/ledger/",)
@@ -169,6 +170,7 @@ class RequestObserver:
         async def with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
+                failpoints.hit("response.before")
                 status = message["status"]
                 MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)

@@ -10,10 +10,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from citywallet.platform.errors import PROBLEM_MEMBERS, DomainError, RateLimited
+from citywallet.platform import metrics
+from citywallet.platform.db import is_unavailable
+from citywallet.platform.errors import (
+    PROBLEM_MEMBERS,
+    DatabaseUnavailable,
+    DomainError,
+    RateLimited,
+)
 from citywallet.platform.logging import get_logger
 
 PROBLEM_TYPE_BASE = "https://citywallet.dev/problems/"
@@ -140,6 +148,8 @@ def problem(
     ``extra`` members sit beside the standard ones and may not replace any of them
     (``TypeError``); a ``retry_after`` extra is also sent as the ``Retry-After`` header.
     """
+    if status < 500:
+        metrics.REFUSALS.labels(code).inc()
     extra = dict(extra or {})
     taken = PROBLEM_MEMBERS.difference({"errors"}).intersection(extra)
     if taken:
@@ -163,7 +173,7 @@ def problem(
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     extra = dict(exc.extra)
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | DatabaseUnavailable):
         extra["retry_after"] = exc.retry_after
     return problem(
         exc.status, exc.code, exc.title, exc.detail, instance=request.url.path, extra=extra
@@ -218,6 +228,22 @@ def allowed_methods(request: Request) -> list[str]:
     ]
 
 
+def database_trouble(exc: Exception) -> DatabaseUnavailable | None:
+    """The 503 to answer for a database that is unreachable or read-only (logged here,
+    once, as a warning: no traceback, it is not a bug), or ``None`` for any other error."""
+    if not isinstance(exc, DBAPIError) or not is_unavailable(exc):
+        return None
+    log.warning("database_unavailable", error=type(exc.orig).__name__)
+    return DatabaseUnavailable("The database is not reachable just now; try again shortly.")
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    unavailable = database_trouble(exc)
+    if unavailable is None:
+        return await _unexpected(request, exc)
+    return await _domain_error(request, unavailable)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", path=request.url.path, error=repr(exc))
     return problem(
@@ -235,4 +261,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -485,7 +485,7 @@ def _move_routes(app: FastAPI, http: SwitchHttp) -> None:
 def create_switch_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (``citywallet switch serve``)."""
     settings = get_settings()
-    configure_logging(level=settings.log_level, json=settings.log_json)
+    configure_logging(level=settings.log_level, json=settings.log_json, file=settings.log_file)
     if not settings.sandbox:
         interop_seed(settings)  # production never generates the switch's key: MissingKeys
     return create_switch_app(Runtime.from_settings(settings))

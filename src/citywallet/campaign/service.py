@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, func, select, text, true, update
+from sqlalchemy import Table, exists, func, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -62,6 +62,8 @@ from citywallet.campaign.rules import (
     validate_windows,
 )
 from citywallet.identity.attributes import resident_facts_of, resident_select
+from citywallet.inbox import service as inbox
+from citywallet.inbox.kinds import CAMPAIGN_DRAWN, CAMPAIGN_WON
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountCode, AccountFlags, TransferCode, TransferSpec
 from citywallet.merchant.rules import validate_mcc
@@ -733,6 +735,20 @@ def draw(
     won = sorted((p, pk) for pk, p in zip(pks, positions, strict=True) if p <= count)
     _store_winners(uow, row.id, [(rank, pk, winners[rank - 1].prize) for rank, pk in won])
     _store_positions(uow, pks, positions)
+    # the message centre: everyone not drawn hears of the draw now (one INSERT … SELECT);
+    # the winners hear when their prize is issued (issue_batch)
+    not_drawn = select(Registration.user_id).where(
+        Registration.campaign_id == row.id,
+        ~exists().where(Winner.campaign_id == row.id, Winner.registration_id == Registration.id),
+    )
+    inbox.record_many(
+        uow,
+        not_drawn,
+        kind=CAMPAIGN_DRAWN,
+        ref=row.public_id,
+        params={"campaign": row.name},
+        broadcast=True,
+    )
     row.seed_hex, row.winners, row.drawn_at = seed.hex(), len(winners), moment
     uow.session.flush()
     log.info("campaign drawn", campaign_id=campaign_id, actor=actor, winners=len(winners))
@@ -911,6 +927,14 @@ def issue_batch(uow: UnitOfWork, *, campaign_id: str, limit: int = 10_000) -> in
         .execution_options(synchronize_session=False)
     )
     if winners:
+        inbox.record_each(
+            uow,
+            CAMPAIGN_WON,
+            [
+                (user_id, row.public_id, {"campaign": row.name, "amount": int(prize or 0)})
+                for _, _, user_id, prize in winners
+            ],
+        )
         outbox.enqueue(
             uow,
             topic=WON_TOPIC,

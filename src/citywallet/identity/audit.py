@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Index, String, Text, select
+from sqlalchemy import BigInteger, Index, Select, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from citywallet.identity.queries import user_row
@@ -25,6 +25,9 @@ ACTIONS: dict[str, str] = {
     "resident.freeze": "resident",
     "resident.unfreeze": "resident",
     "resident.attributes": "resident",
+    "resident.propose": "resident",  # dual control (citywallet.control)
+    "resident.approve": "resident",
+    "resident.reject": "resident",
     "merchant.approve": "merchant",
     "merchant.reject": "merchant",
     "merchant.suspend": "merchant",
@@ -36,6 +39,9 @@ ACTIONS: dict[str, str] = {
     "campaign.draw": "campaign",
     "campaign.issue": "campaign",
     "campaign.reclaim": "campaign",
+    "campaign.propose": "campaign",
+    "campaign.approve": "campaign",
+    "campaign.reject": "campaign",
     "ledger.verify": "ledger",
     "switch.participant": "participant",
     "switch.cap": "participant",
@@ -132,11 +138,64 @@ def list_entries(
     target_id: str | None = None,
     actor_user_id: str | None = None,
     before: int | None = None,
+    since: int | None = None,
+    until: int | None = None,
     limit: int = 50,
 ) -> tuple[list[AuditEntry], int | None]:
-    """Entries newest first, filtered; returns a page and the cursor of the next one."""
+    """Entries newest first, filtered (``since`` ≤ ``created_at`` < ``until``, microseconds);
+    returns a page and the cursor of the next one."""
     limit = max(1, min(limit, MAX_PAGE))
-    query = select(OperatorAction).order_by(OperatorAction.id.desc()).limit(limit + 1)
+    query = _filtered(action, target_id, actor_user_id, since, until)
+    query = query.order_by(OperatorAction.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(OperatorAction.id < before)
+    rows = list(uow.session.scalars(query))
+    page = rows[:limit]
+    return [_entry(r) for r in page], (page[-1].id if len(rows) > limit else None)
+
+
+def _entry(r: OperatorAction) -> AuditEntry:
+    return AuditEntry(
+        id=r.id,
+        actor_user_id=r.actor_user_id,
+        actor_label=r.actor_label,
+        action=r.action,
+        target_kind=r.target_kind,
+        target_id=r.target_id,
+        reason=r.reason,
+        detail=r.detail,
+        created_at=r.created_at,
+    )
+
+
+def export_entries(
+    uow: UnitOfWork,
+    *,
+    action: str | None = None,
+    target_id: str | None = None,
+    actor_user_id: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    limit: int = 100_000,
+) -> list[AuditEntry]:
+    """Every entry the filters select, oldest first (for the CSV export), at most ``limit``."""
+    query = _filtered(action, target_id, actor_user_id, since, until)
+    query = query.order_by(OperatorAction.id).limit(limit)
+    return [_entry(r) for r in uow.session.scalars(query)]
+
+
+def _filtered(
+    action: str | None,
+    target_id: str | None,
+    actor_user_id: str | None,
+    since: int | None,
+    until: int | None,
+) -> Select[OperatorAction]:
+    query = select(OperatorAction)
+    if since is not None:
+        query = query.where(OperatorAction.created_at >= since)
+    if until is not None:
+        query = query.where(OperatorAction.created_at < until)
     if action:
         if action.endswith("."):
             query = query.where(OperatorAction.action.startswith(action))
@@ -146,22 +205,4 @@ def list_entries(
         query = query.where(OperatorAction.target_id == target_id.strip())
     if actor_user_id:
         query = query.where(OperatorAction.actor_user_id == actor_user_id.strip())
-    if before is not None:
-        query = query.where(OperatorAction.id < before)
-    rows = list(uow.session.scalars(query))
-    page = rows[:limit]
-    entries = [
-        AuditEntry(
-            id=r.id,
-            actor_user_id=r.actor_user_id,
-            actor_label=r.actor_label,
-            action=r.action,
-            target_kind=r.target_kind,
-            target_id=r.target_id,
-            reason=r.reason,
-            detail=r.detail,
-            created_at=r.created_at,
-        )
-        for r in page
-    ]
-    return entries, (page[-1].id if len(rows) > limit else None)
+    return query

@@ -56,6 +56,8 @@ from citywallet.identity.rules import (
     tier_for_checks,
     validate_resident_id,
 )
+from citywallet.inbox import service as inbox
+from citywallet.inbox.kinds import DEVICE_SIGNIN
 from citywallet.platform import ratelimit
 from citywallet.platform.clock import now_us
 from citywallet.platform.config import Settings, get_settings
@@ -559,7 +561,19 @@ def login(
             ratelimit.release(uow, by_ip, device.ip)  # only failures count against an address
         if new_hash is not None:
             user.password_hash = new_hash
-        return LoginResult(_view_of(uow, user), _open_session(uow, user, device, cfg))
+        known = sessions.seen_before(
+            uow, user=user, device_name=device.name, user_agent=device.user_agent
+        )
+        issued = _open_session(uow, user, device, cfg)
+        if not known:  # the message centre: "signed in on a new device", to the devices page
+            inbox.record(
+                uow,
+                user_id=user.public_id,
+                kind=DEVICE_SIGNIN,
+                ref=issued.id,
+                params={"device": device.name or sessions.device_from_agent(device.user_agent)},
+            )
+        return LoginResult(_view_of(uow, user), issued)
 
     return db.transact(open_session)
 

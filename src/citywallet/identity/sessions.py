@@ -136,6 +136,24 @@ def create_session(
     return IssuedSession(row.public_id, kind, token, csrf_token_for(token), row.expires_at)
 
 
+def seen_before(uow: UnitOfWork, *, user: User, device_name: str, user_agent: str) -> bool:
+    """Whether ``user`` has had a session (live or not) from this device before: the same
+    browser or app (its user agent, or its name when it sends none)."""
+    query = select(LoginSession.id).where(LoginSession.user_id == user.id)
+    if user_agent:
+        query = query.where(LoginSession.user_agent == user_agent[:300])
+    else:
+        query = query.where(
+            LoginSession.device_name == (device_name or _device_from_agent(""))[:100]
+        )
+    return uow.session.scalar(query.limit(1)) is not None
+
+
+def device_from_agent(user_agent: str) -> str:
+    """A device's name as a person says it (``iPhone``, ``Android``, …) from its user agent."""
+    return _device_from_agent(user_agent)
+
+
 def _device_from_agent(user_agent: str) -> str:
     for marker, name in (
         ("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("Windows", "Windows"),

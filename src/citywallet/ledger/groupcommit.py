@@ -51,6 +51,7 @@ from sqlalchemy.exc import DBAPIError
 from citywallet.ledger import service as ledger
 from citywallet.ledger.batching import Key, request_keys, take_free
 from citywallet.ledger.types import Result, TransferFlags, TransferSpec
+from citywallet.platform import failpoints
 from citywallet.platform.db import (
     RAN,
     Database,
@@ -256,7 +257,9 @@ class PostingQueue:
                 with conn.begin() as transaction:
                     results = _post_together(conn, batch)
                     turn.end()  # the next batch is gathered and posted while this one commits
+                    failpoints.hit("commit.before")
                     transaction.commit()
+                    failpoints.hit("commit.after")
                 break
             except DBAPIError as exc:
                 if exc.connection_invalidated and conn is not None:

@@ -24,10 +24,12 @@ from citywallet.ledger.types import (
     PendingStatus,
     Result,
     Transfer,
+    TransferCode,
     TransferFlags,
     TransferSpec,
 )
 from citywallet.ledger.verifier import canonical_json, leaf_hash
+from citywallet.platform import failpoints, metrics
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork, copy_in
 
@@ -186,6 +188,7 @@ def post_on(
     group-commit committers each hold one connection: ledger/groupcommit.py)."""
     if not transfers:
         return []
+    failpoints.hit("ledger.post.before")
     # Pending transfers are immutable: read them before locking only to learn their accounts.
     pending_ids = list({spec.pending_id for spec in transfers if spec.pending_id})
     originals = _load_transfers(conn, "id", pending_ids)
@@ -211,6 +214,8 @@ def post_on(
     outcome = apply_batch(transfers, accounts, existing, pendings, now=moment, system=system)
     if outcome.created:
         _write_batch(conn, outcome.created, [accounts[i] for i in sorted(outcome.touched_accounts)])
+        created = ((_code_name(t.code), t.flags, t.amount) for t in outcome.created)
+        metrics.count_transfers(conn, created)
         timeouts = [(t.id, t.expires_at) for t in outcome.created if t.expires_at is not None]
         if timeouts:
             _executemany(
@@ -224,7 +229,15 @@ def post_on(
                 "DELETE FROM ledger_pending_timeouts WHERE transfer_id = ?",
                 [(i,) for i in outcome.resolved_pending_ids],
             )
+    failpoints.hit("ledger.post.after")
     return outcome.results
+
+
+def _code_name(code: int) -> str:
+    try:
+        return TransferCode(code).name.lower()
+    except ValueError:
+        return str(code)
 
 
 def get_accounts(uow: UnitOfWork, *, ids: Iterable[int]) -> dict[int, AccountView]:

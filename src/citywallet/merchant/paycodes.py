@@ -20,6 +20,8 @@ from sqlalchemy import or_, select, update
 
 from citywallet.identity.errors import AccountClosed, AccountFrozen
 from citywallet.identity.service import verify_pin
+from citywallet.inbox import service as inbox
+from citywallet.inbox.kinds import CHARGE_WAITING, PAYMENT_REFUSED
 from citywallet.merchant import paycode
 from citywallet.merchant.auth import PendingNonce, spend_alone, spend_nonce
 from citywallet.merchant.errors import OrderNotFound, OrderNotPayable
@@ -391,6 +393,7 @@ def charge(
         limits = FreeLimits.stored_or(*stored, default=_default_limits(settings))
         payer, _ = lock_parties(uow, user_id=device.user_id)
         merchant = merchant_facts(uow, merchant_pk=merchant_pk)
+        charged[:] = [(device.user_id, merchant)]
         values = new_order(
             merchant_pk=merchant_pk,
             out_trade_no=out_trade_no,
@@ -420,7 +423,14 @@ def charge(
         )
         if inserted is None:
             raise _Taken
-        if plan is None:
+        if plan is None:  # the resident's message centre, and their open pages at once
+            inbox.record(
+                uow,
+                user_id=device.user_id,
+                kind=CHARGE_WAITING,
+                ref=values["public_id"],
+                params={"amount": amount, "currency": CURRENCY, "merchant": merchant.name_zh},
+            )
             return _awaiting_view(values, merchant, store_id, terminal_id)
         paid = PaidOrder(
             id=values["public_id"],
@@ -451,6 +461,8 @@ def charge(
                 raise _OverFreeCap from None
             raise
         return paid.view(merchant, plan.fee)
+
+    charged: list[tuple[str, MerchantFacts]] = []  # whose code, which merchant: for a refusal
 
     def spend_alone_if_deferred() -> None:
         if nonce is not None:
@@ -483,12 +495,35 @@ def charge(
         ) from None
     except (InsufficientBalance, LimitExceeded, AccountFrozen, AccountClosed) as exc:
         spend_alone_if_deferred()
+        if charged and not isinstance(exc, (AccountFrozen, AccountClosed)):
+            _tell_refused(db, *charged[0], amount=amount, reason=exc.code)
         raise PaymentDeclined(exc.detail, reason=exc.code) from None
     except Unauthorized:  # the nonce or key itself was refused: nothing to spend
         raise
     except DomainError:
         spend_alone_if_deferred()
         raise
+
+
+def _tell_refused(
+    db: Database, user_id: str, merchant: MerchantFacts, *, amount: int, reason: str
+) -> None:
+    """Tell the resident (message centre) that a scan of their code was refused by a limit
+    or their balance: its own small transaction, as the charge's rolled back."""
+    db.transact(
+        lambda uow: inbox.record(
+            uow,
+            user_id=user_id,
+            kind=PAYMENT_REFUSED,
+            ref=merchant.public_id,
+            params={
+                "amount": amount,
+                "currency": CURRENCY,
+                "merchant": merchant.name_zh,
+                "reason": reason,
+            },
+        )
+    )
 
 
 def _parse(code: str) -> tuple[str, str]:
@@ -622,6 +657,7 @@ def confirm_charge(
         pin=pin,
         encryptor=encryptor,
     )
+    inbox.changed(uow, user_id=user_id)  # the resident's open pages drop the waiting bar
     return _payment_view(merchant, order)
 
 
@@ -630,4 +666,5 @@ def decline_charge(uow: UnitOfWork, *, user_id: str, order_id: str) -> PaymentVi
     order = _awaiting(uow, user_id, order_id)
     order.decline_code = "payer_declined"
     _close(uow, order, now_us())
+    inbox.changed(uow, user_id=user_id)
     return _payment_view(merchant_by_pk(uow, order.merchant_id), order)

@@ -49,6 +49,22 @@ class Settings(BaseSettings):
     key_file: Path | None = Field(default=None, description="Key file; default var_dir/keys.json.")
     log_level: str = "INFO"
     log_json: bool = False
+    traces: Literal["", "otlp", "console"] = Field(
+        default="",
+        description="OpenTelemetry traces of requests and their SQL: 'otlp' (to the collector "
+        "the OTEL_EXPORTER_OTLP_* variables name) or 'console'; empty: off.",
+    )
+    failpoints: str = Field(
+        default="",
+        description="Crash or fail on purpose at named steps of the money flows "
+        "('commit.after=crash@2,...'; platform/failpoints.py): crash tests only, refused in "
+        "production.",
+    )
+    log_file: Path | None = Field(
+        default=None,
+        description="Write logs to this file (appended) instead of stderr; `citywallet demo` "
+        "sets var_dir/demo.log so its terminal shows only the URLs and logins.",
+    )
     seal_max_transfers: int = 10_000
     seal_interval_seconds: float = Field(
         default=2.0, description="How often the worker seals new transfers into a block."
@@ -308,6 +324,27 @@ class Settings(BaseSettings):
     )
     session_cache_size: int = Field(
         default=100_000, ge=1, description="Most sessions one server process keeps cached."
+    )
+
+    # --- the operator console: dual control and a second factor (docs/web-operator.md) ---
+    operator_dual_control: bool = Field(
+        default=True,
+        description="Funding, issuing and reclaiming campaigns and freezing or unfreezing "
+        "residents need two operators: one proposes, another approves. Off: one operator "
+        "acts alone (a single-operator deployment; the CLI always acts alone).",
+    )
+    operator_proposal_ttl_seconds: int = Field(
+        default=24 * 3600,
+        ge=60,
+        description="A proposal nobody approved or rejected within this time expires.",
+    )
+    operator_second_factor: bool = Field(
+        default=True,
+        description="The operator console asks for a second factor (TOTP, or a passkey "
+        "verified in this session) after the password, once per session.",
+    )
+    operator_totp_issuer: str = Field(
+        default="CityWallet", description="The issuer name shown in authenticator apps."
     )
 
     @property

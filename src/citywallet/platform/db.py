@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from citywallet.platform import failpoints
 from citywallet.platform.files import private_sqlite_file
 
 if TYPE_CHECKING:
@@ -218,7 +219,9 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Commit the transaction (called by the edge, never by a service)."""
+        failpoints.hit("commit.before")
         self.session.commit()
+        failpoints.hit("commit.after")
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction has committed, and never if it does not:
@@ -329,3 +332,21 @@ def is_retryable(exc: DBAPIError) -> bool:
     if sqlstate in RETRYABLE_SQLSTATES:
         return True
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+# connection_exception (08…), read_only_sql_transaction, admin_shutdown, crash_shutdown,
+# cannot_connect_now: the database cannot take this transaction now (a failover, a restart)
+UNAVAILABLE_SQLSTATES = {"25006", "57P01", "57P02", "57P03"}
+
+
+def is_unavailable(exc: DBAPIError) -> bool:
+    """Whether the database is unreachable or cannot write just now (as during a failover:
+    no primary, or a standby still read-only), rather than refusing this statement: the
+    request may simply be sent again later."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    if exc.connection_invalidated or sqlstate.startswith("08") or sqlstate in UNAVAILABLE_SQLSTATES:
+        return True
+    if isinstance(exc, OperationalError) and not sqlstate:  # no server answered at all
+        text = str(exc.orig).lower()
+        return "database is locked" in text or "connect" in text or "server closed" in text
+    return False

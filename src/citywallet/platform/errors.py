@@ -84,6 +84,16 @@ class RateLimited(DomainError):
         self.retry_after = retry_after
 
 
+class DatabaseUnavailable(DomainError):
+    """The database did not answer, or cannot write just now (a failover in progress):
+    nothing was done; the same request (with the same Idempotency-Key) may be sent again."""
+
+    code = "database_unavailable"
+    status = 503
+    title = "Service unavailable"
+    retry_after = 1
+
+
 class AdapterUnavailable(DomainError):
     """An outside service this request needs (SMS, identity, bank) is not configured or
     cannot be loaded; answered before anything is written."""

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Select, exists, func, insert, select
 
+from citywallet.inbox import service as inbox
+from citywallet.inbox.kinds import REDPACKET_RECEIVED
 from citywallet.ledger import service as ledger
 from citywallet.ledger.service import AccountSpec
 from citywallet.ledger.types import AccountCode, AccountFlags, Result, TransferCode, TransferSpec
@@ -402,6 +404,14 @@ def send_packet(
         note=plan.greeting,
         reference=packet_id,
     )
+    told = {"amount": amount, "currency": CURRENCY, "from": label(sender), "kind": chosen}
+    if recipient_id is not None:
+        inbox.record(uow, user_id=recipient_id, kind=REDPACKET_RECEIVED, ref=packet_id, params=told)
+    elif group is not None:
+        others = select(RedPacketGroupMember.user_id).where(
+            RedPacketGroupMember.group_id == group.id, RedPacketGroupMember.user_id != sender.id
+        )
+        inbox.record_many(uow, others, kind=REDPACKET_RECEIVED, ref=packet_id, params=told)
     uow.session.flush()
     group_public = None if group is None else group.public_id
     return _full_view(uow, row, group_public, viewer=sender.id, moment=moment)

@@ -38,6 +38,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, cast
 
+from citywallet.platform import failpoints
 from citywallet.platform.adapters import load_adapter
 from citywallet.platform.config import Settings
 from citywallet.platform.errors import AdapterUnavailable
@@ -108,7 +109,50 @@ class NotConfigured(AdapterUnavailable):
 
 def make_bank(settings: Settings) -> Bank:
     """The configured bank adapter: ``CITYWALLET_BANK_ADAPTER``, else the sandbox bank
-    (sandbox mode only)."""
+    (sandbox mode only); with failpoints armed, wrapped so each call passes them."""
+    bank = _make_bank(settings)
+    return FailpointBank(bank) if failpoints.armed() else bank
+
+
+class FailpointBank:
+    """A bank adapter whose money calls pass ``bank.call.before`` and ``bank.call.after``
+    (platform/failpoints.py): a crash test can die while the bank acts on a call."""
+
+    def __init__(self, bank: Bank) -> None:
+        self._bank = bank
+        self.sandbox = bank.sandbox
+
+    def check_card(self, *, card_number: str, name: str, id_number: str, phone: str) -> CardCheck:
+        return self._bank.check_card(
+            card_number=card_number, name=name, id_number=id_number, phone=phone
+        )
+
+    def debit_card(
+        self, *, reference: str, card_number: str, amount: int, currency: str
+    ) -> BankAnswer:
+        failpoints.hit("bank.call.before")
+        answer = self._bank.debit_card(
+            reference=reference, card_number=card_number, amount=amount, currency=currency
+        )
+        failpoints.hit("bank.call.after")
+        return answer
+
+    def credit_card(
+        self, *, reference: str, card_number: str, holder_name: str, amount: int, currency: str
+    ) -> BankAnswer:
+        failpoints.hit("bank.call.before")
+        answer = self._bank.credit_card(
+            reference=reference, card_number=card_number, holder_name=holder_name,
+            amount=amount, currency=currency,
+        )  # fmt: skip
+        failpoints.hit("bank.call.after")
+        return answer
+
+    def query(self, *, reference: str) -> BankAnswer:
+        return self._bank.query(reference=reference)
+
+
+def _make_bank(settings: Settings) -> Bank:
     if settings.bank_adapter:
         return cast(Bank, load_adapter(settings.bank_adapter, settings, what="bank adapter"))
     if settings.sandbox:

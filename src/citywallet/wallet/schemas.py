@@ -17,6 +17,7 @@ from citywallet.wallet.cards import CardView
 from citywallet.wallet.closure import ClosureView
 from citywallet.wallet.funding import MAX_AMOUNT, FundingView, WithdrawalQuote
 from citywallet.wallet.history import ActivityView, HistoryPage, Receipt
+from citywallet.wallet.receiving import RecentRecipient, RecipientView
 from citywallet.wallet.restricted import RestrictedView
 from citywallet.wallet.transfers import NOTE_MAX, SplitView, TransferView
 
@@ -488,3 +489,68 @@ class WalletClosedPublic(BaseModel):
             restricted_returned=view.restricted_returned,
             restricted_balances=view.restricted_balances,
         )
+
+
+# --- before a transfer: the payee, recent recipients, receive codes -----------------------
+
+
+class RecipientPublic(BaseModel):
+    """Whom a transfer would reach, as the payer sees them before confirming."""
+
+    user_id: str = Field(description="The payee's user id: send the transfer ``to`` it.")
+    masked_name: str = Field(
+        description="The real name with all but its last character masked (``*华``); the "
+        "masked phone number for a resident without a verified name."
+    )
+    phone_masked: str
+
+    @classmethod
+    def of(cls, view: RecipientView) -> RecipientPublic:
+        """From the service's view."""
+        return cls(
+            user_id=view.user_id, masked_name=view.masked_name, phone_masked=view.phone_masked
+        )
+
+
+class RecentRecipientPublic(BaseModel):
+    """Someone you sent money to lately."""
+
+    user_id: str
+    label: str = Field(description="Masked name and masked phone, as history lines show them.")
+    last_sent_at: datetime
+
+
+class RecentRecipientList(BaseModel):
+    """The last distinct people you transferred to, newest first."""
+
+    data: list[RecentRecipientPublic]
+
+    @classmethod
+    def of(cls, views: list[RecentRecipient]) -> RecentRecipientList:
+        """From the service's views."""
+        return cls(
+            data=[
+                RecentRecipientPublic(
+                    user_id=v.user_id, label=v.label, last_sent_at=to_datetime(v.last_sent_at)
+                )
+                for v in views
+            ]
+        )
+
+
+class ReceiveCodePublic(BaseModel):
+    """Your receive code (收钱码): show ``payload`` as a QR code."""
+
+    payload: str = Field(description="EMVCo payload (docs/wallet.md, 'Receive code').")
+    amount: int | None = Field(description="The amount the code asks for (fen), if set.")
+    currency: Literal["CNY"] = "CNY"
+
+
+class ScannedReceiveCode(BaseModel):
+    """A scanned receive code: whom it pays and how much (show before the PIN)."""
+
+    recipient: RecipientPublic
+    amount: int | None = Field(
+        description="The amount the code asks for (fen); null: the payer chooses it."
+    )
+    currency: Literal["CNY"] = "CNY"

@@ -70,6 +70,13 @@ from citywallet.wallet.history import (
     receipt,
 )
 from citywallet.wallet.limits import current_usage, limits_for, reserve_outflow
+from citywallet.wallet.receiving import (
+    RecentRecipient,
+    RecipientView,
+    my_receive_code,
+    recent_recipients,
+    recipient_preview,
+)
 from citywallet.wallet.restricted import RestrictedView, balances_of
 from citywallet.wallet.rules import LimitsLeft, TierLimits, limits_left
 from citywallet.wallet.transfers import (
@@ -96,6 +103,8 @@ __all__ = [
     "HistoryPage",
     "Receipt",
     "ReceiptTransfer",
+    "RecentRecipient",
+    "RecipientView",
     "ReconcileReport",
     "RestrictedView",
     "ShareRequest",
@@ -126,9 +135,12 @@ __all__ = [
     "list_history",
     "list_splits",
     "lock_wallets",
+    "my_receive_code",
     "pay_share",
     "quote_withdrawal",
     "receipt",
+    "recent_recipients",
+    "recipient_preview",
     "reconcile_fundings",
     "remind_split",
     "reserve_outflow",

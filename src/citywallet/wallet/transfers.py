@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from citywallet.identity.service import UserView, get_user
+from citywallet.inbox import service as inbox
+from citywallet.inbox.kinds import SPLIT_REQUESTED
 from citywallet.ledger import service as ledger
 from citywallet.ledger.types import AccountState, Result, TransferCode, TransferSpec
 from citywallet.money import Money
@@ -312,6 +314,16 @@ def create_split(
                 paid_at=moment if own else None,
             )
         )
+    asked = {"currency": CURRENCY, "from": label(creator)}  # the message centre, one insert
+    inbox.record_each(
+        uow,
+        SPLIT_REQUESTED,
+        [
+            (person.id, split.public_id, asked | {"amount": amount})
+            for person, amount in zip(people, amounts, strict=True)
+            if person.id != creator.id
+        ],
+    )
     uow.session.flush()
     _refresh_status(uow, split)
     return _split_view(uow, split, {p.id: p for p in [creator, *people]})

@@ -34,6 +34,17 @@ def home() -> RedirectResponse:
     return RedirectResponse("/app", status_code=303)
 
 
+@router.get("/app/login")
+@router.get("/merchant/login")
+@router.get("/operator/login")
+@router.get("/app/signin")
+def app_login(request: Request) -> RedirectResponse:
+    """The addresses people guess: each app's own sign-in leads to the one sign-in page,
+    back to that app afterwards."""
+    app = request.url.path.split("/")[1]
+    return RedirectResponse(f"/login?next=/{app}", status_code=303)
+
+
 @router.get("/login")
 def login_page(request: Request, next: str = "/app") -> Response:
     if viewer(request) is not None:

@@ -9,10 +9,11 @@ from typing import cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
-from citywallet.api.problems import allowed_methods
+from citywallet.api.problems import allowed_methods, database_trouble
 from citywallet.platform.errors import DomainError
 from citywallet.platform.logging import get_logger
 from citywallet.web.i18n import translations
@@ -62,16 +63,22 @@ def _page(
     )
 
 
+PAGE_HANDLED = (DomainError, RequestValidationError, StarletteHTTPException, DBAPIError, Exception)
+
+
 def install(app: FastAPI) -> None:
     """Wrap the API's exception handlers: pages get pages."""
     api: dict[type[Exception], Handler] = {
         kind: cast(Handler, app.exception_handlers[kind])
-        for kind in (DomainError, RequestValidationError, StarletteHTTPException, Exception)
+        for kind in PAGE_HANDLED
         if kind in app.exception_handlers
     }
 
     async def login_required(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
+        elsewhere = getattr(exc, "redirect_to", None)  # e.g. the operator's second factor
+        if elsewhere:
+            return RedirectResponse(elsewhere, status_code=303)
         return login_redirect(exc.next_url)
 
     def wrap(kind: type[Exception]) -> Handler:
@@ -89,6 +96,10 @@ def install(app: FastAPI) -> None:
                 return _page(request, exc.status_code, f"http_{exc.status_code}", "", headers)
             if isinstance(exc, RequestValidationError):
                 return _page(request, 422, "validation_failed", "")
+            unavailable = database_trouble(exc)
+            if unavailable is not None:
+                retry = {"Retry-After": str(unavailable.retry_after)}
+                return _page(request, 503, unavailable.code, unavailable.detail, retry)
             log.error("page_error", path=request.url.path, error=repr(exc))
             return _page(request, 500, "internal_error", "")
 

@@ -3,13 +3,26 @@
 
 from __future__ import annotations
 
-from citywallet.web.app import account, interop, money, pay, privacy, social
+from citywallet.web.app import (
+    account,
+    inbox,
+    interop,
+    money,
+    pay,
+    privacy,
+    receive,
+    recover,
+    social,
+)
 
 routers = [
     account.router,
+    inbox.router,
     interop.router,
     money.router,
     pay.router,
     privacy.router,
+    receive.router,
+    recover.router,
     social.router,
 ]

@@ -20,7 +20,7 @@ from citywallet.identity import codes, consent, pins, sessions
 from citywallet.identity import service as identity
 from citywallet.interop.provider import service as interop
 from citywallet.platform.db import UnitOfWork
-from citywallet.platform.errors import DomainError, InvalidInput, NotFound
+from citywallet.platform.errors import DomainError, InvalidInput, NotFound, RateLimited
 from citywallet.platform.logging import get_logger
 from citywallet.platform.outbox import OutboxHandler
 from citywallet.runtime import Runtime
@@ -71,6 +71,7 @@ PIN_FIELDS = {
     "pin_unchanged": "new_pin",
     "pin_incorrect": "old_pin",
     "pin_locked": "old_pin",
+    "pin_mismatch": "new_pin_again",
 }
 CARD_FIELDS = {
     "invalid_card_number": "card_number",
@@ -105,6 +106,15 @@ DONE = {
     "pin_code": N_("We texted a code to your mobile number."),
     "pin_reset": N_("Your new payment PIN is saved."),
 }
+
+
+MAX_WAIT = 3600  # seconds: the longest resend countdown a page shows
+
+
+def wait_of(exc: DomainError) -> int:
+    """Seconds a refused SMS request says to wait (0 for other refusals): the countdown of
+    "send a new code" (``static/js/resend.js``; the server enforces the interval anyway)."""
+    return min(exc.retry_after, MAX_WAIT) if isinstance(exc, RateLimited) else 0
 
 
 def _done(path: str, what: str) -> RedirectResponse:
@@ -225,6 +235,7 @@ def _signup_page(
     *,
     phone: str = "",
     sent: bool = False,
+    wait: int = 0,
     errors: dict[str, DomainError] | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -235,6 +246,7 @@ def _signup_page(
         {
             "form": {"phone": phone},
             "sent": sent,
+            "wait": max(0, min(wait, MAX_WAIT)),
             "sandbox": runtime_of(request).settings.sandbox,
             "consent_versions": consent.current_versions(),
             "field_errors": errors or {},
@@ -248,12 +260,13 @@ SIGNUP_PHONE_COOKIE = "cw_signup_phone"  # step 2's number: kept out of URLs and
 
 
 @router.get("/signup")
-def signup_page(request: Request, sent: bool = False) -> Response:
-    """Step 1: the phone number; step 2 (``sent``): the SMS code and a password."""
+def signup_page(request: Request, sent: bool = False, wait: int = 0) -> Response:
+    """Step 1: the phone number; step 2 (``sent``): the SMS code and a password (and a new
+    code once ``wait`` seconds have passed)."""
     if viewer(request) is not None:
         return RedirectResponse("/app", status_code=303)
     phone = request.cookies.get(SIGNUP_PHONE_COOKIE, "")[:20] if sent else ""
-    return _signup_page(request, phone=phone, sent=sent and bool(phone))
+    return _signup_page(request, phone=phone, sent=sent and bool(phone), wait=wait)
 
 
 def deliver_code(runtime: Runtime, handler: OutboxHandler, sent: codes.CodeSent) -> None:
@@ -286,11 +299,16 @@ def send_signup_code(request: Request, fields: FormFields) -> Response:
         handler = runtime.sms_handler()  # no gateway: refused before anything is written
         sent = runtime.db.transact(send)
     except DomainError as exc:
+        again = fields.get("again") == "1"  # "send a new code" on step 2
         return _signup_page(
-            request, phone=phone, errors=field_errors(exc, SIGNUP_FIELDS), status_code=exc.status
-        )
+            request, phone=phone, sent=again, wait=wait_of(exc),
+            errors=field_errors(exc, {} if again else SIGNUP_FIELDS), status_code=exc.status,
+        )  # fmt: skip
     deliver_code(runtime, handler, sent)
-    response = RedirectResponse(f"/app/signup?sent=1&done={quote(DONE['code'])}", status_code=303)
+    response = RedirectResponse(
+        f"/app/signup?sent=1&wait={sent.resend_after}&done={quote(DONE['code'])}",
+        status_code=303,
+    )
     response.set_cookie(
         SIGNUP_PHONE_COOKIE, phone, max_age=15 * 60, httponly=True, samesite="strict",
         path="/app/signup", secure=runtime.settings.session_cookie_secure,
@@ -438,6 +456,8 @@ def save_pin(request: Request, who: ViewerDep, fields: FormFields) -> Response:
     runtime = runtime_of(request)
     new_pin = fields.get("new_pin", "")
     try:
+        if new_pin != fields.get("new_pin_again", ""):  # nothing is checked or saved
+            raise InvalidInput("The two PINs are not the same.", code="pin_mismatch")
         if fields.get("old_pin") is not None:
             pins.change_payment_pin(
                 runtime.db,
@@ -592,6 +612,7 @@ def _pin_reset_page(
     request: Request,
     *,
     sent: bool,
+    wait: int = 0,
     errors: dict[str, DomainError] | None = None,
     status: int = 200,
 ) -> Response:
@@ -600,6 +621,7 @@ def _pin_reset_page(
         "app/pin_reset.html",
         {
             "sent": sent,
+            "wait": max(0, min(wait, MAX_WAIT)),
             "sandbox": runtime_of(request).settings.sandbox,
             "field_errors": errors or {},
         },
@@ -608,14 +630,16 @@ def _pin_reset_page(
 
 
 @router.get("/me/pin/reset")
-def pin_reset_page(request: Request, _who: ViewerDep, sent: bool = False) -> Response:
+def pin_reset_page(
+    request: Request, _who: ViewerDep, sent: bool = False, wait: int = 0
+) -> Response:
     """Forgot or locked PIN: step 1 texts a code; step 2 (``sent``) the code and the new PIN
-    twice."""
-    return _pin_reset_page(request, sent=sent)
+    twice (a new code once ``wait`` seconds have passed)."""
+    return _pin_reset_page(request, sent=sent, wait=wait)
 
 
 @router.post("/me/pin/reset/code")
-def send_pin_reset_code(request: Request, who: ViewerDep, _fields: FormFields) -> Response:
+def send_pin_reset_code(request: Request, who: ViewerDep, fields: FormFields) -> Response:
     """Text a ``reset_pin`` code to the account's own phone (rate-limited)."""
     runtime = runtime_of(request)
     try:
@@ -630,10 +654,14 @@ def send_pin_reset_code(request: Request, who: ViewerDep, _fields: FormFields) -
             )
         )
     except DomainError as exc:
-        return _pin_reset_page(request, sent=False, errors=field_errors(exc, {}), status=exc.status)
+        return _pin_reset_page(
+            request, sent=fields.get("again") == "1", wait=wait_of(exc),
+            errors=field_errors(exc, {}), status=exc.status,
+        )  # fmt: skip
     deliver_code(runtime, handler, sent)
     return RedirectResponse(
-        f"/app/me/pin/reset?sent=1&done={quote(DONE['pin_code'])}", status_code=303
+        f"/app/me/pin/reset?sent=1&wait={sent.resend_after}&done={quote(DONE['pin_code'])}",
+        status_code=303,
     )
 
 

@@ -18,10 +18,10 @@ from fastapi.responses import RedirectResponse, Response
 from citywallet.identity.service import run_confirmed
 from citywallet.interop.provider import service as interop
 from citywallet.platform.clock import now_us
-from citywallet.platform.errors import DomainError
+from citywallet.platform.errors import DomainError, InvalidInput
 from citywallet.runtime import Runtime
+from citywallet.wallet import bills, spending
 from citywallet.wallet import service as wallet
-from citywallet.wallet import spending
 from citywallet.wallet.bank import Bank
 from citywallet.wallet.history import KINDS
 from citywallet.web.app import interop as interop_pages
@@ -350,53 +350,131 @@ def withdraw(request: Request, who: ViewerDep, fields: FormFields) -> Response:
 
 def _transfer_form(
     request: Request,
+    user_id: str,
     *,
     form: dict[str, str] | None = None,
     errors: dict[str, DomainError] | None = None,
     status: int = 200,
 ) -> Response:
+    runtime = runtime_of(request)
+    form = form or {}
+    chosen = None
+    with runtime.db.uow(readonly=True) as uow:
+        recent = wallet.recent_recipients(uow, user_id=user_id)
+        if form.get("to", "").startswith("usr_") and "to" not in (errors or {}):
+            try:  # a recent recipient tapped: shown by name, their id kept in the form
+                chosen = wallet.recipient_preview(
+                    uow, user_id=user_id, to=form["to"], encryptor=runtime.encryptor
+                )
+            except DomainError:
+                form = {**form, "to": ""}
     return render(
         request,
         "app/transfer.html",
         {
-            "form": form or {},
-            "key": new_key(),
+            "form": form,
+            "key": form.get("key") or new_key(),
             "field_errors": errors or {},
-            "connected": interop.configured(runtime_of(request).settings),
+            "connected": interop.configured(runtime.settings),
+            "recent": recent,
+            "chosen": chosen,
         },
         status_code=status,
     )
 
 
+def transfer_confirm_page(
+    request: Request,
+    recipient: wallet.RecipientView,
+    *,
+    form: dict[str, str],
+    amount_fixed: bool = True,
+    errors: dict[str, DomainError] | None = None,
+    status: int = 200,
+) -> Response:
+    """Step 2 of a transfer, before the PIN: whom the money reaches (masked real name),
+    how much, the note; also where a scanned receive code lands."""
+    return render(
+        request,
+        "app/transfer_confirm.html",
+        {
+            "recipient": recipient,
+            "form": form,
+            "amount_fixed": amount_fixed,
+            "amount": parse_amount(form["amount"]) if amount_fixed else None,
+            "key": form.get("key") or new_key(),
+            "field_errors": errors or {},
+        },
+        status_code=status,
+    )
+
+
+def preview_recipient(runtime: Runtime, user_id: str, to: str) -> wallet.RecipientView:
+    """Whom a transfer to ``to`` would reach (refusals as the transfer would give them)."""
+    with runtime.db.uow(readonly=True) as uow:
+        return wallet.recipient_preview(uow, user_id=user_id, to=to, encryptor=runtime.encryptor)
+
+
 @router.get("/transfer")
-def transfer_page(request: Request, _who: ViewerDep, to: str = "") -> Response:
-    """Send money to a phone number: who, how much, a note, the PIN."""
-    return _transfer_form(request, form={"to": to[:20]})
+def transfer_page(request: Request, who: ViewerDep, to: str = "") -> Response:
+    """Send money to a phone number (or a recent recipient): who, how much, a note."""
+    return _transfer_form(request, who.user_id, form={"to": to[:40]})
 
 
 @router.post("/transfer")
 def transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
+    """Step 1 moves nothing: the recipient's masked name and the amount to confirm, then the
+    PIN (a number at another provider: that provider's terms first)."""
     runtime = runtime_of(request)
-    key = key_or_new(fields.get("key", ""))
     form = {k: fields.get(k, "").strip() for k in ("to", "amount", "note")}
+    form["key"] = key_or_new(fields.get("key", ""))
     try:
         amount = parse_amount(form["amount"])
+        form["amount"] = f"{amount // 100}.{amount % 100:02d}"
         if interop_pages.elsewhere(runtime, form["to"]):  # terms first, the PIN after them
             quote = interop_pages.ask_quote(
                 runtime, user_id=who.user_id, phone=form["to"], amount=amount
             )
             return interop_pages.confirm_page(request, quote, note=form["note"])
+        recipient = preview_recipient(runtime, who.user_id, form["to"])
+        if len(" ".join(form["note"].split())) > 100:
+            raise InvalidInput("A note has at most 100 characters.", code="note_too_long")
+    except DomainError as exc:
+        return _transfer_form(
+            request, who.user_id, form=form, errors=field_errors(exc, MONEY_FIELDS),
+            status=exc.status,
+        )  # fmt: skip
+    return transfer_confirm_page(request, recipient, form=form)
+
+
+@router.post("/transfer/confirm")
+def confirm_transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
+    """Step 2: the PIN, checked in the transaction that moves the money, once per form."""
+    runtime = runtime_of(request)
+    key = key_or_new(fields.get("key", ""))
+    form = {k: fields.get(k, "").strip() for k in ("to", "amount", "note")}
+    form["key"] = key
+    amount_fixed = fields.get("amount_fixed", "1") != "0"
+    try:
+        recipient = preview_recipient(runtime, who.user_id, form["to"])
+    except DomainError as exc:
+        return _transfer_form(
+            request, who.user_id, form=form, errors=field_errors(exc, MONEY_FIELDS),
+            status=exc.status,
+        )  # fmt: skip
+    try:
+        amount = parse_amount(form["amount"])
         transfer_id = once(
             runtime,
             user_id=who.user_id,
             key=key,
             action="transfer",
-            fields={"to": form["to"], "amount": str(amount), "note": form["note"]},
+            fields={"to": recipient.user_id, "amount": str(amount), "note": form["note"]},
             work=lambda uow: (
                 wallet.send_transfer(
                     uow,
                     user_id=who.user_id,
-                    to=form["to"],
+                    to=recipient.user_id,
                     amount=amount,
                     note=form["note"],
                     encryptor=runtime.encryptor,
@@ -406,9 +484,13 @@ def transfer(request: Request, who: ViewerDep, fields: FormFields) -> Response:
             ),
         )
     except DomainError as exc:
-        return _transfer_form(
-            request, form=form, errors=field_errors(exc, MONEY_FIELDS), status=exc.status
-        )
+        errors = field_errors(exc, MONEY_FIELDS)
+        if amount_fixed and "amount" in errors:  # the amount was agreed: choose another
+            return _transfer_form(request, who.user_id, form=form, errors=errors, status=exc.status)
+        return transfer_confirm_page(
+            request, recipient, form=form, amount_fixed=amount_fixed, errors=errors,
+            status=exc.status,
+        )  # fmt: skip
     return _to(f"/app/history/{transfer_id}", "transfer")
 
 
@@ -628,11 +710,14 @@ def history(
         error = {"": exc}
         with runtime.db.uow(readonly=True) as uow:
             page = wallet.list_history(uow, user_id=who.user_id, limit=20)
+    with runtime.db.uow(readonly=True) as uow:  # bills: by month, with totals and parts
+        months = bills.group_by_month(uow, user_id=who.user_id, lines=page.items)
     return render(
         request,
         "app/history.html",
         {
             "page": page,
+            "months": months,
             "filter": chosen,
             "kinds": KINDS,
             "statuses": STATUSES,

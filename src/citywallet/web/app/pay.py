@@ -30,6 +30,7 @@ from citywallet.merchant.service import DeviceView
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import Conflict, DomainError, InvalidInput
 from citywallet.runtime import Runtime
+from citywallet.wallet import receive_code
 from citywallet.web.forms import done, key_or_new, new_key, once, parse_amount
 from citywallet.web.i18n import N_
 from citywallet.web.session import FormFields, ViewerDep, field_errors, runtime_of
@@ -186,6 +187,8 @@ def scan_preview(request: Request, viewer: ViewerDep, payload: str = "") -> Resp
             {"field_errors": {"payload": exc}, "form": {}},
             status_code=400,
         )
+    if receive_code.claims(payload):  # a resident's receive code: a P2P transfer
+        return RedirectResponse(f"/app/receive/pay?payload={quote(payload, safe='')}", 303)
     try:
         preview = _preview(runtime_of(request), viewer.user_id, payload)
     except DomainError as exc:

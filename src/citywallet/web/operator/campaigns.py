@@ -5,13 +5,15 @@ transaction; issue and reclaim run in batches and show their progress), the live
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from citywallet.campaign import reports
 from citywallet.campaign import service as campaigns
+from citywallet.control import service as control
+from citywallet.control.rules import KINDS as DUAL
 from citywallet.identity import audit
 from citywallet.identity.audit import Actor
 from citywallet.merchant import mcc
@@ -20,10 +22,10 @@ from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
 from citywallet.web.forms import done
 from citywallet.web.i18n import N_
-from citywallet.web.operator import campaign_form
+from citywallet.web.operator import campaign_form, pickers, proposals
 from citywallet.web.operator.charts import bar_chart, column_chart
-from citywallet.web.operator.shared import LABELS, actor_of, not_found
-from citywallet.web.session import FormFields, OperatorDep, runtime_of
+from citywallet.web.operator.shared import LABELS, OperatorDep, actor_of, not_found
+from citywallet.web.session import FormFields, runtime_of
 from citywallet.web.templating import render, yuan
 
 router = APIRouter()
@@ -50,6 +52,8 @@ def campaign_list(request: Request, _viewer: OperatorDep) -> Response:
 
 def _new_page(request: Request, form: dict[str, str], errors: dict[str, Any], code: int = 200
               ) -> Response:  # fmt: skip
+    with runtime_of(request).db.uow(readonly=True) as uow:
+        choices = pickers.options(uow, request.state.tr)
     return render(
         request,
         "operator/campaign_new.html",
@@ -57,6 +61,7 @@ def _new_page(request: Request, form: dict[str, str], errors: dict[str, Any], co
             "form": form,
             "field_errors": errors,
             "prize_rows": range(1, campaign_form.PRIZE_ROWS + 1),
+            "choices": choices,
         },
         status_code=code,
     )
@@ -69,8 +74,15 @@ def new_campaign(request: Request, _viewer: OperatorDep) -> Response:
 
 
 @router.post("/campaigns")
-def create(request: Request, viewer: OperatorDep, fields: FormFields) -> Response:
-    """Create a draft campaign (audited in the same transaction)."""
+def create(
+    request: Request,
+    viewer: OperatorDep,
+    fields: FormFields,
+    picked: Annotated[dict[str, str], Depends(pickers.picked_lists)],
+) -> Response:
+    """Create a draft campaign (audited in the same transaction); the pickers' several
+    values each arrive as one comma list."""
+    fields = {**fields, **picked}
     runtime = runtime_of(request)
     actor = actor_of(viewer)
     try:
@@ -99,11 +111,14 @@ def _dashboard(request: Request, campaign_id: str) -> dict[str, Any]:
         view = campaigns.get_campaign(uow, campaign_id=campaign_id, include_draft=True)
         data = reports.report(uow, campaign_id=campaign_id)
         trail, _ = audit.list_entries(uow, target_id=campaign_id, limit=30)
+        pending = control.list_proposals(uow, state="pending", target_id=campaign_id)
     reclaimable = data.issued_amount - data.spent
     return {
         "campaign": view,
         "report": data,
         "trail": trail,
+        "pending": pending,
+        "kind_labels": proposals.KIND_LABELS,
         "labels": LABELS,
         "issue_progress": (view.issued, view.winners),
         "reclaim_progress": (max(reclaimable - data.outstanding, 0), max(reclaimable, 0)),
@@ -192,6 +207,21 @@ def _run_step(runtime: Runtime, campaign_id: str, actor: Actor, step: str) -> No
         runtime.db.transact(work)
 
 
+def _dual_control_step(runtime: Runtime, campaign_id: str, actor: Actor, step: str) -> Response:
+    """Under dual control: propose the step; an issue or reclaim another operator approved
+    goes on with its next batches."""
+    kind = f"campaign.{step}"
+    if step in ("issue", "reclaim"):
+        with runtime.db.uow(readonly=True) as uow:
+            approved = control.approved_proposal(uow, kind=kind, target_id=campaign_id)
+        if approved is not None:
+            control.continue_batches(runtime.db, kind=kind, target_id=campaign_id, actor=actor,
+                                     executors=proposals.executors(runtime),
+                                     batches=BATCHES_PER_REQUEST)  # fmt: skip
+            return done(f"/operator/campaigns/{campaign_id}", STEP_DONE[step])
+    return proposals.propose_page(runtime, kind=kind, target_id=campaign_id, actor=actor)
+
+
 @router.post("/campaigns/{campaign_id}/{step}")
 def campaign_step(
     request: Request, campaign_id: str, step: str, viewer: OperatorDep, _fields: FormFields
@@ -201,6 +231,8 @@ def campaign_step(
         raise not_found()
     runtime = runtime_of(request)
     try:
+        if runtime.settings.operator_dual_control and f"campaign.{step}" in DUAL:
+            return _dual_control_step(runtime, campaign_id, actor_of(viewer), step)
         _run_step(runtime, campaign_id, actor_of(viewer), step)
     except DomainError as exc:
         if exc.code == "campaign_not_found":

@@ -9,7 +9,8 @@ from fastapi.responses import Response
 
 from citywallet.interop.provider import service as interop
 from citywallet.web.i18n import N_
-from citywallet.web.session import OperatorDep, runtime_of
+from citywallet.web.operator.shared import OperatorDep
+from citywallet.web.session import runtime_of
 from citywallet.web.templating import render
 
 router = APIRouter()

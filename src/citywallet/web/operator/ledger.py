@@ -14,8 +14,8 @@ from citywallet.ledger.blocks import NotSealedYet, inclusion_proof
 from citywallet.ledger.types import AccountCode, TransferCode
 from citywallet.ledger.verifier import ProofError, verify_inclusion_proof
 from citywallet.web.operator import verify_runs
-from citywallet.web.operator.shared import actor_of, not_found
-from citywallet.web.session import FormFields, OperatorDep, runtime_of
+from citywallet.web.operator.shared import OperatorDep, actor_of, not_found
+from citywallet.web.session import FormFields, runtime_of
 from citywallet.web.templating import render
 
 router = APIRouter()

@@ -19,8 +19,8 @@ from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError, InvalidInput
 from citywallet.web.forms import done
 from citywallet.web.i18n import N_
-from citywallet.web.operator.shared import LABELS, actor_of, not_found
-from citywallet.web.session import FormFields, OperatorDep, runtime_of
+from citywallet.web.operator.shared import LABELS, OperatorDep, actor_of, not_found
+from citywallet.web.session import FormFields, runtime_of
 from citywallet.web.templating import render
 
 router = APIRouter()

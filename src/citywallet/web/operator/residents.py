@@ -8,18 +8,20 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from citywallet.control import service as control
 from citywallet.identity import audit, residents
 from citywallet.identity import service as identity
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError
 from citywallet.web.forms import done
 from citywallet.web.i18n import N_
-from citywallet.web.operator.shared import LABELS, actor_of, not_found
-from citywallet.web.session import FormFields, OperatorDep, field_errors, runtime_of
+from citywallet.web.operator import proposals
+from citywallet.web.operator.shared import LABELS, OperatorDep, actor_of, not_found
+from citywallet.web.session import FormFields, field_errors, runtime_of
 from citywallet.web.templating import render
 
 router = APIRouter()
-REASON_ERRORS = {"reason_required": "reason"}
+REASON_ERRORS = {"reason_required": "reason"}  # the service's and the proposal's
 DONE = {"freeze": N_("The account is frozen."), "unfreeze": N_("The account is unfrozen.")}
 
 
@@ -60,7 +62,14 @@ def _detail_page(
     with runtime.db.uow(readonly=True) as uow:
         detail = residents.resident_detail(uow, user_id=user_id)
         trail, _ = audit.list_entries(uow, target_id=user_id, limit=20)
-    context: dict[str, Any] = {"resident": detail, "trail": trail, "labels": LABELS}
+        pending = control.list_proposals(uow, state="pending", target_id=user_id)
+    context: dict[str, Any] = {
+        "resident": detail,
+        "trail": trail,
+        "labels": LABELS,
+        "pending": pending,
+        "kind_labels": proposals.KIND_LABELS,
+    }
     context.update(extra or {})
     return render(request, "operator/resident.html", context, status_code=status)
 
@@ -80,6 +89,7 @@ def freeze_or_unfreeze(
         raise not_found()
     reason = fields.get("reason", "")
     actor = actor_of(viewer)
+    runtime = runtime_of(request)
 
     def work(uow: UnitOfWork) -> None:
         change = identity.freeze_user if action == "freeze" else identity.unfreeze_user
@@ -88,7 +98,10 @@ def freeze_or_unfreeze(
                      reason=reason)  # fmt: skip
 
     try:
-        runtime_of(request).db.transact(work)
+        if runtime.settings.operator_dual_control:
+            return proposals.propose_page(runtime, kind=f"resident.{action}", target_id=user_id,
+                                          actor=actor, reason=reason)  # fmt: skip
+        runtime.db.transact(work)
     except DomainError as exc:
         if exc.code == "user_not_found":
             raise

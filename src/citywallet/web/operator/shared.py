@@ -3,15 +3,55 @@ labels of statuses, and the error mapping of forms."""
 
 from __future__ import annotations
 
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+
+from citywallet.identity import totp
 from citywallet.identity.audit import Actor
 from citywallet.platform.errors import NotFound
 from citywallet.web.i18n import N_
-from citywallet.web.session import Viewer
+from citywallet.web.session import LoginRequired, Viewer, require_operator, runtime_of
+
+SECOND_FACTOR_PAGE = "/operator/second-factor"
 
 
 def actor_of(viewer: Viewer) -> Actor:
-    """The signed-in operator as the audit log names them."""
-    return Actor(viewer.user_id, viewer.phone_masked)
+    """The signed-in operator as the audit log names them: masked real name and phone."""
+    label = viewer.phone_masked
+    if viewer.name_masked:
+        label = f"{viewer.name_masked} {viewer.phone_masked}"
+    return Actor(viewer.user_id, label)
+
+
+class SecondFactorRequired(LoginRequired):
+    """Signed in with the password only: off to the second-factor step, then back."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.redirect_to = f"{SECOND_FACTOR_PAGE}?next={quote(next_url, safe='/')}"
+
+
+def require_console_operator(request: Request) -> Viewer:
+    """An operator whose session passed a second factor (TOTP, or a passkey: whatever
+    :func:`citywallet.identity.totp.mark_verified` recorded), when the settings ask for one
+    (``operator_second_factor``); else a 303 to the second-factor page."""
+    found = require_operator(request)
+    runtime = runtime_of(request)
+    if not runtime.settings.operator_second_factor:
+        return found
+    with runtime.db.uow(readonly=True) as uow:
+        factor = totp.session_factor(uow, session_id=found.session_id)
+    if factor is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise SecondFactorRequired(target if request.method == "GET" else "/operator")
+    return found
+
+
+# The operator console's pages use this one; the second-factor page itself uses the
+# password-only ``citywallet.web.session.OperatorDep``.
+OperatorDep = Annotated[Viewer, Depends(require_console_operator)]
 
 
 RESIDENT_STATUS = {
@@ -53,6 +93,12 @@ ACTION_LABELS = {
     "campaign.draw": N_("Ran the draw"),
     "campaign.issue": N_("Issued red packets"),
     "campaign.reclaim": N_("Reclaimed balances"),
+    "campaign.propose": N_("Proposed a campaign step"),
+    "campaign.approve": N_("Approved a campaign step"),
+    "campaign.reject": N_("Rejected a campaign step"),
+    "resident.propose": N_("Proposed a freeze or unfreeze"),
+    "resident.approve": N_("Approved a freeze or unfreeze"),
+    "resident.reject": N_("Rejected a freeze or unfreeze"),
     "ledger.verify": N_("Verified the ledger"),
     "switch.participant": N_("Saved a switch participant"),
     "switch.cap": N_("Changed a net debit cap"),

@@ -60,8 +60,6 @@
     var barcode = box.querySelector("[data-barcode]");
     var qr = box.querySelector("[data-qr]");
     var digits = box.querySelector("[data-code]");
-    var live = document.querySelector("[data-pending-live]");
-    var liveLink = document.querySelector("[data-pending-link]");
     var busy = false;
     var refresh = function () {
       if (busy) { return; }
@@ -76,10 +74,6 @@
         barcode.src = data.barcode_url;
         qr.src = data.qr_url;
         digits.textContent = data.code;
-        if (data.pending.length && live) {
-          liveLink.href = data.pending[0];
-          live.hidden = false;
-        }
       }).catch(function () {
         until = Date.now() + 5000;  // try again shortly
       }).then(function () { busy = false; });
@@ -91,7 +85,7 @@
     };
     tick();
     window.setInterval(tick, 1000);
-    // a charge waiting for confirmation shows up without reloading
-    window.setInterval(function () { if (live && live.hidden) { refresh(); } }, 15000);
+    // A charge waiting for confirmation is pushed to every page by app-live.js (server-sent
+    // events), not polled here.
   }
 })();

@@ -1,0 +1,1 @@
+"""Dual control: operator actions that one operator proposes and another approves."""
