@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy import text
 
+from citywallet.identity import consent
 from citywallet.identity import service as identity
 from citywallet.identity.gateways import SandboxIdentityVerifier
 from citywallet.identity.pins import set_payment_pin
@@ -179,7 +180,12 @@ class Person:
         assert code
         signed = client.post(
             "/v1/auth/register",
-            json={"phone": self.phone, "code": code.group(), "password": PASSWORD},
+            json={
+                "phone": self.phone,
+                "code": code.group(),
+                "password": PASSWORD,
+                "consent": consent.signup_body(),
+            },
         )
         assert signed.status_code == 201, signed.text
         self.user_id: str = signed.json()["user"]["id"]

@@ -21,7 +21,7 @@ from stdnum.cn import ric
 from citywallet.api.app import create_app
 from citywallet.campaign import service as campaigns
 from citywallet.campaign.rules import Eligibility
-from citywallet.identity import attributes
+from citywallet.identity import attributes, consent
 from citywallet.identity.service import find_user_by_phone
 from citywallet.ledger.blocks import seal_all
 from citywallet.merchant import onboarding, payments
@@ -70,6 +70,8 @@ MERCHANT = {
     "district": "罗湖区",
     "address": "深圳市罗湖区东门中路1号",
     "contact_name": "张伟",
+    "city_zh": "深圳",
+    "city_en": "Shenzhen",
 }
 
 
@@ -105,7 +107,12 @@ class _Resident:
         signed = _ok(
             client.post(
                 "/v1/auth/register",
-                json={"phone": person.phone, "code": code.group(), "password": PASSWORD},
+                json={
+                    "phone": person.phone,
+                    "code": code.group(),
+                    "password": PASSWORD,
+                    "consent": consent.signup_body(("wallet", "offers")),
+                },
             )
         )
         self.user_id: str = signed["user"]["id"]
@@ -161,7 +168,7 @@ def _seed_merchant(runtime: Runtime, owner: _Resident, payers: list[_Resident]) 
     order, _ = runtime.db.transact(
         lambda uow: payments.create_order(
             uow, merchant_pk=pk, out_trade_no="DEMO-000001", amount=12_800,
-            description="两碗牛肉面 two beef noodles", encryptor=runtime.encryptor,
+            description="两碗牛肉面", encryptor=runtime.encryptor,
             settings=runtime.settings,
         )
     )  # fmt: skip
@@ -179,7 +186,7 @@ def _seed_social(runtime: Runtime, people: list[_Resident]) -> None:
     enc, cfg = runtime.encryptor, runtime.settings
     group = runtime.db.transact(
         lambda uow: redpackets.create_group(
-            uow, user_id=alice.user_id, name="一家人 family",
+            uow, user_id=alice.user_id, name="一家人",
             members=[RESIDENTS[1].phone, RESIDENTS[2].phone], encryptor=enc, settings=cfg,
         )
     )  # fmt: skip
@@ -208,7 +215,8 @@ def _seed_campaigns(runtime: Runtime, people: list[_Resident]) -> None:
         registration_opens_at=now - 3 * HOUR_US, registration_closes_at=now - 2 * HOUR_US,
         draw_at=now - HOUR_US, valid_from=now - HOUR_US, valid_until=now + 30 * DAY_US,
         eligibility=Eligibility(min_tier=1), mccs=("5812",),
-        description="A demo campaign, already drawn: restaurants only.",
+        description="罗湖区餐饮消费红包（演示）：已摇号发放，每份 50 元，限在餐厅（MCC 5812）使用，"
+        "可分多次使用，到期未用完的金额退回出资方。",
     )  # fmt: skip
     cid = runtime.db.transact(
         lambda uow: campaigns.create_campaign(uow, spec=drawn_spec, actor="demo", encryptor=enc)
@@ -235,7 +243,8 @@ def _seed_campaigns(runtime: Runtime, people: list[_Resident]) -> None:
         registration_opens_at=now - HOUR_US, registration_closes_at=now + 7 * DAY_US,
         draw_at=now + 7 * DAY_US + HOUR_US, valid_from=now + 7 * DAY_US + HOUR_US,
         valid_until=now + 37 * DAY_US, eligibility=Eligibility(min_tier=1),
-        description="A demo campaign open for registration.",
+        description="深圳市数字消费券（演示）：正在报名，摇号后发放 88 元和 20 元两种面额，"
+        "在参与活动的深圳商户使用，不可转让、不可提现。",
     )  # fmt: skip
     oid = runtime.db.transact(
         lambda uow: campaigns.create_campaign(uow, spec=open_spec, actor="demo", encryptor=enc)
@@ -279,7 +288,12 @@ def _seed_operator(runtime: Runtime, client: TestClient, who: DemoResident = OPE
     signed = _ok(
         client.post(
             "/v1/auth/register",
-            json={"phone": who.phone, "code": code.group(), "password": PASSWORD},
+            json={
+                "phone": who.phone,
+                "code": code.group(),
+                "password": PASSWORD,
+                "consent": consent.signup_body(),
+            },
         )
     )
     headers = {"Authorization": f"Bearer {signed['session']['token']}"}
@@ -317,11 +331,11 @@ def seed(runtime: Runtime) -> DemoInfo:
             people = [_Resident(client, r, n) for n, r in enumerate(RESIDENTS, start=1)]
             alice, bob, carol = people
             sent = _ok(alice.post("/v1/wallet/transfers", {
-                "to": RESIDENTS[1].phone, "amount": 12_345, "note": "晚饭 dinner", "pin": PIN},
+                "to": RESIDENTS[1].phone, "amount": 12_345, "note": "晚饭", "pin": PIN},
                 money=True))  # fmt: skip
             info.sample_transfer = str(sent["id"])
             _ok(alice.post("/v1/wallet/splits", {
-                "note": "KTV", "total": 30_000,
+                "note": "周末 KTV 唱歌", "total": 30_000,
                 "shares": [{"to": bob.user_id, "amount": 15_000},
                            {"to": carol.user_id, "amount": 15_000}]}))  # fmt: skip
             _seed_merchant(runtime, carol, [alice, bob])

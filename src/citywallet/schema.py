@@ -10,6 +10,7 @@ from alembic import command
 import citywallet.campaign.models
 import citywallet.control.models
 import citywallet.identity.audit
+import citywallet.identity.consent
 import citywallet.identity.models
 import citywallet.identity.totp
 import citywallet.inbox.models
@@ -32,6 +33,8 @@ TABLE_MODULES = (
     citywallet.campaign.models,
     citywallet.control.models,
     citywallet.identity.audit,
+    citywallet.identity.consent,
+    citywallet.identity.consent,
     citywallet.identity.models,
     citywallet.identity.totp,
     citywallet.inbox.models,

@@ -97,6 +97,8 @@ PUBLIC: frozenset[Route] = frozenset(
         ("POST", "/v1/auth/passkey/options"),
         ("POST", "/v1/auth/passkey"),
         ("GET", "/v1/dev/sms"),  # sandbox only (the default, and the tests' setting)
+        ("GET", "/v1/legal/documents"),  # read before signing up
+        ("GET", "/v1/legal/documents/{name}"),
     }
 )
 
@@ -111,6 +113,9 @@ SESSION: frozenset[Route] = frozenset(
         ("GET", "/v1/me"),
         ("PUT", "/v1/me/password"),
         ("GET", "/v1/me/sessions"),
+        ("GET", "/v1/me/consents"),
+        ("PUT", "/v1/me/consents"),
+        ("GET", "/v1/me/export"),
         ("POST", "/v1/me/real-name"),
         ("POST", "/v1/me/tier/upgrade"),
         ("PUT", "/v1/me/payment-pin"),
@@ -878,6 +883,8 @@ def test_public_routes_answer_without_credentials(client: TestClient, runtime: R
         ("POST", "/v1/auth/passkey/options"): client.post("/v1/auth/passkey/options"),
         ("POST", "/v1/auth/passkey"): client.post("/v1/auth/passkey", json={}),
         ("GET", "/v1/dev/sms"): client.get("/v1/dev/sms", params={"phone": world.bob.phone}),
+        ("GET", "/v1/legal/documents"): client.get("/v1/legal/documents"),
+        ("GET", "/v1/legal/documents/{name}"): client.get("/v1/legal/documents/privacy_policy"),
     }
     assert set(calls) == PUBLIC
     for route, response in calls.items():

@@ -13,7 +13,7 @@ from httpx2 import Response
 from sqlalchemy import text
 
 from citywallet.api.app import create_app
-from citywallet.identity import service
+from citywallet.identity import consent, service
 from citywallet.platform.db import Database
 from citywallet.platform.logging import configure_logging
 from citywallet.runtime import Runtime
@@ -57,6 +57,7 @@ def _sign_up(client: TestClient, phone: str = PHONE, session: str = "bearer") ->
         "password": PASSWORD,
         "session": session,
         "device_name": "Pixel",
+        "consent": consent.signup_body(),
     }
     response = client.post("/v1/auth/register", json=body)
     assert response.status_code == 201, response.text
@@ -101,7 +102,8 @@ def test_sign_up_with_the_code_from_the_dev_outbox(client: TestClient) -> None:
 
 def _sign_up_with(client: TestClient, code: str) -> dict[str, Any]:
     response = client.post(
-        "/v1/auth/register", json={"phone": PHONE, "code": code, "password": PASSWORD}
+        "/v1/auth/register",
+        json={"phone": PHONE, "code": code, "password": PASSWORD, "consent": consent.signup_body()},
     )
     assert response.status_code == 201, response.text
     data: dict[str, Any] = response.json()
@@ -114,9 +116,14 @@ def test_sign_up_refusals(client: TestClient) -> None:
     )
     client.post("/v1/auth/sms-codes", json={"phone": PHONE})
     code = _code_for(client, PHONE)
-    weak = {"phone": PHONE, "code": code, "password": "password"}
+    weak = {"phone": PHONE, "code": code, "password": "password", "consent": consent.signup_body()}
     _problem(client.post("/v1/auth/register", json=weak), 422, "weak_password")
-    wrong = {"phone": PHONE, "code": f"{(int(code) + 1) % 10**6:06d}", "password": PASSWORD}
+    wrong = {
+        "phone": PHONE,
+        "code": f"{(int(code) + 1) % 10**6:06d}",
+        "password": PASSWORD,
+        "consent": consent.signup_body(),
+    }
     body = _problem(client.post("/v1/auth/register", json=wrong), 422, "sms_code_invalid")
     assert body["attempts_left"] == 4
     _sign_up_with(client, code)
@@ -233,6 +240,7 @@ def test_the_session_cookie_is_httponly_and_samesite(client: TestClient) -> None
         "code": _code_for(client, PHONE),
         "password": PASSWORD,
         "session": "cookie",
+        "consent": consent.signup_body(),
     }
     response = client.post("/v1/auth/register", json=body)
     cookies = response.headers.get_list("set-cookie")

@@ -29,7 +29,8 @@ def sign_up(site: Site, page: Page, phone: str, shots: Shots) -> None:
     code = last_code(site.db, site.runtime.encryptor, phone)
     page.get_by_label("短信验证码").fill(code)
     page.get_by_label("设置登录密码").fill(PASSWORD)
-    page.get_by_role("button", name="注册", exact=True).click()
+    page.locator("#f-consent-wallet").check()
+    page.get_by_role("button", name="同意并注册", exact=True).click()
     page.wait_for_url("**/app/me?welcome=1")
 
 

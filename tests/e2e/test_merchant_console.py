@@ -142,7 +142,7 @@ def test_a_merchant_onboards_sells_refunds_and_downloads_a_statement(
     expect(page.locator("tr[data-type=refund]")).to_be_visible()
     shots(page, "statement")
     with page.expect_download() as downloading:
-        page.get_by_role("link", name="Download CSV").click()
+        page.get_by_role("link", name="Download CSV", exact=True).click()
     rows = list(csv.reader(io.StringIO(downloading.value.path().read_text("utf-8"))))
     today = datetime.now(ZoneInfo(runtime.settings.business_timezone)).date()
     assert downloading.value.suggested_filename == f"{mine.id}-{today}.csv"

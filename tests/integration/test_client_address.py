@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from citywallet.identity import consent
 from tests.server_support import serve as _serve
 
 FORGED = "198.51.100.7"
@@ -23,7 +24,12 @@ def _session_address(base: str, phone: str) -> str:
     messages = httpx2.get(f"{base}/v1/dev/sms", params={"phone": phone}).json()["items"]
     code = re.search(r"\d{6}", messages[0]["text"])
     assert code is not None
-    body = {"phone": phone, "code": code.group(), "password": "correct horse 7"}
+    body = {
+        "phone": phone,
+        "code": code.group(),
+        "password": "correct horse 7",
+        "consent": consent.signup_body(),
+    }
     signed = httpx2.post(f"{base}/v1/auth/register", json=body, headers=forged)
     assert signed.status_code == 201, signed.text
     token = signed.json()["session"]["token"]

@@ -106,6 +106,8 @@ def test_icons_are_pngs_of_their_size(client: TestClient) -> None:
 
 # --- sign-up ------------------------------------------------------------------------------
 
+CONSENT_FORM = {"agreement_version": "1", "privacy_version": "1", "consent_wallet": "1"}
+
 
 def test_sign_up_with_the_sandbox_code(client: TestClient, runtime: Runtime) -> None:
     page = client.get("/app/signup")
@@ -121,11 +123,23 @@ def test_sign_up_with_the_sandbox_code(client: TestClient, runtime: Runtime) -> 
     assert phone in step2.text
     code = last_code(runtime.db, runtime.encryptor, phone)
 
+    # sign-up requires the wallet's consent: refused next to the consents, nothing spent
+    unconsented = post(
+        client,
+        "/app/signup",
+        {"phone": phone, "code": code, "password": PASSWORD, "agreement_version": "1"},
+        sent.headers["location"],
+    )
+    assert unconsented.status_code == 422
+    assert 'id="e-consent"' in unconsented.text
+    assert 'data-code="consent_required"' in unconsented.text
+    assert 'href="/app/legal/privacy_policy"' in unconsented.text
+
     wrong = "000000" if code != "000000" else "111111"
     refused = post(
         client,
         "/app/signup",
-        {"phone": phone, "code": wrong, "password": PASSWORD},
+        {"phone": phone, "code": wrong, "password": PASSWORD, **CONSENT_FORM},
         sent.headers["location"],
     )
     assert refused.status_code >= 400
@@ -134,7 +148,7 @@ def test_sign_up_with_the_sandbox_code(client: TestClient, runtime: Runtime) -> 
     done = post(
         client,
         "/app/signup",
-        {"phone": phone, "code": code, "password": PASSWORD},
+        {"phone": phone, "code": code, "password": PASSWORD, **CONSENT_FORM},
         sent.headers["location"],
     )
     assert done.status_code == 303

@@ -40,6 +40,7 @@ PUBLIC: set[str] = {
     "/app/sw.js",
     "/app/icons/{size}.png",
     "/app/offline",
+    "/app/legal/{name}",  # the service agreement and privacy policy, read before signing up
     "/app/password/forgot",
 }
 PARAM = re.compile(r"\{[^}]+\}")

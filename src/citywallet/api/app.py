@@ -27,6 +27,7 @@ from citywallet.api import (
     operator_control,
     passkeys,
     payments,
+    privacy,
     problems,
     receiving,
     redpackets,
@@ -103,6 +104,7 @@ def create_app(runtime: Runtime | None = None, *, start_worker: bool = False) ->
     app.include_router(ledger.router)
     app.include_router(identity.router)
     app.include_router(passkeys.router)
+    app.include_router(privacy.router)
     app.include_router(wallet.router)
     app.include_router(receiving.router)
     app.include_router(payments.router)

@@ -135,7 +135,9 @@ def register(
     body: UserCreate, request: Request, response: Response, runtime: RuntimeDep
 ) -> AuthPublic:
     """Create an account with a mainland mobile number, its SMS code and a password;
-    signs in (``session``: ``bearer`` token in the body, or ``cookie``)."""
+    signs in (``session``: ``bearer`` token in the body, or ``cookie``). ``consent`` must
+    include ``wallet`` (422 ``consent_required``) and name the documents' current versions
+    (409 ``consent_outdated``); it is recorded with the time (docs/identity.md, "Consent")."""
     result = service.register(
         runtime.db,
         phone=body.phone,
@@ -144,6 +146,8 @@ def register(
         device=_device(request, body.session, body.device_name),
         settings=runtime.settings,
         encryptor=runtime.encryptor,
+        consent=body.consent.to_domain(),
+        consent_source="api",
     )
     return _signed_in(runtime, response, result)
 

@@ -14,7 +14,7 @@ another merchant's id answers 404), call one service, render.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
 from fastapi.concurrency import run_in_threadpool
@@ -606,14 +606,23 @@ def get_settlement(
 
 
 @server_router.get("/statements/{day}.csv", responses=SIGNED_RESPONSES, response_class=Response)
-def get_statement_csv(day: Day, caller: SignedMerchant, runtime: RuntimeDep) -> Response:
+def get_statement_csv(
+    day: Day,
+    caller: SignedMerchant,
+    runtime: RuntimeDep,
+    headers: Annotated[
+        Literal["keys", "zh"],
+        Query(description="'keys' (default): column keys; 'zh': Chinese headers and types."),
+    ] = "keys",
+    bom: Annotated[bool, Query(description="Start with a UTF-8 BOM (for Excel).")] = False,
+) -> Response:
     """One business day's statement as CSV (docs/merchant.md lists the columns)."""
     with runtime.db.uow(readonly=True) as uow:
         found = merchants.statement(
             uow, merchant_id=caller.merchant_pk, day=day, settings=runtime.settings
         )
     return Response(
-        merchants.statement_csv(found),
+        merchants.statement_csv(found, bom=bom, headers=headers),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{caller.merchant_id}-{day}.csv"'},
     )

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from citywallet.identity.codes import CodeSent
+from citywallet.identity.consent_schemas import ConsentCreate
 from citywallet.identity.gateways import SandboxMessage
 from citywallet.identity.service import TierStatus, UserProfile
 from citywallet.identity.sessions import IssuedSession, SessionView
@@ -45,11 +46,13 @@ class SmsCodePublic(BaseModel):
 
 
 class UserCreate(BaseModel):
-    """Sign up: phone, the SMS code sent to it, a password; opens a session."""
+    """Sign up: phone, the SMS code sent to it, a password, and the consents given (the
+    service agreement and privacy policy versions shown, the purposes); opens a session."""
 
     phone: str = PhoneField
     code: str = CodeField
     password: str = PasswordField
+    consent: ConsentCreate
     session: SessionKind = Field(
         default="bearer", description="'bearer': token in the body; 'cookie': HttpOnly cookie."
     )

@@ -24,6 +24,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from citywallet.identity import codes, keys, sessions
+from citywallet.identity import consent as consent_rules
+from citywallet.identity.consent import SignupConsent
 from citywallet.identity.errors import (
     AccountClosed,
     AccountFrozen,
@@ -391,8 +393,16 @@ def register(
     device: Device,
     settings: Settings | None = None,
     encryptor: Encryptor | None = None,
+    consent: SignupConsent | None = None,
+    consent_source: str = "api",
 ) -> LoginResult:
-    """Create an account from a phone number proven by an SMS code, and sign it in."""
+    """Create an account from a phone number proven by an SMS code, and sign it in.
+
+    ``consent``: what the resident accepted (the API and the pages require it; checked
+    before anything is written, recorded in the sign-up's transaction, docs/identity.md
+    "Consent"). Without it (trusted provisioning) no consent is recorded."""
+    if consent is not None:
+        consent_rules.check_signup(consent)
     cfg, enc = _settings(settings), keys.encryptor_or_default(encryptor)
     e164, code_id, password_hash, phone_key = _prove_phone_with_password(
         db,
@@ -425,6 +435,8 @@ def register(
         uow.session.add(user)
         uow.session.flush()
         add_event(uow, user, "registered")
+        if consent is not None:
+            consent_rules.record_signup(uow, user=user, consent=consent, source=consent_source)
         session = _open_session(uow, user, device, cfg)
         return LoginResult(_view(user, None), session)
 

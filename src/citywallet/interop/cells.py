@@ -49,6 +49,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from stdnum.cn import ric, uscc
 
+from citywallet.identity import consent
 from citywallet.interop.faultproxy import FaultProxy, FaultRates
 from citywallet.merchant import signing
 from citywallet.wallet.bank import sandbox_card_number
@@ -550,7 +551,8 @@ def seed_resident(client: httpx2.Client, cell: Cell, i: int, top_up: int) -> Res
     if found is None:
         raise RuntimeError(f"no sign-up code for {phone}")
     signed = _ok(client.post("/v1/auth/register", json={
-        "phone": phone, "code": found.group(), "password": PASSWORD}))  # fmt: skip
+        "phone": phone, "code": found.group(), "password": PASSWORD,
+        "consent": consent.signup_body()}))  # fmt: skip
     user_id = str(signed["user"]["id"])
     token = str(signed["session"]["token"])
     auth = {"Authorization": f"Bearer {token}"}

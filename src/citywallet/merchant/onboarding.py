@@ -96,6 +96,8 @@ class MerchantView:
     status_reason: str
     notify_url: str | None
     created_at: int
+    settlement_bank: str = ""  # the bank's name as the card row keeps it
+    settlement_last4: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ def merchant_view(row: Merchant) -> MerchantView:
         address=row.address,
         contact_name=row.contact_name,
         settlement_card=f"{row.card_bank_name} ****{row.card_last4}",
+        settlement_bank=row.card_bank_name,
+        settlement_last4=row.card_last4,
         fee_rate_bp=row.fee_rate_bp,
         settle_days=row.settle_days,
         status=row.status,

@@ -31,8 +31,6 @@ range), which settlement uses too.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -43,6 +41,7 @@ from sqlalchemy import select, text
 from citywallet.ledger.types import TransferCode, TransferFlags
 from citywallet.merchant.models import Order, Refund, Settlement
 from citywallet.merchant.onboarding import merchant_by_pk
+from citywallet.platform import csvfile
 from citywallet.platform.config import Settings
 from citywallet.platform.db import UnitOfWork
 from citywallet.wallet.accounts import CURRENCY
@@ -342,10 +341,20 @@ def csv_row(line: StatementLine) -> list[str]:
     ]
 
 
-def statement_csv(found: Statement) -> str:
-    """The statement as CSV: the header row, then one row per line, no footer."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    writer.writerows(csv_row(line) for line in found.lines)
-    return buffer.getvalue()
+# The columns in Chinese, for people opening the file in Excel (``headers="zh"``).
+CSV_HEADER_ZH = ("时间", "类型", "商户订单号", "商户退款单号", "金额", "手续费", "净额", "余额")
+LINE_TYPES_ZH = {"payment": "收款", "refund": "退款", "settlement": "结算", "adjustment": "调整"}
+
+
+def statement_csv(found: Statement, *, bom: bool = False, headers: str = "keys") -> str:
+    """The statement as CSV: the header row, then one row per line, no footer.
+
+    Machine readers get the column keys (:data:`CSV_HEADER`) and no BOM; people get a UTF-8
+    BOM (``bom``, so Excel reads it as UTF-8) and, with ``headers="zh"``, Chinese headers
+    and line types."""
+    chinese = headers == "zh"
+    header = CSV_HEADER_ZH if chinese else CSV_HEADER
+    rows = (csv_row(line) for line in found.lines)
+    if chinese:
+        rows = ([r[0], LINE_TYPES_ZH.get(r[1], r[1]), *r[2:]] for r in rows)
+    return csvfile.write(header, rows, bom=bom)

@@ -16,60 +16,20 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from citywallet.merchant import mcc
 from citywallet.platform.clock import now_us
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import InvalidInput
 from citywallet.wallet.models import Activity
 from citywallet.wallet.rules import CHINA
 
-# (first MCC, last MCC, category key): checked in order, first match wins.
-CATEGORY_RANGES: tuple[tuple[int, int, str], ...] = (
-    (5811, 5814, "dining"),
-    (5411, 5411, "groceries"),
-    (5422, 5499, "groceries"),
-    (5912, 5912, "health"),
-    (8011, 8099, "health"),
-    (4111, 4131, "transport"),
-    (4784, 4789, "transport"),
-    (5541, 5542, "transport"),
-    (4812, 4816, "utilities"),
-    (4899, 4900, "utilities"),
-    (5611, 5699, "clothing"),
-    (5311, 5399, "shopping"),
-    (5200, 5261, "shopping"),
-    (5712, 5735, "shopping"),
-    (5940, 5999, "shopping"),
-    (7832, 7841, "entertainment"),
-    (7911, 7999, "entertainment"),
-    (8211, 8299, "education"),
-    (3501, 3999, "travel"),
-    (7011, 7012, "travel"),
-    (4511, 4511, "travel"),
-)
-CATEGORIES = (
-    "dining",
-    "groceries",
-    "shopping",
-    "clothing",
-    "transport",
-    "health",
-    "utilities",
-    "entertainment",
-    "education",
-    "travel",
-    "other",
-)
+CATEGORIES = tuple(mcc.CATEGORY_NAMES)
 
 
-def category_of(mcc: str) -> str:
-    """The spending category of an ISO 18245 merchant category code (``other`` if unknown)."""
-    if not (len(mcc) == 4 and mcc.isdigit()):
-        return "other"
-    code = int(mcc)
-    for first, last, key in CATEGORY_RANGES:
-        if first <= code <= last:
-            return key
-    return "other"
+def category_of(code: str) -> str:
+    """The spending category of an ISO 18245 merchant category code (``other`` if unknown);
+    the table is :mod:`citywallet.merchant.mcc`'s."""
+    return mcc.category_of(code)
 
 
 @dataclass(frozen=True)
@@ -81,6 +41,7 @@ class SpendLine:
     label_en: str
     amount: int  # fen, payments less refunds
     count: int  # payments
+    mcc: str = ""  # a merchant's category code (empty for a category line)
 
 
 @dataclass(frozen=True)
@@ -202,16 +163,19 @@ def spending_overview(
     by_merchant: list[SpendLine] = []
     by_category: dict[str, tuple[int, int]] = {}
     for merchant_id, amount in per_merchant.items():
-        name_zh, name_en, mcc = _merchant_facts(uow, merchant_id)
+        name_zh, name_en, code = _merchant_facts(uow, merchant_id)
         by_merchant.append(
-            SpendLine(merchant_id, name_zh, name_en, amount, counts.get(merchant_id, 0))
+            SpendLine(merchant_id, name_zh, name_en, amount, counts.get(merchant_id, 0), code)
         )
-        key = category_of(mcc)
+        key = category_of(code)
         total, count = by_category.get(key, (0, 0))
         by_category[key] = (total + amount, count + counts.get(merchant_id, 0))
     by_merchant.sort(key=lambda line: (-line.amount, line.key))
     categories = sorted(
-        (SpendLine(key, key, key, amount, count) for key, (amount, count) in by_category.items()),
+        (
+            SpendLine(key, *mcc.CATEGORY_NAMES[key], amount, count)
+            for key, (amount, count) in by_category.items()
+        ),
         key=lambda line: (-line.amount, line.key),
     )
     return SpendingOverview(

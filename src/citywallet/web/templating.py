@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from citywallet.money import Money
+from citywallet.web import localized
 from citywallet.web.i18n import LABELS, LANGUAGES, Translations
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
@@ -90,6 +91,7 @@ def render(
         "field_errors": {},
         "form": {},
         "flash": request.query_params.get("done", ""),
+        **localized.helpers(tr),
     }
     values.update(context or {})
     page = ENV.get_template(template)

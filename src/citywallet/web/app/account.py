@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from PIL import Image, ImageDraw
 
-from citywallet.identity import codes, pins, sessions
+from citywallet.identity import codes, consent, pins, sessions
 from citywallet.identity import service as identity
 from citywallet.interop.provider import service as interop
 from citywallet.platform.db import UnitOfWork
@@ -54,6 +54,9 @@ SIGNUP_FIELDS = {
     "sms_code_invalid": "code",
     "sms_code_expired": "code",
     "weak_password": "password",
+    "consent_required": "consent",
+    "consent_outdated": "consent",
+    "invalid_consent": "consent",
 }
 REAL_NAME_FIELDS = {
     "invalid_name": "name",
@@ -245,6 +248,7 @@ def _signup_page(
             "sent": sent,
             "wait": max(0, min(wait, MAX_WAIT)),
             "sandbox": runtime_of(request).settings.sandbox,
+            "consent_versions": consent.current_versions(),
             "field_errors": errors or {},
         },
         status_code=status_code,
@@ -312,6 +316,15 @@ def send_signup_code(request: Request, fields: FormFields) -> Response:
     return response
 
 
+def _signup_consent(fields: dict[str, str]) -> consent.SignupConsent:
+    """The consents ticked on the sign-up form and the document versions it showed."""
+    return consent.SignupConsent(
+        agreement_version=fields.get("agreement_version", "")[:16],
+        privacy_version=fields.get("privacy_version", "")[:16],
+        purposes=frozenset(p for p in consent.PURPOSES if fields.get(f"consent_{p}") == "1"),
+    )
+
+
 @router.post("/signup")
 def signup(request: Request, fields: FormFields) -> Response:
     """Create the account with the code and a password, and sign in."""
@@ -326,6 +339,8 @@ def signup(request: Request, fields: FormFields) -> Response:
             device=_device(request),
             settings=runtime.settings,
             encryptor=runtime.encryptor,
+            consent=_signup_consent(fields),
+            consent_source="signup",
         )
     except DomainError as exc:
         return _signup_page(

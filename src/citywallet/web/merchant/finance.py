@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from citywallet.merchant import service as merchants
+from citywallet.platform import csvfile
 from citywallet.web.merchant.shared import LINE_LABELS, SETTLEMENT_LABELS, ConsoleDep
 from citywallet.web.session import runtime_of
 from citywallet.web.templating import render
@@ -74,13 +75,15 @@ def statement_page(request: Request, console: ConsoleDep, day: str = "") -> Resp
 
 
 @router.get("/statements/{day}.csv")
-def statement_csv(request: Request, day: date, console: ConsoleDep) -> Response:
-    """One business day's statement as CSV (the columns of docs/merchant.md)."""
+def statement_csv(request: Request, day: date, console: ConsoleDep, headers: str = "") -> Response:
+    """One business day's statement as CSV (the columns of docs/merchant.md) with a UTF-8
+    BOM so Excel opens it; ``?headers=zh``: Chinese headers and line types."""
     runtime = runtime_of(request)
     with runtime.db.uow(readonly=True) as uow:
         found = merchants.statement(uow, merchant_id=console.pk, day=day, settings=runtime.settings)
+    chosen = "zh" if csvfile.header_lang(headers) == "zh" else "keys"
     return Response(
-        merchants.statement_csv(found),
+        merchants.statement_csv(found, bom=True, headers=chosen),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{console.merchant.id}-{day}.csv"'},
     )

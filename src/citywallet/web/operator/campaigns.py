@@ -16,6 +16,7 @@ from citywallet.control import service as control
 from citywallet.control.rules import KINDS as DUAL
 from citywallet.identity import audit
 from citywallet.identity.audit import Actor
+from citywallet.merchant import mcc
 from citywallet.platform.db import UnitOfWork
 from citywallet.platform.errors import DomainError
 from citywallet.runtime import Runtime
@@ -121,7 +122,9 @@ def _dashboard(request: Request, campaign_id: str) -> dict[str, Any]:
         "labels": LABELS,
         "issue_progress": (view.issued, view.winners),
         "reclaim_progress": (max(reclaimable - data.outstanding, 0), max(reclaimable, 0)),
-        "by_mcc": bar_chart([(b.key, b.spent) for b in data.by_mcc]),
+        "by_mcc": bar_chart(
+            [(mcc.label(b.key, request.state.tr.lang), b.spent) for b in data.by_mcc]
+        ),
         "by_district": bar_chart([(b.key, b.spent) for b in data.by_district]),
         "by_resident_district": bar_chart(
             [(d.district or "—", d.registrations) for d in data.by_resident_district]

@@ -1,32 +1,26 @@
 """The options of the campaign form's pickers (districts, merchants, MCC categories), as
 (value, label) pairs for ``macros/picker.html``, and reading a picker's several values.
 
-The MCC picker's list comes from the spending categories' MCC ranges
-(:data:`citywallet.wallet.spending.CATEGORY_RANGES`) until a full MCC table exists: any
-list of (code, label) pairs can take its place."""
+The MCC picker's list is the full MCC table (:mod:`citywallet.merchant.mcc`): every named
+code with its name and spending category in the page's language."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from citywallet.merchant import pickers
+from citywallet.merchant import mcc, pickers
 from citywallet.platform.db import UnitOfWork
-from citywallet.wallet.spending import CATEGORY_RANGES
-from citywallet.web.app.money import CATEGORY_LABELS
 from citywallet.web.i18n import Translations
 
 PICKED = ("districts", "eligible_districts", "merchant_ids", "mccs")
-RANGE_LIMIT = 12  # a longer range of codes is offered by its first code only
 
 
 def mcc_options(tr: Translations) -> list[tuple[str, str]]:
-    """(code, "code · category") for the MCCs the spending categories know, by code."""
-    codes: dict[str, str] = {}
-    for first, last, key in CATEGORY_RANGES:
-        span = range(first, last + 1) if last - first < RANGE_LIMIT else (first,)
-        for code in span:
-            codes.setdefault(f"{code:04d}", tr.gettext(CATEGORY_LABELS.get(key, key)))
-    return [(code, f"{code} · {label}") for code, label in sorted(codes.items())]
+    """(code, "code · name · category") for every code of the MCC table, by code."""
+    return [
+        (code, f"{code} · {name} · {mcc.describe(code).category_name(tr.lang)}")
+        for code, name, _group in mcc.choices(tr.lang)
+    ]
 
 
 def options(uow: UnitOfWork, tr: Translations) -> dict[str, list[tuple[str, str]]]:
