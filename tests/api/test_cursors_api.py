@@ -18,6 +18,7 @@ CURSOR_LISTS = {
     "/v1/redpacket-groups",
     "/v1/redpacket-groups/{group_id}/redpackets",
     "/v1/redpackets",
+    "/v1/messages",
 }
 
 

@@ -35,16 +35,18 @@ class _Driver(Exception):
         ("57P01", "terminating connection due to administrator command", True),
         ("57P03", "the database system is starting up", True),
         ("08006", "connection failure", True),
-        (None, "connection refused", True),
-        (None, "database is locked", True),
+        (None, "connection refused", True),  # psycopg's own: no server answered
+        (None, "consuming input failed: server closed the connection", True),
+        ("sqlite", "database is locked", True),
         ("40001", "could not serialize access", False),
-        (None, "no such table: identity_users", False),
+        ("sqlite", "no such table: identity_users", False),
     ],
 )
 def test_which_database_errors_mean_try_again_later(
     sqlstate: str | None, message: str, unavailable: bool
 ) -> None:
-    exc = OperationalError("SELECT 1", {}, _Driver(message, sqlstate))
+    driver = Exception(message) if sqlstate == "sqlite" else _Driver(message, sqlstate)
+    exc = OperationalError("SELECT 1", {}, driver)
     assert is_unavailable(exc) is unavailable
 
 

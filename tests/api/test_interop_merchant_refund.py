@@ -37,7 +37,7 @@ from tests.identity_support import PASSWORD
 from tests.interop_support import ME, OTHER, FakeSwitch, eventually, interop_settings, outbox
 from tests.ledger_checks import assert_ledger_clean, test_encryptor
 from tests.merchant_support import ShopOwner, merchant_row
-from tests.wallet_support import count, platform_balance
+from tests.wallet_support import PIN, count, platform_balance
 
 RATE_BP = 38
 PAYER = "13700137000"  # the other provider's resident who paid
@@ -259,6 +259,7 @@ def test_the_console_refunds_through_the_switch(
     )
     assert asked.status_code == 200, asked.text[:500]
     fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', asked.text))
+    fields["pin"] = PIN  # the owner confirms a refund with the payment PIN
     for _ in range(2):  # a double submit refunds once
         done = client.post(
             f"/merchant/orders/{order_id}/refund/confirmed", data=fields, follow_redirects=False

@@ -18,7 +18,7 @@ from citywallet.api.app import create_app
 from citywallet.platform.db import Database
 from citywallet.platform.migrations import head_revision
 from citywallet.runtime import Runtime
-from tests.ledger_checks import assert_ledger_clean, test_encryptor
+from tests.ledger_checks import assert_ledger_clean, stamp_schema, test_encryptor
 from tests.wallet_support import PIN, Person, wallet_settings
 
 UNSEALED = "block_height IS NULL"
@@ -99,17 +99,18 @@ def test_pending_money_is_a_gauge_of_the_books(client: TestClient, db: Database)
 def test_readiness_follows_the_schema_and_the_seal(
     client: TestClient, runtime: Runtime, db: Database
 ) -> None:
+    stamp_schema(db, None)
     unstamped = client.get("/readyz")  # a schema no migration made: not one we know
     assert unstamped.status_code == 503
     assert unstamped.json()["checks"]["migrations"]["database"] is None
-    _stamp(db, head_revision())
+    stamp_schema(db, head_revision())
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "ready"
     checks = ready.json()["checks"]
     assert checks["migrations"]["database"] == checks["migrations"]["code"]
 
-    _stamp(db, "0001")  # a database many migrations behind the code
+    stamp_schema(db, "0001")  # a database many migrations behind the code
     behind = client.get("/readyz")
     assert behind.status_code == 503
     assert behind.json()["status"] == "not_ready"
@@ -120,7 +121,7 @@ def test_readiness_follows_the_schema_and_the_seal(
 def test_an_unsealed_transfer_past_the_bound_makes_the_process_not_ready(
     client: TestClient, runtime: Runtime, db: Database
 ) -> None:
-    _stamp(db, head_revision())
+    stamp_schema(db, head_revision())
     assert client.get("/readyz").status_code == 200
     alice = Person(client, 4)
     alice.money("/v1/wallet/topups", {"card_id": alice.card_id, "amount": 100, "pin": PIN})
@@ -136,17 +137,6 @@ def test_an_unsealed_transfer_past_the_bound_makes_the_process_not_ready(
     answer = client.get("/readyz")
     assert answer.status_code == 503
     assert answer.json()["checks"]["seal_lag_seconds"]["value"] > bound
-
-
-def _stamp(db: Database, revision: str | None) -> None:
-    """Stamp the test schema (made from the models, not by migrations) as ``revision``."""
-    with db.uow() as uow:
-        uow.session.execute(
-            text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL)")
-        )
-        uow.session.execute(text("DELETE FROM alembic_version"))
-        uow.session.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": revision})
-        uow.commit()
 
 
 def _exported(client: TestClient) -> set[str]:

@@ -5,6 +5,9 @@ the bell rings only after a commit."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select, text
@@ -13,6 +16,8 @@ from citywallet.inbox import bell, kinds
 from citywallet.inbox import service as inbox
 from citywallet.inbox.models import Notice
 from citywallet.platform.db import Database
+
+T = TypeVar("T")
 
 
 def test_a_notice_lives_and_dies_with_its_transaction(db: Database) -> None:
@@ -111,7 +116,7 @@ def test_the_bell_rings_after_the_commit_only(db: Database) -> None:
         finally:
             bell.BELL.unsubscribe(sub)
 
-    assert asyncio.run(scenario()) == (False, True)
+    assert _run(scenario) == (False, True)
     assert bell.BELL.listening("usr_bell") == 0
 
 
@@ -132,7 +137,7 @@ def test_other_processes_commits_ring_here_on_postgresql(db: Database) -> None:
             bell.BELL.unsubscribe(sub)
             bell.stop_listening(db.url)
 
-    assert asyncio.run(scenario()) is postgres
+    assert _run(scenario) is postgres
 
 
 def _notify_from_outside(db: Database, user_id: str) -> None:
@@ -141,3 +146,10 @@ def _notify_from_outside(db: Database, user_id: str) -> None:
     with db.engine.connect() as conn:
         conn.execute(text("SELECT pg_notify(:c, :u)"), {"c": bell.CHANNEL, "u": user_id})
         conn.commit()
+
+
+def _run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run`` on a thread of its own: an earlier test in this process (a browser
+    driver) may have left an event loop set on the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(scenario())).result()

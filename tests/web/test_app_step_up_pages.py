@@ -52,11 +52,13 @@ def test_a_large_transfer_asks_for_an_sms_code_then_goes_through(
     sign_in(client, payer)
     top_up(client, payer, "300")
     token, key = key_of(client, "/app/transfer")
-    page = client.get("/app/transfer")
+    step_1 = {"to": payee.phone, "amount": "100.00", "key": key, "csrf_token": token}
+    page = client.post("/app/transfer", data=step_1)  # the confirm step: name, then the PIN
+    assert page.status_code == 200, page.text
     assert "data-pinpad" in page.text
     assert 'data-passkey-intent="transfer"' in page.text
-    form = {"to": payee.phone, "amount": "100.00", "pin": PIN, "key": key, "csrf_token": token}
-    asked = client.post("/app/transfer", data=form)
+    form = {"to": payee.user_id, "amount": "100.00", "pin": PIN, "key": key, "csrf_token": token}
+    asked = client.post("/app/transfer/confirm", data=form)
     assert asked.status_code == 403, asked.text
     assert 'data-code="step_up_required"' in asked.text
     assert 'name="sms_code"' in asked.text
@@ -64,13 +66,14 @@ def test_a_large_transfer_asks_for_an_sms_code_then_goes_through(
 
     sent = client.post("/v1/step-up/sms-codes", headers={"X-CSRF-Token": token})
     assert sent.status_code == 202, sent.text
-    done = client.post("/app/transfer", data={**form, "sms_code": latest_code(runtime)})
+    done = client.post("/app/transfer/confirm", data={**form, "sms_code": latest_code(runtime)})
     assert done.status_code == 303, done.text
     assert balance(runtime.db, payer.user_id)[0] == 30_000 - 10_000
     assert balance(runtime.db, payee.user_id)[0] == 10_000
 
     below = client.post(
-        "/app/transfer", data={**form, "amount": "99.99", "key": key_of(client, "/app/transfer")[1]}
+        "/app/transfer/confirm",
+        data={**form, "amount": "99.99", "key": key_of(client, "/app/transfer")[1]},
     )
     assert below.status_code == 303, below.text  # one fen below: the PIN alone
     assert balance(runtime.db, payer.user_id)[0] == 30_000 - 10_000 - 9_999

@@ -346,7 +346,8 @@ def is_unavailable(exc: DBAPIError) -> bool:
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
     if exc.connection_invalidated or sqlstate.startswith("08") or sqlstate in UNAVAILABLE_SQLSTATES:
         return True
-    if isinstance(exc, OperationalError) and not sqlstate:  # no server answered at all
-        text = str(exc.orig).lower()
-        return "database is locked" in text or "connect" in text or "server closed" in text
+    if isinstance(exc, OperationalError) and not sqlstate:
+        if not hasattr(exc.orig, "sqlstate"):  # SQLite: only a busy database is worth a retry
+            return "database is locked" in str(exc.orig)
+        return True  # psycopg's own: connecting failed, or the connection broke
     return False

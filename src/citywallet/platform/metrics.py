@@ -99,6 +99,8 @@ def count_transfers(conn: Connection, created: Iterable[tuple[str, int, int]]) -
 
 @event.listens_for(Engine, "commit")
 def _committed(conn: Connection) -> None:
+    if conn.invalidated:  # a lost connection: its info cannot be read, nothing was counted
+        return
     tally: Tally[tuple[str, str]] | None = conn.info.pop(_PENDING_KEY, None)
     amounts: Tally[tuple[str, str]] = conn.info.pop(_PENDING_KEY + ".amount", Tally())
     if not tally:
@@ -110,6 +112,10 @@ def _committed(conn: Connection) -> None:
 
 @event.listens_for(Engine, "rollback")
 def _rolled_back(conn: Connection) -> None:
+    # Reading .info of a connection lost mid-transaction would try to reconnect it (and
+    # refuse: PendingRollbackError); its tally goes with the pooled connection it named.
+    if conn.invalidated:
+        return
     conn.info.pop(_PENDING_KEY, None)
     conn.info.pop(_PENDING_KEY + ".amount", None)
 
