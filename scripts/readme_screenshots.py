@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "e2e"
 # (glob under SHOTS, target, the first screen's height / width, width to scale to)
 WANTED = [
-    ("test_*wallet*/*-home.zh_CN.phone.png", "app-home.png", 667 / 375, 300),
-    ("test_*dual_control*/*-operator-home.zh_CN.desktop.png", "operator-console.png", 0.62, 640),
+    ("test_newcomer_*_sqlite_/*-home.zh_CN.phone.png", "app-home.png", 667 / 375, 300),
+    ("test_one_operator_proposes_*_sqlite_/*-operator-home.zh_CN.desktop.png", "operator-console.png", 0.62, 640),
 ]
 
 
